@@ -1,0 +1,92 @@
+"""`yard doctor`: check each component a deployment needs and explain what is wrong."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from control.settings import Settings
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_database(settings: Settings) -> Check:
+    from control.db.engine import DatabaseProblem, check_connection, make_engine, redact
+    from control.db.migrate import current_revision, head_revision
+
+    url = settings.effective_database_url
+    try:
+        engine = make_engine(url, pool=False)
+        check_connection(engine)
+        current, head = current_revision(engine), head_revision()
+        engine.dispose()
+    except DatabaseProblem as exc:
+        return Check("database", False, str(exc), True)
+    if current != head:
+        state = "not initialised" if current is None else f"at revision {current}"
+        return Check("database", True, f"{redact(url)} reachable, schema {state} (head {head}); `yard up` migrates it.", True)
+    return Check("database", True, f"{redact(url)} reachable, schema at head {head}.", True)
+
+
+def check_object_store(settings: Settings) -> Check:
+    from control.objectstore import ObjectStore, ObjectStoreProblem
+
+    url = settings.effective_object_store_url
+    try:
+        ObjectStore.from_url(url, s3_endpoint=settings.s3_endpoint, s3_region=settings.s3_region).check()
+    except ObjectStoreProblem as exc:
+        return Check("object store", False, str(exc), True)
+    return Check("object store", True, f"{url} accepts writes, reads and deletes.", True)
+
+
+def check_docker(settings: Settings) -> Check:
+    required = settings.substrate == "docker"
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError:
+        return Check("docker engine", False, "The docker Python package is not installed.", required)
+    try:
+        client = docker.from_env(timeout=3)
+        version = client.version().get("Version", "?")
+        client.close()
+    except DockerException as exc:
+        hint = "start dockerd" if required else "only needed for DEVYARD_SUBSTRATE=docker"
+        first = str(exc).splitlines()[0][:200]
+        return Check("docker engine", False, f"Not reachable ({first}); {hint}.", required)
+    return Check("docker engine", True, f"Docker Engine {version} reachable.", required)
+
+
+def check_kubeconfig(settings: Settings) -> Check:
+    required = settings.substrate == "kubernetes"
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return Check("kubernetes", True, "Running in a cluster; in-cluster config will be used.", required)
+    paths = [Path(p) for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    paths = paths or [Path.home() / ".kube" / "config"]
+    found = [p for p in paths if p.is_file()]
+    if not found:
+        hint = "set KUBECONFIG" if required else "only needed for DEVYARD_SUBSTRATE=kubernetes"
+        return Check("kubernetes", False, f"No kubeconfig at {', '.join(map(str, paths))}; {hint}.", required)
+    try:
+        from kubernetes import config as kube_config
+
+        contexts, active = kube_config.list_kube_config_contexts(config_file=str(found[0]))
+    except Exception as exc:  # the kubernetes loader raises many types for bad files
+        return Check("kubernetes", False, f"{found[0]} cannot be read: {str(exc)[:200]}.", required)
+    name = active.get("name", "?") if active else "none"
+    return Check("kubernetes", True, f"{found[0]}: {len(contexts)} context(s), current '{name}'.", required)
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    return [check_database(settings), check_object_store(settings), check_docker(settings), check_kubeconfig(settings)]

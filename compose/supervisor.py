@@ -1,0 +1,232 @@
+"""``yard up`` / ``yard down``: the embedded stack in one process.
+
+The supervisor prepares the data dir, migrates the database, makes sure the local profile holds a
+working admin token, binds the API socket itself (so "port in use" is detected before anything
+starts, and port 0 picks a free one) and serves the control API with uvicorn. Later components
+(agent, scheduler) run in the same process. ``--detach`` re-executes this module in a new session
+and waits until the child answers its health check.
+"""
+
+from __future__ import annotations
+
+import errno
+import getpass
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from control.datadir import DataDir
+from control.settings import Settings, load_settings
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+
+
+class UpProblem(Exception):
+    """The stack cannot start or stop; one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    pid: int
+    url: str
+    data_dir: Path
+
+    def as_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "url": self.url, "data_dir": str(self.data_dir)}
+
+
+def admin_name() -> str:
+    """The operating-system user, shaped into a valid devyard user name."""
+    try:
+        raw = getpass.getuser()
+    except (KeyError, OSError):
+        raw = "admin"
+    name = re.sub(r"[^a-z0-9._-]", "-", raw.lower()).strip("-._")[:64]
+    return name or "admin"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_server(data_dir: DataDir) -> RunningServer | None:
+    """The server recorded in the data dir, if its process is still alive."""
+    try:
+        info = json.loads(data_dir.server_file.read_text())
+        server = RunningServer(int(info["pid"]), str(info["url"]), data_dir.root)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return server if pid_alive(server.pid) else None
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind the API socket, turning "address in use" into one clear sentence."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UpProblem(f"Port {port} on {host} is already in use; pass --port with a free port or stop the other process.") from exc
+        raise UpProblem(f"Cannot listen on {host}:{port} ({exc.strerror}); pass --host/--port.") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def client_url(host: str, port: int) -> str:
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def prepare(settings: Settings) -> DataDir:
+    """Data dir, database schema and the local profile's admin token; raises on any problem."""
+    from control import profiles
+    from control.bootstrap import local_admin_token, prepare_database
+    from control.db.engine import make_engine
+    from control.objectstore import ObjectStore
+
+    data_dir = DataDir(settings.data_dir)
+    data_dir.prepare()
+    engine = make_engine(settings.effective_database_url, pool=False)
+    try:
+        prepare_database(engine)
+        ObjectStore.from_url(settings.effective_object_store_url, s3_endpoint=settings.s3_endpoint, s3_region=settings.s3_region)
+        try:
+            current: str | None = profiles.load_profiles()[1][profiles.LOCAL].token
+        except (KeyError, profiles.ProfileProblem):
+            current = None
+        token = local_admin_token(engine, admin_name(), current)
+    finally:
+        engine.dispose()
+    if token != current:
+        profiles.save_profile(
+            profiles.Profile(profiles.LOCAL, client_url(settings.host, settings.port), token),
+            make_default=current is None,
+        )
+    return data_dir
+
+
+def _write_profile_url(url: str) -> None:
+    from control import profiles
+
+    _, known = profiles.load_profiles()
+    local = known.get(profiles.LOCAL)
+    if local is not None and local.url != url:
+        profiles.save_profile(profiles.Profile(profiles.LOCAL, url, local.token))
+
+
+def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = None) -> None:
+    """Serve the control API in this process until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from control.api.app import create_app
+    from control.api.services import Services
+
+    data_dir = DataDir(settings.data_dir)
+    sock = sock or bind_socket(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    url = client_url(settings.host, port)
+    services = Services.from_settings(settings)
+    app = create_app(services)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, lifespan="on")
+    server = uvicorn.Server(config)
+    data_dir.server_file.write_text(json.dumps({"pid": os.getpid(), "url": url, "started": time.time()}))
+    _write_profile_url(url)
+    if ready is not None:
+        ready(url)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        try:
+            info = json.loads(data_dir.server_file.read_text())
+            if info.get("pid") == os.getpid():
+                data_dir.server_file.unlink()
+        except (OSError, ValueError):
+            pass
+        services.engine.dispose()
+
+
+def start_detached(settings: Settings) -> RunningServer:
+    """Start the stack in the background and wait until it answers its health check."""
+    data_dir = DataDir(settings.data_dir)
+    # Binding here first gives the user the "port in use" sentence instead of a dead child.
+    bind_socket(settings.host, settings.port).close()
+    log = open(data_dir.server_log, "ab")
+    command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(settings.data_dir),
+               "--host", settings.host, "--port", str(settings.port)]
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log.close()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise UpProblem(f"The devyard server exited during start (code {child.returncode}); see {data_dir.server_log}.")
+        server = running_server(data_dir)
+        if server is not None and server.pid == child.pid:
+            try:
+                if httpx.get(server.url + "/api/v1/health", timeout=2).status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+        time.sleep(0.05)
+    child.terminate()
+    raise UpProblem(f"The devyard server did not become healthy within {START_TIMEOUT_S:.0f} s; see {data_dir.server_log}.")
+
+
+def stop(data_dir: DataDir) -> RunningServer | None:
+    """Stop the server recorded in the data dir (SIGTERM, then SIGKILL); None if none was running."""
+    server = running_server(data_dir)
+    if server is None:
+        return None
+    os.kill(server.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline and pid_alive(server.pid):
+        time.sleep(0.05)
+    if pid_alive(server.pid):
+        os.kill(server.pid, signal.SIGKILL)
+    data_dir.server_file.unlink(missing_ok=True)
+    return server
+
+
+def _main(argv: list[str]) -> int:
+    """Entry point of the detached child: ``python -m compose.supervisor --data-dir D ...``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="compose.supervisor")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings(args.data_dir, host=args.host, port=args.port)
+    prepare(settings)
+    serve(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""The control API (FastAPI, mounted at /api/v1)."""

@@ -1,0 +1,41 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from control import __version__
+from control.api import errors
+from control.api.limits import BodySizeLimit
+from control.api.routes import audit, environments, events, health, projects, tokens, users
+from control.api.services import Services
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(services: Services) -> FastAPI:
+    """Build the API around ready services (engine, store, event bus)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        services.events.close()
+
+    app = FastAPI(
+        title="devyard control API",
+        version=__version__,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    errors.install(app)
+    errors.install_body_limit_handler(app, services.settings.max_request_bytes)
+    for module in (health, users, tokens, projects, environments, audit, events):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_request_bytes)
+    return app

@@ -1,0 +1,97 @@
+"""Request dependencies: the database session and the authenticated principal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlmodel import Session, select
+
+from control.api.errors import ApiError
+from control.api.services import Services
+from control.auth import AGENTS, Principal, hash_token
+from control.db.tables import ApiToken, Role, User
+from control.db.types import utcnow
+
+# Writing last_used_at on every request would turn every read into a write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def db_session(svc: Annotated[Services, Depends(services)]) -> Iterator[Session]:
+    with Session(svc.engine, expire_on_commit=False) as session:
+        yield session
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthenticated", "Missing bearer token; pass 'Authorization: Bearer <token>'.")
+    return token.strip()
+
+
+def principal(request: Request, session: Annotated[Session, Depends(db_session)]) -> Principal:
+    token = _bearer(request)
+    row = session.exec(
+        select(ApiToken, User).join(User).where(ApiToken.token_hash == hash_token(token))
+    ).first()
+    if row is None:
+        raise ApiError(401, "unauthenticated", "The token is not valid.")
+    api_token, user = row
+    now = utcnow()
+    if api_token.revoked_at is not None:
+        raise ApiError(401, "unauthenticated", "The token has been revoked.")
+    if api_token.expires_at is not None and api_token.expires_at <= now:
+        raise ApiError(401, "unauthenticated", "The token has expired.")
+    if user.disabled:
+        raise ApiError(401, "unauthenticated", f"User {user.name} is disabled.")
+    if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION:
+        api_token.last_used_at = now
+        session.add(api_token)
+        session.commit()
+    assert user.id is not None and api_token.id is not None
+    return Principal(user_id=user.id, name=user.name, role=Role(user.role), token_id=api_token.id)
+
+
+Caller = Annotated[Principal, Depends(principal)]
+DB = Annotated[Session, Depends(db_session)]
+Svc = Annotated[Services, Depends(services)]
+
+
+def reader(who: Caller) -> Principal:
+    if not who.can_read():
+        raise ApiError(403, "forbidden", f"The {who.role} role cannot use this endpoint.")
+    return who
+
+
+def writer(who: Caller) -> Principal:
+    if who.role is Role.viewer:
+        raise ApiError(403, "forbidden", "Viewers have read-only access.")
+    if not who.can_write():
+        raise ApiError(403, "forbidden", f"The {who.role} role cannot use this endpoint.")
+    return who
+
+
+def admin(who: Caller) -> Principal:
+    if not who.is_admin:
+        raise ApiError(403, "forbidden", "Only admins can do this.")
+    return who
+
+
+def agent(who: Caller) -> Principal:
+    if who.role not in AGENTS:
+        raise ApiError(403, "forbidden", "Only agent tokens can use this endpoint.")
+    return who
+
+
+Reader = Annotated[Principal, Depends(reader)]
+Writer = Annotated[Principal, Depends(writer)]
+Admin = Annotated[Principal, Depends(admin)]
+AgentCaller = Annotated[Principal, Depends(agent)]

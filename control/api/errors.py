@@ -1,0 +1,96 @@
+"""JSON errors: every failure is ``{"error": {"code": ..., "message": ...}}`` with a 4xx/5xx status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("devyard.api")
+
+
+class ApiError(Exception):
+    """An error a client caused (or may retry), rendered as JSON."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def not_found(what: str, ident: object) -> ApiError:
+    return ApiError(404, "not_found", f"{what} {ident!s} does not exist.")
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, "forbidden", message)
+
+
+def conflict(message: str) -> ApiError:
+    return ApiError(409, "conflict", message)
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "request"
+
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+
+def _explain(error: Any) -> str:
+    """Pydantic's message, except for patterns, which users should not have to decode."""
+    if error.get("type") == "string_pattern_mismatch":
+        if error.get("ctx", {}).get("pattern") == NAME_PATTERN:
+            return "use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+        return "it has characters that are not allowed here"
+    return str(error.get("msg", "invalid value"))
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(error_body(exc.code, exc.message, **exc.extra), exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+        message = f"Invalid {_location(first['loc'])}: {_explain(first)}."
+        details = [{"field": _location(e["loc"]), "message": _explain(e)} for e in errors]
+        return JSONResponse(error_body("invalid_request", message, details=details), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404 and message == "Not Found":
+            message = "No such API route."
+        return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(error_body("internal", "Internal server error; see the server log."), 500)
+
+
+def install_body_limit_handler(app: FastAPI, max_bytes: int) -> None:
+    """A body that turned out too big while streaming is a 413, not a 500."""
+    from control.api.limits import BodyTooLarge
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_: Request, __: BodyTooLarge) -> JSONResponse:
+        return JSONResponse(
+            error_body("too_large", f"Request body is larger than the limit of {max_bytes} bytes."), 413
+        )

@@ -1,0 +1,105 @@
+"""Environments of a project: variables, secrets (write-only), agent queue, image, resources."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from control import audit
+from control.api.deps import DB, Reader, Svc, Writer
+from control.api.errors import conflict, not_found
+from control.api.routes.projects import find_project, require_owner
+from control.api.schemas import EnvironmentCreate, EnvironmentOut, EnvironmentUpdate
+from control.db.tables import Environment, Project
+from control.db.types import utcnow
+
+router = APIRouter(tags=["environments"])
+
+
+def environment_out(env: Environment, project: Project) -> EnvironmentOut:
+    assert env.id is not None
+    return EnvironmentOut(
+        id=env.id, project=project.name, name=env.name, variables=env.variables,
+        secret_names=sorted(env.secrets), agent_queue=env.agent_queue, image=env.image,
+        resources=env.resources, created_at=env.created_at, updated_at=env.updated_at,
+    )
+
+
+def find_environment(session: Session, project: Project, name: str) -> Environment:
+    env = session.exec(
+        select(Environment).where(Environment.project_id == project.id, Environment.name == name)
+    ).first()
+    if env is None:
+        raise not_found("Environment", f"{project.name}/{name}")
+    return env
+
+
+@router.get("/projects/{project}/environments", response_model=list[EnvironmentOut])
+def list_environments(project: str, session: DB, _: Reader) -> list[EnvironmentOut]:
+    proj = find_project(session, project)
+    envs = session.exec(select(Environment).where(Environment.project_id == proj.id).order_by(Environment.name))
+    return [environment_out(e, proj) for e in envs]
+
+
+@router.get("/projects/{project}/environments/{name}", response_model=EnvironmentOut)
+def get_environment(project: str, name: str, session: DB, _: Reader) -> EnvironmentOut:
+    proj = find_project(session, project)
+    return environment_out(find_environment(session, proj, name), proj)
+
+
+@router.post("/projects/{project}/environments", response_model=EnvironmentOut, status_code=201)
+def create_environment(project: str, body: EnvironmentCreate, session: DB, who: Writer, svc: Svc) -> EnvironmentOut:
+    proj = find_project(session, project)
+    require_owner(proj, who)
+    assert proj.id is not None
+    env = Environment(project_id=proj.id, **body.model_dump())
+    session.add(env)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise conflict(f"Environment {project}/{body.name} already exists.") from None
+    # Secret values never go to the audit log, only their names.
+    audit.record(session, who, "environment.create", "environment", env.id, project=project, name=body.name,
+                 secret_names=sorted(body.secrets))
+    session.commit()
+    svc.events.publish("environment.created", {"id": env.id, "project": project, "name": env.name})
+    return environment_out(env, proj)
+
+
+@router.patch("/projects/{project}/environments/{name}", response_model=EnvironmentOut)
+def update_environment(
+    project: str, name: str, body: EnvironmentUpdate, session: DB, who: Writer, svc: Svc
+) -> EnvironmentOut:
+    proj = find_project(session, project)
+    require_owner(proj, who)
+    env = find_environment(session, proj, name)
+    changes = body.model_dump(exclude_unset=True)
+    if "secrets" in changes:
+        merged = {**env.secrets, **changes.pop("secrets")}
+        env.secrets = {k: v for k, v in merged.items() if v != ""}
+    for key, value in changes.items():
+        setattr(env, key, value)
+    env.updated_at = utcnow()
+    session.add(env)
+    audit.record(session, who, "environment.update", "environment", env.id, project=project, name=name,
+                 fields=sorted(body.model_dump(exclude_unset=True)))
+    session.commit()
+    svc.events.publish("environment.updated", {"id": env.id, "project": project, "name": name})
+    return environment_out(env, proj)
+
+
+@router.delete("/projects/{project}/environments/{name}", status_code=204)
+def delete_environment(project: str, name: str, session: DB, who: Writer, svc: Svc) -> None:
+    proj = find_project(session, project)
+    require_owner(proj, who)
+    env = find_environment(session, proj, name)
+    session.delete(env)
+    audit.record(session, who, "environment.delete", "environment", env.id, project=project, name=name)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise conflict(f"Environment {project}/{name} is still used by runs or schedules.") from None
+    svc.events.publish("environment.deleted", {"id": env.id, "project": project, "name": name})

@@ -1,0 +1,111 @@
+"""Projects: every reader sees them; developers create them and change the ones they own."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from control import audit
+from control.api import paging
+from control.api.deps import DB, Reader, Svc, Writer
+from control.api.errors import conflict, forbidden, not_found
+from control.api.schemas import ProjectCreate, ProjectOut, ProjectUpdate
+from control.auth import Principal
+from control.db.tables import DevServer, Environment, Project, Run, Schedule, User
+from control.db.types import utcnow
+
+router = APIRouter(tags=["projects"])
+
+
+def project_out(row: tuple[Project, User]) -> ProjectOut:
+    project, owner = row
+    assert project.id is not None
+    return ProjectOut(
+        id=project.id, name=project.name, description=project.description, repo_url=project.repo_url,
+        owner=owner.name, created_at=project.created_at, updated_at=project.updated_at,
+    )
+
+
+def find_project(session: Session, name: str) -> Project:
+    project = session.exec(select(Project).where(Project.name == name)).first()
+    if project is None:
+        raise not_found("Project", name)
+    return project
+
+
+def require_owner(project: Project, who: Principal) -> None:
+    if project.owner_id != who.user_id and not who.is_admin:
+        raise forbidden(f"Only the owner of project {project.name} or an admin can change it.")
+
+
+def _with_owner(session: Session, project: Project) -> tuple[Project, User]:
+    owner = session.get(User, project.owner_id)
+    assert owner is not None
+    return project, owner
+
+
+@router.get("/projects", response_model=paging.Page[ProjectOut])
+def list_projects(
+    session: DB, _: Reader, params: Annotated[paging.PageParams, Depends(paging.page_params)]
+) -> dict[str, object]:
+    statement = select(Project, User).join(User, Project.owner_id == User.id)  # type: ignore[arg-type]
+    rows = list(session.exec(paging.apply(statement, Project.id, params)))
+    page = paging.build([r[0] for r in rows], params, lambda p: p)
+    owners = {p.id: u for p, u in rows}
+    page["items"] = [project_out((p, owners[p.id])) for p in page["items"]]  # type: ignore[attr-defined]
+    return page
+
+
+@router.get("/projects/{name}", response_model=ProjectOut)
+def get_project(name: str, session: DB, _: Reader) -> ProjectOut:
+    return project_out(_with_owner(session, find_project(session, name)))
+
+
+@router.post("/projects", response_model=ProjectOut, status_code=201)
+def create_project(body: ProjectCreate, session: DB, who: Writer, svc: Svc) -> ProjectOut:
+    project = Project(name=body.name, description=body.description, repo_url=body.repo_url, owner_id=who.user_id)
+    session.add(project)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise conflict(f"Project {body.name} already exists.") from None
+    audit.record(session, who, "project.create", "project", project.id, name=project.name)
+    session.commit()
+    svc.events.publish("project.created", {"id": project.id, "name": project.name})
+    return project_out(_with_owner(session, project))
+
+
+@router.patch("/projects/{name}", response_model=ProjectOut)
+def update_project(name: str, body: ProjectUpdate, session: DB, who: Writer, svc: Svc) -> ProjectOut:
+    project = find_project(session, name)
+    require_owner(project, who)
+    changes = body.model_dump(exclude_unset=True)
+    for key, value in changes.items():
+        setattr(project, key, value)
+    project.updated_at = utcnow()
+    session.add(project)
+    audit.record(session, who, "project.update", "project", project.id, fields=sorted(changes))
+    session.commit()
+    svc.events.publish("project.updated", {"id": project.id, "name": project.name})
+    return project_out(_with_owner(session, project))
+
+
+@router.delete("/projects/{name}", status_code=204)
+def delete_project(name: str, session: DB, who: Writer, svc: Svc) -> None:
+    project = find_project(session, name)
+    require_owner(project, who)
+    for table in (Run, DevServer, Schedule):
+        if session.exec(select(table.id).where(table.project_id == project.id).limit(1)).first() is not None:  # type: ignore[attr-defined]
+            raise conflict(
+                f"Project {name} still has {table.__tablename__.replace('_', ' ')}; remove them first."
+            )
+    for env in session.exec(select(Environment).where(Environment.project_id == project.id)):
+        session.delete(env)
+    session.delete(project)
+    audit.record(session, who, "project.delete", "project", project.id, name=name)
+    session.commit()
+    svc.events.publish("project.deleted", {"id": project.id, "name": name})

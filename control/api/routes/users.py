@@ -1,0 +1,88 @@
+"""Users (admins manage them; every reader may list them) and the caller's own identity."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from control import audit
+from control.api import paging
+from control.api.deps import DB, Admin, Caller, Reader, Svc
+from control.api.errors import ApiError, conflict, not_found
+from control.api.schemas import Me, UserCreate, UserCreated, UserOut, UserUpdate
+from control.api.tokens_issue import issue_token
+from control.db.tables import Role, User
+
+router = APIRouter(tags=["users"])
+
+
+def user_out(user: User) -> UserOut:
+    assert user.id is not None
+    return UserOut(
+        id=user.id, name=user.name, email=user.email, role=Role(user.role),
+        disabled=user.disabled, created_at=user.created_at,
+    )
+
+
+def find_user(session: Session, name: str) -> User:
+    user = session.exec(select(User).where(User.name == name)).first()
+    if user is None:
+        raise not_found("User", name)
+    return user
+
+
+@router.get("/me", response_model=Me)
+def me(who: Caller, session: DB) -> Me:
+    """The user behind the token (any role, agents included)."""
+    user = session.get(User, who.user_id)
+    assert user is not None
+    return Me(**user_out(user).model_dump(), token_id=who.token_id)
+
+
+@router.get("/users", response_model=paging.Page[UserOut])
+def list_users(
+    session: DB, _: Reader, params: Annotated[paging.PageParams, Depends(paging.page_params)]
+) -> dict[str, object]:
+    rows = list(session.exec(paging.apply(select(User), User.id, params)))
+    return paging.build(rows, params, user_out)
+
+
+@router.get("/users/{name}", response_model=UserOut)
+def get_user(name: str, session: DB, _: Reader) -> UserOut:
+    return user_out(find_user(session, name))
+
+
+@router.post("/users", response_model=UserCreated, status_code=201)
+def create_user(body: UserCreate, session: DB, who: Admin, svc: Svc) -> UserCreated:
+    user = User(name=body.name, email=body.email, role=body.role.value)
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise conflict(f"User {body.name} already exists.") from None
+    secret = None
+    if body.issue_token:
+        _, secret = issue_token(session, user, "initial", expires_in_days=svc.settings.token_ttl_days)
+    audit.record(session, who, "user.create", "user", user.id, name=user.name, role=user.role)
+    session.commit()
+    svc.events.publish("user.created", {"id": user.id, "name": user.name, "role": user.role})
+    return UserCreated(**user_out(user).model_dump(), token=secret)
+
+
+@router.patch("/users/{name}", response_model=UserOut)
+def update_user(name: str, body: UserUpdate, session: DB, who: Admin, svc: Svc) -> UserOut:
+    user = find_user(session, name)
+    changes = body.model_dump(exclude_unset=True)
+    if user.id == who.user_id and (changes.get("disabled") or changes.get("role", Role.admin) != Role.admin):
+        raise ApiError(409, "conflict", "You cannot demote or disable yourself; ask another admin.")
+    for key, value in changes.items():
+        setattr(user, key, value.value if isinstance(value, Role) else value)
+    session.add(user)
+    audit.record(session, who, "user.update", "user", user.id, name=user.name, **{k: str(v) for k, v in changes.items()})
+    session.commit()
+    svc.events.publish("user.updated", {"id": user.id, "name": user.name})
+    return user_out(user)

@@ -1,0 +1,159 @@
+"""Request and response bodies of the control API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from control.db.tables import Role
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$"),
+]
+"""Lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64."""
+
+VarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    database: str
+
+
+class Status(BaseModel):
+    status: str
+    version: str
+    uptime_s: float
+    database: dict[str, Any]
+    object_store: dict[str, Any]
+    substrate: str
+    counts: dict[str, int]
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    email: str | None
+    role: Role
+    disabled: bool
+    created_at: datetime
+
+
+class UserCreate(Strict):
+    name: Name
+    role: Role = Role.developer
+    email: Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    issue_token: bool = True
+    """Also create a first API token and return it once."""
+
+
+class UserUpdate(Strict):
+    role: Role | None = None
+    email: Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    disabled: bool | None = None
+
+
+class TokenOut(BaseModel):
+    id: int
+    user_id: int
+    user: str
+    name: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class TokenCreate(Strict):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "cli"
+    user: Name | None = None
+    """Issue the token for this user (admins only); default: yourself."""
+    expires_in_days: Annotated[int, Field(gt=0, le=3650)] | None = None
+
+
+class TokenIssued(TokenOut):
+    token: str
+    """The secret; shown this once and never again."""
+
+
+class UserCreated(UserOut):
+    token: str | None = None
+
+
+class Me(UserOut):
+    token_id: int
+
+
+class ProjectOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    repo_url: str | None
+    owner: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProjectCreate(Strict):
+    name: Name
+    description: Annotated[str, StringConstraints(max_length=1000)] = ""
+    repo_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+class ProjectUpdate(Strict):
+    description: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    repo_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+class EnvironmentOut(BaseModel):
+    id: int
+    project: str
+    name: str
+    variables: dict[str, str]
+    secret_names: list[str]
+    agent_queue: str
+    image: str | None
+    resources: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+Resources = Annotated[dict[str, Any], Field(max_length=20)]
+
+
+class EnvironmentCreate(Strict):
+    name: Name
+    variables: Annotated[dict[VarName, Annotated[str, StringConstraints(max_length=8192)]], Field(max_length=500)] = {}
+    secrets: Annotated[dict[VarName, Annotated[str, StringConstraints(max_length=8192)]], Field(max_length=500)] = {}
+    agent_queue: Name = "default"
+    image: Annotated[str, StringConstraints(max_length=500)] | None = None
+    resources: Resources = {}
+
+
+class EnvironmentUpdate(Strict):
+    variables: Annotated[dict[VarName, Annotated[str, StringConstraints(max_length=8192)]], Field(max_length=500)] | None = None
+    secrets: Annotated[dict[VarName, Annotated[str, StringConstraints(max_length=8192)]], Field(max_length=500)] | None = None
+    """Secrets given here are merged; a key with an empty value is removed."""
+    agent_queue: Name | None = None
+    image: Annotated[str, StringConstraints(max_length=500)] | None = None
+    resources: Resources | None = None
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor_id: int | None
+    actor_name: str
+    action: str
+    target_type: str
+    target_id: str | None
+    details: dict[str, Any]

@@ -1,0 +1,33 @@
+"""What the API needs at run time, built once per process from settings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from control.events import EventBus
+from control.objectstore import ObjectStore
+from control.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    store: ObjectStore
+    events: EventBus = field(default_factory=EventBus)
+    started: float = field(default_factory=time.time)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        from control.db.engine import make_engine
+
+        engine = make_engine(settings.effective_database_url)
+        store = ObjectStore.from_url(
+            settings.effective_object_store_url,
+            s3_endpoint=settings.s3_endpoint,
+            s3_region=settings.s3_region,
+        )
+        return cls(settings=settings, engine=engine, store=store)

@@ -1,0 +1,53 @@
+"""API tokens and roles.
+
+A token is ``dy_`` followed by 32 random bytes in URL-safe base64. Only its SHA-256 is stored:
+the token has 256 bits of entropy, so a fast hash is enough (a slow password hash would only
+cost every request time) and lookup is a single indexed equality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from control.db.tables import Role
+
+TOKEN_PREFIX = "dy_"
+
+READERS = frozenset({Role.admin, Role.developer, Role.viewer})
+WRITERS = frozenset({Role.admin, Role.developer})
+AGENTS = frozenset({Role.admin, Role.agent})
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def display_prefix(token: str) -> str:
+    """The first characters of a token, enough to recognise it in a listing."""
+    return token[:10]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: the user behind a valid token."""
+
+    user_id: int
+    name: str
+    role: Role
+    token_id: int
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.admin
+
+    def can_read(self) -> bool:
+        return self.role in READERS
+
+    def can_write(self) -> bool:
+        return self.role in WRITERS

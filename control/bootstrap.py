@@ -1,0 +1,54 @@
+"""First start of an embedded stack: migrate, create the first admin, hand the CLI a token."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from control import audit
+from control.api.tokens_issue import issue_token
+from control.auth import hash_token
+from control.db.engine import check_connection, session_scope
+from control.db.migrate import upgrade
+from control.db.tables import ApiToken, Role, User
+from control.db.types import utcnow
+
+LOCAL_TOKEN_NAME = "yard up (local profile)"
+
+
+def prepare_database(engine: Engine) -> None:
+    """Check the connection and apply pending migrations."""
+    check_connection(engine)
+    upgrade(engine)
+
+
+def local_admin_token(engine: Engine, admin_name: str, current: str | None) -> str:
+    """Return a valid admin token for the local profile, keeping ``current`` when it still works.
+
+    Creates the admin user ``admin_name`` when the database has no admin yet.
+    """
+    with session_scope(engine) as session:
+        if current:
+            row = session.exec(
+                select(ApiToken, User).join(User).where(ApiToken.token_hash == hash_token(current))
+            ).first()
+            if row is not None:
+                token, user = row
+                usable = token.revoked_at is None and (token.expires_at is None or token.expires_at > utcnow())
+                if usable and user.role == Role.admin and not user.disabled:
+                    return current
+        admin = session.exec(
+            select(User).where(User.role == Role.admin, User.disabled == False).order_by(User.id)  # type: ignore[arg-type]  # noqa: E712
+        ).first()
+        if admin is None:
+            admin = session.exec(select(User).where(User.name == admin_name)).first()
+            if admin is None:
+                admin = User(name=admin_name, role=Role.admin.value)
+                session.add(admin)
+                session.flush()
+                audit.record(session, None, "user.create", "user", admin.id, name=admin_name, role="admin", via="bootstrap")
+            else:
+                admin.role, admin.disabled = Role.admin.value, False
+        _, secret = issue_token(session, admin, LOCAL_TOKEN_NAME)
+        audit.record(session, None, "token.create", "token", None, user=admin.name, via="bootstrap")
+        return secret

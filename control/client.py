@@ -1,0 +1,333 @@
+"""The HTTP client SDK of the control API, used by the CLI, the TUI, agents and workers.
+
+Every endpoint is described once in :class:`_Endpoints`; :class:`ControlClient` runs the calls
+synchronously and :class:`AsyncControlClient` asynchronously. A connection or auth problem
+becomes one exception with a one-sentence message (:class:`DevyardError` and subclasses).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+from control import profiles
+
+R = TypeVar("R")
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+
+
+class DevyardError(Exception):
+    """Base class: ``str(error)`` is one sentence meant for the user."""
+
+
+class ConnectionFailed(DevyardError):
+    """The control API could not be reached."""
+
+
+class ApiError(DevyardError):
+    """The API answered with an error status."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class AuthFailed(ApiError):
+    """401: the token is missing, wrong, expired or revoked."""
+
+
+class Forbidden(ApiError):
+    """403: the token is valid but its role may not do this."""
+
+
+class NotFound(ApiError):
+    """404."""
+
+
+class Conflict(ApiError):
+    """409: the resource already exists or is in use."""
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {401: AuthFailed, 403: Forbidden, 404: NotFound, 409: Conflict}
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    code, message, details = "http_error", f"The API answered {response.status_code}.", None
+    try:
+        body = response.json()
+        err = body.get("error", {}) if isinstance(body, dict) else {}
+        code = err.get("code", code)
+        message = err.get("message", message)
+        details = err.get("details")
+    except (ValueError, AttributeError):
+        pass
+    if response.status_code == 401:
+        message = f"{message.rstrip('.')} — check your token or run `yard login` again."
+    raise _BY_STATUS.get(response.status_code, ApiError)(response.status_code, code, message, details)
+
+
+def _connection_error(url: str, exc: Exception) -> ConnectionFailed:
+    reason = type(exc).__name__.replace("Error", " error").replace("Timeout", "timeout")
+    return ConnectionFailed(f"Cannot reach the devyard API at {url} ({reason.strip()}); is it running (`yard up`)?")
+
+
+@dataclass
+class SSEEvent:
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.data) if self.data else None
+
+
+@dataclass
+class SSEDecoder:
+    """Incremental Server-Sent Events parser fed line by line."""
+
+    _event: SSEEvent = field(default_factory=SSEEvent)
+    _data: list[str] = field(default_factory=list)
+
+    def feed(self, line: str) -> SSEEvent | None:
+        if line == "":
+            if not self._data and self._event.id is None:
+                self._event = SSEEvent()
+                return None
+            done = self._event
+            done.data = "\n".join(self._data)
+            self._event, self._data = SSEEvent(), []
+            return done
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            self._event.event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id":
+            self._event.id = value
+        return None
+
+
+class _Endpoints(Generic[R]):
+    """Every API call, written once; ``_call`` decides whether it runs sync or async."""
+
+    def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> R:
+        raise NotImplementedError
+
+    @staticmethod
+    def _page(limit: int | None, cursor: str | None, **extra: Any) -> dict[str, Any]:
+        params = {"limit": limit, "cursor": cursor, **extra}
+        return {k: v for k, v in params.items() if v is not None and v is not False}
+
+    # health and identity
+    def health(self) -> R:
+        return self._call("GET", "/health")
+
+    def status(self) -> R:
+        return self._call("GET", "/status")
+
+    def me(self) -> R:
+        return self._call("GET", "/me")
+
+    # users
+    def list_users(self, limit: int | None = None, cursor: str | None = None) -> R:
+        return self._call("GET", "/users", params=self._page(limit, cursor))
+
+    def get_user(self, name: str) -> R:
+        return self._call("GET", f"/users/{name}")
+
+    def create_user(self, name: str, role: str = "developer", email: str | None = None, issue_token: bool = True) -> R:
+        body = {"name": name, "role": role, "email": email, "issue_token": issue_token}
+        return self._call("POST", "/users", json={k: v for k, v in body.items() if v is not None})
+
+    def update_user(self, name: str, **changes: Any) -> R:
+        return self._call("PATCH", f"/users/{name}", json=changes)
+
+    # tokens
+    def list_tokens(self, user: str | None = None, all: bool = False, limit: int | None = None, cursor: str | None = None) -> R:
+        return self._call("GET", "/tokens", params=self._page(limit, cursor, user=user, all=all))
+
+    def create_token(self, name: str = "cli", user: str | None = None, expires_in_days: int | None = None) -> R:
+        body = {"name": name, "user": user, "expires_in_days": expires_in_days}
+        return self._call("POST", "/tokens", json={k: v for k, v in body.items() if v is not None})
+
+    def revoke_token(self, token_id: int) -> R:
+        return self._call("DELETE", f"/tokens/{token_id}")
+
+    # projects and environments
+    def list_projects(self, limit: int | None = None, cursor: str | None = None) -> R:
+        return self._call("GET", "/projects", params=self._page(limit, cursor))
+
+    def get_project(self, name: str) -> R:
+        return self._call("GET", f"/projects/{name}")
+
+    def create_project(self, name: str, description: str = "", repo_url: str | None = None) -> R:
+        body = {"name": name, "description": description, "repo_url": repo_url}
+        return self._call("POST", "/projects", json={k: v for k, v in body.items() if v is not None})
+
+    def update_project(self, name: str, **changes: Any) -> R:
+        return self._call("PATCH", f"/projects/{name}", json=changes)
+
+    def delete_project(self, name: str) -> R:
+        return self._call("DELETE", f"/projects/{name}")
+
+    def list_environments(self, project: str) -> R:
+        return self._call("GET", f"/projects/{project}/environments")
+
+    def get_environment(self, project: str, name: str) -> R:
+        return self._call("GET", f"/projects/{project}/environments/{name}")
+
+    def create_environment(self, project: str, name: str, **fields: Any) -> R:
+        return self._call("POST", f"/projects/{project}/environments", json={"name": name, **fields})
+
+    def update_environment(self, project: str, name: str, **changes: Any) -> R:
+        return self._call("PATCH", f"/projects/{project}/environments/{name}", json=changes)
+
+    def delete_environment(self, project: str, name: str) -> R:
+        return self._call("DELETE", f"/projects/{project}/environments/{name}")
+
+    # audit
+    def list_audit(self, limit: int | None = None, cursor: str | None = None, action: str | None = None) -> R:
+        return self._call("GET", "/audit", params=self._page(limit, cursor, action=action))
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    headers = {"User-Agent": "devyard-client"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+class ControlClient(_Endpoints[Any]):
+    """Synchronous client. Use as a context manager or call :meth:`close`."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.url + "/api/v1", headers=_headers(token), timeout=timeout, transport=transport
+        )
+
+    @classmethod
+    def from_profile(cls, name: str | None = None) -> ControlClient:
+        profile = profiles.resolve(name)
+        return cls(profile.url, profile.token)
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Any:
+        try:
+            response = self._http.request(method, path, params=params, json=json)
+        except httpx.TransportError as exc:
+            raise _connection_error(self.url, exc) from exc
+        raise_for_error(response)
+        return None if response.status_code == 204 else response.json()
+
+    def events(self, types: list[str] | None = None, after: int | None = None) -> Iterator[SSEEvent]:
+        """Yield live events until the server closes the stream."""
+        params: dict[str, Any] = {}
+        if types:
+            params["types"] = ",".join(types)
+        if after is not None:
+            params["after"] = after
+        timeout = httpx.Timeout(None, connect=5.0)
+        try:
+            with self._http.stream("GET", "/events", params=params, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise_for_error(response)
+                decoder = SSEDecoder()
+                for line in response.iter_lines():
+                    event = decoder.feed(line)
+                    if event is not None:
+                        yield event
+        except httpx.TransportError as exc:
+            raise _connection_error(self.url, exc) from exc
+
+
+class AsyncControlClient(_Endpoints[Awaitable[Any]]):
+    """Asynchronous client with the same calls (each returns an awaitable)."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.url + "/api/v1", headers=_headers(token), timeout=timeout, transport=transport
+        )
+
+    @classmethod
+    def from_profile(cls, name: str | None = None) -> AsyncControlClient:
+        profile = profiles.resolve(name)
+        return cls(profile.url, profile.token)
+
+    async def __aenter__(self) -> AsyncControlClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, params: dict[str, Any] | None, json: Any) -> Any:
+        try:
+            response = await self._http.request(method, path, params=params, json=json)
+        except httpx.TransportError as exc:
+            raise _connection_error(self.url, exc) from exc
+        raise_for_error(response)
+        return None if response.status_code == 204 else response.json()
+
+    def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Awaitable[Any]:
+        return self._request(method, path, params, json)
+
+    async def events(self, types: list[str] | None = None, after: int | None = None) -> AsyncIterator[SSEEvent]:
+        """Yield live events until the server closes the stream."""
+        params: dict[str, Any] = {}
+        if types:
+            params["types"] = ",".join(types)
+        if after is not None:
+            params["after"] = after
+        timeout = httpx.Timeout(None, connect=5.0)
+        try:
+            async with self._http.stream("GET", "/events", params=params, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise_for_error(response)
+                decoder = SSEDecoder()
+                async for line in response.aiter_lines():
+                    event = decoder.feed(line)
+                    if event is not None:
+                        yield event
+        except httpx.TransportError as exc:
+            raise _connection_error(self.url, exc) from exc

@@ -1,0 +1,245 @@
+"""SQLModel tables of the metadata database.
+
+Every schema change goes through an Alembic migration in ``control/migrations/versions``; the
+test ``tests/control/test_migrations.py`` fails when these classes and the migrations disagree.
+Identifiers are integers so that lists can be paged with a keyset (``id < cursor``) in O(page).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from control.db.types import UTCDateTime, utcnow
+
+
+class Role(StrEnum):
+    admin = "admin"
+    developer = "developer"
+    viewer = "viewer"
+    agent = "agent"
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True, index=True)
+    email: str | None = Field(default=None, max_length=254)
+    role: str = Field(max_length=16)
+    disabled: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    name: str = Field(max_length=64)
+    # sha256 of the whole token; the token itself is shown once and never stored.
+    token_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Project(SQLModel, table=True):
+    __tablename__ = "projects"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True, index=True)
+    description: str = Field(default="", max_length=1000)
+    repo_url: str | None = Field(default=None, max_length=1000)
+    owner_id: int = Field(foreign_key="users.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Environment(SQLModel, table=True):
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    name: str = Field(max_length=64)
+    variables: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    # Values of secret variables are given to runs but never returned by the API and are
+    # masked in stored logs.
+    secrets: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    agent_queue: str = Field(default="default", max_length=64)
+    image: str | None = Field(default=None, max_length=500)
+    resources: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class DevServer(SQLModel, table=True):
+    __tablename__ = "dev_servers"
+    __table_args__ = (UniqueConstraint("user_id", "project_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    environment_id: int | None = Field(default=None, foreign_key="environments.id")
+    state: str = Field(default="pending", max_length=16)
+    substrate: str = Field(default="local", max_length=16)
+    handle: str | None = Field(default=None, max_length=200)
+    endpoint: str | None = Field(default=None, max_length=500)
+    # Per-server secret the gateway presents; it never leaves the control plane and agent.
+    secret: str | None = Field(default=None, max_length=128)
+    idle_timeout_s: int = 3600
+    restart_count: int = 0
+    error: str | None = Field(default=None, max_length=2000)
+    last_activity_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    stopped_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key"),
+        Index("ix_runs_state_id", "state", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    environment_id: int | None = Field(default=None, foreign_key="environments.id", index=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    devserver_id: int | None = Field(default=None, foreign_key="dev_servers.id")
+    schedule_id: int | None = Field(default=None, foreign_key="schedules.id", index=True)
+    tick_id: int | None = Field(default=None, foreign_key="schedule_ticks.id", unique=True)
+    retry_of_id: int | None = Field(default=None, foreign_key="runs.id")
+    command: list[str] = Field(default_factory=list, sa_type=JSON)
+    cwd: str | None = Field(default=None, max_length=1000)
+    state: str = Field(default="queued", max_length=16)
+    trigger: str = Field(default="manual", max_length=16)
+    trigger_info: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    attempt: int = 1
+    max_retries: int = 0
+    timeout_s: int | None = None
+    artifact_globs: list[str] = Field(default_factory=list, sa_type=JSON)
+    exit_code: int | None = None
+    error: str | None = Field(default=None, max_length=2000)
+    agent_id: int | None = Field(default=None, foreign_key="agents.id")
+    handle: str | None = Field(default=None, max_length=200)
+    log_seq: int = 0
+    log_bytes: int = 0
+    log_lines: int = 0
+    logs_compacted: bool = False
+    queued_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    heartbeat_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class LogChunk(SQLModel, table=True):
+    __tablename__ = "log_chunks"
+    __table_args__ = (UniqueConstraint("run_id", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    seq: int
+    object_key: str = Field(max_length=500)
+    size: int
+    lines: int
+    sha256: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Artifact(SQLModel, table=True):
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("run_id", "path"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    path: str = Field(max_length=1000)
+    object_key: str = Field(max_length=1000)
+    size: int
+    sha256: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Schedule(SQLModel, table=True):
+    __tablename__ = "schedules"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True, index=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    environment_id: int | None = Field(default=None, foreign_key="environments.id")
+    user_id: int = Field(foreign_key="users.id")
+    command: list[str] = Field(default_factory=list, sa_type=JSON)
+    cron: str = Field(max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    enabled: bool = True
+    catchup: str = Field(default="latest", max_length=16)
+    catchup_cap: int = 10
+    overlap: str = Field(default="skip", max_length=16)
+    next_fire_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ScheduleTick(SQLModel, table=True):
+    __tablename__ = "schedule_ticks"
+    __table_args__ = (UniqueConstraint("schedule_id", "scheduled_for"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    schedule_id: int = Field(foreign_key="schedules.id", index=True)
+    scheduled_for: datetime = Field(sa_type=UTCDateTime)
+    state: str = Field(default="pending", max_length=16)
+    reason: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Agent(SQLModel, table=True):
+    __tablename__ = "agents"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128, unique=True)
+    queue: str = Field(default="default", max_length=64)
+    substrate: str = Field(default="local", max_length=16)
+    hostname: str | None = Field(default=None, max_length=255)
+    version: str | None = Field(default=None, max_length=32)
+    user_id: int | None = Field(default=None, foreign_key="users.id")
+    last_heartbeat_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class WorkItem(SQLModel, table=True):
+    __tablename__ = "work_items"
+    __table_args__ = (Index("ix_work_items_claim", "queue", "state", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    queue: str = Field(default="default", max_length=64)
+    state: str = Field(default="pending", max_length=16)
+    run_id: int | None = Field(default=None, foreign_key="runs.id", index=True)
+    devserver_id: int | None = Field(default=None, foreign_key="dev_servers.id", index=True)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    claimed_by: int | None = Field(default=None, foreign_key="agents.id")
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    actor_id: int | None = Field(default=None, index=True)
+    actor_name: str = Field(max_length=64)
+    action: str = Field(max_length=64, index=True)
+    target_type: str = Field(max_length=32)
+    target_id: str | None = Field(default=None, max_length=64)
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)

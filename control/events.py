@@ -1,0 +1,108 @@
+"""The in-process event bus behind ``GET /api/v1/events``.
+
+Publishers (route handlers, the scheduler, the agent endpoints) call :meth:`EventBus.publish`
+after their transaction commits, from any thread. Each subscriber owns a bounded asyncio queue
+on its event loop; a subscriber that falls too far behind is cut off and told so, and can
+resume with ``Last-Event-ID`` from the replay buffer instead of slowing everyone down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from control.db.types import utcnow
+
+SUBSCRIBER_QUEUE = 1000
+REPLAY_EVENTS = 2000
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    type: str
+    data: dict[str, Any]
+    at: datetime = field(default_factory=utcnow)
+    # None: every reader may see it; otherwise only that user (and admins).
+    audience: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "at": self.at.isoformat(), "data": self.data}
+
+
+class Overflowed(Exception):
+    """The subscriber fell too far behind and was dropped."""
+
+
+@dataclass
+class Subscription:
+    queue: asyncio.Queue[Event | None]
+    loop: asyncio.AbstractEventLoop
+    types: frozenset[str]
+    overflowed: bool = False
+
+    def wants(self, event: Event) -> bool:
+        if not self.types:
+            return True
+        return any(event.type == t or event.type.startswith(t + ".") for t in self.types)
+
+
+class EventBus:
+    """Fan-out of events to live subscribers with a short replay buffer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._subscribers: set[Subscription] = set()
+        self._recent: deque[Event] = deque(maxlen=REPLAY_EVENTS)
+
+    def publish(self, type: str, data: dict[str, Any], audience: int | None = None) -> Event:
+        with self._lock:
+            event = Event(next(self._ids), type, data, audience=audience)
+            self._recent.append(event)
+            targets = [s for s in self._subscribers if s.wants(event)]
+        for sub in targets:
+            sub.loop.call_soon_threadsafe(self._deliver, sub, event)
+        return event
+
+    @staticmethod
+    def _deliver(sub: Subscription, event: Event) -> None:
+        if sub.overflowed:
+            return
+        try:
+            sub.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            sub.overflowed = True
+            # Make room for the end marker so the reader wakes up and learns it was dropped.
+            while not sub.queue.empty():
+                sub.queue.get_nowait()
+            sub.queue.put_nowait(None)
+
+    def subscribe(self, types: Iterable[str] = (), after: int | None = None) -> tuple[Subscription, list[Event]]:
+        """Register a subscriber on the running loop; returns it and the events to replay first."""
+        sub = Subscription(asyncio.Queue(SUBSCRIBER_QUEUE), asyncio.get_running_loop(), frozenset(types))
+        with self._lock:
+            self._subscribers.add(sub)
+            backlog = [e for e in self._recent if after is not None and e.id > after and sub.wants(e)]
+        return sub, backlog
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subscribers.discard(sub)
+
+    def close(self) -> None:
+        """Wake every subscriber so streams end when the server shuts down."""
+        with self._lock:
+            subs = list(self._subscribers)
+        for sub in subs:
+            sub.loop.call_soon_threadsafe(sub.queue.put_nowait, None)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)

@@ -1,0 +1,99 @@
+"""Client profiles: ``$XDG_CONFIG_HOME/devyard/config.toml``, one table per profile, mode 0600.
+
+```toml
+default = "local"
+
+[profiles.local]
+url = "http://127.0.0.1:8421"
+token = "dy_..."
+```
+``DEVYARD_URL`` and ``DEVYARD_TOKEN`` override the file (handy for CI and agents).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+LOCAL = "local"
+
+
+class ProfileProblem(Exception):
+    """The profile cannot be used; the message is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    url: str
+    token: str
+
+
+def config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "devyard" / "config.toml"
+
+
+def _read(path: Path) -> dict[str, object]:
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileProblem(f"{path} is not valid TOML ({exc}); fix it or run `yard login` again.") from exc
+    except OSError as exc:
+        raise ProfileProblem(f"Cannot read {path} ({exc.strerror}).") from exc
+
+
+def load_profiles(path: Path | None = None) -> tuple[str | None, dict[str, Profile]]:
+    """The default profile name and every profile in the file."""
+    path = path or config_path()
+    data = _read(path)
+    raw = data.get("profiles", {})
+    if not isinstance(raw, dict):
+        raise ProfileProblem(f"{path}: 'profiles' must be a table; fix it or run `yard login` again.")
+    profiles: dict[str, Profile] = {}
+    for name, entry in raw.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str) or not isinstance(entry.get("token"), str):
+            raise ProfileProblem(f"{path}: profile '{name}' needs a url and a token; run `yard login` again.")
+        profiles[name] = Profile(name, entry["url"], entry["token"])
+    default = data.get("default")
+    return (default if isinstance(default, str) else None), profiles
+
+
+def resolve(name: str | None = None, path: Path | None = None) -> Profile:
+    """The profile to use: ``name``, else ``DEVYARD_PROFILE``, else the file's default, else ``local``."""
+    env_url, env_token = os.environ.get("DEVYARD_URL"), os.environ.get("DEVYARD_TOKEN")
+    if name is None and env_url and env_token:
+        return Profile("env", env_url, env_token)
+    default, profiles = load_profiles(path)
+    chosen = name or os.environ.get("DEVYARD_PROFILE") or default or LOCAL
+    if chosen not in profiles:
+        if not profiles:
+            raise ProfileProblem("No devyard profile is configured; run `yard up` for a local stack or `yard login URL --token T`.")
+        known = ", ".join(sorted(profiles))
+        raise ProfileProblem(f"Unknown profile '{chosen}' (known: {known}); run `yard login` to add it.")
+    return profiles[chosen]
+
+
+def save_profile(profile: Profile, *, make_default: bool = False, path: Path | None = None) -> Path:
+    """Add or replace a profile, writing the file with mode 0600 (it holds tokens)."""
+    path = path or config_path()
+    default, profiles = load_profiles(path)
+    profiles[profile.name] = profile
+    if make_default or default is None:
+        default = profile.name
+    lines = [f"default = {json.dumps(default)}", ""]
+    for p in sorted(profiles.values(), key=lambda p: p.name):
+        lines += [f"[profiles.{json.dumps(p.name)}]", f"url = {json.dumps(p.url)}", f"token = {json.dumps(p.token)}", ""]
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(lines))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,125 @@
+"""Server-side settings: environment (``DEVYARD_*``) over ``devyard.toml`` in the data dir.
+
+Precedence, highest first: explicit arguments, environment variables, ``<data-dir>/devyard.toml``,
+defaults. The data dir itself can only come from an argument or ``DEVYARD_DATA_DIR`` because the
+TOML file lives inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Substrate = Literal["local", "docker", "kubernetes"]
+
+SETTINGS_FILE = "devyard.toml"
+
+
+class SettingsProblem(Exception):
+    """Settings could not be loaded; the message is one sentence for the user."""
+
+
+def default_data_dir() -> Path:
+    """Where the embedded stack keeps its state unless told otherwise."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "devyard"
+
+
+class Settings(BaseSettings):
+    """Settings of the control plane and the processes it supervises."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DEVYARD_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    """Folder holding the SQLite database, local objects, the shared volume and process state."""
+
+    database_url: str = ""
+    """SQLAlchemy URL of the metadata database; empty means SQLite in the data dir."""
+
+    object_store_url: str = ""
+    """``file:///path`` or ``s3://bucket/prefix``; empty means ``<data-dir>/objects``."""
+
+    s3_endpoint: str | None = None
+    """Endpoint override for S3-compatible stores (SeaweedFS, MinIO); ``AWS_ENDPOINT_URL`` also works."""
+
+    s3_region: str | None = None
+    """Region for S3; falls back to ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, then ``us-east-1``."""
+
+    substrate: Substrate = "local"
+    """Where develop servers and runs are launched."""
+
+    host: str = "127.0.0.1"
+    """Address the control API binds to."""
+
+    port: int = Field(default=8421, ge=0, le=65535)
+    """Port the control API binds to."""
+
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    """Requests with a larger body are refused with 413."""
+
+    token_ttl_days: int | None = Field(default=None, gt=0)
+    """Default lifetime of new API tokens; none means they never expire unless asked."""
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'devyard.db'}"
+
+    @property
+    def effective_object_store_url(self) -> str:
+        return self.object_store_url or (self.data_dir / "objects").as_uri()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+def load_settings(data_dir: Path | str | None = None, **overrides: Any) -> Settings:
+    """Load settings for a data dir, raising :class:`SettingsProblem` with a readable message."""
+    resolved = Path(data_dir or os.environ.get("DEVYARD_DATA_DIR") or default_data_dir())
+    resolved = resolved.expanduser().resolve()
+    toml_path = resolved / SETTINGS_FILE
+    if toml_path.is_file():
+        try:
+            tomllib.loads(toml_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsProblem(f"{toml_path} is not valid TOML ({exc}); fix or remove it.") from exc
+
+    bound = Settings
+    if toml_path.is_file():
+        config = SettingsConfigDict(**{**Settings.model_config, "toml_file": toml_path})
+        bound = type("FileSettings", (Settings,), {"model_config": config})
+    try:
+        return bound(data_dir=resolved, **{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise SettingsProblem(
+            f"Setting '{where}' is invalid: {first['msg']} (check DEVYARD_* variables and {toml_path})."
+        ) from exc

@@ -1,0 +1,1 @@
+"""The develop server process (workspace files, exec, PTY, git) and its lifecycle."""

@@ -1,0 +1,1 @@
+"""File and git state sync engine used by ``yard sync``."""

@@ -1,0 +1,1 @@
+"""The `yard` command line (Typer), thin over control.client."""

@@ -1,0 +1,71 @@
+"""`yard`: the entry point. With no command it opens the full-screen TUI."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from tui.cli import projects, stack, tokens, users
+from tui.cli.context import state
+from tui.cli.output import errors
+
+app = typer.Typer(
+    name="yard",
+    help="devyard: develop servers, runs, schedules and live logs from your terminal.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    profile: Annotated[str | None, typer.Option("--profile", "-p", envvar="DEVYARD_PROFILE", help="Client profile to use.")] = None,
+) -> None:
+    state.profile = profile
+    if ctx.invoked_subcommand is None:
+        tui()
+
+
+@app.command("tui")
+def tui(read_only: Annotated[bool, typer.Option("--read-only", help="Never launch or change anything.")] = False) -> None:
+    """Open the full-screen terminal UI."""
+    from tui.app import run_app
+
+    run_app(state.profile, read_only=read_only)
+
+
+app.command()(stack.up)
+app.command()(stack.down)
+app.command()(stack.status)
+app.command()(stack.login)
+app.command()(stack.doctor)
+app.add_typer(users.app, name="users")
+app.add_typer(tokens.app, name="tokens")
+app.add_typer(projects.projects, name="projects")
+app.add_typer(projects.envs, name="envs")
+
+
+def main() -> None:
+    """Run the CLI, turning every expected problem into one sentence and exit code 1."""
+    from compose.supervisor import UpProblem
+    from control.client import DevyardError
+    from control.datadir import DataDirProblem
+    from control.db.engine import DatabaseProblem
+    from control.objectstore import ObjectStoreProblem
+    from control.profiles import ProfileProblem
+    from control.settings import SettingsProblem
+
+    expected = (DevyardError, ProfileProblem, SettingsProblem, DataDirProblem, DatabaseProblem, ObjectStoreProblem, UpProblem)
+    try:
+        app(standalone_mode=True)
+    except expected as exc:
+        errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,60 @@
+"""Rendering for the CLI: JSON for scripts, Rich tables for people, one-sentence errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    """One JSON document on stdout and nothing else."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def humanize(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and "T" in value:
+        try:
+            return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            return value
+    if isinstance(value, (list, dict)):
+        return json.dumps(value) if value else "-"
+    return str(value)
+
+
+def table(rows: Iterable[dict[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
+    grid = Table(title=title, header_style="bold", box=None, pad_edge=False)
+    for column in columns:
+        grid.add_column(column.replace("_", " ").upper())
+    for row in rows:
+        grid.add_row(*(humanize(row.get(c)) for c in columns))
+    console.print(grid)
+
+
+def details(row: dict[str, Any], keys: Sequence[str] | None = None) -> None:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for key in keys or list(row):
+        grid.add_row(key.replace("_", " "), humanize(row.get(key)))
+    console.print(grid)

@@ -1,0 +1,129 @@
+"""`yard up`, `yard down`, `yard status`, `yard login`, `yard doctor`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tui.cli.context import state
+from tui.cli.output import console, details, fail, print_json, table
+
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data dir of the embedded stack [default: ~/.local/share/devyard].")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+def up(
+    data_dir: DataDirOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind [default: 8421; 0 picks a free one].")] = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background.")] = False,
+) -> None:
+    """Start the embedded stack: control API (+ scheduler and agent) on this machine."""
+    from compose import supervisor
+    from control.datadir import DataDir
+    from control.settings import load_settings
+
+    settings = load_settings(data_dir, host=host, port=port)
+    existing = supervisor.running_server(DataDir(settings.data_dir))
+    if existing is not None:
+        fail(f"devyard is already running at {existing.url} (pid {existing.pid}); `yard down` stops it.")
+    supervisor.prepare(settings)
+    if detach:
+        server = supervisor.start_detached(settings)
+        console.print(f"devyard is up at [bold]{server.url}[/] (pid {server.pid}, data in {settings.data_dir}).")
+        console.print("Run [bold]yard[/] for the TUI, [bold]yard status[/] to check it, [bold]yard down[/] to stop it.")
+        return
+    sock = supervisor.bind_socket(settings.host, settings.port)
+
+    def ready(url: str) -> None:
+        console.print(f"devyard is up at [bold]{url}[/] (data in {settings.data_dir}); Ctrl-C stops it.")
+
+    supervisor.serve(settings, sock, ready=ready)
+    console.print("devyard stopped.")
+
+
+def down(data_dir: DataDirOption = None) -> None:
+    """Stop the embedded stack started with `yard up --detach`."""
+    from compose import supervisor
+    from control.datadir import DataDir
+    from control.settings import load_settings
+
+    settings = load_settings(data_dir)
+    stopped = supervisor.stop(DataDir(settings.data_dir))
+    if stopped is None:
+        console.print(f"devyard is not running (data dir {settings.data_dir}).")
+    else:
+        console.print(f"devyard at {stopped.url} (pid {stopped.pid}) stopped.")
+
+
+def status(as_json: JsonOption = False) -> None:
+    """Show the control API's health: database, object store, substrate, counts."""
+    with state.client() as client:
+        info = client.status()
+        me = client.me()
+    info["url"] = client.url
+    info["user"] = {"name": me["name"], "role": me["role"]}
+    if as_json:
+        print_json(info)
+        return
+    colour = "green" if info["status"] == "ok" else "yellow"
+    console.print(f"[bold {colour}]{info['status']}[/] devyard {info['version']} at {client.url} as {me['name']} ({me['role']})")
+    details(
+        {
+            "database": f"{info['database']['status']} ({info['database']['backend']})",
+            "object store": f"{info['object_store']['status']} ({info['object_store']['url']})"
+            + (f": {info['object_store']['error']}" if info["object_store"].get("error") else ""),
+            "substrate": info["substrate"],
+            "uptime": f"{info['uptime_s']:.0f} s",
+            **{k: v for k, v in info["counts"].items()},
+        }
+    )
+    if info["status"] != "ok":
+        raise typer.Exit(1)
+
+
+def login(
+    url: Annotated[str, typer.Argument(help="Base URL of the control API, e.g. https://devyard.example.com.")],
+    token: Annotated[str, typer.Option("--token", help="An API token (`yard tokens create` prints one).", prompt=True, hide_input=True)],
+    profile: Annotated[str, typer.Option("--profile", help="Profile name to save it under.")] = "default",
+) -> None:
+    """Attach the CLI and TUI to a (remote) control API and save it as a profile."""
+    from control import profiles
+    from control.client import ControlClient
+
+    if not url.startswith(("http://", "https://")):
+        fail(f"'{url}' is not an http:// or https:// URL.")
+    with ControlClient(url, token) as client:
+        client.health()
+        me = client.me()
+    path = profiles.save_profile(profiles.Profile(profile, url.rstrip("/"), token), make_default=True)
+    console.print(f"Logged in to {url} as {me['name']} ({me['role']}); profile '{profile}' saved in {path}.")
+
+
+def doctor(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Check the database, object store, docker engine, kubeconfig and the API, and explain problems."""
+    from compose.doctor import Check, run_checks
+    from control.client import DevyardError
+    from control.profiles import ProfileProblem
+    from control.settings import load_settings
+
+    settings = load_settings(data_dir)
+    checks = run_checks(settings)
+    try:
+        with state.client() as client:
+            client.health()
+            checks.append(Check("control api", True, f"{client.url} answers and accepts the token.", False))
+            client.me()
+    except (DevyardError, ProfileProblem) as exc:
+        checks.append(Check("control api", False, str(exc), False))
+    if as_json:
+        print_json({"ok": all(c.ok or not c.required for c in checks), "checks": [c.as_json() for c in checks]})
+    else:
+        rows = [{"check": c.name, "result": ("ok" if c.ok else ("FAIL" if c.required else "warn")), "detail": c.detail} for c in checks]
+        table(rows, ["check", "result", "detail"])
+    if not all(c.ok or not c.required for c in checks):
+        raise typer.Exit(1)
