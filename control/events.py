@@ -40,7 +40,7 @@ class Overflowed(Exception):
     """The subscriber fell too far behind and was dropped."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscription:
     queue: asyncio.Queue[Event | None]
     loop: asyncio.AbstractEventLoop
@@ -101,7 +101,13 @@ class EventBus:
         with self._lock:
             subs = list(self._subscribers)
         for sub in subs:
-            sub.loop.call_soon_threadsafe(sub.queue.put_nowait, None)
+            sub.loop.call_soon_threadsafe(self._end, sub)
+
+    @staticmethod
+    def _end(sub: Subscription) -> None:
+        while sub.queue.full():
+            sub.queue.get_nowait()
+        sub.queue.put_nowait(None)
 
     @property
     def subscriber_count(self) -> int:

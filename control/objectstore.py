@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -62,7 +62,7 @@ class ObjectStore:
         parsed = urlparse(url)
         if parsed.scheme == "file":
             root = Path(unquote(parsed.path))
-            if not root.is_absolute():
+            if parsed.netloc not in ("", "localhost") or not root.is_absolute():
                 raise ObjectStoreProblem(f"The object store URL {url} must name an absolute folder.")
             try:
                 root.mkdir(parents=True, exist_ok=True)
@@ -179,7 +179,16 @@ class ObjectStore:
 def _s3_store(bucket: str, endpoint: str | None, region: str | None) -> S3Store:
     endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    kwargs: dict[str, Any] = {"region": region}
+    # Bounded retries: the run worker keeps its own spool and retries forever, so a store
+    # outage should surface within seconds rather than after obstore's default three minutes.
+    kwargs: dict[str, Any] = {
+        "region": region,
+        "retry_config": {
+            "max_retries": 3,
+            "retry_timeout": timedelta(seconds=10),
+            "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2), "base": 2},
+        },
+    }
     if endpoint:
         # S3-compatible servers are addressed path-style (http://host/bucket/key).
         kwargs["endpoint"] = endpoint

@@ -34,7 +34,6 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     errors.install(app)
-    errors.install_body_limit_handler(app, services.settings.max_request_bytes)
     for module in (health, users, tokens, projects, environments, audit, events):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_request_bytes)

@@ -84,13 +84,3 @@ def install(app: FastAPI) -> None:
         log.exception("unhandled error", exc_info=exc)
         return JSONResponse(error_body("internal", "Internal server error; see the server log."), 500)
 
-
-def install_body_limit_handler(app: FastAPI, max_bytes: int) -> None:
-    """A body that turned out too big while streaming is a 413, not a 500."""
-    from control.api.limits import BodyTooLarge
-
-    @app.exception_handler(BodyTooLarge)
-    async def _too_large(_: Request, __: BodyTooLarge) -> JSONResponse:
-        return JSONResponse(
-            error_body("too_large", f"Request body is larger than the limit of {max_bytes} bytes."), 413
-        )

@@ -7,10 +7,6 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
     """Pure ASGI middleware: checks Content-Length up front and counts streamed bodies."""
 
@@ -32,29 +28,37 @@ class BodySizeLimit:
                 if declared > self.max_bytes:
                     await self._too_large(send)
                     return
+        if any(name == b"content-length" for name, _ in scope.get("headers", [])):
+            # Uvicorn never delivers more than the declared length, so the check above is enough.
+            await self.app(scope, receive, send)
+            return
+        # A chunked body has no declared size: read it here, bounded by the limit, then replay
+        # it. Failing inside the app would surface as the framework's 400, not a 413.
+        parts: list[bytes] = []
         seen = 0
-        response_started = False
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not response_started:
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
                 await self._too_large(send)
+                return
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(parts)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
         await self._reject(

@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from control import audit
 from control.api import paging
-from control.api.deps import DB, Caller, Svc, Writer
+from control.api.deps import DB, Reader, Svc, Writer
 from control.api.errors import ApiError, not_found
 from control.api.routes.users import find_user
 from control.api.schemas import TokenCreate, TokenIssued, TokenOut
@@ -33,7 +33,7 @@ def token_out(row: tuple[ApiToken, User] | ApiToken, user: User | None = None) -
 @router.get("/tokens", response_model=paging.Page[TokenOut])
 def list_tokens(
     session: DB,
-    who: Caller,
+    who: Reader,
     params: Annotated[paging.PageParams, Depends(paging.page_params)],
     user: Annotated[str | None, Query(max_length=64, description="Admins: list this user's tokens.")] = None,
     all: Annotated[bool, Query(description="Admins: list every user's tokens.")] = False,

@@ -1,0 +1,594 @@
+"""Throughput and latency of the control API under 50 concurrent clients.
+
+Measures ``GET /api/v1/health`` and ``GET /api/v1/audit?limit=50`` (the admin-only, keyset-paginated
+audit log) over 100,000 seeded rows, on SQLite and on PostgreSQL, with a bare Starlette "hello"
+route on the same uvicorn set-up measured in the same run as the peer.
+
+The real server (``python -m compose.supervisor``) runs as a separate process on 127.0.0.1, so the
+load generator never shares its interpreter. The generator is ``wrk`` when it is installed (a Lua
+script draws a random cursor per request, so pages are spread over all rows, not only the first),
+otherwise an asyncio client with 50 keep-alive connections in this process.
+
+    .venv/bin/python bench/api.py            # ~10 s per case, the figures in docs/benchmarks.md
+    .venv/bin/python bench/api.py --quick    # ~2 s per case and 10,000 rows: a smoke test
+
+PostgreSQL comes from ``--postgres URL``, ``DEVYARD_TEST_DATABASE_URL`` or the local development
+server; a fresh database ``devyard_bench_<pid>`` is created and dropped afterwards. When none is
+reachable the case is skipped and the JSON says why. Progress goes to stderr, the one JSON object
+to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make the project importable without an install
+    sys.path.insert(0, str(ROOT))
+
+HOST = "127.0.0.1"
+HEALTH = "/api/v1/health"
+LIST = "/api/v1/audit"
+PAGE = 50
+TARGET_LIST_P99_MS = 50.0
+LOCAL_POSTGRES = "postgresql+psycopg://devyard:devyard@127.0.0.1:5432/devyard"
+START_TIMEOUT_S = 60.0
+ACTIONS = ("project.create", "environment.update", "token.create", "user.update", "run.start", "devserver.stop")
+ACTORS = ("alice", "bob", "carol", "dave", "system")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(message: str) -> None:
+    print(f"[bench/api] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- load generation
+
+
+@dataclass(frozen=True)
+class Case:
+    """One endpoint to hammer: a fixed path, or ``path&cursor=<random id in cursors>``."""
+
+    path: str
+    token: str | None = None
+    cursors: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    requests: int
+    duration_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+    generator_cpu_percent: float
+    server_cpu_percent: float
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.duration_s if self.duration_s > 0 else 0.0
+
+    def as_json(self) -> dict[str, float | int]:
+        return {
+            "requests_per_s": round(self.requests_per_s, 1),
+            "p50_ms": round(self.p50_ms, 2),
+            "p90_ms": round(self.p90_ms, 2),
+            "p99_ms": round(self.p99_ms, 2),
+            "max_ms": round(self.max_ms, 2),
+            "requests": self.requests,
+            "errors": self.errors,
+            "duration_s": round(self.duration_s, 2),
+            "server_cpu_percent": round(self.server_cpu_percent, 1),
+            "generator_cpu_percent": round(self.generator_cpu_percent, 1),
+        }
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process, all its threads included."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (0 when empty)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+WRK_SCRIPT = """
+local token = %(token)s
+local low, high = %(low)d, %(high)d
+local base = %(base)s
+local threads = 0
+
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+
+function init(args)
+  math.randomseed(os.time() * 1000 + (tid or 0) * 7919)
+  if token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
+end
+
+function request()
+  if high > 0 then
+    return wrk.format("GET", base .. "&cursor=" .. math.random(low, high))
+  end
+  return wrk.format("GET", base)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests": %%.0f, "duration_us": %%.0f, "p50_us": %%.1f, "p90_us": %%.1f, "p99_us": %%.1f, ' ..
+    '"max_us": %%.1f, "errors": %%.0f}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def lua_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string literal of ASCII text is a valid Lua string literal
+
+
+class WrkGenerator:
+    """``wrk`` with a Lua script: C, epoll, a fraction of a core for 50 connections."""
+
+    def __init__(self, binary: str, threads: int) -> None:
+        self.binary = binary
+        self.threads = threads
+        self.workdir = Path(tempfile.mkdtemp(prefix="devyard-bench-wrk-"))
+
+    @property
+    def name(self) -> str:
+        out = subprocess.run([self.binary, "-v"], capture_output=True, text=True, check=False)
+        first = (out.stdout + out.stderr).strip().splitlines()
+        version = first[0].split()[1] if first and len(first[0].split()) > 1 else "?"
+        return f"wrk {version} ({self.threads} thread(s), --latency, Lua script for random cursors)"
+
+    def run(self, base_url: str, case: Case, seconds: float, connections: int, server_pid: int) -> Result:
+        low, high = case.cursors or (0, 0)
+        script = self.workdir / "case.lua"
+        script.write_text(WRK_SCRIPT % {
+            "token": lua_string(case.token or ""), "low": low, "high": high, "base": lua_string(case.path),
+        })
+        command = [self.binary, f"-t{self.threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+                   "--timeout", "10s", "--latency", "-s", str(script), base_url + case.path]
+        cpu_gen, cpu_server = children_cpu_s(), process_cpu_s(server_pid)
+        out = subprocess.run(command, capture_output=True, text=True, check=False)
+        cpu_gen, cpu_server = children_cpu_s() - cpu_gen, process_cpu_s(server_pid) - cpu_server
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH ")), None)
+        if out.returncode != 0 or line is None:
+            raise RuntimeError(f"wrk failed (exit {out.returncode}): {out.stderr.strip() or out.stdout.strip()}")
+        data = json.loads(line[len("BENCH "):])
+        duration = data["duration_us"] / 1e6
+        return Result(
+            requests=int(data["requests"]), duration_s=duration, p50_ms=data["p50_us"] / 1000,
+            p90_ms=data["p90_us"] / 1000, p99_ms=data["p99_us"] / 1000, max_ms=data["max_us"] / 1000,
+            errors=int(data["errors"]), generator_cpu_percent=100 * cpu_gen / duration,
+            server_cpu_percent=100 * cpu_server / duration,
+        )
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class PythonGenerator:
+    """Fallback: one asyncio task per client on a raw keep-alive socket (no HTTP library overhead)."""
+
+    name = "python asyncio raw sockets (keep-alive, one task per client)"
+
+    def run(self, base_url: str, case: Case, seconds: float, connections: int, server_pid: int) -> Result:
+        host, port = base_url.removeprefix("http://").rsplit(":", 1)
+        cpu_gen, cpu_server = time.process_time(), process_cpu_s(server_pid)
+        started = time.perf_counter()
+        latencies, errors = asyncio.run(self._drive(host, int(port), case, seconds, connections))
+        duration = time.perf_counter() - started
+        cpu_gen, cpu_server = time.process_time() - cpu_gen, process_cpu_s(server_pid) - cpu_server
+        latencies.sort()
+        return Result(
+            requests=len(latencies), duration_s=duration, p50_ms=percentile(latencies, 50),
+            p90_ms=percentile(latencies, 90), p99_ms=percentile(latencies, 99),
+            max_ms=latencies[-1] if latencies else 0.0, errors=errors,
+            generator_cpu_percent=100 * cpu_gen / duration, server_cpu_percent=100 * cpu_server / duration,
+        )
+
+    async def _drive(self, host: str, port: int, case: Case, seconds: float, connections: int) -> tuple[list[float], int]:
+        stop_at = time.perf_counter() + seconds
+        latencies: list[float] = []
+        errors = [0]
+        auth = f"Authorization: Bearer {case.token}\r\n" if case.token else ""
+        rng = random.Random(os.getpid())
+
+        def next_request() -> bytes:
+            path = case.path
+            if case.cursors is not None:
+                path += f"&cursor={rng.randint(*case.cursors)}"
+            return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}\r\n".encode()
+
+        async def client() -> None:
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                while time.perf_counter() < stop_at:
+                    began = time.perf_counter()
+                    writer.write(next_request())
+                    status = (await reader.readline()).split(b" ", 2)
+                    length = 0
+                    while (line := await reader.readline()) not in (b"\r\n", b""):
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"content-length":
+                            length = int(value)
+                    if length:
+                        await reader.readexactly(length)
+                    latencies.append((time.perf_counter() - began) * 1000)
+                    if len(status) < 2 or not status[1].startswith(b"2"):
+                        errors[0] += 1
+            finally:
+                writer.close()
+
+        outcomes = await asyncio.gather(*(client() for _ in range(connections)), return_exceptions=True)
+        errors[0] += sum(1 for o in outcomes if isinstance(o, BaseException))
+        return latencies, errors[0]
+
+    def close(self) -> None:
+        pass
+
+
+Generator = WrkGenerator | PythonGenerator
+
+
+def measure(generator: Generator, base_url: str, case: Case, args: argparse.Namespace, server_pid: int, label: str) -> Result:
+    generator.run(base_url, case, args.warmup, args.connections, server_pid)
+    result = generator.run(base_url, case, args.duration, args.connections, server_pid)
+    log(f"{label}: {result.requests_per_s:.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+        f"errors {result.errors}, server CPU {result.server_cpu_percent:.0f}%")
+    return result
+
+
+# ---------------------------------------------------------------- servers
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # SIGTERM to this PID only; uvicorn shuts down gracefully
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def wait_healthy(process: subprocess.Popen[bytes], url_of: Callable[[], str | None], path: str, log_path: Path) -> str:
+    import httpx
+
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+            raise RuntimeError(f"server exited with code {process.returncode} during start:\n{tail}")
+        url = url_of()
+        if url:
+            with suppress(httpx.TransportError):
+                if httpx.get(url + path, timeout=2).status_code == 200:
+                    return url
+        time.sleep(0.05)
+    process.terminate()
+    raise RuntimeError(f"server did not answer {path} within {START_TIMEOUT_S:.0f} s; see {log_path}")
+
+
+def start_devyard(data_dir: Path, database_url: str | None, scratch: Path, source: Path) -> Server:
+    """``python -m compose.supervisor`` on a free port: migrates (a no-op here) and serves."""
+    from control.datadir import DataDir
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVYARD_")}
+    env.update(XDG_CONFIG_HOME=str(scratch / "config"), PYTHONUNBUFFERED="1")  # keep the user's profiles untouched
+    if database_url:
+        env["DEVYARD_DATABASE_URL"] = database_url
+    log_path = scratch / f"server-{data_dir.name}.log"
+    command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(data_dir), "--host", HOST, "--port", "0"]
+    with open(log_path, "ab") as out:
+        process = subprocess.Popen(command, cwd=source, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    server_file = DataDir(data_dir).server_file
+
+    def url_of() -> str | None:
+        try:
+            info = json.loads(server_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return str(info["url"]) if info.get("pid") == process.pid else None
+
+    return Server(process, wait_healthy(process, url_of, HEALTH, log_path), log_path)
+
+
+def start_peer(scratch: Path) -> Server:
+    """The bare Starlette app on uvicorn (same loop/HTTP parser defaults as the real server)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, 0))
+    sock.listen(2048)
+    url = f"http://{HOST}:{sock.getsockname()[1]}"
+    log_path = scratch / "peer.log"
+    try:
+        with open(log_path, "ab") as out:
+            process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve-peer", str(sock.fileno())],
+                                       cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=[sock.fileno()])
+    finally:
+        sock.close()
+    return Server(process, wait_healthy(process, lambda: url, "/hello", log_path), log_path)
+
+
+def serve_peer(fd: int) -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def hello(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    def hello_sync(_: Request) -> JSONResponse:  # a plain function: Starlette runs it in the thread pool
+        return JSONResponse({"status": "ok"})
+
+    app = Starlette(routes=[Route("/hello", hello), Route("/hello-sync", hello_sync)])
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    uvicorn.Server(config).run(sockets=[socket.socket(fileno=fd)])
+
+
+# ---------------------------------------------------------------- databases
+
+
+def seed(database_url: str, rows: int) -> tuple[str, tuple[int, int]]:
+    """Migrate, bootstrap an admin token, bulk-insert ``rows`` audit events; (token, cursor range)."""
+    from sqlalchemy import func, insert, select, text
+    from sqlmodel import SQLModel
+
+    from control.bootstrap import local_admin_token, prepare_database
+    from control.db.engine import make_engine
+
+    engine = make_engine(database_url, pool=False)
+    try:
+        prepare_database(engine)
+        token = local_admin_token(engine, "bench-admin", None)
+        table = SQLModel.metadata.tables["audit_events"]
+        start = datetime.now(UTC) - timedelta(seconds=rows)
+        rng = random.Random(42)
+        began = time.perf_counter()
+        with engine.begin() as conn:
+            batch: list[dict[str, Any]] = []
+            for i in range(rows):
+                actor = rng.choice(ACTORS)
+                batch.append({
+                    "at": start + timedelta(seconds=i), "actor_id": None if actor == "system" else ACTORS.index(actor) + 1,
+                    "actor_name": actor, "action": rng.choice(ACTIONS), "target_type": "project",
+                    "target_id": str(rng.randrange(1, 5000)), "details": {"name": f"item-{i}", "via": "bench"},
+                })
+                if len(batch) == 10_000:
+                    conn.execute(insert(table), batch)
+                    batch.clear()
+            if batch:
+                conn.execute(insert(table), batch)
+            low, high = conn.execute(select(func.min(table.c.id), func.max(table.c.id))).one()
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+        log(f"seeded {rows:,} audit events in {time.perf_counter() - began:.1f} s ({engine.dialect.name})")
+    finally:
+        engine.dispose()
+    # Every cursor leaves a full page below it: ids in [low + PAGE, high + 1].
+    return token, (int(low) + PAGE, int(high) + 1)
+
+
+def reachable_postgres(candidates: list[tuple[str, float]]) -> tuple[str | None, str]:
+    """The first URL that answers ``SELECT 1`` (retrying each for its wait), or None and why not."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from control.db.engine import normalize_url, redact
+
+    reasons = []
+    for url, wait_s in candidates:
+        deadline = time.monotonic() + wait_s
+        while True:
+            engine = create_engine(normalize_url(url), poolclass=NullPool, connect_args={"connect_timeout": 3})
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                return url, ""
+            except Exception as exc:  # any driver or network failure means "not usable"
+                reason = f"{redact(normalize_url(url))}: {str(exc).strip().splitlines()[0][:200]}"
+            finally:
+                engine.dispose()
+            if time.monotonic() >= deadline:
+                reasons.append(reason)
+                break
+            time.sleep(1)
+    return None, "; ".join(reasons) or "no PostgreSQL URL given"
+
+
+@contextmanager
+def scratch_postgres(admin_url: str) -> Iterator[str]:
+    """A fresh database ``devyard_bench_<pid>`` next to ``admin_url``'s, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    from control.db.engine import normalize_url
+
+    name = f"devyard_bench_{os.getpid()}"
+    admin = create_engine(normalize_url(admin_url), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(normalize_url(admin_url)).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# ---------------------------------------------------------------- the run
+
+
+def bench_backend(label: str, database_url: str, generator: Generator, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    data_dir = (scratch / label).resolve()
+    data_dir.mkdir()
+    token, cursors = seed(database_url, args.rows)
+    server = start_devyard(data_dir, None if label == "sqlite" else database_url, scratch, args.source.resolve())
+    log(f"{label}: devyard server pid {server.process.pid} at {server.url}")
+    try:
+        health = measure(generator, server.url, Case(HEALTH), args, server.process.pid, f"{label} health")
+        page = measure(generator, server.url, Case(f"{LIST}?limit={PAGE}", token, cursors), args,
+                       server.process.pid, f"{label} list")
+    finally:
+        server.stop()
+    return {
+        "server_pid": server.process.pid,
+        "health": health.as_json(),
+        "list": {**page.as_json(), "endpoint": f"GET {LIST}?limit={PAGE}&cursor=<random id in {cursors[0]}..{cursors[1]}>"},
+    }
+
+
+def ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    wrk = shutil.which("wrk")
+    generator: Generator = WrkGenerator(wrk, args.threads) if wrk and args.generator != "python" else PythonGenerator()
+    if args.generator == "wrk" and not wrk:
+        raise SystemExit("wrk is not installed (apt-get install -y wrk)")
+    scratch = Path(tempfile.mkdtemp(prefix="devyard-bench-api-"))
+    metrics: dict[str, Any] = {}
+    peer: dict[str, Any] = {
+        "what": "bare Starlette routes on uvicorn in their own process, same defaults as the devyard server "
+                "(uvloop, httptools, one worker): 'hello' is async, 'hello_sync' is a plain function run in "
+                "the thread pool like devyard's endpoints; the health endpoint is the peer of the list endpoint",
+    }
+    try:
+        log(f"generator: {generator.name}; {args.connections} clients; {args.duration:g} s per case after "
+            f"{args.warmup:g} s warm-up; {args.rows:,} rows")
+        server = start_peer(scratch)
+        try:
+            peer["hello"] = measure(generator, server.url, Case("/hello"), args, server.process.pid, "peer hello").as_json()
+            peer["hello_sync"] = measure(generator, server.url, Case("/hello-sync"), args, server.process.pid,
+                                         "peer hello-sync").as_json()
+        finally:
+            server.stop()
+
+        metrics["sqlite"] = bench_backend("sqlite", f"sqlite:///{(scratch / 'sqlite').resolve() / 'devyard.db'}",
+                                          generator, args, scratch)
+
+        if args.no_postgres:
+            metrics["postgresql"] = {"skipped": "--no-postgres"}
+        else:
+            candidates = [(u, 30.0) for u in (args.postgres, os.environ.get("DEVYARD_TEST_DATABASE_URL")) if u]
+            candidates.append((LOCAL_POSTGRES, 5.0))
+            url, why = reachable_postgres(candidates)
+            if url is None:
+                log(f"PostgreSQL skipped: {why}")
+                metrics["postgresql"] = {"skipped": f"no reachable PostgreSQL ({why})"}
+            else:
+                with scratch_postgres(url) as bench_url:
+                    metrics["postgresql"] = bench_backend("postgresql", bench_url, generator, args, scratch)
+    finally:
+        generator.close()
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    measured = {k: v for k, v in metrics.items() if "list" in v}
+    for backend, figures in measured.items():
+        peer.setdefault("ratios", {})[backend] = {
+            "health_rps_vs_hello": ratio(figures["health"]["requests_per_s"], peer["hello"]["requests_per_s"]),
+            "health_rps_vs_hello_sync": ratio(figures["health"]["requests_per_s"], peer["hello_sync"]["requests_per_s"]),
+            "list_rps_vs_health": ratio(figures["list"]["requests_per_s"], figures["health"]["requests_per_s"]),
+        }
+    met = bool(measured) and all(
+        v["list"]["p99_ms"] <= TARGET_LIST_P99_MS and v["list"]["errors"] == 0 and v["health"]["errors"] == 0
+        for v in measured.values()
+    )
+    return {
+        "name": "api",
+        "metrics": metrics,
+        "peer": peer,
+        "target": {"list_p99_ms": TARGET_LIST_P99_MS},
+        "met": met,
+        "setup": {
+            "generator": generator.name,
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rows": args.rows,
+            "page": PAGE,
+            "cores": os.cpu_count(),
+            "quick": args.quick,
+            "python": sys.version.split()[0],
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke test: 2 s per case, 10,000 rows")
+    parser.add_argument("--duration", type=float, help="seconds measured per case (default 10, quick 2)")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per case (default 3, quick 1)")
+    parser.add_argument("--rows", type=int, help="audit events to seed (default 100,000, quick 10,000)")
+    parser.add_argument("--connections", type=int, default=50, help="concurrent clients (default 50)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: leaves the cores to the server)")
+    parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--postgres", metavar="URL", help="PostgreSQL URL of a role with CREATEDB")
+    parser.add_argument("--no-postgres", action="store_true", help="measure SQLite only")
+    parser.add_argument("--source", type=Path, default=ROOT,
+                        help="project tree whose compose.supervisor is served (to compare an experimental copy)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs)")
+    parser.add_argument("--serve-peer", type=int, metavar="FD", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_peer is not None:
+        serve_peer(args.serve_peer)
+        return 0
+    args.duration = args.duration or (2.0 if args.quick else 10.0)
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
+    args.rows = args.rows or (10_000 if args.quick else 100_000)
+    print(json.dumps(run(args), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The events stream delivers what later issues publish, live and resumable."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from control.client import SSEDecoder, SSEEvent
+from tests.stack import Stack
+
+
+def collect(stack: Stack, token: str | None, count: int, **kwargs: Any) -> tuple[threading.Event, list[SSEEvent], threading.Thread]:
+    connected = threading.Event()
+    received: list[SSEEvent] = []
+
+    def follow() -> None:
+        with stack.client(token) as client:
+            stream = client.events(**kwargs)
+            connected.set()
+            for event in stream:
+                received.append(event)
+                if len(received) >= count:
+                    return
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    return connected, received, thread
+
+
+def test_live_events_arrive_in_order(stack: Stack) -> None:
+    connected, received, thread = collect(stack, None, 2, types=["project"])
+    connected.wait(5)
+    # Give the server a moment to register the subscription before publishing.
+    import time
+
+    deadline = time.monotonic() + 5
+    while stack.services.events.subscriber_count == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with stack.client() as admin:
+        admin.create_user("someone", role="viewer")  # filtered out by type
+        admin.create_project("first")
+        admin.create_project("second")
+    thread.join(10)
+    assert [e.event for e in received] == ["project.created", "project.created"]
+    assert [e.json()["data"]["name"] for e in received] == ["first", "second"]
+
+
+def test_resume_after_an_id_replays_what_was_missed(sqlite_stack: Stack) -> None:
+    with sqlite_stack.client() as admin:
+        admin.create_project("a")
+        admin.create_project("b")
+        admin.create_project("c")
+    first_id = sqlite_stack.services.events.publish("noop", {}).id - 3
+    connected, received, thread = collect(sqlite_stack, None, 2, types=["project"], after=first_id)
+    thread.join(10)
+    assert [e.json()["data"]["name"] for e in received] == ["b", "c"]
+
+
+def test_private_events_reach_only_their_audience(sqlite_stack: Stack) -> None:
+    alice = sqlite_stack.user("alice", "developer")
+    bob = sqlite_stack.user("bob", "developer")
+    bus = sqlite_stack.services.events
+    with sqlite_stack.client() as admin:
+        alice_id = admin.get_user("alice")["id"]
+    start = bus.publish("marker", {}).id
+    bus.publish("devserver.started", {"n": 1}, audience=alice_id)
+    bus.publish("devserver.public", {"n": 2})
+    _, seen_by_bob, bob_thread = collect(sqlite_stack, bob, 1, types=["devserver"], after=start)
+    _, seen_by_alice, alice_thread = collect(sqlite_stack, alice, 2, types=["devserver"], after=start)
+    bob_thread.join(10)
+    alice_thread.join(10)
+    assert [e.event for e in seen_by_bob] == ["devserver.public"]
+    assert [e.event for e in seen_by_alice] == ["devserver.started", "devserver.public"]
+
+
+def test_sse_decoder_handles_multiline_and_comments() -> None:
+    decoder = SSEDecoder()
+    lines = [": comment", "id: 7", "event: run.updated", "data: {\"a\":", "data: 1}", ""]
+    events = [e for e in (decoder.feed(line) for line in lines) if e is not None]
+    assert len(events) == 1
+    assert events[0].id == "7" and events[0].event == "run.updated" and events[0].data == '{"a":\n1}'

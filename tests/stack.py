@@ -1,0 +1,66 @@
+"""A real control API for tests: uvicorn on a free loopback port, in a thread of the test process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from compose.supervisor import bind_socket
+from control.api.app import create_app
+from control.api.services import Services
+from control.bootstrap import local_admin_token, prepare_database
+from control.client import ControlClient
+from control.settings import Settings, load_settings
+
+
+@dataclass
+class Stack:
+    url: str
+    admin_token: str
+    services: Services
+    settings: Settings
+
+    def client(self, token: str | None = None) -> ControlClient:
+        return ControlClient(self.url, self.admin_token if token is None else token)
+
+    def user(self, name: str, role: str) -> str:
+        """Create a user with ``role`` and return a token of theirs."""
+        with self.client() as admin:
+            token = admin.create_user(name, role=role)["token"]
+        assert isinstance(token, str)
+        return token
+
+
+@contextmanager
+def running_stack(data_dir: Path, database_url: str, object_store_url: str | None = None, **overrides: object) -> Iterator[Stack]:
+    settings = load_settings(
+        data_dir, database_url=database_url, object_store_url=object_store_url, host="127.0.0.1", port=0, **overrides
+    )
+    services = Services.from_settings(settings)
+    prepare_database(services.engine)
+    token = local_admin_token(services.engine, "admin", None)
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(services), log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test control API did not start")
+        time.sleep(0.005)
+    try:
+        yield Stack(f"http://127.0.0.1:{port}", token, services, settings)
+    finally:
+        server.should_exit = True
+        services.events.close()
+        thread.join(10)
+        sock.close()
+        services.engine.dispose()
