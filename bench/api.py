@@ -180,23 +180,44 @@ class WrkGenerator:
     def run(self, base_url: str, case: Case, seconds: float, connections: int, server_pid: int) -> Result:
         low, high = case.cursors or (0, 0)
         script = self.workdir / "case.lua"
-        script.write_text(WRK_SCRIPT % {
-            "token": lua_string(case.token or ""), "low": low, "high": high, "base": lua_string(case.path),
-        })
-        command = [self.binary, f"-t{self.threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-                   "--timeout", "10s", "--latency", "-s", str(script), base_url + case.path]
+        script.write_text(
+            WRK_SCRIPT
+            % {
+                "token": lua_string(case.token or ""),
+                "low": low,
+                "high": high,
+                "base": lua_string(case.path),
+            }
+        )
+        command = [
+            self.binary,
+            f"-t{self.threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            str(script),
+            base_url + case.path,
+        ]
         cpu_gen, cpu_server = children_cpu_s(), process_cpu_s(server_pid)
         out = subprocess.run(command, capture_output=True, text=True, check=False)
         cpu_gen, cpu_server = children_cpu_s() - cpu_gen, process_cpu_s(server_pid) - cpu_server
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH ")), None)
         if out.returncode != 0 or line is None:
             raise RuntimeError(f"wrk failed (exit {out.returncode}): {out.stderr.strip() or out.stdout.strip()}")
-        data = json.loads(line[len("BENCH "):])
+        data = json.loads(line[len("BENCH ") :])
         duration = data["duration_us"] / 1e6
         return Result(
-            requests=int(data["requests"]), duration_s=duration, p50_ms=data["p50_us"] / 1000,
-            p90_ms=data["p90_us"] / 1000, p99_ms=data["p99_us"] / 1000, max_ms=data["max_us"] / 1000,
-            errors=int(data["errors"]), generator_cpu_percent=100 * cpu_gen / duration,
+            requests=int(data["requests"]),
+            duration_s=duration,
+            p50_ms=data["p50_us"] / 1000,
+            p90_ms=data["p90_us"] / 1000,
+            p99_ms=data["p99_us"] / 1000,
+            max_ms=data["max_us"] / 1000,
+            errors=int(data["errors"]),
+            generator_cpu_percent=100 * cpu_gen / duration,
             server_cpu_percent=100 * cpu_server / duration,
         )
 
@@ -218,13 +239,20 @@ class PythonGenerator:
         cpu_gen, cpu_server = time.process_time() - cpu_gen, process_cpu_s(server_pid) - cpu_server
         latencies.sort()
         return Result(
-            requests=len(latencies), duration_s=duration, p50_ms=percentile(latencies, 50),
-            p90_ms=percentile(latencies, 90), p99_ms=percentile(latencies, 99),
-            max_ms=latencies[-1] if latencies else 0.0, errors=errors,
-            generator_cpu_percent=100 * cpu_gen / duration, server_cpu_percent=100 * cpu_server / duration,
+            requests=len(latencies),
+            duration_s=duration,
+            p50_ms=percentile(latencies, 50),
+            p90_ms=percentile(latencies, 90),
+            p99_ms=percentile(latencies, 99),
+            max_ms=latencies[-1] if latencies else 0.0,
+            errors=errors,
+            generator_cpu_percent=100 * cpu_gen / duration,
+            server_cpu_percent=100 * cpu_server / duration,
         )
 
-    async def _drive(self, host: str, port: int, case: Case, seconds: float, connections: int) -> tuple[list[float], int]:
+    async def _drive(
+        self, host: str, port: int, case: Case, seconds: float, connections: int
+    ) -> tuple[list[float], int]:
         stop_at = time.perf_counter() + seconds
         latencies: list[float] = []
         errors = [0]
@@ -268,11 +296,15 @@ class PythonGenerator:
 Generator = WrkGenerator | PythonGenerator
 
 
-def measure(generator: Generator, base_url: str, case: Case, args: argparse.Namespace, server_pid: int, label: str) -> Result:
+def measure(
+    generator: Generator, base_url: str, case: Case, args: argparse.Namespace, server_pid: int, label: str
+) -> Result:
     generator.run(base_url, case, args.warmup, args.connections, server_pid)
     result = generator.run(base_url, case, args.duration, args.connections, server_pid)
-    log(f"{label}: {result.requests_per_s:.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
-        f"errors {result.errors}, server CPU {result.server_cpu_percent:.0f}%")
+    log(
+        f"{label}: {result.requests_per_s:.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+        f"errors {result.errors}, server CPU {result.server_cpu_percent:.0f}%"
+    )
     return result
 
 
@@ -347,8 +379,14 @@ def start_peer(scratch: Path) -> Server:
     log_path = scratch / "peer.log"
     try:
         with open(log_path, "ab") as out:
-            process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve-peer", str(sock.fileno())],
-                                       cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=[sock.fileno()])
+            process = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "--serve-peer", str(sock.fileno())],
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                pass_fds=[sock.fileno()],
+            )
     finally:
         sock.close()
     return Server(process, wait_healthy(process, lambda: url, "/hello", log_path), log_path)
@@ -395,11 +433,17 @@ def seed(database_url: str, rows: int) -> tuple[str, tuple[int, int]]:
             batch: list[dict[str, Any]] = []
             for i in range(rows):
                 actor = rng.choice(ACTORS)
-                batch.append({
-                    "at": start + timedelta(seconds=i), "actor_id": None if actor == "system" else ACTORS.index(actor) + 1,
-                    "actor_name": actor, "action": rng.choice(ACTIONS), "target_type": "project",
-                    "target_id": str(rng.randrange(1, 5000)), "details": {"name": f"item-{i}", "via": "bench"},
-                })
+                batch.append(
+                    {
+                        "at": start + timedelta(seconds=i),
+                        "actor_id": None if actor == "system" else ACTORS.index(actor) + 1,
+                        "actor_name": actor,
+                        "action": rng.choice(ACTIONS),
+                        "target_type": "project",
+                        "target_id": str(rng.randrange(1, 5000)),
+                        "details": {"name": f"item-{i}", "via": "bench"},
+                    }
+                )
                 if len(batch) == 10_000:
                     conn.execute(insert(table), batch)
                     batch.clear()
@@ -467,7 +511,9 @@ def scratch_postgres(admin_url: str) -> Iterator[str]:
 # ---------------------------------------------------------------- the run
 
 
-def bench_backend(label: str, database_url: str, generator: Generator, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+def bench_backend(
+    label: str, database_url: str, generator: Generator, args: argparse.Namespace, scratch: Path
+) -> dict[str, Any]:
     data_dir = (scratch / label).resolve()
     data_dir.mkdir()
     token, cursors = seed(database_url, args.rows)
@@ -475,14 +521,23 @@ def bench_backend(label: str, database_url: str, generator: Generator, args: arg
     log(f"{label}: devyard server pid {server.process.pid} at {server.url}")
     try:
         health = measure(generator, server.url, Case(HEALTH), args, server.process.pid, f"{label} health")
-        page = measure(generator, server.url, Case(f"{LIST}?limit={PAGE}", token, cursors), args,
-                       server.process.pid, f"{label} list")
+        page = measure(
+            generator,
+            server.url,
+            Case(f"{LIST}?limit={PAGE}", token, cursors),
+            args,
+            server.process.pid,
+            f"{label} list",
+        )
     finally:
         server.stop()
     return {
         "server_pid": server.process.pid,
         "health": health.as_json(),
-        "list": {**page.as_json(), "endpoint": f"GET {LIST}?limit={PAGE}&cursor=<random id in {cursors[0]}..{cursors[1]}>"},
+        "list": {
+            **page.as_json(),
+            "endpoint": f"GET {LIST}?limit={PAGE}&cursor=<random id in {cursors[0]}..{cursors[1]}>",
+        },
     }
 
 
@@ -499,22 +554,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     peer: dict[str, Any] = {
         "what": "bare Starlette routes on uvicorn in their own process, same defaults as the devyard server "
-                "(uvloop, httptools, one worker): 'hello' is async, 'hello_sync' is a plain function run in "
-                "the thread pool like devyard's endpoints; the health endpoint is the peer of the list endpoint",
+        "(uvloop, httptools, one worker): 'hello' is async, 'hello_sync' is a plain function run in "
+        "the thread pool like devyard's endpoints; the health endpoint is the peer of the list endpoint",
     }
     try:
-        log(f"generator: {generator.name}; {args.connections} clients; {args.duration:g} s per case after "
-            f"{args.warmup:g} s warm-up; {args.rows:,} rows")
+        log(
+            f"generator: {generator.name}; {args.connections} clients; {args.duration:g} s per case after "
+            f"{args.warmup:g} s warm-up; {args.rows:,} rows"
+        )
         server = start_peer(scratch)
         try:
-            peer["hello"] = measure(generator, server.url, Case("/hello"), args, server.process.pid, "peer hello").as_json()
-            peer["hello_sync"] = measure(generator, server.url, Case("/hello-sync"), args, server.process.pid,
-                                         "peer hello-sync").as_json()
+            peer["hello"] = measure(
+                generator, server.url, Case("/hello"), args, server.process.pid, "peer hello"
+            ).as_json()
+            peer["hello_sync"] = measure(
+                generator, server.url, Case("/hello-sync"), args, server.process.pid, "peer hello-sync"
+            ).as_json()
         finally:
             server.stop()
 
-        metrics["sqlite"] = bench_backend("sqlite", f"sqlite:///{(scratch / 'sqlite').resolve() / 'devyard.db'}",
-                                          generator, args, scratch)
+        metrics["sqlite"] = bench_backend(
+            "sqlite", f"sqlite:///{(scratch / 'sqlite').resolve() / 'devyard.db'}", generator, args, scratch
+        )
 
         if args.no_postgres:
             metrics["postgresql"] = {"skipped": "--no-postgres"}
@@ -537,7 +598,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for backend, figures in measured.items():
         peer.setdefault("ratios", {})[backend] = {
             "health_rps_vs_hello": ratio(figures["health"]["requests_per_s"], peer["hello"]["requests_per_s"]),
-            "health_rps_vs_hello_sync": ratio(figures["health"]["requests_per_s"], peer["hello_sync"]["requests_per_s"]),
+            "health_rps_vs_hello_sync": ratio(
+                figures["health"]["requests_per_s"], peer["hello_sync"]["requests_per_s"]
+            ),
             "list_rps_vs_health": ratio(figures["list"]["requests_per_s"], figures["health"]["requests_per_s"]),
         }
     met = bool(measured) and all(
@@ -571,12 +634,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, help="seconds of warm-up per case (default 3, quick 1)")
     parser.add_argument("--rows", type=int, help="audit events to seed (default 100,000, quick 10,000)")
     parser.add_argument("--connections", type=int, default=50, help="concurrent clients (default 50)")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: leaves the cores to the server)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="wrk threads (default 1: leaves the cores to the server)"
+    )
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--postgres", metavar="URL", help="PostgreSQL URL of a role with CREATEDB")
     parser.add_argument("--no-postgres", action="store_true", help="measure SQLite only")
-    parser.add_argument("--source", type=Path, default=ROOT,
-                        help="project tree whose compose.supervisor is served (to compare an experimental copy)")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=ROOT,
+        help="project tree whose compose.supervisor is served (to compare an experimental copy)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs)")
     parser.add_argument("--serve-peer", type=int, metavar="FD", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -35,7 +35,9 @@ def check_database(settings: Settings) -> Check:
         return Check("database", False, str(exc), True)
     if current != head:
         state = "not initialised" if current is None else f"at revision {current}"
-        return Check("database", True, f"{redact(url)} reachable, schema {state} (head {head}); `yard up` migrates it.", True)
+        return Check(
+            "database", True, f"{redact(url)} reachable, schema {state} (head {head}); `yard up` migrates it.", True
+        )
     return Check("database", True, f"{redact(url)} reachable, schema at head {head}.", True)
 
 
@@ -81,7 +83,7 @@ def check_kubeconfig(settings: Settings) -> Check:
     try:
         from kubernetes import config as kube_config
 
-        contexts, active = kube_config.list_kube_config_contexts(config_file=str(found[0]))
+        contexts, active = kube_config.list_kube_config_contexts(config_file=str(found[0]))  # type: ignore[no-untyped-call]
     except Exception as exc:  # the kubernetes loader raises many types for bad files
         return Check("kubernetes", False, f"{found[0]} cannot be read: {str(exc)[:200]}.", required)
     name = active.get("name", "?") if active else "none"

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -87,7 +87,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise UpProblem(f"Port {port} on {host} is already in use; pass --port with a free port or stop the other process.") from exc
+            raise UpProblem(
+                f"Port {port} on {host} is already in use; pass --port with a free port or stop the other process."
+            ) from exc
         raise UpProblem(f"Cannot listen on {host}:{port} ({exc.strerror}); pass --host/--port.") from exc
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -114,7 +116,9 @@ def prepare(settings: Settings) -> DataDir:
     engine = make_engine(settings.effective_database_url, pool=False)
     try:
         prepare_database(engine)
-        ObjectStore.from_url(settings.effective_object_store_url, s3_endpoint=settings.s3_endpoint, s3_region=settings.s3_region)
+        ObjectStore.from_url(
+            settings.effective_object_store_url, s3_endpoint=settings.s3_endpoint, s3_region=settings.s3_region
+        )
         try:
             current: str | None = profiles.load_profiles()[1][profiles.LOCAL].token
         except (KeyError, profiles.ProfileProblem):
@@ -148,7 +152,7 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
 
     data_dir = DataDir(settings.data_dir)
     sock = sock or bind_socket(settings.host, settings.port)
-    host, port = sock.getsockname()[:2]
+    _host, port = sock.getsockname()[:2]
     url = client_url(settings.host, port)
     services = Services.from_settings(settings)
     app = create_app(services)
@@ -170,21 +174,32 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
         services.engine.dispose()
 
 
+def _spawn(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(settings.data_dir)]
+    command += ["--host", settings.host, "--port", str(settings.port)]
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
 def start_detached(settings: Settings) -> RunningServer:
     """Start the stack in the background and wait until it answers its health check."""
     data_dir = DataDir(settings.data_dir)
     # Binding here first gives the user the "port in use" sentence instead of a dead child.
     bind_socket(settings.host, settings.port).close()
-    log = open(data_dir.server_log, "ab")
-    command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(settings.data_dir),
-               "--host", settings.host, "--port", str(settings.port)]
-    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    log.close()
+    with open(data_dir.server_log, "ab") as log:
+        child = _spawn(settings, log)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            raise UpProblem(f"The devyard server exited during start (code {child.returncode}); see {data_dir.server_log}.")
+            raise UpProblem(
+                f"The devyard server exited during start (code {child.returncode}); see {data_dir.server_log}."
+            )
         server = running_server(data_dir)
         if server is not None and server.pid == child.pid:
             try:
@@ -194,7 +209,9 @@ def start_detached(settings: Settings) -> RunningServer:
                 pass
         time.sleep(0.05)
     child.terminate()
-    raise UpProblem(f"The devyard server did not become healthy within {START_TIMEOUT_S:.0f} s; see {data_dir.server_log}.")
+    raise UpProblem(
+        f"The devyard server did not become healthy within {START_TIMEOUT_S:.0f} s; see {data_dir.server_log}."
+    )
 
 
 def stop(data_dir: DataDir) -> RunningServer | None:

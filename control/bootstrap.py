@@ -46,7 +46,9 @@ def local_admin_token(engine: Engine, admin_name: str, current: str | None) -> s
                 admin = User(name=admin_name, role=Role.admin.value)
                 session.add(admin)
                 session.flush()
-                audit.record(session, None, "user.create", "user", admin.id, name=admin_name, role="admin", via="bootstrap")
+                audit.record(
+                    session, None, "user.create", "user", admin.id, name=admin_name, role="admin", via="bootstrap"
+                )
             else:
                 admin.role, admin.disabled = Role.admin.value, False
         _, secret = issue_token(session, admin, LOCAL_TOKEN_NAME)

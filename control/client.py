@@ -156,7 +156,9 @@ class _Endpoints(Generic[R]):
         return self._call("PATCH", f"/users/{name}", json=changes)
 
     # tokens
-    def list_tokens(self, user: str | None = None, all: bool = False, limit: int | None = None, cursor: str | None = None) -> R:
+    def list_tokens(
+        self, user: str | None = None, all: bool = False, limit: int | None = None, cursor: str | None = None
+    ) -> R:
         return self._call("GET", "/tokens", params=self._page(limit, cursor, user=user, all=all))
 
     def create_token(self, name: str = "cli", user: str | None = None, expires_in_days: int | None = None) -> R:
@@ -308,7 +310,9 @@ class AsyncControlClient(_Endpoints[Awaitable[Any]]):
         raise_for_error(response)
         return None if response.status_code == 204 else response.json()
 
-    def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Awaitable[Any]:
+    def _call(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+    ) -> Awaitable[Any]:
         return self._request(method, path, params, json)
 
     async def events(self, types: list[str] | None = None, after: int | None = None) -> AsyncIterator[SSEEvent]:

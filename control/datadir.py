@@ -64,9 +64,7 @@ class DataDir:
                 f"Cannot create the data dir {self.root} ({exc.strerror}); pass --data-dir with a writable folder."
             ) from exc
         if not os.access(self.root, os.W_OK | os.X_OK):
-            raise DataDirProblem(
-                f"The data dir {self.root} is not writable; pass --data-dir with a writable folder."
-            )
+            raise DataDirProblem(f"The data dir {self.root} is not writable; pass --data-dir with a writable folder.")
         probe = self.state / ".write-probe"
         try:
             probe.write_bytes(b"")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -55,9 +56,7 @@ class ObjectStore:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_url(
-        cls, url: str, *, s3_endpoint: str | None = None, s3_region: str | None = None
-    ) -> ObjectStore:
+    def from_url(cls, url: str, *, s3_endpoint: str | None = None, s3_region: str | None = None) -> ObjectStore:
         """Open the store named by ``url``; raises :class:`ObjectStoreProblem` for a bad URL."""
         parsed = urlparse(url)
         if parsed.scheme == "file":
@@ -67,17 +66,13 @@ class ObjectStore:
             try:
                 root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise ObjectStoreProblem(
-                    f"Cannot create the object store folder {root} ({exc.strerror})."
-                ) from exc
+                raise ObjectStoreProblem(f"Cannot create the object store folder {root} ({exc.strerror}).") from exc
             return cls(url, LocalStore(str(root), mkdir=True))
         if parsed.scheme == "s3":
             if not parsed.netloc:
                 raise ObjectStoreProblem(f"The object store URL {url} has no bucket; use s3://bucket/prefix.")
             return cls(url, _s3_store(parsed.netloc, s3_endpoint, s3_region), parsed.path)
-        raise ObjectStoreProblem(
-            f"Unsupported object store URL {url!r}; use file:///path or s3://bucket/prefix."
-        )
+        raise ObjectStoreProblem(f"Unsupported object store URL {url!r}; use file:///path or s3://bucket/prefix.")
 
     def _path(self, key: str) -> str:
         check_key(key)
@@ -206,23 +201,15 @@ def _s3_store(bucket: str, endpoint: str | None, region: str | None) -> S3Store:
         raise ObjectStoreProblem(f"Cannot configure the S3 store for bucket {bucket}: {exc}.") from exc
 
 
-class _translated:
+@contextmanager
+def _translated(key: str) -> Iterator[None]:
     """Map obstore's errors onto ours so callers handle one vocabulary."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None:
-            return False
-        if isinstance(exc, (FileNotFoundError, obstore.exceptions.NotFoundError)):
-            raise ObjectNotFound(self.key) from exc
-        if isinstance(exc, ValueError) and "invalid object key" in str(exc):
-            return False
-        if isinstance(exc, (OSError, RuntimeError, obstore.exceptions.BaseError)):
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ObjectStoreProblem(f"The object store failed on {self.key!r}: {first}") from exc
-        return False
+    try:
+        yield
+    except (FileNotFoundError, obstore.exceptions.NotFoundError) as exc:
+        raise ObjectNotFound(key) from exc
+    except ValueError:
+        raise
+    except (OSError, RuntimeError, obstore.exceptions.BaseError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ObjectStoreProblem(f"The object store failed on {key!r}: {first}") from exc

@@ -57,7 +57,11 @@ def load_profiles(path: Path | None = None) -> tuple[str | None, dict[str, Profi
         raise ProfileProblem(f"{path}: 'profiles' must be a table; fix it or run `yard login` again.")
     profiles: dict[str, Profile] = {}
     for name, entry in raw.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str) or not isinstance(entry.get("token"), str):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("url"), str)
+            or not isinstance(entry.get("token"), str)
+        ):
             raise ProfileProblem(f"{path}: profile '{name}' needs a url and a token; run `yard login` again.")
         profiles[name] = Profile(name, entry["url"], entry["token"])
     default = data.get("default")
@@ -73,7 +77,9 @@ def resolve(name: str | None = None, path: Path | None = None) -> Profile:
     chosen = name or os.environ.get("DEVYARD_PROFILE") or default or LOCAL
     if chosen not in profiles:
         if not profiles:
-            raise ProfileProblem("No devyard profile is configured; run `yard up` for a local stack or `yard login URL --token T`.")
+            raise ProfileProblem(
+                "No devyard profile is configured; run `yard up` for a local stack or `yard login URL --token T`."
+            )
         known = ", ".join(sorted(profiles))
         raise ProfileProblem(f"Unknown profile '{chosen}' (known: {known}); run `yard login` to add it.")
     return profiles[chosen]
@@ -88,7 +94,12 @@ def save_profile(profile: Profile, *, make_default: bool = False, path: Path | N
         default = profile.name
     lines = [f"default = {json.dumps(default)}", ""]
     for p in sorted(profiles.values(), key=lambda p: p.name):
-        lines += [f"[profiles.{json.dumps(p.name)}]", f"url = {json.dumps(p.url)}", f"token = {json.dumps(p.token)}", ""]
+        lines += [
+            f"[profiles.{json.dumps(p.name)}]",
+            f"url = {json.dumps(p.url)}",
+            f"token = {json.dumps(p.token)}",
+            "",
+        ]
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

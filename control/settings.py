@@ -38,9 +38,7 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     """Settings of the control plane and the processes it supervises."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="DEVYARD_", env_nested_delimiter="__", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="DEVYARD_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Field(default_factory=default_data_dir)
     """Folder holding the SQLite database, local objects, the shared volume and process state."""
@@ -111,7 +109,7 @@ def load_settings(data_dir: Path | str | None = None, **overrides: Any) -> Setti
         except tomllib.TOMLDecodeError as exc:
             raise SettingsProblem(f"{toml_path} is not valid TOML ({exc}); fix or remove it.") from exc
 
-    bound = Settings
+    bound: type[Settings] = Settings
     if toml_path.is_file():
         config = SettingsConfigDict(**{**Settings.model_config, "toml_file": toml_path})
         bound = type("FileSettings", (Settings,), {"model_config": config})

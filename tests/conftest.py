@@ -37,7 +37,14 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
-    for name in ("DEVYARD_URL", "DEVYARD_TOKEN", "DEVYARD_PROFILE", "DEVYARD_DATABASE_URL", "DEVYARD_OBJECT_STORE_URL", "DEVYARD_DATA_DIR"):
+    for name in (
+        "DEVYARD_URL",
+        "DEVYARD_TOKEN",
+        "DEVYARD_PROFILE",
+        "DEVYARD_DATABASE_URL",
+        "DEVYARD_OBJECT_STORE_URL",
+        "DEVYARD_DATA_DIR",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

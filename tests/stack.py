@@ -38,7 +38,9 @@ class Stack:
 
 
 @contextmanager
-def running_stack(data_dir: Path, database_url: str, object_store_url: str | None = None, **overrides: object) -> Iterator[Stack]:
+def running_stack(
+    data_dir: Path, database_url: str, object_store_url: str | None = None, **overrides: object
+) -> Iterator[Stack]:
     settings = load_settings(
         data_dir, database_url=database_url, object_store_url=object_store_url, host="127.0.0.1", port=0, **overrides
     )

@@ -39,9 +39,7 @@ def _bearer(request: Request) -> str:
 
 def principal(request: Request, session: Annotated[Session, Depends(db_session)]) -> Principal:
     token = _bearer(request)
-    row = session.exec(
-        select(ApiToken, User).join(User).where(ApiToken.token_hash == hash_token(token))
-    ).first()
+    row = session.exec(select(ApiToken, User).join(User).where(ApiToken.token_hash == hash_token(token))).first()
     if row is None:
         raise ApiError(401, "unauthenticated", "The token is not valid.")
     api_token, user = row

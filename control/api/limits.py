@@ -61,9 +61,7 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
-        await self._reject(
-            send, 413, "too_large", f"Request body is larger than the limit of {self.max_bytes} bytes."
-        )
+        await self._reject(send, 413, "too_large", f"Request body is larger than the limit of {self.max_bytes} bytes.")
 
     @staticmethod
     async def _reject(send: Send, status: int, code: str, message: str) -> None:

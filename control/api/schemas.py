@@ -140,8 +140,12 @@ class EnvironmentCreate(Strict):
 
 
 class EnvironmentUpdate(Strict):
-    variables: Annotated[dict[VarName, Annotated[str, StringConstraints(max_length=8192)]], Field(max_length=500)] | None = None
-    secrets: Annotated[dict[VarName, Annotated[str, StringConstraints(max_length=8192)]], Field(max_length=500)] | None = None
+    variables: (
+        Annotated[dict[VarName, Annotated[str, StringConstraints(max_length=8192)]], Field(max_length=500)] | None
+    ) = None
+    secrets: (
+        Annotated[dict[VarName, Annotated[str, StringConstraints(max_length=8192)]], Field(max_length=500)] | None
+    ) = None
     """Secrets given here are merged; a key with an empty value is removed."""
     agent_queue: Name | None = None
     image: Annotated[str, StringConstraints(max_length=500)] | None = None

@@ -11,9 +11,7 @@ from control.db.tables import ApiToken, User
 from control.db.types import utcnow
 
 
-def issue_token(
-    session: Session, user: User, name: str, *, expires_in_days: int | None = None
-) -> tuple[ApiToken, str]:
+def issue_token(session: Session, user: User, name: str, *, expires_in_days: int | None = None) -> tuple[ApiToken, str]:
     """Add a token for ``user`` to the session; returns the row and the secret (shown once)."""
     assert user.id is not None
     secret = new_token()

@@ -67,9 +67,7 @@ def make_engine(url: str, *, pool: bool = True) -> Engine:
         if pool:
             kwargs.update(pool_size=20, max_overflow=20, pool_pre_ping=True)
     else:
-        raise DatabaseProblem(
-            f"Unsupported database '{parsed.get_backend_name()}'; use sqlite:/// or postgresql://."
-        )
+        raise DatabaseProblem(f"Unsupported database '{parsed.get_backend_name()}'; use sqlite:/// or postgresql://.")
     try:
         engine = create_engine(url, **kwargs)
     except (ArgumentError, ImportError) as exc:

@@ -9,7 +9,9 @@ from tests.stack import Stack, running_stack
 
 
 def api(stack: Stack) -> httpx.Client:
-    return httpx.Client(base_url=stack.url + "/api/v1", headers={"Authorization": f"Bearer {stack.admin_token}"}, timeout=10)
+    return httpx.Client(
+        base_url=stack.url + "/api/v1", headers={"Authorization": f"Bearer {stack.admin_token}"}, timeout=10
+    )
 
 
 def error_of(response: httpx.Response) -> dict[str, str]:
@@ -79,7 +81,10 @@ def test_oversized_bodies_are_413(tmp_path: object) -> None:
     from pathlib import Path
 
     base = Path(str(tmp_path))
-    with running_stack(base / "data", f"sqlite:///{base / 'db.sqlite'}", max_request_bytes=1024) as stack, api(stack) as http:
+    with (
+        running_stack(base / "data", f"sqlite:///{base / 'db.sqlite'}", max_request_bytes=1024) as stack,
+        api(stack) as http,
+    ):
         big = {"name": "p", "description": "x" * 5000}
         response = http.post("/projects", json=big)
         assert response.status_code == 413

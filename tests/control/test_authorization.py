@@ -132,12 +132,21 @@ def test_revoked_expired_and_disabled_tokens_stop_working(stack: Stack) -> None:
     with stack.client(dev) as client:
         second = client.create_token(name="laptop")
         client.revoke_token(second["id"])
-    assert httpx.get(stack.url + "/api/v1/me", headers={"Authorization": f"Bearer {second['token']}"}).json()["error"]["message"] == "The token has been revoked."
+    assert (
+        httpx.get(stack.url + "/api/v1/me", headers={"Authorization": f"Bearer {second['token']}"}).json()["error"][
+            "message"
+        ]
+        == "The token has been revoked."
+    )
 
     with stack.client() as admin:
         expiring = admin.create_token(name="short", user="dana", expires_in_days=1)
     with stack.services.engine.begin() as conn:
-        conn.execute(ApiToken.__table__.update().where(ApiToken.__table__.c.id == expiring["id"]).values(expires_at=utcnow() - timedelta(seconds=1)))  # type: ignore[attr-defined]
+        conn.execute(
+            ApiToken.__table__.update()
+            .where(ApiToken.__table__.c.id == expiring["id"])
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )  # type: ignore[attr-defined]
     response = httpx.get(stack.url + "/api/v1/me", headers={"Authorization": f"Bearer {expiring['token']}"})
     assert response.status_code == 401 and "expired" in response.json()["error"]["message"]
 

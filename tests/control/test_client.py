@@ -19,7 +19,10 @@ def closed_port() -> int:
 
 def test_unreachable_api_is_connection_failed() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
-    with ControlClient(url, "dy_x") as client, pytest.raises(ConnectionFailed, match=f"Cannot reach the devyard API at {url}"):
+    with (
+        ControlClient(url, "dy_x") as client,
+        pytest.raises(ConnectionFailed, match=f"Cannot reach the devyard API at {url}"),
+    ):
         client.health()
 
 

@@ -9,7 +9,9 @@ from control.client import SSEDecoder, SSEEvent
 from tests.stack import Stack
 
 
-def collect(stack: Stack, token: str | None, count: int, **kwargs: Any) -> tuple[threading.Event, list[SSEEvent], threading.Thread]:
+def collect(
+    stack: Stack, token: str | None, count: int, **kwargs: Any
+) -> tuple[threading.Event, list[SSEEvent], threading.Thread]:
     connected = threading.Event()
     received: list[SSEEvent] = []
 
@@ -51,7 +53,7 @@ def test_resume_after_an_id_replays_what_was_missed(sqlite_stack: Stack) -> None
         admin.create_project("b")
         admin.create_project("c")
     first_id = sqlite_stack.services.events.publish("noop", {}).id - 3
-    connected, received, thread = collect(sqlite_stack, None, 2, types=["project"], after=first_id)
+    _connected, received, thread = collect(sqlite_stack, None, 2, types=["project"], after=first_id)
     thread.join(10)
     assert [e.json()["data"]["name"] for e in received] == ["b", "c"]
 
@@ -75,7 +77,7 @@ def test_private_events_reach_only_their_audience(sqlite_stack: Stack) -> None:
 
 def test_sse_decoder_handles_multiline_and_comments() -> None:
     decoder = SSEDecoder()
-    lines = [": comment", "id: 7", "event: run.updated", "data: {\"a\":", "data: 1}", ""]
+    lines = [": comment", "id: 7", "event: run.updated", 'data: {"a":', "data: 1}", ""]
     events = [e for e in (decoder.feed(line) for line in lines) if e is not None]
     assert len(events) == 1
     assert events[0].id == "7" and events[0].event == "run.updated" and events[0].data == '{"a":\n1}'

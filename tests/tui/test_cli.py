@@ -15,7 +15,9 @@ import pytest
 YARD = str(Path(sys.executable).parent / "yard")
 
 
-def yard(*args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def yard(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [YARD, *args], capture_output=True, text=True, input=input, timeout=timeout, env={**os.environ, **(env or {})}
     )
@@ -88,7 +90,13 @@ def test_user_and_token_lifecycle(embedded: Path) -> None:
 
 
 def test_json_output_is_one_document(embedded: Path) -> None:
-    for args in (["status", "--json"], ["users", "ls", "--json"], ["tokens", "ls", "--json"], ["projects", "ls", "--json"], ["doctor", "--json"]):
+    for args in (
+        ["status", "--json"],
+        ["users", "ls", "--json"],
+        ["tokens", "ls", "--json"],
+        ["projects", "ls", "--json"],
+        ["doctor", "--json"],
+    ):
         result = yard(*args)
         assert result.returncode == 0, (args, result.stderr)
         json.loads(result.stdout)
@@ -100,7 +108,9 @@ def test_login_saves_a_profile(embedded: Path, tmp_path: Path) -> None:
     result = yard("login", info["url"], "--token", token, "--profile", "remote")
     assert result.returncode == 0, result.stderr
     assert json.loads(yard("--profile", "remote", "status", "--json").stdout)["status"] == "ok"
-    assert_one_sentence_error(yard("login", info["url"], "--token", "dy_wrong", "--profile", "bad"), "token is not valid")
+    assert_one_sentence_error(
+        yard("login", info["url"], "--token", "dy_wrong", "--profile", "bad"), "token is not valid"
+    )
 
 
 def test_unknown_profile() -> None:
@@ -161,7 +171,9 @@ def test_doctor_explains_a_broken_database(tmp_path: Path) -> None:
 
 
 def test_up_on_postgres(tmp_path: Path, database_url: str) -> None:
-    result = yard("up", "--detach", "--data-dir", str(tmp_path / "pg"), "--port", "0", env={"DEVYARD_DATABASE_URL": database_url})
+    result = yard(
+        "up", "--detach", "--data-dir", str(tmp_path / "pg"), "--port", "0", env={"DEVYARD_DATABASE_URL": database_url}
+    )
     assert result.returncode == 0, result.stderr
     try:
         info = json.loads(yard("status", "--json").stdout)

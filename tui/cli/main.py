@@ -25,7 +25,9 @@ app = typer.Typer(
 @app.callback()
 def root(
     ctx: typer.Context,
-    profile: Annotated[str | None, typer.Option("--profile", "-p", envvar="DEVYARD_PROFILE", help="Client profile to use.")] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", "-p", envvar="DEVYARD_PROFILE", help="Client profile to use.")
+    ] = None,
 ) -> None:
     state.profile = profile
     if ctx.invoked_subcommand is None:
@@ -33,7 +35,9 @@ def root(
 
 
 @app.command("tui")
-def tui(read_only: Annotated[bool, typer.Option("--read-only", help="Never launch or change anything.")] = False) -> None:
+def tui(
+    read_only: Annotated[bool, typer.Option("--read-only", help="Never launch or change anything.")] = False,
+) -> None:
     """Open the full-screen terminal UI."""
     from tui.app import run_app
 
@@ -61,7 +65,15 @@ def main() -> None:
     from control.profiles import ProfileProblem
     from control.settings import SettingsProblem
 
-    expected = (DevyardError, ProfileProblem, SettingsProblem, DataDirProblem, DatabaseProblem, ObjectStoreProblem, UpProblem)
+    expected = (
+        DevyardError,
+        ProfileProblem,
+        SettingsProblem,
+        DataDirProblem,
+        DatabaseProblem,
+        ObjectStoreProblem,
+        UpProblem,
+    )
     try:
         app(standalone_mode=True)
     except expected as exc:

@@ -19,7 +19,9 @@ ENV_COLUMNS = ["id", "project", "name", "agent_queue", "image", "variables", "se
 
 
 @projects.command("ls")
-def list_projects(limit: Annotated[int | None, typer.Option(help="At most this many.")] = None, as_json: JsonOption = False) -> None:
+def list_projects(
+    limit: Annotated[int | None, typer.Option(help="At most this many.")] = None, as_json: JsonOption = False
+) -> None:
     """List projects."""
     with state.client() as client:
         items = collect(client.list_projects, limit)
@@ -81,7 +83,9 @@ def add_env(
     project: str,
     name: str,
     var: Annotated[list[str] | None, typer.Option("--var", help="KEY=VALUE, repeatable.")] = None,
-    secret: Annotated[list[str] | None, typer.Option("--secret", help="KEY=VALUE, repeatable; never shown again.")] = None,
+    secret: Annotated[
+        list[str] | None, typer.Option("--secret", help="KEY=VALUE, repeatable; never shown again.")
+    ] = None,
     queue: Annotated[str, typer.Option(help="Agent queue that runs this environment's work.")] = "default",
     image: Annotated[str | None, typer.Option(help="Container image (docker/kubernetes substrates).")] = None,
     as_json: JsonOption = False,
@@ -89,14 +93,20 @@ def add_env(
     """Create an environment."""
     with state.client() as client:
         env = client.create_environment(
-            project, name, variables=_pairs(var or [], "--var"), secrets=_pairs(secret or [], "--secret"),
-            agent_queue=queue, image=image,
+            project,
+            name,
+            variables=_pairs(var or [], "--var"),
+            secrets=_pairs(secret or [], "--secret"),
+            agent_queue=queue,
+            image=image,
         )
     print_json(env) if as_json else console.print(f"Environment [bold]{project}/{env['name']}[/] created.")
 
 
 @envs.command("rm")
-def remove_env(project: str, name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
+def remove_env(
+    project: str, name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False
+) -> None:
     """Delete an environment."""
     if not yes and not typer.confirm(f"Delete environment {project}/{name}?"):
         raise typer.Exit(1)

@@ -71,7 +71,9 @@ def status(as_json: JsonOption = False) -> None:
         print_json(info)
         return
     colour = "green" if info["status"] == "ok" else "yellow"
-    console.print(f"[bold {colour}]{info['status']}[/] devyard {info['version']} at {client.url} as {me['name']} ({me['role']})")
+    console.print(
+        f"[bold {colour}]{info['status']}[/] devyard {info['version']} at {client.url} as {me['name']} ({me['role']})"
+    )
     details(
         {
             "database": f"{info['database']['status']} ({info['database']['backend']})",
@@ -88,7 +90,10 @@ def status(as_json: JsonOption = False) -> None:
 
 def login(
     url: Annotated[str, typer.Argument(help="Base URL of the control API, e.g. https://devyard.example.com.")],
-    token: Annotated[str, typer.Option("--token", help="An API token (`yard tokens create` prints one).", prompt=True, hide_input=True)],
+    token: Annotated[
+        str,
+        typer.Option("--token", help="An API token (`yard tokens create` prints one).", prompt=True, hide_input=True),
+    ],
     profile: Annotated[str, typer.Option("--profile", help="Profile name to save it under.")] = "default",
 ) -> None:
     """Attach the CLI and TUI to a (remote) control API and save it as a profile."""
@@ -123,7 +128,10 @@ def doctor(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         print_json({"ok": all(c.ok or not c.required for c in checks), "checks": [c.as_json() for c in checks]})
     else:
-        rows = [{"check": c.name, "result": ("ok" if c.ok else ("FAIL" if c.required else "warn")), "detail": c.detail} for c in checks]
+        rows = [
+            {"check": c.name, "result": ("ok" if c.ok else ("FAIL" if c.required else "warn")), "detail": c.detail}
+            for c in checks
+        ]
         table(rows, ["check", "result", "detail"])
     if not all(c.ok or not c.required for c in checks):
         raise typer.Exit(1)

@@ -33,7 +33,9 @@ def list_tokens(
 def create_token(
     name: Annotated[str, typer.Option(help="A label to recognise it by.")] = "cli",
     user: Annotated[str | None, typer.Option(help="Admins: issue it for this user (e.g. an agent).")] = None,
-    expires_in_days: Annotated[int | None, typer.Option("--expires-in-days", min=1, max=3650, help="Lifetime in days.")] = None,
+    expires_in_days: Annotated[
+        int | None, typer.Option("--expires-in-days", min=1, max=3650, help="Lifetime in days.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a token and print it once."""
@@ -47,8 +49,12 @@ def create_token(
 
 
 @app.command("revoke")
-def revoke_token(token_id: Annotated[int, typer.Argument(help="Token id from `yard tokens ls`.")], as_json: JsonOption = False) -> None:
+def revoke_token(
+    token_id: Annotated[int, typer.Argument(help="Token id from `yard tokens ls`.")], as_json: JsonOption = False
+) -> None:
     """Revoke a token; it stops working immediately."""
     with state.client() as client:
         token = client.revoke_token(token_id)
-    print_json(token) if as_json else console.print(f"Token {token['id']} '{token['name']}' of {token['user']} revoked.")
+    print_json(token) if as_json else console.print(
+        f"Token {token['id']} '{token['name']}' of {token['user']} revoked."
+    )

@@ -58,7 +58,9 @@ def add_user(
 def _update(name: str, as_json: bool, **changes: object) -> None:
     with state.client() as client:
         user = client.update_user(name, **changes)
-    print_json(user) if as_json else console.print(f"User [bold]{user['name']}[/]: role {user['role']}, disabled {user['disabled']}.")
+    print_json(user) if as_json else console.print(
+        f"User [bold]{user['name']}[/]: role {user['role']}, disabled {user['disabled']}."
+    )
 
 
 @app.command("set-role")

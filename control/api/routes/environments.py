@@ -20,9 +20,16 @@ router = APIRouter(tags=["environments"])
 def environment_out(env: Environment, project: Project) -> EnvironmentOut:
     assert env.id is not None
     return EnvironmentOut(
-        id=env.id, project=project.name, name=env.name, variables=env.variables,
-        secret_names=sorted(env.secrets), agent_queue=env.agent_queue, image=env.image,
-        resources=env.resources, created_at=env.created_at, updated_at=env.updated_at,
+        id=env.id,
+        project=project.name,
+        name=env.name,
+        variables=env.variables,
+        secret_names=sorted(env.secrets),
+        agent_queue=env.agent_queue,
+        image=env.image,
+        resources=env.resources,
+        created_at=env.created_at,
+        updated_at=env.updated_at,
     )
 
 
@@ -61,8 +68,16 @@ def create_environment(project: str, body: EnvironmentCreate, session: DB, who: 
         session.rollback()
         raise conflict(f"Environment {project}/{body.name} already exists.") from None
     # Secret values never go to the audit log, only their names.
-    audit.record(session, who, "environment.create", "environment", env.id, project=project, name=body.name,
-                 secret_names=sorted(body.secrets))
+    audit.record(
+        session,
+        who,
+        "environment.create",
+        "environment",
+        env.id,
+        project=project,
+        name=body.name,
+        secret_names=sorted(body.secrets),
+    )
     session.commit()
     svc.events.publish("environment.created", {"id": env.id, "project": project, "name": env.name})
     return environment_out(env, proj)
@@ -83,8 +98,16 @@ def update_environment(
         setattr(env, key, value)
     env.updated_at = utcnow()
     session.add(env)
-    audit.record(session, who, "environment.update", "environment", env.id, project=project, name=name,
-                 fields=sorted(body.model_dump(exclude_unset=True)))
+    audit.record(
+        session,
+        who,
+        "environment.update",
+        "environment",
+        env.id,
+        project=project,
+        name=name,
+        fields=sorted(body.model_dump(exclude_unset=True)),
+    )
     session.commit()
     svc.events.publish("environment.updated", {"id": env.id, "project": project, "name": name})
     return environment_out(env, proj)

@@ -55,7 +55,9 @@ async def stream(bus: EventBus, who: Principal, types: list[str], after: int | N
 async def events(
     who: Reader,
     svc: Svc,
-    types: Annotated[str | None, Query(max_length=500, description="Comma-separated type prefixes, e.g. run,project.")] = None,
+    types: Annotated[
+        str | None, Query(max_length=500, description="Comma-separated type prefixes, e.g. run,project.")
+    ] = None,
     after: Annotated[int | None, Query(ge=0, description="Replay buffered events after this id.")] = None,
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
 ) -> StreamingResponse:

@@ -42,7 +42,13 @@ def status(session: DB, svc: Svc, _: Reader) -> Status:
     store["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
     counts = {
         name: session.exec(select(func.count()).select_from(table)).one()
-        for name, table in (("users", User), ("projects", Project), ("runs", Run), ("devservers", DevServer), ("agents", Agent))
+        for name, table in (
+            ("users", User),
+            ("projects", Project),
+            ("runs", Run),
+            ("devservers", DevServer),
+            ("agents", Agent),
+        )
     }
     overall = "ok" if store["status"] == "ok" else "degraded"
     return Status(

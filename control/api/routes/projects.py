@@ -24,8 +24,13 @@ def project_out(row: tuple[Project, User]) -> ProjectOut:
     project, owner = row
     assert project.id is not None
     return ProjectOut(
-        id=project.id, name=project.name, description=project.description, repo_url=project.repo_url,
-        owner=owner.name, created_at=project.created_at, updated_at=project.updated_at,
+        id=project.id,
+        name=project.name,
+        description=project.description,
+        repo_url=project.repo_url,
+        owner=owner.name,
+        created_at=project.created_at,
+        updated_at=project.updated_at,
     )
 
 
@@ -100,9 +105,7 @@ def delete_project(name: str, session: DB, who: Writer, svc: Svc) -> None:
     require_owner(project, who)
     for table in (Run, DevServer, Schedule):
         if session.exec(select(table.id).where(table.project_id == project.id).limit(1)).first() is not None:  # type: ignore[attr-defined]
-            raise conflict(
-                f"Project {name} still has {table.__tablename__.replace('_', ' ')}; remove them first."
-            )
+            raise conflict(f"Project {name} still has {table.__tablename__.replace('_', ' ')}; remove them first.")
     for env in session.exec(select(Environment).where(Environment.project_id == project.id)):
         session.delete(env)
     session.delete(project)

@@ -24,8 +24,14 @@ def token_out(row: tuple[ApiToken, User] | ApiToken, user: User | None = None) -
     token, owner = row if isinstance(row, tuple) else (row, user)
     assert token.id is not None and owner is not None
     return TokenOut(
-        id=token.id, user_id=token.user_id, user=owner.name, name=token.name, prefix=token.prefix,
-        created_at=token.created_at, expires_at=token.expires_at, revoked_at=token.revoked_at,
+        id=token.id,
+        user_id=token.user_id,
+        user=owner.name,
+        name=token.name,
+        prefix=token.prefix,
+        created_at=token.created_at,
+        expires_at=token.expires_at,
+        revoked_at=token.revoked_at,
         last_used_at=token.last_used_at,
     )
 
@@ -60,8 +66,9 @@ def create_token(body: TokenCreate, session: DB, who: Writer, svc: Svc) -> Token
             raise ApiError(403, "forbidden", "Only admins can create tokens for other users.")
         owner = find_user(session, body.user)
     else:
-        owner = session.get(User, who.user_id)
-        assert owner is not None
+        me = session.get(User, who.user_id)
+        assert me is not None
+        owner = me
     days = body.expires_in_days or svc.settings.token_ttl_days
     token, secret = issue_token(session, owner, body.name, expires_in_days=days)
     audit.record(session, who, "token.create", "token", token.id, user=owner.name, name=body.name)

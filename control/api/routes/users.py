@@ -22,8 +22,12 @@ router = APIRouter(tags=["users"])
 def user_out(user: User) -> UserOut:
     assert user.id is not None
     return UserOut(
-        id=user.id, name=user.name, email=user.email, role=Role(user.role),
-        disabled=user.disabled, created_at=user.created_at,
+        id=user.id,
+        name=user.name,
+        email=user.email,
+        role=Role(user.role),
+        disabled=user.disabled,
+        created_at=user.created_at,
     )
 
 
@@ -82,7 +86,9 @@ def update_user(name: str, body: UserUpdate, session: DB, who: Admin, svc: Svc) 
     for key, value in changes.items():
         setattr(user, key, value.value if isinstance(value, Role) else value)
     session.add(user)
-    audit.record(session, who, "user.update", "user", user.id, name=user.name, **{k: str(v) for k, v in changes.items()})
+    audit.record(
+        session, who, "user.update", "user", user.id, name=user.name, **{k: str(v) for k, v in changes.items()}
+    )
     session.commit()
     svc.events.publish("user.updated", {"id": user.id, "name": user.name})
     return user_out(user)
