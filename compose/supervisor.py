@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,9 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     app = create_app(services)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, lifespan="on")
     server = uvicorn.Server(config)
+    agent = _local_agent(settings, services, url) if settings.agent else None
+    if agent is not None:
+        threading.Thread(target=_serve_agent_when_up, args=(server, agent), name="local-agent", daemon=True).start()
     data_dir.server_file.write_text(json.dumps({"pid": os.getpid(), "url": url, "started": time.time()}))
     _write_profile_url(url)
     if ready is not None:
@@ -165,6 +169,8 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     try:
         server.run(sockets=[sock])
     finally:
+        if agent is not None:
+            agent.stop()
         try:
             info = json.loads(data_dir.server_file.read_text())
             if info.get("pid") == os.getpid():
@@ -185,6 +191,27 @@ def _spawn(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
         start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+def _local_agent(settings: Settings, services: Any, url: str) -> Any:
+    from compose.agent import Agent, AgentConfig
+    from compose.local import LocalLauncher
+    from control.bootstrap import local_agent_token
+    from control.client import ControlClient
+
+    data_dir = DataDir(settings.data_dir)
+    token = local_agent_token(services.engine)
+    config = AgentConfig(
+        name=f"{socket.gethostname()}-local", queue="default", api_url=url, volume=data_dir.volume, spool=data_dir.spool
+    )
+    return Agent(config, ControlClient(url, token), LocalLauncher())
+
+
+def _serve_agent_when_up(server: Any, agent: Any) -> None:
+    while not server.started and not server.should_exit:
+        time.sleep(0.01)
+    if not server.should_exit:
+        agent.serve()
 
 
 def start_detached(settings: Settings) -> RunningServer:
@@ -239,6 +266,8 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per agent long-poll would drown everything else.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = load_settings(args.data_dir, host=args.host, port=args.port)
     prepare(settings)
     serve(settings)

@@ -14,6 +14,8 @@ from control.db.tables import ApiToken, Role, User
 from control.db.types import utcnow
 
 LOCAL_TOKEN_NAME = "yard up (local profile)"
+LOCAL_AGENT_USER = "local-agent"
+LOCAL_AGENT_TOKEN_NAME = "yard up (in-process agent)"
 
 
 def prepare_database(engine: Engine) -> None:
@@ -53,4 +55,27 @@ def local_admin_token(engine: Engine, admin_name: str, current: str | None) -> s
                 admin.role, admin.disabled = Role.admin.value, False
         _, secret = issue_token(session, admin, LOCAL_TOKEN_NAME)
         audit.record(session, None, "token.create", "token", None, user=admin.name, via="bootstrap")
+        return secret
+
+
+def local_agent_token(engine: Engine) -> str:
+    """A fresh token for the in-process agent of `yard up`; earlier ones are revoked."""
+    with session_scope(engine) as session:
+        user = session.exec(select(User).where(User.name == LOCAL_AGENT_USER)).first()
+        if user is None:
+            user = User(name=LOCAL_AGENT_USER, role=Role.agent.value)
+            session.add(user)
+            session.flush()
+            audit.record(
+                session, None, "user.create", "user", user.id, name=LOCAL_AGENT_USER, role="agent", via="bootstrap"
+            )
+        now = utcnow()
+        for old in session.exec(
+            select(ApiToken).where(
+                ApiToken.user_id == user.id, ApiToken.name == LOCAL_AGENT_TOKEN_NAME, ApiToken.revoked_at == None
+            )  # noqa: E711
+        ):
+            old.revoked_at = now
+            session.add(old)
+        _, secret = issue_token(session, user, LOCAL_AGENT_TOKEN_NAME)
         return secret

@@ -200,6 +200,54 @@ class _Endpoints(Generic[R]):
     def delete_environment(self, project: str, name: str) -> R:
         return self._call("DELETE", f"/projects/{project}/environments/{name}")
 
+    # runs
+    def create_run(self, project: str, command: list[str], **fields: Any) -> R:
+        body = {"project": project, "command": command, **{k: v for k, v in fields.items() if v is not None}}
+        return self._call("POST", "/runs", json=body)
+
+    def list_runs(
+        self,
+        limit: int | None = None,
+        cursor: str | None = None,
+        state: list[str] | None = None,
+        project: str | None = None,
+        trigger: str | None = None,
+    ) -> R:
+        return self._call(
+            "GET", "/runs", params=self._page(limit, cursor, state=state, project=project, trigger=trigger)
+        )
+
+    def get_run(self, run_id: int) -> R:
+        return self._call("GET", f"/runs/{run_id}")
+
+    def cancel_run(self, run_id: int) -> R:
+        return self._call("POST", f"/runs/{run_id}/cancel")
+
+    def list_artifacts(self, run_id: int) -> R:
+        return self._call("GET", f"/runs/{run_id}/artifacts")
+
+    def list_agents(self) -> R:
+        return self._call("GET", "/agents")
+
+    # agents
+    def register_agent(
+        self, name: str, queue: str = "default", substrate: str = "local", hostname: str | None = None
+    ) -> R:
+        body = {"name": name, "queue": queue, "substrate": substrate, "hostname": hostname}
+        return self._call("POST", "/agent/register", json={k: v for k, v in body.items() if v is not None})
+
+    def claim_work(self, agent_id: int, wait_s: float = 25.0, max_items: int = 10) -> R:
+        return self._call("POST", "/agent/work", json={"agent_id": agent_id, "wait_s": wait_s, "max_items": max_items})
+
+    def report_launch(self, item_id: int, handle: str | None = None, error: str | None = None) -> R:
+        body = {"handle": handle, "error": error}
+        return self._call(
+            "POST", f"/agent/work/{item_id}/launched", json={k: v for k, v in body.items() if v is not None}
+        )
+
+    def agent_heartbeat(self, agent_id: int, runs: list[int]) -> R:
+        return self._call("POST", "/agent/heartbeat", json={"agent_id": agent_id, "runs": runs})
+
     # audit
     def list_audit(self, limit: int | None = None, cursor: str | None = None, action: str | None = None) -> R:
         return self._call("GET", "/audit", params=self._page(limit, cursor, action=action))
@@ -250,6 +298,39 @@ class ControlClient(_Endpoints[Any]):
         raise_for_error(response)
         return None if response.status_code == 204 else response.json()
 
+    def read_logs(self, run_id: int, from_seq: int = 1, tail: int | None = None) -> tuple[bytes, int]:
+        """Stored log records of a run (framed, see control.logformat) and the last chunk seq."""
+        params: dict[str, Any] = {"from_seq": from_seq}
+        if tail is not None:
+            params["tail"] = tail
+        try:
+            response = self._http.get(f"/runs/{run_id}/logs", params=params, timeout=httpx.Timeout(300.0, connect=5.0))
+        except httpx.TransportError as exc:
+            raise _connection_error(self.url, exc) from exc
+        raise_for_error(response)
+        return response.content, int(response.headers.get("x-devyard-log-seq", "0"))
+
+    def follow_logs(self, run_id: int, from_seq: int = 1) -> Iterator[SSEEvent]:
+        """Yield ``chunk`` events (JSON with base64 ``data``) and finally one ``end`` event."""
+        yield from self._sse(f"/runs/{run_id}/logs", {"follow": "true", "from_seq": from_seq})
+
+    def download_artifact(self, run_id: int, artifact_id: int, target: Any) -> int:
+        """Stream an artifact into the binary file object ``target``; returns the byte count."""
+        written = 0
+        try:
+            with self._http.stream(
+                "GET", f"/runs/{run_id}/artifacts/{artifact_id}/content", timeout=httpx.Timeout(None, connect=5.0)
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise_for_error(response)
+                for piece in response.iter_bytes():
+                    target.write(piece)
+                    written += len(piece)
+        except httpx.TransportError as exc:
+            raise _connection_error(self.url, exc) from exc
+        return written
+
     def events(self, types: list[str] | None = None, after: int | None = None) -> Iterator[SSEEvent]:
         """Yield live events until the server closes the stream."""
         params: dict[str, Any] = {}
@@ -257,9 +338,12 @@ class ControlClient(_Endpoints[Any]):
             params["types"] = ",".join(types)
         if after is not None:
             params["after"] = after
+        yield from self._sse("/events", params)
+
+    def _sse(self, path: str, params: dict[str, Any]) -> Iterator[SSEEvent]:
         timeout = httpx.Timeout(None, connect=5.0)
         try:
-            with self._http.stream("GET", "/events", params=params, timeout=timeout) as response:
+            with self._http.stream("GET", path, params=params, timeout=timeout) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise_for_error(response)
@@ -322,9 +406,18 @@ class AsyncControlClient(_Endpoints[Awaitable[Any]]):
             params["types"] = ",".join(types)
         if after is not None:
             params["after"] = after
+        async for event in self._sse("/events", params):
+            yield event
+
+    async def follow_logs(self, run_id: int, from_seq: int = 1) -> AsyncIterator[SSEEvent]:
+        """Yield ``chunk`` events (JSON with base64 ``data``) and finally one ``end`` event."""
+        async for event in self._sse(f"/runs/{run_id}/logs", {"follow": "true", "from_seq": from_seq}):
+            yield event
+
+    async def _sse(self, path: str, params: dict[str, Any]) -> AsyncIterator[SSEEvent]:
         timeout = httpx.Timeout(None, connect=5.0)
         try:
-            async with self._http.stream("GET", "/events", params=params, timeout=timeout) as response:
+            async with self._http.stream("GET", path, params=params, timeout=timeout) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise_for_error(response)

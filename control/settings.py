@@ -67,8 +67,23 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     """Requests with a larger body are refused with 413."""
 
+    max_artifact_bytes: int = Field(default=2 * 1024**3, gt=0)
+    """Largest artifact a run may upload."""
+
     token_ttl_days: int | None = Field(default=None, gt=0)
     """Default lifetime of new API tokens; none means they never expire unless asked."""
+
+    max_concurrent_runs: int | None = Field(default=None, gt=0)
+    """Runs in starting/running state across the whole installation; more wait in the queue."""
+
+    run_lost_after_s: float = Field(default=30.0, gt=0)
+    """A running run whose worker and agent have been silent this long is marked lost."""
+
+    housekeeping_interval_s: float = Field(default=5.0, gt=0)
+    """How often the API checks for lost runs."""
+
+    agent: bool = True
+    """Whether `yard up` runs a local agent in-process."""
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,8 +10,22 @@ from fastapi import FastAPI
 
 from control import __version__
 from control.api import errors
+from control.api.housekeeping import housekeeping_loop
 from control.api.limits import BodySizeLimit
-from control.api.routes import audit, environments, events, health, projects, tokens, users
+from control.api.routes import (
+    agents,
+    artifacts,
+    audit,
+    environments,
+    events,
+    health,
+    projects,
+    run_logs,
+    run_worker,
+    runs,
+    tokens,
+    users,
+)
 from control.api.services import Services
 
 API_PREFIX = "/api/v1"
@@ -21,8 +36,11 @@ def create_app(services: Services) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(housekeeping_loop(services))
         yield
+        task.cancel()
         services.events.close()
+        services.hub.close()
 
     app = FastAPI(
         title="devyard control API",
@@ -34,7 +52,24 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     errors.install(app)
-    for module in (health, users, tokens, projects, environments, audit, events):
+    for module in (
+        health,
+        users,
+        tokens,
+        projects,
+        environments,
+        audit,
+        events,
+        runs,
+        run_logs,
+        run_worker,
+        artifacts,
+        agents,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
-    app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=services.settings.max_request_bytes,
+        max_upload_bytes=services.settings.max_artifact_bytes,
+    )
     return app

@@ -10,13 +10,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 class BodySizeLimit:
     """Pure ASGI middleware: checks Content-Length up front and counts streamed bodies."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["method"] == "PUT" and scope["path"].endswith("/artifacts"):
+            # Artifact uploads stream to a temporary file, so they may be much larger.
+            await BodySizeLimit(self.app, self.max_upload_bytes)(scope, receive, send)
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length":

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from control.events import EventBus
+from control.notify import Hub
 from control.objectstore import ObjectStore
 from control.settings import Settings
 
@@ -18,6 +19,7 @@ class Services:
     engine: Engine
     store: ObjectStore
     events: EventBus = field(default_factory=EventBus)
+    hub: Hub = field(default_factory=Hub)
     started: float = field(default_factory=time.time)
 
     @classmethod
@@ -30,4 +32,4 @@ class Services:
             s3_endpoint=settings.s3_endpoint,
             s3_region=settings.s3_region,
         )
-        return cls(settings=settings, engine=engine, store=store)
+        return cls(settings=settings, engine=engine, store=store, hub=Hub(engine))

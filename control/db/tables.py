@@ -58,6 +58,7 @@ class Project(SQLModel, table=True):
     description: str = Field(default="", max_length=1000)
     repo_url: str | None = Field(default=None, max_length=1000)
     owner_id: int = Field(foreign_key="users.id", index=True)
+    max_concurrent_runs: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -76,6 +77,7 @@ class Environment(SQLModel, table=True):
     agent_queue: str = Field(default="default", max_length=64)
     image: str | None = Field(default=None, max_length=500)
     resources: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    max_concurrent_runs: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -132,6 +134,10 @@ class Run(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=2000)
     agent_id: int | None = Field(default=None, foreign_key="agents.id")
     handle: str | None = Field(default=None, max_length=200)
+    # The run worker authenticates with a token minted at claim time that is good for this run
+    # only, so a worker (or the user's command) cannot write another run's logs.
+    worker_token_hash: str | None = Field(default=None, max_length=64, unique=True, index=True)
+    cancel_requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     log_seq: int = 0
     log_bytes: int = 0
     log_lines: int = 0

@@ -1,0 +1,168 @@
+"""The agent: claims work from the control API and runs it on one substrate.
+
+It only makes outbound calls (the hybrid boundary): register, long-poll ``/agent/work``, report
+each launch, heartbeat the runs it can still see. A run item becomes a run worker started
+through the :class:`~compose.launcher.Launcher`; a cancel item becomes SIGTERM to that worker,
+which stops the command gracefully and reports the run as cancelled. Stopping the agent never
+stops running work: workers live in their own sessions and are re-adopted by handle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compose.launcher import Launcher, LaunchError, LaunchSpec, LaunchState
+from control.client import ControlClient, DevyardError
+
+log = logging.getLogger("devyard.agent")
+
+HEARTBEAT_S = 2.0
+BACKOFF_MAX_S = 10.0
+WORKER_ENV = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "SHELL",
+    "TERM",
+    "PYTHONPATH",
+)
+
+
+@dataclass
+class AgentConfig:
+    name: str
+    queue: str
+    api_url: str
+    volume: Path
+    spool: Path
+    poll_wait_s: float = 25.0
+
+
+@dataclass
+class Agent:
+    config: AgentConfig
+    client: ControlClient
+    launcher: Launcher
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    runs: dict[int, str] = field(default_factory=dict)
+    agent_id: int | None = None
+
+    def register(self) -> int:
+        info = self.client.register_agent(
+            self.config.name, queue=self.config.queue, substrate=self.launcher.substrate, hostname=socket.gethostname()
+        )
+        self.agent_id = int(info["id"])
+        return self.agent_id
+
+    def serve(self) -> None:
+        """Claim and launch work until :attr:`stop_event` is set; survives API outages."""
+        delay = 0.2
+        beat = threading.Thread(target=self._heartbeats, name="agent-heartbeat", daemon=True)
+        while not self.stop_event.is_set():
+            try:
+                if self.agent_id is None:
+                    self.register()
+                    log.info("agent %s registered as %s", self.config.name, self.agent_id)
+                    if not beat.is_alive():
+                        beat.start()
+                assert self.agent_id is not None
+                items = self.client.claim_work(self.agent_id, wait_s=self.config.poll_wait_s)["items"]
+                delay = 0.2
+            except DevyardError as exc:
+                log.warning("agent cannot reach the control API: %s", exc)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            for item in items:
+                self.handle(item)
+
+    def handle(self, item: dict[str, Any]) -> None:
+        if item["kind"] == "run":
+            self._launch_run(item)
+        elif item["kind"] == "cancel":
+            self._cancel(item)
+        else:
+            self._report(item["id"], error=f"This agent does not know work of kind {item['kind']!r}.")
+
+    def _launch_run(self, item: dict[str, Any]) -> None:
+        spec = item["run"]
+        run_id = int(spec["id"])
+        run_dir = self.config.volume / "runs" / str(run_id)
+        cwd = Path(spec["cwd"]) if spec.get("cwd") and os.path.isabs(spec["cwd"]) else run_dir / (spec.get("cwd") or "")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            spool_dir = self.config.spool / str(run_id)
+            spool_dir.mkdir(parents=True, exist_ok=True)
+            spec_file = spool_dir / "spec.json"
+            fd = os.open(spec_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds secrets
+            with os.fdopen(fd, "w") as spec_out:
+                json.dump({**spec, "cwd": str(cwd), "spool_dir": str(spool_dir)}, spec_out)
+            env = {k: v for k, v in os.environ.items() if k in WORKER_ENV}
+            env["DEVYARD_WORKER_URL"] = self.config.api_url
+            env["DEVYARD_WORKER_TOKEN"] = item["worker_token"]
+            launch = LaunchSpec(
+                name=f"devyard-run-{run_id}",
+                argv=[sys.executable, "-m", "runner.worker", "--spec", str(spec_file)],
+                env=env,
+                cwd=run_dir,
+                labels={"devyard.run": str(run_id)},
+                resources=spec.get("resources") or {},
+                image=spec.get("image"),
+            )
+            handle = self.launcher.start(launch)
+        except (LaunchError, OSError) as exc:
+            self._report(item["id"], error=str(exc))
+            return
+        self.runs[run_id] = handle
+        self._report(item["id"], handle=handle)
+
+    def _cancel(self, item: dict[str, Any]) -> None:
+        run_id = int(item["run"]["id"])
+        handle = self.runs.get(run_id) or item["run"].get("handle")
+        if handle:
+            self.launcher.signal(handle, signal.SIGTERM)
+        self._report(item["id"], handle=handle or "gone")
+
+    def _report(self, item_id: int, handle: str | None = None, error: str | None = None) -> None:
+        delay = 0.1
+        while not self.stop_event.is_set():
+            try:
+                self.client.report_launch(item_id, handle=handle, error=error)
+                return
+            except DevyardError as exc:
+                if getattr(exc, "status", None) in (404, 409, 422):
+                    return
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+
+    def _heartbeats(self) -> None:
+        while not self.stop_event.wait(HEARTBEAT_S):
+            alive = []
+            for run_id, handle in list(self.runs.items()):
+                if self.launcher.status(handle).state is LaunchState.running:
+                    alive.append(run_id)
+                else:
+                    self.runs.pop(run_id, None)
+            try:
+                assert self.agent_id is not None
+                self.client.agent_heartbeat(self.agent_id, alive)
+            except DevyardError as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self.stop_event.set()

@@ -1,0 +1,166 @@
+"""The agent side of the queue: register, long-poll for work, report launches, heartbeat.
+
+Agents make only outbound calls. ``POST /agent/work`` holds the request open until work is
+queued for one of the agent's queues (its environment queue and its private ``agent:<id>``
+queue, where cancel requests for its runs go) or the wait runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
+
+from control import __version__
+from control.api.deps import DB, AgentCaller, Reader, Svc
+from control.api.errors import ApiError, conflict, not_found
+from control.api.routes.runs import describe_run, publish_run
+from control.api.run_schemas import AgentHeartbeat, AgentOut, AgentRegister, LaunchReport, WorkRequest
+from control.api.services import Services
+from control.auth import Principal
+from control.db.tables import Agent, Environment, Project, Run, WorkItem
+from control.db.types import utcnow
+from control.runs import claims, states
+from control.runs.lifecycle import launch_failed, launched
+
+router = APIRouter(tags=["agents"])
+
+
+def agent_out(agent: Agent) -> AgentOut:
+    assert agent.id is not None
+    return AgentOut(
+        id=agent.id,
+        name=agent.name,
+        queue=agent.queue,
+        substrate=agent.substrate,
+        hostname=agent.hostname,
+        version=agent.version,
+        last_heartbeat_at=agent.last_heartbeat_at,
+    )
+
+
+def own_agent(session: Session, agent_id: int, who: Principal) -> Agent:
+    agent = session.get(Agent, agent_id)
+    if agent is None or (agent.user_id != who.user_id and not who.is_admin):
+        raise not_found("Agent", agent_id)
+    return agent
+
+
+@router.get("/agents", response_model=list[AgentOut])
+def list_agents(session: DB, _: Reader) -> list[AgentOut]:
+    return [agent_out(a) for a in session.exec(select(Agent).order_by(col(Agent.id)))]
+
+
+@router.post("/agent/register", response_model=AgentOut)
+def register(body: AgentRegister, session: DB, who: AgentCaller, svc: Svc) -> AgentOut:
+    """Register (or re-register after a restart) an agent by name."""
+    agent = session.exec(select(Agent).where(Agent.name == body.name)).first()
+    if agent is not None and agent.user_id != who.user_id and not who.is_admin:
+        raise conflict(f"Agent name {body.name} is taken by another principal.")
+    agent = agent or Agent(name=body.name, user_id=who.user_id)
+    agent.queue, agent.substrate, agent.hostname = body.queue, body.substrate, body.hostname
+    agent.version, agent.last_heartbeat_at = body.version or __version__, utcnow()
+    session.add(agent)
+    session.commit()
+    svc.events.publish("agent.registered", agent_out(agent).model_dump(mode="json"))
+    return agent_out(agent)
+
+
+def run_spec(session: Session, run: Run) -> dict[str, Any]:
+    """What the agent needs to launch the run worker; secrets included (agents are trusted)."""
+    project = session.get(Project, run.project_id)
+    env = session.get(Environment, run.environment_id) if run.environment_id else None
+    variables = dict(env.variables) if env else {}
+    secrets = dict(env.secrets) if env else {}
+    return {
+        "id": run.id,
+        "project": project.name if project else None,
+        "environment": env.name if env else None,
+        "command": run.command,
+        "cwd": run.cwd,
+        "env": {**variables, **secrets},
+        "secret_values": sorted({v for v in secrets.values() if v}),
+        "timeout_s": run.timeout_s,
+        "artifact_globs": run.artifact_globs,
+        "image": env.image if env else None,
+        "resources": env.resources if env else {},
+        "attempt": run.attempt,
+    }
+
+
+def _claim(svc: Services, agent_id: int, queues: list[str], max_items: int) -> list[dict[str, Any]]:
+    with Session(svc.engine, expire_on_commit=False) as session:
+        claimed = claims.claim(session, agent_id, queues, max_items, svc.settings.max_concurrent_runs)
+        out = []
+        for item in claimed:
+            if item.item.kind == "run" and item.run is not None:
+                spec = run_spec(session, item.run)
+            else:
+                spec = {"id": item.item.run_id, "handle": item.run.handle if item.run else None}
+            out.append(claims.describe(item, spec))
+            if item.run is not None and item.item.kind == "run":
+                publish_run(svc, describe_run(session, item.run))
+        return out
+
+
+@router.post("/agent/work")
+async def work(body: WorkRequest, who: AgentCaller, session: DB, svc: Svc) -> dict[str, Any]:
+    agent = own_agent(session, body.agent_id, who)
+    queues = [agent.queue, f"agent:{agent.id}"]
+    deadline = time.monotonic() + body.wait_s
+    with svc.hub.waiter(["work"]) as wake:
+        while True:
+            items = await run_in_threadpool(_claim, svc, body.agent_id, queues, body.max_items)
+            remaining = deadline - time.monotonic()
+            if items or remaining <= 0:
+                return {"items": items}
+            # Wake on a notice, and poll now and then in case a notice from another replica was lost.
+            await wake.wait(min(remaining, 2.0))
+            await asyncio.sleep(0)
+
+
+@router.post("/agent/work/{item_id}/launched", response_model=None)
+def report_launch(item_id: int, body: LaunchReport, who: AgentCaller, session: DB, svc: Svc) -> dict[str, Any]:
+    item = session.get(WorkItem, item_id)
+    if item is None or item.claimed_by is None:
+        raise not_found("Work item", item_id)
+    own_agent(session, item.claimed_by, who)
+    if item.state != "claimed":
+        raise conflict(f"Work item {item_id} was already reported ({item.state}).")
+    run = session.get(Run, item.run_id) if item.run_id else None
+    if item.kind != "run" or run is None:
+        item.state = "done" if body.error is None else "failed"
+        session.add(item)
+        session.commit()
+        return {"id": item_id, "state": item.state}
+    if body.error is not None:
+        retry = launch_failed(session, item, run, body.error)
+    elif body.handle:
+        launched(session, item, run, body.handle)
+        retry = None
+    else:
+        raise ApiError(422, "invalid_request", "Report either a handle or an error.")
+    session.commit()
+    publish_run(svc, describe_run(session, run))
+    if retry is not None:
+        svc.hub.publish("work")
+    return {"id": item_id, "state": item.state}
+
+
+@router.post("/agent/heartbeat", status_code=204)
+def agent_heartbeat(body: AgentHeartbeat, who: AgentCaller, session: DB) -> None:
+    agent = own_agent(session, body.agent_id, who)
+    now = utcnow()
+    agent.last_heartbeat_at = now
+    session.add(agent)
+    if body.runs:
+        for run in session.exec(
+            select(Run).where(col(Run.id).in_(body.runs), Run.agent_id == agent.id, col(Run.state).in_(states.ACTIVE))
+        ):
+            run.heartbeat_at = now
+            session.add(run)
+    session.commit()

@@ -1,0 +1,50 @@
+"""Artifacts of a run: list and download (readers)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from sqlmodel import col, select
+
+from control.api.deps import DB, Reader, Svc
+from control.api.errors import not_found
+from control.api.routes.runs import find_run
+from control.api.run_schemas import ArtifactOut
+from control.db.tables import Artifact
+
+router = APIRouter(tags=["artifacts"])
+
+
+def artifact_out(a: Artifact) -> ArtifactOut:
+    assert a.id is not None
+    return ArtifactOut(id=a.id, run_id=a.run_id, path=a.path, size=a.size, sha256=a.sha256, created_at=a.created_at)
+
+
+@router.get("/runs/{run_id}/artifacts", response_model=list[ArtifactOut])
+def list_artifacts(run_id: int, session: DB, _: Reader) -> list[ArtifactOut]:
+    find_run(session, run_id)
+    rows = session.exec(select(Artifact).where(Artifact.run_id == run_id).order_by(col(Artifact.path)))
+    return [artifact_out(a) for a in rows]
+
+
+@router.get("/runs/{run_id}/artifacts/{artifact_id}/content")
+def download(run_id: int, artifact_id: int, session: DB, svc: Svc, _: Reader) -> StreamingResponse:
+    artifact = session.get(Artifact, artifact_id)
+    if artifact is None or artifact.run_id != run_id:
+        raise not_found("Artifact", artifact_id)
+    name = artifact.path.rsplit("/", 1)[-1].replace('"', "")
+
+    def body() -> Iterator[bytes]:
+        yield from svc.store.stream(artifact.object_key)
+
+    return StreamingResponse(
+        body(),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(artifact.size),
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Devyard-Sha256": artifact.sha256,
+        },
+    )

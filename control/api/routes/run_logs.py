@@ -1,0 +1,99 @@
+"""Reading a run's log: ranges, tail, and live follow as Server-Sent Events.
+
+Follow replays stored chunks from the object store, then waits for the hub to say a new chunk
+landed (in-process, or LISTEN/NOTIFY from another replica) and sends it. Each event carries
+its chunk sequence number as the SSE id, so a follower that reconnects with ``Last-Event-ID``
+(or ``from_seq``) resumes exactly where it stopped: no gap, no duplicate.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import Response, StreamingResponse
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from control.api.deps import DB, Reader, Svc
+from control.api.routes.runs import find_run
+from control.api.services import Services
+from control.db.tables import LogChunk, Run
+from control.logformat import tail_records
+from control.runs import states
+from control.runs.logstore import chunks_from
+
+router = APIRouter(tags=["run logs"])
+
+KEEPALIVE_S = 15.0
+MAX_NON_FOLLOW_CHUNKS = 100_000
+
+
+def _read_state(svc: Services, run_id: int, from_seq: int) -> tuple[Run, list[LogChunk]]:
+    with Session(svc.engine, expire_on_commit=False) as session:
+        run = find_run(session, run_id)
+        return run, chunks_from(session, run_id, from_seq, limit=200)
+
+
+async def follow(svc: Services, run_id: int, from_seq: int) -> AsyncIterator[bytes]:
+    next_seq = from_seq
+    yield b": following\n\n"
+    with svc.hub.waiter([f"run:{run_id}"]) as wake:
+        while True:
+            run, chunks = await run_in_threadpool(_read_state, svc, run_id, next_seq)
+            for chunk in chunks:
+                data = await svc.store.get_async(chunk.object_key)
+                body = json.dumps({"seq": chunk.seq, "lines": chunk.lines, "data": base64.b64encode(data).decode()})
+                yield f"id: {chunk.seq}\nevent: chunk\ndata: {body}\n\n".encode()
+                next_seq = chunk.seq + 1
+            if chunks:
+                continue
+            if run.state in states.FINISHED and next_seq > run.log_seq:
+                end = {"state": run.state, "exit_code": run.exit_code, "error": run.error, "log_seq": run.log_seq}
+                yield f"event: end\ndata: {json.dumps(end)}\n\n".encode()
+                return
+            if not await wake.wait(KEEPALIVE_S):
+                yield b": keepalive\n\n"
+
+
+@router.get("/runs/{run_id}/logs", response_model=None)
+async def read_logs(
+    run_id: int,
+    session: DB,
+    svc: Svc,
+    _: Reader,
+    follow_: Annotated[
+        bool, Query(alias="follow", description="Stream as Server-Sent Events until the run ends.")
+    ] = False,
+    from_seq: Annotated[int, Query(ge=1, description="First chunk to return.")] = 1,
+    to_seq: Annotated[int | None, Query(ge=1, description="Last chunk to return (non-follow).")] = None,
+    tail: Annotated[int | None, Query(ge=0, le=1_000_000, description="Only the last N lines (non-follow).")] = None,
+    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+) -> Response:
+    run = find_run(session, run_id)
+    if follow_:
+        start = last_event_id + 1 if last_event_id is not None else from_seq
+        return StreamingResponse(
+            follow(svc, run_id, start),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    last = min(to_seq or run.log_seq, run.log_seq)
+    chunks = [c for c in chunks_from(session, run_id, from_seq, limit=MAX_NON_FOLLOW_CHUNKS) if c.seq <= last]
+    if tail is not None:
+        picked: list[bytes] = []
+        lines = 0
+        for chunk in reversed(chunks):
+            data = await svc.store.get_async(chunk.object_key)
+            picked.append(data)
+            lines += chunk.lines
+            if lines >= tail:
+                break
+        body = tail_records(b"".join(reversed(picked)), tail)
+    else:
+        body = b"".join([await svc.store.get_async(c.object_key) for c in chunks])
+    headers = {"X-Devyard-Log-Seq": str(last if chunks else from_seq - 1), "X-Devyard-Run-State": run.state}
+    return Response(body, media_type="application/octet-stream", headers=headers)

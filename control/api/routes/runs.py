@@ -1,0 +1,173 @@
+"""Runs: create (writers, in projects they own), list and show (readers), cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from control import audit
+from control.api import paging
+from control.api.deps import DB, Reader, Svc, Writer
+from control.api.errors import ApiError, conflict, forbidden, not_found
+from control.api.routes.environments import find_environment
+from control.api.routes.projects import find_project
+from control.api.run_schemas import RunCreate, RunOut
+from control.api.services import Services
+from control.auth import Principal
+from control.db.tables import Environment, Project, Run, User
+from control.runs import states
+from control.runs.create import RunRequest, create_run
+from control.runs.lifecycle import TransitionRefused, request_cancel
+
+router = APIRouter(tags=["runs"])
+
+
+def run_out(run: Run, project: str, environment: str | None, user: str) -> RunOut:
+    assert run.id is not None
+    duration = None
+    if run.started_at is not None:
+        end = run.finished_at
+        duration = round((end - run.started_at).total_seconds(), 3) if end else None
+    return RunOut(
+        id=run.id,
+        project=project,
+        environment=environment,
+        user=user,
+        command=run.command,
+        cwd=run.cwd,
+        state=run.state,
+        trigger=run.trigger,
+        trigger_info=run.trigger_info,
+        attempt=run.attempt,
+        max_retries=run.max_retries,
+        retry_of_id=run.retry_of_id,
+        timeout_s=run.timeout_s,
+        exit_code=run.exit_code,
+        error=run.error,
+        cancel_requested=run.cancel_requested_at is not None,
+        agent_id=run.agent_id,
+        queued_at=run.queued_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        duration_s=duration,
+        log_chunks=run.log_seq,
+        log_bytes=run.log_bytes,
+        log_lines=run.log_lines,
+        artifact_globs=run.artifact_globs,
+    )
+
+
+def describe_run(session: Session, run: Run) -> RunOut:
+    project = session.get(Project, run.project_id)
+    env = session.get(Environment, run.environment_id) if run.environment_id else None
+    user = session.get(User, run.user_id)
+    return run_out(run, project.name if project else "?", env.name if env else None, user.name if user else "?")
+
+
+def find_run(session: Session, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise not_found("Run", run_id)
+    return run
+
+
+def publish_run(svc: Services, summary: RunOut, kind: str = "run.updated") -> None:
+    svc.events.publish(kind, summary.model_dump(mode="json"))
+    svc.hub.publish(f"run:{summary.id}")
+
+
+def can_control(run: Run, project: Project, who: Principal) -> bool:
+    return who.is_admin or run.user_id == who.user_id or project.owner_id == who.user_id
+
+
+@router.post("/runs", response_model=RunOut, status_code=201)
+def create(body: RunCreate, response: Response, session: DB, who: Writer, svc: Svc) -> RunOut:
+    project = find_project(session, body.project)
+    if project.owner_id != who.user_id and not who.is_admin:
+        raise forbidden(f"Only the owner of project {project.name} or an admin can start runs in it.")
+    env = find_environment(session, project, body.environment) if body.environment else None
+    request = RunRequest(
+        project=project,
+        environment=env,
+        user_id=who.user_id,
+        command=body.command,
+        cwd=body.cwd,
+        timeout_s=body.timeout_s,
+        max_retries=body.max_retries,
+        artifact_globs=body.artifacts,
+        trigger=body.trigger,
+        trigger_info=body.trigger_info,
+        idempotency_key=body.idempotency_key,
+    )
+    run, created = create_run(session, request)
+    if not created:
+        response.status_code = 200
+        return describe_run(session, run)
+    audit.record(session, who, "run.create", "run", run.id, project=project.name, command=body.command[:20])
+    session.commit()
+    summary = describe_run(session, run)
+    publish_run(svc, summary, "run.created")
+    svc.hub.publish("work")
+    return summary
+
+
+@router.get("/runs", response_model=paging.Page[RunOut])
+def list_runs(
+    session: DB,
+    _: Reader,
+    params: Annotated[paging.PageParams, Depends(paging.page_params)],
+    state: Annotated[list[str] | None, Query(description="Only these states (repeatable).")] = None,
+    project: Annotated[str | None, Query(max_length=64)] = None,
+    trigger: Annotated[str | None, Query(max_length=16)] = None,
+) -> dict[str, Any]:
+    if state and not set(state) <= states.ALL:
+        bad = sorted(set(state) - states.ALL)[0]
+        raise ApiError(
+            422, "invalid_request", f"Unknown run state '{bad}'; use one of {', '.join(sorted(states.ALL))}."
+        )
+    env_alias = aliased(Environment)
+    statement = (
+        select(Run, Project.name, env_alias.name, User.name)
+        .join(Project, Project.id == Run.project_id)  # type: ignore[arg-type]
+        .join(User, User.id == Run.user_id)  # type: ignore[arg-type]
+        .outerjoin(env_alias, env_alias.id == Run.environment_id)  # type: ignore[arg-type]
+    )
+    if state:
+        statement = statement.where(col(Run.state).in_(state))
+    if project:
+        statement = statement.where(Project.name == project)
+    if trigger:
+        statement = statement.where(Run.trigger == trigger)
+    rows = list(session.exec(paging.apply(statement, Run.id, params)))
+    page = paging.build([r[0] for r in rows], params, lambda r: r)
+    names = {r[0].id: r[1:] for r in rows}
+    page["items"] = [run_out(r, *names[r.id]) for r in page["items"]]
+    return page
+
+
+@router.get("/runs/{run_id}", response_model=RunOut)
+def show(run_id: int, session: DB, _: Reader) -> RunOut:
+    return describe_run(session, find_run(session, run_id))
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunOut)
+def cancel(run_id: int, session: DB, who: Writer, svc: Svc) -> RunOut:
+    """Cancel a run: at once if queued, otherwise its worker is told to stop (SIGTERM, then SIGKILL)."""
+    run = find_run(session, run_id)
+    project = session.get(Project, run.project_id)
+    assert project is not None
+    if not can_control(run, project, who):
+        raise forbidden(f"Only the user who started run {run_id}, the project owner or an admin can cancel it.")
+    try:
+        request_cancel(session, run)
+    except TransitionRefused as exc:
+        raise conflict(str(exc)) from None
+    audit.record(session, who, "run.cancel", "run", run.id)
+    session.commit()
+    summary = describe_run(session, run)
+    publish_run(svc, summary)
+    svc.hub.publish("work")
+    return summary

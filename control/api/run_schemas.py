@@ -1,0 +1,132 @@
+"""Bodies of the runs, run-worker and agent routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from control.api.schemas import Name, Strict
+
+Arg = Annotated[str, StringConstraints(max_length=32_768)]
+Glob = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class RunCreate(Strict):
+    project: Name
+    environment: Name | None = None
+    command: Annotated[list[Arg], Field(max_length=4096)]
+    cwd: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    """Working directory: relative to the run's folder on the shared volume, or absolute."""
+    timeout_s: Annotated[int, Field(gt=0, le=7 * 24 * 3600)] | None = None
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 0
+    artifacts: Annotated[list[Glob], Field(max_length=50)] = []
+    """Globs relative to the working directory, uploaded after the command ends."""
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    trigger: Literal["manual", "api", "watch"] = "api"
+    trigger_info: Annotated[dict[str, Any], Field(max_length=20)] = {}
+
+    @field_validator("command")
+    @classmethod
+    def _not_empty(cls, value: list[str]) -> list[str]:
+        if not value or not value[0].strip():
+            raise ValueError("the command is empty; give the program to run and its arguments")
+        if any("\x00" in part for part in value):
+            raise ValueError("the command contains a NUL byte")
+        return value
+
+    @field_validator("artifacts")
+    @classmethod
+    def _relative_globs(cls, value: list[str]) -> list[str]:
+        for glob in value:
+            if glob.startswith("/") or ".." in glob.split("/"):
+                raise ValueError(f"artifact glob {glob!r} must stay inside the working directory")
+        return value
+
+
+class RunOut(BaseModel):
+    id: int
+    project: str
+    environment: str | None
+    user: str
+    command: list[str]
+    cwd: str | None
+    state: str
+    trigger: str
+    trigger_info: dict[str, Any]
+    attempt: int
+    max_retries: int
+    retry_of_id: int | None
+    timeout_s: int | None
+    exit_code: int | None
+    error: str | None
+    cancel_requested: bool
+    agent_id: int | None
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_s: float | None
+    log_chunks: int
+    log_bytes: int
+    log_lines: int
+    artifact_globs: list[str]
+
+
+class ArtifactOut(BaseModel):
+    id: int
+    run_id: int
+    path: str
+    size: int
+    sha256: str
+    created_at: datetime
+
+
+class WorkerStarted(Strict):
+    pid: int | None = None
+    started_at: datetime | None = None
+
+
+class WorkerFinish(Strict):
+    outcome: Literal["exited", "failed_to_start", "timed_out", "cancelled"]
+    exit_code: int | None = None
+    error: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    log_seq: int = Field(ge=0)
+    """The last chunk the worker shipped; the API refuses to finish while chunks are missing."""
+
+
+class AgentRegister(Strict):
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+    queue: Name = "default"
+    substrate: Literal["local", "docker", "kubernetes"] = "local"
+    hostname: Annotated[str, StringConstraints(max_length=255)] | None = None
+    version: Annotated[str, StringConstraints(max_length=32)] | None = None
+
+
+class AgentOut(BaseModel):
+    id: int
+    name: str
+    queue: str
+    substrate: str
+    hostname: str | None
+    version: str | None
+    last_heartbeat_at: datetime | None
+
+
+class WorkRequest(Strict):
+    agent_id: int
+    wait_s: Annotated[float, Field(ge=0, le=60)] = 25.0
+    max_items: Annotated[int, Field(ge=1, le=50)] = 10
+
+
+class LaunchReport(Strict):
+    handle: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    error: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class AgentHeartbeat(Strict):
+    agent_id: int
+    runs: Annotated[list[int], Field(max_length=10_000)] = []
+    """Runs whose workers the agent still sees alive."""

@@ -1,0 +1,141 @@
+"""Wake-ups between request handlers: "a log chunk landed", "work was queued", "a run ended".
+
+Handlers that long-poll (agents waiting for work, followers tailing logs) register interest in
+keys and sleep; writers call :meth:`Hub.publish` after their commit. In one process this is a
+direct wake-up. On PostgreSQL every publish is also sent with ``NOTIFY`` and a listener thread
+wakes the local waiters on every replica, so a follower connected to replica A sees a chunk
+written through replica B. A notice only says "look again": waiters always re-read the
+database, so a lost or duplicated notice can delay but never corrupt anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+
+from sqlalchemy import Engine
+
+log = logging.getLogger("devyard.notify")
+
+CHANNEL = "devyard"
+
+
+class _Waiter:
+    __slots__ = ("event", "loop")
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.event = asyncio.Event()
+
+    def wake(self) -> None:
+        self.loop.call_soon_threadsafe(self.event.set)
+
+
+class Hub:
+    """In-process wake-ups, bridged across processes with LISTEN/NOTIFY on PostgreSQL."""
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[_Waiter]] = defaultdict(set)
+        self._engine = engine if engine is not None and engine.dialect.name == "postgresql" else None
+        self._stop = threading.Event()
+        self._listener: threading.Thread | None = None
+        if self._engine is not None:
+            self._listener = threading.Thread(target=self._listen, name="devyard-listen", daemon=True)
+            self._listener.start()
+
+    def publish(self, *keys: str) -> None:
+        self._wake(keys)
+        if self._engine is not None:
+            try:
+                with self._engine.connect() as conn:
+                    for key in keys:
+                        conn.exec_driver_sql("SELECT pg_notify(%(channel)s, %(key)s)", {"channel": CHANNEL, "key": key})
+                    conn.commit()
+            except Exception:  # a lost notice only delays other replicas' waiters
+                log.warning("NOTIFY failed", exc_info=True)
+
+    def _wake(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            targets = [w for key in keys for w in self._waiters.get(key, ())]
+        for waiter in targets:
+            waiter.wake()
+
+    async def wait(self, keys: Iterable[str], timeout: float) -> bool:
+        """Sleep until one of ``keys`` is published or ``timeout`` passes; True if woken."""
+        waiter = _Waiter()
+        keys = list(keys)
+        with self._lock:
+            for key in keys:
+                self._waiters[key].add(waiter)
+        try:
+            await asyncio.wait_for(waiter.event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            with self._lock:
+                for key in keys:
+                    self._waiters[key].discard(waiter)
+                    if not self._waiters[key]:
+                        del self._waiters[key]
+
+    def waiter(self, keys: Iterable[str]) -> Subscription:
+        """Register interest now and wait later, so nothing published in between is missed."""
+        return Subscription(self, list(keys))
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _listen(self) -> None:
+        import psycopg
+
+        assert self._engine is not None
+        url = self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    while not self._stop.is_set():
+                        for notice in conn.notifies(timeout=1.0):
+                            self._wake([notice.payload])
+            except Exception:  # reconnect: the database may be restarting
+                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+                self._stop.wait(1.0)
+
+
+class Subscription:
+    """Interest registered ahead of a database read (see :meth:`Hub.waiter`)."""
+
+    def __init__(self, hub: Hub, keys: list[str]) -> None:
+        self._hub = hub
+        self._keys = keys
+        self._waiter = _Waiter()
+        with hub._lock:
+            for key in keys:
+                hub._waiters[key].add(self._waiter)
+
+    async def wait(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._waiter.event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiter.event.clear()
+
+    def close(self) -> None:
+        with self._hub._lock:
+            for key in self._keys:
+                self._hub._waiters[key].discard(self._waiter)
+                if not self._hub._waiters[key]:
+                    del self._hub._waiters[key]
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Runs in the control plane: creation, claiming by agents, state changes, logs and artifacts."""

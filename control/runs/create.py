@@ -1,0 +1,118 @@
+"""Creating a run: the run row and its work item in one transaction, idempotently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from control.db.tables import Environment, Project, Run, WorkItem
+from control.runs import states
+
+
+class RunRejected(Exception):
+    """The request cannot become a run; the message is one sentence."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class RunRequest:
+    project: Project
+    environment: Environment | None
+    user_id: int
+    command: list[str]
+    cwd: str | None = None
+    timeout_s: int | None = None
+    max_retries: int = 0
+    artifact_globs: list[str] = field(default_factory=list)
+    trigger: str = "api"
+    trigger_info: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    schedule_id: int | None = None
+    tick_id: int | None = None
+
+
+def _existing(session: Session, user_id: int, key: str) -> Run | None:
+    return session.exec(select(Run).where(Run.user_id == user_id, Run.idempotency_key == key)).first()
+
+
+def create_run(
+    session: Session, request: RunRequest, *, attempt: int = 1, retry_of: int | None = None
+) -> tuple[Run, bool]:
+    """Add the run and its work item to the session (the caller commits); returns (run, created).
+
+    A repeated idempotency key returns the run created the first time (``created`` False),
+    also when two requests race: the unique index decides and the loser reads the winner.
+    """
+    if request.idempotency_key:
+        found = _existing(session, request.user_id, request.idempotency_key)
+        if found is not None:
+            return found, False
+    assert request.project.id is not None
+    run = Run(
+        project_id=request.project.id,
+        environment_id=request.environment.id if request.environment else None,
+        user_id=request.user_id,
+        command=request.command,
+        cwd=request.cwd,
+        timeout_s=request.timeout_s,
+        max_retries=request.max_retries,
+        artifact_globs=request.artifact_globs,
+        trigger=request.trigger,
+        trigger_info=request.trigger_info,
+        idempotency_key=request.idempotency_key,
+        schedule_id=request.schedule_id,
+        tick_id=request.tick_id,
+        attempt=attempt,
+        retry_of_id=retry_of,
+        state=states.QUEUED,
+    )
+    session.add(run)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        if request.idempotency_key:
+            found = _existing(session, request.user_id, request.idempotency_key)
+            if found is not None:
+                return found, False
+        raise
+    queue = request.environment.agent_queue if request.environment else "default"
+    session.add(WorkItem(kind="run", queue=queue, run_id=run.id))
+    return run, True
+
+
+def queue_retry(session: Session, failed: Run) -> Run | None:
+    """Queue the next attempt of ``failed`` if it has retries left; the caller commits."""
+    if failed.state not in states.RETRYABLE or failed.attempt > failed.max_retries:
+        return None
+    retry = Run(
+        project_id=failed.project_id,
+        environment_id=failed.environment_id,
+        user_id=failed.user_id,
+        devserver_id=failed.devserver_id,
+        schedule_id=failed.schedule_id,
+        command=failed.command,
+        cwd=failed.cwd,
+        timeout_s=failed.timeout_s,
+        max_retries=failed.max_retries,
+        artifact_globs=failed.artifact_globs,
+        trigger="retry",
+        trigger_info={"retry_of": failed.id, **{k: v for k, v in failed.trigger_info.items() if k != "retry_of"}},
+        attempt=failed.attempt + 1,
+        retry_of_id=failed.id,
+        state=states.QUEUED,
+    )
+    session.add(retry)
+    session.flush()
+    queue = "default"
+    if failed.environment_id is not None:
+        env = session.get(Environment, failed.environment_id)
+        queue = env.agent_queue if env else queue
+    session.add(WorkItem(kind="run", queue=queue, run_id=retry.id))
+    return retry

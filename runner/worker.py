@@ -1,0 +1,217 @@
+"""The run worker: ``python -m runner.worker --spec FILE``.
+
+Started by an agent's launcher, once per run. It execs the user's command in a process group of
+its own, captures stdout and stderr into the spool (framed, timestamped, secrets masked), ships
+the spool to the control API, enforces the timeout, turns SIGTERM into a graceful stop of the
+command (SIGTERM to its group, SIGKILL after the grace period), uploads artifacts and reports the
+outcome. Its connection details arrive in the environment (``DEVYARD_WORKER_URL``,
+``DEVYARD_WORKER_TOKEN``) and are removed before the command starts, so the command never sees
+the token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from control.workerclient import Refused, Transient, WorkerApi
+from runner.capture import StreamReader, masker
+from runner.shipper import Shipper
+from runner.spool import Spool
+
+GRACE_S = float(os.environ.get("DEVYARD_CANCEL_GRACE_S", "10"))
+ORPHAN_WAIT_S = 1.0
+# Only these variables of the agent's own environment reach the command.
+PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SHELL", "TERM")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def command_env(spec: dict[str, Any]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in PASSTHROUGH}
+    env.update({str(k): str(v) for k, v in spec.get("env", {}).items()})
+    env["DEVYARD_RUN_ID"] = str(spec["id"])
+    env["DEVYARD_PROJECT"] = str(spec.get("project") or "")
+    env["DEVYARD_ATTEMPT"] = str(spec.get("attempt", 1))
+    return env
+
+
+def retry_forever(call: Any, *args: Any) -> Any:
+    """Call the API until it answers; the run's outcome must not be lost to an outage."""
+    delay = 0.1
+    while True:
+        try:
+            return call(*args)
+        except Transient:
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class Worker:
+    def __init__(self, spec: dict[str, Any], api: WorkerApi, spool_dir: Path) -> None:
+        self.spec = spec
+        self.api = api
+        self.spool = Spool(spool_dir / "log")
+        self.shipper = Shipper(self.spool, api)
+        self.stop_reason: str | None = None
+        self.child: subprocess.Popen[bytes] | None = None
+
+    def request_stop(self, reason: str) -> None:
+        """Called from the SIGTERM handler or the timeout: stop the command gracefully."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            threading.Thread(target=self._terminate, daemon=True).start()
+
+    def _terminate(self) -> None:
+        child = self.child
+        if child is None:
+            return
+        _signal_group(child.pid, signal.SIGTERM)
+        try:
+            child.wait(GRACE_S)
+        except subprocess.TimeoutExpired:
+            _signal_group(child.pid, signal.SIGKILL)
+
+    def run(self) -> int:
+        self.shipper.start()
+        cwd = Path(self.spec["cwd"])
+        started_at = now_iso()
+        try:
+            if not cwd.is_dir():
+                raise FileNotFoundError(f"working directory {cwd} does not exist")
+            self.child = subprocess.Popen(
+                self.spec["command"],
+                cwd=cwd,
+                env=command_env(self.spec),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                bufsize=0,
+            )
+        except (OSError, ValueError) as exc:
+            return self._report_start_failure(exc, started_at)
+        retry_forever(self.api.started, self.child.pid, started_at)
+        mask = masker(self.spec.get("secret_values", []))
+        assert self.child.stdout is not None and self.child.stderr is not None
+        readers = [
+            StreamReader(os.dup(self.child.stdout.fileno()), "o", self.spool.append, mask),
+            StreamReader(os.dup(self.child.stderr.fileno()), "e", self.spool.append, mask),
+        ]
+        self.child.stdout.close()
+        self.child.stderr.close()
+        for reader in readers:
+            reader.start()
+        code = self._wait(self.spec.get("timeout_s"))
+        for reader in readers:
+            reader.join(ORPHAN_WAIT_S)
+        if any(r.is_alive() for r in readers):
+            # Background processes still hold the pipes open: end them like CI systems do.
+            _signal_group(self.child.pid, signal.SIGKILL)
+            for reader in readers:
+                reader.join()
+        finished_at = now_iso()
+        outcome = {"timeout": "timed_out", "cancel": "cancelled"}.get(self.stop_reason or "", "exited")
+        return self._complete(outcome, code, None, started_at, finished_at)
+
+    def _wait(self, timeout_s: int | None) -> int:
+        assert self.child is not None
+        deadline = time.monotonic() + timeout_s if timeout_s else None
+        while True:
+            try:
+                returncode = self.child.wait(0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.request_stop("timeout")
+        return returncode if returncode >= 0 else 128 - returncode
+
+    def _report_start_failure(self, exc: Exception, started_at: str) -> int:
+        program = self.spec["command"][0] if self.spec.get("command") else ""
+        if isinstance(exc, FileNotFoundError) and "working directory" in str(exc):
+            message, code = f"The {exc}.", 127
+        elif isinstance(exc, FileNotFoundError):
+            message, code = f"Command '{program}' was not found on the agent's PATH.", 127
+        elif isinstance(exc, PermissionError):
+            message, code = f"Command '{program}' is not executable.", 126
+        else:
+            message, code = f"Command '{program}' could not start: {exc}.", 127
+        return self._complete("failed_to_start", code, message, started_at, now_iso())
+
+    def _complete(self, outcome: str, code: int, error: str | None, started_at: str, finished_at: str) -> int:
+        self.spool.close()
+        self.shipper.join()
+        if self.shipper.error and self.shipper.offset < self.spool.size:
+            error = error or f"Logs could not be shipped: {self.shipper.error}"
+        self._upload_artifacts()
+        body = {
+            "outcome": outcome,
+            "exit_code": code,
+            "error": error,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "log_seq": self.shipper.seq,
+        }
+        try:
+            retry_forever(self.api.finish, body)
+        except Refused as exc:
+            print(f"devyard worker: the API refused the run's outcome: {exc}", file=sys.stderr)
+            return 1
+        self.spool.release()
+        if self.shipper.offset >= self.spool.size:
+            self.spool.path.unlink(missing_ok=True)
+        return 0
+
+    def _upload_artifacts(self) -> None:
+        cwd = Path(self.spec["cwd"]).resolve()
+        seen: set[Path] = set()
+        for pattern in self.spec.get("artifact_globs", []):
+            for match in sorted(glob.glob(pattern, root_dir=cwd, recursive=True)):
+                path = (cwd / match).resolve()
+                # Never follow a symlink out of the working directory.
+                if path in seen or not path.is_file() or not path.is_relative_to(cwd):
+                    continue
+                seen.add(path)
+                try:
+                    retry_forever(self.api.put_artifact, path.relative_to(cwd).as_posix(), path)
+                except Refused as exc:
+                    self.spool.path.with_name("artifact-errors").open("a").write(f"{match}: {exc}\n")
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="runner.worker", description="Run one devyard run and ship its logs.")
+    parser.add_argument(
+        "--spec", required=True, type=Path, help="JSON spec written by the agent (deleted after reading)."
+    )
+    args = parser.parse_args(argv)
+    spec = json.loads(args.spec.read_text())
+    args.spec.unlink(missing_ok=True)
+    url = os.environ.pop("DEVYARD_WORKER_URL")
+    token = os.environ.pop("DEVYARD_WORKER_TOKEN")
+    spool_dir = Path(spec.pop("spool_dir"))
+    worker = Worker(spec, WorkerApi(url, token, int(spec["id"])), spool_dir)
+    signal.signal(signal.SIGTERM, lambda *_: worker.request_stop("cancel"))
+    signal.signal(signal.SIGINT, lambda *_: worker.request_stop("cancel"))
+    return worker.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
