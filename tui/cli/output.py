@@ -34,7 +34,7 @@ def humanize(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and "T" in value:
         try:
-            return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            return datetime.fromisoformat(value).astimezone().strftime("%m-%d %H:%M:%S")
         except ValueError:
             return value
     if isinstance(value, (list, dict)):
@@ -42,12 +42,30 @@ def humanize(value: Any) -> str:
     return str(value)
 
 
+HEADERS = {
+    "exit_code": "EXIT",
+    "duration_s": "SECS",
+    "queued_at": "QUEUED",
+    "created_at": "CREATED",
+    "last_used_at": "USED",
+    "expires_at": "EXPIRES",
+    "revoked_at": "REVOKED",
+}
+
+
 def table(rows: Iterable[dict[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
+    """A borderless table; every column keeps its natural width and the last one is cut to fit."""
+    headers = [HEADERS.get(c, c.replace("_", " ").upper()) for c in columns]
+    cells = [[humanize(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(h), *(len(line[i]) for line in cells)]) for i, h in enumerate(headers)]
+    room = console.width - sum(widths[:-1]) - 2 * (len(columns) - 1)
+    last_width = max(8, min(widths[-1], room))
     grid = Table(title=title, header_style="bold", box=None, pad_edge=False)
-    for column in columns:
-        grid.add_column(column.replace("_", " ").upper())
-    for row in rows:
-        grid.add_row(*(humanize(row.get(c)) for c in columns))
+    for index, header in enumerate(headers):
+        width = last_width if index == len(headers) - 1 else widths[index]
+        grid.add_column(header, no_wrap=True, overflow="ellipsis", width=width)
+    for line in cells:
+        grid.add_row(*line)
     console.print(grid)
 
 

@@ -1,0 +1,43 @@
+"""Printing run logs: raw bytes to the terminal, optionally with timestamps and stream filters."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from datetime import datetime
+from typing import BinaryIO
+
+from control.logformat import decode
+
+
+class LogPrinter:
+    """Writes decoded records: stdout records to stdout, stderr records to stderr."""
+
+    def __init__(self, timestamps: bool = False, streams: str = "oe", merge: bool = False) -> None:
+        self.timestamps = timestamps
+        self.streams = streams
+        self.merge = merge
+        self.lines = 0
+        self._out: BinaryIO = sys.stdout.buffer
+        self._err: BinaryIO = sys.stdout.buffer if merge else sys.stderr.buffer
+        self._at_line_start = {"o": True, "e": True}
+
+    def write(self, blob: bytes) -> None:
+        for record in decode(blob):
+            if record.stream not in self.streams:
+                continue
+            target = self._out if record.stream == "o" else self._err
+            if self.timestamps and self._at_line_start[record.stream]:
+                stamp = datetime.fromtimestamp(record.ts_ms / 1000).strftime("%H:%M:%S.%f")[:-3]
+                target.write(f"{stamp} ".encode())
+            target.write(record.raw)
+            self._at_line_start[record.stream] = record.complete
+            self.lines += record.complete
+        self._out.flush()
+        if self._err is not self._out:
+            self._err.flush()
+
+    def write_chunk_event(self, data: dict[str, object]) -> int:
+        """Write one SSE ``chunk`` event's payload; returns its sequence number."""
+        self.write(base64.b64decode(str(data["data"])))
+        return int(str(data["seq"]))

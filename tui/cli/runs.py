@@ -1,0 +1,330 @@
+"""`yard run` and `yard runs ...`: launch commands as runs, follow and inspect them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from control.client import ConnectionFailed, ControlClient, DevyardError
+from tui.cli.context import state
+from tui.cli.logs import LogPrinter
+from tui.cli.output import console, details, errors, fail, print_json, table
+from tui.cli.paging import collect
+
+app = typer.Typer(help="Inspect runs: list, show, logs, cancel, artifacts.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+COLUMNS = ["id", "state", "project", "trigger", "exit_code", "duration_s", "queued_at", "user", "command"]
+SHOW = [
+    "id",
+    "state",
+    "project",
+    "environment",
+    "user",
+    "command",
+    "cwd",
+    "trigger",
+    "trigger_info",
+    "attempt",
+    "max_retries",
+    "retry_of_id",
+    "timeout_s",
+    "exit_code",
+    "error",
+    "cancel_requested",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "log_chunks",
+    "log_lines",
+    "log_bytes",
+    "artifact_globs",
+]
+FOLLOW_RETRY_S = 30.0
+
+
+def exit_code_of(run: dict[str, Any]) -> int:
+    """The CLI's exit code for a finished run: the command's, or a conventional one."""
+    if run["state"] == "succeeded":
+        return 0
+    if run["exit_code"] is not None and run["state"] == "failed":
+        return int(run["exit_code"])
+    return {"timed_out": 124, "cancelled": 130, "lost": 1}.get(run["state"], 1)
+
+
+def default_project() -> str:
+    return os.environ.get("DEVYARD_PROJECT") or Path.cwd().name.lower()
+
+
+def follow(client: ControlClient, run_id: int, printer: LogPrinter) -> dict[str, Any]:
+    """Print the run's log until it ends, resuming after connection drops; returns the run."""
+    next_seq = 1
+    deadline = None
+    while True:
+        try:
+            for event in client.follow_logs(run_id, from_seq=next_seq):
+                deadline = None
+                if event.event == "chunk":
+                    next_seq = printer.write_chunk_event(event.json()) + 1
+                elif event.event == "end":
+                    run: dict[str, Any] = client.get_run(run_id)
+                    return run
+        except ConnectionFailed:
+            deadline = deadline or time.monotonic() + FOLLOW_RETRY_S
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _interrupted(client: ControlClient, run_id: int) -> None:
+    """Ctrl-C while following: cancel the run or detach from it."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        cancel = typer.confirm(f"\nCancel run {run_id}? (no detaches and leaves it running)", default=False)
+    except (KeyboardInterrupt, typer.Abort):
+        cancel = False
+    if cancel:
+        client.cancel_run(run_id)
+        errors.print(f"Run {run_id} cancel requested.")
+    else:
+        errors.print(f"Detached; the run goes on. Follow it again with `yard runs logs {run_id} -f`.")
+        raise typer.Exit(0)
+
+
+def run(
+    command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", help="Project [default: DEVYARD_PROJECT or the current folder's name]."),
+    ] = None,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Environment of the project.")] = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the run id and return at once.")] = False,
+    timeout: Annotated[
+        int | None, typer.Option("--timeout", min=1, help="Stop the command after this many seconds.")
+    ] = None,
+    retries: Annotated[int, typer.Option("--retries", min=0, max=10, help="Retry a failed run this many times.")] = 0,
+    cwd: Annotated[
+        str | None, typer.Option("--cwd", help="Working directory on the agent (relative: inside the run's folder).")
+    ] = None,
+    artifact: Annotated[
+        list[str] | None, typer.Option("--artifact", "-a", help="Glob of files to keep after the run, repeatable.")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="Retrying with the same key returns the same run.")
+    ] = None,
+    timestamps: Annotated[
+        bool, typer.Option("--timestamps", "-t", help="Prefix lines with the time they were printed.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Start COMMAND as a run, follow its log, and exit with its exit code."""
+    if not command or not command[0].strip():
+        fail("Give the command to run after --, e.g. `yard run -- make test`.")
+    with state.client() as client:
+        created = client.create_run(
+            project or default_project(),
+            command,
+            environment=env,
+            timeout_s=timeout,
+            max_retries=retries,
+            cwd=cwd,
+            artifacts=artifact or [],
+            idempotency_key=idempotency_key,
+            trigger="manual",
+        )
+        run_id = int(created["id"])
+        if detach:
+            print_json(created) if as_json else console.print(f"Run {run_id} queued.")
+            return
+        printer = LogPrinter(timestamps=timestamps)
+        while True:
+            try:
+                final = _wait(client, run_id) if as_json else follow(client, run_id, printer)
+                break
+            except KeyboardInterrupt:
+                _interrupted(client, run_id)
+        final = _through_retries(client, final, printer, as_json)
+    if as_json:
+        print_json(final)
+    elif final["state"] != "succeeded":
+        message = final["error"] or (
+            f"exit code {final['exit_code']}" if final["exit_code"] is not None else final["state"]
+        )
+        errors.print(f"Run {final['id']} {final['state']}: {message}", highlight=False)
+    raise typer.Exit(exit_code_of(final))
+
+
+def _wait(client: ControlClient, run_id: int) -> dict[str, Any]:
+    for event in client.follow_logs(run_id, from_seq=10**9):
+        if event.event == "end":
+            break
+    result: dict[str, Any] = client.get_run(run_id)
+    return result
+
+
+def _through_retries(client: ControlClient, run: dict[str, Any], printer: LogPrinter, as_json: bool) -> dict[str, Any]:
+    """Follow retries of a failed run until one succeeds or none is left."""
+    while run["state"] != "succeeded" and run["attempt"] <= run["max_retries"]:
+        retry = next(
+            (r for r in client.list_runs(limit=50, project=run["project"])["items"] if r["retry_of_id"] == run["id"]),
+            None,
+        )
+        if retry is None:
+            break
+        if not as_json:
+            errors.print(f"Run {run['id']} {run['state']}; retrying as run {retry['id']} (attempt {retry['attempt']}).")
+        run = _wait(client, retry["id"]) if as_json else follow(client, retry["id"], printer)
+    return run
+
+
+@app.command("ls")
+def list_runs(
+    status: Annotated[
+        list[str] | None, typer.Option("--status", "-s", help="Only runs in this state, repeatable.")
+    ] = None,
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Only this project.")] = None,
+    trigger: Annotated[str | None, typer.Option("--trigger", help="manual, api, schedule, watch or retry.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many, newest first.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """List runs, newest first."""
+    with state.client() as client:
+        items = collect(client.list_runs, limit, state=status, project=project, trigger=trigger)
+    if as_json:
+        print_json(items)
+        return
+    for item in items:
+        item["command"] = " ".join(item["command"])[:60]
+    table(items, COLUMNS)
+
+
+@app.command("show")
+def show(run_id: int, as_json: JsonOption = False) -> None:
+    """Show one run."""
+    with state.client() as client:
+        found = client.get_run(run_id)
+    print_json(found) if as_json else details(found, SHOW)
+
+
+@app.command("logs")
+def logs(
+    run_id: int,
+    follow_: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
+    tail: Annotated[int | None, typer.Option("--tail", "-n", min=0, help="Only the last N lines.")] = None,
+    timestamps: Annotated[
+        bool, typer.Option("--timestamps", "-t", help="Prefix lines with the time they were printed.")
+    ] = False,
+    stream: Annotated[str, typer.Option("--stream", help="stdout, stderr or both.")] = "both",
+) -> None:
+    """Print a run's log (stdout lines to stdout, stderr lines to stderr)."""
+    streams = {"stdout": "o", "stderr": "e", "both": "oe"}.get(stream)
+    if streams is None:
+        fail(f"--stream must be stdout, stderr or both, not '{stream}'.")
+    printer = LogPrinter(timestamps=timestamps, streams=streams)
+    with state.client() as client:
+        blob, last_seq = client.read_logs(run_id, tail=tail)
+        printer.write(blob)
+        if follow_:
+            next_seq = last_seq + 1
+            try:
+                for event in client.follow_logs(run_id, from_seq=next_seq):
+                    if event.event == "chunk":
+                        printer.write_chunk_event(event.json())
+                    elif event.event == "end":
+                        break
+            except KeyboardInterrupt:
+                raise typer.Exit(130) from None
+
+
+@app.command("cancel")
+def cancel(run_id: int, as_json: JsonOption = False) -> None:
+    """Cancel a run (queued: at once; running: SIGTERM, then SIGKILL after a grace period)."""
+    with state.client() as client:
+        result = client.cancel_run(run_id)
+    if as_json:
+        print_json(result)
+    else:
+        console.print(
+            f"Run {run_id}: {result['state']}"
+            + (" (cancel requested)" if result["state"] not in ("cancelled",) else "")
+        )
+
+
+@app.command("artifacts")
+def artifacts(
+    run_id: int,
+    download: Annotated[Path | None, typer.Option("--download", help="Save every artifact under this folder.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List a run's artifacts, or download them."""
+    with state.client() as client:
+        items = client.list_artifacts(run_id)
+        if download is not None:
+            for item in items:
+                target = (download / item["path"]).resolve()
+                if not target.is_relative_to(download.resolve()):
+                    fail(f"Artifact path {item['path']} would leave {download}.")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as handle:
+                    client.download_artifact(run_id, item["id"], handle)
+                item["saved_to"] = str(target)
+    if as_json:
+        print_json(items)
+    else:
+        table(items, ["id", "path", "size", "sha256", *(["saved_to"] if download else [])])
+
+
+def agent(
+    substrate: Annotated[str, typer.Option("--substrate", help="local (docker and kubernetes come later).")] = "local",
+    name: Annotated[str | None, typer.Option("--name", help="Agent name [default: <hostname>-<substrate>].")] = None,
+    queue: Annotated[
+        str, typer.Option("--queue", help="Queue to serve (environments route work by queue).")
+    ] = "default",
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the volume and spools live.")] = None,
+) -> None:
+    """Run an agent: claim work from the control API and launch it on this machine."""
+    import logging
+    import socket
+    import threading
+
+    from compose.agent import Agent, AgentConfig
+    from compose.local import LocalLauncher
+    from control.datadir import DataDir
+    from control.settings import load_settings
+
+    if substrate != "local":
+        fail(f"The {substrate} substrate is not available in this version; use --substrate local.")
+    settings = load_settings(data_dir)
+    layout = DataDir(settings.data_dir)
+    layout.prepare()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    client = state.client()
+    config = AgentConfig(
+        name=name or f"{socket.gethostname()}-{substrate}",
+        queue=queue,
+        api_url=client.url,
+        volume=layout.volume,
+        spool=layout.spool,
+    )
+    worker = Agent(config, client, LocalLauncher())
+    try:
+        worker.register()
+    except DevyardError as exc:
+        fail(str(exc))
+    console.print(
+        f"Agent {config.name} (id {worker.agent_id}) serving queue '{queue}' at {client.url}; Ctrl-C stops it (runs keep going)."
+    )
+    thread = threading.Thread(target=worker.serve, daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        worker.stop()
