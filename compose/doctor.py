@@ -42,12 +42,12 @@ def check_database(settings: Settings) -> Check:
 
 
 def check_object_store(settings: Settings) -> Check:
-    from control.objectstore import ObjectStore, ObjectStoreProblem
+    from control.objectstore import ObjectNotFound, ObjectStore, ObjectStoreProblem
 
     url = settings.effective_object_store_url
     try:
         ObjectStore.from_url(url, s3_endpoint=settings.s3_endpoint, s3_region=settings.s3_region).check()
-    except ObjectStoreProblem as exc:
+    except (ObjectStoreProblem, ObjectNotFound) as exc:
         return Check("object store", False, str(exc), True)
     return Check("object store", True, f"{url} accepts writes, reads and deletes.", True)
 

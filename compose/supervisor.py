@@ -68,6 +68,17 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def is_devyard_server(pid: int) -> bool:
+    """Whether ``pid`` is alive and still a devyard server (not a recycled pid)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the pid
+    return b"compose.supervisor" in cmdline or b"yard" in cmdline
+
+
 def running_server(data_dir: DataDir) -> RunningServer | None:
     """The server recorded in the data dir, if its process is still alive."""
     try:
@@ -75,7 +86,7 @@ def running_server(data_dir: DataDir) -> RunningServer | None:
         server = RunningServer(int(info["pid"]), str(info["url"]), data_dir.root)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return server if pid_alive(server.pid) else None
+    return server if is_devyard_server(server.pid) else None
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -166,8 +177,14 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     _write_profile_url(url)
     if ready is not None:
         ready(url)
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exit that still
+        # runs the cleanup below instead of killing the process on the spot.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         server.run(sockets=[sock])
+    except SystemExit:
+        pass
     finally:
         if agent is not None:
             agent.stop()
@@ -191,6 +208,10 @@ def _spawn(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
         start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _local_agent(settings: Settings, services: Any, url: str) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from control import audit
 from control.api.tokens_issue import issue_token
@@ -53,8 +53,8 @@ def local_admin_token(engine: Engine, admin_name: str, current: str | None) -> s
                 )
             else:
                 admin.role, admin.disabled = Role.admin.value, False
-        _, secret = issue_token(session, admin, LOCAL_TOKEN_NAME)
-        audit.record(session, None, "token.create", "token", None, user=admin.name, via="bootstrap")
+        issued, secret = issue_token(session, admin, LOCAL_TOKEN_NAME)
+        audit.record(session, None, "token.create", "token", issued.id, user=admin.name, via="bootstrap")
         return secret
 
 
@@ -72,10 +72,11 @@ def local_agent_token(engine: Engine) -> str:
         now = utcnow()
         for old in session.exec(
             select(ApiToken).where(
-                ApiToken.user_id == user.id, ApiToken.name == LOCAL_AGENT_TOKEN_NAME, ApiToken.revoked_at == None
-            )  # noqa: E711
+                ApiToken.user_id == user.id, ApiToken.name == LOCAL_AGENT_TOKEN_NAME, col(ApiToken.revoked_at).is_(None)
+            )
         ):
             old.revoked_at = now
             session.add(old)
-        _, secret = issue_token(session, user, LOCAL_AGENT_TOKEN_NAME)
+        row, secret = issue_token(session, user, LOCAL_AGENT_TOKEN_NAME)
+        audit.record(session, None, "token.create", "token", row.id, user=user.name, via="bootstrap")
         return secret

@@ -71,14 +71,16 @@ def raise_for_error(response: httpx.Response) -> None:
         details = err.get("details")
     except (ValueError, AttributeError):
         pass
-    if response.status_code == 401:
-        message = f"{message.rstrip('.')} — check your token or run `yard login` again."
+    if response.status_code == 401 and code == "unauthenticated" and "disabled" not in message:
+        message = f"{message.rstrip('.')}; check the token of your profile (`yard login` replaces it)."
     raise _BY_STATUS.get(response.status_code, ApiError)(response.status_code, code, message, details)
 
 
 def _connection_error(url: str, exc: Exception) -> ConnectionFailed:
     reason = type(exc).__name__.replace("Error", " error").replace("Timeout", "timeout")
-    return ConnectionFailed(f"Cannot reach the devyard API at {url} ({reason.strip()}); is it running (`yard up`)?")
+    local = any(host in url for host in ("//127.0.0.1", "//localhost", "//[::1]"))
+    hint = "is it running (`yard up`)?" if local else "check the URL and your network."
+    return ConnectionFailed(f"Cannot reach the devyard API at {url} ({reason.strip()}); {hint}")
 
 
 @dataclass

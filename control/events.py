@@ -9,8 +9,8 @@ resume with ``Last-Event-ID`` from the replay buffer instead of slowing everyone
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -58,13 +58,16 @@ class EventBus:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ids = itertools.count(1)
+        self._last_id = 0
         self._subscribers: set[Subscription] = set()
         self._recent: deque[Event] = deque(maxlen=REPLAY_EVENTS)
 
     def publish(self, type: str, data: dict[str, Any], audience: int | None = None) -> Event:
         with self._lock:
-            event = Event(next(self._ids), type, data, audience=audience)
+            # Ids grow across restarts too (microseconds since the epoch, bumped to stay unique),
+            # so a client resuming with an id from before a restart is not confused by reuse.
+            self._last_id = max(self._last_id + 1, time.time_ns() // 1000)
+            event = Event(self._last_id, type, data, audience=audience)
             self._recent.append(event)
             targets = [s for s in self._subscribers if s.wants(event)]
         for sub in targets:

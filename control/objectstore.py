@@ -165,8 +165,14 @@ class ObjectStore:
     def check(self) -> None:
         """Write, read and delete a probe object; raises :class:`ObjectStoreProblem` on failure."""
         key = f".devyard-probe-{os.getpid()}"
-        self.put(key, b"ok")
-        if self.get(key) != b"ok":
+        try:
+            self.put(key, b"ok")
+            readback = self.get(key)
+        except ObjectNotFound as exc:
+            raise ObjectStoreProblem(
+                f"The object store {self.url} refused a write: its bucket or folder does not exist."
+            ) from exc
+        if readback != b"ok":
             raise ObjectStoreProblem(f"The object store {self.url} returned different bytes than written.")
         self.delete(key)
 

@@ -43,7 +43,9 @@ def _read(path: Path) -> dict[str, object]:
     try:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise ProfileProblem(f"{path} is not valid TOML ({exc}); fix it or run `yard login` again.") from exc
+        raise ProfileProblem(
+            f"{path} is not valid TOML ({exc}); fix or delete it, then run `yard login` again."
+        ) from exc
     except OSError as exc:
         raise ProfileProblem(f"Cannot read {path} ({exc.strerror}).") from exc
 
@@ -71,6 +73,8 @@ def load_profiles(path: Path | None = None) -> tuple[str | None, dict[str, Profi
 def resolve(name: str | None = None, path: Path | None = None) -> Profile:
     """The profile to use: ``name``, else ``DEVYARD_PROFILE``, else the file's default, else ``local``."""
     env_url, env_token = os.environ.get("DEVYARD_URL"), os.environ.get("DEVYARD_TOKEN")
+    if name is None and bool(env_url) != bool(env_token):
+        raise ProfileProblem("Set both DEVYARD_URL and DEVYARD_TOKEN, or neither.")
     if name is None and env_url and env_token:
         return Profile("env", env_url, env_token)
     default, profiles = load_profiles(path)

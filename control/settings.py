@@ -120,9 +120,12 @@ def load_settings(data_dir: Path | str | None = None, **overrides: Any) -> Setti
     toml_path = resolved / SETTINGS_FILE
     if toml_path.is_file():
         try:
-            tomllib.loads(toml_path.read_text())
+            data = tomllib.loads(toml_path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise SettingsProblem(f"{toml_path} is not valid TOML ({exc}); fix or remove it.") from exc
+        unknown = sorted(set(data) - set(Settings.model_fields))
+        if unknown:
+            raise SettingsProblem(f"{toml_path} has an unknown setting '{unknown[0]}'; see docs/configuration.md.")
 
     bound: type[Settings] = Settings
     if toml_path.is_file():

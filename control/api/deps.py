@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session, select
 
 from control.api.errors import ApiError
@@ -29,6 +30,11 @@ def db_session(svc: Annotated[Services, Depends(services)]) -> Iterator[Session]
         yield session
 
 
+# Declares the scheme in the OpenAPI document (Swagger's "Authorize"); parsing stays ours so
+# every failure is our JSON 401.
+bearer_scheme = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer dy_...`.")
+
+
 def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -37,7 +43,11 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def principal(request: Request, session: Annotated[Session, Depends(db_session)]) -> Principal:
+def principal(
+    request: Request,
+    session: Annotated[Session, Depends(db_session)],
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
+) -> Principal:
     token = _bearer(request)
     row = session.exec(select(ApiToken, User).join(User).where(ApiToken.token_hash == hash_token(token))).first()
     if row is None:

@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from control.objectstore import ObjectStoreProblem
+
 log = logging.getLogger("devyard.api")
 
 
@@ -54,7 +56,7 @@ def _explain(error: Any) -> str:
         if error.get("ctx", {}).get("pattern") == NAME_PATTERN:
             return "use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
         return "it has characters that are not allowed here"
-    return str(error.get("msg", "invalid value"))
+    return str(error.get("msg", "invalid value")).removeprefix("Value error, ")
 
 
 def install(app: FastAPI) -> None:
@@ -77,7 +79,14 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404 and message == "Not Found":
             message = "No such API route."
+        elif exc.status_code == 405:
+            message = "This method is not allowed on this route."
         return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ObjectStoreProblem)
+    async def _store_down(_: Request, exc: ObjectStoreProblem) -> JSONResponse:
+        log.warning("object store problem: %s", exc)
+        return JSONResponse(error_body("store_unavailable", f"{str(exc).rstrip('.')}; try again later."), 503)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

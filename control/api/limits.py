@@ -19,10 +19,9 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] == "PUT" and scope["path"].endswith("/artifacts"):
-            # Artifact uploads stream to a temporary file, so they may be much larger.
-            await BodySizeLimit(self.app, self.max_upload_bytes)(scope, receive, send)
-            return
+        # Artifact uploads stream to a temporary file, so they may be much larger.
+        upload = scope["method"] == "PUT" and scope["path"].endswith("/artifacts")
+        limit = self.max_upload_bytes if upload else self.max_bytes
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -30,8 +29,8 @@ class BodySizeLimit:
                 except ValueError:
                     await self._reject(send, 400, "bad_request", "Content-Length is not a number.")
                     return
-                if declared > self.max_bytes:
-                    await self._too_large(send)
+                if declared > limit:
+                    await self._too_large(send, limit)
                     return
         if any(name == b"content-length" for name, _ in scope.get("headers", [])):
             # Uvicorn never delivers more than the declared length, so the check above is enough.
@@ -47,8 +46,8 @@ class BodySizeLimit:
                 return
             chunk = message.get("body", b"")
             seen += len(chunk)
-            if seen > self.max_bytes:
-                await self._too_large(send)
+            if seen > limit:
+                await self._too_large(send, limit)
                 return
             parts.append(chunk)
             if not message.get("more_body", False):
@@ -65,8 +64,8 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
-        await self._reject(send, 413, "too_large", f"Request body is larger than the limit of {self.max_bytes} bytes.")
+    async def _too_large(self, send: Send, limit: int) -> None:
+        await self._reject(send, 413, "too_large", f"Request body is larger than the limit of {limit} bytes.")
 
     @staticmethod
     async def _reject(send: Send, status: int, code: str, message: str) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from control.db.tables import Role
 
@@ -20,6 +20,19 @@ VarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,12
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Patch(Strict):
+    """A partial update: absent fields stay; ``null`` is allowed only where it means "clear"."""
+
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> Patch:
+        for name in sorted(self.model_fields_set):
+            if getattr(self, name) is None and name not in self.NULLABLE:
+                raise ValueError(f"'{name}' cannot be null; leave it out to keep the current value")
+        return self
 
 
 class Health(BaseModel):
@@ -55,7 +68,9 @@ class UserCreate(Strict):
     """Also create a first API token and return it once."""
 
 
-class UserUpdate(Strict):
+class UserUpdate(Patch):
+    NULLABLE = frozenset({"email"})
+
     role: Role | None = None
     email: Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
     disabled: bool | None = None
@@ -99,19 +114,27 @@ class ProjectOut(BaseModel):
     description: str
     repo_url: str | None
     owner: str
+    max_concurrent_runs: int | None
     created_at: datetime
     updated_at: datetime
+
+
+Limit = Annotated[int, Field(gt=0, le=10_000)]
 
 
 class ProjectCreate(Strict):
     name: Name
     description: Annotated[str, StringConstraints(max_length=1000)] = ""
     repo_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    max_concurrent_runs: Limit | None = None
 
 
-class ProjectUpdate(Strict):
+class ProjectUpdate(Patch):
+    NULLABLE = frozenset({"repo_url", "max_concurrent_runs"})
+
     description: Annotated[str, StringConstraints(max_length=1000)] | None = None
     repo_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    max_concurrent_runs: Limit | None = None
 
 
 class EnvironmentOut(BaseModel):
@@ -123,6 +146,7 @@ class EnvironmentOut(BaseModel):
     agent_queue: str
     image: str | None
     resources: dict[str, Any]
+    max_concurrent_runs: int | None
     created_at: datetime
     updated_at: datetime
 
@@ -137,9 +161,12 @@ class EnvironmentCreate(Strict):
     agent_queue: Name = "default"
     image: Annotated[str, StringConstraints(max_length=500)] | None = None
     resources: Resources = {}
+    max_concurrent_runs: Limit | None = None
 
 
-class EnvironmentUpdate(Strict):
+class EnvironmentUpdate(Patch):
+    NULLABLE = frozenset({"image", "max_concurrent_runs"})
+
     variables: (
         Annotated[dict[VarName, Annotated[str, StringConstraints(max_length=8192)]], Field(max_length=500)] | None
     ) = None
@@ -150,6 +177,7 @@ class EnvironmentUpdate(Strict):
     agent_queue: Name | None = None
     image: Annotated[str, StringConstraints(max_length=500)] | None = None
     resources: Resources | None = None
+    max_concurrent_runs: Limit | None = None
 
 
 class AuditOut(BaseModel):

@@ -1,5 +1,8 @@
 """SQLModel tables of the metadata database.
 
+On SQLite every table uses AUTOINCREMENT, so an id is never reused after a delete (events,
+audit rows and logs refer to ids).
+
 Every schema change goes through an Alembic migration in ``control/migrations/versions``; the
 test ``tests/control/test_migrations.py`` fails when these classes and the migrations disagree.
 Identifiers are integers so that lists can be paged with a keyset (``id < cursor``) in O(page).
@@ -26,6 +29,7 @@ class Role(StrEnum):
 
 class User(SQLModel, table=True):
     __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=64, unique=True, index=True)
@@ -37,6 +41,7 @@ class User(SQLModel, table=True):
 
 class ApiToken(SQLModel, table=True):
     __tablename__ = "api_tokens"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="users.id", index=True)
@@ -52,6 +57,7 @@ class ApiToken(SQLModel, table=True):
 
 class Project(SQLModel, table=True):
     __tablename__ = "projects"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=64, unique=True, index=True)
@@ -65,7 +71,7 @@ class Project(SQLModel, table=True):
 
 class Environment(SQLModel, table=True):
     __tablename__ = "environments"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    __table_args__ = (UniqueConstraint("project_id", "name"), {"sqlite_autoincrement": True})
 
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="projects.id", index=True)
@@ -84,7 +90,7 @@ class Environment(SQLModel, table=True):
 
 class DevServer(SQLModel, table=True):
     __tablename__ = "dev_servers"
-    __table_args__ = (UniqueConstraint("user_id", "project_id"),)
+    __table_args__ = (UniqueConstraint("user_id", "project_id"), {"sqlite_autoincrement": True})
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="users.id", index=True)
@@ -110,6 +116,7 @@ class Run(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("user_id", "idempotency_key"),
         Index("ix_runs_state_id", "state", "id"),
+        {"sqlite_autoincrement": True},
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -150,7 +157,7 @@ class Run(SQLModel, table=True):
 
 class LogChunk(SQLModel, table=True):
     __tablename__ = "log_chunks"
-    __table_args__ = (UniqueConstraint("run_id", "seq"),)
+    __table_args__ = (UniqueConstraint("run_id", "seq"), {"sqlite_autoincrement": True})
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="runs.id", index=True)
@@ -164,7 +171,7 @@ class LogChunk(SQLModel, table=True):
 
 class Artifact(SQLModel, table=True):
     __tablename__ = "artifacts"
-    __table_args__ = (UniqueConstraint("run_id", "path"),)
+    __table_args__ = (UniqueConstraint("run_id", "path"), {"sqlite_autoincrement": True})
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="runs.id", index=True)
@@ -177,6 +184,7 @@ class Artifact(SQLModel, table=True):
 
 class Schedule(SQLModel, table=True):
     __tablename__ = "schedules"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=64, unique=True, index=True)
@@ -197,7 +205,7 @@ class Schedule(SQLModel, table=True):
 
 class ScheduleTick(SQLModel, table=True):
     __tablename__ = "schedule_ticks"
-    __table_args__ = (UniqueConstraint("schedule_id", "scheduled_for"),)
+    __table_args__ = (UniqueConstraint("schedule_id", "scheduled_for"), {"sqlite_autoincrement": True})
 
     id: int | None = Field(default=None, primary_key=True)
     schedule_id: int = Field(foreign_key="schedules.id", index=True)
@@ -209,6 +217,7 @@ class ScheduleTick(SQLModel, table=True):
 
 class Agent(SQLModel, table=True):
     __tablename__ = "agents"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=128, unique=True)
@@ -223,7 +232,7 @@ class Agent(SQLModel, table=True):
 
 class WorkItem(SQLModel, table=True):
     __tablename__ = "work_items"
-    __table_args__ = (Index("ix_work_items_claim", "queue", "state", "id"),)
+    __table_args__ = (Index("ix_work_items_claim", "queue", "state", "id"), {"sqlite_autoincrement": True})
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=32)
@@ -240,6 +249,7 @@ class WorkItem(SQLModel, table=True):
 
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_events"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

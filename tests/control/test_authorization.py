@@ -69,7 +69,8 @@ def test_viewer_can_read(stack: Stack) -> None:
 def test_agent_tokens_only_reach_agent_routes(stack: Stack) -> None:
     agent = stack.user("agent-1", "agent")
     for method, path in routes(stack):
-        if (method, path) in PUBLIC | SELF_SERVICE or "/agent/" in path:
+        worker_route = "/worker/" in path or (method == "PUT" and ("/logs/" in path or path.endswith("/artifacts")))
+        if (method, path) in PUBLIC | SELF_SERVICE or "/agent/" in path or worker_route:
             continue
         response = call(stack, method, path, agent)
         assert response.status_code == 403, (method, path, response.text)

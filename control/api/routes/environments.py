@@ -28,6 +28,7 @@ def environment_out(env: Environment, project: Project) -> EnvironmentOut:
         agent_queue=env.agent_queue,
         image=env.image,
         resources=env.resources,
+        max_concurrent_runs=env.max_concurrent_runs,
         created_at=env.created_at,
         updated_at=env.updated_at,
     )

@@ -29,6 +29,7 @@ def project_out(row: tuple[Project, User]) -> ProjectOut:
         description=project.description,
         repo_url=project.repo_url,
         owner=owner.name,
+        max_concurrent_runs=project.max_concurrent_runs,
         created_at=project.created_at,
         updated_at=project.updated_at,
     )
@@ -71,7 +72,7 @@ def get_project(name: str, session: DB, _: Reader) -> ProjectOut:
 
 @router.post("/projects", response_model=ProjectOut, status_code=201)
 def create_project(body: ProjectCreate, session: DB, who: Writer, svc: Svc) -> ProjectOut:
-    project = Project(name=body.name, description=body.description, repo_url=body.repo_url, owner_id=who.user_id)
+    project = Project(**body.model_dump(), owner_id=who.user_id)
     session.add(project)
     try:
         session.flush()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 04:51:29.447206
+Create Date: 2026-11-22 05:14:51.383482
 """
 
 from collections.abc import Sequence
@@ -31,7 +31,8 @@ def upgrade() -> None:
     sa.Column('target_type', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('target_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('details', sa.JSON(), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_events_action'), ['action'], unique=False)
@@ -44,7 +45,8 @@ def upgrade() -> None:
     sa.Column('role', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('disabled', sa.Boolean(), nullable=False),
     sa.Column('created_at', control.db.types.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_users_name'), ['name'], unique=True)
@@ -61,7 +63,8 @@ def upgrade() -> None:
     sa.Column('created_at', control.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('name')
+    sa.UniqueConstraint('name'),
+    sqlite_autoincrement=True
     )
     op.create_table('api_tokens',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -75,7 +78,8 @@ def upgrade() -> None:
     sa.Column('last_used_at', control.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('token_hash')
+    sa.UniqueConstraint('token_hash'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_api_tokens_user_id'), ['user_id'], unique=False)
@@ -86,10 +90,12 @@ def upgrade() -> None:
     sa.Column('description', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
     sa.Column('repo_url', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
     sa.Column('owner_id', sa.Integer(), nullable=False),
+    sa.Column('max_concurrent_runs', sa.Integer(), nullable=True),
     sa.Column('created_at', control.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', control.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['owner_id'], ['users.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('projects', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_projects_name'), ['name'], unique=True)
@@ -104,11 +110,13 @@ def upgrade() -> None:
     sa.Column('agent_queue', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('image', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
     sa.Column('resources', sa.JSON(), nullable=False),
+    sa.Column('max_concurrent_runs', sa.Integer(), nullable=True),
     sa.Column('created_at', control.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', control.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('project_id', 'name')
+    sa.UniqueConstraint('project_id', 'name'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('environments', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_environments_project_id'), ['project_id'], unique=False)
@@ -134,7 +142,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], ),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('user_id', 'project_id')
+    sa.UniqueConstraint('user_id', 'project_id'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('dev_servers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_dev_servers_project_id'), ['project_id'], unique=False)
@@ -159,7 +168,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['environment_id'], ['environments.id'], ),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], ),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('schedules', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_schedules_name'), ['name'], unique=True)
@@ -175,7 +185,8 @@ def upgrade() -> None:
     sa.Column('created_at', control.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['schedule_id'], ['schedules.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('schedule_id', 'scheduled_for')
+    sa.UniqueConstraint('schedule_id', 'scheduled_for'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('schedule_ticks', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_schedule_ticks_schedule_id'), ['schedule_id'], unique=False)
@@ -203,6 +214,8 @@ def upgrade() -> None:
     sa.Column('error', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
     sa.Column('agent_id', sa.Integer(), nullable=True),
     sa.Column('handle', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('worker_token_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('cancel_requested_at', control.db.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('log_seq', sa.Integer(), nullable=False),
     sa.Column('log_bytes', sa.Integer(), nullable=False),
     sa.Column('log_lines', sa.Integer(), nullable=False),
@@ -221,7 +234,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('tick_id'),
-    sa.UniqueConstraint('user_id', 'idempotency_key')
+    sa.UniqueConstraint('user_id', 'idempotency_key'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('runs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_runs_environment_id'), ['environment_id'], unique=False)
@@ -229,6 +243,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_runs_schedule_id'), ['schedule_id'], unique=False)
         batch_op.create_index('ix_runs_state_id', ['state', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_runs_user_id'), ['user_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_runs_worker_token_hash'), ['worker_token_hash'], unique=True)
 
     op.create_table('artifacts',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -240,7 +255,8 @@ def upgrade() -> None:
     sa.Column('created_at', control.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('run_id', 'path')
+    sa.UniqueConstraint('run_id', 'path'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('artifacts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_artifacts_run_id'), ['run_id'], unique=False)
@@ -256,7 +272,8 @@ def upgrade() -> None:
     sa.Column('created_at', control.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('run_id', 'seq')
+    sa.UniqueConstraint('run_id', 'seq'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('log_chunks', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_log_chunks_run_id'), ['run_id'], unique=False)
@@ -276,7 +293,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['claimed_by'], ['agents.id'], ),
     sa.ForeignKeyConstraint(['devserver_id'], ['dev_servers.id'], ),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('work_items', schema=None) as batch_op:
         batch_op.create_index('ix_work_items_claim', ['queue', 'state', 'id'], unique=False)
@@ -303,6 +321,7 @@ def downgrade() -> None:
 
     op.drop_table('artifacts')
     with op.batch_alter_table('runs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_runs_worker_token_hash'))
         batch_op.drop_index(batch_op.f('ix_runs_user_id'))
         batch_op.drop_index('ix_runs_state_id')
         batch_op.drop_index(batch_op.f('ix_runs_schedule_id'))
