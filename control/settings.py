@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     run_lost_after_s: float = Field(default=30.0, gt=0)
     """A running run whose worker and agent have been silent this long is marked lost."""
 
+    cancel_grace_s: float = Field(default=10.0, ge=0)
+    """After SIGTERM, a cancelled or timed-out command gets this long before SIGKILL."""
+
     housekeeping_interval_s: float = Field(default=5.0, gt=0)
     """How often the API checks for lost runs."""
 

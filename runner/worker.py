@@ -30,7 +30,6 @@ from runner.capture import StreamReader, masker
 from runner.shipper import Shipper
 from runner.spool import Spool
 
-GRACE_S = float(os.environ.get("DEVYARD_CANCEL_GRACE_S", "10"))
 ORPHAN_WAIT_S = 1.0
 # Only these variables of the agent's own environment reach the command.
 PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SHELL", "TERM")
@@ -81,7 +80,7 @@ class Worker:
             return
         _signal_group(child.pid, signal.SIGTERM)
         try:
-            child.wait(GRACE_S)
+            child.wait(float(self.spec.get("cancel_grace_s", 10.0)))
         except subprocess.TimeoutExpired:
             _signal_group(child.pid, signal.SIGKILL)
 

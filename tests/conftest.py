@@ -138,3 +138,19 @@ def sqlite_stack(tmp_path: Path) -> Iterator[Stack]:
     """The same on SQLite only, for tests whose subject is not the database."""
     with running_stack(tmp_path / "data", f"sqlite:///{tmp_path / 'devyard.db'}") as running:
         yield running
+
+
+@pytest.fixture
+def run_stack(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """A control API with an in-process agent, on SQLite and PostgreSQL."""
+    from tests.stack import running_agent
+
+    with (
+        running_stack(
+            tmp_path / "data", database_url, run_lost_after_s=10, housekeeping_interval_s=0.3, cancel_grace_s=1
+        ) as running,
+        running_agent(running, tmp_path / "agent"),
+    ):
+        with running.client() as admin:
+            admin.create_project("demo")
+        yield running

@@ -66,3 +66,38 @@ def running_stack(
         thread.join(10)
         sock.close()
         services.engine.dispose()
+
+
+@contextmanager
+def running_agent(stack: Stack, base: Path, name: str = "test-agent", queue: str = "default") -> Iterator[object]:
+    """An in-process agent with the local launcher, serving ``stack``."""
+    from compose.agent import Agent, AgentConfig
+    from compose.local import LocalLauncher
+
+    token = stack.user(name, "agent")
+    config = AgentConfig(
+        name=name, queue=queue, api_url=stack.url, volume=base / "volume", spool=base / "spool", poll_wait_s=0.5
+    )
+    agent = Agent(config, ControlClient(stack.url, token), LocalLauncher())
+    thread = threading.Thread(target=agent.serve, daemon=True)
+    thread.start()
+    try:
+        yield agent
+    finally:
+        agent.stop()
+        thread.join(10)
+
+
+def wait_for_run(
+    client: ControlClient, run_id: int, timeout: float = 30, states: tuple[str, ...] = ()
+) -> dict[str, object]:
+    """Poll until the run is finished (or in one of ``states``)."""
+    finished = ("succeeded", "failed", "cancelled", "timed_out", "lost")
+    deadline = time.monotonic() + timeout
+    while True:
+        run: dict[str, object] = client.get_run(run_id)
+        if run["state"] in (states or finished):
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} still {run['state']} after {timeout} s")
+        time.sleep(0.05)

@@ -135,3 +135,45 @@ def test_openapi_document_is_served(sqlite_stack: Stack) -> None:
     spec = httpx.get(sqlite_stack.url + "/api/v1/openapi.json").json()
     assert spec["info"]["title"] == "devyard control API"
     assert "/api/v1/projects" in spec["paths"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/projects/p/environments/e", {"variables": None}),
+        ("/projects/p/environments/e", {"resources": None}),
+        ("/projects/p/environments/e", {"agent_queue": None}),
+        ("/projects/p", {"description": None}),
+        ("/users/admin", {"role": None}),
+        ("/users/admin", {"disabled": None}),
+    ],
+)
+def test_null_for_a_required_field_is_422_and_changes_nothing(stack: Stack, path: str, body: dict[str, object]) -> None:
+    with api(stack) as http:
+        assert http.post("/projects", json={"name": "p"}).status_code == 201
+        assert http.post("/projects/p/environments", json={"name": "e"}).status_code == 201
+        response = http.patch(path, json=body)
+        assert response.status_code == 422, response.text
+        assert "cannot be null" in error_of(response)["message"]
+        assert http.get("/projects/p/environments/e").status_code == 200
+        assert http.get("/projects/p").status_code == 200
+
+
+def test_null_clears_nullable_fields(sqlite_stack: Stack) -> None:
+    with api(sqlite_stack) as http:
+        http.post("/projects", json={"name": "p", "repo_url": "git@example.com:p.git"})
+        assert http.patch("/projects/p", json={"repo_url": None}).json()["repo_url"] is None
+
+
+def test_wrong_method_is_a_sentence(sqlite_stack: Stack) -> None:
+    with api(sqlite_stack) as http:
+        response = http.put("/projects")
+    assert response.status_code == 405
+    assert error_of(response)["message"] == "This method is not allowed on this route."
+
+
+def test_sqlite_never_reuses_ids(sqlite_stack: Stack) -> None:
+    with api(sqlite_stack) as http:
+        first = http.post("/projects", json={"name": "one"}).json()["id"]
+        http.delete("/projects/one")
+        assert http.post("/projects", json={"name": "two"}).json()["id"] > first

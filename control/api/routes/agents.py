@@ -70,7 +70,7 @@ def register(body: AgentRegister, session: DB, who: AgentCaller, svc: Svc) -> Ag
     return agent_out(agent)
 
 
-def run_spec(session: Session, run: Run) -> dict[str, Any]:
+def run_spec(session: Session, run: Run, grace_s: float = 10.0) -> dict[str, Any]:
     """What the agent needs to launch the run worker; secrets included (agents are trusted)."""
     project = session.get(Project, run.project_id)
     env = session.get(Environment, run.environment_id) if run.environment_id else None
@@ -89,6 +89,7 @@ def run_spec(session: Session, run: Run) -> dict[str, Any]:
         "image": env.image if env else None,
         "resources": env.resources if env else {},
         "attempt": run.attempt,
+        "cancel_grace_s": grace_s,
     }
 
 
@@ -98,7 +99,7 @@ def _claim(svc: Services, agent_id: int, queues: list[str], max_items: int) -> l
         out = []
         for item in claimed:
             if item.item.kind == "run" and item.run is not None:
-                spec = run_spec(session, item.run)
+                spec = run_spec(session, item.run, svc.settings.cancel_grace_s)
             else:
                 spec = {"id": item.item.run_id, "handle": item.run.handle if item.run else None}
             out.append(claims.describe(item, spec))
