@@ -550,6 +550,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     generator: Generator = WrkGenerator(wrk, args.threads) if wrk and args.generator != "python" else PythonGenerator()
     if args.generator == "wrk" and not wrk:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
+    load_at_start = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews the figures
     scratch = Path(tempfile.mkdtemp(prefix="devyard-bench-api-"))
     metrics: dict[str, Any] = {}
     peer: dict[str, Any] = {
@@ -624,6 +625,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rows": args.rows,
             "page": PAGE,
             "cores": os.cpu_count(),
+            "load_average_at_start": load_at_start,
             "quick": args.quick,
             "python": sys.version.split()[0],
         },

@@ -168,7 +168,7 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     url = client_url(settings.host, port)
     services = Services.from_settings(settings)
     app = create_app(services)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2, lifespan="on")
     server = uvicorn.Server(config)
     agent = _local_agent(settings, services, url) if settings.agent else None
     if agent is not None:

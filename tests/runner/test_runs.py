@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import sys
 import threading
 import time
@@ -150,7 +151,7 @@ def test_project_concurrency_limit_keeps_order(run_stack: Stack) -> None:
         finals = [wait_for_run(client, i, timeout=30) for i in ids]
     assert all(f["state"] == "succeeded" for f in finals)
     spans = [(f["started_at"], f["finished_at"]) for f in finals]
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert str(start) >= str(end), "runs of a project limited to 1 overlapped"
 
 
