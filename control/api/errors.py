@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from control.objectstore import ObjectStoreProblem
+from control.objectstore import ObjectNotFound, ObjectStoreProblem
 
 log = logging.getLogger("devyard.api")
 
@@ -87,6 +87,12 @@ def install(app: FastAPI) -> None:
     async def _store_down(_: Request, exc: ObjectStoreProblem) -> JSONResponse:
         log.warning("object store problem: %s", exc)
         return JSONResponse(error_body("store_unavailable", f"{str(exc).rstrip('.')}; try again later."), 503)
+
+    @app.exception_handler(ObjectNotFound)
+    async def _object_missing(_: Request, exc: ObjectNotFound) -> JSONResponse:
+        return JSONResponse(
+            error_body("object_missing", f"Stored object {exc.args[0]} is missing from the object store."), 404
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -72,6 +72,8 @@ def follow(client: ControlClient, run_id: int, printer: LogPrinter) -> dict[str,
                 deadline = None
                 if event.event == "chunk":
                     next_seq = printer.write_chunk_event(event.json()) + 1
+                elif event.event == "error":
+                    fail(str(event.json().get("message", "The log stream failed.")))
                 elif event.event == "end":
                     run: dict[str, Any] = client.get_run(run_id)
                     return run

@@ -23,6 +23,7 @@ from control.api.routes.runs import find_run
 from control.api.services import Services
 from control.db.tables import LogChunk, Run
 from control.logformat import tail_records
+from control.objectstore import ObjectNotFound
 from control.runs import states
 from control.runs.logstore import chunks_from
 
@@ -45,7 +46,14 @@ async def follow(svc: Services, run_id: int, from_seq: int) -> AsyncIterator[byt
         while True:
             run, chunks = await run_in_threadpool(_read_state, svc, run_id, next_seq)
             for chunk in chunks:
-                data = await svc.store.get_async(chunk.object_key)
+                try:
+                    data = await svc.store.get_async(chunk.object_key)
+                except ObjectNotFound:
+                    # The index points at an object the store no longer has (retention, or a
+                    # store that is not shared between replicas): say so instead of hanging.
+                    problem = {"message": f"Log chunk {chunk.seq} of run {run_id} is missing from the object store."}
+                    yield f"event: error\ndata: {json.dumps(problem)}\n\n".encode()
+                    return
                 body = json.dumps({"seq": chunk.seq, "lines": chunk.lines, "data": base64.b64encode(data).decode()})
                 yield f"id: {chunk.seq}\nevent: chunk\ndata: {body}\n\n".encode()
                 next_seq = chunk.seq + 1
