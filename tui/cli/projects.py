@@ -53,7 +53,7 @@ def add_project(
 @projects.command("rm")
 def remove_project(name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
     """Delete a project and its environments."""
-    if not yes and not typer.confirm(f"Delete project {name} and its environments?"):
+    if not yes and not typer.confirm(f"Delete project {name} and its environments?", err=True):
         raise typer.Exit(1)
     with state.client() as client:
         client.delete_project(name)
@@ -108,7 +108,7 @@ def remove_env(
     project: str, name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False
 ) -> None:
     """Delete an environment."""
-    if not yes and not typer.confirm(f"Delete environment {project}/{name}?"):
+    if not yes and not typer.confirm(f"Delete environment {project}/{name}?", err=True):
         raise typer.Exit(1)
     with state.client() as client:
         client.delete_environment(project, name)

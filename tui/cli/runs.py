@@ -88,7 +88,7 @@ def _interrupted(client: ControlClient, run_id: int) -> None:
     """Ctrl-C while following: cancel the run or detach from it."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        cancel = typer.confirm(f"\nCancel run {run_id}? (no detaches and leaves it running)", default=False)
+        cancel = typer.confirm(f"\nCancel run {run_id}? (no detaches and leaves it running)", default=False, err=True)
     except (KeyboardInterrupt, typer.Abort):
         cancel = False
     if cancel:
@@ -155,10 +155,8 @@ def run(
     if as_json:
         print_json(final)
     elif final["state"] != "succeeded":
-        message = final["error"] or (
-            f"exit code {final['exit_code']}" if final["exit_code"] is not None else final["state"]
-        )
-        errors.print(f"Run {final['id']} {final['state']}: {message}", highlight=False)
+        detail = final["error"] or (f"exit code {final['exit_code']}" if final["state"] == "failed" else None)
+        errors.print(f"Run {final['id']} {final['state']}" + (f": {detail}" if detail else "."), highlight=False)
     raise typer.Exit(exit_code_of(final))
 
 

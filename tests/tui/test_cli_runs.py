@@ -1,0 +1,95 @@
+"""`yard run` and `yard runs ...` against a real embedded stack with its in-process agent."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.tui.test_cli import YARD, assert_one_sentence_error, embedded, yard
+
+__all__ = ["embedded"]
+
+
+def test_run_follows_and_exits_with_the_commands_code(embedded: Path, tmp_path: Path) -> None:
+    assert yard("projects", "add", "demo").returncode == 0
+    result = yard("run", "-p", "demo", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert result.returncode == 3
+    assert result.stdout == "out\n"
+    assert "err\n" in result.stderr and "failed: exit code 3" in result.stderr
+    ok = yard("run", "-p", "demo", "--", "echo", "fine")
+    assert (ok.returncode, ok.stdout) == (0, "fine\n")
+
+
+def test_run_errors_are_one_sentence(embedded: Path) -> None:
+    assert yard("projects", "add", "demo").returncode == 0
+    missing = yard("run", "-p", "demo", "--", "no-such-program-here")
+    assert missing.returncode == 127
+    assert "Command 'no-such-program-here' was not found" in missing.stderr and "Traceback" not in missing.stderr
+    assert_one_sentence_error(yard("run", "-p", "ghost", "--", "true"), "Project ghost does not exist")
+    assert_one_sentence_error(yard("run", "-p", "demo", "--", ""), "Give the command to run")
+    assert_one_sentence_error(yard("runs", "show", "424242"), "Run 424242 does not exist")
+    timed = yard("run", "-p", "demo", "--timeout", "1", "--", "sleep", "30")
+    assert timed.returncode == 124 and "timed_out" in timed.stderr
+
+
+def test_detach_list_show_logs_and_artifacts(embedded: Path, tmp_path: Path) -> None:
+    assert yard("projects", "add", "demo").returncode == 0
+    script = "seq 1 100; mkdir -p out; echo data > out/result.txt"
+    created = json.loads(
+        yard("run", "-p", "demo", "--detach", "--json", "-a", "out/*.txt", "--", "sh", "-c", script).stdout
+    )
+    run_id = str(created["id"])
+    assert created["state"] == "queued"
+    deadline = time.monotonic() + 30
+    while json.loads(yard("runs", "show", run_id, "--json").stdout)["state"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert yard("runs", "logs", run_id, "--tail", "2").stdout == "99\n100\n"
+    assert yard("runs", "logs", run_id).stdout == "".join(f"{i}\n" for i in range(1, 101))
+    assert yard("runs", "logs", run_id, "-f").stdout.endswith("100\n")
+    listed = json.loads(yard("runs", "ls", "--json", "--status", "succeeded").stdout)
+    assert [r["id"] for r in listed] == [created["id"]]
+    saved = json.loads(yard("runs", "artifacts", run_id, "--download", str(tmp_path / "dl"), "--json").stdout)
+    assert [a["path"] for a in saved] == ["out/result.txt"]
+    assert (tmp_path / "dl" / "out" / "result.txt").read_text() == "data\n"
+    assert_one_sentence_error(yard("runs", "ls", "--status", "sleeping"), "Unknown run state 'sleeping'")
+
+
+def test_ctrl_c_asks_and_cancels(embedded: Path) -> None:
+    assert yard("projects", "add", "demo").returncode == 0
+    process = subprocess.Popen(
+        [YARD, "run", "-p", "demo", "--", "sh", "-c", "echo ready; sleep 60"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate("y\n", timeout=30)
+    assert "Cancel run" in err
+    assert process.returncode == 130, err
+    runs = json.loads(yard("runs", "ls", "--json").stdout)
+    assert runs[0]["state"] == "cancelled"
+
+
+def test_ctrl_c_can_detach(embedded: Path) -> None:
+    assert yard("projects", "add", "demo").returncode == 0
+    process = subprocess.Popen(
+        [YARD, "run", "-p", "demo", "--", "sh", "-c", "echo ready; sleep 2; echo done"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate("n\n", timeout=30)
+    assert process.returncode == 0 and "Detached" in err
+    run_id = json.loads(yard("runs", "ls", "--json").stdout)[0]["id"]
+    assert yard("runs", "logs", str(run_id), "-f").stdout == "ready\ndone\n"
