@@ -9,10 +9,12 @@ resume with ``Last-Event-ID`` from the replay buffer instead of slowing everyone
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,17 +59,58 @@ class EventBus:
     """Fan-out of events to live subscribers with a short replay buffer."""
 
     def __init__(self) -> None:
+        self.origin = uuid.uuid4().hex
+        # Set by the API to forward events to other replicas (PostgreSQL NOTIFY).
+        self.remote: Callable[[str], bool] | None = None
         self._lock = threading.Lock()
         self._last_id = 0
         self._subscribers: set[Subscription] = set()
         self._recent: deque[Event] = deque(maxlen=REPLAY_EVENTS)
 
     def publish(self, type: str, data: dict[str, Any], audience: int | None = None) -> Event:
+        event = self._publish_local(type, data, audience)
+        if self.remote is not None:
+            self.remote(
+                json.dumps(
+                    {
+                        "origin": self.origin,
+                        "id": event.id,
+                        "at": event.at.isoformat(),
+                        "type": type,
+                        "data": data,
+                        "audience": audience,
+                    }
+                )
+            )
+        return event
+
+    def receive_remote(self, payload: str) -> None:
+        """An event published on another replica (our own come back too and are skipped)."""
+        try:
+            raw = json.loads(payload)
+        except ValueError:
+            return
+        if raw.get("origin") == self.origin:
+            return
+        self._publish_local(
+            raw["type"], raw["data"], raw.get("audience"), raw.get("id"), datetime.fromisoformat(raw["at"])
+        )
+
+    def _publish_local(
+        self,
+        type: str,
+        data: dict[str, Any],
+        audience: int | None,
+        event_id: int | None = None,
+        at: datetime | None = None,
+    ) -> Event:
         with self._lock:
             # Ids grow across restarts too (microseconds since the epoch, bumped to stay unique),
             # so a client resuming with an id from before a restart is not confused by reuse.
-            self._last_id = max(self._last_id + 1, time.time_ns() // 1000)
-            event = Event(self._last_id, type, data, audience=audience)
+            if event_id is None:
+                self._last_id = max(self._last_id + 1, time.time_ns() // 1000)
+                event_id = self._last_id
+            event = Event(event_id, type, data, at=at or utcnow(), audience=audience)
             self._recent.append(event)
             targets = [s for s in self._subscribers if s.wants(event)]
         for sub in targets:

@@ -14,13 +14,15 @@ import asyncio
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import Engine
 
 log = logging.getLogger("devyard.notify")
 
 CHANNEL = "devyard"
+EVENTS_CHANNEL = "devyard_events"
+NOTIFY_MAX_BYTES = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 
 
 class _Waiter:
@@ -43,6 +45,7 @@ class Hub:
         self._engine = engine if engine is not None and engine.dialect.name == "postgresql" else None
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
+        self.on_broadcast: Callable[[str], None] | None = None
         if self._engine is not None:
             self._listener = threading.Thread(target=self._listen, name="devyard-listen", daemon=True)
             self._listener.start()
@@ -57,6 +60,26 @@ class Hub:
                     conn.commit()
             except Exception:  # a lost notice only delays other replicas' waiters
                 log.warning("NOTIFY failed", exc_info=True)
+
+    @property
+    def bridged(self) -> bool:
+        """Whether notices reach other processes (PostgreSQL), not just this one."""
+        return self._engine is not None
+
+    def broadcast(self, payload: str) -> bool:
+        """Send ``payload`` to :attr:`on_broadcast` of every other replica; False if not sent."""
+        if self._engine is None or len(payload.encode()) > NOTIFY_MAX_BYTES:
+            return False
+        try:
+            with self._engine.connect() as conn:
+                conn.exec_driver_sql(
+                    "SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": EVENTS_CHANNEL, "payload": payload}
+                )
+                conn.commit()
+        except Exception:  # the event still reached this replica's subscribers
+            log.warning("event broadcast failed", exc_info=True)
+            return False
+        return True
 
     def _wake(self, keys: Iterable[str]) -> None:
         with self._lock:
@@ -99,9 +122,14 @@ class Hub:
             try:
                 with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     while not self._stop.is_set():
                         for notice in conn.notifies(timeout=1.0):
-                            self._wake([notice.payload])
+                            if notice.channel == EVENTS_CHANNEL:
+                                if self.on_broadcast is not None:
+                                    self.on_broadcast(notice.payload)
+                            else:
+                                self._wake([notice.payload])
             except Exception:  # reconnect: the database may be restarting
                 log.warning("LISTEN connection lost; reconnecting", exc_info=True)
                 self._stop.wait(1.0)

@@ -32,4 +32,9 @@ class Services:
             s3_endpoint=settings.s3_endpoint,
             s3_region=settings.s3_region,
         )
-        return cls(settings=settings, engine=engine, store=store, hub=Hub(engine))
+        services = cls(settings=settings, engine=engine, store=store, hub=Hub(engine))
+        if services.hub.bridged:
+            # Events published on any replica reach subscribers on every replica.
+            services.events.remote = services.hub.broadcast
+            services.hub.on_broadcast = services.events.receive_remote
+        return services

@@ -43,3 +43,31 @@ def test_follow_across_replicas_with_listen_notify(tmp_path: Path, database_url:
     # Chunks arrive as they are printed (every ~0.2 s), not in one burst at the end: the wake-up
     # crossed replicas through NOTIFY rather than waiting for a keepalive.
     assert len(gaps) >= 8 and max(gaps[1:]) < 2.0
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_events_published_on_one_replica_reach_subscribers_of_another(tmp_path: Path, database_url: str) -> None:
+    import threading
+
+    shared = (tmp_path / "objects").as_uri()
+    with (
+        running_stack(tmp_path / "a", database_url, shared) as replica_a,
+        running_stack(tmp_path / "b", database_url, shared) as replica_b,
+    ):
+        seen: list[str] = []
+
+        def follow() -> None:
+            with replica_b.client() as client:
+                for event in client.events(types=["project"]):
+                    seen.append(event.json()["data"]["name"])
+                    return
+
+        thread = threading.Thread(target=follow, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 5
+        while replica_b.services.events.subscriber_count == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with replica_a.client() as client_a:
+            client_a.create_project("made-on-a")
+        thread.join(10)
+    assert seen == ["made-on-a"]

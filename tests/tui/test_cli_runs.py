@@ -70,7 +70,7 @@ def test_ctrl_c_asks_and_cancels(embedded: Path) -> None:
     assert process.stdout is not None
     assert process.stdout.readline() == "ready\n"
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate("y\n", timeout=30)
+    _, err = process.communicate("y\n", timeout=30)
     assert "Cancel run" in err
     assert process.returncode == 130, err
     runs = json.loads(yard("runs", "ls", "--json").stdout)
