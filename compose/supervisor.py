@@ -173,6 +173,10 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     agent = _local_agent(settings, services, url) if settings.agent else None
     if agent is not None:
         threading.Thread(target=_serve_agent_when_up, args=(server, agent), name="local-agent", daemon=True).start()
+    scheduler_stop = threading.Event()
+    if settings.scheduler:
+        scheduler = _local_scheduler(settings, services)
+        threading.Thread(target=scheduler.serve, args=(scheduler_stop,), name="scheduler", daemon=True).start()
     data_dir.server_file.write_text(json.dumps({"pid": os.getpid(), "url": url, "started": time.time()}))
     _write_profile_url(url)
     if ready is not None:
@@ -186,6 +190,7 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     except SystemExit:
         pass
     finally:
+        scheduler_stop.set()
         if agent is not None:
             agent.stop()
         try:
@@ -226,6 +231,18 @@ def _local_agent(settings: Settings, services: Any, url: str) -> Any:
         name=f"{socket.gethostname()}-local", queue="default", api_url=url, volume=data_dir.volume, spool=data_dir.spool
     )
     return Agent(config, ControlClient(url, token), LocalLauncher())
+
+
+def _local_scheduler(settings: Settings, services: Any) -> Any:
+    from runner.scheduler import Scheduler
+
+    return Scheduler(
+        services.engine,
+        services.store,
+        settings,
+        publish=lambda kind, data: services.events.publish(kind, data),
+        wake_agents=lambda: services.hub.publish("work"),
+    )
 
 
 def _serve_agent_when_up(server: Any, agent: Any) -> None:

@@ -231,6 +231,31 @@ class _Endpoints(Generic[R]):
     def list_agents(self) -> R:
         return self._call("GET", "/agents")
 
+    # schedules
+    def create_schedule(self, **body: Any) -> R:
+        return self._call("POST", "/schedules", json={k: v for k, v in body.items() if v is not None})
+
+    def list_schedules(self, project: str | None = None) -> R:
+        return self._call("GET", "/schedules", params={"project": project} if project else None)
+
+    def get_schedule(self, name: str) -> R:
+        return self._call("GET", f"/schedules/{name}")
+
+    def update_schedule(self, name: str, **changes: Any) -> R:
+        return self._call("PATCH", f"/schedules/{name}", json=changes)
+
+    def delete_schedule(self, name: str) -> R:
+        return self._call("DELETE", f"/schedules/{name}")
+
+    def trigger_schedule(self, name: str) -> R:
+        return self._call("POST", f"/schedules/{name}/trigger")
+
+    def schedule_next(self, name: str, count: int = 5) -> R:
+        return self._call("GET", f"/schedules/{name}/next", params={"count": count})
+
+    def schedule_ticks(self, name: str, limit: int = 50) -> R:
+        return self._call("GET", f"/schedules/{name}/ticks", params={"limit": limit})
+
     # agents
     def register_agent(
         self, name: str, queue: str = "default", substrate: str = "local", hostname: str | None = None

@@ -149,6 +149,13 @@ class ObjectStore:
             result = await obstore.get_async(self._store, self._path(key))
             return bytes(await result.bytes_async())
 
+    async def get_range_async(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)``; ``end`` must not pass the object's size."""
+        if start >= end:
+            return b""
+        with _translated(key):
+            return bytes(await obstore.get_range_async(self._store, self._path(key), start=start, end=end))
+
     async def stream_async(self, key: str, chunk_size: int = STREAM_CHUNK) -> AsyncIterator[bytes]:
         with _translated(key):
             result = await obstore.get_async(self._store, self._path(key))

@@ -88,6 +88,30 @@ class Settings(BaseSettings):
     agent: bool = True
     """Whether `yard up` runs a local agent in-process."""
 
+    scheduler: bool = True
+    """Whether `yard up` runs the scheduler in-process."""
+
+    misfire_grace_s: float = Field(default=60.0, gt=0)
+    """A tick later than this counts as missed (catch-up policy `none` drops it)."""
+
+    scheduler_lease_s: float = Field(default=10.0, gt=0)
+    """SQLite: how long the scheduler lease lasts without renewal before another scheduler takes over."""
+
+    cleanup_interval_s: float = Field(default=30.0, gt=0)
+    """How often the scheduler runs the background cleanup."""
+
+    compact_after_s: float = Field(default=60.0, ge=0)
+    """Finished runs' log chunks are compacted into one object after this long."""
+
+    log_retention_days: float | None = Field(default=None, gt=0)
+    """Delete logs of runs that finished longer ago than this; none keeps them."""
+
+    artifact_retention_days: float | None = Field(default=None, gt=0)
+    """Delete artifacts of runs that finished longer ago than this; none keeps them."""
+
+    log_retention_runs: int | None = Field(default=None, gt=0)
+    """Keep logs and artifacts of only the newest N finished runs per project; none keeps all."""
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

@@ -23,6 +23,7 @@ from control.api.routes import (
     run_logs,
     run_worker,
     runs,
+    schedules,
     tokens,
     users,
 )
@@ -65,6 +66,7 @@ def create_app(services: Services) -> FastAPI:
         run_worker,
         artifacts,
         agents,
+        schedules,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(

@@ -99,3 +99,14 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def begin_write(session: Session) -> None:
+    """Start a read-then-write transaction safely: on SQLite take the write lock up front.
+
+    A deferred SQLite transaction that reads and later writes fails with "database is locked"
+    when another connection committed in between; ``BEGIN IMMEDIATE`` waits for the lock instead.
+    PostgreSQL needs nothing here (row locks do the work). Must be the session's first statement.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")

@@ -149,6 +149,8 @@ class Run(SQLModel, table=True):
     log_bytes: int = 0
     log_lines: int = 0
     logs_compacted: bool = False
+    logs_expired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    artifacts_expired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     queued_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -163,6 +165,9 @@ class LogChunk(SQLModel, table=True):
     run_id: int = Field(foreign_key="runs.id", index=True)
     seq: int
     object_key: str = Field(max_length=500)
+    # Byte offset of this chunk inside ``object_key``: 0 for a chunk object, its position in
+    # the run's single log object after compaction.
+    offset: int = 0
     size: int
     lines: int
     sha256: str = Field(max_length=64)
@@ -259,3 +264,13 @@ class AuditEvent(SQLModel, table=True):
     target_type: str = Field(max_length=32)
     target_id: str | None = Field(default=None, max_length=64)
     details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class Lease(SQLModel, table=True):
+    """A named lease: one holder at a time until it expires (the SQLite scheduler's lock)."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=128)
+    expires_at: datetime = Field(sa_type=UTCDateTime)

@@ -16,7 +16,7 @@ from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from control.auth import hash_token, new_token
-from control.db.tables import Environment, Project, Run, WorkItem
+from control.db.tables import Environment, Project, Run, Schedule, WorkItem
 from control.db.types import utcnow
 from control.runs import states
 
@@ -76,6 +76,23 @@ def _limits(session: Session, runs: list[Run]) -> tuple[dict[int, int | None], d
     return projects, envs  # type: ignore[return-value]
 
 
+def _serial_schedules(session: Session, runs: list[Run]) -> tuple[set[int], Counter[int]]:
+    """Schedules with overlap policy "queue" among ``runs``, and their active run counts."""
+    ids = {r.schedule_id for r in runs if r.schedule_id is not None}
+    if not ids:
+        return set(), Counter()
+    serial = set(session.exec(select(Schedule.id).where(col(Schedule.id).in_(ids), Schedule.overlap == "queue")))
+    active: Counter[int] = Counter()
+    if serial:
+        rows = session.exec(
+            select(Run.schedule_id, func.count())
+            .where(col(Run.schedule_id).in_(serial), col(Run.state).in_(states.ACTIVE))
+            .group_by(Run.schedule_id)  # type: ignore[arg-type]
+        ).all()
+        active.update({sid: n for sid, n in rows if sid is not None})
+    return {s for s in serial if s is not None}, active
+
+
 def claim(
     session: Session, agent_id: int, queues: list[str], max_items: int, global_limit: int | None
 ) -> list[Claimed]:
@@ -98,6 +115,7 @@ def claim(
     }
     total, per_project, per_env = _active_counts(session)
     project_limits, env_limits = _limits(session, list(runs.values()))
+    serial, per_schedule = _serial_schedules(session, list(runs.values()))
     now = utcnow()
     claimed: list[Claimed] = []
     for item in candidates:
@@ -117,6 +135,8 @@ def claim(
                 e_limit is not None and run.environment_id is not None and per_env[run.environment_id] >= e_limit
             ):
                 continue  # this project or environment is full; later items of others may go
+            if run.schedule_id in serial and per_schedule[run.schedule_id] > 0:
+                continue  # overlap policy "queue": wait for the schedule's previous run
             token = "dyr_" + new_token()[3:]
             run.state, run.agent_id, run.worker_token_hash, run.heartbeat_at = (
                 states.STARTING,
@@ -129,6 +149,8 @@ def claim(
             per_project[run.project_id] += 1
             if run.environment_id is not None:
                 per_env[run.environment_id] += 1
+            if run.schedule_id is not None:
+                per_schedule[run.schedule_id] += 1
             claimed.append(Claimed(item, run, token))
         else:
             claimed.append(Claimed(item, run, None))

@@ -68,6 +68,17 @@ def store_chunk(session: Session, store: ObjectStore, run: Run, seq: int, data: 
     return ChunkResult.stored
 
 
+def compacted_key(run_id: int) -> str:
+    return f"runs/{run_id}/log"
+
+
+async def read_chunk(store: ObjectStore, chunk: LogChunk) -> bytes:
+    """A chunk's bytes, from its own object or from its range in the compacted log."""
+    if chunk.object_key == chunk_key(chunk.run_id, chunk.seq):
+        return await store.get_async(chunk.object_key)
+    return await store.get_range_async(chunk.object_key, chunk.offset, chunk.offset + chunk.size)
+
+
 def chunks_from(session: Session, run_id: int, from_seq: int, limit: int = 1000) -> list[LogChunk]:
     return list(
         session.exec(

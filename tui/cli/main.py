@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tui.cli import projects, runs, stack, tokens, users
+from tui.cli import projects, runs, schedules, stack, tokens, users
 from tui.cli.context import state
 from tui.cli.output import errors
 
@@ -52,6 +52,8 @@ app.command()(stack.doctor)
 app.command(context_settings={"allow_interspersed_args": False})(runs.run)
 app.add_typer(runs.app, name="runs")
 app.command()(runs.agent)
+app.add_typer(schedules.app, name="schedule")
+app.command()(schedules.scheduler)
 app.add_typer(users.app, name="users")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(projects.projects, name="projects")

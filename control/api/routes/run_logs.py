@@ -19,13 +19,14 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from control.api.deps import DB, Reader, Svc
+from control.api.errors import ApiError
 from control.api.routes.runs import find_run
 from control.api.services import Services
 from control.db.tables import LogChunk, Run
 from control.logformat import tail_records
 from control.objectstore import ObjectNotFound
 from control.runs import states
-from control.runs.logstore import chunks_from
+from control.runs.logstore import chunks_from, read_chunk
 
 router = APIRouter(tags=["run logs"])
 
@@ -47,7 +48,7 @@ async def follow(svc: Services, run_id: int, from_seq: int) -> AsyncIterator[byt
             run, chunks = await run_in_threadpool(_read_state, svc, run_id, next_seq)
             for chunk in chunks:
                 try:
-                    data = await svc.store.get_async(chunk.object_key)
+                    data = await read_chunk(svc.store, chunk)
                 except ObjectNotFound:
                     # The index points at an object the store no longer has (retention, or a
                     # store that is not shared between replicas): say so instead of hanging.
@@ -82,6 +83,10 @@ async def read_logs(
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
 ) -> Response:
     run = find_run(session, run_id)
+    if run.logs_expired_at is not None:
+        raise ApiError(
+            410, "gone", f"The logs of run {run_id} were removed by retention on {run.logs_expired_at:%Y-%m-%d}."
+        )
     if follow_:
         start = last_event_id + 1 if last_event_id is not None else from_seq
         return StreamingResponse(
@@ -95,13 +100,13 @@ async def read_logs(
         picked: list[bytes] = []
         lines = 0
         for chunk in reversed(chunks):
-            data = await svc.store.get_async(chunk.object_key)
+            data = await read_chunk(svc.store, chunk)
             picked.append(data)
             lines += chunk.lines
             if lines >= tail:
                 break
         body = tail_records(b"".join(reversed(picked)), tail)
     else:
-        body = b"".join([await svc.store.get_async(c.object_key) for c in chunks])
+        body = b"".join([await read_chunk(svc.store, c) for c in chunks])
     headers = {"X-Devyard-Log-Seq": str(last if chunks else from_seq - 1), "X-Devyard-Run-State": run.state}
     return Response(body, media_type="application/octet-stream", headers=headers)

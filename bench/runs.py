@@ -1,0 +1,641 @@
+"""Runs on the embedded stack: launch latency, live log latency and log throughput.
+
+Three measurements against the real server (``python -m compose.supervisor`` with its in-process
+local agent, started as a separate process on 127.0.0.1), on SQLite and, when reachable, on
+PostgreSQL; each with its peer measured in the same run:
+
+1. launch latency: wall time just before ``create_run`` until the command is running (it prints
+   ``date +%s.%N``). Runs are sequential. Peer: the same command started with ``subprocess.run``
+   (the floor), and the start of a bare ``python -c "import runner.worker"`` (what every run pays
+   for its worker process).
+2. log latency: the command prints lines that embed their own ``time.time()``, flushing each; a
+   follower in this process (``ControlClient.follow_logs``, opened right after ``create_run``)
+   stamps each SSE event on arrival and decodes it afterwards, so the follower's own work never
+   delays the next stamp. Two variants: sparse (a line every 20 ms) and bursts (1,000 lines at
+   once every 100 ms).
+3. throughput: ``yard run -p P -- CMD > out`` end to end (CLI start, launch, capture, shipping,
+   store, follow, print) against ``CMD > file``; median of 3 each, interleaved. The stored log
+   (``read_logs`` -> ``raw_output``) and the CLI's stdout must both equal the file byte for byte.
+   CMD is the venv's Python writing 1,000,000 lines of 52 bytes with ``sys.stdout.write``: a
+   program that formats its output costs something per line, as real tools do (``seq`` writes
+   its 6.9 MB in ~10 ms, which would measure the pipeline against nothing; it is reported as an
+   extra, not judged).
+
+    .venv/bin/python bench/runs.py            # the figures in docs/benchmarks.md (~3 min)
+    .venv/bin/python bench/runs.py --quick    # a smoke test: few runs, 100,000 lines
+
+PostgreSQL comes from ``--postgres URL``, ``DEVYARD_TEST_DATABASE_URL`` or the local development
+server; a fresh database ``devyard_bench_runs_<pid>`` is created and dropped afterwards. When none
+is reachable the case is skipped and the JSON says why. Profiles and data live in a scratch
+folder (``XDG_CONFIG_HOME`` / ``XDG_DATA_HOME`` point there), so the user's own are untouched.
+Progress goes to stderr, the one JSON object to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make the project importable without an install
+    sys.path.insert(0, str(ROOT))
+
+HOST = "127.0.0.1"
+LOCAL_POSTGRES = "postgresql+psycopg://devyard:devyard@127.0.0.1:5432/devyard"
+START_TIMEOUT_S = 60.0
+RUN_TIMEOUT_S = 600.0
+PAUSE_BETWEEN_RUNS_S = 0.2  # lets the previous worker exit, so runs never overlap
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+TARGETS = {
+    "launch_p50_ms": 250.0,
+    "log_p50_ms": 50.0,
+    "log_p99_ms": 200.0,
+    "throughput_ratio_max": 1.5,
+}
+
+LAUNCH_COMMAND = ["sh", "-c", "date +%s.%N"]
+
+SPARSE_SCRIPT = """
+import sys, time
+w, f = sys.stdout.write, sys.stdout.flush
+due = time.time()
+for i in range({lines}):
+    w("%.6f %d\\n" % (time.time(), i)); f()
+    due += {interval}
+    time.sleep(max(0.0, due - time.time()))
+"""
+
+BURST_SCRIPT = """
+import sys, time
+w, f = sys.stdout.write, sys.stdout.flush
+pad = "x" * 64
+due = time.time()
+for b in range({bursts}):
+    for i in range({per_burst}):
+        w("%.6f %d.%d %s\\n" % (time.time(), b, i, pad)); f()
+    due += {interval}
+    time.sleep(max(0.0, due - time.time()))
+"""
+
+# 52 bytes a line: 7 digits, a space, 43 characters and the newline.
+THROUGHPUT_SCRIPT = """
+import sys
+w = sys.stdout.write
+for i in range({lines}):
+    w(f"{{i:07d}} the quick brown fox jumps over the lazy dog\\n")
+"""
+
+
+def log(message: str) -> None:
+    print(f"[bench/runs] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (0 when empty)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+def summary(values: Sequence[float], digits: int = 1) -> dict[str, float | int]:
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "p50": round(percentile(ordered, 50), digits),
+        "p90": round(percentile(ordered, 90), digits),
+        "p99": round(percentile(ordered, 99), digits),
+        "max": round(ordered[-1], digits) if ordered else 0.0,
+        "mean": round(statistics.fmean(ordered), digits) if ordered else 0.0,
+    }
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process, all its threads included."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def epoch(iso: str | None) -> float | None:
+    return datetime.fromisoformat(iso).timestamp() if iso else None
+
+
+# ---------------------------------------------------------------- the stack
+
+
+@dataclass
+class Stack:
+    """The embedded server process, a client for it, and the environment a CLI needs to reach it."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    token: str
+    cli_env: dict[str, str]
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # SIGTERM to this PID only; uvicorn shuts down gracefully
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def isolated_env(scratch: Path, source: Path) -> dict[str, str]:
+    """This environment without DEVYARD_* settings, with profiles and data under ``scratch``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVYARD_")}
+    env.update(
+        XDG_CONFIG_HOME=str(scratch / "config"),
+        XDG_DATA_HOME=str(scratch / "data"),
+        PYTHONUNBUFFERED="1",
+    )
+    if source != ROOT:  # an experimental copy wins over the editable install
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(source), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def start_stack(data_dir: Path, database_url: str | None, scratch: Path, source: Path) -> Stack:
+    """``python -m compose.supervisor`` on a free port; returns once it answers its health check."""
+    import httpx
+
+    from control import profiles
+    from control.datadir import DataDir
+
+    env = isolated_env(scratch, source)
+    if database_url:
+        env["DEVYARD_DATABASE_URL"] = database_url
+    log_path = scratch / f"server-{data_dir.name}.log"
+    command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(data_dir), "--host", HOST, "--port", "0"]
+    with open(log_path, "ab") as out:
+        process = subprocess.Popen(command, cwd=source, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    server_file = DataDir(data_dir).server_file
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+            raise RuntimeError(f"server exited with code {process.returncode} during start:\n{tail}")
+        with suppress(OSError, ValueError, KeyError):
+            info = json.loads(server_file.read_text())
+            if info.get("pid") == process.pid:
+                url = str(info["url"])
+                with suppress(httpx.TransportError):
+                    if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
+                        config = Path(env["XDG_CONFIG_HOME"]) / "devyard" / "config.toml"
+                        token = profiles.load_profiles(config)[1][profiles.LOCAL].token
+                        return Stack(process, url, token, env, log_path)
+        time.sleep(0.05)
+    process.terminate()
+    process.wait()
+    raise RuntimeError(f"server did not become healthy within {START_TIMEOUT_S:.0f} s; see {log_path}")
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def reachable_postgres(candidates: list[tuple[str, float]]) -> tuple[str | None, str]:
+    """The first URL that answers ``SELECT 1`` (retrying each for its wait), or None and why not."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from control.db.engine import normalize_url, redact
+
+    reasons = []
+    for url, wait_s in candidates:
+        deadline = time.monotonic() + wait_s
+        while True:
+            engine = create_engine(normalize_url(url), poolclass=NullPool, connect_args={"connect_timeout": 3})
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+                return url, ""
+            except Exception as exc:  # any driver or network failure means "not usable"
+                reason = f"{redact(normalize_url(url))}: {str(exc).strip().splitlines()[0][:200]}"
+            finally:
+                engine.dispose()
+            if time.monotonic() >= deadline:
+                reasons.append(reason)
+                break
+            time.sleep(1)
+    return None, "; ".join(reasons) or "no PostgreSQL URL given"
+
+
+@contextmanager
+def scratch_postgres(admin_url: str) -> Iterator[str]:
+    """A fresh database ``devyard_bench_runs_<pid>`` next to ``admin_url``'s, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    from control.db.engine import normalize_url
+
+    name = f"devyard_bench_runs_{os.getpid()}"
+    admin = create_engine(normalize_url(admin_url), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(normalize_url(admin_url)).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# ---------------------------------------------------------------- following
+
+
+@dataclass
+class Followed:
+    """What a follower saw: each chunk event's arrival time and payload, and the final run."""
+
+    events: list[tuple[float, str]]
+    run: dict[str, Any]
+
+    def chunks(self) -> Iterator[tuple[float, bytes]]:
+        for received, payload in self.events:
+            yield received, base64.b64decode(json.loads(payload)["data"])
+
+    def stdout(self) -> bytes:
+        from control.logformat import raw_output
+
+        return b"".join(raw_output(data, "o") for _, data in self.chunks())
+
+
+def follow_to_end(client: Any, run_id: int) -> Followed:
+    """Follow the run's log until its ``end`` event; decoding is left for later."""
+    events: list[tuple[float, str]] = []
+    for event in client.follow_logs(run_id):
+        received = time.time()
+        if event.event == "chunk":
+            events.append((received, event.data))
+        elif event.event == "error":
+            raise RuntimeError(f"log stream of run {run_id} failed: {event.data}")
+        elif event.event == "end":
+            break
+    return Followed(events, client.get_run(run_id))
+
+
+def check_succeeded(run: dict[str, Any]) -> None:
+    if run["state"] != "succeeded":
+        raise RuntimeError(f"run {run['id']} ended {run['state']} (exit {run['exit_code']}): {run['error']}")
+
+
+# ---------------------------------------------------------------- 1. launch latency
+
+
+def bare_launch_ms() -> float:
+    requested = time.time()
+    out = subprocess.run(LAUNCH_COMMAND, capture_output=True, check=True)
+    return (float(out.stdout) - requested) * 1000
+
+
+def worker_start_ms(source: Path) -> float:
+    """A fresh interpreter importing the run worker: the floor of starting one."""
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import runner.worker"], cwd=source, check=True)
+    return (time.perf_counter() - began) * 1000
+
+
+def bench_launch(
+    client: Any, project: str, runs: int, warmup: int, source: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    total: list[float] = []
+    phases: dict[str, list[float]] = {"api_call": [], "to_worker_started": [], "worker_to_command": []}
+    warm: list[float] = []
+    for i in range(warmup + runs):
+        requested = time.time()
+        created = client.create_run(project, LAUNCH_COMMAND)
+        answered = time.time()
+        followed = follow_to_end(client, int(created["id"]))
+        check_succeeded(followed.run)
+        printed = float(followed.stdout())
+        latency = (printed - requested) * 1000
+        if i < warmup:
+            warm.append(round(latency, 1))
+        else:
+            total.append(latency)
+            started = epoch(followed.run["started_at"])
+            phases["api_call"].append((answered - requested) * 1000)
+            if started is not None:
+                phases["to_worker_started"].append((started - requested) * 1000)
+                phases["worker_to_command"].append((printed - started) * 1000)
+        time.sleep(PAUSE_BETWEEN_RUNS_S)
+    bare = [bare_launch_ms() for _ in range(runs)]
+    worker = [worker_start_ms(source) for _ in range(5)]
+    metrics = {
+        "command": " ".join(LAUNCH_COMMAND[:2]) + f" '{LAUNCH_COMMAND[2]}'",
+        "latency_ms": summary(total),
+        "warmup_runs_ms": warm,
+        "phases_p50_ms": {k: round(percentile(sorted(v), 50), 1) for k, v in phases.items()},
+    }
+    peer = {
+        "bare_subprocess_ms": summary(bare, 2),
+        "python_import_runner_worker_ms": summary(worker),
+    }
+    log(
+        f"launch: p50 {metrics['latency_ms']['p50']} ms, p99 {metrics['latency_ms']['p99']} ms "
+        f"(phases p50 {metrics['phases_p50_ms']}); bare subprocess p50 {peer['bare_subprocess_ms']['p50']} ms"
+    )
+    return metrics, peer
+
+
+# ---------------------------------------------------------------- 2. log latency
+
+
+def bench_log_variant(client: Any, project: str, script: str) -> dict[str, Any]:
+    created = client.create_run(project, [sys.executable, "-c", script])
+    followed = follow_to_end(client, int(created["id"]))
+    check_succeeded(followed.run)
+    from control.logformat import decode
+
+    end_to_end: list[float] = []
+    capture: list[float] = []
+    for received, data in followed.chunks():
+        for record in decode(data):
+            if record.stream != "o" or not record.complete:
+                continue
+            printed = float(record.text.split(b" ", 1)[0])
+            end_to_end.append((received - printed) * 1000)
+            capture.append(record.ts_ms - printed * 1000)
+    time.sleep(PAUSE_BETWEEN_RUNS_S)
+    return {
+        "lines": len(end_to_end),
+        "chunks": len(followed.events),
+        "latency_ms": summary(end_to_end),
+        # When the worker read the line (its record stamp, 1 ms resolution), and from there on.
+        "capture_p50_ms": round(percentile(sorted(capture), 50), 1),
+        "capture_p99_ms": round(percentile(sorted(capture), 99), 1),
+    }
+
+
+def bench_log_latency(client: Any, project: str, args: argparse.Namespace) -> dict[str, Any]:
+    sparse = SPARSE_SCRIPT.format(lines=args.sparse_lines, interval=0.02)
+    bursts = BURST_SCRIPT.format(bursts=args.bursts, per_burst=1000, interval=0.1)
+    result = {
+        "sparse": {
+            "what": f"{args.sparse_lines} lines, one every 20 ms, flushed each",
+            **bench_log_variant(client, project, sparse),
+        },
+        "bursts": {
+            "what": f"{args.bursts} bursts of 1,000 lines of ~90 bytes, one burst every 100 ms, flushed each line",
+            **bench_log_variant(client, project, bursts),
+        },
+    }
+    for name, figures in result.items():
+        log(f"log latency {name}: {figures['latency_ms']} over {figures['chunks']} chunks")
+    return result
+
+
+# ---------------------------------------------------------------- 3. throughput
+
+
+def timed_to_file(command: list[str], target: Path, env: dict[str, str] | None = None) -> tuple[float, float, int]:
+    """Run ``command > target``; wall seconds, CPU seconds of the child, exit code."""
+    cpu = children_cpu_s()
+    with open(target, "wb") as out:
+        began = time.perf_counter()
+        done = subprocess.run(command, stdout=out, stderr=subprocess.PIPE, env=env, check=False)
+        wall = time.perf_counter() - began
+    if done.returncode != 0:
+        log(f"{command[0]} exited {done.returncode}: {done.stderr.decode(errors='replace').strip()[:500]}")
+    return wall, children_cpu_s() - cpu, done.returncode
+
+
+def bench_throughput(
+    stack: Stack, client: Any, project: str, command: list[str], repeats: int, scratch: Path, source: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    from control.logformat import raw_output
+
+    yard = str(Path(sys.executable).parent / "yard")
+    reference: bytes | None = None
+    direct: list[float] = []
+    direct_cpu: list[float] = []
+    cli: list[float] = []
+    cli_cpu: list[float] = []
+    in_run: list[float] = []
+    server_cpu: list[float] = []
+    chunks: list[int] = []
+    identical_stored, identical_stdout, identical_direct = True, True, True
+    for i in range(repeats):
+        path = scratch / f"direct-{i}.out"
+        wall, cpu, code = timed_to_file(command, path)
+        if code != 0:
+            raise RuntimeError(f"direct command failed with exit code {code}")
+        data = path.read_bytes()
+        path.unlink()
+        reference = reference if reference is not None else data
+        identical_direct &= data == reference
+        direct.append(wall)
+        direct_cpu.append(cpu)
+
+        path = scratch / f"yard-{i}.out"
+        server_before = process_cpu_s(stack.process.pid)
+        wall, cpu, code = timed_to_file([yard, "run", "-p", project, "--", *command], path, stack.cli_env)
+        server_cpu.append(process_cpu_s(stack.process.pid) - server_before)
+        if code != 0:
+            raise RuntimeError(f"yard run failed with exit code {code}")
+        cli.append(wall)
+        cli_cpu.append(cpu)
+        identical_stdout &= path.read_bytes() == reference
+        path.unlink()
+        run = client.list_runs(limit=1, project=project)["items"][0]
+        check_succeeded(run)
+        blob, last_seq = client.read_logs(int(run["id"]))
+        identical_stored &= raw_output(blob) == reference
+        chunks.append(last_seq)
+        started, finished = epoch(run["started_at"]), epoch(run["finished_at"])
+        if started is not None and finished is not None:
+            in_run.append(finished - started)
+        del blob
+        time.sleep(PAUSE_BETWEEN_RUNS_S)
+    assert reference is not None
+    cli_start = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import tui.cli.main"], cwd=source, env=stack.cli_env, check=True)
+        cli_start.append(time.perf_counter() - began)
+    yard_s, direct_s = statistics.median(cli), statistics.median(direct)
+    metrics = {
+        "yard_run_s": round(yard_s, 3),
+        "yard_run_all_s": [round(x, 3) for x in cli],
+        "yard_cli_cpu_s": round(statistics.median(cli_cpu), 3),
+        "server_cpu_s": round(statistics.median(server_cpu), 3),
+        "worker_started_to_finished_s": round(statistics.median(in_run), 3) if in_run else None,
+        "chunks": statistics.median(chunks),
+        "ratio": round(yard_s / direct_s, 2),
+        "bytes": len(reference),
+        "lines": reference.count(b"\n"),
+        "stored_log_identical": identical_stored,
+        "stdout_identical": identical_stdout,
+    }
+    peer = {
+        "direct_to_file_s": round(direct_s, 3),
+        "direct_to_file_all_s": [round(x, 3) for x in direct],
+        "direct_cpu_s": round(statistics.median(direct_cpu), 3),
+        "direct_outputs_identical": identical_direct,
+        "python_import_cli_s": round(statistics.median(cli_start), 3),
+    }
+    log(
+        f"throughput: yard run {yard_s:.2f} s vs direct {direct_s:.2f} s (x{metrics['ratio']}), "
+        f"stored identical {identical_stored}, stdout identical {identical_stdout}"
+    )
+    return metrics, peer
+
+
+# ---------------------------------------------------------------- the run
+
+
+def bench_backend(
+    label: str, database_url: str | None, args: argparse.Namespace, scratch: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    from control.client import ControlClient
+
+    data_dir = (scratch / label).resolve()
+    data_dir.mkdir()
+    stack = start_stack(data_dir, database_url, scratch, args.source)
+    log(f"{label}: devyard server pid {stack.process.pid} at {stack.url}")
+    metrics: dict[str, Any] = {"server_pid": stack.process.pid}
+    peer: dict[str, Any] = {}
+    try:
+        with ControlClient(stack.url, stack.token) as client:
+            client.create_project("bench")
+            metrics["launch"], peer["launch"] = bench_launch(client, "bench", args.runs, args.warmup, args.source)
+            metrics["log_latency"] = bench_log_latency(client, "bench", args)
+            python_lines = [sys.executable, "-c", THROUGHPUT_SCRIPT.format(lines=args.lines)]
+            metrics["throughput"], peer["throughput"] = bench_throughput(
+                stack, client, "bench", python_lines, args.repeats, scratch, args.source
+            )
+            metrics["throughput"]["command"] = f"python -c <sys.stdout.write of {args.lines:,} lines of 52 bytes>"
+            seq = ["seq", str(args.lines)]
+            extra, extra_peer = bench_throughput(stack, client, "bench", seq, args.repeats, scratch, args.source)
+            metrics["throughput_seq_extra"] = {
+                **extra,
+                "command": " ".join(seq),
+                "direct_to_file_s": extra_peer["direct_to_file_s"],
+            }
+    finally:
+        stack.stop()
+    return metrics, peer
+
+
+def judge(figures: dict[str, Any]) -> dict[str, bool]:
+    launch = figures["launch"]["latency_ms"]
+    met = {"launch_p50": launch["p50"] <= TARGETS["launch_p50_ms"]}
+    for variant, values in figures["log_latency"].items():
+        met[f"log_{variant}_p50"] = values["latency_ms"]["p50"] <= TARGETS["log_p50_ms"]
+        met[f"log_{variant}_p99"] = values["latency_ms"]["p99"] <= TARGETS["log_p99_ms"]
+    throughput = figures["throughput"]
+    met["throughput_ratio"] = throughput["ratio"] <= TARGETS["throughput_ratio_max"]
+    met["throughput_byte_identical"] = throughput["stored_log_identical"] and throughput["stdout_identical"]
+    return met
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    load_at_start = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews the figures
+    scratch = Path(tempfile.mkdtemp(prefix="devyard-bench-runs-"))
+    metrics: dict[str, Any] = {}
+    peer: dict[str, Any] = {}
+    met: dict[str, Any] = {}
+    try:
+        metrics["sqlite"], peer["sqlite"] = bench_backend("sqlite", None, args, scratch)
+        if args.no_postgres:
+            metrics["postgresql"] = {"skipped": "--no-postgres"}
+        else:
+            candidates = [(u, 30.0) for u in (args.postgres, os.environ.get("DEVYARD_TEST_DATABASE_URL")) if u]
+            candidates.append((LOCAL_POSTGRES, 5.0))
+            url, why = reachable_postgres(candidates)
+            if url is None:
+                log(f"PostgreSQL skipped: {why}")
+                metrics["postgresql"] = {"skipped": f"no reachable PostgreSQL ({why})"}
+            else:
+                with scratch_postgres(url) as bench_url:
+                    metrics["postgresql"], peer["postgresql"] = bench_backend("postgresql", bench_url, args, scratch)
+    finally:
+        if args.keep:
+            log(f"scratch folder kept: {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    for backend, figures in metrics.items():
+        if "launch" in figures:
+            met[backend] = judge(figures)
+    met["all"] = bool(met) and all(all(v.values()) for v in met.values())
+    return {
+        "name": "runs",
+        "metrics": metrics,
+        "peer": peer,
+        "targets": TARGETS,
+        "met": met,
+        "setup": {
+            "launch_runs": args.runs,
+            "launch_warmup_runs": args.warmup,
+            "sparse_lines": args.sparse_lines,
+            "bursts": args.bursts,
+            "throughput_lines": args.lines,
+            "throughput_repeats": args.repeats,
+            "cores": os.cpu_count(),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "quick": args.quick,
+            "python": sys.version.split()[0],
+            "source": str(args.source),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke test: 5 launches, 100,000 lines, 1 repeat")
+    parser.add_argument("--runs", type=int, help="launches measured (default 30, quick 5)")
+    parser.add_argument("--lines", type=int, help="lines of the throughput command (default 1,000,000, quick 100,000)")
+    parser.add_argument("--repeats", type=int, help="throughput repetitions, median taken (default 3, quick 1)")
+    parser.add_argument("--postgres", metavar="URL", help="PostgreSQL URL of a role with CREATEDB")
+    parser.add_argument("--no-postgres", action="store_true", help="measure SQLite only")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=ROOT,
+        help="project tree to serve and run (default: this one; to compare an experimental copy)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs)")
+    args = parser.parse_args(argv)
+    args.source = args.source.resolve()
+    if args.source != ROOT:
+        sys.path.insert(0, str(args.source))  # before the first import of control
+    args.runs = args.runs or (5 if args.quick else 30)
+    args.warmup = 1 if args.quick else 2
+    args.lines = args.lines or (100_000 if args.quick else 1_000_000)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.sparse_lines = 50 if args.quick else 400
+    args.bursts = 5 if args.quick else 50
+    print(json.dumps(run(args), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

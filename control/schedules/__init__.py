@@ -1,0 +1,1 @@
+"""Schedules: cron evaluation, crash-safe ticks and the scheduler's background cleanup."""
