@@ -86,6 +86,9 @@ def running_agent(stack: Stack, base: Path, name: str = "test-agent", queue: str
     finally:
         agent.stop()
         thread.join(10)
+        # Workers outlive agents by design; a test must not leave its own behind.
+        for handle in list(agent.runs.values()):
+            agent.launcher.stop(handle, grace_s=1)
 
 
 def wait_for_run(

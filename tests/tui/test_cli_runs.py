@@ -93,3 +93,37 @@ def test_ctrl_c_can_detach(embedded: Path) -> None:
     assert process.returncode == 0 and "Detached" in err
     run_id = json.loads(yard("runs", "ls", "--json").stdout)[0]["id"]
     assert yard("runs", "logs", str(run_id), "-f").stdout == "ready\ndone\n"
+
+
+def test_schedule_commands(embedded: Path) -> None:
+    assert yard("projects", "add", "demo").returncode == 0
+    added = yard(
+        "schedule", "add", "nightly", "-p", "demo", "--cron", "30 2 * * *", "--tz", "Europe/Berlin", "--", "echo", "hi"
+    )
+    assert added.returncode == 0, added.stderr
+    listed = json.loads(yard("schedule", "ls", "--json").stdout)
+    assert [s["name"] for s in listed] == ["nightly"] and listed[0]["command"] == ["echo", "hi"]
+    upcoming = yard("schedule", "next", "nightly")
+    assert upcoming.returncode == 0 and upcoming.stdout.count("02:30 CE") == 5
+    assert json.loads(yard("schedule", "pause", "nightly", "--json").stdout)["enabled"] is False
+    assert json.loads(yard("schedule", "resume", "nightly", "--json").stdout)["enabled"] is True
+    fired = json.loads(yard("schedule", "trigger", "nightly", "--json").stdout)
+    assert fired["state"] == "fired"
+    shown = json.loads(yard("schedule", "show", "nightly", "--json").stdout)
+    assert shown["ticks"][0]["run_id"] == fired["run_id"]
+    assert_one_sentence_error(
+        yard("schedule", "add", "bad", "-p", "demo", "--cron", "not a cron", "--", "true"),
+        "is not a valid cron expression",
+    )
+    assert_one_sentence_error(
+        yard("schedule", "add", "bad", "-p", "demo", "--cron", "* * * * *", "--tz", "Nowhere/City", "--", "true"),
+        "Unknown timezone",
+    )
+    assert_one_sentence_error(
+        yard("schedule", "add", "nightly", "-p", "demo", "--cron", "* * * * *", "--", "true"), "already exists"
+    )
+    assert_one_sentence_error(
+        yard("schedule", "add", "x", "-p", "ghost", "--cron", "* * * * *", "--", "true"), "Project ghost does not exist"
+    )
+    assert yard("schedule", "rm", "nightly", "--yes").returncode == 0
+    assert json.loads(yard("schedule", "ls", "--json").stdout) == []

@@ -30,7 +30,7 @@ def _row(schedule: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-@app.command("add", context_settings={"allow_interspersed_args": False})
+@app.command("add")
 def add(
     name: str,
     command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
