@@ -159,7 +159,7 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     """Serve the control API in this process until SIGINT/SIGTERM."""
     import uvicorn
 
-    from control.api.app import create_app
+    from control.api.app import MAX_CONCURRENT_REQUESTS, create_app
     from control.api.services import Services
 
     data_dir = DataDir(settings.data_dir)
@@ -168,7 +168,14 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     url = client_url(settings.host, port)
     services = Services.from_settings(settings)
     app = create_app(services)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        lifespan="on",
+        limit_concurrency=MAX_CONCURRENT_REQUESTS,
+    )
     server = uvicorn.Server(config)
     agent = _local_agent(settings, services, url) if settings.agent else None
     if agent is not None:

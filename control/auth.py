@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from control.db.tables import Role
@@ -51,3 +53,36 @@ class Principal:
 
     def can_write(self) -> bool:
         return self.role in WRITERS
+
+
+class PrincipalCache:
+    """Recently verified tokens, so a burst of requests does not look the same token up each time.
+
+    Entries live ``ttl`` seconds. This process forgets everything at once when a token is
+    revoked or a user changes; other API replicas notice within ``ttl`` (2 s by default).
+    """
+
+    def __init__(self, ttl: float = 2.0, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token_hash: str) -> Principal | None:
+        entry = self._entries.get(token_hash)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, token_hash: str, who: Principal, valid_until: float | None = None) -> None:
+        expires = time.monotonic() + self.ttl
+        if valid_until is not None:
+            expires = min(expires, valid_until)
+        with self._lock:
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+            self._entries[token_hash] = (who, expires)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

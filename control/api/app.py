@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 
 from control import __version__
@@ -30,6 +31,8 @@ from control.api.routes import (
 from control.api.services import Services
 
 API_PREFIX = "/api/v1"
+THREADS = 1100
+MAX_CONCURRENT_REQUESTS = 1000  # uvicorn's limit_concurrency: over it, 503 instead of a stall
 
 
 def create_app(services: Services) -> FastAPI:
@@ -37,6 +40,11 @@ def create_app(services: Services) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # A request holds its database connection between thread hops (dependency, endpoint,
+        # response validation). With fewer threads than concurrent requests, threads waiting
+        # for a connection can starve the requests that hold one: keep threads plentiful
+        # (they are created only when needed) and cap concurrency below it in the server.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
         task = asyncio.create_task(housekeeping_loop(services))
         yield
         task.cancel()

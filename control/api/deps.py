@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated
@@ -49,7 +50,12 @@ def principal(
     _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
 ) -> Principal:
     token = _bearer(request)
-    row = session.exec(select(ApiToken, User).join(User).where(ApiToken.token_hash == hash_token(token))).first()
+    token_hash = hash_token(token)
+    cache = services(request).principals
+    cached = cache.get(token_hash)
+    if cached is not None:
+        return cached
+    row = session.exec(select(ApiToken, User).join(User).where(ApiToken.token_hash == token_hash)).first()
     if row is None:
         raise ApiError(401, "unauthenticated", "The token is not valid.")
     api_token, user = row
@@ -64,8 +70,15 @@ def principal(
         api_token.last_used_at = now
         session.add(api_token)
         session.commit()
+    else:
+        session.rollback()  # hand the connection back to the pool until the endpoint needs one
     assert user.id is not None and api_token.id is not None
-    return Principal(user_id=user.id, name=user.name, role=Role(user.role), token_id=api_token.id)
+    who = Principal(user_id=user.id, name=user.name, role=Role(user.role), token_id=api_token.id)
+    valid_until = None
+    if api_token.expires_at is not None:
+        valid_until = time.monotonic() + (api_token.expires_at - now).total_seconds()
+    cache.put(token_hash, who, valid_until)
+    return who
 
 
 Caller = Annotated[Principal, Depends(principal)]

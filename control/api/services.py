@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from control.auth import PrincipalCache
 from control.events import EventBus
 from control.notify import Hub
 from control.objectstore import ObjectStore
@@ -20,6 +21,7 @@ class Services:
     store: ObjectStore
     events: EventBus = field(default_factory=EventBus)
     hub: Hub = field(default_factory=Hub)
+    principals: PrincipalCache = field(default_factory=PrincipalCache)
     started: float = field(default_factory=time.time)
 
     @classmethod

@@ -61,11 +61,11 @@ def make_engine(url: str, *, pool: bool = True) -> Engine:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         if pool:
             kwargs["pool_size"] = 20
-            kwargs["max_overflow"] = 20
+            kwargs["max_overflow"] = 80
     elif parsed.get_backend_name() == "postgresql":
         kwargs["connect_args"] = {"connect_timeout": 5}
         if pool:
-            kwargs.update(pool_size=20, max_overflow=20, pool_pre_ping=True)
+            kwargs.update(pool_size=20, max_overflow=30, pool_pre_ping=True)
     else:
         raise DatabaseProblem(f"Unsupported database '{parsed.get_backend_name()}'; use sqlite:/// or postgresql://.")
     try:

@@ -77,7 +77,7 @@ def create_token(body: TokenCreate, session: DB, who: Writer, svc: Svc) -> Token
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenOut)
-def revoke_token(token_id: int, session: DB, who: Writer) -> TokenOut:
+def revoke_token(token_id: int, session: DB, who: Writer, svc: Svc) -> TokenOut:
     """Revoke one of your tokens (admins: anyone's). Viewers ask an admin, like every change."""
     token = session.get(ApiToken, token_id)
     if token is None or (token.user_id != who.user_id and not who.is_admin):
@@ -88,4 +88,5 @@ def revoke_token(token_id: int, session: DB, who: Writer) -> TokenOut:
         session.add(token)
         audit.record(session, who, "token.revoke", "token", token.id, user=owner.name if owner else None)
         session.commit()
+        svc.principals.clear()
     return token_out(token, owner)

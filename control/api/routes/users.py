@@ -90,5 +90,6 @@ def update_user(name: str, body: UserUpdate, session: DB, who: Admin, svc: Svc) 
         session, who, "user.update", "user", user.id, name=user.name, **{k: str(v) for k, v in changes.items()}
     )
     session.commit()
+    svc.principals.clear()
     svc.events.publish("user.updated", {"id": user.id, "name": user.name})
     return user_out(user)
