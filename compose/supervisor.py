@@ -10,6 +10,7 @@ and waits until the child answers its health check.
 from __future__ import annotations
 
 import errno
+import gc
 import getpass
 import json
 import logging
@@ -164,6 +165,11 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
 
     data_dir = DataDir(settings.data_dir)
     sock = sock or bind_socket(settings.host, settings.port)
+    # The server allocates many short-lived objects per request; the default generation-0
+    # threshold (700) runs the cycle collector thousands of times a second under load, and
+    # its older-generation passes show up as 100+ ms stalls in p99 latency.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     _host, port = sock.getsockname()[:2]
     url = client_url(settings.host, port)
     services = Services.from_settings(settings)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
 
 from control.api.errors import ApiError
 from control.api.services import Services
@@ -21,14 +22,23 @@ from control.db.types import utcnow
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
+async def services_dep(request: Request) -> Services:
+    return services(request)
+
+
 def services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
 
 
-def db_session(svc: Annotated[Services, Depends(services)]) -> Iterator[Session]:
-    with Session(svc.engine, expire_on_commit=False) as session:
+async def db_session(svc: Annotated[Services, Depends(services_dep)]) -> AsyncIterator[Session]:
+    """A session for the endpoint. Opening and closing it happen on the event loop (no thread
+    hop): a Session connects lazily, and closing only hands the connection back."""
+    session = Session(svc.engine, expire_on_commit=False)
+    try:
         yield session
+    finally:
+        session.close()
 
 
 # Declares the scheme in the OpenAPI document (Swagger's "Authorize"); parsing stays ours so
@@ -44,55 +54,60 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def principal(
-    request: Request,
-    session: Annotated[Session, Depends(db_session)],
-    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
-) -> Principal:
-    token = _bearer(request)
+def authenticate(svc: Services, token: str) -> Principal:
+    """Look a token up (blocking: call it in a thread); raises the 401 for a bad token."""
     token_hash = hash_token(token)
-    cache = services(request).principals
-    cached = cache.get(token_hash)
-    if cached is not None:
-        return cached
-    row = session.exec(select(ApiToken, User).join(User).where(ApiToken.token_hash == token_hash)).first()
-    if row is None:
-        raise ApiError(401, "unauthenticated", "The token is not valid.")
-    api_token, user = row
-    now = utcnow()
-    if api_token.revoked_at is not None:
-        raise ApiError(401, "unauthenticated", "The token has been revoked.")
-    if api_token.expires_at is not None and api_token.expires_at <= now:
-        raise ApiError(401, "unauthenticated", "The token has expired.")
-    if user.disabled:
-        raise ApiError(401, "unauthenticated", f"User {user.name} is disabled.")
-    if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION:
-        api_token.last_used_at = now
-        session.add(api_token)
-        session.commit()
-    else:
-        session.rollback()  # hand the connection back to the pool until the endpoint needs one
+    with Session(svc.engine, expire_on_commit=False) as session:
+        row = session.exec(select(ApiToken, User).join(User).where(ApiToken.token_hash == token_hash)).first()
+        if row is None:
+            raise ApiError(401, "unauthenticated", "The token is not valid.")
+        api_token, user = row
+        now = utcnow()
+        if api_token.revoked_at is not None:
+            raise ApiError(401, "unauthenticated", "The token has been revoked.")
+        if api_token.expires_at is not None and api_token.expires_at <= now:
+            raise ApiError(401, "unauthenticated", "The token has expired.")
+        if user.disabled:
+            raise ApiError(401, "unauthenticated", f"User {user.name} is disabled.")
+        if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION:
+            api_token.last_used_at = now
+            session.add(api_token)
+            session.commit()
     assert user.id is not None and api_token.id is not None
     who = Principal(user_id=user.id, name=user.name, role=Role(user.role), token_id=api_token.id)
     valid_until = None
     if api_token.expires_at is not None:
         valid_until = time.monotonic() + (api_token.expires_at - now).total_seconds()
-    cache.put(token_hash, who, valid_until)
+    svc.principals.put(token_hash, who, valid_until)
     return who
+
+
+async def principal(
+    request: Request,
+    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
+) -> Principal:
+    """The caller. A recently verified token is answered from memory on the event loop; otherwise
+    the lookup runs in a worker thread with its own short-lived connection."""
+    token = _bearer(request)
+    svc = services(request)
+    cached = svc.principals.get(hash_token(token))
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(authenticate, svc, token)
 
 
 Caller = Annotated[Principal, Depends(principal)]
 DB = Annotated[Session, Depends(db_session)]
-Svc = Annotated[Services, Depends(services)]
+Svc = Annotated[Services, Depends(services_dep)]
 
 
-def reader(who: Caller) -> Principal:
+async def reader(who: Caller) -> Principal:
     if not who.can_read():
         raise ApiError(403, "forbidden", f"The {who.role} role cannot use this endpoint.")
     return who
 
 
-def writer(who: Caller) -> Principal:
+async def writer(who: Caller) -> Principal:
     if who.role is Role.viewer:
         raise ApiError(403, "forbidden", "Viewers have read-only access.")
     if not who.can_write():
@@ -100,13 +115,13 @@ def writer(who: Caller) -> Principal:
     return who
 
 
-def admin(who: Caller) -> Principal:
+async def admin(who: Caller) -> Principal:
     if not who.is_admin:
         raise ApiError(403, "forbidden", "Only admins can do this.")
     return who
 
 
-def agent(who: Caller) -> Principal:
+async def agent(who: Caller) -> Principal:
     if who.role not in AGENTS:
         raise ApiError(403, "forbidden", "Only agent tokens can use this endpoint.")
     return who

@@ -28,7 +28,7 @@ class PageParams(BaseModel):
     cursor: int | None
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")] = 50,
     cursor: Annotated[str | None, Query(max_length=32, description="next_cursor of the previous page.")] = None,
 ) -> PageParams:

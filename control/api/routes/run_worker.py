@@ -16,8 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from sqlmodel import Session, select
 
-from control.api.deps import db_session, principal
-from control.api.deps import services as services_dep
+from control.api.deps import _bearer, authenticate, db_session, services_dep
 from control.api.errors import ApiError, conflict, not_found
 from control.api.routes.runs import describe_run, publish_run
 from control.api.run_schemas import ArtifactOut, RunOut, WorkerFinish, WorkerStarted
@@ -45,7 +44,8 @@ def worker_run(run_id: int, request: Request, session: Annotated[Session, Depend
         if run.id != run_id:
             raise not_found("Run", run_id)
         return run
-    who = principal(request, session)
+    svc: Services = request.app.state.services
+    who = svc.principals.get(hash_token(token)) or authenticate(svc, _bearer(request))
     if who.role not in AGENTS:
         raise ApiError(403, "forbidden", "Only the run's worker or an agent can use this endpoint.")
     run = session.get(Run, run_id)
