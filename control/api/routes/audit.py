@@ -12,24 +12,25 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlmodel import SQLModel
 from starlette.concurrency import run_in_threadpool
 
+import control.db.tables  # noqa: F401  (registers the tables)
 from control.api import paging
 from control.api.deps import Admin, Svc
 from control.api.schemas import AuditOut
 from control.api.services import Services
-from control.db.tables import AuditEvent
 
 router = APIRouter(tags=["audit"])
 
+TABLE = SQLModel.metadata.tables["audit_events"]
 COLUMNS = [
-    AuditEvent.__table__.c[name]
-    for name in ("id", "at", "actor_id", "actor_name", "action", "target_type", "target_id", "details")
-]  # type: ignore[attr-defined]
+    TABLE.c[name] for name in ("id", "at", "actor_id", "actor_name", "action", "target_type", "target_id", "details")
+]
 
 
 def _page(svc: Services, params: paging.PageParams, action: str | None, actor: str | None) -> bytes:
-    table = AuditEvent.__table__  # type: ignore[attr-defined]
+    table = TABLE
     statement = select(*COLUMNS)
     if action:
         statement = statement.where(table.c.action == action)
