@@ -35,7 +35,7 @@ def test_dashboard_shows_projects_and_live_events(sqlite_stack: Stack) -> None:
             await wait_for(lambda: table.row_count == 1)
             await asyncio.to_thread(lambda: sqlite_stack.client().create_project("after"))
             await wait_for(lambda: table.row_count == 2)
-            await pilot.press("3")
+            await pilot.press("6")
             log = app.query_one("#events-log", RichLog)
             await wait_for(lambda: any("project.created" in str(line.text) for line in log.lines))
             assert "admin (admin)" in bar.render()
@@ -56,3 +56,29 @@ def test_status_bar_says_when_the_api_is_down() -> None:
             assert bar.has_class("-down")
 
     asyncio.run(scenario())
+
+
+def test_runs_tab_opens_a_live_log(sqlite_stack: Stack, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tests.stack import running_agent, wait_for_run
+    from tui.screens.run_log import RunLogScreen
+
+    with running_agent(sqlite_stack, Path(str(tmp_path)) / "agent"), sqlite_stack.client() as admin:
+        admin.create_project("demo")
+        run = admin.create_run("demo", ["sh", "-c", "echo first; echo second >&2"])
+        wait_for_run(admin, run["id"])
+
+        async def scenario() -> None:
+            app = DevyardApp(Profile("test", sqlite_stack.url, sqlite_stack.admin_token))
+            async with app.run_test(size=(120, 30)) as pilot:
+                table = app.query_one("#runs-table", DataTable)
+                await wait_for(lambda: table.row_count == 1)
+                await pilot.press("enter")
+                await wait_for(lambda: isinstance(app.screen, RunLogScreen))
+                log = app.screen.query_one("#run-log", RichLog)
+                await wait_for(lambda: [str(line.text) for line in log.lines] == ["first", "second"])
+                await pilot.press("escape")
+                assert not isinstance(app.screen, RunLogScreen)
+
+        asyncio.run(scenario())
