@@ -31,7 +31,10 @@ the same run:
    One more ``* * * * *`` schedule is left untouched in each round; when a round spans a minute
    boundary its tick is reported apart ("natural") as a check of the method. Peer: a thread of
    this process that sleeps until each due moment (``threading.Event.wait``), the floor of a
-   timer wake-up on this machine.
+   timer wake-up on this machine. To split the latency into "waiting for the next cycle" and
+   "the cycle's work", this process also times 50 ``run_once`` calls that each fire one due tick
+   (controlled clock, a fresh database, cleanup kept out): from the call to the run's commit,
+   and an idle cycle (nothing due) for comparison.
 
     .venv/bin/python bench/scheduler.py            # the figures in docs/benchmarks.md (~8 min)
     .venv/bin/python bench/scheduler.py --quick    # a smoke test: 100 schedules, 5 ticks
@@ -415,6 +418,51 @@ def bench_burst_peer(engine: Any, user_id: int, project_id: int, count: int, min
     return peer
 
 
+def bench_one_tick_cycles(url: str, scratch: Path, cycles: int) -> dict[str, Any]:
+    """In this process: ``run_once`` firing one due tick; time from the call to the run's commit."""
+    from sqlalchemy import update
+
+    from control.bootstrap import prepare_database
+    from control.db.engine import make_engine
+    from control.db.tables import Schedule
+    from control.objectstore import ObjectStore
+    from control.settings import load_settings
+    from runner.scheduler import Scheduler
+
+    engine = make_engine(url)
+    try:
+        prepare_database(engine)
+        user_id, project_id = owner_and_project(engine)
+        base = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        insert_schedules(engine, user_id, project_id, 1, base)
+        published: list[float] = []
+        settings = load_settings(scratch, database_url=url)
+        store = ObjectStore.from_url((scratch / "objects").as_uri())
+        scheduler = Scheduler(
+            engine, store, settings, publish=lambda kind, _data: published.append(time.perf_counter())
+        )
+        scheduler.run_once(base - timedelta(seconds=30))  # warm, as in the burst
+        idle: list[float] = []
+        firing: list[float] = []
+        for cycle in range(cycles):
+            minute = base + timedelta(minutes=cycle)
+            with engine.begin() as conn:
+                conn.execute(update(Schedule).values(next_fire_at=minute))
+            started = time.perf_counter()
+            scheduler.run_once(minute - timedelta(seconds=1))  # nothing due: an idle cycle
+            idle.append(time.perf_counter() - started)
+            published.clear()
+            scheduler._last_cleanup = minute  # keep the periodic cleanup out of this measurement
+            started = time.perf_counter()
+            scheduler.run_once(minute)
+            if len(published) != 1:
+                raise RuntimeError(f"one-tick cycle {cycle}: {len(published)} ticks fired")
+            firing.append(published[0] - started)
+    finally:
+        engine.dispose()
+    return {"idle_cycle_s": summary(idle, 4), "to_run_committed_s": summary(firing, 4)}
+
+
 # ---------------------------------------------------------------- 2. idle tick latency
 
 
@@ -656,6 +704,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 backend_metrics["ticks"] = bench_ticks(
                     backend, scratch, pg_url, args.ticks, args.spacing, args.rounds, args.source
                 )
+                with database(backend, scratch / f"{backend}-cycles", pg_url) as url:
+                    cycles = bench_one_tick_cycles(url, scratch / f"{backend}-cycles", args.cycles)
+                backend_metrics["ticks"]["one_tick_cycle"] = cycles
+                log(
+                    f"one-tick cycles ({backend}): idle p50 {cycles['idle_cycle_s']['p50']} s, "
+                    f"to the run committed p50 {cycles['to_run_committed_s']['p50']} s, "
+                    f"p99 {cycles['to_run_committed_s']['p99']} s"
+                )
             metrics[backend] = backend_metrics
         if "ticks" in args.only:
             lateness = timer_peer(min(args.ticks, 10), args.spacing)
@@ -739,6 +795,7 @@ def main(argv: list[str] | None = None) -> int:
     args.ticks = args.ticks or (5 if args.quick else 40)
     args.rounds = args.rounds or (1 if args.quick else 8)
     args.spacing = args.spacing or 2
+    args.cycles = 5 if args.quick else 50
     if math.ceil(args.ticks / args.rounds) * args.spacing >= 58:
         parser.error("ticks per round × spacing must stay under a minute (each seconds field fires once a minute)")
     print(json.dumps(run(args), indent=2))

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from control.client import ConnectionFailed, ControlClient, DevyardError
+from control.client import ConnectionFailed, ControlClient, DevyardError, NotFound
 from tui.cli.context import state
 from tui.cli.logs import LogPrinter
 from tui.cli.output import console, details, errors, fail, print_json, table
@@ -128,18 +128,24 @@ def run(
     """Start COMMAND as a run, follow its log, and exit with its exit code."""
     if not command or not command[0].strip():
         fail("Give the command to run after --, e.g. `yard run -- make test`.")
+    name = project or default_project()
     with state.client() as client:
-        created = client.create_run(
-            project or default_project(),
-            command,
-            environment=env,
-            timeout_s=timeout,
-            max_retries=retries,
-            cwd=cwd,
-            artifacts=artifact or [],
-            idempotency_key=idempotency_key,
-            trigger="manual",
-        )
+        try:
+            created = client.create_run(
+                name,
+                command,
+                environment=env,
+                timeout_s=timeout,
+                max_retries=retries,
+                cwd=cwd,
+                artifacts=artifact or [],
+                idempotency_key=idempotency_key,
+                trigger="manual",
+            )
+        except NotFound as exc:
+            if exc.message.startswith(f"Project {name} "):
+                fail(f"Project {name} does not exist; create it with `yard projects add {name}` or pass --project.")
+            raise
         run_id = int(created["id"])
         if detach:
             print_json(created) if as_json else console.print(f"Run {run_id} queued.")
