@@ -59,6 +59,7 @@ def test_up_status_and_down(embedded: Path) -> None:
     assert info["status"] == "ok"
     assert info["database"]["backend"] == "sqlite"
     assert info["object_store"]["status"] == "ok"
+    assert [a["substrate"] for a in info["agents"]] == ["local"] and info["agents"][0]["last_heartbeat_at"]
     config = Path(os.environ["XDG_CONFIG_HOME"]) / "devyard" / "config.toml"
     assert config.stat().st_mode & 0o777 == 0o600
     assert "ok" in yard("status").stdout

@@ -68,6 +68,7 @@ def status(as_json: JsonOption = False) -> None:
     with state.client() as client:
         info = client.status()
         me = client.me()
+        info["agents"] = client.list_agents()
     info["url"] = client.url
     info["user"] = {"name": me["name"], "role": me["role"]}
     if as_json:
@@ -87,6 +88,9 @@ def status(as_json: JsonOption = False) -> None:
             **{k: v for k, v in info["counts"].items()},
         }
     )
+    if info["agents"]:
+        console.print()
+        table(info["agents"], ["id", "name", "queue", "substrate", "hostname", "last_heartbeat_at"], title="Agents")
     if info["status"] != "ok":
         raise typer.Exit(1)
 
