@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -37,6 +38,8 @@ class WorkerApi:
         self._headers = {"Authorization": f"Bearer {token}", "User-Agent": "devyard-worker"}
         self._timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
+        # One keep-alive connection shared by the worker's threads, one request at a time.
+        self._lock = threading.Lock()
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
@@ -62,6 +65,10 @@ class WorkerApi:
             headers["Content-Type"] = content_type
         if length is not None:
             headers["Content-Length"] = str(length)
+        with self._lock:
+            return self._send(method, path, body, headers)
+
+    def _send(self, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
         try:
             conn = self._connection()
             conn.request(method, self._base + path, body=body, headers=headers)

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from control import audit
 from control.objectstore import ObjectStore
 from control.runs.claims import serialize_writers
 from control.runs.lifecycle import mark_lost
@@ -104,6 +105,13 @@ class Scheduler:
 
     def _announce(self, result: TickResult) -> None:
         self.publish("schedule.tick", result.as_json())
+        if result.run_id is not None:
+            self.publish(
+                "run.created",
+                {"id": result.run_id, "state": "queued", "trigger": "schedule", "schedule": result.schedule},
+            )
+        for cancelled in result.cancelled:
+            self.publish("run.updated", {"id": cancelled, "cancel_requested": True})
 
     def clean(self, now: datetime) -> tuple[list[int], cleanup.CleanupReport]:
         """The background cleanup pass; each step is published as an event when it did something."""
@@ -111,8 +119,19 @@ class Scheduler:
         report = cleanup.CleanupReport()
         with self._session() as session:
             serialize_writers(session)
-            lost = [(run.id or 0) for run, _ in mark_lost(session, now - timedelta(seconds=settings.run_lost_after_s))]
+            changed = mark_lost(session, now - timedelta(seconds=settings.run_lost_after_s))
+            for run, retry in changed:
+                audit.record(
+                    session, None, "run.lost", "run", run.id, retry=retry.id if retry else None, via="scheduler"
+                )
             session.commit()
+        lost = [(run.id or 0) for run, _ in changed]
+        for run, retry in changed:
+            self.publish("run.updated", {"id": run.id, "state": run.state, "error": run.error})
+            if retry is not None:
+                self.publish(
+                    "run.created", {"id": retry.id, "state": retry.state, "trigger": "retry", "retry_of_id": run.id}
+                )
         if lost:
             self.publish("cleanup.lost", {"runs": lost})
             self.wake_agents()

@@ -29,6 +29,8 @@ class Shipper(threading.Thread):
         self.offset = 0
         self.error: str | None = None
         self.outage_started: float | None = None
+        self.give_up_at: float | None = None
+        """Set when the worker is told to stop after its command ended: stop retrying then."""
         self._last_contact = time.monotonic()
 
     def run(self) -> None:
@@ -53,6 +55,8 @@ class Shipper(threading.Thread):
                 except Transient as exc:
                     self.outage_started = self.outage_started or time.monotonic()
                     self.error = str(exc)
+                    if self.give_up_at is not None and time.monotonic() > self.give_up_at:
+                        return  # the spool stays on disk; the outcome report says what is missing
                     time.sleep(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX_S)
                 except Refused as exc:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,17 @@ def command_env(spec: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def retry_forever(call: Any, *args: Any) -> Any:
-    """Call the API until it answers; the run's outcome must not be lost to an outage."""
+def retry_forever(call: Any, *args: Any, until: Callable[[], float | None] = lambda: None) -> Any:
+    """Call the API until it answers (the run's outcome must not be lost to an outage), or
+    until the deadline ``until()`` returns has passed, then re-raise."""
     delay = 0.1
     while True:
         try:
             return call(*args)
         except Transient:
+            deadline = until()
+            if deadline is not None and time.monotonic() > deadline:
+                raise
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -70,9 +75,14 @@ class Worker:
 
     def request_stop(self, reason: str) -> None:
         """Called from the SIGTERM handler or the timeout: stop the command gracefully."""
+        child = self.child
         if self.stop_reason is None:
             self.stop_reason = reason
             threading.Thread(target=self._terminate, daemon=True).start()
+        if child is None or child.poll() is not None:
+            # The command already ended and we are only shipping: told to stop, give the
+            # API a grace period and then exit, keeping the spool on disk.
+            self.shipper.give_up_at = time.monotonic() + float(self.spec.get("cancel_grace_s", 10.0))
 
     def _terminate(self) -> None:
         child = self.child
@@ -103,7 +113,6 @@ class Worker:
             )
         except (OSError, ValueError) as exc:
             return self._report_start_failure(exc, started_at)
-        retry_forever(self.api.started, self.child.pid, started_at)
         mask = masker(self.spec.get("secret_values", []))
         assert self.child.stdout is not None and self.child.stderr is not None
         readers = [
@@ -114,6 +123,8 @@ class Worker:
         self.child.stderr.close()
         for reader in readers:
             reader.start()
+        # Reported from a thread: capture and the timeout must not wait for an API outage.
+        threading.Thread(target=self._report_started, args=(self.child.pid, started_at), daemon=True).start()
         code = self._wait(self.spec.get("timeout_s"))
         for reader in readers:
             reader.join(ORPHAN_WAIT_S)
@@ -125,6 +136,12 @@ class Worker:
         finished_at = now_iso()
         outcome = {"timeout": "timed_out", "cancel": "cancelled"}.get(self.stop_reason or "", "exited")
         return self._complete(outcome, code, None, started_at, finished_at)
+
+    def _report_started(self, pid: int, started_at: str) -> None:
+        try:
+            retry_forever(self.api.started, pid, started_at, until=lambda: self.shipper.give_up_at)
+        except (Transient, Refused):
+            pass  # the run already ended, or the API stayed away; the outcome report settles it
 
     def _wait(self, timeout_s: int | None) -> int:
         assert self.child is not None
@@ -165,9 +182,15 @@ class Worker:
             "log_seq": self.shipper.seq,
         }
         try:
-            retry_forever(self.api.finish, body)
+            retry_forever(self.api.finish, body, until=lambda: self.shipper.give_up_at)
         except Refused as exc:
             print(f"devyard worker: the API refused the run's outcome: {exc}", file=sys.stderr)
+            return 1
+        except Transient as exc:
+            print(
+                f"devyard worker: gave up reporting the outcome ({exc}); the spool stays in {self.spool.path}",
+                file=sys.stderr,
+            )
             return 1
         self.spool.release()
         if self.shipper.offset >= self.spool.size:
@@ -185,7 +208,12 @@ class Worker:
                     continue
                 seen.add(path)
                 try:
-                    retry_forever(self.api.put_artifact, path.relative_to(cwd).as_posix(), path)
+                    retry_forever(
+                        self.api.put_artifact,
+                        path.relative_to(cwd).as_posix(),
+                        path,
+                        until=lambda: self.shipper.give_up_at,
+                    )
                 except Refused as exc:
                     self.spool.path.with_name("artifact-errors").open("a").write(f"{match}: {exc}\n")
 

@@ -46,7 +46,7 @@ class TickResult:
         return {
             "schedule": self.schedule,
             "tick_id": self.tick_id,
-            "scheduled_for": self.scheduled_for.isoformat(),
+            "scheduled_for": self.scheduled_for.isoformat().replace("+00:00", "Z"),
             "state": self.state,
             "run_id": self.run_id,
             "reason": self.reason,

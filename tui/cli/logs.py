@@ -18,6 +18,8 @@ class LogPrinter:
         self.streams = streams
         self.merge = merge
         self.lines = 0
+        self.next_seq = 1
+        """The first log chunk not yet printed; following resumes here after an interruption."""
         self._out: BinaryIO = sys.stdout.buffer
         self._err: BinaryIO = sys.stdout.buffer if merge else sys.stderr.buffer
         self._at_line_start = {"o": True, "e": True}
@@ -39,5 +41,9 @@ class LogPrinter:
 
     def write_chunk_event(self, data: dict[str, object]) -> int:
         """Write one SSE ``chunk`` event's payload; returns its sequence number."""
+        seq = int(str(data["seq"]))
+        if seq < self.next_seq:
+            return seq  # already printed (a resumed stream may repeat the last chunk)
         self.write(base64.b64decode(str(data["data"])))
-        return int(str(data["seq"]))
+        self.next_seq = seq + 1
+        return seq

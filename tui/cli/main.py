@@ -26,7 +26,7 @@ app = typer.Typer(
 def root(
     ctx: typer.Context,
     profile: Annotated[
-        str | None, typer.Option("--profile", "-p", help="Client profile to use [env: DEVYARD_PROFILE].")
+        str | None, typer.Option("--profile", "-p", help="Client profile to use \\[env: DEVYARD_PROFILE].")
     ] = None,
 ) -> None:
     state.profile = profile

@@ -64,14 +64,13 @@ def default_project() -> str:
 
 def follow(client: ControlClient, run_id: int, printer: LogPrinter) -> dict[str, Any]:
     """Print the run's log until it ends, resuming after connection drops; returns the run."""
-    next_seq = 1
     deadline = None
     while True:
         try:
-            for event in client.follow_logs(run_id, from_seq=next_seq):
+            for event in client.follow_logs(run_id, from_seq=printer.next_seq):
                 deadline = None
                 if event.event == "chunk":
-                    next_seq = printer.write_chunk_event(event.json()) + 1
+                    printer.write_chunk_event(event.json())
                 elif event.event == "error":
                     fail(str(event.json().get("message", "The log stream failed.")))
                 elif event.event == "end":
@@ -148,7 +147,7 @@ def run(
             raise
         run_id = int(created["id"])
         if detach:
-            print_json(created) if as_json else console.print(f"Run {run_id} queued.")
+            print_json(created) if as_json else console.print(f"Run {run_id} {created['state']}.")
             return
         printer = LogPrinter(timestamps=timestamps)
         while True:
@@ -185,6 +184,7 @@ def _through_retries(client: ControlClient, run: dict[str, Any], printer: LogPri
             break
         if not as_json:
             errors.print(f"Run {run['id']} {run['state']}; retrying as run {retry['id']} (attempt {retry['attempt']}).")
+        printer.next_seq = 1  # a new run: its log starts at chunk 1
         run = _wait(client, retry["id"]) if as_json else follow(client, retry["id"], printer)
     return run
 

@@ -37,7 +37,7 @@ def _last_tick(session: Session, schedule_id: int) -> dict[str, object] | None:
         return None
     run = session.exec(select(Run).where(Run.tick_id == tick.id)).first()
     return {
-        "scheduled_for": tick.scheduled_for.isoformat(),
+        "scheduled_for": tick.scheduled_for.isoformat().replace("+00:00", "Z"),
         "state": tick.state,
         "run_id": run.id if run else None,
         "run_state": run.state if run else None,

@@ -1,0 +1,52 @@
+"""The run worker on its own: an API that never comes back, and a stop request."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from control.logformat import raw_output
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_worker_keeps_the_spool_and_exits_when_stopped_during_an_outage(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spec = tmp_path / "spec.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "id": 1,
+                "command": ["sh", "-c", "echo one; echo two"],
+                "cwd": str(tmp_path),
+                "env": {},
+                "spool_dir": str(spool),
+                "cancel_grace_s": 0.5,
+                "secret_values": [],
+            }
+        )
+    )
+    env = {**os.environ, "DEVYARD_WORKER_URL": f"http://127.0.0.1:{closed_port()}", "DEVYARD_WORKER_TOKEN": "dyr_x"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "runner.worker", "--spec", str(spec)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(1.5)
+    assert worker.poll() is None, "the worker must keep trying while the API is away"
+    assert not spec.exists(), "the spec (it may hold secrets) is deleted once read"
+    worker.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    _, err = worker.communicate(timeout=20)
+    assert time.monotonic() - started < 10
+    assert worker.returncode == 1 and "gave up reporting" in err
+    # Nothing is lost: the spool holds the whole output for a later look.
+    assert raw_output((spool / "log").read_bytes()) == b"one\ntwo\n"
