@@ -66,8 +66,43 @@ def decode(blob: bytes) -> Iterator[Record]:
         start = newline + 1
 
 
+def complete_only(blob: bytes, stream: str = STDOUT) -> bytes | None:
+    """The command's bytes if ``blob`` holds only complete records of ``stream``, else None.
+
+    The records of one read share one prefix, so each run of them is unframed with one
+    ``bytes.replace``: C speed per run instead of Python speed per line. Anything unusual
+    (another stream, a partial line, timestamps out of order) answers None: use :func:`decode`.
+    """
+    if blob and not blob.endswith(b"\n"):
+        return None
+    parts: list[bytes] = []
+    pos, end, window = 0, len(blob), 4096
+    tag = b" " + stream.encode() + b" "
+    while pos < end:
+        space = blob.find(b" ", pos, pos + 21)
+        if space <= pos or blob[space : space + 3] != tag or not blob[pos:space].isdigit():
+            return None
+        prefix = blob[pos : space + 3]
+        last = blob.rfind(b"\n" + prefix, pos, min(end, pos + window))
+        stop = blob.find(b"\n", last + 1 if last >= 0 else pos) + 1
+        segment = blob[pos:stop]
+        body = segment.replace(b"\n" + prefix, b"\n")
+        # Every newline but the last must have been followed by the prefix, or a line's own
+        # bytes contained something prefix-like: then the slow path decides.
+        if len(segment) - len(body) != (segment.count(b"\n") - 1) * len(prefix):
+            return None
+        parts.append(body[len(prefix) :])
+        window = min(1 << 20, window * 2) if stop - pos > window // 2 else max(4096, 2 * (stop - pos))
+        pos = stop
+    return b"".join(parts)
+
+
 def raw_output(blob: bytes, streams: str = "oe") -> bytes:
     """The command's original bytes for the chosen streams."""
+    for stream in streams:
+        fast = complete_only(blob, stream)
+        if fast is not None:
+            return fast
     return b"".join(r.raw for r in decode(blob) if r.stream in streams)
 
 

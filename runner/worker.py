@@ -138,10 +138,9 @@ class Worker:
         return self._complete(outcome, code, None, started_at, finished_at)
 
     def _report_started(self, pid: int, started_at: str) -> None:
-        try:
+        # If the run already ended or the API stayed away, the outcome report settles it.
+        with contextlib.suppress(Transient, Refused):
             retry_forever(self.api.started, pid, started_at, until=lambda: self.shipper.give_up_at)
-        except (Transient, Refused):
-            pass  # the run already ended, or the API stayed away; the outcome report settles it
 
     def _wait(self, timeout_s: int | None) -> int:
         assert self.child is not None

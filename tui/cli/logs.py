@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 from typing import BinaryIO
 
-from control.logformat import decode
+from control.logformat import complete_only, decode
 
 
 class LogPrinter:
@@ -25,6 +25,14 @@ class LogPrinter:
         self._at_line_start = {"o": True, "e": True}
 
     def write(self, blob: bytes) -> None:
+        if not self.timestamps and "o" in self.streams:
+            raw = complete_only(blob, "o")
+            if raw is not None:  # only complete stdout lines: the common case, at C speed
+                self._out.write(raw)
+                self._out.flush()
+                self.lines += raw.count(b"\n")
+                self._at_line_start["o"] = True
+                return
         for record in decode(blob):
             if record.stream not in self.streams:
                 continue
@@ -38,6 +46,12 @@ class LogPrinter:
         self._out.flush()
         if self._err is not self._out:
             self._err.flush()
+
+    def write_chunk(self, seq: int, blob: bytes) -> None:
+        """Write chunk ``seq`` unless it was printed already (a resumed stream)."""
+        if seq >= self.next_seq:
+            self.write(blob)
+            self.next_seq = seq + 1
 
     def write_chunk_event(self, data: dict[str, object]) -> int:
         """Write one SSE ``chunk`` event's payload; returns its sequence number."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -67,13 +68,13 @@ def follow(client: ControlClient, run_id: int, printer: LogPrinter) -> dict[str,
     deadline = None
     while True:
         try:
-            for event in client.follow_logs(run_id, from_seq=printer.next_seq):
+            for event, seq, payload in client.follow_log_frames(run_id, from_seq=printer.next_seq):
                 deadline = None
-                if event.event == "chunk":
-                    printer.write_chunk_event(event.json())
-                elif event.event == "error":
-                    fail(str(event.json().get("message", "The log stream failed.")))
-                elif event.event == "end":
+                if event == "chunk":
+                    printer.write_chunk(seq, payload)
+                elif event == "error":
+                    fail(str(json.loads(payload).get("message", "The log stream failed.")))
+                elif event == "end":
                     run: dict[str, Any] = client.get_run(run_id)
                     return run
         except ConnectionFailed:
