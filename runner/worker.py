@@ -32,6 +32,7 @@ from runner.shipper import Shipper
 from runner.spool import Spool
 
 ORPHAN_WAIT_S = 1.0
+SHIP_PATIENCE_S = 24 * 3600.0  # after the command ended, keep trying to reach the API this long
 # Only these variables of the agent's own environment reach the command.
 PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SHELL", "TERM")
 
@@ -167,6 +168,9 @@ class Worker:
         return self._complete("failed_to_start", code, message, started_at, now_iso())
 
     def _complete(self, outcome: str, code: int, error: str | None, started_at: str, finished_at: str) -> int:
+        if self.shipper.give_up_at is None:
+            # The command is done; shipping what is left waits out outages, but not forever.
+            self.shipper.give_up_at = time.monotonic() + float(self.spec.get("max_outage_s", SHIP_PATIENCE_S))
         self.spool.close()
         self.shipper.join()
         if self.shipper.error and self.shipper.offset < self.spool.size:
