@@ -48,8 +48,13 @@ def fire_times(expression: str, tz_name: str, after: datetime) -> Iterator[datet
     """UTC fire times strictly after ``after`` (aware), in order, without duplicates."""
     tz = zone(tz_name)
     # Start an hour early in local time so a gap or fold right at ``after`` is not skipped;
-    # results at or before ``after`` are filtered out below.
-    start_local = (after.astimezone(tz) - timedelta(hours=1)).replace(tzinfo=None)
+    # results at or before ``after`` are filtered out below. Only needed when the UTC offset
+    # changed within that hour: otherwise the skipped hour holds nothing after ``after``.
+    local_after = after.astimezone(tz)
+    lookback = timedelta(hours=1)
+    if (after - lookback).astimezone(tz).utcoffset() == local_after.utcoffset():
+        lookback = timedelta(0)
+    start_local = (local_after - lookback).replace(tzinfo=None)
     iterator = croniter(expression, start_local)
     last: datetime | None = None
     while True:

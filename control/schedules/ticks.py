@@ -29,6 +29,7 @@ CATCHUP = ("latest", "all", "none")
 OVERLAP = ("skip", "queue", "cancel_previous")
 PENDING, FIRED, SKIPPED = "pending", "fired", "skipped"
 FAR_PAST = timedelta(microseconds=1)
+INSERT_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,11 @@ def _insert_ignore(session: Session, rows: list[dict[str, object]]) -> None:
         return
     dialect = session.get_bind().dialect.name
     builder = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        builder(ScheduleTick).values(rows).on_conflict_do_nothing(index_elements=["schedule_id", "scheduled_for"])
-    )
-    session.execute(statement)
+    # One statement per thousand rows: databases cap the parameters of one statement (65,535 on
+    # PostgreSQL), and a catch-up pass over many schedules can plan tens of thousands of ticks.
+    for start in range(0, len(rows), INSERT_BATCH):
+        statement = builder(ScheduleTick).values(rows[start : start + INSERT_BATCH])
+        session.execute(statement.on_conflict_do_nothing(index_elements=["schedule_id", "scheduled_for"]))
 
 
 def plan_due(session: Session, now: datetime, misfire_grace: timedelta, limit: int = 5000) -> int:
