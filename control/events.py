@@ -38,10 +38,6 @@ class Event:
         return {"id": self.id, "type": self.type, "at": self.at.isoformat(), "data": self.data}
 
 
-class Overflowed(Exception):
-    """The subscriber fell too far behind and was dropped."""
-
-
 @dataclass(eq=False)
 class Subscription:
     queue: asyncio.Queue[Event | None]

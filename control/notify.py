@@ -87,25 +87,6 @@ class Hub:
         for waiter in targets:
             waiter.wake()
 
-    async def wait(self, keys: Iterable[str], timeout: float) -> bool:
-        """Sleep until one of ``keys`` is published or ``timeout`` passes; True if woken."""
-        waiter = _Waiter()
-        keys = list(keys)
-        with self._lock:
-            for key in keys:
-                self._waiters[key].add(waiter)
-        try:
-            await asyncio.wait_for(waiter.event.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            with self._lock:
-                for key in keys:
-                    self._waiters[key].discard(waiter)
-                    if not self._waiters[key]:
-                        del self._waiters[key]
-
     def waiter(self, keys: Iterable[str]) -> Subscription:
         """Register interest now and wait later, so nothing published in between is missed."""
         return Subscription(self, list(keys))

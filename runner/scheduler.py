@@ -24,18 +24,21 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from control import audit
+from control.db.engine import new_session
 from control.objectstore import ObjectStore
 from control.runs.claims import serialize_writers
 from control.runs.lifecycle import mark_lost
 from control.schedules import cleanup, lease
 from control.schedules.ticks import TickResult, fire_pending, plan_due
 from control.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 log = logging.getLogger("devyard.scheduler")
 
@@ -70,7 +73,7 @@ class Scheduler:
     _last_cleanup: datetime | None = None
 
     def _session(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
+        return new_session(self.engine)
 
     def _crash(self, point: str) -> None:
         if self.crash_at == point:

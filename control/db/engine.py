@@ -110,3 +110,8 @@ def begin_write(session: Session) -> None:
     """
     if session.get_bind().dialect.name == "sqlite":
         session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def new_session(engine: Engine) -> Session:
+    """A session whose objects stay usable after commit (for callers outside ``control``)."""
+    return Session(engine, expire_on_commit=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import sys
 from datetime import datetime
 from typing import BinaryIO
@@ -52,12 +51,3 @@ class LogPrinter:
         if seq >= self.next_seq:
             self.write(blob)
             self.next_seq = seq + 1
-
-    def write_chunk_event(self, data: dict[str, object]) -> int:
-        """Write one SSE ``chunk`` event's payload; returns its sequence number."""
-        seq = int(str(data["seq"]))
-        if seq < self.next_seq:
-            return seq  # already printed (a resumed stream may repeat the last chunk)
-        self.write(base64.b64decode(str(data["data"])))
-        self.next_seq = seq + 1
-        return seq

@@ -238,12 +238,14 @@ def logs(
         blob, last_seq = client.read_logs(run_id, tail=tail)
         printer.write(blob)
         if follow_:
-            next_seq = last_seq + 1
+            printer.next_seq = last_seq + 1
             try:
-                for event in client.follow_logs(run_id, from_seq=next_seq):
-                    if event.event == "chunk":
-                        printer.write_chunk_event(event.json())
-                    elif event.event == "end":
+                for event, seq, payload in client.follow_log_frames(run_id, from_seq=printer.next_seq):
+                    if event == "chunk":
+                        printer.write_chunk(seq, payload)
+                    elif event == "error":
+                        fail(str(json.loads(payload).get("message", "The log stream failed.")))
+                    elif event == "end":
                         break
             except KeyboardInterrupt:
                 raise typer.Exit(130) from None
