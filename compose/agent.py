@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compose.devservers import DevServerKeeper
 from compose.launcher import Launcher, LaunchError, LaunchSpec, LaunchState
 from control.client import ControlClient, DevyardError
 
@@ -51,6 +52,9 @@ class AgentConfig:
     volume: Path
     spool: Path
     poll_wait_s: float = 25.0
+    # Agent-local files of develop servers (secret hand-over, ready file, server log);
+    # default: ``devservers`` next to the spool.
+    devserver_state: Path | None = None
 
 
 @dataclass
@@ -61,12 +65,18 @@ class Agent:
     stop_event: threading.Event = field(default_factory=threading.Event)
     runs: dict[int, str] = field(default_factory=dict)
     agent_id: int | None = None
+    devservers: DevServerKeeper = field(init=False)
+
+    def __post_init__(self) -> None:
+        state_dir = self.config.devserver_state or self.config.spool.parent / "devservers"
+        self.devservers = DevServerKeeper(self.client, self.launcher, self.config.volume, state_dir, self.stop_event)
 
     def register(self) -> int:
         info = self.client.register_agent(
             self.config.name, queue=self.config.queue, substrate=self.launcher.substrate, hostname=socket.gethostname()
         )
         self.agent_id = int(info["id"])
+        self.devservers.adopt(self.agent_id)
         return self.agent_id
 
     def serve(self) -> None:
@@ -96,13 +106,18 @@ class Agent:
             self._launch_run(item)
         elif item["kind"] == "cancel":
             self._cancel(item)
+        elif item["kind"] == "devserver_start":
+            self.devservers.start_item(item, self._report)
+        elif item["kind"] == "devserver_stop":
+            self.devservers.stop_item(item, self._report)
         else:
             self._report(item["id"], error=f"This agent does not know work of kind {item['kind']!r}.")
 
     def _launch_run(self, item: dict[str, Any]) -> None:
         spec = item["run"]
         run_id = int(spec["id"])
-        run_dir = self.config.volume / "runs" / str(run_id)
+        # Runs started from a develop server run in that user's workspace; others get a folder.
+        run_dir = self.config.volume / (spec.get("workspace") or f"runs/{run_id}")
         cwd = Path(spec["cwd"]) if spec.get("cwd") and os.path.isabs(spec["cwd"]) else run_dir / (spec.get("cwd") or "")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,8 @@ class LaunchSpec:
     labels: dict[str, str] = field(default_factory=dict)
     resources: dict[str, Any] = field(default_factory=dict)
     image: str | None = None
+    # Where stdout and stderr go (appended); None leaves them with the launcher's own.
+    log_path: Path | None = None
 
 
 class LaunchError(Exception):

@@ -61,17 +61,26 @@ class LocalLauncher:
             for kind, value in limits:
                 resource.setrlimit(kind, (value, value))
 
+        log = None
         try:
+            if spec.log_path is not None:
+                spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+                log = open(spec.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
             child = subprocess.Popen(
                 spec.argv,
                 cwd=spec.cwd,
                 env=spec.env,
                 stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT if log else None,
                 start_new_session=True,
                 preexec_fn=apply_limits if limits else None,
             )
         except OSError as exc:
             raise LaunchError(f"Cannot start {spec.argv[0]}: {exc.strerror}.") from exc
+        finally:
+            if log is not None:
+                log.close()
         handle = f"{child.pid}:{_start_time(child.pid) or 0}"
         with self._lock:
             self._children[handle] = child

@@ -206,6 +206,7 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
         scheduler_stop.set()
         if agent is not None:
             agent.stop()
+            _stop_devservers(agent, services)
         try:
             info = json.loads(data_dir.server_file.read_text())
             if info.get("pid") == os.getpid():
@@ -256,6 +257,20 @@ def _local_scheduler(settings: Settings, services: Any) -> Any:
         publish=lambda kind, data: services.events.publish(kind, data),
         wake_agents=lambda: services.hub.publish("work"),
     )
+
+
+def _stop_devservers(agent: Any, services: Any) -> None:
+    """`yard down` stops the develop servers this stack started (their workspaces stay). The API
+    is already gone, so their rows are marked stopped here, directly."""
+    from sqlmodel import Session
+
+    from control.devservers import lifecycle
+
+    stopped = agent.devservers.shutdown()
+    if stopped:
+        with Session(services.engine) as session:
+            lifecycle.mark_stopped(session, stopped)
+            session.commit()
 
 
 def _serve_agent_when_up(server: Any, agent: Any) -> None:

@@ -125,7 +125,9 @@ class SSEDecoder:
 class _Endpoints(Generic[R]):
     """Every API call, written once; ``_call`` decides whether it runs sync or async."""
 
-    def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> R:
+    def _call(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None, content: Any = None
+    ) -> R:
         raise NotImplementedError
 
     @staticmethod
@@ -275,6 +277,31 @@ class _Endpoints(Generic[R]):
     def agent_heartbeat(self, agent_id: int, runs: list[int]) -> R:
         return self._call("POST", "/agent/heartbeat", json={"agent_id": agent_id, "runs": runs})
 
+    def report_devserver(self, server_id: int, state: str, **details: Any) -> R:
+        body = {"state": state, **{k: v for k, v in details.items() if v is not None}}
+        return self._call("POST", f"/agent/devservers/{server_id}/state", json=body)
+
+    def agent_devservers(self, agent_id: int) -> R:
+        return self._call("GET", f"/agent/{agent_id}/devservers")
+
+    # develop servers
+    def start_devserver(self, project: str, environment: str | None = None, idle_timeout_s: int | None = None) -> R:
+        body = {"project": project, "environment": environment, "idle_timeout_s": idle_timeout_s}
+        return self._call("POST", "/devservers", json={k: v for k, v in body.items() if v is not None})
+
+    def list_devservers(self, project: str | None = None, all_users: bool = False) -> R:
+        return self._call("GET", "/devservers", params=self._page(None, None, project=project, all=all_users))
+
+    def get_devserver(self, server_id: int) -> R:
+        return self._call("GET", f"/devservers/{server_id}")
+
+    def stop_devserver(self, server_id: int) -> R:
+        return self._call("POST", f"/devservers/{server_id}/stop")
+
+    def devserver_call(self, server_id: int, method: str, path: str, **kwargs: Any) -> R:
+        """A JSON call to the develop server through the gateway (``path`` as on the server)."""
+        return self._call(method, f"/devservers/{server_id}/{path.lstrip('/')}", **kwargs)
+
     # audit
     def list_audit(self, limit: int | None = None, cursor: str | None = None, action: str | None = None) -> R:
         return self._call("GET", "/audit", params=self._page(limit, cursor, action=action))
@@ -317,9 +344,11 @@ class ControlClient(_Endpoints[Any]):
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Any:
+    def _call(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None, content: Any = None
+    ) -> Any:
         try:
-            response = self._http.request(method, path, params=params, json=json)
+            response = self._http.request(method, path, params=params, json=json, content=content)
         except httpx.TransportError as exc:
             raise _connection_error(self.url, exc) from exc
         raise_for_error(response)
@@ -395,6 +424,45 @@ class ControlClient(_Endpoints[Any]):
             params["after"] = after
         yield from self._sse("/events", params)
 
+    def devserver_stream(
+        self,
+        server_id: int,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Iterator[bytes]:
+        """Stream a develop server's response body through the gateway (exec output, file reads)."""
+        timeout = httpx.Timeout(None, connect=5.0)
+        try:
+            with self._http.stream(
+                method,
+                f"/devservers/{server_id}/{path.lstrip('/')}",
+                json=json,
+                content=content,
+                headers=headers,
+                params=params,
+                timeout=timeout,
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise_for_error(response)
+                yield from response.iter_raw()
+        except httpx.TransportError as exc:
+            raise _connection_error(self.url, exc) from exc
+
+    def websocket_url(self, path: str) -> str:
+        """``ws://`` (or ``wss://``) URL of an API path, for WebSocket clients."""
+        base = self.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        return f"{base}/api/v1/{path.lstrip('/')}"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {k: v for k, v in self._http.headers.items() if k.lower() == "authorization"}
+
     def _sse(self, path: str, params: dict[str, Any]) -> Iterator[SSEEvent]:
         timeout = httpx.Timeout(None, connect=5.0)
         try:
@@ -441,18 +509,20 @@ class AsyncControlClient(_Endpoints[Awaitable[Any]]):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, params: dict[str, Any] | None, json: Any) -> Any:
+    async def _request(
+        self, method: str, path: str, params: dict[str, Any] | None, json: Any, content: Any = None
+    ) -> Any:
         try:
-            response = await self._http.request(method, path, params=params, json=json)
+            response = await self._http.request(method, path, params=params, json=json, content=content)
         except httpx.TransportError as exc:
             raise _connection_error(self.url, exc) from exc
         raise_for_error(response)
         return None if response.status_code == 204 else response.json()
 
     def _call(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None, content: Any = None
     ) -> Awaitable[Any]:
-        return self._request(method, path, params, json)
+        return self._request(method, path, params, json, content)
 
     async def events(self, types: list[str] | None = None, after: int | None = None) -> AsyncIterator[SSEEvent]:
         """Yield live events until the server closes the stream."""

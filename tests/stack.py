@@ -86,9 +86,12 @@ def running_agent(stack: Stack, base: Path, name: str = "test-agent", queue: str
     finally:
         agent.stop()
         thread.join(10)
-        # Workers outlive agents by design; a test must not leave its own behind.
+        # Workers and develop servers outlive agents by design; a test must not leave its own behind.
         for handle in list(agent.runs.values()):
             agent.launcher.stop(handle, grace_s=1)
+        for server in list(agent.devservers.servers.values()):
+            if server.handle:
+                agent.launcher.stop(server.handle, grace_s=2)
 
 
 def wait_for_run(

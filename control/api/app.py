@@ -17,8 +17,10 @@ from control.api.routes import (
     agents,
     artifacts,
     audit,
+    devservers,
     environments,
     events,
+    gateway,
     health,
     projects,
     run_logs,
@@ -48,6 +50,9 @@ def create_app(services: Services) -> FastAPI:
         task = asyncio.create_task(housekeeping_loop(services))
         yield
         task.cancel()
+        gateway_http = services.extras.pop("gateway_http", None)
+        if gateway_http is not None:
+            await gateway_http.aclose()
         services.events.close()
         services.hub.close()
 
@@ -75,6 +80,8 @@ def create_app(services: Services) -> FastAPI:
         artifacts,
         agents,
         schedules,
+        devservers,
+        gateway,  # after devservers: its catch-all path must not shadow /devservers/{id}/stop
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+GATEWAY = re.compile(r"^/api/v1/devservers/\d+/(?!stop$).+")
 
 
 class BodySizeLimit:
@@ -16,7 +19,9 @@ class BodySizeLimit:
         self.max_upload_bytes = max_upload_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or GATEWAY.match(scope["path"]):
+            # The gateway streams bodies through (file batches may be gigabytes); the develop
+            # server reads them incrementally and owns their limits.
             await self.app(scope, receive, send)
             return
         # Artifact uploads stream to a temporary file, so they may be much larger.

@@ -26,6 +26,9 @@ class RunCreate(Strict):
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     trigger: Literal["manual", "api", "watch"] = "api"
     trigger_info: Annotated[dict[str, Any], Field(max_length=20)] = {}
+    in_devserver: bool | None = None
+    """Run in the caller's develop server workspace for the project: true requires a running
+    one, false never uses it, unset uses it when one is running."""
 
     @field_validator("command")
     @classmethod
@@ -58,6 +61,7 @@ class RunOut(BaseModel):
     attempt: int
     max_retries: int
     retry_of_id: int | None
+    devserver_id: int | None = None
     timeout_s: int | None
     exit_code: int | None
     error: str | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -23,6 +24,8 @@ class Services:
     hub: Hub = field(default_factory=Hub)
     principals: PrincipalCache = field(default_factory=PrincipalCache)
     started: float = field(default_factory=time.time)
+    # Per-process helpers that routes create on first use (the gateway's HTTP client, ...).
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

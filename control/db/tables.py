@@ -98,6 +98,10 @@ class DevServer(SQLModel, table=True):
     environment_id: int | None = Field(default=None, foreign_key="environments.id")
     state: str = Field(default="pending", max_length=16)
     substrate: str = Field(default="local", max_length=16)
+    # The agent that runs it: stop requests and restarts go to that agent's private queue.
+    agent_id: int | None = Field(default=None, foreign_key="agents.id", index=True)
+    # Relative to the shared volume: workspaces/<user>/<project>; the same across restarts.
+    workspace: str | None = Field(default=None, max_length=300)
     handle: str | None = Field(default=None, max_length=200)
     endpoint: str | None = Field(default=None, max_length=500)
     # Per-server secret the gateway presents; it never leaves the control plane and agent.

@@ -16,8 +16,9 @@ from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from control.auth import hash_token, new_token
-from control.db.tables import Environment, Project, Run, Schedule, WorkItem
+from control.db.tables import DevServer, Environment, Project, Run, Schedule, WorkItem
 from control.db.types import utcnow
+from control.devservers import lifecycle as devserver_lifecycle
 from control.runs import states
 
 CLAIM_LOCK = 7_420_001
@@ -29,6 +30,7 @@ class Claimed:
     item: WorkItem
     run: Run | None
     worker_token: str | None
+    devserver: DevServer | None = None
 
 
 def serialize_writers(session: Session) -> None:
@@ -152,6 +154,16 @@ def claim(
             if run.schedule_id is not None:
                 per_schedule[run.schedule_id] += 1
             claimed.append(Claimed(item, run, token))
+        elif item.kind in ("devserver_start", "devserver_stop"):
+            server = session.get(DevServer, item.devserver_id) if item.devserver_id else None
+            if server is None or (item.kind == "devserver_start" and server.state != devserver_lifecycle.PENDING):
+                item.state = "done"  # stopped (or gone) before any agent took it
+                session.add(item)
+                continue
+            if item.kind == "devserver_start":
+                devserver_lifecycle.claimed(server, agent_id)
+                session.add(server)
+            claimed.append(Claimed(item, None, None, server))
         else:
             claimed.append(Claimed(item, run, None))
         item.state, item.claimed_by, item.claimed_at = "claimed", agent_id, now

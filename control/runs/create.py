@@ -35,6 +35,7 @@ class RunRequest:
     idempotency_key: str | None = None
     schedule_id: int | None = None
     tick_id: int | None = None
+    devserver_id: int | None = None
 
 
 def _existing(session: Session, user_id: int, key: str) -> Run | None:
@@ -68,6 +69,7 @@ def create_run(
         idempotency_key=request.idempotency_key,
         schedule_id=request.schedule_id,
         tick_id=request.tick_id,
+        devserver_id=request.devserver_id,
         attempt=attempt,
         retry_of_id=retry_of,
         state=states.QUEUED,

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, delete, select
 
 from control.db.engine import begin_write
 from control.db.tables import Artifact, DevServer, LogChunk, Project, Run, WorkItem
+from control.devservers import lifecycle as devserver_states
 from control.objectstore import ObjectNotFound, ObjectStore
 from control.runs import states
 from control.runs.logstore import chunk_key, compacted_key
@@ -185,17 +186,14 @@ def close_orphan_work_items(session: Session, now: datetime, keep_done: timedelt
 
 
 def stop_idle_devservers(session: Session, now: datetime) -> list[int]:
-    """Develop servers idle longer than their timeout get a stop work item (used by [4/7])."""
+    """Develop servers idle longer than their timeout get a stop work item for their agent."""
     begin_write(session)
     stopped: list[int] = []
-    for server in session.exec(select(DevServer).where(DevServer.state == "running")):
+    for server in session.exec(select(DevServer).where(DevServer.state == devserver_states.RUNNING)):
         last = server.last_activity_at or server.started_at or server.created_at
-        if last < now - timedelta(seconds=server.idle_timeout_s):
-            server.state = "stopping"
-            session.add(server)
-            session.add(
-                WorkItem(kind="devserver_stop", queue="default", devserver_id=server.id, payload={"reason": "idle"})
-            )
+        if last < now - timedelta(seconds=server.idle_timeout_s) and devserver_states.request_stop(
+            session, server, "idle"
+        ):
             stopped.append(server.id or 0)
     session.commit()
     return stopped

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from control.client import ControlClient
+from tui.cli.project_name import default_project
+
+__all__ = ["CliState", "default_project", "state"]
 
 
 @dataclass

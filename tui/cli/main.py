@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tui.cli import projects, runs, schedules, stack, tokens, users
+from tui.cli import dev, projects, runs, schedules, stack, tokens, users
 from tui.cli.context import state
 from tui.cli.output import errors
 
@@ -58,6 +58,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(projects.projects, name="projects")
 app.add_typer(projects.envs, name="envs")
+app.add_typer(dev.app, name="dev")
 
 
 # Expected problems, by the module that defines them. A module that was never imported cannot

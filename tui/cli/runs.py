@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from control.client import ConnectionFailed, ControlClient, DevyardError, NotFound
-from tui.cli.context import state
+from tui.cli.context import default_project, state
 from tui.cli.logs import LogPrinter
 from tui.cli.output import console, details, errors, fail, print_json, table
 from tui.cli.paging import collect
@@ -59,10 +58,6 @@ def exit_code_of(run: dict[str, Any]) -> int:
     return {"timed_out": 124, "cancelled": 130, "lost": 1}.get(run["state"], 1)
 
 
-def default_project() -> str:
-    return os.environ.get("DEVYARD_PROJECT") or Path.cwd().name.lower()
-
-
 def follow(client: ControlClient, run_id: int, printer: LogPrinter) -> dict[str, Any]:
     """Print the run's log until it ends, resuming after connection drops; returns the run."""
     deadline = None
@@ -103,7 +98,9 @@ def run(
     command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
     project: Annotated[
         str | None,
-        typer.Option("--project", "-p", help="Project \\[default: DEVYARD_PROJECT or the current folder's name]."),
+        typer.Option(
+            "--project", "-p", help="Project \\[default: DEVYARD_PROJECT, else the current git repository's name]."
+        ),
     ] = None,
     env: Annotated[str | None, typer.Option("--env", "-e", help="Environment of the project.")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the run id and return at once.")] = False,
@@ -123,6 +120,13 @@ def run(
     timestamps: Annotated[
         bool, typer.Option("--timestamps", "-t", help="Prefix lines with the time they were printed.")
     ] = False,
+    in_devserver: Annotated[
+        bool | None,
+        typer.Option(
+            "--in-devserver/--no-devserver",
+            help="Run in your develop server's workspace \\[default: when one is running for the project].",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Start COMMAND as a run, follow its log, and exit with its exit code."""
@@ -141,6 +145,7 @@ def run(
                 artifacts=artifact or [],
                 idempotency_key=idempotency_key,
                 trigger="manual",
+                in_devserver=in_devserver,
             )
         except NotFound as exc:
             if exc.message.startswith(f"Project {name} "):

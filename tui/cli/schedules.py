@@ -8,9 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tui.cli.context import state
+from tui.cli.context import default_project, state
 from tui.cli.output import console, details, fail, humanize, print_json, table
-from tui.cli.runs import default_project
 
 app = typer.Typer(help="Cron schedules: add, ls, show, next, pause, resume, trigger, rm.", no_args_is_help=True)
 

@@ -22,7 +22,7 @@ from control.api.routes.runs import describe_run, publish_run
 from control.api.run_schemas import AgentHeartbeat, AgentOut, AgentRegister, LaunchReport, WorkRequest
 from control.api.services import Services
 from control.auth import Principal
-from control.db.tables import Agent, Environment, Project, Run, WorkItem
+from control.db.tables import Agent, DevServer, Environment, Project, Run, WorkItem
 from control.db.types import utcnow
 from control.runs import claims, states
 from control.runs.lifecycle import launch_failed, launched
@@ -76,6 +76,7 @@ def run_spec(session: Session, run: Run, grace_s: float = 10.0) -> dict[str, Any
     env = session.get(Environment, run.environment_id) if run.environment_id else None
     variables = dict(env.variables) if env else {}
     secrets = dict(env.secrets) if env else {}
+    server = session.get(DevServer, run.devserver_id) if run.devserver_id else None
     return {
         "id": run.id,
         "project": project.name if project else None,
@@ -90,6 +91,25 @@ def run_spec(session: Session, run: Run, grace_s: float = 10.0) -> dict[str, Any
         "resources": env.resources if env else {},
         "attempt": run.attempt,
         "cancel_grace_s": grace_s,
+        "workspace": server.workspace if server else None,
+        "devserver_id": run.devserver_id,
+    }
+
+
+def devserver_spec(session: Session, server: DevServer) -> dict[str, Any]:
+    """What the agent needs to start or stop a develop server; secrets included (agents are trusted)."""
+    env = session.get(Environment, server.environment_id) if server.environment_id else None
+    return {
+        "id": server.id,
+        "devserver": True,
+        "state": server.state,
+        "workspace": server.workspace,
+        "secret": server.secret,
+        "handle": server.handle,
+        "restart_count": server.restart_count,
+        "env": {**(env.variables if env else {}), **(env.secrets if env else {})},
+        "image": env.image if env else None,
+        "resources": env.resources if env else {},
     }
 
 
@@ -100,11 +120,17 @@ def _claim(svc: Services, agent_id: int, queues: list[str], max_items: int) -> l
         for item in claimed:
             if item.item.kind == "run" and item.run is not None:
                 spec = run_spec(session, item.run, svc.settings.cancel_grace_s)
+            elif item.devserver is not None:
+                spec = devserver_spec(session, item.devserver)
             else:
                 spec = {"id": item.item.run_id, "handle": item.run.handle if item.run else None}
             out.append(claims.describe(item, spec))
             if item.run is not None and item.item.kind == "run":
                 publish_run(svc, describe_run(session, item.run))
+            if item.devserver is not None:
+                from control.api.routes import devservers  # it imports this module
+
+                devservers.publish(svc, devservers.describe(session, item.devserver))
         return out
 
 

@@ -17,7 +17,8 @@ from control.api.routes.projects import find_project
 from control.api.run_schemas import RunCreate, RunOut
 from control.api.services import Services
 from control.auth import Principal
-from control.db.tables import Environment, Project, Run, User
+from control.db.tables import DevServer, Environment, Project, Run, User
+from control.devservers import lifecycle as devserver_lifecycle
 from control.runs import states
 from control.runs.create import RunRequest, create_run
 from control.runs.lifecycle import TransitionRefused, request_cancel
@@ -44,6 +45,7 @@ def run_out(run: Run, project: str, environment: str | None, user: str) -> RunOu
         attempt=run.attempt,
         max_retries=run.max_retries,
         retry_of_id=run.retry_of_id,
+        devserver_id=run.devserver_id,
         timeout_s=run.timeout_s,
         exit_code=run.exit_code,
         error=run.error,
@@ -83,11 +85,30 @@ def can_control(run: Run, project: Project, who: Principal) -> bool:
     return who.is_admin or run.user_id == who.user_id or project.owner_id == who.user_id
 
 
+def devserver_for(session: Session, project: Project, who: Principal, wanted: bool | None) -> DevServer | None:
+    """The caller's running develop server for the project when the run should use it."""
+    if wanted is False:
+        return None
+    server = devserver_lifecycle.find_for(session, who.user_id, project.id or 0)
+    running = server is not None and server.state == devserver_lifecycle.RUNNING
+    if wanted and not running:
+        state = f"is {server.state}" if server else "does not exist"
+        raise conflict(
+            f"Your develop server for project {project.name} {state}; start it with `yard dev start`"
+            " or run without --in-devserver."
+        )
+    return server if running else None
+
+
 @router.post("/runs", response_model=RunOut, status_code=201)
 def create(body: RunCreate, response: Response, session: DB, who: Writer, svc: Svc) -> RunOut:
     project = find_project(session, body.project)
-    if project.owner_id != who.user_id and not who.is_admin:
-        raise forbidden(f"Only the owner of project {project.name} or an admin can start runs in it.")
+    server = devserver_for(session, project, who, body.in_devserver)
+    if project.owner_id != who.user_id and not who.is_admin and server is None:
+        raise forbidden(
+            f"Only the owner of project {project.name} or an admin can start runs in it"
+            " (anyone can run in their own develop server: `yard dev start`)."
+        )
     env = find_environment(session, project, body.environment) if body.environment else None
     request = RunRequest(
         project=project,
@@ -101,6 +122,7 @@ def create(body: RunCreate, response: Response, session: DB, who: Writer, svc: S
         trigger=body.trigger,
         trigger_info=body.trigger_info,
         idempotency_key=body.idempotency_key,
+        devserver_id=server.id if server else None,
     )
     run, created = create_run(session, request)
     if not created:

@@ -1,0 +1,55 @@
+"""Bodies of the develop server routes (users) and of the agent's reports about them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from control.api.schemas import Name, Strict
+
+
+class DevServerCreate(Strict):
+    project: Name
+    environment: Name | None = None
+    idle_timeout_s: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] | None = None
+    """Stop the server after this long without activity (default one hour)."""
+
+
+class DevServerOut(BaseModel):
+    id: int
+    user: str
+    project: str
+    environment: str | None
+    state: str
+    substrate: str
+    workspace: str | None
+    agent_id: int | None
+    restart_count: int
+    error: str | None
+    idle_timeout_s: int
+    last_activity_at: datetime | None
+    started_at: datetime | None
+    stopped_at: datetime | None
+    created_at: datetime
+
+
+class DevServerReport(Strict):
+    state: Literal["starting", "running", "stopped", "failed"]
+    handle: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    endpoint: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=500)] | None = None
+    error: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    restart_count: Annotated[int, Field(ge=0)] | None = None
+
+
+class AdoptedDevServer(BaseModel):
+    """A server the agent owns, for re-adoption after the agent restarts (secret included)."""
+
+    id: int
+    state: str
+    handle: str | None
+    endpoint: str | None
+    workspace: str | None
+    secret: str | None
+    restart_count: int

@@ -1,0 +1,287 @@
+"""The gateway: ``/api/v1/devservers/{id}/<rest>`` is proxied to the develop server's ``/<rest>``.
+
+Only the owner (or an admin) gets through. The caller's token stays here: the develop server
+sees the per-server secret instead, which never leaves the control plane and the agent, so the
+develop server is unusable without passing this check. Bodies and responses stream both ways
+(large uploads, live exec output); WebSockets (the PTY) are relayed frame by frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request, WebSocket
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlmodel import Session
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.websockets import WebSocketDisconnect
+
+from control.api.deps import Caller, Svc, authenticate, services
+from control.api.errors import ApiError, error_body, not_found
+from control.api.services import Services
+from control.auth import Principal, hash_token
+from control.db.tables import DevServer, Role
+from control.db.types import utcnow
+from control.devservers import lifecycle
+
+log = logging.getLogger("devyard.gateway")
+router = APIRouter(tags=["gateway"])
+
+# Request headers worth passing on; everything else (the caller's Authorization, cookies,
+# hop-by-hop headers) stays at the gateway.
+FORWARD_REQUEST = frozenset({"accept", "content-type", "content-length", "range", "if-none-match", "if-modified-since"})
+DROP_RESPONSE = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-authenticate", "server", "date", "trailer"}
+)
+# Writing last_activity_at on every proxied request would turn every read into a write.
+TOUCH_EVERY_S = 15.0
+SMALL_ERROR_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    server_id: int
+    endpoint: str
+    secret: str
+
+
+def _target(svc: Services, server_id: int, who: Principal) -> Target:
+    with Session(svc.engine) as session:
+        server = session.get(DevServer, server_id)
+        if server is None or (server.user_id != who.user_id and not who.is_admin):
+            raise not_found("Develop server", server_id)
+        if server.state != lifecycle.RUNNING or not server.endpoint or not server.secret:
+            raise ApiError(
+                409,
+                "devserver_not_running",
+                f"Develop server {server_id} is {server.state}; start it with `yard dev start`"
+                + (" and try again." if server.state in lifecycle.ACTIVE else "."),
+                state=server.state,
+            )
+        return Target(server_id, server.endpoint.rstrip("/"), server.secret)
+
+
+class ActivityClock:
+    """Marks develop servers as active (for the idle stop), at most every TOUCH_EVERY_S each."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, float] = {}
+
+    def due(self, server_id: int) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(server_id, 0.0) < TOUCH_EVERY_S:
+            return False
+        self._last[server_id] = now
+        return True
+
+
+def _touch(svc: Services, server_id: int) -> None:
+    with Session(svc.engine) as session:
+        server = session.get(DevServer, server_id)
+        if server is not None and server.state == lifecycle.RUNNING:
+            lifecycle.touch(server, utcnow())
+            session.add(server)
+            session.commit()
+
+
+async def touch(svc: Services, server_id: int) -> None:
+    clock: ActivityClock = svc.extras.setdefault("activity", ActivityClock())
+    if clock.due(server_id):
+        await run_in_threadpool(_touch, svc, server_id)
+
+
+def http_client(svc: Services) -> httpx.AsyncClient:
+    client = svc.extras.get("gateway_http")
+    if client is None:
+        # No read timeout: exec output and log follows may be quiet for a long time.
+        client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0), limits=httpx.Limits(max_connections=None))
+        svc.extras["gateway_http"] = client
+    return client
+
+
+def _unreachable(server_id: int) -> ApiError:
+    return ApiError(
+        502, "devserver_unreachable", f"Develop server {server_id} does not answer; it may be restarting, try again."
+    )
+
+
+async def _error_response(upstream: httpx.Response, server_id: int) -> Response:
+    """Re-shape the develop server's JSON error into the API's own error body."""
+    body = await upstream.aread()
+    await upstream.aclose()
+    if upstream.status_code == 401:
+        log.error("develop server %s refused the gateway's secret", server_id)
+        return JSONResponse(
+            error_body("devserver_unreachable", f"Develop server {server_id} refused the gateway; restart it."), 502
+        )
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        extra = {k: v for k, v in data.items() if k not in ("error", "message")}
+        message = str(data.get("message") or "The develop server refused the request.")
+        return JSONResponse(error_body(data["error"], message, **extra), upstream.status_code)
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        return JSONResponse(data, upstream.status_code)
+    return JSONResponse(
+        error_body("devserver_error", f"The develop server answered {upstream.status_code}."), upstream.status_code
+    )
+
+
+def _authorize(who: Principal, read_only: bool) -> None:
+    """Reading needs a reader role; anything that can change the workspace needs a writer."""
+    if read_only and who.can_read():
+        return
+    if who.role is Role.viewer:
+        raise ApiError(403, "forbidden", "Viewers have read-only access.")
+    if not who.can_write():
+        raise ApiError(403, "forbidden", f"The {who.role} role cannot use this endpoint.")
+
+
+@router.api_route(
+    "/devservers/{server_id}/{path:path}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    summary="Gateway to a develop server (owner or admin)",
+)
+async def proxy(server_id: int, path: str, request: Request, who: Caller, svc: Svc) -> Response:
+    _authorize(who, read_only=request.method == "GET")
+    target = await run_in_threadpool(_target, svc, server_id, who)
+    headers = {k: v for k, v in request.headers.items() if k in FORWARD_REQUEST}
+    headers["authorization"] = f"Bearer {target.secret}"
+    url = f"{target.endpoint}/{path}"
+    if request.url.query:
+        url += f"?{request.url.query}"
+    has_body = request.method not in ("GET", "HEAD", "DELETE") or "content-length" in headers
+    client = http_client(svc)
+    outgoing = client.build_request(
+        request.method, url, headers=headers, content=request.stream() if has_body else None
+    )
+    try:
+        upstream = await client.send(outgoing, stream=True)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        raise _unreachable(server_id) from exc
+    await touch(svc, server_id)
+    if upstream.status_code >= 400 and int(upstream.headers.get("content-length") or 0) <= SMALL_ERROR_BYTES:
+        return await _error_response(upstream, server_id)
+    out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in DROP_RESPONSE}
+    return StreamingResponse(
+        _relay(upstream),
+        status_code=upstream.status_code,
+        headers=out_headers,
+        background=BackgroundTask(upstream.aclose),
+    )
+
+
+async def _relay(upstream: httpx.Response) -> Any:
+    try:
+        async for chunk in upstream.aiter_raw():
+            yield chunk
+    except httpx.HTTPError:
+        # The develop server went away mid-response: end the body; the client sees it cut short
+        # (exec streams end without their exit frame, which the CLI reports).
+        return
+
+
+# ------------------------------------------------------------------ WebSockets (the PTY)
+
+
+async def _ws_principal(websocket: WebSocket) -> Principal:
+    header = websocket.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthenticated", "Missing bearer token; pass 'Authorization: Bearer <token>'.")
+    svc = services(websocket)  # type: ignore[arg-type]
+    cached = svc.principals.get(hash_token(token.strip()))
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(authenticate, svc, token.strip())
+
+
+async def _deny(websocket: WebSocket, exc: ApiError) -> None:
+    """Refuse the handshake with the JSON error as an HTTP response when the server can, else close."""
+    try:
+        await websocket.send_denial_response(JSONResponse(error_body(exc.code, exc.message), exc.status))
+    except RuntimeError:
+        await websocket.close(code=4000 + exc.status, reason=exc.message[:120])
+
+
+@router.websocket("/devservers/{server_id}/{path:path}")
+async def proxy_websocket(websocket: WebSocket, server_id: int, path: str) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+    svc = services(websocket)  # type: ignore[arg-type]
+    try:
+        who = await _ws_principal(websocket)
+        _authorize(who, read_only=False)  # a shell can change anything
+        target = await run_in_threadpool(_target, svc, server_id, who)
+    except ApiError as exc:
+        await _deny(websocket, exc)
+        return
+    url = target.endpoint.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + f"/{path}"
+    if websocket.url.query:
+        url += f"?{websocket.url.query}"
+    try:
+        upstream = await connect(
+            url, additional_headers={"Authorization": f"Bearer {target.secret}"}, max_size=None, open_timeout=5
+        )
+    except (OSError, InvalidHandshake, TimeoutError) as exc:
+        status = exc.response.status_code if isinstance(exc, InvalidStatus) else 502
+        log.warning("gateway websocket to develop server %s failed: %s", server_id, exc)
+        message = f"Develop server {server_id} did not accept the connection; try again."
+        await _deny(
+            websocket, ApiError(502 if status >= 500 or status == 401 else status, "devserver_unreachable", message)
+        )
+        return
+    await websocket.accept()
+
+    async def downstream() -> None:
+        # Develop server → caller; its close code (and the exit message before it) pass through.
+        try:
+            async for message in upstream:
+                if isinstance(message, bytes):
+                    await websocket.send_bytes(message)
+                else:
+                    await websocket.send_text(message)
+        except ConnectionClosed:
+            pass
+        code = upstream.close_code or 1000
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await websocket.close(code=code if code != 1006 else 1011, reason=upstream.close_reason or "")
+
+    async def upstream_pump() -> None:
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("bytes") is not None:
+                    await upstream.send(message["bytes"])
+                elif message.get("text") is not None:
+                    await upstream.send(message["text"])
+        except (ConnectionClosed, WebSocketDisconnect):
+            pass
+        await upstream.close()
+
+    async def keep_active() -> None:
+        while True:
+            await touch(svc, server_id)
+            await asyncio.sleep(TOUCH_EVERY_S)
+
+    tasks = [asyncio.create_task(t()) for t in (downstream, upstream_pump, keep_active)]
+    try:
+        await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await upstream.close()

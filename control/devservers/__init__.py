@@ -1,0 +1,1 @@
+"""Develop servers in the control plane: their lifecycle rows and work items."""

@@ -1,0 +1,154 @@
+"""The files API: manifest, streamed batch upload and file reads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import stat
+import time
+from collections.abc import AsyncIterator
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from devserver.batch import MEDIA_TYPE, BatchDecoder, BatchFormatError
+from devserver.manifest import Entry, scan
+from devserver.paths import BadPath
+from devserver.responses import ApiError, error_response, json_response, wait_for_disconnect
+from devserver.state import ServerState
+from devserver.writer import TEMP_PREFIX, WorkspaceWriter, WriteRefused
+
+log = logging.getLogger("devyard.devserver")
+
+READ_CHUNK = 1024 * 1024
+# After refusing an entry, read (and drop) this much of the rest of the upload so the client
+# (or the gateway relaying it) gets to see the 400 instead of a broken pipe.
+DRAIN_LIMIT = 64 * 1024 * 1024
+ACCEPTED_TYPES = ("", MEDIA_TYPE, "application/octet-stream")
+
+
+def _is_temporary(path: str) -> bool:
+    """A batch's temporary file (never listed: it is not workspace content)."""
+    return path.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)
+
+
+class FilesApi:
+    """``/files/manifest``, ``/files/batch`` and ``/files/read``."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    def routes(self) -> list[BaseRoute]:
+        """The routes of this API."""
+        return [
+            Route("/files/manifest", self.manifest, methods=["GET"]),
+            Route("/files/batch", self.batch, methods=["POST"]),
+            Route("/files/read", self.read, methods=["GET"]),
+        ]
+
+    async def manifest(self, request: Request) -> Response:
+        """Every entry in the workspace except ``.git``, sorted by path, with cached hashes."""
+        entries = await run_in_threadpool(self._scan)
+        return json_response({"entries": [entry.to_json() for entry in entries]})
+
+    def _scan(self) -> list[Entry]:
+        with self.state.manifest_lock:
+            started = time.perf_counter()
+            entries = scan(self.state.root, self.state.hash_cache, skip=_is_temporary)
+            log.info("manifest: %d entries in %.1f ms", len(entries), (time.perf_counter() - started) * 1000)
+            return entries
+
+    async def batch(self, request: Request) -> Response:
+        """Apply a streamed batch of puts and deletes, stopping at the first refused entry."""
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type not in ACCEPTED_TYPES:
+            raise ApiError(415, "unsupported_media_type", f"Send the batch as {MEDIA_TYPE}, not {media_type}.")
+        started = time.perf_counter()
+        decoder = BatchDecoder()
+        writer = WorkspaceWriter(self.state.workspace)
+        stream = request.stream()
+        try:
+            async for chunk in stream:
+                await run_in_threadpool(writer.feed, decoder, chunk)
+            decoder.finish()
+        except (BatchFormatError, BadPath, WriteRefused) as exc:
+            path = exc.path if exc.path is not None else writer.current_path
+            writer.abort()
+            with contextlib.suppress(ClientDisconnect):
+                await _drain(stream)
+            log.info("batch refused after %d entries: %s (%s)", writer.applied, exc.code, path)
+            return error_response(400, exc.code, exc.message, path=path, applied=writer.applied)
+        except (ClientDisconnect, asyncio.CancelledError):
+            writer.abort()
+            log.info("batch abandoned by the client after %d entries", writer.applied)
+            raise
+        log.info(
+            "batch: %d entries, %d files, %d deleted, %d bytes in %.1f ms",
+            writer.applied,
+            writer.written,
+            writer.deleted,
+            writer.bytes,
+            (time.perf_counter() - started) * 1000,
+        )
+        return json_response(
+            {"written": writer.written, "deleted": writer.deleted, "bytes": writer.bytes, "applied": writer.applied}
+        )
+
+    async def read(self, request: Request) -> Response:
+        """A file's bytes, streamed."""
+        path = request.query_params.get("path", "")
+        real = self.state.workspace.resolve(path)
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ApiError(404, "not_found", f"There is no file at {path!r}.", path=path) from None
+        except PermissionError:
+            raise ApiError(403, "forbidden", f"The file {path!r} is not readable.", path=path) from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise ApiError(400, "not_a_file", f"The path {path!r} is {kind}.", path=path)
+        return DescriptorResponse(fd, info.st_size)
+
+
+async def _drain(stream: AsyncIterator[bytes]) -> None:
+    drained = 0
+    async for chunk in stream:
+        drained += len(chunk)
+        if drained > DRAIN_LIMIT:
+            return
+
+
+class DescriptorResponse(Response):
+    """Streams an already-open file descriptor (opened after the path checks, so no race) and closes it."""
+
+    media_type = "application/octet-stream"
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"content-length": str(size)})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gone = asyncio.ensure_future(wait_for_disconnect(receive))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            remaining = self.size  # a file growing meanwhile must not overrun content-length
+            while remaining and not gone.done():
+                chunk = await run_in_threadpool(os.read, self.fd, min(READ_CHUNK, remaining))
+                if not chunk:
+                    break  # it shrank: the client sees a short body
+                remaining -= len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            gone.cancel()
+            os.close(self.fd)

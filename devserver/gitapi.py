@@ -1,0 +1,155 @@
+"""The git endpoints: request parsing, one operation at a time in a worker thread, timing logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from devserver import gitops
+from devserver.paths import GIT_DIR
+from devserver.payload import bad_request, flag, json_object, query_flag, query_int, required_text, text, text_list
+from devserver.responses import json_response
+from devserver.state import ServerState
+
+log = logging.getLogger("devyard.devserver")
+
+MAX_LOG = 10_000
+MAX_HAS = 100_000
+
+
+class GitApi:
+    """``/git/*``."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    def routes(self) -> list[BaseRoute]:
+        """The routes of this API."""
+        return [
+            Route("/git/status", self.status, methods=["GET"]),
+            Route("/git/log", self.log, methods=["GET"]),
+            Route("/git/diff", self.diff, methods=["GET"]),
+            Route("/git/refs", self.refs, methods=["GET"]),
+            Route("/git/init", self.init, methods=["POST"]),
+            Route("/git/checkout", self.checkout, methods=["POST"]),
+            Route("/git/commit", self.commit, methods=["POST"]),
+            Route("/git/has", self.has, methods=["POST"]),
+            Route("/git/objects", self.objects, methods=["POST"]),
+            Route("/git/ref", self.ref, methods=["POST"]),
+        ]
+
+    async def _run(self, name: str, operation: Callable[..., dict[str, Any]], *args: Any) -> Response:
+        def locked() -> dict[str, Any]:
+            with self.state.git_lock:
+                return operation(self.state.root, *args)
+
+        started = time.perf_counter()
+        try:
+            result = await run_in_threadpool(locked)
+        finally:
+            log.info("git %s in %.1f ms", name, (time.perf_counter() - started) * 1000)
+        return json_response(result)
+
+    async def status(self, request: Request) -> Response:
+        """Branch, HEAD and changed files; ``initialized: false`` without a repository."""
+        return await self._run("status", gitops.status)
+
+    async def log(self, request: Request) -> Response:
+        """Commits reachable from ``ref`` (default HEAD), newest first."""
+        limit = query_int(request, "limit", 50, 1, MAX_LOG)
+        ref = request.query_params.get("ref") or "HEAD"
+        return await self._run("log", gitops.log, ref, limit)
+
+    async def diff(self, request: Request) -> Response:
+        """The unstaged patch, or the staged one with ``cached=true``."""
+        return await self._run("diff", gitops.diff, query_flag(request, "cached"))
+
+    async def refs(self, request: Request) -> Response:
+        """Every ref and HEAD."""
+        return await self._run("refs", gitops.refs)
+
+    async def init(self, request: Request) -> Response:
+        """Create the repository if missing."""
+        body = await json_object(request)
+        return await self._run("init", gitops.init, text(body, "branch") or "main")
+
+    async def checkout(self, request: Request) -> Response:
+        """Switch branch or detach; 409 when local changes are in the way unless ``force``."""
+        body = await json_object(request)
+        ref = required_text(body, "ref")
+        return await self._run("checkout", gitops.checkout, ref, flag(body, "create"), flag(body, "force"))
+
+    async def commit(self, request: Request) -> Response:
+        """Commit staged changes (plus ``paths`` and, with ``all``, every tracked change)."""
+        body = await json_object(request)
+        message = required_text(body, "message")
+        return await self._run(
+            "commit",
+            gitops.commit,
+            message,
+            flag(body, "all"),
+            text_list(body, "paths"),
+            text(body, "author_name"),
+            text(body, "author_email"),
+        )
+
+    async def has(self, request: Request) -> Response:
+        """Which of the given object ids are missing."""
+        body = await json_object(request)
+        oids = text_list(body, "oids") or []
+        if len(oids) > MAX_HAS:
+            raise bad_request(f"Ask about at most {MAX_HAS} objects at a time.")
+        return await self._run("has", gitops.has, oids)
+
+    async def ref(self, request: Request) -> Response:
+        """Create or move a ref, optionally making it HEAD and checking it out."""
+        body = await json_object(request)
+        return await self._run(
+            "ref",
+            gitops.set_ref,
+            required_text(body, "name"),
+            required_text(body, "target"),
+            flag(body, "set_head"),
+            text(body, "checkout") or "none",
+        )
+
+    async def objects(self, request: Request) -> Response:
+        """Receive a packfile (streamed to disk, never held in memory) and add its objects."""
+        gitops.open_repo(self.state.root)  # refuse before reading the upload
+        pack = self.state.root / GIT_DIR / "objects" / "pack" / f"tmp_devyard_{secrets.token_hex(8)}.pack"
+        pack.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await _receive_to(request, pack)
+        except BaseException:  # a client that went away, a full disk: leave no partial pack behind
+            pack.unlink(missing_ok=True)
+            raise
+        return await self._run("objects", _install_pack, pack)
+
+
+def _install_pack(root: Path, pack: Path) -> dict[str, Any]:
+    return gitops.receive_pack(root, pack)
+
+
+async def _receive_to(request: Request, path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        async for chunk in request.stream():
+            await run_in_threadpool(_write_all, fd, chunk)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -1,0 +1,277 @@
+"""Develop servers end to end: the API, the in-process agent, real `python -m devserver` processes,
+and every call through the gateway — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import Session
+
+from compose.agent import Agent, AgentConfig
+from control.client import Conflict, ControlClient, Forbidden, NotFound
+from control.db.tables import DevServer
+from control.db.types import utcnow
+from runner.scheduler import Scheduler
+from tests.compose.devserver_helpers import gateway_exec, pid_of, start_and_wait, wait_for_state
+from tests.stack import Stack, wait_for_run
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return status != "Z"
+
+
+def handle_of(stack: Stack, server_id: int) -> str:
+    with Session(stack.services.engine) as session:
+        server = session.get(DevServer, server_id)
+        assert server is not None and server.handle
+        return server.handle
+
+
+def test_start_is_idempotent_and_the_workspace_is_on_the_volume(run_stack: Stack, tmp_path: Path) -> None:
+    alice = run_stack.user("alice", "developer")
+    with run_stack.client(alice) as client:
+        first = client.start_devserver("demo")
+        again = client.start_devserver("demo")
+        assert again["id"] == first["id"]
+        server = wait_for_state(client, first["id"], "running")
+        assert client.start_devserver("demo")["state"] == "running"
+        assert [s["id"] for s in client.list_devservers()] == [first["id"]]
+        assert server["workspace"] == "workspaces/alice/demo" and server["user"] == "alice"
+        assert "secret" not in server and "endpoint" not in server
+        health = client.devserver_call(server["id"], "GET", "/health")
+        assert health["ok"] is True
+        code, out, _ = gateway_exec(client, server["id"], ["sh", "-c", "pwd; echo hi > made-here.txt"])
+    workspace = tmp_path / "agent" / "volume" / "workspaces" / "alice" / "demo"
+    assert code == 0 and out.decode().strip() == str(workspace)
+    assert (workspace / "made-here.txt").read_text() == "hi\n"
+
+
+def test_only_the_owner_or_an_admin_gets_through(run_stack: Stack) -> None:
+    alice, bob = run_stack.user("alice", "developer"), run_stack.user("bob", "developer")
+    viewer = run_stack.user("vera", "viewer")
+    with run_stack.client(alice) as client:
+        server = start_and_wait(client, "demo")
+    sid = server["id"]
+    with run_stack.client(bob) as client:
+        assert client.list_devservers() == []
+        with pytest.raises(NotFound):
+            client.get_devserver(sid)
+        with pytest.raises(NotFound):
+            client.stop_devserver(sid)
+        attempts: list[tuple[str, str, dict[str, Any]]] = [
+            ("GET", "/health", {}),
+            ("GET", "/files/manifest", {}),
+            ("POST", "/exec", {"json": {"argv": ["true"]}}),
+            ("GET", "/git/status", {}),
+        ]
+        for method, path, options in attempts:
+            with pytest.raises(NotFound):
+                client.devserver_call(sid, method, path, **options)
+    with run_stack.client(viewer) as client:
+        with pytest.raises(Forbidden):
+            client.start_devserver("demo")
+        with pytest.raises(Forbidden):
+            client.devserver_call(sid, "POST", "/exec", json={"argv": ["true"]})
+        assert client.list_devservers() == []
+    # WebSocket (the shell) is checked the same way.
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    url = run_stack.url.replace("http://", "ws://") + f"/api/v1/devservers/{sid}/pty"
+    for token, status in ((bob, 404), (viewer, 403), ("dy_nonsense", 401), (None, 401)):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, additional_headers=headers, open_timeout=5)
+        assert refused.value.response.status_code == status
+    # Admins see and reach everyone's.
+    with run_stack.client() as admin:
+        assert [s["id"] for s in admin.list_devservers(all_users=True)] == [sid]
+        assert admin.list_devservers() == []
+        assert admin.devserver_call(sid, "GET", "/health")["ok"] is True
+
+
+def test_the_develop_server_refuses_anyone_without_its_secret(run_stack: Stack) -> None:
+    alice = run_stack.user("alice", "developer")
+    with run_stack.client(alice) as client:
+        server = start_and_wait(client, "demo")
+    with Session(run_stack.services.engine) as session:
+        row = session.get(DevServer, server["id"])
+        assert row is not None and row.endpoint is not None
+        endpoint = row.endpoint
+    assert endpoint.startswith("http://127.0.0.1:")
+    # Even a valid API token is useless directly against the develop server.
+    for headers in ({}, {"Authorization": f"Bearer {alice}"}, {"Authorization": "Bearer wrong"}):
+        response = httpx.post(endpoint + "/exec", json={"argv": ["true"]}, headers=headers)
+        assert response.status_code == 401
+
+
+def test_paths_outside_the_workspace_are_refused_through_the_gateway(run_stack: Stack, tmp_path: Path) -> None:
+    alice = run_stack.user("alice", "developer")
+    with run_stack.client(alice) as client:
+        server = start_and_wait(client, "demo")
+        sid = server["id"]
+        for path in ("../secret.txt", "/etc/passwd", "a/../../../x", "a\x00b"):
+            with pytest.raises(Exception) as refused:
+                client.devserver_call(sid, "GET", "/files/read", params={"path": path})
+            assert getattr(refused.value, "status", None) == 400, refused.value
+            assert "Traceback" not in str(refused.value)
+
+
+def test_stop_then_start_again_resumes_the_same_workspace(run_stack: Stack) -> None:
+    alice = run_stack.user("alice", "developer")
+    with run_stack.client(alice) as client:
+        server = start_and_wait(client, "demo")
+        sid = server["id"]
+        assert gateway_exec(client, sid, ["sh", "-c", "echo kept > notes.txt"])[0] == 0
+        pid = pid_of(handle_of(run_stack, sid))
+        stopping = client.stop_devserver(sid)
+        assert stopping["state"] in ("stopping", "stopped")
+        stopped = wait_for_state(client, sid, "stopped")
+        assert stopped["stopped_at"] is not None
+        deadline = time.monotonic() + 10
+        while pid_alive(pid):
+            assert time.monotonic() < deadline, "the develop server process outlived its stop"
+            time.sleep(0.05)
+        with pytest.raises(Conflict) as not_running:
+            client.devserver_call(sid, "GET", "/health")
+        assert "stopped" in not_running.value.message
+        again = start_and_wait(client, "demo")
+        assert again["id"] == sid
+        code, out, _ = gateway_exec(client, sid, ["cat", "notes.txt"])
+        assert (code, out) == (0, b"kept\n")
+    with run_stack.client() as admin:
+        actions = [e["action"] for e in admin.list_audit(limit=50)["items"]]
+    assert actions.count("devserver.start") == 2 and actions.count("devserver.stop") == 1
+
+
+def test_a_crashed_develop_server_is_restarted_with_its_workspace(run_stack: Stack) -> None:
+    alice = run_stack.user("alice", "developer")
+    with run_stack.client(alice) as client:
+        server = start_and_wait(client, "demo")
+        sid = server["id"]
+        assert gateway_exec(client, sid, ["sh", "-c", "echo survived > state.txt"])[0] == 0
+        first_handle = handle_of(run_stack, sid)
+        os.kill(pid_of(first_handle), signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while True:
+            current = client.get_devserver(sid)
+            if current["state"] == "running" and current["restart_count"] >= 1:
+                break
+            assert time.monotonic() < deadline, current
+            time.sleep(0.05)
+        assert handle_of(run_stack, sid) != first_handle
+        assert "exited" in (current["error"] or "") or current["error"] is None
+        code, out, _ = gateway_exec(client, sid, ["cat", "state.txt"])
+        assert (code, out) == (0, b"survived\n")
+
+
+def test_idle_develop_servers_are_stopped_by_the_scheduler_cleanup(run_stack: Stack) -> None:
+    alice = run_stack.user("alice", "developer")
+    with run_stack.client(alice) as client:
+        server = start_and_wait(client, "demo", idle_timeout_s=60)
+        sid = server["id"]
+        # Recent use through the gateway counts as activity.
+        client.devserver_call(sid, "GET", "/git/status")
+    scheduler = Scheduler(run_stack.services.engine, run_stack.services.store, run_stack.settings)
+    _, report = scheduler.clean(utcnow())
+    assert report.devservers_stopped == []
+    with Session(run_stack.services.engine) as session:
+        row = session.get(DevServer, sid)
+        assert row is not None
+        row.last_activity_at = utcnow() - timedelta(minutes=5)
+        session.add(row)
+        session.commit()
+    _, report = scheduler.clean(utcnow())
+    assert report.devservers_stopped == [sid]
+    run_stack.services.hub.publish("work")  # the scheduler runs in-process in `yard up`, which wakes agents
+    with run_stack.client(alice) as client:
+        assert wait_for_state(client, sid, "stopped")["state"] == "stopped"
+
+
+def test_runs_run_in_the_develop_server_workspace(run_stack: Stack, tmp_path: Path) -> None:
+    alice = run_stack.user("alice", "developer")
+    with run_stack.client(alice) as client:
+        # Alice does not own project demo; without a develop server she cannot run in it.
+        with pytest.raises(Forbidden):
+            client.create_run("demo", ["true"])
+        with pytest.raises(Conflict) as none_running:
+            client.create_run("demo", ["true"], in_devserver=True)
+        assert "yard dev start" in none_running.value.message
+        server = start_and_wait(client, "demo")
+        assert gateway_exec(client, server["id"], ["sh", "-c", "echo from-workspace > input.txt"])[0] == 0
+        run = client.create_run("demo", ["sh", "-c", "pwd; cat input.txt"])
+        assert run["devserver_id"] == server["id"]
+        assert wait_for_run(client, run["id"])["state"] == "succeeded"
+        log, _ = client.read_logs(run["id"])
+    workspace = tmp_path / "agent" / "volume" / "workspaces" / "alice" / "demo"
+    assert str(workspace).encode() in log and b"from-workspace" in log
+    with run_stack.client() as admin:  # the owner of demo
+        outside = admin.create_run("demo", ["pwd"], in_devserver=False)
+        assert outside["devserver_id"] is None
+        assert wait_for_run(admin, outside["id"])["state"] == "succeeded"
+        log, _ = admin.read_logs(outside["id"])
+    assert f"runs/{outside['id']}".encode() in log
+
+
+def _agent(stack: Stack, base: Path, token: str) -> tuple[Agent, threading.Thread]:
+    from compose.local import LocalLauncher
+
+    config = AgentConfig(
+        name="laptop", queue="default", api_url=stack.url, volume=base / "volume", spool=base / "spool", poll_wait_s=0.5
+    )
+    agent = Agent(config, ControlClient(stack.url, token), LocalLauncher())
+    thread = threading.Thread(target=agent.serve, daemon=True)
+    thread.start()
+    return agent, thread
+
+
+def test_a_restarted_agent_re_adopts_its_develop_servers(sqlite_stack: Stack, tmp_path: Path) -> None:
+    token = sqlite_stack.user("agent-laptop", "agent")
+    alice = sqlite_stack.user("alice", "developer")
+    with sqlite_stack.client() as admin:
+        admin.create_project("demo")
+    first, thread = _agent(sqlite_stack, tmp_path, token)
+    try:
+        with sqlite_stack.client(alice) as client:
+            server = start_and_wait(client, "demo")
+        sid = server["id"]
+        handle = handle_of(sqlite_stack, sid)
+    finally:
+        first.stop()  # like the agent process ending: its develop servers keep running
+        thread.join(10)
+    assert pid_alive(pid_of(handle))
+    second, thread = _agent(sqlite_stack, tmp_path, token)
+    try:
+        with sqlite_stack.client(alice) as client:
+            deadline = time.monotonic() + 10
+            while sid not in second.devservers.servers:
+                assert time.monotonic() < deadline, "the new agent did not adopt the develop server"
+                time.sleep(0.05)
+            assert handle_of(sqlite_stack, sid) == handle
+            assert client.devserver_call(sid, "GET", "/health")["ok"] is True
+            # Adopted servers are watched like its own: a crash is restarted by the new agent.
+            os.kill(pid_of(handle), signal.SIGKILL)
+            deadline = time.monotonic() + 20
+            while handle_of(sqlite_stack, sid) == handle or client.get_devserver(sid)["state"] != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert client.devserver_call(sid, "GET", "/health")["ok"] is True
+    finally:
+        second.stop()
+        thread.join(10)
+        for managed in list(second.devservers.servers.values()):
+            if managed.handle:
+                second.launcher.stop(managed.handle, grace_s=2)

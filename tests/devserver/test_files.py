@@ -1,0 +1,252 @@
+"""Manifest, batch upload and file reads over HTTP, including the path confinement matrix."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devserver.batch import MEDIA_TYPE, Delete, Op, PutDir, PutFile, PutSymlink, encode_entry, encode_header
+from tests.devserver.conftest import RunningServer, run
+
+MTIME = 1_600_000_000_123_456_789
+
+
+def post_batch(client: httpx.Client, content: bytes | Iterator[bytes]) -> httpx.Response:
+    return client.post("/files/batch", content=content, headers={"content-type": MEDIA_TYPE})
+
+
+def put(path: str, content: bytes, mode: int = 0o644, sha: bool = True) -> bytes:
+    digest = hashlib.sha256(content).hexdigest() if sha else None
+    return encode_entry(PutFile(path, mode, MTIME, len(content), digest), content)
+
+
+def entry(op: Op) -> bytes:
+    return encode_entry(op)
+
+
+def manifest(client: httpx.Client) -> dict[str, dict[str, object]]:
+    response = client.get("/files/manifest")
+    assert response.status_code == 200
+    return {item["path"]: item for item in response.json()["entries"]}
+
+
+def temp_files(root: Path) -> list[str]:
+    return [name for _, _, names in os.walk(root) for name in names if name.startswith(".devyard-tmp-")]
+
+
+def test_batch_applies_puts_and_deletes(client: httpx.Client, server: RunningServer) -> None:
+    ws = server.workspace
+    body = (
+        entry(PutDir("pkg", 0o750))
+        + put("pkg/mod.py", b"x = 1\n", 0o640)
+        + put("tool.sh", b"#!/bin/sh\necho hi\n", 0o755)
+        + entry(PutSymlink("pkg/alias.py", "mod.py"))
+        + put("deep/new/dirs/file.txt", b"auto parents\n", sha=False)
+        + put("empty.txt", b"")
+    )
+    response = post_batch(client, body)
+    assert response.status_code == 200, response.text
+    expected_bytes = len(b"x = 1\n") + len(b"#!/bin/sh\necho hi\n") + len(b"auto parents\n")
+    assert response.json() == {"written": 4, "deleted": 0, "bytes": expected_bytes, "applied": 6}
+    info = (ws / "pkg" / "mod.py").stat()
+    assert stat.S_IMODE(info.st_mode) == 0o640 and info.st_mtime_ns == MTIME
+    assert stat.S_IMODE((ws / "pkg").stat().st_mode) == 0o750
+    assert os.readlink(ws / "pkg" / "alias.py") == "mod.py"
+    listed = manifest(client)
+    assert listed["tool.sh"]["mode"] == 0o755
+    assert listed["pkg/mod.py"]["sha256"] == hashlib.sha256(b"x = 1\n").hexdigest()
+    assert listed["pkg/mod.py"]["mtime_ns"] == MTIME
+    assert listed["pkg/alias.py"]["kind"] == "symlink" and listed["pkg/alias.py"]["target"] == "mod.py"
+    assert listed["empty.txt"]["size"] == 0
+
+    deletes = entry(Delete("pkg")) + entry(Delete("tool.sh")) + entry(Delete("never/existed"))
+    response = post_batch(client, deletes)
+    assert response.json() == {"written": 0, "deleted": 3, "bytes": 0, "applied": 3}
+    assert not (ws / "pkg").exists() and not (ws / "tool.sh").exists()
+
+
+def test_manifest_sees_changes_and_leaves_out_git(client: httpx.Client, server: RunningServer) -> None:
+    (server.workspace / ".git").mkdir(exist_ok=True)
+    (server.workspace / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    assert post_batch(client, put("m.txt", b"one\n")).status_code == 200
+    first = manifest(client)
+    assert not any(path == ".git" or path.startswith(".git/") for path in first)
+    assert post_batch(client, put("m.txt", b"two\n")).status_code == 200
+    assert manifest(client)["m.txt"]["sha256"] == hashlib.sha256(b"two\n").hexdigest() != first["m.txt"]["sha256"]
+
+
+def test_kinds_replace_each_other(client: httpx.Client, server: RunningServer) -> None:
+    ws = server.workspace
+    assert post_batch(client, put("swap/inner.txt", b"in a dir\n")).status_code == 200
+    assert post_batch(client, put("swap", b"now a file\n")).status_code == 200
+    assert (ws / "swap").read_bytes() == b"now a file\n"
+    assert post_batch(client, entry(PutDir("swap", 0o755))).status_code == 200
+    assert (ws / "swap").is_dir()
+
+
+def test_a_large_file_streams_to_disk(client: httpx.Client, server: RunningServer) -> None:
+    size, block = 50 * 1024 * 1024, bytes(range(256)) * 4096
+    digest = hashlib.sha256()
+    for _ in range(size // len(block)):
+        digest.update(block)
+
+    def body() -> Iterator[bytes]:
+        yield encode_header(PutFile("big.bin", 0o600, MTIME, size, digest.hexdigest()))
+        for _ in range(size // len(block)):
+            yield block
+
+    peak_before = _peak_rss_kb(server.process.pid)
+    response = post_batch(client, body())
+    assert response.status_code == 200, response.text
+    assert response.json()["bytes"] == size
+    assert (server.workspace / "big.bin").stat().st_size == size
+    # The server must not have held the upload in memory.
+    assert _peak_rss_kb(server.process.pid) - peak_before < 30 * 1024
+    assert manifest(client)["big.bin"]["sha256"] == digest.hexdigest()
+    (server.workspace / "big.bin").unlink()
+
+
+def _peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_truncated_body_is_refused_and_leaves_no_temp_file(client: httpx.Client, server: RunningServer) -> None:
+    body = put("before.txt", b"kept\n") + encode_header(PutFile("cut.txt", 0o644, MTIME, 1000)) + b"only ten.."
+    response = post_batch(client, body)
+    assert response.status_code == 400
+    assert response.json() | {"message": ""} == {"error": "truncated", "message": "", "path": "cut.txt", "applied": 1}
+    assert (server.workspace / "before.txt").read_bytes() == b"kept\n"
+    assert not (server.workspace / "cut.txt").exists()
+    assert temp_files(server.workspace) == []
+
+
+def test_sha_mismatch_is_refused_and_keeps_the_old_file(client: httpx.Client, server: RunningServer) -> None:
+    assert post_batch(client, put("sha.txt", b"original\n")).status_code == 200
+    wrong = encode_entry(PutFile("sha.txt", 0o644, MTIME, 4, hashlib.sha256(b"else").hexdigest()), b"evil")
+    response = post_batch(client, put("first.txt", b"1\n") + wrong + put("after.txt", b"never\n"))
+    assert response.status_code == 400
+    assert response.json()["error"] == "sha256_mismatch" and response.json()["applied"] == 1
+    assert response.json()["path"] == "sha.txt"
+    assert (server.workspace / "sha.txt").read_bytes() == b"original\n"
+    assert not (server.workspace / "after.txt").exists()
+    assert temp_files(server.workspace) == []
+
+
+def test_refusal_mid_stream_still_reaches_the_client(client: httpx.Client) -> None:
+    def body() -> Iterator[bytes]:
+        yield put("../escape.txt", b"x")
+        for _ in range(20):
+            yield put("filler.bin", b"\0" * 512 * 1024)
+
+    response = post_batch(client, body())
+    assert response.status_code == 400 and response.json()["error"] == "bad_path"
+
+
+def test_malformed_header_and_media_type(client: httpx.Client) -> None:
+    response = post_batch(client, b"\x00\x00\x00\x05nope!")
+    assert response.status_code == 400 and response.json()["error"] == "bad_header"
+    response = client.post("/files/batch", content=b"{}", headers={"content-type": "application/json"})
+    assert response.status_code == 415
+
+
+def test_read_streams_a_file_and_refuses_the_rest(client: httpx.Client, server: RunningServer) -> None:
+    assert post_batch(client, put("r/data.bin", bytes(range(256)) * 10)).status_code == 200
+    response = client.get("/files/read", params={"path": "r/data.bin"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.content == bytes(range(256)) * 10
+    assert client.get("/files/read", params={"path": "r/missing"}).status_code == 404
+    assert client.get("/files/read", params={"path": "r"}).status_code == 400
+    assert client.get("/files/read", params={"path": ""}).status_code == 400
+
+
+# ------------------------------------------------------------------ confinement
+
+
+@pytest.fixture
+def outside(server: RunningServer) -> Iterator[Path]:
+    """A sentinel directory next to the workspace, plus symlinks pointing at it from inside."""
+    sentinel = server.workspace.parent / "outside"
+    sentinel.mkdir(exist_ok=True)
+    (sentinel / "secret.txt").write_text("do not touch\n")
+    (server.workspace / "escape").symlink_to(sentinel)
+    (server.workspace / "escape_file").symlink_to(sentinel / "secret.txt")
+    yield sentinel
+    for name in ("escape", "escape_file"):
+        (server.workspace / name).unlink(missing_ok=True)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(path.relative_to(folder)): (path.read_bytes() if path.is_file() else b"", path.lstat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(put("../x", b"x"), id="dotdot"),
+        pytest.param(put("a/../../x", b"x"), id="nested-dotdot"),
+        pytest.param(put("/etc/passwd", b"x"), id="absolute"),
+        pytest.param(put("a\x00b", b"x"), id="nul"),
+        pytest.param(put("", b"x"), id="empty"),
+        pytest.param(put("escape/new.txt", b"x"), id="new-file-through-symlinked-dir"),
+        pytest.param(put("escape/secret.txt", b"overwritten"), id="overwrite-through-symlinked-dir"),
+        pytest.param(entry(PutDir("escape/sub", 0o755)), id="dir-through-symlinked-dir"),
+        pytest.param(entry(PutSymlink("escape/link", "/")), id="symlink-through-symlinked-dir"),
+        pytest.param(entry(Delete("escape/secret.txt")), id="delete-through-symlinked-dir"),
+        pytest.param(entry(Delete("../outside")), id="delete-dotdot"),
+        pytest.param(put(".git/config", b"x"), id="write-into-git"),
+        pytest.param(entry(Delete(".git")), id="delete-git"),
+    ],
+)
+def test_batch_never_touches_anything_outside(client: httpx.Client, outside: Path, body: bytes) -> None:
+    before = snapshot(outside)
+    response = post_batch(client, body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "bad_path" and response.json()["applied"] == 0
+    assert snapshot(outside) == before
+
+
+def test_absolute_path_into_the_sentinel_is_refused(client: httpx.Client, outside: Path) -> None:
+    before = snapshot(outside)
+    assert post_batch(client, put(str(outside / "abs.txt"), b"x")).status_code == 400
+    assert snapshot(outside) == before
+
+
+def test_a_symlink_at_the_target_is_replaced_not_followed(
+    client: httpx.Client, server: RunningServer, outside: Path
+) -> None:
+    before = snapshot(outside)
+    assert post_batch(client, put("escape_file", b"a regular file now\n")).status_code == 200
+    assert not (server.workspace / "escape_file").is_symlink()
+    assert snapshot(outside) == before
+
+
+@pytest.mark.parametrize("path", ["escape_file", "escape/secret.txt", "../outside/secret.txt", "/etc/passwd", "a\x00b"])
+def test_reads_never_leave_the_workspace(client: httpx.Client, outside: Path, path: str) -> None:
+    response = client.get("/files/read", params={"path": path})
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_path"
+
+
+@pytest.mark.parametrize("cwd", ["escape", "../", "/tmp"])
+def test_exec_cwd_stays_inside(client: httpx.Client, outside: Path, cwd: str) -> None:
+    response = client.post("/exec", json={"argv": ["pwd"], "cwd": cwd})
+    assert response.status_code == 400
+
+
+def test_exec_cwd_inside_works(client: httpx.Client, server: RunningServer) -> None:
+    (server.workspace / "sub").mkdir(exist_ok=True)
+    result = run(client, ["pwd"], cwd="sub")
+    assert result.stdout.decode().strip() == str((server.workspace / "sub").resolve())

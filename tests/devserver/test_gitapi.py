@@ -1,0 +1,153 @@
+"""The git endpoints over HTTP, including a packfile round trip from another repository."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+import pygit2
+import pytest
+
+from tests.devserver.conftest import RunningServer
+from tests.devserver.test_packindex import build_pack, history_repo
+
+AUTHOR = {"author_name": "Ada", "author_email": "ada@example.com"}
+
+
+@pytest.fixture
+def ws(server: RunningServer) -> Path:
+    """The workspace, emptied before each test."""
+    for child in server.workspace.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    return server.workspace
+
+
+def commit(client: httpx.Client, message: str, **options: object) -> str:
+    response = client.post("/git/commit", json={"message": message, **AUTHOR, **options})
+    assert response.status_code == 200, response.text
+    return str(response.json()["oid"])
+
+
+def test_without_a_repository(client: httpx.Client, ws: Path) -> None:
+    assert client.get("/git/status").json() == {
+        "initialized": False,
+        "branch": None,
+        "head": None,
+        "detached": False,
+        "files": [],
+    }
+    for method, path in (("GET", "/git/log"), ("GET", "/git/refs"), ("POST", "/git/commit")):
+        response = client.request(method, path, json={"message": "m"} if method == "POST" else None)
+        assert response.status_code == 409 and response.json()["error"] == "not_a_repository"
+
+
+def test_init_commit_status_log_diff(client: httpx.Client, ws: Path) -> None:
+    first = client.post("/git/init", json={"branch": "trunk"})
+    assert first.json()["created"] is True and first.json()["branch"] == "trunk"
+    assert client.post("/git/init", json={"branch": "trunk"}).json()["created"] is False
+    (ws / "a.txt").write_text("one\n")
+    (ws / "b.txt").write_text("bee\n")
+    status = client.get("/git/status").json()
+    assert status["initialized"] and status["head"] is None and status["branch"] == "trunk"
+    assert {(f["path"], f["status"], f["staged"]) for f in status["files"]} == {
+        ("a.txt", "untracked", False),
+        ("b.txt", "untracked", False),
+    }
+    assert client.post("/git/commit", json={"message": "empty"}).status_code == 409
+    first_oid = commit(client, "Add a\n\nWith a body.", paths=["a.txt"])
+
+    (ws / "a.txt").write_text("one\ntwo\n")
+    status = client.get("/git/status").json()
+    assert status["head"] == first_oid
+    assert {(f["path"], f["status"], f["staged"]) for f in status["files"]} == {
+        ("a.txt", "modified", False),
+        ("b.txt", "untracked", False),
+    }
+    diff = client.get("/git/diff").json()
+    assert diff["files_changed"] == 1 and diff["insertions"] == 1 and diff["deletions"] == 0
+    assert "+two" in diff["patch"]
+    assert client.get("/git/diff", params={"cached": "true"}).json()["files_changed"] == 0
+
+    second_oid = commit(client, "Change a", all=True)
+    log = client.get("/git/log", params={"limit": 10}).json()["commits"]
+    assert [c["oid"] for c in log] == [second_oid, first_oid]
+    assert log[1]["summary"] == "Add a" and log[1]["message"].startswith("Add a\n\nWith a body.")
+    assert log[0]["author"] == "Ada" and log[0]["email"] == "ada@example.com" and log[0]["time"].endswith("Z")
+    assert len(client.get("/git/log", params={"limit": 1}).json()["commits"]) == 1
+    assert client.get("/git/log", params={"ref": "no-such-branch"}).status_code == 404
+    assert client.get("/git/log", params={"limit": 0}).status_code == 400
+
+
+def test_checkout_branches_and_local_changes(client: httpx.Client, ws: Path) -> None:
+    client.post("/git/init", json={"branch": "main"})
+    (ws / "f.txt").write_text("main\n")
+    main_oid = commit(client, "on main", paths=["f.txt"])
+    created = client.post("/git/checkout", json={"ref": "feature", "create": True})
+    assert created.status_code == 200 and created.json()["branch"] == "feature"
+    (ws / "f.txt").write_text("feature\n")
+    commit(client, "on feature", all=True)
+
+    (ws / "f.txt").write_text("uncommitted\n")
+    refused = client.post("/git/checkout", json={"ref": "main"})
+    assert refused.status_code == 409 and refused.json()["error"] == "local_changes"
+    assert (ws / "f.txt").read_text() == "uncommitted\n"
+    forced = client.post("/git/checkout", json={"ref": "main", "force": True})
+    assert forced.status_code == 200 and forced.json()["branch"] == "main"
+    assert (ws / "f.txt").read_text() == "main\n"
+
+    detached = client.post("/git/checkout", json={"ref": main_oid}).json()
+    assert detached["detached"] is True and detached["head"] == main_oid
+    assert client.post("/git/checkout", json={"ref": "nope"}).status_code == 404
+    assert client.post("/git/checkout", json={"ref": "main", "create": True}).status_code == 409
+
+    refs = client.get("/git/refs").json()
+    assert set(refs["refs"]) == {"refs/heads/main", "refs/heads/feature"}
+    assert refs["head"] == main_oid
+
+
+def test_pack_round_trip_makes_the_workspace_match(client: httpx.Client, ws: Path, tmp_path: Path) -> None:
+    source = history_repo(tmp_path / "source", commits=10)
+    head = str(source.head.target)
+    pack = build_pack(source, tmp_path / "pack")
+    client.post("/git/init", json={"branch": "main"})
+
+    missing = client.post("/git/has", json={"oids": [head]}).json()["missing"]
+    assert missing == [head]
+    refused = client.post("/git/ref", json={"name": "refs/heads/main", "target": head})
+    assert refused.status_code == 409 and refused.json()["error"] == "missing_object"
+
+    received = client.post("/git/objects", content=pack.read_bytes())
+    assert received.status_code == 200, received.text
+    assert received.json()["objects"] == len(list(source.odb))
+    assert client.post("/git/has", json={"oids": [head]}).json()["missing"] == []
+
+    moved = client.post(
+        "/git/ref", json={"name": "refs/heads/main", "target": head, "set_head": True, "checkout": "force"}
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["head"] == head and moved.json()["branch"] == "main"
+    for name in ("big.txt", "small0.txt", "small9.txt"):
+        assert (ws / name).read_bytes() == (tmp_path / "source" / name).read_bytes()
+    status = client.get("/git/status").json()
+    assert status["files"] == [] and status["head"] == head
+    repo = pygit2.Repository(str(ws))
+    assert len(list(repo.walk(repo.head.target))) == 10
+
+    # The same pack again is harmless.
+    assert client.post("/git/objects", content=pack.read_bytes()).status_code == 200
+
+
+def test_bad_git_input(client: httpx.Client, ws: Path) -> None:
+    client.post("/git/init", json={})
+    assert client.post("/git/objects", content=b"not a pack at all, sorry").json()["error"] == "bad_pack"
+    assert not list((ws / ".git" / "objects" / "pack").glob("tmp_*"))
+    assert client.post("/git/has", json={"oids": ["xyz"]}).status_code == 400
+    assert client.post("/git/ref", json={"name": "main", "target": "0" * 40}).status_code == 400
+    bad_mode = {"name": "refs/heads/x", "target": "0" * 40, "checkout": "sometimes"}
+    assert client.post("/git/ref", json=bad_mode).status_code == 400
+    assert client.post("/git/init", json={"branch": "bad..name"}).status_code == 400
+    assert client.post("/git/commit", json={"message": "m", "paths": ["../x"]}).status_code == 400

@@ -1,0 +1,90 @@
+"""``WS /pty``: a real shell in a real PTY over a real WebSocket."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from tests.devserver.conftest import RunningServer, wait_gone
+
+
+@contextmanager
+def terminal(server: RunningServer, query: str = "cols=80&rows=24") -> Iterator[ClientConnection]:
+    with connect(f"{server.ws_url}/pty?{query}", additional_headers=server.auth, open_timeout=10) as ws:
+        yield ws
+
+
+def read_until(ws: ClientConnection, pattern: bytes, timeout: float = 10.0) -> bytes:
+    """Terminal output up to and including the first match of ``pattern`` (a regex)."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, seen):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"never saw {pattern!r} in {seen!r}")
+        message = ws.recv(timeout=remaining)
+        if isinstance(message, bytes):
+            seen += message
+    return seen
+
+
+def test_echo_round_trip(server: RunningServer) -> None:
+    with terminal(server) as ws:
+        ws.send(b"echo round-$((40 + 2))-trip\n")
+        read_until(ws, rb"round-42-trip")
+
+
+def test_resize_is_visible_to_programs(server: RunningServer) -> None:
+    with terminal(server, "cols=100&rows=30") as ws:
+        ws.send(b"stty size\n")
+        read_until(ws, rb"30 100")
+        ws.send(json.dumps({"type": "resize", "cols": 132, "rows": 43}))
+        ws.send(b"stty size\n")
+        read_until(ws, rb"43 132")
+
+
+def test_signal_interrupts_the_foreground_job(server: RunningServer) -> None:
+    with terminal(server) as ws:
+        ws.send(b"sleep 30; echo after-$((1+1))\n")
+        time.sleep(0.3)
+        ws.send(json.dumps({"type": "signal", "name": "INT"}))
+        ws.send(b"echo alive-$((2+2))\n")
+        output = read_until(ws, rb"alive-4", timeout=5)
+        assert b"after-2" not in output
+
+
+def test_shell_exit_code_is_reported(server: RunningServer) -> None:
+    with terminal(server) as ws:
+        ws.send(b"exit 5\n")
+        deadline = time.monotonic() + 10
+        while True:
+            message = ws.recv(timeout=deadline - time.monotonic())
+            if isinstance(message, str):
+                assert json.loads(message) == {"type": "exit", "code": 5}
+                break
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+
+
+def test_disconnect_hangs_up_the_shell_and_its_jobs(server: RunningServer) -> None:
+    with terminal(server) as ws:
+        ws.send(b"sleep 60 &\n")
+        ws.send(b"echo pids:$$:$!:end\n")
+        match = re.search(rb"pids:(\d+):(\d+):end", read_until(ws, rb"pids:\d+:\d+:end"))
+        assert match is not None
+        shell_pid, job_pid = int(match[1]), int(match[2])
+    assert wait_gone(shell_pid) and wait_gone(job_pid)
+
+
+def test_bad_size_is_refused(server: RunningServer) -> None:
+    with pytest.raises(InvalidStatus) as caught:
+        connect(f"{server.ws_url}/pty?cols=0&rows=24", additional_headers=server.auth, open_timeout=5)
+    assert caught.value.response.status_code == 400

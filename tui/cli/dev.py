@@ -1,0 +1,237 @@
+"""`yard dev ...`: your develop server for a project — start, stop, status, ls, exec, shell, logs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from control.client import ControlClient, DevyardError
+from tui.cli.context import default_project, state
+from tui.cli.output import console, details, errors, fail, print_json, table
+
+app = typer.Typer(
+    help="Your develop server for a project: start, stop, status, exec, shell, logs.", no_args_is_help=True
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+ProjectOption = Annotated[
+    str | None,
+    typer.Option(
+        "--project", "-p", help="Project \\[default: DEVYARD_PROJECT, else the current git repository's name]."
+    ),
+]
+COLUMNS = ["id", "state", "project", "user", "restart_count", "last_activity_at", "started_at", "error"]
+SHOW = [
+    "id",
+    "state",
+    "project",
+    "environment",
+    "user",
+    "workspace",
+    "substrate",
+    "restart_count",
+    "idle_timeout_s",
+    "last_activity_at",
+    "started_at",
+    "stopped_at",
+    "error",
+]
+START_TIMEOUT_S = 60.0
+# Exit code when the connection drops before the command's own exit code arrived (like ssh).
+CONNECTION_LOST = 255
+
+
+def find_server(client: ControlClient, project: str) -> dict[str, Any] | None:
+    servers: list[dict[str, Any]] = client.list_devservers(project=project)
+    return servers[0] if servers else None
+
+
+def running_server(client: ControlClient, project: str | None) -> dict[str, Any]:
+    name = project or default_project()
+    server = find_server(client, name)
+    if server is None or server.get("state") != "running":
+        state_text = f"is {server['state']}" if server else "does not exist"
+        fail(f"Your develop server for project {name} {state_text}; start it with `yard dev start -p {name}`.")
+    return server
+
+
+def wait_for(client: ControlClient, server_id: int, wanted: set[str], timeout: float) -> dict[str, Any]:
+    """Poll until the server reaches one of ``wanted`` (or failed); the poll is cheap and short."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        server: dict[str, Any] = client.get_devserver(server_id)
+        if server["state"] in wanted or server["state"] == "failed":
+            return server
+        if time.monotonic() > deadline:
+            fail(f"Develop server {server_id} is still {server['state']} after {timeout:.0f} s; see `yard dev logs`.")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.2)
+
+
+@app.command()
+def start(
+    project: ProjectOption = None,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Environment whose variables the server gets.")] = None,
+    idle_timeout: Annotated[
+        int | None, typer.Option("--idle-timeout", min=60, help="Stop after this many idle seconds \\[default: 3600].")
+    ] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the start is requested.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Start your develop server for the project (or return the running one) and wait until it is up."""
+    name = project or default_project()
+    with state.client() as client:
+        server = client.start_devserver(name, environment=env, idle_timeout_s=idle_timeout)
+        if not no_wait and server["state"] != "running":
+            server = wait_for(client, int(server["id"]), {"running"}, START_TIMEOUT_S)
+    if as_json:
+        print_json(server)
+    elif server["state"] == "failed":
+        fail(f"Develop server {server['id']} failed to start: {server['error'] or 'see `yard dev logs`'}")
+    else:
+        console.print(
+            f"Develop server {server['id']} for project {server['project']} is {server['state']}"
+            f" (workspace {server['workspace']})."
+        )
+    if server["state"] == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def stop(
+    project: ProjectOption = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the stop is requested.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop your develop server for the project; the workspace stays on the volume."""
+    name = project or default_project()
+    with state.client() as client:
+        server = find_server(client, name)
+        if server is None:
+            fail(f"You have no develop server for project {name}.")
+        server = client.stop_devserver(int(server["id"]))
+        if not no_wait and server["state"] == "stopping":
+            server = wait_for(client, int(server["id"]), {"stopped"}, START_TIMEOUT_S)
+    if as_json:
+        print_json(server)
+    else:
+        console.print(f"Develop server {server['id']} for project {server['project']} is {server['state']}.")
+
+
+@app.command()
+def status(project: ProjectOption = None, as_json: JsonOption = False) -> None:
+    """Show your develop server for the project, with its own health when it is running."""
+    name = project or default_project()
+    with state.client() as client:
+        server = find_server(client, name)
+        if server is None:
+            if as_json:
+                print_json(None)
+                raise typer.Exit(3)
+            fail(f"You have no develop server for project {name}; start one with `yard dev start -p {name}`.", 3)
+        health = None
+        if server["state"] == "running":
+            try:
+                health = client.devserver_call(int(server["id"]), "GET", "/health")
+            except DevyardError as exc:
+                health = {"ok": False, "error": str(exc)}
+    server["health"] = health
+    if as_json:
+        print_json(server)
+        return
+    details(server, SHOW)
+    if health is not None:
+        console.print(f"health: {'ok' if health.get('ok') else health.get('error', 'not ok')}", highlight=False)
+
+
+@app.command("ls")
+def list_servers(
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Only this project.")] = None,
+    all_users: Annotated[bool, typer.Option("--all", help="Admins: every user's servers.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List your develop servers."""
+    with state.client() as client:
+        servers = client.list_devservers(project=project, all_users=all_users)
+    if as_json:
+        print_json(servers)
+    elif not servers:
+        console.print("No develop servers; start one with `yard dev start`.")
+    else:
+        table(servers, COLUMNS)
+
+
+@app.command("exec", context_settings={"allow_interspersed_args": False})
+def exec_command(
+    command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
+    project: ProjectOption = None,
+    cwd: Annotated[str | None, typer.Option("--cwd", help="Working directory inside the workspace.")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0.1, help="Stop the command after SECONDS.")] = None,
+) -> None:
+    """Run COMMAND in your develop server's workspace; its output streams here, its exit code is yours."""
+    from devserver.frames import FrameDecoder
+
+    if not command or not command[0].strip():
+        fail("Give the command to run after --, e.g. `yard dev exec -- ls -la`.")
+    code: int | None = None
+    with state.client() as client:
+        server = running_server(client, project)
+        body = {"argv": command, "cwd": cwd, "timeout_s": timeout}
+        decoder = FrameDecoder()
+        out, err = sys.stdout.buffer, sys.stderr.buffer
+        try:
+            for piece in client.devserver_stream(int(server["id"]), "POST", "/exec", json=body):
+                for frame in decoder.feed(piece):
+                    kind, payload = frame.kind, frame.payload
+                    if kind == b"o":
+                        out.write(payload)
+                        out.flush()
+                    elif kind == b"e":
+                        err.write(payload)
+                        err.flush()
+                    elif kind == b"x":
+                        code = int(payload)
+                    elif kind == b"!":
+                        errors.print(f"[bold red]error:[/] {payload.decode(errors='replace')}", highlight=False)
+        except KeyboardInterrupt:
+            # Closing the stream makes the develop server stop the command's process group.
+            raise typer.Exit(130) from None
+    if code is None:
+        errors.print("The connection to the develop server was lost before the command finished.", highlight=False)
+        raise typer.Exit(CONNECTION_LOST)
+    raise typer.Exit(code)
+
+
+@app.command()
+def shell(project: ProjectOption = None) -> None:
+    """An interactive shell in your develop server's workspace (a real PTY; resizes follow yours)."""
+    from tui.cli.terminal import ShellLost, open_shell
+
+    with state.client() as client:
+        server = running_server(client, project)
+        url = client.websocket_url(f"/devservers/{server['id']}/pty")
+        headers = client.auth_headers
+    try:
+        code = open_shell(url, headers)
+    except ShellLost as exc:
+        errors.print(str(exc), highlight=False)
+        raise typer.Exit(CONNECTION_LOST) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def logs(
+    project: ProjectOption = None,
+    tail: Annotated[int, typer.Option("--tail", "-n", min=1, max=10_000, help="How many lines.")] = 200,
+) -> None:
+    """The develop server's own log (requests, commands, shells, restarts)."""
+    with state.client() as client:
+        server = running_server(client, project)
+        out = sys.stdout.buffer
+        for piece in client.devserver_stream(int(server["id"]), "GET", "/logs", params={"tail": tail}):
+            out.write(piece)
+        out.flush()
