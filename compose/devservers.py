@@ -109,6 +109,7 @@ class DevServerKeeper:
         def work() -> None:
             if handle:
                 self.launcher.stop(handle, grace_s=STOP_GRACE_S)
+            (self.state_dir / str(server_id) / "ready.json").unlink(missing_ok=True)
             self._report(server_id, "stopped")
             report_item(item["id"], handle=handle or "gone")
 

@@ -93,7 +93,9 @@ def running_server(data_dir: DataDir) -> RunningServer | None:
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind the API socket, turning "address in use" into one clear sentence."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP,
+    # and without it small responses can wait ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

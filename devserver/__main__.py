@@ -97,6 +97,17 @@ class DevServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+class _DenialNoise(logging.Filter):
+    """Drops uvicorn's false alarm after a WebSocket denial response.
+
+    uvicorn's websockets-sansio protocol logs "returned without completing handshake" even when
+    the app answered the handshake with an HTTP response (our 401/400), which it sent correctly.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 def _exit_quietly(sig: int, frame: FrameType | None) -> None:
     """Installed before uvicorn's handlers: uvicorn re-raises the signal once it has shut down,
     and this makes that a no-op, so a graceful SIGTERM stop exits 0 instead of dying by signal."""
@@ -106,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status."""
     args = parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("uvicorn.error").addFilter(_DenialNoise())
     try:
         secret = read_secret(args.secret_file)
         args.workspace.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -110,6 +110,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, "http_error", str(exc.detail))
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # Nobody will read this answer; it only keeps a vanished client out of the error log.
+    log.info("%s %s: the client went away mid-request", request.method, request.url.path)
+    return error_response(400, "client_disconnected", "The client disconnected before the request was complete.")
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # The traceback goes to the log, never to the client.
     log.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
@@ -129,6 +135,7 @@ def create_app(state: ServerState) -> ASGIApp:
         BadPath: _bad_path,
         BatchFormatError: _bad_batch,
         HTTPException: _http_error,
+        ClientDisconnect: _client_gone,
         Exception: _unexpected,
     }
     return BearerAuth(Starlette(routes=routes, exception_handlers=handlers), state)

@@ -9,6 +9,7 @@ without limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
@@ -91,7 +92,7 @@ class OutputFramer(asyncio.SubprocessProtocol):
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.wakeup = asyncio.Event()
-        self.exited = False
+        self.exit_event = asyncio.Event()
         self.client_gone = False
         self.open_pipes = 2
         self.transport: asyncio.SubprocessTransport | None = None
@@ -114,8 +115,13 @@ class OutputFramer(asyncio.SubprocessProtocol):
             self.open_pipes -= 1
             self.wakeup.set()
 
+    @property
+    def exited(self) -> bool:
+        """Whether the command (the session leader) has exited."""
+        return self.exit_event.is_set()
+
     def process_exited(self) -> None:
-        self.exited = True
+        self.exit_event.set()
         self.wakeup.set()
 
     def take(self) -> bytes:
@@ -250,11 +256,10 @@ async def _set_on_disconnect(receive: Receive, framer: OutputFramer) -> None:
 
 
 async def _close_after_exit(transport: asyncio.SubprocessTransport, framer: OutputFramer, sessions: Sessions) -> None:
-    """Release the transport once the stopped command has exited."""
-    for _ in range(int((KILL_GRACE_S + 2) / 0.05)):
-        if framer.exited:
-            break
-        await asyncio.sleep(0.05)
+    """Release the transport once the stopped command has exited (SIGKILL follows the grace period)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(KILL_GRACE_S + 2):
+            await framer.exit_event.wait()
     sessions.discard(transport.get_pid())
     transport.close()
 

@@ -104,11 +104,17 @@ class FilesApi:
         path = request.query_params.get("path", "")
         real = self.state.workspace.resolve(path)
         try:
-            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+            # O_NONBLOCK: opening a FIFO must not wait for a writer (and stall the server).
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise ApiError(404, "not_found", f"There is no file at {path!r}.", path=path) from None
         except PermissionError:
             raise ApiError(403, "forbidden", f"The file {path!r} is not readable.", path=path) from None
+        try:
+            self.state.workspace.check_open(fd, path)
+        except BadPath:
+            os.close(fd)
+            raise
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             os.close(fd)

@@ -61,6 +61,12 @@ class Workspace:
             raise BadPath(path, f"The path {path!r} resolves outside the workspace.")
         return real
 
+    def check_open(self, fd: int, path: str) -> None:
+        """Refuse an fd opened for ``path`` if it ended up outside (a symlink swapped in meanwhile)."""
+        where = _fd_path(fd)
+        if where is not None and not self.contains(where):
+            raise BadPath(path, f"The path {path!r} resolves outside the workspace.")
+
     def open_parent(self, path: str, *, create: bool) -> tuple[int, str] | None:
         """A directory fd for the parent of ``path`` and the final name, for writes and deletes.
 

@@ -20,6 +20,7 @@ import pwd
 import shutil
 import signal
 import struct
+import subprocess
 import termios
 import time
 from typing import Any
@@ -100,7 +101,12 @@ def _login_environment(state: ServerState, shell: str) -> dict[str, str]:
 
 
 def _take_terminal() -> None:
-    """In the child: lead a new session whose controlling terminal is the PTY on fd 0."""
+    """In the child: lead a new session whose controlling terminal is the PTY on fd 0.
+
+    fd 0 is already the PTY here: asyncio's spawn (subprocess.Popen) redirects the standard
+    descriptors before it calls ``preexec_fn`` (uvloop does not, which is one reason the server
+    runs on the asyncio loop).
+    """
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
@@ -111,6 +117,8 @@ def _set_window(fd: int, cols: int, rows: int) -> None:
 
 
 class _ShellWatch(asyncio.SubprocessProtocol):
+    """Notices when the shell exits (its I/O goes through the PTY, not through pipes)."""
+
     def __init__(self) -> None:
         self.exited = asyncio.Event()
 
@@ -152,7 +160,7 @@ class TerminalSession:
                 env=_login_environment(self.state, shell),
                 preexec_fn=_take_terminal,
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             os.close(master)
             log.warning("pty: could not start a shell: %s", exc)
             await self.websocket.close(code=1011, reason="Could not start a shell.")

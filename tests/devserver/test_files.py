@@ -167,6 +167,9 @@ def test_read_streams_a_file_and_refuses_the_rest(client: httpx.Client, server: 
     assert client.get("/files/read", params={"path": "r/missing"}).status_code == 404
     assert client.get("/files/read", params={"path": "r"}).status_code == 400
     assert client.get("/files/read", params={"path": ""}).status_code == 400
+    os.mkfifo(server.workspace / "r" / "pipe")  # opening it must not wait for a writer
+    fifo = client.get("/files/read", params={"path": "r/pipe"}, timeout=5)
+    assert fifo.status_code == 400 and fifo.json()["error"] == "not_a_file"
 
 
 # ------------------------------------------------------------------ confinement

@@ -147,11 +147,6 @@ def _authorize(who: Principal, read_only: bool) -> None:
         raise ApiError(403, "forbidden", f"The {who.role} role cannot use this endpoint.")
 
 
-@router.api_route(
-    "/devservers/{server_id}/{path:path}",
-    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-    summary="Gateway to a develop server (owner or admin)",
-)
 async def proxy(server_id: int, path: str, request: Request, who: Caller, svc: Svc) -> Response:
     _authorize(who, read_only=request.method == "GET")
     target = await run_in_threadpool(_target, svc, server_id, who)
@@ -178,6 +173,16 @@ async def proxy(server_id: int, path: str, request: Request, who: Caller, svc: S
         status_code=upstream.status_code,
         headers=out_headers,
         background=BackgroundTask(upstream.aclose),
+    )
+
+
+for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+    router.add_api_route(
+        "/devservers/{server_id}/{path:path}",
+        proxy,
+        methods=[_method],
+        summary="Gateway to a develop server (owner or admin)",
+        operation_id=f"devserver_gateway_{_method.lower()}",
     )
 
 
