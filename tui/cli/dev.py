@@ -23,7 +23,7 @@ ProjectOption = Annotated[
         "--project", "-p", help="Project \\[default: DEVYARD_PROJECT, else the current git repository's name]."
     ),
 ]
-COLUMNS = ["id", "state", "project", "user", "restart_count", "last_activity_at", "started_at", "error"]
+COLUMNS = ["id", "state", "project", "user", "restart_count", "last_activity_at", "error"]
 SHOW = [
     "id",
     "state",

@@ -50,6 +50,8 @@ HEADERS = {
     "last_used_at": "USED",
     "expires_at": "EXPIRES",
     "revoked_at": "REVOKED",
+    "restart_count": "RESTARTS",
+    "last_activity_at": "ACTIVE",
 }
 
 
