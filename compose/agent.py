@@ -138,6 +138,7 @@ class Agent:
                 labels={"devyard.run": str(run_id)},
                 resources=spec.get("resources") or {},
                 image=spec.get("image"),
+                paths=(run_dir, spool_dir),
             )
             handle = self.launcher.start(launch)
         except (LaunchError, OSError) as exc:
@@ -169,15 +170,28 @@ class Agent:
         while not self.stop_event.wait(HEARTBEAT_S):
             alive = []
             for run_id, handle in list(self.runs.items()):
-                if self.launcher.status(handle).state is LaunchState.running:
+                status = self.launcher.status(handle)
+                if status.state is LaunchState.running:
                     alive.append(run_id)
-                else:
-                    self.runs.pop(run_id, None)
+                    continue
+                self.runs.pop(run_id, None)
+                if status.exit_code is not None and status.exit_code >= 128:
+                    self._report_killed(run_id, status.exit_code, status.reason)
             try:
                 assert self.agent_id is not None
                 self.client.agent_heartbeat(self.agent_id, alive)
             except DevyardError as exc:
                 log.warning("heartbeat failed: %s", exc)
+
+    def _report_killed(self, run_id: int, exit_code: int, reason: str | None) -> None:
+        """The worker died before it could report (killed, OOM): fail the run with the reason.
+        A worker that did report first makes this a 409, which is fine."""
+        cause = f" ({reason})" if reason else ""
+        error = f"The run's worker was killed{cause} with exit code {exit_code} before the run finished."
+        try:
+            self.client.report_worker_killed(run_id, exit_code, error)
+        except DevyardError as exc:
+            log.info("run %s: not marked killed: %s", run_id, exc)
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -48,6 +48,7 @@ class Managed:
     secret: str
     env: dict[str, str]
     resources: dict[str, Any]
+    image: str | None = None
     restart_count: int = 0
     handle: str | None = None
     endpoint: str | None = None
@@ -79,6 +80,7 @@ class DevServerKeeper:
             secret=spec["secret"],
             env=dict(spec.get("env") or {}),
             resources=dict(spec.get("resources") or {}),
+            image=spec.get("image"),
             restart_count=int(spec.get("restart_count") or 0),
         )
 
@@ -147,8 +149,9 @@ class DevServerKeeper:
                 id=int(info["id"]),
                 workspace=self.volume / info["workspace"],
                 secret=info["secret"],
-                env={},
-                resources={},
+                env=dict(info.get("env") or {}),
+                resources=dict(info.get("resources") or {}),
+                image=info.get("image"),
                 restart_count=int(info.get("restart_count") or 0),
                 handle=info.get("handle"),
                 endpoint=info.get("endpoint"),
@@ -199,6 +202,8 @@ class DevServerKeeper:
             labels={"devyard.devserver": str(server.id)},
             resources=server.resources,
             log_path=log_file,
+            paths=(server.workspace, secret_file.parent),
+            image=server.image,
         )
         try:
             handle = self.launcher.start(spec)

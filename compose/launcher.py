@@ -23,6 +23,8 @@ class LaunchState(StrEnum):
 class LaunchStatus:
     state: LaunchState
     exit_code: int | None = None
+    # Why it ended when the substrate knows more than the exit code ("OOMKilled", ...).
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,10 @@ class LaunchSpec:
     image: str | None = None
     # Where stdout and stderr go (appended); None leaves them with the launcher's own.
     log_path: Path | None = None
+    # Host folders the work reads and writes (run folder, spool, workspace, state files). Local
+    # processes see them anyway; a container gets each bind-mounted at the same path, so every
+    # path in ``argv`` and ``env`` means the same inside and out.
+    paths: tuple[Path, ...] = ()
 
 
 class LaunchError(Exception):

@@ -128,6 +128,8 @@ def prepare(settings: Settings) -> DataDir:
 
     data_dir = DataDir(settings.data_dir)
     data_dir.prepare()
+    if settings.agent and settings.substrate != "local":
+        _check_substrate(settings)
     engine = make_engine(settings.effective_database_url, pool=False)
     try:
         prepare_database(engine)
@@ -235,18 +237,33 @@ def _exit_on_signal(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _check_substrate(settings: Settings) -> None:
+    """`yard up` with a container substrate: say now, in one sentence, if it cannot work."""
+    from compose.launcher import LaunchError
+    from compose.substrates import make_launcher
+
+    try:
+        make_launcher(settings.substrate, settings)
+    except LaunchError as exc:
+        raise UpProblem(str(exc)) from exc
+
+
 def _local_agent(settings: Settings, services: Any, url: str) -> Any:
     from compose.agent import Agent, AgentConfig
-    from compose.local import LocalLauncher
+    from compose.substrates import make_launcher
     from control.bootstrap import local_agent_token
     from control.client import ControlClient
 
     data_dir = DataDir(settings.data_dir)
     token = local_agent_token(services.engine)
     config = AgentConfig(
-        name=f"{socket.gethostname()}-local", queue="default", api_url=url, volume=data_dir.volume, spool=data_dir.spool
+        name=f"{socket.gethostname()}-{settings.substrate}",
+        queue="default",
+        api_url=url,
+        volume=data_dir.volume,
+        spool=data_dir.spool,
     )
-    return Agent(config, ControlClient(url, token), LocalLauncher())
+    return Agent(config, ControlClient(url, token), make_launcher(settings.substrate, settings))
 
 
 def _local_scheduler(settings: Settings, services: Any) -> Any:

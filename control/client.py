@@ -277,6 +277,10 @@ class _Endpoints(Generic[R]):
     def agent_heartbeat(self, agent_id: int, runs: list[int]) -> R:
         return self._call("POST", "/agent/heartbeat", json={"agent_id": agent_id, "runs": runs})
 
+    def report_worker_killed(self, run_id: int, exit_code: int, error: str) -> R:
+        body = {"outcome": "killed", "exit_code": exit_code, "error": error, "log_seq": 0}
+        return self._call("POST", f"/runs/{run_id}/worker/finish", json=body)
+
     def report_devserver(self, server_id: int, state: str, **details: Any) -> R:
         body = {"state": state, **{k: v for k, v in details.items() if v is not None}}
         return self._call("POST", f"/agent/devservers/{server_id}/state", json=body)
@@ -538,6 +542,69 @@ class AsyncControlClient(_Endpoints[Awaitable[Any]]):
         """Yield ``chunk`` events (JSON with base64 ``data``) and finally one ``end`` event."""
         async for event in self._sse(f"/runs/{run_id}/logs", {"follow": "true", "from_seq": from_seq}):
             yield event
+
+    async def read_logs(
+        self, run_id: int, from_seq: int = 1, tail: int | None = None, to_seq: int | None = None
+    ) -> tuple[bytes, int]:
+        """Stored log records of a run (framed, see control.logformat) and the last chunk seq."""
+        params: dict[str, Any] = {"from_seq": from_seq}
+        if tail is not None:
+            params["tail"] = tail
+        if to_seq is not None:
+            params["to_seq"] = to_seq
+        try:
+            response = await self._http.get(
+                f"/runs/{run_id}/logs", params=params, timeout=httpx.Timeout(300.0, connect=5.0)
+            )
+        except httpx.TransportError as exc:
+            raise _connection_error(self.url, exc) from exc
+        raise_for_error(response)
+        return response.content, int(response.headers.get("x-devyard-log-seq", "0"))
+
+    async def stream_logs(self, run_id: int, from_seq: int = 1, to_seq: int | None = None) -> AsyncIterator[bytes]:
+        """Stored log records of a run as they come off the wire (pieces end anywhere)."""
+        params: dict[str, Any] = {"from_seq": from_seq}
+        if to_seq is not None:
+            params["to_seq"] = to_seq
+        try:
+            async with self._http.stream(
+                "GET", f"/runs/{run_id}/logs", params=params, timeout=httpx.Timeout(300.0, connect=5.0)
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise_for_error(response)
+                async for piece in response.aiter_raw():
+                    yield piece
+        except httpx.TransportError as exc:
+            raise _connection_error(self.url, exc) from exc
+
+    async def follow_log_frames(self, run_id: int, from_seq: int = 1) -> AsyncIterator[tuple[str, int, bytes]]:
+        """Yield ``(event, seq, payload)`` like :meth:`ControlClient.follow_log_frames`: ``chunk``
+        with the raw stored records, then ``error`` or ``end`` with JSON."""
+        timeout = httpx.Timeout(None, connect=5.0)
+        params: dict[str, Any] = {"follow": "true", "from_seq": from_seq, "format": "frames"}
+        try:
+            async with self._http.stream("GET", f"/runs/{run_id}/logs", params=params, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise_for_error(response)
+                buffer = bytearray()
+                async for piece in response.aiter_raw():
+                    buffer += piece
+                    while True:
+                        newline = buffer.find(b"\n")
+                        if newline < 0:
+                            break
+                        event, size, seq, _lines = bytes(buffer[:newline]).split()
+                        end = newline + 1 + int(size)
+                        if len(buffer) < end:
+                            break
+                        payload = bytes(buffer[newline + 1 : end])
+                        del buffer[:end]
+                        if event != b"keepalive":
+                            yield event.decode(), int(seq), payload
+        except httpx.TransportError as exc:
+            raise _connection_error(self.url, exc) from exc
 
     async def _sse(self, path: str, params: dict[str, Any]) -> AsyncIterator[SSEEvent]:
         timeout = httpx.Timeout(None, connect=5.0)

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     substrate: Substrate = "local"
     """Where develop servers and runs are launched."""
 
+    docker_image: str = "devyard:latest"
+    """Docker substrate: the image for runs and develop servers of environments that name none."""
+
+    docker_python: str = "/opt/devyard/venv/bin/python"
+    """Docker substrate: the Python inside the image that has devyard installed."""
+
     host: str = "127.0.0.1"
     """Address the control API binds to."""
 

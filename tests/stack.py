@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -69,16 +70,23 @@ def running_stack(
 
 
 @contextmanager
-def running_agent(stack: Stack, base: Path, name: str = "test-agent", queue: str = "default") -> Iterator[object]:
-    """An in-process agent with the local launcher, serving ``stack``."""
+def running_agent(
+    stack: Stack,
+    base: Path,
+    name: str = "test-agent",
+    queue: str = "default",
+    launcher: object | None = None,
+    token: str | None = None,
+) -> Iterator[Any]:
+    """An in-process agent serving ``stack``, with the local launcher unless given another."""
     from compose.agent import Agent, AgentConfig
     from compose.local import LocalLauncher
 
-    token = stack.user(name, "agent")
+    token = token or stack.user(name, "agent")
     config = AgentConfig(
         name=name, queue=queue, api_url=stack.url, volume=base / "volume", spool=base / "spool", poll_wait_s=0.5
     )
-    agent = Agent(config, ControlClient(stack.url, token), LocalLauncher())
+    agent = Agent(config, ControlClient(stack.url, token), launcher or LocalLauncher())  # type: ignore[arg-type]
     thread = threading.Thread(target=agent.serve, daemon=True)
     thread.start()
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -53,3 +53,6 @@ class AdoptedDevServer(BaseModel):
     workspace: str | None
     secret: str | None
     restart_count: int
+    env: dict[str, str] = {}
+    image: str | None = None
+    resources: dict[str, Any] = {}

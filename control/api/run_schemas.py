@@ -92,7 +92,7 @@ class WorkerStarted(Strict):
 
 
 class WorkerFinish(Strict):
-    outcome: Literal["exited", "failed_to_start", "timed_out", "cancelled"]
+    outcome: Literal["exited", "failed_to_start", "timed_out", "cancelled", "killed"]
     exit_code: int | None = None
     error: Annotated[str, StringConstraints(max_length=2000)] | None = None
     started_at: datetime | None = None

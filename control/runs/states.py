@@ -21,6 +21,8 @@ WORKER_OUTCOMES = {
     "failed_to_start": FAILED,
     "timed_out": TIMED_OUT,
     "cancelled": CANCELLED,
+    # Reported by the agent: the worker itself died (its container was killed, OOM, ...).
+    "killed": FAILED,
 }
 
 RETRYABLE = frozenset({FAILED, TIMED_OUT, LOST})

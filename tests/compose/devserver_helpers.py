@@ -20,9 +20,9 @@ def wait_for_state(client: ControlClient, server_id: int, *states: str, timeout:
         time.sleep(0.05)
 
 
-def start_and_wait(client: ControlClient, project: str, **options: Any) -> dict[str, Any]:
+def start_and_wait(client: ControlClient, project: str, timeout: float = 30, **options: Any) -> dict[str, Any]:
     server = client.start_devserver(project, **options)
-    return wait_for_state(client, int(server["id"]), "running")
+    return wait_for_state(client, int(server["id"]), "running", timeout=timeout)
 
 
 def gateway_exec(

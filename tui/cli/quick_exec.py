@@ -14,6 +14,7 @@ import os
 import socket
 import struct
 import sys
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~2 ms of every call
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -295,7 +295,9 @@ def artifacts(
 
 
 def agent(
-    substrate: Annotated[str, typer.Option("--substrate", help="local (docker and kubernetes come later).")] = "local",
+    substrate: Annotated[
+        str, typer.Option("--substrate", help="local, docker or kubernetes \\[default: DEVYARD_SUBSTRATE or local].")
+    ] = "",
     name: Annotated[str | None, typer.Option("--name", help="Agent name \\[default: <hostname>-<substrate>].")] = None,
     queue: Annotated[
         str, typer.Option("--queue", help="Queue to serve (environments route work by queue).")
@@ -308,13 +310,17 @@ def agent(
     import threading
 
     from compose.agent import Agent, AgentConfig
-    from compose.local import LocalLauncher
+    from compose.launcher import LaunchError
+    from compose.substrates import make_launcher
     from control.datadir import DataDir
     from control.settings import load_settings
 
-    if substrate != "local":
-        fail(f"The {substrate} substrate is not available in this version; use --substrate local.")
     settings = load_settings(data_dir)
+    substrate = substrate or settings.substrate
+    try:
+        launcher = make_launcher(substrate, settings)
+    except LaunchError as exc:
+        fail(str(exc))
     layout = DataDir(settings.data_dir)
     layout.prepare()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -327,7 +333,7 @@ def agent(
         volume=layout.volume,
         spool=layout.spool,
     )
-    worker = Agent(config, client, LocalLauncher())
+    worker = Agent(config, client, launcher)
     try:
         worker.register()
     except DevyardError as exc:

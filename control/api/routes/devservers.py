@@ -16,7 +16,7 @@ from control import audit
 from control.api.deps import DB, AgentCaller, Reader, Svc, Writer
 from control.api.devserver_schemas import AdoptedDevServer, DevServerCreate, DevServerOut, DevServerReport
 from control.api.errors import ApiError, conflict, not_found
-from control.api.routes.agents import own_agent
+from control.api.routes.agents import devserver_spec, own_agent
 from control.api.routes.environments import find_environment
 from control.api.routes.projects import find_project
 from control.api.services import Services
@@ -152,15 +152,21 @@ def agent_report(server_id: int, body: DevServerReport, session: DB, who: AgentC
 def adopted(agent_id: int, session: DB, who: AgentCaller) -> list[AdoptedDevServer]:
     """What a (re)started agent should be running: it re-adopts these by handle or restarts them."""
     own_agent(session, agent_id, who)
-    return [
-        AdoptedDevServer(
-            id=s.id or 0,
-            state=s.state,
-            handle=s.handle,
-            endpoint=s.endpoint,
-            workspace=s.workspace,
-            secret=s.secret,
-            restart_count=s.restart_count,
+    adopted = []
+    for server in lifecycle.owned_by_agent(session, agent_id):
+        spec = devserver_spec(session, server)
+        adopted.append(
+            AdoptedDevServer(
+                id=server.id or 0,
+                state=server.state,
+                handle=server.handle,
+                endpoint=server.endpoint,
+                workspace=server.workspace,
+                secret=server.secret,
+                restart_count=server.restart_count,
+                env=spec["env"],
+                image=spec["image"],
+                resources=spec["resources"],
+            )
         )
-        for s in lifecycle.owned_by_agent(session, agent_id)
-    ]
+    return adopted

@@ -1,0 +1,204 @@
+"""The Docker substrate against a real engine: runs and develop servers as containers.
+
+The image is built offline (tests/services/docker.py). Containers use the host network, so the
+run worker reaches the test's control API on 127.0.0.1 like a local process would.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from compose.docker import DockerLauncher, connect
+from compose.launcher import LaunchError, LaunchSpec, LaunchState
+from tests.compose.devserver_helpers import gateway_exec, start_and_wait, wait_for_state
+from tests.stack import Stack, running_agent, wait_for_run
+
+
+@pytest.fixture
+def launcher(docker_image: str) -> Iterator[DockerLauncher]:
+    launcher = DockerLauncher(connect(), docker_image, "/opt/devyard/venv/bin/python")
+    before = {c["id"] for c in launcher.labelled()}
+    launcher.preexisting = before  # type: ignore[attr-defined]
+    yield launcher
+    # Leave no containers of ours behind, whatever the test did.
+    for info in launcher.labelled():
+        if info["id"] not in before:
+            launcher.stop(info["id"], grace_s=1)
+
+
+@pytest.fixture
+def docker_stack(sqlite_stack: Stack, tmp_path: Path, launcher: DockerLauncher) -> Iterator[Stack]:
+    with running_agent(sqlite_stack, tmp_path / "agent", name="docker-agent", launcher=launcher):
+        with sqlite_stack.client() as admin:
+            admin.create_project("demo")
+        yield sqlite_stack
+
+
+def containers_of(launcher: DockerLauncher, label: str, value: str) -> list[dict[str, Any]]:
+    """This test's containers with that label (not ones other stacks on the engine started)."""
+    old = getattr(launcher, "preexisting", set())
+    return [c for c in launcher.labelled() if c["labels"].get(label) == value and c["id"] not in old]
+
+
+def test_a_run_runs_in_a_container_with_its_log_and_exit_code(docker_stack: Stack, launcher: DockerLauncher) -> None:
+    with docker_stack.client() as client:
+        run = client.create_run("demo", ["sh", "-c", "cat /etc/debian_version; id -u; pwd; echo to-stderr >&2; exit 3"])
+        assert wait_for_run(client, run["id"], timeout=60)["state"] == "failed"
+        final = client.get_run(run["id"])
+        log, _ = client.read_logs(run["id"])
+    from control.logformat import raw_output
+
+    out = raw_output(log).decode()
+    lines = out.splitlines()
+    assert final["exit_code"] == 3
+    stdout = [line for line in lines if line != "to-stderr"]  # the two streams may interleave
+    assert stdout[0].count(".") == 1 and stdout[0][0].isdigit()  # Debian's version file: inside the image
+    assert stdout[1] == str(os.getuid())  # files on the volume belong to the agent's user
+    assert stdout[2].endswith(f"/volume/runs/{run['id']}")
+    assert "to-stderr" in lines
+
+
+def test_containers_are_labelled_and_ended_ones_are_reaped(launcher: DockerLauncher, tmp_path: Path) -> None:
+    spec = LaunchSpec(
+        name="devyard-test-label",
+        argv=["sh", "-c", "exit 7"],
+        env={},
+        cwd=tmp_path,
+        labels={"devyard.run": "4242"},
+        paths=(tmp_path,),
+    )
+    handle = launcher.start(spec)
+    assert containers_of(launcher, "devyard.run", "4242")[0]["id"] == handle
+    deadline = time.monotonic() + 30
+    while (status := launcher.status(handle)).state is LaunchState.running:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert (status.state, status.exit_code) == (LaunchState.exited, 7)
+    assert containers_of(launcher, "devyard.run", "4242") == []  # status removed it once read
+
+
+def test_a_missing_image_is_one_clear_error(launcher: DockerLauncher, tmp_path: Path) -> None:
+    spec = LaunchSpec(name="devyard-test-missing", argv=["true"], env={}, cwd=tmp_path, image="devyard-nope:missing")
+    with pytest.raises(LaunchError) as refused:
+        launcher.start(spec)
+    assert str(refused.value).startswith("Docker image devyard-nope:missing is not on this host")
+
+
+def test_an_environment_with_a_missing_image_fails_its_run_saying_so(docker_stack: Stack) -> None:
+    with docker_stack.client() as client:
+        client.create_environment("demo", "broken", image="devyard-nope:missing")
+        run = client.create_run("demo", ["true"], environment="broken")
+        final = wait_for_run(client, run["id"], timeout=60)
+    assert final["state"] == "failed"
+    assert "Docker image devyard-nope:missing is not on this host" in (final["error"] or "")
+
+
+def test_a_run_whose_container_is_killed_fails_with_the_reason(docker_stack: Stack, launcher: DockerLauncher) -> None:
+    with docker_stack.client() as client:
+        run = client.create_run("demo", ["sleep", "60"])
+        wait_for_run(client, run["id"], timeout=60, states=("running",))
+        [container] = containers_of(launcher, "devyard.run", str(run["id"]))
+        launcher.client.containers.get(container["id"]).kill()
+        final = wait_for_run(client, run["id"], timeout=30)
+    assert final["state"] == "failed"
+    assert "killed" in (final["error"] or "") and "137" in (final["error"] or "")
+
+
+def test_develop_servers_run_in_containers_and_are_restarted(docker_stack: Stack, launcher: DockerLauncher) -> None:
+    alice = docker_stack.user("alice", "developer")
+    with docker_stack.client(alice) as client:
+        server = client.start_devserver("demo")
+        server = wait_for_state(client, server["id"], "running", timeout=60)
+        sid = server["id"]
+        code, out, _ = gateway_exec(
+            client, sid, ["sh", "-c", "cat /etc/debian_version >/dev/null && pwd && echo kept > f.txt && ls .."]
+        )
+        assert code == 0
+        pwd, *siblings = out.decode().split()
+        assert pwd.endswith("/workspaces/alice/demo")
+        assert siblings == ["demo"]  # only its own workspace of the volume is mounted
+        [container] = containers_of(launcher, "devyard.devserver", str(sid))
+        launcher.client.containers.get(container["id"]).kill()
+        deadline = time.monotonic() + 60
+        while True:
+            current = client.get_devserver(sid)
+            if current["state"] == "running" and current["restart_count"] >= 1:
+                break
+            assert time.monotonic() < deadline, current
+            time.sleep(0.1)
+        assert gateway_exec(client, sid, ["cat", "f.txt"])[:2] == (0, b"kept\n")
+        client.stop_devserver(sid)
+        wait_for_state(client, sid, "stopped", timeout=60)
+    assert containers_of(launcher, "devyard.devserver", str(sid)) == []
+
+
+def test_a_restarted_docker_agent_re_adopts_its_containers(
+    sqlite_stack: Stack, tmp_path: Path, launcher: DockerLauncher
+) -> None:
+    token = sqlite_stack.user("docker-agent", "agent")
+    with sqlite_stack.client() as admin:
+        admin.create_project("demo")
+    with running_agent(sqlite_stack, tmp_path / "agent", name="box", launcher=launcher, token=token) as first:
+        with sqlite_stack.client() as client:
+            sid = start_and_wait(client, "demo", timeout=60)["id"]
+            run = client.create_run("demo", ["sh", "-c", "sleep 3; echo finished"])
+            wait_for_run(client, run["id"], timeout=60, states=("running",))
+        # Stopping an agent never stops its work (the fixture would; take the servers away from it).
+        first.devservers.servers.clear()
+        first.runs.clear()
+    [container] = containers_of(launcher, "devyard.devserver", str(sid))
+    with running_agent(sqlite_stack, tmp_path / "agent", name="box", launcher=launcher, token=token) as second:
+        deadline = time.monotonic() + 20
+        while sid not in second.devservers.servers:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with sqlite_stack.client() as client:
+            assert wait_for_run(client, run["id"], timeout=60)["state"] == "succeeded"
+            assert client.get_devserver(sid)["restart_count"] == 0
+            assert client.devserver_call(sid, "GET", "/health")["ok"] is True
+        assert [c["id"] for c in containers_of(launcher, "devyard.devserver", str(sid))] == [container["id"]]
+
+
+def test_two_docker_agents_on_one_queue_never_launch_a_run_twice(
+    sqlite_stack: Stack, tmp_path: Path, launcher: DockerLauncher
+) -> None:
+    with sqlite_stack.client() as admin:
+        admin.create_project("demo")
+    launched: list[str] = []
+    lock = threading.Lock()
+    original = launcher.start
+
+    def counting_start(spec: LaunchSpec) -> str:
+        handle = original(spec)
+        with lock:
+            launched.append(spec.labels.get("devyard.run", "?"))
+        return handle
+
+    launcher.start = counting_start  # type: ignore[method-assign]
+    with (
+        running_agent(sqlite_stack, tmp_path / "a", name="box-a", launcher=launcher),
+        running_agent(sqlite_stack, tmp_path / "b", name="box-b", launcher=launcher),
+        sqlite_stack.client() as client,
+    ):
+        runs = [client.create_run("demo", ["true"]) for _ in range(8)]
+        finals = [wait_for_run(client, r["id"], timeout=90) for r in runs]
+    assert all(f["state"] == "succeeded" for f in finals), finals
+    assert sorted(launched) == sorted(str(r["id"]) for r in runs)
+    assert len({f["agent_id"] for f in finals}) >= 1
+
+
+def test_docker_unavailable_is_one_sentence() -> None:
+    from compose.docker import DockerUnavailable
+
+    with pytest.raises(DockerUnavailable) as refused:
+        connect("unix:///nonexistent/docker.sock")
+    assert (
+        str(refused.value) == "Cannot reach the Docker engine at unix:///nonexistent/docker.sock; is dockerd running?"
+    )

@@ -1,0 +1,290 @@
+"""A run's stored log held in memory for the log viewer: indexing, search and filters.
+
+The log is kept as it arrives from the API, framed records (``control.logformat``), in blocks
+of about 64 KiB cut at record boundaries. Each block knows how many lines it holds, so finding
+line *n* is a bisect over the blocks and a split of one block (cached), and nothing about a
+line is decoded until it is shown. A million-line log costs its bytes plus a few kilobytes of
+index; searching it is ``bytes.find`` over the blocks, at C speed, with Python touching only the
+blocks that contain the needle.
+
+This module never imports Textual: the widget (``tui.widgets.log_view``) only reads from it.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import NamedTuple
+
+BLOCK_BYTES = 64 * 1024
+SPLIT_CACHE_BLOCKS = 48
+ERROR_PATTERN = re.compile(rb"(?i)\b(error|errors|exception|traceback|fatal|failed|failure|panic)\b")
+
+
+class LogLine(NamedTuple):
+    """One record, decoded only as far as the viewer needs it."""
+
+    ts_ms: int
+    stream: str
+    """``o`` (stdout) or ``e`` (stderr)."""
+    complete: bool
+    """False for a piece of a line that was flushed without a newline."""
+    text: bytes
+    """The bytes the command wrote, ANSI escapes included, without the newline."""
+
+
+def parse_record(raw: bytes) -> LogLine:
+    """Decode one framed record (without its newline); anything malformed is shown as stdout."""
+    space = raw.find(b" ")
+    if space > 0 and raw[space + 2 : space + 3] == b" " and raw[:space].isdigit():
+        stream = raw[space + 1 : space + 2].decode("ascii", "replace")
+        return LogLine(int(raw[:space]), stream.lower(), stream.islower(), raw[space + 3 :])
+    return LogLine(0, "o", True, raw)
+
+
+def _text_start(raw: bytes) -> int:
+    """Where the command's bytes begin inside a framed record."""
+    return raw.find(b" ") + 3
+
+
+def _smart_case(needle: str) -> tuple[bytes, bool]:
+    """Like vim's smartcase: a needle with a capital letter is case-sensitive."""
+    sensitive = needle != needle.lower()
+    return (needle if sensitive else needle.lower()).encode("utf-8", "surrogateescape"), sensitive
+
+
+class LogModel:
+    """Framed log records in blocks, with line lookup, search and filtering."""
+
+    def __init__(self, data: bytes = b"") -> None:
+        self._blocks: list[bytes] = []
+        self._lower: list[bytes | None] = []
+        self._first_line = array("q")
+        self._line_count = 0
+        self._byte_count = 0
+        self._pending = b""
+        self._split_cache: OrderedDict[int, list[bytes]] = OrderedDict()
+        self.generation = 0
+        """Bumped whenever existing lines change (not when lines are appended)."""
+        if data:
+            self.extend(data)
+
+    # ---------------------------------------------------------------- building
+
+    def extend(self, data: bytes) -> int:
+        """Append framed records (a trailing partial record waits for the rest); returns lines added."""
+        if self._pending:
+            data = self._pending + data
+            self._pending = b""
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            self._pending = data[end:]
+            data = data[:end]
+        if not data:
+            return 0
+        before = self._line_count
+        pos = 0
+        # Grow a small last block rather than keep many tiny ones (a followed log arrives in
+        # small chunks); a block that changes drops its cached split and lowered copy.
+        if self._blocks and len(self._blocks[-1]) + len(data) <= BLOCK_BYTES:
+            last = len(self._blocks) - 1
+            added = data.count(b"\n")
+            self._blocks[last] += data
+            self._lower[last] = None
+            self._split_cache.pop(last, None)
+            self._line_count += added
+            self._byte_count += len(data)
+            return added
+        while pos < len(data):
+            cut = data.rfind(b"\n", pos, pos + BLOCK_BYTES) + 1
+            if cut <= pos:
+                cut = data.find(b"\n", pos + BLOCK_BYTES) + 1 or len(data)
+            block = data[pos:cut]
+            self._first_line.append(self._line_count)
+            self._blocks.append(block)
+            self._lower.append(None)
+            self._line_count += block.count(b"\n")
+            self._byte_count += len(block)
+            pos = cut
+        return self._line_count - before
+
+    # ---------------------------------------------------------------- reading
+
+    def __len__(self) -> int:
+        return self._line_count
+
+    @property
+    def byte_count(self) -> int:
+        """Bytes of framed records held."""
+        return self._byte_count
+
+    def raw(self, index: int) -> bytes:
+        """The framed record of line ``index`` (no newline)."""
+        block = bisect_right(self._first_line, index) - 1
+        if block < 0 or index >= self._line_count:
+            raise IndexError(index)
+        return self._split(block)[index - self._first_line[block]]
+
+    def line(self, index: int) -> LogLine:
+        """Line ``index``, decoded."""
+        return parse_record(self.raw(index))
+
+    def lines(self, start: int, stop: int) -> Iterable[LogLine]:
+        for index in range(start, min(stop, self._line_count)):
+            yield self.line(index)
+
+    def _split(self, block: int) -> list[bytes]:
+        cache = self._split_cache
+        lines = cache.get(block)
+        if lines is None:
+            lines = self._blocks[block].split(b"\n")
+            lines.pop()
+            cache[block] = lines
+            if len(cache) > SPLIT_CACHE_BLOCKS:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(block)
+        return lines
+
+    def _haystack(self, block: int, sensitive: bool) -> bytes:
+        if sensitive:
+            return self._blocks[block]
+        lowered = self._lower[block]
+        if lowered is None:
+            lowered = self._lower[block] = self._blocks[block].lower()
+        return lowered
+
+    # ---------------------------------------------------------------- search
+
+    def _walk(self, start: int, backwards: bool) -> Iterable[tuple[int, int, int]]:
+        """``(block, first, last)`` stretches covering every line once, beginning next to
+        ``start`` and wrapping around the end (or the beginning, ``backwards``)."""
+        count = self._line_count
+        if backwards:
+            stretches = [(start - 1, 0), (count - 1, max(start, 0))]
+        else:
+            stretches = [(start + 1, count - 1), (0, min(start, count - 1))]
+        for first, last in stretches:
+            if (first > last) if not backwards else (first < last):
+                continue
+            if not 0 <= first < count:
+                continue
+            yield from self._blocks_between(first, last, backwards)
+
+    def _blocks_between(self, first: int, last: int, backwards: bool) -> Iterable[tuple[int, int, int]]:
+        step = -1 if backwards else 1
+        block = bisect_right(self._first_line, first) - 1
+        index = first
+        while (index <= last) if not backwards else (index >= last):
+            block_first = self._first_line[block]
+            block_last = self._first_line[block + 1] - 1 if block + 1 < len(self._blocks) else self._line_count - 1
+            stop = min(last, block_last) if not backwards else max(last, block_first)
+            yield block, index, stop
+            index = stop + step
+            block += step
+
+    def find(
+        self, needle: str, start: int, *, backwards: bool = False, allowed: VisibleLines | None = None
+    ) -> int | None:
+        """The first line after ``start`` (before it, ``backwards``) whose text contains ``needle``,
+        wrapping around; None when no line does. Smart case; only ``allowed`` lines count."""
+        if not needle or not self._line_count:
+            return None
+        pattern, sensitive = _smart_case(needle)
+        step = -1 if backwards else 1
+        for block, first, last in self._walk(start, backwards):
+            # The block test runs at C speed; Python looks at lines only where the needle is.
+            if pattern not in self._haystack(block, sensitive):
+                continue
+            lines = self._split(block)
+            base = self._first_line[block]
+            for index in range(first, last + step, step):
+                raw = lines[index - base]
+                text = raw[_text_start(raw) :]
+                if pattern in (text if sensitive else text.lower()) and (allowed is None or index in allowed):
+                    return index
+        return None
+
+    def first_error(self, after: int = -1, allowed: VisibleLines | None = None) -> int | None:
+        """The next line after ``after`` that looks like an error (wrapping around); else the first
+        stderr line; None when neither exists."""
+        if not self._line_count:
+            return None
+        for block, first, last in self._walk(min(after, self._line_count - 1), False):
+            if not ERROR_PATTERN.search(self._blocks[block]):
+                continue
+            lines = self._split(block)
+            base = self._first_line[block]
+            for index in range(first, last + 1):
+                raw = lines[index - base]
+                if ERROR_PATTERN.search(raw, _text_start(raw)) and (allowed is None or index in allowed):
+                    return index
+        for index in self.matching(streams="e"):
+            if allowed is None or index in allowed:
+                return int(index)
+        return None
+
+    def matching(
+        self, needle: str = "", streams: str = "oe", start: int = 0, stop: int | None = None
+    ) -> array[int]:
+        """Indices of the lines in ``[start, stop)`` of ``streams`` whose text contains ``needle``."""
+        stop = self._line_count if stop is None else min(stop, self._line_count)
+        out = array("q")
+        if start >= stop:
+            return out
+        pattern, sensitive = _smart_case(needle) if needle else (b"", True)
+        stream_codes = {ord(s) for s in streams} | {ord(s.upper()) for s in streams}
+        every_stream = set(streams) >= {"o", "e"}
+        first_block = bisect_right(self._first_line, start) - 1
+        last_block = bisect_right(self._first_line, stop - 1) - 1
+        for block in range(first_block, last_block + 1):
+            if pattern and pattern not in self._haystack(block, sensitive):
+                continue
+            base = self._first_line[block]
+            lines = self._split(block)
+            low, high = max(start - base, 0), min(stop - base, len(lines))
+            if not pattern and (every_stream or (b" e " not in self._blocks[block] and b" E " not in self._blocks[block])):
+                # No stderr record in the block (the test is at C speed): all or nothing.
+                if every_stream or "o" in streams:
+                    out.extend(range(base + low, base + high))
+                continue
+            for at in range(low, high):
+                raw = lines[at]
+                cut = raw.find(b" ")
+                if not every_stream and raw[cut + 1] not in stream_codes:
+                    continue
+                if pattern:
+                    text = raw[cut + 3 :]
+                    if pattern not in (text if sensitive else text.lower()):
+                        continue
+                out.append(base + at)
+        return out
+
+
+class VisibleLines:
+    """The lines a filter lets through: a sorted array of line indices with fast membership."""
+
+    def __init__(self, indices: array[int] | None = None) -> None:
+        self.indices: array[int] = indices if indices is not None else array("q")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, row: int) -> int:
+        return self.indices[row]
+
+    def __contains__(self, index: object) -> bool:
+        if not isinstance(index, int):
+            return False
+        at = bisect_right(self.indices, index) - 1
+        return at >= 0 and self.indices[at] == index
+
+    def row_of(self, index: int) -> int:
+        """The row showing line ``index``, or the row of the nearest line before it."""
+        return max(bisect_right(self.indices, index) - 1, 0)
+
+    def extend(self, indices: array[int]) -> None:
+        self.indices.extend(indices)

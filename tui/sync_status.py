@@ -1,0 +1,122 @@
+"""The sync state of a local directory, for the status bar and the develop server view.
+
+``yard sync`` keeps its client-side state under ``$XDG_STATE_HOME/devyard/sync/``. This adapter
+asks the ``sync`` package for it (imported lazily, so the TUI starts without it) through one
+function, ``sync.status.local_status(path) -> mapping or object`` with any of ``last_sync_at``
+(datetime or ISO string), ``pending_changes`` (int), ``conflicts`` (int or list), ``project``,
+``syncing`` (bool) and ``error`` (str). While that function does not exist the state is
+"unknown", never an error. "Sync now" runs ``yard sync PATH --json``, the public command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    """What the TUI shows about a directory's sync."""
+
+    state: str
+    """unknown, never, synced, pending, syncing, conflicts or error."""
+    project: str | None = None
+    last_sync_at: datetime | None = None
+    pending_changes: int | None = None
+    conflicts: int | None = None
+    detail: str = ""
+    """One sentence about the state, for the develop server view."""
+
+
+UNKNOWN = SyncStatus("unknown", detail="The sync state is not available in this version.")
+
+
+def local_status(path: Path) -> SyncStatus:
+    """The sync state of ``path`` (blocking: call it from a thread worker)."""
+    try:
+        from sync import status as sync_status  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return UNKNOWN
+    reader = getattr(sync_status, "local_status", None)
+    if reader is None:
+        return UNKNOWN
+    try:
+        raw = reader(path)
+    except Exception as exc:  # the sync package's own problems must not take the TUI down
+        return SyncStatus("error", detail=f"Could not read the sync state: {exc}")
+    if raw is None:
+        return SyncStatus("never", detail="This directory has never been synced (`yard sync`).")
+    return _from_raw(raw)
+
+
+def _field(raw: Any, name: str) -> Any:
+    return raw.get(name) if isinstance(raw, dict) else getattr(raw, name, None)
+
+
+def _from_raw(raw: Any) -> SyncStatus:
+    last = _field(raw, "last_sync_at")
+    if isinstance(last, str):
+        try:
+            last = datetime.fromisoformat(last.replace("Z", "+00:00"))
+        except ValueError:
+            last = None
+    if isinstance(last, datetime) and last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)
+    pending = _field(raw, "pending_changes")
+    conflicts = _field(raw, "conflicts")
+    if isinstance(conflicts, list | tuple | set):
+        conflicts = len(conflicts)
+    error = _field(raw, "error")
+    if error:
+        state, detail = "error", str(error)
+    elif conflicts:
+        state, detail = "conflicts", f"{conflicts} file(s) changed on both sides."
+    elif _field(raw, "syncing"):
+        state, detail = "syncing", "A sync is running."
+    elif pending:
+        state, detail = "pending", f"{pending} local change(s) not synced yet."
+    elif last is None:
+        state, detail = "never", "This directory has never been synced (`yard sync`)."
+    else:
+        state, detail = "synced", "Everything is synced."
+    return SyncStatus(
+        state,
+        project=_field(raw, "project"),
+        last_sync_at=last if isinstance(last, datetime) else None,
+        pending_changes=pending if isinstance(pending, int) else None,
+        conflicts=conflicts if isinstance(conflicts, int) else None,
+        detail=detail,
+    )
+
+
+async def sync_now(path: Path, profile: str | None) -> str:
+    """Run ``yard sync PATH --json`` once; returns a sentence, raises RuntimeError with one."""
+    yard = str(Path(sys.executable).parent / "yard")
+    argv = [yard, *(["--profile", profile] if profile else []), "sync", str(path), "--json"]
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        lines = [line for line in err.decode(errors="replace").splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"`yard sync` exited with {process.returncode}."
+        raise RuntimeError(reason.removeprefix("error: "))
+    try:
+        report = json.loads(out or b"null")
+    except ValueError:
+        report = None
+    if isinstance(report, dict):
+        sent = report.get("files_sent", report.get("sent"))
+        if sent is not None:
+            return f"Synced {path}: {sent} file(s) sent."
+    return f"Synced {path}."
