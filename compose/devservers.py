@@ -192,7 +192,8 @@ class DevServerKeeper:
         env = {k: v for k, v in os.environ.items() if k in SERVER_ENV}
         env.update(server.env)
         argv = [sys.executable, "-m", "devserver", "--workspace", str(server.workspace)]
-        argv += ["--secret-file", str(secret_file), "--host", "127.0.0.1", "--port", "0"]
+        argv += ["--secret-file", str(secret_file), "--host", self.launcher.bind_host]
+        argv += ["--port", str(self.launcher.devserver_port)]
         argv += ["--ready-file", str(ready_file), "--log-file", str(log_file)]
         spec = LaunchSpec(
             name=f"devyard-devserver-{server.id}",
@@ -223,7 +224,7 @@ class DevServerKeeper:
                 raise StartFailed(f"The develop server did not start within {READY_TIMEOUT_S:.0f} s; {_tail(log_file)}")
             time.sleep(0.01)
         port = int(json.loads(ready_file.read_text())["port"])
-        endpoint = f"http://127.0.0.1:{port}"
+        endpoint = self.launcher.endpoint(handle, port)
         if not self._healthy(endpoint, server.secret):
             self.launcher.stop(handle, grace_s=1.0)
             raise StartFailed("The develop server started but does not answer its health check.")

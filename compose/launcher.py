@@ -52,6 +52,14 @@ class LaunchError(Exception):
 
 class Launcher(Protocol):
     substrate: str
+    # Where a develop server listens and how the control plane reaches it: loopback on a
+    # machine (local, Docker with host networking), the cluster network on Kubernetes.
+    bind_host: str
+    devserver_port: int
+
+    def endpoint(self, handle: str, port: int) -> str:
+        """The URL of a develop server that reported ``port`` in its ready file."""
+        ...
 
     def start(self, spec: LaunchSpec) -> str:
         """Start the work and return its handle. Raises :class:`LaunchError`."""

@@ -49,6 +49,11 @@ def _limits(resources: dict[str, Any]) -> list[tuple[int, int]]:
 
 class LocalLauncher:
     substrate = "local"
+    bind_host = "127.0.0.1"
+    devserver_port = 0  # the develop server binds an ephemeral port and reports it
+
+    def endpoint(self, handle: str, port: int) -> str:
+        return f"http://127.0.0.1:{port}"
 
     def __init__(self) -> None:
         self._children: dict[str, subprocess.Popen[bytes]] = {}

@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     docker_python: str = "/opt/devyard/venv/bin/python"
     """Docker substrate: the Python inside the image that has devyard installed."""
 
+    kubernetes_namespace: str = "devyard"
+    """Kubernetes substrate: the namespace for Jobs, develop server Pods and their Services."""
+
+    kubernetes_volume_claim: str = "devyard-volume"
+    """Kubernetes substrate: the ReadWriteMany claim that is the shared volume (mounted at the data dir)."""
+
+    kubernetes_service_account: str | None = None
+    """Kubernetes substrate: service account for run and develop server pods (none: the namespace default)."""
+
     host: str = "127.0.0.1"
     """Address the control API binds to."""
 

@@ -43,7 +43,7 @@ def docker_stack(sqlite_stack: Stack, tmp_path: Path, launcher: DockerLauncher) 
 
 def containers_of(launcher: DockerLauncher, label: str, value: str) -> list[dict[str, Any]]:
     """This test's containers with that label (not ones other stacks on the engine started)."""
-    old = getattr(launcher, "preexisting", set())
+    old: set[str] = getattr(launcher, "preexisting", set())
     return [c for c in launcher.labelled() if c["labels"].get(label) == value and c["id"] not in old]
 
 
@@ -97,7 +97,7 @@ def test_an_environment_with_a_missing_image_fails_its_run_saying_so(docker_stac
         run = client.create_run("demo", ["true"], environment="broken")
         final = wait_for_run(client, run["id"], timeout=60)
     assert final["state"] == "failed"
-    assert "Docker image devyard-nope:missing is not on this host" in (final["error"] or "")
+    assert "Docker image devyard-nope:missing is not on this host" in str(final["error"])
 
 
 def test_a_run_whose_container_is_killed_fails_with_the_reason(docker_stack: Stack, launcher: DockerLauncher) -> None:
@@ -108,7 +108,7 @@ def test_a_run_whose_container_is_killed_fails_with_the_reason(docker_stack: Sta
         launcher.client.containers.get(container["id"]).kill()
         final = wait_for_run(client, run["id"], timeout=30)
     assert final["state"] == "failed"
-    assert "killed" in (final["error"] or "") and "137" in (final["error"] or "")
+    assert "killed" in str(final["error"]) and "137" in str(final["error"])
 
 
 def test_develop_servers_run_in_containers_and_are_restarted(docker_stack: Stack, launcher: DockerLauncher) -> None:
