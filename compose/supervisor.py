@@ -119,8 +119,10 @@ def client_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def prepare(settings: Settings) -> DataDir:
-    """Data dir, database schema and the local profile's admin token; raises on any problem."""
+def prepare(settings: Settings, local_profile: bool = True) -> DataDir:
+    """Data dir, database schema and (embedded shape) the local profile's admin token; raises
+    on any problem. API replicas of a cluster pass ``local_profile=False``: they have no user to
+    write a profile for, and minting a token on every pod start would pile tokens up."""
     from control import profiles
     from control.bootstrap import local_admin_token, prepare_database
     from control.db.engine import make_engine
@@ -136,6 +138,8 @@ def prepare(settings: Settings) -> DataDir:
         ObjectStore.from_url(
             settings.effective_object_store_url, s3_endpoint=settings.s3_endpoint, s3_region=settings.s3_region
         )
+        if not local_profile:
+            return data_dir
         try:
             current: str | None = profiles.load_profiles()[1][profiles.LOCAL].token
         except (KeyError, profiles.ProfileProblem):
@@ -349,14 +353,38 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
+    parser.add_argument(
+        "--replica", action="store_true", help="API only (no agent, no scheduler, no local profile): a cluster replica"
+    )
+    parser.add_argument(
+        "--admin-token", metavar="NAME", help="print a new admin token for NAME (created if needed), then exit"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One line per agent long-poll would drown everything else.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    settings = load_settings(args.data_dir, host=args.host, port=args.port)
-    prepare(settings)
+    overrides: dict[str, Any] = {"host": args.host, "port": args.port}
+    if args.replica:
+        overrides.update(agent=False, scheduler=False)
+    settings = load_settings(args.data_dir, **overrides)
+    prepare(settings, local_profile=not (args.replica or args.admin_token))
+    if args.admin_token:
+        print(new_admin_token(settings, args.admin_token))
+        return 0
     serve(settings)
     return 0
+
+
+def new_admin_token(settings: Settings, name: str) -> str:
+    """A fresh admin token for ``name`` (the first admin of a cluster comes from here)."""
+    from control.bootstrap import local_admin_token
+    from control.db.engine import make_engine
+
+    engine = make_engine(settings.effective_database_url, pool=False)
+    try:
+        return local_admin_token(engine, name, None)
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":

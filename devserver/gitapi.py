@@ -112,7 +112,7 @@ class GitApi:
         return await self._run("has", gitops.has, oids)
 
     async def ref(self, request: Request) -> Response:
-        """Create or move a ref, optionally making it HEAD and checking it out."""
+        """Create or move a ref (or detach HEAD), optionally making it HEAD, checking it out or resetting the index."""
         body = await json_object(request)
         return await self._run(
             "ref",
@@ -121,6 +121,7 @@ class GitApi:
             required_text(body, "target"),
             flag(body, "set_head"),
             text(body, "checkout") or "none",
+            flag(body, "reset_index"),
         )
 
     async def objects(self, request: Request) -> Response:

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devserver.packindex import PackError, index_pack, write_index
-from devserver.paths import GIT_DIR, BadPath, split
+from devserver.paths import GIT_DIR, BadPath, Workspace, split
 from devserver.responses import ApiError
 
 if TYPE_CHECKING:
     import pygit2
 
 CHECKOUT_MODES = ("none", "safe", "force")
+REGULAR_MODES = (0o100644, 0o100755)  # blob entries (symlinks and submodules are left as the tree has them)
 FALLBACK_NAME, FALLBACK_EMAIL = "devyard", "devyard@localhost"
 
 
@@ -328,12 +329,20 @@ def receive_pack(root: Path, pack: Path) -> dict[str, Any]:
     return {"objects": len(indexed.objects)}
 
 
-def set_ref(root: Path, name: str, target: str, set_head: bool, checkout_mode: str) -> dict[str, Any]:
-    """Point ``name`` at ``target`` (which must exist), optionally make it HEAD and check it out."""
+def set_ref(
+    root: Path, name: str, target: str, set_head: bool, checkout_mode: str, reset_index: bool = False
+) -> dict[str, Any]:
+    """Point ``name`` at ``target`` (which must exist), optionally make it HEAD and check it out.
+
+    ``name`` ``"HEAD"`` detaches HEAD at ``target``. ``reset_index`` makes the index match the
+    target's tree without touching the working tree (``git reset --mixed``): after a file sync
+    has already written the files, ``git status`` then shows exactly the working-tree changes.
+    """
     import pygit2
 
-    if not name.startswith("refs/") or not pygit2.reference_is_valid_name(name):
-        raise ApiError(400, "bad_ref_name", f"{name!r} is not a valid full reference name (refs/...).")
+    detach = name == "HEAD"
+    if not detach and (not name.startswith("refs/") or not pygit2.reference_is_valid_name(name)):
+        raise ApiError(400, "bad_ref_name", f"{name!r} is not a valid full reference name (refs/... or HEAD).")
     if checkout_mode not in CHECKOUT_MODES:
         raise ApiError(400, "bad_request", "'checkout' must be one of none, safe or force.")
     repo = open_repo(root)
@@ -343,7 +352,8 @@ def set_ref(root: Path, name: str, target: str, set_head: bool, checkout_mode: s
         raise ApiError(
             409, "missing_object", f"The object {target} is not in the repository; send it with /git/objects first."
         )
-    if checkout_mode != "none" or (set_head and name.startswith("refs/heads/")):
+    commit: pygit2.Commit | None = None
+    if detach or reset_index or checkout_mode != "none" or (set_head and name.startswith("refs/heads/")):
         try:
             commit = obj.peel(pygit2.Commit)
         except (ValueError, pygit2.GitError, pygit2.InvalidSpecError):
@@ -351,7 +361,45 @@ def set_ref(root: Path, name: str, target: str, set_head: bool, checkout_mode: s
         if checkout_mode != "none":
             # Before moving anything: the checkout compares against the current HEAD.
             _checkout_tree(repo, commit, checkout_mode == "force")
-    repo.references.create(name, oid, force=True)
-    if set_head:
-        repo.set_head(name)
+    if detach:
+        repo.set_head(oid)
+    else:
+        repo.references.create(name, oid, force=True)
+        if set_head:
+            repo.set_head(name)
+    if reset_index and commit is not None:
+        _reset_index(repo, root, commit)
     return {"name": name, "target": str(oid), **_head(repo)}
+
+
+def _reset_index(repo: pygit2.Repository, root: Path, commit: pygit2.Commit) -> None:
+    """Make the index the commit's tree, with fresh stat data where the file already matches.
+
+    ``read_tree`` keeps the stat data of entries whose path and object are unchanged, so only
+    the entries that changed are checked: a file whose content is already the new blob is
+    re-added (stat data recorded, like ``git update-index --refresh``) so that later status
+    calls need not hash it. Anything else stays as the tree has it and shows as modified.
+    """
+    import pygit2
+
+    workspace = Workspace(root)
+    index = repo.index
+    before = {entry.path: entry.id for entry in index}
+    index.read_tree(commit.tree)
+    for entry in list(index):
+        if before.get(entry.path) == entry.id or entry.mode not in REGULAR_MODES:
+            continue
+        try:
+            full = workspace.resolve(entry.path)  # never hash a file a symlink leads outside to
+            if os.path.islink(os.path.join(root, entry.path)) or not os.path.isfile(full):
+                continue
+            if pygit2.hashfile(full) != entry.id:
+                continue
+            index.add(entry.path)
+        except (BadPath, OSError, pygit2.GitError):
+            continue
+        # The file could have changed between hashing and adding: never stage that change.
+        added = index[entry.path]
+        if added.id != entry.id:
+            index.add(pygit2.IndexEntry(entry.path, entry.id, entry.mode))
+    index.write()

@@ -14,6 +14,12 @@ from rich.text import Text
 clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
 """What time it is; tests replace it to get the same screen on every run."""
 
+
+def now() -> datetime:
+    """The current time (through :data:`clock`)."""
+    return clock()
+
+
 RUN_STATES: dict[str, tuple[str, str]] = {
     "queued": ("◷", "$text-muted"),
     "starting": ("◌", "$accent"),
@@ -129,9 +135,7 @@ def run_duration(run: dict[str, Any]) -> float | None:
     return max((finished - started).total_seconds(), 0.0)
 
 
-def state_cell(
-    state: str, colours: Palette = DEFAULT_PALETTE, table: dict[str, tuple[str, str]] = RUN_STATES
-) -> Text:
+def state_cell(state: str, colours: Palette = DEFAULT_PALETTE, table: dict[str, tuple[str, str]] = RUN_STATES) -> Text:
     """The state with its icon, coloured, for a table cell."""
     icon, colour = table.get(state, ("·", "$text-muted"))
     return Text(f"{icon} {state}", style=colours[colour])

@@ -79,11 +79,11 @@ def load(path: Path | None = None, available_themes: frozenset[str] | None = Non
 
 def _theme(path: Path, value: object, available: frozenset[str] | None) -> str:
     if not isinstance(value, str):
-        raise TuiConfigProblem(f"{path}: 'theme' must be a string such as \"dark\" or \"light\".")
+        raise TuiConfigProblem(f'{path}: \'theme\' must be a string such as "dark" or "light".')
     name = THEMES.get(value, value)
     if available is not None and name not in available:
         raise TuiConfigProblem(
-            f"{path}: there is no theme '{value}'; use \"dark\", \"light\" or one of {', '.join(sorted(available))}."
+            f'{path}: there is no theme \'{value}\'; use "dark", "light" or one of {", ".join(sorted(available))}.'
         )
     return name
 
@@ -99,7 +99,7 @@ def _keys(path: Path, action: object, value: object) -> str:
     for key in keys:
         problem = key_problem(key)
         if problem:
-            raise TuiConfigProblem(f"{path}: {action} = \"{value}\": {problem}.")
+            raise TuiConfigProblem(f'{path}: {action} = "{value}": {problem}.')
     return ",".join(keys)
 
 

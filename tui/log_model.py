@@ -227,9 +227,7 @@ class LogModel:
                 return int(index)
         return None
 
-    def matching(
-        self, needle: str = "", streams: str = "oe", start: int = 0, stop: int | None = None
-    ) -> array[int]:
+    def matching(self, needle: str = "", streams: str = "oe", start: int = 0, stop: int | None = None) -> array[int]:
         """Indices of the lines in ``[start, stop)`` of ``streams`` whose text contains ``needle``."""
         stop = self._line_count if stop is None else min(stop, self._line_count)
         out = array("q")
@@ -246,7 +244,9 @@ class LogModel:
             base = self._first_line[block]
             lines = self._split(block)
             low, high = max(start - base, 0), min(stop - base, len(lines))
-            if not pattern and (every_stream or (b" e " not in self._blocks[block] and b" E " not in self._blocks[block])):
+            if not pattern and (
+                every_stream or (b" e " not in self._blocks[block] and b" E " not in self._blocks[block])
+            ):
                 # No stderr record in the block (the test is at C speed): all or nothing.
                 if every_stream or "o" in streams:
                     out.extend(range(base + low, base + high))

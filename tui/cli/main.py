@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tui.cli import dev, projects, runs, schedules, stack, tokens, users
+from tui.cli import deploy, dev, projects, runs, schedules, stack, tokens, users
 from tui.cli.context import state
 from tui.cli.output import errors
 
@@ -59,6 +59,7 @@ app.add_typer(tokens.app, name="tokens")
 app.add_typer(projects.projects, name="projects")
 app.add_typer(projects.envs, name="envs")
 app.add_typer(dev.app, name="dev")
+app.add_typer(deploy.app, name="deploy")
 
 
 # Expected problems, by the module that defines them. A module that was never imported cannot
@@ -66,6 +67,9 @@ app.add_typer(dev.app, name="dev")
 # control.db.engine alone pulls in SQLAlchemy (~0.15 s of every `yard` start).
 EXPECTED = (
     ("compose.supervisor", "UpProblem"),
+    ("compose.deploy", "RenderProblem"),
+    ("compose.image", "ImageProblem"),
+    ("compose.launcher", "LaunchError"),
     ("control.client", "DevyardError"),
     ("control.datadir", "DataDirProblem"),
     ("control.db.engine", "DatabaseProblem"),

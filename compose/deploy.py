@@ -1,0 +1,318 @@
+"""`yard deploy render`: the control plane as a docker-compose file or Kubernetes manifests.
+
+The shape is the one devyard is designed for: stateless API replicas behind a Service, one (or
+more) schedulers, agents that only call out, PostgreSQL and an S3-compatible store holding all
+state, and the shared volume (a ReadWriteMany claim on Kubernetes, a host folder with Docker) for
+workspaces. Nothing here talks to a cluster or an engine: it writes files to review and apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+API_PORT = 8421
+DATA_DIR = "/var/lib/devyard"
+HEALTH = "/api/v1/health"
+
+DOCKERFILE = f"""\
+# The devyard image: build it from a checkout of devyard (the build context), e.g.
+#   docker build -f {{out}}/Dockerfile -t devyard:latest /path/to/devyard
+FROM python:3.11-slim
+RUN python -m venv /opt/devyard/venv
+ENV PATH=/opt/devyard/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+COPY . /src
+RUN pip install --no-cache-dir /src && rm -rf /src
+EXPOSE {API_PORT}
+CMD ["python", "-m", "compose.supervisor", "--data-dir", "{DATA_DIR}", "--host", "0.0.0.0", "--port", "{API_PORT}", "--replica"]
+"""
+
+
+class RenderProblem(Exception):
+    """The options cannot make a working deployment; one sentence."""
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    database_url: str
+    object_store_url: str
+    s3_endpoint: str | None = None
+    image: str = "devyard:latest"
+    replicas: int = 2
+    namespace: str = "devyard"
+    storage_class: str | None = None
+    volume_size: str = "50Gi"
+    agent_substrate: str = "kubernetes"
+
+    def check(self) -> None:
+        if not self.database_url.startswith(("postgresql", "postgres://")):
+            raise RenderProblem(
+                "A deployment needs an external PostgreSQL: pass --database-url postgresql://USER:PASSWORD@HOST/DB."
+            )
+        if not self.object_store_url.startswith("s3://"):
+            raise RenderProblem(
+                "A deployment needs an S3-compatible store: pass --object-store-url s3://BUCKET/PREFIX."
+            )
+        if not 1 <= self.replicas <= 50:
+            raise RenderProblem("--replicas must be between 1 and 50.")
+
+
+def _settings_env(options: DeployOptions) -> dict[str, str]:
+    env = {
+        "DEVYARD_OBJECT_STORE_URL": options.object_store_url,
+        "DEVYARD_DATA_DIR": DATA_DIR,
+        "DEVYARD_SUBSTRATE": options.agent_substrate,
+        "DEVYARD_DOCKER_IMAGE": options.image,
+        "DEVYARD_KUBERNETES_NAMESPACE": options.namespace,
+        "DEVYARD_KUBERNETES_VOLUME_CLAIM": "devyard-volume",
+    }
+    if options.s3_endpoint:
+        env["DEVYARD_S3_ENDPOINT"] = options.s3_endpoint
+    return env
+
+
+# ------------------------------------------------------------------ Kubernetes
+
+
+def _meta(options: DeployOptions, name: str, component: str | None = None) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": "devyard", "app.kubernetes.io/managed-by": "devyard"}
+    if component:
+        labels["app.kubernetes.io/component"] = component
+    return {"name": name, "namespace": options.namespace, "labels": labels}
+
+
+def _container(options: DeployOptions, name: str, command: list[str], **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": options.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": command,
+        "envFrom": [{"configMapRef": {"name": "devyard-settings"}}, {"secretRef": {"name": "devyard-secrets"}}],
+        "volumeMounts": [{"name": "volume", "mountPath": DATA_DIR}],
+        **extra,
+    }
+
+
+def _deployment(
+    options: DeployOptions, name: str, component: str, replicas: int, container: dict[str, Any], **pod: Any
+) -> dict[str, Any]:
+    selector = {"app.kubernetes.io/name": "devyard", "app.kubernetes.io/component": component}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(options, name, component),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": selector},
+                "spec": {
+                    "containers": [container],
+                    "volumes": [{"name": "volume", "persistentVolumeClaim": {"claimName": "devyard-volume"}}],
+                    **pod,
+                },
+            },
+        },
+    }
+
+
+def kubernetes_manifests(options: DeployOptions) -> list[dict[str, Any]]:
+    """Every object of the deployment, in the order to apply them."""
+    options.check()
+    probe = {"httpGet": {"path": HEALTH, "port": API_PORT}, "periodSeconds": 5, "timeoutSeconds": 3}
+    api = _container(
+        options,
+        "api",
+        [
+            "python",
+            "-m",
+            "compose.supervisor",
+            "--data-dir",
+            DATA_DIR,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(API_PORT),
+            "--replica",
+        ],
+        ports=[{"containerPort": API_PORT, "name": "http"}],
+        readinessProbe={**probe, "failureThreshold": 2},
+        livenessProbe={**probe, "initialDelaySeconds": 10, "failureThreshold": 6},
+        resources={"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+    )
+    scheduler = _container(options, "scheduler", ["yard", "scheduler"])
+    agent = _container(
+        options,
+        "agent",
+        ["yard", "agent", "--substrate", "kubernetes", "--name", "cluster-agent", "--data-dir", DATA_DIR],
+        env=[{"name": "DEVYARD_URL", "value": f"http://devyard-api.{options.namespace}.svc:{API_PORT}"}],
+    )
+    pvc_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteMany"],
+        "resources": {"requests": {"storage": options.volume_size}},
+    }
+    if options.storage_class:
+        pvc_spec["storageClassName"] = options.storage_class
+    secrets = {
+        "DEVYARD_DATABASE_URL": options.database_url,
+        "AWS_ACCESS_KEY_ID": "REPLACE-ME",
+        "AWS_SECRET_ACCESS_KEY": "REPLACE-ME",
+        "DEVYARD_TOKEN": "REPLACE-ME-with-an-agent-token",
+    }
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": options.namespace}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(options, "devyard-settings"),
+            "data": _settings_env(options),
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(options, "devyard-secrets"),
+            "type": "Opaque",
+            "stringData": secrets,
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": _meta(options, "devyard-volume"),
+            "spec": pvc_spec,
+        },
+        _deployment(options, "devyard-api", "api", options.replicas, api),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(options, "devyard-api", "api"),
+            "spec": {
+                "selector": {"app.kubernetes.io/name": "devyard", "app.kubernetes.io/component": "api"},
+                "ports": [{"name": "http", "port": API_PORT, "targetPort": API_PORT}],
+            },
+        },
+        _deployment(options, "devyard-scheduler", "scheduler", 1, scheduler),
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(options, "devyard-agent", "agent")},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(options, "devyard-agent", "agent"),
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods", "services"],
+                    "verbs": ["get", "list", "watch", "create", "delete", "deletecollection"],
+                },
+                {
+                    "apiGroups": ["batch"],
+                    "resources": ["jobs", "jobs/status"],
+                    "verbs": ["get", "list", "watch", "create", "delete"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(options, "devyard-agent", "agent"),
+            "subjects": [{"kind": "ServiceAccount", "name": "devyard-agent", "namespace": options.namespace}],
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "devyard-agent"},
+        },
+        _deployment(options, "devyard-agent", "agent", 1, agent, serviceAccountName="devyard-agent"),
+    ]
+
+
+# ------------------------------------------------------------------ docker compose
+
+
+def compose_file(options: DeployOptions) -> dict[str, Any]:
+    """One host: API, scheduler and a Docker agent; the volume is a host folder at the same path
+    inside and out, because the agent bind-mounts its subfolders into the containers it starts."""
+    options.check()
+    env = {**_settings_env(options), "DEVYARD_SUBSTRATE": "docker", "DEVYARD_DATABASE_URL": options.database_url}
+    env.update({"AWS_ACCESS_KEY_ID": "${AWS_ACCESS_KEY_ID}", "AWS_SECRET_ACCESS_KEY": "${AWS_SECRET_ACCESS_KEY}"})
+    common = {
+        "image": options.image,
+        "restart": "unless-stopped",
+        "environment": env,
+        "volumes": [f"{DATA_DIR}:{DATA_DIR}"],
+    }
+    health = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{API_PORT}{HEALTH}', timeout=3)"
+    return {
+        "name": "devyard",
+        "services": {
+            "api": {
+                **common,
+                "command": [
+                    "python",
+                    "-m",
+                    "compose.supervisor",
+                    "--data-dir",
+                    DATA_DIR,
+                    "--host",
+                    "0.0.0.0",
+                    "--port",
+                    str(API_PORT),
+                    "--replica",
+                ],
+                "ports": [f"127.0.0.1:{API_PORT}:{API_PORT}"],
+                "healthcheck": {
+                    "test": ["CMD", "python", "-c", health],
+                    "interval": "5s",
+                    "timeout": "3s",
+                    "retries": 6,
+                },
+            },
+            "scheduler": {
+                **common,
+                "command": ["yard", "scheduler"],
+                "depends_on": {"api": {"condition": "service_healthy"}},
+            },
+            "agent": {
+                **common,
+                "command": ["yard", "agent", "--substrate", "docker", "--name", "docker-agent", "--data-dir", DATA_DIR],
+                # Host networking: the containers it starts use it too, and all reach the API on 127.0.0.1.
+                "network_mode": "host",
+                "environment": {
+                    **env,
+                    "DEVYARD_URL": f"http://127.0.0.1:{API_PORT}",
+                    "DEVYARD_TOKEN": "${DEVYARD_AGENT_TOKEN}",
+                },
+                "volumes": [f"{DATA_DIR}:{DATA_DIR}", "/var/run/docker.sock:/var/run/docker.sock"],
+                "depends_on": {"api": {"condition": "service_healthy"}},
+            },
+        },
+    }
+
+
+ENV_EXAMPLE = """\
+# Values docker compose substitutes into docker-compose.yml; copy to .env and fill in.
+AWS_ACCESS_KEY_ID=
+AWS_SECRET_ACCESS_KEY=
+# An agent token: `yard users add docker-agent --role agent` against the API prints one.
+DEVYARD_AGENT_TOKEN=
+"""
+
+
+def render(target: str, options: DeployOptions, out: Path) -> list[Path]:
+    """Write the files for ``target`` (compose or kubernetes) into ``out``; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def write(name: str, text: str) -> None:
+        path = out / name
+        path.write_text(text)
+        written.append(path)
+
+    if target == "kubernetes":
+        for index, manifest in enumerate(kubernetes_manifests(options)):
+            name = manifest["metadata"]["name"]
+            write(f"{index:02d}-{manifest['kind'].lower()}-{name}.yaml", yaml.safe_dump(manifest, sort_keys=False))
+    elif target == "compose":
+        write("docker-compose.yml", yaml.safe_dump(compose_file(options), sort_keys=False))
+        write(".env.example", ENV_EXAMPLE)
+    else:
+        raise RenderProblem(f"Unknown target {target!r}; use compose or kubernetes.")
+    write("Dockerfile", DOCKERFILE.format(out=out))
+    return written

@@ -1,0 +1,64 @@
+"""The run view's header: the run's facts, updated from events while the view is open."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from tui.cells import FINISHED, command_line, exit_cell, palette, run_duration, span, stamp, state_cell
+
+
+class RunHeader(Static):
+    """Three lines: state and identity, the command, times and outcome."""
+
+    DEFAULT_CSS = """
+    RunHeader {
+        height: auto;
+        padding: 0 1;
+        background: $panel;
+        border-bottom: hkey $primary 40%;
+    }
+    """
+
+    run: reactive[dict[str, Any] | None] = reactive(None, layout=True)
+    """The run as the API returns it (None while loading)."""
+    note: reactive[str] = reactive("")
+    """A short remark about the log stream (reconnecting, missing chunk)."""
+
+    def render(self) -> Text:
+        run = self.run
+        if run is None:
+            return Text("Loading the run…", style="dim")
+        colours = palette(self.app.get_css_variables())
+        first = Text(no_wrap=True, overflow="ellipsis")
+        first.append_text(state_cell(str(run.get("state")), colours))
+        if run.get("cancel_requested") and run.get("state") not in FINISHED:
+            first.append(" (cancelling)", style=colours["$warning"])
+        first.append(f"   run {run['id']}", style="bold")
+        project = str(run.get("project"))
+        if run.get("environment"):
+            project += f"/{run['environment']}"
+        first.append(f"   {project}   {run.get('trigger')} by {run.get('user')}")
+        if int(run.get("max_retries") or 0):
+            first.append(f"   attempt {run.get('attempt')}/{int(run['max_retries']) + 1}")
+        if run.get("devserver_id"):
+            first.append(f"   in develop server {run['devserver_id']}")
+        command = Text(f"$ {command_line(run.get('command'))}", no_wrap=True, overflow="ellipsis", style="bold")
+        third = Text(no_wrap=True, overflow="ellipsis")
+        third.append(f"queued {stamp(run.get('queued_at'))}")
+        if run.get("started_at"):
+            third.append(f" · started {stamp(run.get('started_at'))[11:]}")
+        if run.get("finished_at"):
+            third.append(f" · finished {stamp(run.get('finished_at'))[11:]}")
+        third.append(f" · took {span(run_duration(run))}")
+        third.append(" · exit ")
+        third.append_text(exit_cell(run.get("exit_code"), colours))
+        third.append(f" · {int(run.get('log_lines') or 0):,} lines")
+        if run.get("error"):
+            third.append(f" · {run['error']}", style=colours["$error"])
+        if self.note:
+            third.append(f" · {self.note}", style=colours["$warning"])
+        return Text("\n").join([first, command, third])

@@ -1,0 +1,66 @@
+"""The dashboard's runs: newest first, filtered by state, project and trigger on the server."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.binding import BindingType
+from textual.message import Message
+
+from tui.actions import bindings
+from tui.cells import Palette, ago, command_line, exit_cell, run_duration, span, state_cell
+from tui.widgets.resource_table import Column, Item, ResourceTable
+
+
+def _trigger(run: Item, _: Palette) -> Text:
+    return Text(str(run.get("trigger") or "-"))
+
+
+COLUMNS = (
+    Column("id", "#", lambda run, _: Text(str(run["id"]), justify="right")),
+    Column("state", "state", lambda run, colours: state_cell(str(run.get("state")), colours), width=12),
+    Column("project", "project", lambda run, _: Text(str(run.get("project") or "-"))),
+    Column("trigger", "trigger", _trigger),
+    Column("duration", "duration", lambda run, _: Text(span(run_duration(run)), justify="right"), width=9),
+    Column("exit", "exit", lambda run, colours: exit_cell(run.get("exit_code"), colours), width=4),
+    Column("queued", "queued", lambda run, _: Text(ago(run.get("queued_at"))), width=9),
+    Column("command", "command", lambda run, _: Text(command_line(run.get("command")), no_wrap=True)),
+)
+
+
+class RunsTable(ResourceTable):
+    """Runs, newest first; more pages load as the cursor reaches the end."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [*bindings("runs")]
+    COLUMNS = COLUMNS
+
+    class MoreWanted(Message):
+        """The cursor reached the last row and the API has older runs."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.next_cursor: str | None = None
+        """The API's cursor for the next (older) page; None when every run is loaded."""
+        self.server_filter: dict[str, Any] = {}
+        """``state`` (list), ``project`` and ``trigger`` as list_runs takes them."""
+
+    def accepts(self, run: Item) -> bool:
+        """Whether a run from an event belongs in this list under the server-side filter."""
+        states = self.server_filter.get("state")
+        if states and run.get("state") not in states:
+            return False
+        for key in ("project", "trigger"):
+            wanted = self.server_filter.get(key)
+            if wanted and run.get(key) != wanted:
+                return False
+        return True
+
+    def running_keys(self) -> list[str]:
+        """Rows whose duration still grows."""
+        return [key for key, run in self.items.items() if run.get("state") in ("starting", "running")]
+
+    def watch_cursor_coordinate(self, old: Any, new: Any) -> None:
+        super().watch_cursor_coordinate(old, new)
+        if self.next_cursor and self.row_count and new.row >= self.row_count - 1:
+            self.post_message(self.MoreWanted())
