@@ -170,7 +170,12 @@ class Agent:
         while not self.stop_event.wait(HEARTBEAT_S):
             alive = []
             for run_id, handle in list(self.runs.items()):
-                status = self.launcher.status(handle)
+                try:
+                    status = self.launcher.status(handle)
+                except Exception:
+                    log.exception("run %s: status check failed", run_id)
+                    alive.append(run_id)  # unknown is not dead: the worker's own heartbeats decide
+                    continue
                 if status.state is LaunchState.running:
                     alive.append(run_id)
                     continue

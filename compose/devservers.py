@@ -254,10 +254,15 @@ class DevServerKeeper:
             for server in servers:
                 if server.stopping:
                     continue
-                if server.restart_at is None:
-                    self._check(server)
-                elif time.monotonic() >= server.restart_at:
-                    self._restart(server)
+                try:
+                    if server.restart_at is None:
+                        self._check(server)
+                    elif time.monotonic() >= server.restart_at:
+                        self._restart(server)
+                except Exception:
+                    # One server's trouble (an engine restarting under us, ...) must never stop
+                    # the watch over all the others; the next round tries again.
+                    log.exception("develop server %s: check failed", server.id)
 
     def _check(self, server: Managed) -> None:
         assert server.handle is not None

@@ -183,7 +183,8 @@ class DockerLauncher:
             container.remove(force=True)
 
     def status(self, handle: str) -> LaunchStatus:
-        from docker.errors import APIError
+        from docker.errors import APIError, DockerException
+        from requests.exceptions import RequestException
 
         try:
             container = self._container(handle)
@@ -197,8 +198,9 @@ class DockerLauncher:
         state = container.attrs.get("State", {})
         code = state.get("ExitCode")
         reason = "OOMKilled" if state.get("OOMKilled") else (state.get("Error") or None)
-        # An ended container has told us what we need; remove it so none pile up.
-        with contextlib.suppress(APIError):
+        # An ended container has told us what we need; remove it so none pile up (if the engine
+        # is going away right now, the reaper gets it later).
+        with contextlib.suppress(APIError, DockerException, RequestException):
             container.remove(force=True)
         return LaunchStatus(LaunchState.exited, code, reason)
 

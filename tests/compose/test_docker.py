@@ -202,3 +202,19 @@ def test_docker_unavailable_is_one_sentence() -> None:
     assert (
         str(refused.value) == "Cannot reach the Docker engine at unix:///nonexistent/docker.sock; is dockerd running?"
     )
+
+
+def test_an_unreachable_engine_is_not_mistaken_for_ended_work(tmp_path: Path) -> None:
+    """While dockerd restarts nothing is known about containers: they must not be reported as
+    exited (that would restart develop servers twice and fail runs that are fine)."""
+    import docker
+
+    down = DockerLauncher(
+        docker.DockerClient(base_url="unix:///nonexistent/docker.sock", version="1.41"), "devyard:test", "python3"
+    )
+    status = down.status("0123456789ab")
+    assert (status.state, status.reason) == (LaunchState.running, "engine unreachable")
+    assert down.signal("0123456789ab", 15) is False
+    down.stop("0123456789ab", grace_s=0)  # no exception
+    with pytest.raises(LaunchError, match="The Docker engine did not answer"):
+        down.start(LaunchSpec(name="devyard-x", argv=["true"], env={}, cwd=tmp_path, image="devyard:test"))

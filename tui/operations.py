@@ -1,0 +1,144 @@
+"""What the TUI does to runs, develop servers and schedules, shared by the dashboard and the
+detail views: each checks read-only mode, asks first when it destroys something, calls the API
+and says what happened in one sentence."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from control.client import DevyardError
+from tui.actions import BY_ID
+from tui.cells import FINISHED, command_line
+from tui.screens.confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    from tui.app import DevyardApp
+
+Item = dict[str, Any]
+YARD = str(Path(sys.executable).parent / "yard")
+
+
+def allowed(app: DevyardApp, action_id: str) -> bool:
+    """False (and say so) when read-only mode forbids the action."""
+    spec = BY_ID[action_id]
+    if app.read_only and spec.writes:
+        app.notify(
+            f"Read-only mode: {spec.title.lower()} is turned off (yard was started with --read-only).",
+            severity="warning",
+        )
+        return False
+    return True
+
+
+def cancel_run(app: DevyardApp, run: Item, action_id: str) -> None:
+    """Ask, then cancel ``run``."""
+    if not allowed(app, action_id):
+        return
+    if run.get("state") in FINISHED:
+        app.notify(f"Run {run['id']} already finished ({run['state']}).", severity="warning")
+        return
+
+    async def act() -> str:
+        await app.client.cancel_run(int(run["id"]))
+        return f"Cancel requested for run {run['id']}."
+
+    app.push_screen(
+        ConfirmScreen(f"Cancel run {run['id']}?", f"$ {command_line(run.get('command'))}", act, yes="Cancel run"),
+        _say(app),
+    )
+
+
+async def rerun(app: DevyardApp, run: Item, action_id: str) -> Item | None:
+    """Start ``run``'s command again in the same project and environment; the new run."""
+    if not allowed(app, action_id):
+        return None
+    try:
+        created: Item = await app.client.create_run(
+            str(run["project"]), list(run["command"]), environment=run.get("environment"), trigger="manual"
+        )
+    except DevyardError as exc:
+        app.notify(str(exc), severity="error")
+        return None
+    app.notify(f"Started run {created['id']}: {command_line(created.get('command'))}")
+    return created
+
+
+def copy_run_id(app: DevyardApp, run: Item) -> None:
+    app.copy_to_clipboard(str(run["id"]))
+    app.notify(f"Copied run id {run['id']}.")
+
+
+def stop_devserver(app: DevyardApp, server: Item, action_id: str) -> None:
+    """Ask, then stop ``server`` (its workspace stays)."""
+    if not allowed(app, action_id):
+        return
+    if server.get("state") in ("stopped", "stopping"):
+        app.notify(f"Develop server {server['id']} is already {server['state']}.", severity="warning")
+        return
+
+    async def act() -> str:
+        stopped = await app.client.stop_devserver(int(server["id"]))
+        return f"Develop server {server['id']} for {server['project']} is {stopped['state']}."
+
+    app.push_screen(
+        ConfirmScreen(
+            f"Stop the develop server for {server['project']}?",
+            "Its workspace stays on the volume; start it again to resume. Open shells end.",
+            act,
+            yes="Stop",
+        ),
+        _say(app),
+    )
+
+
+def trigger_schedule(app: DevyardApp, schedule: Item, action_id: str) -> None:
+    """Ask, then fire ``schedule`` now (its overlap policy applies)."""
+    if not allowed(app, action_id):
+        return
+
+    async def act() -> str:
+        tick = await app.client.trigger_schedule(str(schedule["name"]))
+        if tick.get("state") == "fired":
+            return f"Schedule {schedule['name']} fired run {tick.get('run_id')}."
+        return f"Schedule {schedule['name']} did not fire: {tick.get('reason') or tick.get('state')}."
+
+    app.push_screen(
+        ConfirmScreen(
+            f"Fire schedule {schedule['name']} now?",
+            f"$ {command_line(schedule.get('command'))}   (overlap policy: {schedule.get('overlap', 'skip')})",
+            act,
+            yes="Fire",
+        ),
+        _say(app),
+    )
+
+
+def open_shell(app: DevyardApp, server: Item, action_id: str) -> None:
+    """Hand the terminal to ``yard dev shell`` for the server's project; come back when it exits."""
+    if not allowed(app, action_id):
+        return
+    if server.get("state") != "running":
+        app.notify(
+            f"The develop server for {server['project']} is {server.get('state')}; start it first (s).",
+            severity="warning",
+        )
+        return
+    env = {k: v for k, v in os.environ.items() if k != "DEVYARD_PROFILE"}
+    # The same API and token as the TUI, whatever profile file (if any) it came from.
+    env.update(DEVYARD_URL=app.profile.url, DEVYARD_TOKEN=app.profile.token)
+    with app.suspend():
+        print(f"devyard: shell in the develop server for {server['project']}; exit it to return to the TUI.")
+        code = subprocess.call([YARD, "dev", "shell", "--project", str(server["project"])], env=env)
+    app.notify(f"The shell ended (exit code {code}).", severity="information" if code in (0, 130) else "warning")
+
+
+def _say(app: DevyardApp) -> Any:
+    def done(outcome: str | None) -> None:
+        if outcome:
+            app.notify(outcome)
+
+    return done

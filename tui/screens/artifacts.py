@@ -1,0 +1,100 @@
+"""A run's artifacts: path, size and SHA-256 (``yard runs artifacts RUN --download DIR`` saves them)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from control.client import DevyardError
+from tui.screens.base import YardModal
+
+
+def size_text(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+class ArtifactsScreen(YardModal[None]):
+    """The artifacts of one run; ``y`` copies the selected path."""
+
+    DEFAULT_CSS = """
+    ArtifactsScreen { align: center middle; }
+    ArtifactsScreen > Vertical {
+        width: 110; max-width: 95%; height: 70%;
+        border: thick $primary 50%; background: $surface; padding: 0 1;
+    }
+    ArtifactsScreen #title { text-style: bold; height: 1; }
+    ArtifactsScreen #hint { color: $text-muted; height: auto; }
+    ArtifactsScreen DataTable { height: 1fr; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "close", "Close"),
+        Binding("y", "copy_path", "Copy path"),
+        Binding("j", "cursor('down')", show=False),
+        Binding("k", "cursor('up')", show=False),
+    ]
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(f"Artifacts of run {self.run_id}", id="title")
+            yield DataTable(cursor_type="row", zebra_stripes=True)
+            yield Static(f"Loading… · save them with: yard runs artifacts {self.run_id} --download DIR", id="hint")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("path", "size", "sha256", "created")
+        table.focus()
+        self.load()
+
+    @work(exclusive=True)
+    async def load(self) -> None:
+        hint = self.query_one("#hint", Static)
+        try:
+            artifacts: list[dict[str, Any]] = await self.yard.client.list_artifacts(self.run_id)
+        except DevyardError as exc:
+            hint.update(str(exc))
+            return
+        table = self.query_one(DataTable)
+        for artifact in artifacts:
+            table.add_row(
+                Text(str(artifact["path"])),
+                Text(size_text(int(artifact["size"])), justify="right"),
+                Text(str(artifact["sha256"])[:16] + "…"),
+                Text(str(artifact.get("created_at", ""))[:19].replace("T", " ")),
+                key=str(artifact["path"]),
+            )
+        count = len(artifacts)
+        hint.update(
+            f"{count} artifact(s) · y copies the path · save them with: yard runs artifacts {self.run_id} --download DIR"
+            if count
+            else "This run has no artifacts (start it with --artifact GLOB to keep files)."
+        )
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_cursor(self, direction: str) -> None:
+        table = self.query_one(DataTable)
+        table.action_cursor_down() if direction == "down" else table.action_cursor_up()
+
+    def action_copy_path(self) -> None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return
+        path = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        self.app.copy_to_clipboard(str(path))
+        self.notify(f"Copied {path}.")

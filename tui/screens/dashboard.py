@@ -1,0 +1,333 @@
+"""The dashboard: develop servers, runs, schedules and agents, live from the events stream."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.widgets import DataTable, Footer, TabbedContent, TabPane
+
+from control.client import DevyardError
+from tui import operations
+from tui.actions import bindings
+from tui.live import Change
+from tui.screens.base import YardScreen
+from tui.widgets.agents_table import AgentsTable
+from tui.widgets.devservers_table import DevServersTable
+from tui.widgets.prompt_bar import PromptBar
+from tui.widgets.resource_table import Item, ResourceTable
+from tui.widgets.runs_table import RunsTable
+from tui.widgets.schedules_table import SchedulesTable
+from tui.widgets.status_bar import StatusBar
+
+RUNS_PAGE = 100
+TABS = ("devservers", "runs", "schedules", "agents")
+TAB_TITLES = {"devservers": "Dev servers", "runs": "Runs", "schedules": "Schedules", "agents": "Agents"}
+RUN_FILTER_KEYS = ("state", "project", "trigger")
+FILTER_HINT = "filter: words, or state:failed,running project:NAME trigger:schedule — enter keeps it, esc undoes"
+
+
+def parse_filter(text: str) -> tuple[dict[str, Any], list[str]]:
+    """``state:failed,running project:shop make`` → server filter for runs, and plain words."""
+    server: dict[str, Any] = {}
+    words: list[str] = []
+    for token in text.split():
+        key, sep, value = token.partition(":")
+        if sep and key in RUN_FILTER_KEYS and value:
+            server[key] = value.split(",") if key == "state" else value
+        else:
+            words.append(token)
+    return server, words
+
+
+class DashboardScreen(YardScreen[None]):
+    """Four tabs of tables; `enter` opens a run or a develop server."""
+
+    DEFAULT_CSS = """
+    DashboardScreen TabbedContent { height: 1fr; }
+    DashboardScreen TabPane { padding: 0; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [*bindings("dashboard")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter_text = ""
+        """The filter as typed (words and key:value pairs)."""
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial="runs"):
+            with TabPane(TAB_TITLES["devservers"], id="devservers"):
+                yield DevServersTable(id="devservers-table")
+            with TabPane(TAB_TITLES["runs"], id="runs"):
+                yield RunsTable(id="runs-table")
+            with TabPane(TAB_TITLES["schedules"], id="schedules"):
+                yield SchedulesTable(id="schedules-table")
+            with TabPane(TAB_TITLES["agents"], id="agents"):
+                yield AgentsTable(id="agents-table")
+        yield PromptBar(id="dashboard-prompt")
+        yield StatusBar()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.yard.feed_signal.subscribe(self, self.on_feed)
+        self.set_interval(1.0, self._tick)
+        self.set_interval(15.0, self.reload_agents)
+        self._focus_tab("runs")
+        self.reload()
+
+    # ------------------------------------------------------------------ tabs
+
+    @property
+    def active_tab(self) -> str:
+        return self.query_one(TabbedContent).active or "runs"
+
+    @property
+    def active_table(self) -> ResourceTable:
+        return self.query_one(f"#{self.active_tab}-table", ResourceTable)
+
+    @property
+    def runs(self) -> RunsTable:
+        return self.query_one(RunsTable)
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        self._focus_tab(tab)
+
+    def action_next_tab(self) -> None:
+        self.action_show_tab(TABS[(TABS.index(self.active_tab) + 1) % len(TABS)])
+
+    def action_prev_tab(self) -> None:
+        self.action_show_tab(TABS[(TABS.index(self.active_tab) - 1) % len(TABS)])
+
+    def _focus_tab(self, tab: str) -> None:
+        # Keys like enter and j/k act on the table of the visible tab, not on the tab strip.
+        self.query_one(f"#{tab}-table", ResourceTable).focus()
+
+    def on_tabbed_content_tab_activated(self, message: TabbedContent.TabActivated) -> None:
+        if message.pane.id:
+            self._focus_tab(message.pane.id)
+
+    def _count_tabs(self) -> None:
+        contents = self.query_one(TabbedContent)
+        for tab in TABS:
+            table = self.query_one(f"#{tab}-table", ResourceTable)
+            more = "+" if tab == "runs" and self.runs.next_cursor else ""
+            count = f" ({table.row_count}{more})" if table.loaded else ""
+            contents.get_tab(tab).label = f"{TAB_TITLES[tab]}{count}"
+
+    # ------------------------------------------------------------------ loading
+
+    @work(exclusive=True, group="dashboard-load")
+    async def reload(self) -> None:
+        """Load every table; on start, after a reconnect, and on `r`."""
+        client = self.yard.client
+        try:
+            runs, servers, schedules, agents = await asyncio.gather(
+                client.list_runs(limit=RUNS_PAGE, **self.runs.server_filter),
+                client.list_devservers(),
+                client.list_schedules(),
+                client.list_agents(),
+            )
+        except DevyardError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.runs.next_cursor = runs.get("next_cursor")
+        self.runs.replace(runs["items"])
+        self.query_one(DevServersTable).replace(servers)
+        self.query_one(SchedulesTable).replace(schedules)
+        self.query_one(AgentsTable).replace(agents)
+        self._count_tabs()
+        self.yard.first_paint_done()
+
+    @work(exclusive=True, group="dashboard-schedules")
+    async def reload_schedules(self) -> None:
+        await asyncio.sleep(0.2)  # several ticks and run changes arrive together: load once
+        try:
+            schedules = await self.yard.client.list_schedules()
+        except DevyardError:
+            return
+        self.query_one(SchedulesTable).replace(schedules)
+        self._count_tabs()
+
+    @work(exclusive=True, group="dashboard-agents")
+    async def reload_agents(self) -> None:
+        try:
+            agents = await self.yard.client.list_agents()
+        except DevyardError:
+            return
+        self.query_one(AgentsTable).replace(agents)
+        self._count_tabs()
+
+    @work(exclusive=True, group="dashboard-runs")
+    async def reload_runs(self) -> None:
+        try:
+            page = await self.yard.client.list_runs(limit=RUNS_PAGE, **self.runs.server_filter)
+        except DevyardError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.runs.next_cursor = page.get("next_cursor")
+        self.runs.replace(page["items"])
+        self._count_tabs()
+
+    @on(RunsTable.MoreWanted)
+    @work(exclusive=True, group="dashboard-more")
+    async def load_more_runs(self) -> None:
+        table = self.runs
+        cursor = table.next_cursor
+        if not cursor:
+            return
+        try:
+            page = await self.yard.client.list_runs(limit=RUNS_PAGE, cursor=cursor, **table.server_filter)
+        except DevyardError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if table.next_cursor != cursor:
+            return
+        table.next_cursor = page.get("next_cursor")
+        table.upsert(page["items"])
+        self._count_tabs()
+
+    def on_feed(self, changes: list[Change]) -> None:
+        """Events from the app's stream, in batches (a burst of run events rebuilds once)."""
+        runs: list[Item] = []
+        servers: list[Item] = []
+        schedules_changed = False
+        for change in changes:
+            if change.type == "connected":
+                self.reload()
+                return
+            if change.kind == "run" and change.data.get("id") is not None:
+                if self.runs.accepts(change.data) or str(change.data["id"]) in self.runs.items:
+                    runs.append(change.data)
+                schedules_changed |= change.data.get("trigger") == "schedule"
+            elif change.type == "devserver.updated" and change.data.get("id") is not None:
+                if self.yard.me is None or change.data.get("user") == self.yard.me.get("name"):
+                    servers.append(change.data)
+            elif change.kind == "schedule":
+                schedules_changed = True
+            elif change.type == "agent.registered":
+                self.query_one(AgentsTable).upsert([change.data])
+        if runs:
+            self.runs.upsert(runs, first=True)
+        if servers:
+            self.query_one(DevServersTable).upsert(servers, first=True)
+        if schedules_changed:
+            self.reload_schedules()
+        if runs or servers:
+            self._count_tabs()
+
+    def _tick(self) -> None:
+        """Durations of running runs, uptimes and ages move with the clock."""
+        for table in self.query(ResourceTable):
+            table.refresh_cells()
+
+    # ------------------------------------------------------------------ filter
+
+    def action_filter(self) -> None:
+        self.query_one(PromptBar).ask("filter", self.filter_text, FILTER_HINT)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":
+            return bool(self.filter_text)
+        return True
+
+    def action_clear_filter(self) -> None:
+        self.apply_filter("")
+
+    @on(PromptBar.Changed)
+    def _filter_typed(self, event: PromptBar.Changed) -> None:
+        self.apply_filter(event.value, server=False)
+
+    @on(PromptBar.Answered)
+    def _filter_entered(self, event: PromptBar.Answered) -> None:
+        self.apply_filter(event.value)
+
+    def apply_filter(self, text: str, server: bool = True) -> None:
+        """Words filter every table as you type; ``key:value`` pairs reload the runs on enter."""
+        self.filter_text = text.strip()
+        server_filter, words = parse_filter(self.filter_text)
+        for table in self.query(ResourceTable):
+            plain = words + [str(v) for k, v in server_filter.items() if k == "project"] if table is not self.runs else words
+            table.set_filter(plain)
+        if server and server_filter != self.runs.server_filter:
+            self.runs.server_filter = server_filter
+            self.reload_runs()
+        self._count_tabs()
+
+    # ------------------------------------------------------------------ actions
+
+    def action_refresh(self) -> None:
+        self.reload()
+
+    def action_new_run(self) -> None:
+        selected = self.runs.selected
+        self.yard.new_run(project=str(selected["project"]) if selected else self.yard.local_project)
+
+    def _selected(self, table: type[ResourceTable], what: str) -> Item | None:
+        item = self.query_one(table).selected
+        if item is None:
+            self.notify(f"No {what} is selected.", severity="warning")
+        return item
+
+    def action_open_run(self) -> None:
+        if (run := self._selected(RunsTable, "run")) is not None:
+            self.yard.open_run(int(run["id"]))
+
+    def action_cancel_run(self) -> None:
+        if (run := self._selected(RunsTable, "run")) is not None:
+            operations.cancel_run(self.yard, run, "runs.cancel")
+
+    @work(group="dashboard-rerun")
+    async def action_rerun(self) -> None:
+        if (run := self._selected(RunsTable, "run")) is not None:
+            await operations.rerun(self.yard, run, "runs.rerun")
+
+    def action_artifacts(self) -> None:
+        if (run := self._selected(RunsTable, "run")) is not None:
+            self.yard.show_artifacts(int(run["id"]))
+
+    def action_copy_run_id(self) -> None:
+        if (run := self._selected(RunsTable, "run")) is not None:
+            operations.copy_run_id(self.yard, run)
+
+    def action_open_devserver(self) -> None:
+        if (server := self._selected(DevServersTable, "develop server")) is not None:
+            self.yard.open_devserver(server)
+
+    def action_start_devserver(self) -> None:
+        selected = self.query_one(DevServersTable).selected
+        self.yard.start_devserver(project=str(selected["project"]) if selected else self.yard.local_project)
+
+    def action_stop_devserver(self) -> None:
+        if (server := self._selected(DevServersTable, "develop server")) is not None:
+            operations.stop_devserver(self.yard, server, "devservers.stop")
+
+    def action_shell(self) -> None:
+        if (server := self._selected(DevServersTable, "develop server")) is not None:
+            operations.open_shell(self.yard, server, "devservers.shell")
+
+    def action_open_schedule_run(self) -> None:
+        if (schedule := self._selected(SchedulesTable, "schedule")) is None:
+            return
+        tick = schedule.get("last_tick") or {}
+        if tick.get("run_id"):
+            self.yard.open_run(int(tick["run_id"]))
+        else:
+            self.notify(f"Schedule {schedule['name']} has not fired a run yet.", severity="warning")
+
+    def action_trigger_schedule(self) -> None:
+        if (schedule := self._selected(SchedulesTable, "schedule")) is not None:
+            operations.trigger_schedule(self.yard, schedule, "schedules.trigger")
+
+    @on(DataTable.RowSelected)
+    def _row_clicked(self, event: DataTable.RowSelected) -> None:
+        """A click (or enter where not rebound) on a row opens it."""
+        if isinstance(event.data_table, RunsTable):
+            self.action_open_run()
+        elif isinstance(event.data_table, DevServersTable):
+            self.action_open_devserver()
+        elif isinstance(event.data_table, SchedulesTable):
+            self.action_open_schedule_run()

@@ -1,0 +1,180 @@
+"""The run view: the run's facts over its log, followed live while the run goes on."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.widgets import Footer
+
+from control.client import AsyncControlClient, DevyardError
+from tui import operations
+from tui.actions import bindings
+from tui.cells import FINISHED
+from tui.live import Change
+from tui.run_log_source import Appended, Ended, Interrupted, RunLogSource
+from tui.screens.base import YardScreen
+from tui.widgets.log_status import LogStatus
+from tui.widgets.log_view import LogView
+from tui.widgets.prompt_bar import PromptBar
+from tui.widgets.run_header import RunHeader
+from tui.widgets.status_bar import StatusBar
+
+PROMPTS = {
+    "search": "search: text (smart case) — enter finds it, then n / N",
+    "filter": "filter: show only lines containing… (smart case) — empty shows all",
+}
+
+
+class RunScreen(YardScreen[None]):
+    """Header, log, the log's status line; `esc` goes back."""
+
+    DEFAULT_CSS = """
+    RunScreen LogView { height: 1fr; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [*bindings("run")]
+
+    def __init__(self, client: AsyncControlClient, run_id: int) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.run: dict[str, Any] | None = None
+        """The run as last seen (API or events)."""
+        self.source = RunLogSource(client, run_id)
+        self.loading_history = False
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader()
+        yield LogView(self.source.model, id="run-log")
+        yield PromptBar(id="run-prompt")
+        yield LogStatus()
+        yield StatusBar()
+        yield Footer()
+
+    @property
+    def log_view(self) -> LogView:
+        return self.query_one(LogView)
+
+    def on_mount(self) -> None:
+        self.log_view.focus()
+        self.yard.feed_signal.subscribe(self, self.on_feed)
+        self.set_interval(1.0, self._tick)
+        self._status()
+        self.load()
+
+    # ------------------------------------------------------------------ loading
+
+    @work(exclusive=True, group="run-load")
+    async def load(self) -> None:
+        header = self.query_one(RunHeader)
+        try:
+            run, _ = await asyncio.gather(self.yard.client.get_run(self.run_id), self.source.open())
+        except DevyardError as exc:
+            header.note = str(exc)
+            self.notify(str(exc), severity="error")
+            return
+        self.run = run
+        header.run = run
+        self.log_view.set_model(self.source.model)
+        if not self.source.complete:
+            self.loading_history = True
+            self.load_history()
+        if run["state"] not in FINISHED or self.source.last_seq < int(run.get("log_chunks") or 0):
+            self.follow()
+        self._status()
+
+    @work(exclusive=True, group="run-history")
+    async def load_history(self) -> None:
+        try:
+            shift = await self.source.load_history()
+        except DevyardError as exc:
+            self.query_one(RunHeader).note = f"older lines could not be loaded: {exc}"
+            return
+        finally:
+            self.loading_history = False
+        self.log_view.set_model(self.source.model, shift)
+        self._status()
+
+    @work(exclusive=True, group="run-follow")
+    async def follow(self) -> None:
+        header = self.query_one(RunHeader)
+        async for item in self.source.follow():
+            if isinstance(item, Appended):
+                if item.lines:
+                    self.log_view.lines_appended()
+                if header.note:
+                    header.note = ""
+            elif isinstance(item, Ended):
+                header.note = ""
+                await self._refresh_run()
+            elif isinstance(item, Interrupted):
+                header.note = item.reason
+
+    async def _refresh_run(self) -> None:
+        try:
+            run = await self.yard.client.get_run(self.run_id)
+        except DevyardError:
+            return
+        self.run = run
+        self.query_one(RunHeader).run = run
+
+    def on_feed(self, changes: list[Change]) -> None:
+        for change in changes:
+            if change.kind == "run" and change.data.get("id") == self.run_id:
+                self.run = {**(self.run or {}), **change.data}
+                self.query_one(RunHeader).run = self.run
+            elif change.type == "connected":
+                self.run_worker(self._refresh_run(), group="run-refresh", exclusive=True)
+
+    def _tick(self) -> None:
+        if self.run and self.run.get("state") in ("starting", "running"):
+            self.query_one(RunHeader).refresh()
+
+    # ------------------------------------------------------------------ the log's prompt and status
+
+    @on(LogView.PromptRequested)
+    def _prompt(self, event: LogView.PromptRequested) -> None:
+        self.query_one(PromptBar).ask(event.kind, event.value, PROMPTS[event.kind])
+
+    @on(PromptBar.Answered)
+    def _answered(self, event: PromptBar.Answered) -> None:
+        log = self.log_view
+        if event.kind == "search":
+            if event.value:
+                log.search_for(event.value)
+            else:
+                log.search_text = ""
+        else:
+            log.filter_text = event.value
+
+    @on(LogView.Changed)
+    def _log_changed(self) -> None:
+        self._status()
+
+    def _status(self) -> None:
+        self.query_one(LogStatus).show(self.log_view, loading=self.loading_history)
+
+    # ------------------------------------------------------------------ actions
+
+    def action_back(self) -> None:
+        self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        if self.run is not None:
+            operations.cancel_run(self.yard, self.run, "run.cancel")
+
+    @work(group="run-rerun")
+    async def action_rerun(self) -> None:
+        if self.run is None:
+            return
+        created = await operations.rerun(self.yard, self.run, "run.rerun")
+        if created is not None:
+            self.yard.open_run(int(created["id"]), replace=True)
+
+    def action_artifacts(self) -> None:
+        self.yard.show_artifacts(self.run_id)
+
+    def action_copy_id(self) -> None:
+        operations.copy_run_id(self.yard, {"id": self.run_id})
