@@ -46,6 +46,7 @@ from devserver.frames import FrameDecoder  # noqa: E402
 
 YARD = str(Path(sys.executable).parent / "yard")
 TARGETS = {"cold_start_p50_s": 1.0, "exec_p50_ms": 60.0, "status_p99_ms_with_50": 100.0}
+DOCKER_COLD_START_P50_S = 2.0  # issue [6/7]: develop server start → healthy in a container
 
 
 def log(message: str) -> None:
@@ -72,8 +73,9 @@ def summary(values: Sequence[float], digits: int = 1) -> dict[str, float | int]:
 
 
 class Bench:
-    def __init__(self, scratch: Path) -> None:
+    def __init__(self, scratch: Path, substrate: str = "local", image: str = "devyard:test") -> None:
         self.scratch = scratch
+        self.substrate = substrate
         self.data_dir = scratch / "data"
         self.env = {
             **os.environ,
@@ -83,6 +85,8 @@ class Bench:
         }
         for key in ("DEVYARD_URL", "DEVYARD_TOKEN", "DEVYARD_PROJECT", "DEVYARD_PROFILE"):
             self.env.pop(key, None)
+        if substrate == "docker":
+            self.env.update(DEVYARD_SUBSTRATE="docker", DEVYARD_DOCKER_IMAGE=image)
 
     def yard(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([YARD, *args], env=self.env, capture_output=True, text=True, cwd=self.scratch)
@@ -279,12 +283,14 @@ def bench_fifty(bench: Bench, count: int, probes: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="few repetitions: a smoke test")
+    parser.add_argument("--substrate", choices=["local", "docker"], default="local", help="where servers run")
+    parser.add_argument("--image", default="devyard:test", help="docker substrate: the image")
     args = parser.parse_args()
     runs = 3 if args.quick else 15
     count = 5 if args.quick else 50
     probes = 50 if args.quick else 500
     with tempfile.TemporaryDirectory(prefix="devyard-bench-dev-") as tmp:
-        bench = Bench(Path(tmp))
+        bench = Bench(Path(tmp), args.substrate, args.image)
         bench.up()
         try:
             bench.yard("projects", "add", "demo")
@@ -292,15 +298,20 @@ def main() -> None:
             metrics: dict[str, Any] = {"cold_start": bench_cold_start(bench, runs)}
             metrics["exec"] = bench_exec(bench, runs * 2)
             bench.yard("dev", "stop", "-p", "demo")
-            metrics["fifty"] = bench_fifty(bench, count, probes)
+            if args.substrate == "local":  # per-process memory comes from /proc: local processes only
+                metrics["fifty"] = bench_fifty(bench, count, probes)
         finally:
             bench.down()
+    cold_target = TARGETS["cold_start_p50_s"] if args.substrate == "local" else DOCKER_COLD_START_P50_S
     met = {
-        "cold_start_p50": metrics["cold_start"]["cli_s"]["p50"] <= TARGETS["cold_start_p50_s"],
+        "cold_start_p50": metrics["cold_start"]["cli_s"]["p50"] <= cold_target,
         "exec_p50": metrics["exec"]["cli_ms"]["p50"] <= TARGETS["exec_p50_ms"],
-        "status_p99_with_50": metrics["fifty"]["status_ms"]["p99"] <= TARGETS["status_p99_ms_with_50"]
-        and metrics["fifty"]["show_devserver_ms"]["p99"] <= TARGETS["status_p99_ms_with_50"],
     }
+    if "fifty" in metrics:
+        met["status_p99_with_50"] = (
+            metrics["fifty"]["status_ms"]["p99"] <= TARGETS["status_p99_ms_with_50"]
+            and metrics["fifty"]["show_devserver_ms"]["p99"] <= TARGETS["status_p99_ms_with_50"]
+        )
     peer = {
         "python_pass_s": metrics["cold_start"]["peer_python_pass_s"],
         "devserver_process_to_ready_s": metrics["cold_start"]["peer_devserver_process_to_ready_s"],

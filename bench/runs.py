@@ -56,6 +56,10 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable wi
     sys.path.insert(0, str(ROOT))
 
 HOST = "127.0.0.1"
+# The substrate the measured stack launches on (`--substrate docker`: every run is a container of
+# `--image`) and the Python the measured commands use there (the image's, not this venv's).
+SUBSTRATE_ENV: dict[str, str] = {}
+USER_PYTHON = sys.executable
 LOCAL_POSTGRES = "postgresql+psycopg://devyard:devyard@127.0.0.1:5432/devyard"
 START_TIMEOUT_S = 60.0
 RUN_TIMEOUT_S = 600.0
@@ -188,6 +192,7 @@ def start_stack(data_dir: Path, database_url: str | None, scratch: Path, source:
     from control.datadir import DataDir
 
     env = isolated_env(scratch, source)
+    env.update(SUBSTRATE_ENV)
     if database_url:
         env["DEVYARD_DATABASE_URL"] = database_url
     log_path = scratch / f"server-{data_dir.name}.log"
@@ -368,7 +373,7 @@ def bench_launch(
 
 
 def bench_log_variant(client: Any, project: str, script: str) -> dict[str, Any]:
-    created = client.create_run(project, [sys.executable, "-c", script])
+    created = client.create_run(project, [USER_PYTHON, "-c", script])
     followed = follow_to_end(client, int(created["id"]))
     check_succeeded(followed.run)
     from control.logformat import decode
@@ -534,7 +539,7 @@ def bench_backend(
             if "logs" in args.only:
                 metrics["log_latency"] = bench_log_latency(client, "bench", args)
             if "throughput" in args.only:
-                python_lines = [sys.executable, "-c", THROUGHPUT_SCRIPT.format(lines=args.lines)]
+                python_lines = [USER_PYTHON, "-c", THROUGHPUT_SCRIPT.format(lines=args.lines)]
                 metrics["throughput"], peer["throughput"] = bench_throughput(
                     stack, client, "bench", python_lines, args.repeats, scratch, args.source
                 )
@@ -611,6 +616,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "load_average_at_start": load_at_start,
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "quick": args.quick,
+            "substrate": args.substrate,
             "python": sys.version.split()[0],
             "source": str(args.source),
             "parts": sorted(args.only),
@@ -638,7 +644,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated parts to measure: launch, logs, throughput (default: all three)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs)")
+    parser.add_argument("--substrate", choices=["local", "docker"], default="local", help="where runs are launched")
+    parser.add_argument("--image", default="devyard:test", help="docker substrate: the image runs use")
     args = parser.parse_args(argv)
+    if args.substrate == "docker":
+        global USER_PYTHON
+        SUBSTRATE_ENV.update(DEVYARD_SUBSTRATE="docker", DEVYARD_DOCKER_IMAGE=args.image)
+        USER_PYTHON = "python3"
     args.only = {part.strip() for part in args.only.split(",") if part.strip()}
     unknown = args.only - {"launch", "logs", "throughput"}
     if unknown:

@@ -8,7 +8,7 @@ becomes one exception with a one-sentence message (:class:`DevyardError` and sub
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -457,6 +457,41 @@ class ControlClient(_Endpoints[Any]):
                 yield from response.iter_raw()
         except httpx.TransportError as exc:
             raise _connection_error(self.url, exc) from exc
+
+    def devserver_upload(
+        self,
+        server_id: int,
+        path: str,
+        body: Iterable[bytes],
+        *,
+        media_type: str = "application/octet-stream",
+        params: dict[str, Any] | None = None,
+        timeout_s: float = 300.0,
+    ) -> Any:
+        """Stream ``body`` (chunks, never held whole) to a develop server through the gateway;
+        its JSON answer. On an error, ``ApiError.details`` is the whole error object, so fields
+        beyond code and message (a refused batch entry's ``path`` and ``applied``) survive."""
+        try:
+            response = self._http.post(
+                f"/devservers/{server_id}/{path.lstrip('/')}",
+                content=body,
+                headers={"content-type": media_type},
+                params=params,
+                timeout=httpx.Timeout(timeout_s, connect=5.0),
+            )
+        except httpx.TransportError as exc:
+            raise _connection_error(self.url, exc) from exc
+        try:
+            raise_for_error(response)
+        except ApiError as exc:
+            try:
+                error = response.json().get("error")
+            except (ValueError, AttributeError):
+                error = None
+            if exc.details is None and isinstance(error, dict):
+                exc.details = error
+            raise
+        return response.json()
 
     def websocket_url(self, path: str) -> str:
         """``ws://`` (or ``wss://``) URL of an API path, for WebSocket clients."""

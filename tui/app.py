@@ -1,191 +1,273 @@
 """The full-screen terminal UI (`yard` with no arguments).
 
-The app talks only to the control API through :class:`control.client.AsyncControlClient`.
-Tables are reloaded when the events stream says something changed; the stream reconnects by
-itself with back-off and the status bar says when it is down.
+The app talks only to the control API, through :class:`control.client.AsyncControlClient`. It
+follows the events stream for its whole life (``tui.live``: reconnects by itself, and the status
+bar says when it is down) and hands the events to the screens in batches through
+:attr:`DevyardApp.feed_signal`. Screens: the dashboard (the default screen), a run, a develop
+server; dialogs for new runs, confirmations, artifacts, help and ``:`` jumps. Every action is a
+named entry of ``tui.actions`` with keys the user can rebind in ``tui.toml``.
 """
 
 from __future__ import annotations
 
-import asyncio
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import work
-from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, RichLog, TabbedContent, TabPane
+from textual.app import App
+from textual.binding import BindingType
+from textual.dom import DOMNode
+from textual.message import Message
+from textual.screen import Screen
+from textual.signal import Signal
+from textual.theme import BUILTIN_THEMES
 
-from control.client import AsyncControlClient, DevyardError
+from control.client import AsyncControlClient
 from control.profiles import Profile, resolve
-from tui.screens.run_log import RunLogScreen
-from tui.widgets.connection_bar import ConnectionBar
+from tui import operations
+from tui.actions import bindings
+from tui.cli.project_name import default_project
+from tui.commands import ActionCommands
+from tui.config import TuiConfig, TuiConfigProblem, load
+from tui.live import Change, Connected, Disconnected, follow_events
+from tui.screens.artifacts import ArtifactsScreen
+from tui.screens.dashboard import TABS, DashboardScreen
+from tui.screens.devserver_view import DevServerScreen
+from tui.screens.help import HelpScreen
+from tui.screens.jump import JumpScreen
+from tui.screens.new_run import NewRunScreen
+from tui.screens.run_view import RunScreen
+from tui.screens.start_devserver import StartDevServerScreen
+from tui.sync_status import SyncStatus, local_status
 
-RECONNECT_MAX_S = 10.0
+SYNC_POLL_S = 5.0
+JUMP_ALIASES = {
+    "runs": "runs",
+    "run": "runs",
+    "r": "runs",
+    "dev": "devservers",
+    "devservers": "devservers",
+    "d": "devservers",
+    "schedules": "schedules",
+    "schedule": "schedules",
+    "s": "schedules",
+    "agents": "agents",
+    "agent": "agents",
+    "a": "agents",
+}
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    """What every status bar shows."""
+
+    connection: str = "connecting"
+    user: str = ""
+    project: str = ""
+    sync: SyncStatus | None = None
+
+
+class EventsArrived(Message):
+    """Events are waiting in the app's queue (replaceable: one drain handles them all)."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, EventsArrived)
 
 
 class DevyardApp(App[None]):
-    """Dashboard over one control API."""
+    """The dashboard and its views over one control API."""
 
     TITLE = "devyard"
-    CSS = """
-    TabbedContent { height: 1fr; }
-    """
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
-        Binding("r", "refresh", "Refresh"),
-        Binding("1", "show_tab('runs')", "Runs"),
-        Binding("2", "show_tab('schedules')", "Schedules"),
-        Binding("3", "show_tab('agents')", "Agents"),
-        Binding("4", "show_tab('projects')", "Projects"),
-        Binding("5", "show_tab('users')", "Users"),
-        Binding("6", "show_tab('events')", "Events"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = [*bindings("app")]
+    COMMANDS = App.COMMANDS | {ActionCommands}
 
-    def __init__(self, profile: Profile, *, read_only: bool = False) -> None:
+    def __init__(self, profile: Profile, *, read_only: bool = False, config: TuiConfig | None = None) -> None:
         super().__init__()
         self.profile = profile
         self.read_only = read_only
+        self.config = config or TuiConfig()
         self.client = AsyncControlClient(profile.url, profile.token)
+        self.me: dict[str, Any] | None = None
+        """The token's user, once the API said who it is."""
+        self.local_project = default_project()
+        """The project of the directory yard was started in."""
+        self.status_info = StatusInfo(project=self.local_project)
+        self.feed_signal: Signal[list[Change]] = Signal(self, "feed")
+        """Batches of events (and a ``connected`` marker after a reconnect) for the screens."""
+        self.status_signal: Signal[StatusInfo] = Signal(self, "status")
+        """The status bar's facts changed."""
+        self.started_at = time.perf_counter()
+        self.first_paint_at: float | None = None
+        """When the dashboard first showed data (for the start-up benchmark)."""
+        self._pending: list[Change] = []
+        self.theme = self.config.theme
+        if self.config.keymap:
+            self.set_keymap(self.config.keymap)
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        with TabbedContent(initial="runs"):
-            with TabPane("Runs", id="runs"):
-                yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-            with TabPane("Schedules", id="schedules"):
-                yield DataTable(id="schedules-table", cursor_type="row", zebra_stripes=True)
-            with TabPane("Agents", id="agents"):
-                yield DataTable(id="agents-table", cursor_type="row", zebra_stripes=True)
-            with TabPane("Projects", id="projects"):
-                yield DataTable(id="projects-table", cursor_type="row", zebra_stripes=True)
-            with TabPane("Users", id="users"):
-                yield DataTable(id="users-table", cursor_type="row", zebra_stripes=True)
-            with TabPane("Events", id="events"):
-                yield RichLog(id="events-log", max_lines=2000, wrap=False, markup=False)
-        yield ConnectionBar()
-        yield Footer()
+    def get_default_screen(self) -> Screen[Any]:
+        return DashboardScreen()
 
     def on_mount(self) -> None:
-        bar = self.query_one(ConnectionBar)
-        bar.profile, bar.url, bar.read_only = self.profile.name, self.profile.url, self.read_only
-        self.query_one("#runs-table", DataTable).add_columns(
-            "id", "state", "project", "trigger", "exit", "secs", "queued", "command"
-        )
-        self.query_one("#schedules-table", DataTable).add_columns(
-            "name", "project", "cron", "tz", "enabled", "next", "last", "command"
-        )
-        self.query_one("#agents-table", DataTable).add_columns("name", "queue", "substrate", "host", "last heartbeat")
-        self.query_one("#projects-table", DataTable).add_columns("name", "owner", "description", "created")
-        self.query_one("#users-table", DataTable).add_columns("name", "role", "email", "disabled")
         self.follow_events()
-        self._focus_tab("runs")
+        self.check_sync()
+        self.set_interval(SYNC_POLL_S, self.check_sync)
 
     async def on_unmount(self) -> None:
         await self.client.aclose()
 
-    def action_show_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
-        self._focus_tab(tab)
+    # ------------------------------------------------------------------ live state
 
-    def _focus_tab(self, tab: str) -> None:
-        # Keys like enter and j/k act on the table of the visible tab, not on the tab strip.
-        pane = self.query_one(f"#{tab}", TabPane)
-        for widget in pane.query("DataTable, RichLog"):
-            widget.focus()
-            break
-
-    def on_tabbed_content_tab_activated(self, message: TabbedContent.TabActivated) -> None:
-        if message.pane.id:
-            self._focus_tab(message.pane.id)
-
-    def action_refresh(self) -> None:
-        self.reload()
-
-    def action_help(self) -> None:
-        self.action_show_help_panel()
-
-    @work(exclusive=True, group="reload")
-    async def reload(self) -> None:
-        """Fetch the tables' contents; called on connect and when events say they changed."""
-        runs, schedules, agents, projects, users = await asyncio.gather(
-            self.client.list_runs(limit=200),
-            self.client.list_schedules(),
-            self.client.list_agents(),
-            self.client.list_projects(limit=500),
-            self.client.list_users(limit=500),
-        )
-        for run in runs["items"]:
-            run["command"] = " ".join(run["command"])
-        for schedule in schedules:
-            schedule["command"] = " ".join(schedule["command"])
-            last = schedule.get("last_tick")
-            schedule["last"] = f"{last['state']} {last.get('run_state') or ''}".strip() if last else None
-        self._fill(
-            "#runs-table",
-            runs["items"],
-            ("id", "state", "project", "trigger", "exit_code", "duration_s", "queued_at", "command"),
-        )
-        self._fill(
-            "#schedules-table",
-            schedules,
-            ("name", "project", "cron", "timezone", "enabled", "next_fire_at", "last", "command"),
-        )
-        self._fill("#agents-table", agents, ("name", "queue", "substrate", "hostname", "last_heartbeat_at"))
-        self._fill("#projects-table", projects["items"], ("name", "owner", "description", "created_at"))
-        self._fill("#users-table", users["items"], ("name", "role", "email", "disabled"))
-
-    def _fill(self, selector: str, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
-        table = self.query_one(selector, DataTable)
-        selected = table.cursor_row
-        table.clear()
-        for row in rows:
-            table.add_row(*(_cell(row.get(k)) for k in keys), key=str(row["id"]))
-        if rows:
-            table.move_cursor(row=min(selected, len(rows) - 1))
-
-    def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
-        """`enter` on a run opens its live log."""
-        if message.data_table.id == "runs-table" and message.row_key.value is not None:
-            self.push_screen(RunLogScreen(self.client, int(message.row_key.value), self.read_only))
+    def set_status(self, **changes: Any) -> None:
+        self.status_info = replace(self.status_info, **changes)
+        self.status_signal.publish(self.status_info)
 
     @work(exclusive=True, group="events")
     async def follow_events(self) -> None:
-        """Keep the events stream open for the life of the app, reconnecting with back-off."""
-        bar = self.query_one(ConnectionBar)
-        log = self.query_one("#events-log", RichLog)
-        delay = 0.5
-        last_id: int | None = None
-        while True:
-            try:
-                me = await self.client.me()
-                bar.user = f"{me['name']} ({me['role']})"
-                self.reload()
-                bar.state = "live"
-                delay = 0.5
-                async for event in self.client.events(after=last_id):
-                    body = event.json() or {}
-                    if event.id is not None:
-                        last_id = int(event.id)
-                    log.write(f"{body.get('at', '')[:19]}  {event.event:<24} {body.get('data', {})}")
-                    if event.event.split(".")[0] in ("project", "user", "run", "schedule", "agent"):
-                        self.reload()
-                bar.state = "stream closed; reconnecting"
-            except DevyardError as exc:
-                bar.state = str(exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX_S)
+        """Keep the events stream open for the life of the app."""
+        first = True
+        async for item in follow_events(self.client):
+            if isinstance(item, Connected):
+                self.me = item.user
+                self.set_status(connection="live", user=f"{item.user['name']} ({item.user['role']})")
+                if not first:
+                    # Events may have been missed while down: every screen reloads what it shows.
+                    self._queue(Change(None, "connected", {}))
+                first = False
+            elif isinstance(item, Disconnected):
+                self.set_status(connection=f"{item.reason} Retrying in {item.retry_in:.0f} s.")
+            else:
+                self._queue(item)
 
+    def _queue(self, change: Change) -> None:
+        self._pending.append(change)
+        self.post_message(EventsArrived())
 
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    text = str(value)
-    return text[:19].replace("T", " ") if len(text) > 19 and text[4:5] == "-" and "T" in text else text
+    def on_events_arrived(self, _: EventsArrived) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            self.feed_signal.publish(batch)
+
+    @work(exclusive=True, group="sync-status", thread=True)
+    def check_sync(self) -> None:
+        status = local_status(Path.cwd())
+        if status != self.status_info.sync:
+            self.call_from_thread(self.set_status, sync=status)
+
+    def first_paint_done(self) -> None:
+        if self.first_paint_at is None:
+            self.first_paint_at = time.perf_counter()
+
+    # ------------------------------------------------------------------ navigation
+
+    def action_scopes(self, screen: Screen[Any]) -> list[tuple[str, DOMNode]]:
+        """The action scopes live on ``screen`` and the node each one's actions run on."""
+        scopes: list[tuple[str, DOMNode]] = [("app", self)]
+        if isinstance(screen, DashboardScreen):
+            table = screen.active_table
+            scopes += [("dashboard", screen), ("table", table)]
+            if screen.active_tab in ("runs", "devservers", "schedules"):
+                scopes.append((screen.active_tab, table))
+        elif isinstance(screen, RunScreen):
+            scopes += [("run", screen), ("log", screen.log_view)]
+        elif isinstance(screen, DevServerScreen):
+            scopes.append(("devserver", screen))
+        return scopes
+
+    def open_run(self, run_id: int, replace: bool = False) -> None:
+        screen = RunScreen(self.client, run_id)
+        if replace:
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+
+    def open_devserver(self, server: dict[str, Any]) -> None:
+        self.push_screen(DevServerScreen(server))
+
+    def show_artifacts(self, run_id: int) -> None:
+        self.push_screen(ArtifactsScreen(run_id))
+
+    def new_run(self, project: str = "") -> None:
+        if not operations.allowed(self, "dashboard.new_run"):
+            return
+
+        def opened(run: dict[str, Any] | None) -> None:
+            if run is not None:
+                self.notify(f"Started run {run['id']}.")
+                self.open_run(int(run["id"]))
+
+        self.push_screen(NewRunScreen(project=project), opened)
+
+    def start_devserver(self, project: str = "") -> None:
+        if not operations.allowed(self, "devservers.start"):
+            return
+
+        def opened(server: dict[str, Any] | None) -> None:
+            if server is not None:
+                self.notify(f"Develop server {server['id']} for {server['project']} is {server['state']}.")
+                self.open_devserver(server)
+
+        self.push_screen(StartDevServerScreen(project=project), opened)
+
+    def dashboard(self) -> DashboardScreen:
+        """Go back to the dashboard (closing every view above it) and return it."""
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        screen = self.screen_stack[0]
+        assert isinstance(screen, DashboardScreen)
+        return screen
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_jump(self) -> None:
+        self.push_screen(JumpScreen(), self.jump)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    def jump(self, target: str | None) -> None:
+        """Go where a ``:`` command says."""
+        if not target:
+            return
+        words = target.split()
+        head = words[0].lower()
+        if head in ("q", "quit", "exit"):
+            self.exit()
+        elif head in ("help", "h", "?"):
+            self.action_help()
+        elif target.lower() == "new run":
+            self.new_run(self.local_project)
+        elif head.isdigit() or (head in ("run", "r") and len(words) == 2 and words[1].isdigit()):
+            self.open_run(int(words[-1]))
+        elif head in ("dev", "d", "devserver") and len(words) == 2:
+            self._jump_devserver(words[1])
+        elif head in JUMP_ALIASES and len(words) == 1:
+            tab = JUMP_ALIASES[head]
+            assert tab in TABS
+            self.dashboard().action_show_tab(tab)
+        else:
+            self.notify(
+                f"Unknown view {target!r}; try runs, dev, schedules, agents, run 42 or dev PROJECT.", severity="warning"
+            )
+
+    @work(exclusive=True, group="jump")
+    async def _jump_devserver(self, project: str) -> None:
+        servers = await self.client.list_devservers(project=project)
+        if servers:
+            self.open_devserver(servers[0])
+        else:
+            self.notify(f"You have no develop server for {project}; press s on the Dev servers tab to start one.")
 
 
 def run_app(profile_name: str | None, *, read_only: bool = False) -> None:
-    """Resolve the profile and run the app until the user quits."""
-    DevyardApp(resolve(profile_name), read_only=read_only).run()
+    """Resolve the profile, read tui.toml, and run the app until the user quits."""
+    try:
+        config = load(available_themes=frozenset(BUILTIN_THEMES))
+    except TuiConfigProblem as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    DevyardApp(resolve(profile_name), read_only=read_only, config=config).run()

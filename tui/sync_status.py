@@ -95,16 +95,22 @@ def _from_raw(raw: Any) -> SyncStatus:
     )
 
 
-async def sync_now(path: Path, profile: str | None) -> str:
-    """Run ``yard sync PATH --json`` once; returns a sentence, raises RuntimeError with one."""
+async def sync_now(path: Path, url: str, token: str) -> str:
+    """Run ``yard sync PATH --json`` once against the TUI's API; returns a sentence, raises
+    RuntimeError with one."""
     yard = str(Path(sys.executable).parent / "yard")
-    argv = [yard, *(["--profile", profile] if profile else []), "sync", str(path), "--json"]
+    env = {k: v for k, v in os.environ.items() if k != "DEVYARD_PROFILE"}
+    env.update(DEVYARD_URL=url, DEVYARD_TOKEN=token, NO_COLOR="1")
     process = await asyncio.create_subprocess_exec(
-        *argv,
+        yard,
+        "sync",
+        str(path),
+        "--json",
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "NO_COLOR": "1"},
+        env=env,
+        cwd=str(path),
     )
     out, err = await process.communicate()
     if process.returncode != 0:

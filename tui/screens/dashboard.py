@@ -250,7 +250,11 @@ class DashboardScreen(YardScreen[None]):
         self.filter_text = text.strip()
         server_filter, words = parse_filter(self.filter_text)
         for table in self.query(ResourceTable):
-            plain = words + [str(v) for k, v in server_filter.items() if k == "project"] if table is not self.runs else words
+            plain = (
+                words + [str(v) for k, v in server_filter.items() if k == "project"]
+                if table is not self.runs
+                else words
+            )
             table.set_filter(plain)
         if server and server_filter != self.runs.server_filter:
             self.runs.server_filter = server_filter

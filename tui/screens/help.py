@@ -16,7 +16,9 @@ from tui.actions import BY_ID, SCOPES
 from tui.screens.base import YardModal
 
 
-def key_reference(screen: Screen[object], key_display: dict[str, str]) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
+def key_reference(
+    screen: Screen[object], key_display: dict[str, str]
+) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
     """``[(section, [(keys, title, help, id)])]`` for the bindings active on ``screen``."""
     by_action: dict[str, list[str]] = {}
     bound: dict[str, Binding] = {}
@@ -56,7 +58,9 @@ class HelpScreen(YardModal[None]):
         self.underneath = underneath
 
     def compose(self) -> ComposeResult:
-        displays = {key: self.app.get_key_display(active.binding) for key, active in self.underneath.active_bindings.items()}
+        displays = {
+            key: self.app.get_key_display(active.binding) for key, active in self.underneath.active_bindings.items()
+        }
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold", no_wrap=True)
         table.add_column(no_wrap=True)
@@ -70,7 +74,7 @@ class HelpScreen(YardModal[None]):
         table.add_row(Text("Also", style="bold underline"), "", "", "")
         table.add_row("ctrl+p", "Palette", "Every action, searchable, with its key.", "")
         table.add_row("mouse", "Click", "Click a row or a tab; scroll with the wheel.", "")
-        table.add_row("", "", "Rebind keys in ~/.config/devyard/tui.toml: [keys] \"run.cancel\" = \"C\".", "")
+        table.add_row("", "", 'Rebind keys in ~/.config/devyard/tui.toml: [keys] "run.cancel" = "C".', "")
         with VerticalScroll():
             yield Static(table)
 

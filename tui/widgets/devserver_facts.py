@@ -55,7 +55,9 @@ class DevServerFacts(Static):
         health = self.health
         if health is not None:
             ok = bool(health.get("ok"))
-            detail = f"ok · pid {health.get('pid')} · version {health.get('version')}" if ok else str(health.get("error"))
+            detail = (
+                f"ok · pid {health.get('pid')} · version {health.get('version')}" if ok else str(health.get("error"))
+            )
             grid.add_row("health", Text(detail, style=colours["$success"] if ok else colours["$error"]))
         if server.get("error"):
             grid.add_row("error", Text(str(server["error"]), style=colours["$error"]))

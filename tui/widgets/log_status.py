@@ -27,8 +27,8 @@ class LogStatus(Static):
         text.append(f"  │  {total:,} lines")
         if loading:
             text.append(" (loading older lines…)")
-        if log.visible is not None:
-            text.append(f", {len(log.visible):,} shown")
+        if log.shown_lines is not None:
+            text.append(f", {len(log.shown_lines):,} shown")
         if log.streams != "oe":
             text.append(f"  │  {STREAM_NAMES[log.streams]} only")
         if log.filtering:

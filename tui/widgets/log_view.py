@@ -114,7 +114,7 @@ class LogView(ScrollView, can_focus=True):
     def __init__(self, model: LogModel | None = None, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.model = model or LogModel()
-        self.visible: VisibleLines | None = None
+        self.shown_lines: VisibleLines | None = None
         """Rows → lines while a filter or a stream choice hides lines; None shows all."""
         self.current_match: int | None = None
         """The line of the current search match."""
@@ -140,12 +140,12 @@ class LogView(ScrollView, can_focus=True):
 
     def lines_appended(self) -> None:
         """The model grew at its end: show the new lines (and follow them)."""
-        if self.visible is not None:
-            start = self.visible.indices[-1] + 1 if len(self.visible) else 0
+        if self.shown_lines is not None:
+            start = self.shown_lines.indices[-1] + 1 if len(self.shown_lines) else 0
             if self._active_filter():
-                self.visible.extend(self.model.matching(self.filter_text, self.streams, start))
+                self.shown_lines.extend(self.model.matching(self.filter_text, self.streams, start))
             else:
-                self.visible = None
+                self.shown_lines = None
         self._wrap_rows = None
         self._resize_virtual()
         if self.follow:
@@ -159,16 +159,16 @@ class LogView(ScrollView, can_focus=True):
     @property
     def row_count(self) -> int:
         """Rows of lines that are shown (after the filter)."""
-        return len(self.visible) if self.visible is not None else len(self.model)
+        return len(self.shown_lines) if self.shown_lines is not None else len(self.model)
 
     def line_at(self, row: int) -> int | None:
         """The model line shown at ``row`` (None past the end)."""
         if row < 0 or row >= self.row_count:
             return None
-        return self.visible[row] if self.visible is not None else row
+        return self.shown_lines[row] if self.shown_lines is not None else row
 
     def row_of(self, line: int) -> int:
-        return self.visible.row_of(line) if self.visible is not None else line
+        return self.shown_lines.row_of(line) if self.shown_lines is not None else line
 
     def _prefix_width(self) -> int:
         return GUTTER + (TIMESTAMP_WIDTH if self.show_timestamps else 0)
@@ -298,7 +298,7 @@ class LogView(ScrollView, can_focus=True):
         self._go_to_match(here, backwards)
 
     def _go_to_match(self, start: int, backwards: bool, first: bool = False) -> int | None:
-        allowed = self.visible if self.visible is not None else None
+        allowed = self.shown_lines if self.shown_lines is not None else None
         begin = start - 1 if first and not backwards else start
         found = self.model.find(self.search_text, begin, backwards=backwards, allowed=allowed)
         wrapped = found is not None and ((found <= start) if not backwards else (found >= start)) and not first
@@ -316,7 +316,7 @@ class LogView(ScrollView, can_focus=True):
 
     def action_next_error(self) -> None:
         here = self.current_match if self.current_match is not None else (self.line_at(int(self.scroll_y)) or 0) - 1
-        found = self.model.first_error(here, self.visible)
+        found = self.model.first_error(here, self.shown_lines)
         if found is None:
             self.message = "No line looks like an error."
         else:
@@ -370,7 +370,7 @@ class LogView(ScrollView, can_focus=True):
             anchor = self.line_at(int(self.scroll_y) if keep_row is None else int(keep_row))
             anchor = None if anchor is None else anchor + shift
         if not self._active_filter():
-            self.visible = None
+            self.shown_lines = None
             self._apply_rows(anchor)
             return
         self.filtering = True
@@ -391,7 +391,7 @@ class LogView(ScrollView, can_focus=True):
         tail_start = indices[-1] + 1 if len(indices) else 0
         if len(model) > tail_start:
             indices.extend(model.matching(text, streams, start=tail_start))
-        self.visible = VisibleLines(indices)
+        self.shown_lines = VisibleLines(indices)
         self.filtering = False
         self._apply_rows(anchor)
 

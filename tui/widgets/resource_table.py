@@ -131,7 +131,7 @@ class ResourceTable(DataTable[Text | str]):
         if rebuild:
             self._rebuild_keeping_cursor()
 
-    def remove(self, key: str) -> None:
+    def forget(self, key: str) -> None:
         self.items.pop(key, None)
         if key in self.rows:
             self.remove_row(key)

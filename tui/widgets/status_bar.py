@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
@@ -71,6 +73,19 @@ class StatusBar(Static):
                 when = f" {ago(status.last_sync_at.isoformat())}" if status.last_sync_at else ""
                 text.append(f"{icon} sync {status.state}{when}")
         return text
+
+    def on_mount(self) -> None:
+        # The app owns the facts; every screen's bar shows the same ones.
+        app: Any = self.app
+        signal = getattr(app, "status_signal", None)
+        if signal is not None:
+            self.profile, self.url, self.read_only = app.profile.name, app.profile.url, app.read_only
+            signal.subscribe(self, self.show)
+            self.show(app.status_info)
+
+    def show(self, info: Any) -> None:
+        """Copy the app's status facts (``StatusInfo``)."""
+        self.connection, self.user, self.project, self.sync = info.connection, info.user, info.project, info.sync
 
     def watch_connection(self, connection: str) -> None:
         self.set_class(connection not in ("live", "connecting"), "-down")

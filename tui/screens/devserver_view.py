@@ -1,0 +1,168 @@
+"""The develop server view: its facts, its workspace's git state and this directory's sync."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Footer
+
+from control.client import DevyardError
+from tui import operations
+from tui.actions import bindings
+from tui.live import Change
+from tui.screens.base import YardScreen
+from tui.sync_status import local_status, sync_now
+from tui.widgets.devserver_facts import DevServerFacts
+from tui.widgets.git_panel import GitPanel
+from tui.widgets.status_bar import StatusBar
+from tui.widgets.sync_panel import SyncPanel
+
+REFRESH_S = 5.0
+
+
+class DevServerScreen(YardScreen[None]):
+    """One develop server; refreshed by its events and every few seconds."""
+
+    DEFAULT_CSS = """
+    DevServerScreen VerticalScroll { height: 1fr; }
+    DevServerScreen Horizontal { height: auto; }
+    DevServerScreen Horizontal > Vertical { width: 1fr; height: auto; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [*bindings("devserver")]
+
+    def __init__(self, server: dict[str, Any]) -> None:
+        super().__init__()
+        self.server = server
+        """The server as last seen."""
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield DevServerFacts()
+            with Horizontal():
+                with Vertical():
+                    yield GitPanel()
+                with Vertical():
+                    yield SyncPanel()
+        yield StatusBar()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(DevServerFacts).server = self.server
+        self.query_one(DevServerFacts).endpoint = f"{self.yard.client.url}/api/v1/devservers/{self.server['id']}/"
+        self.yard.feed_signal.subscribe(self, self.on_feed)
+        self.set_interval(REFRESH_S, self.refresh_all)
+        self.set_interval(1.0, self.query_one(DevServerFacts).refresh)
+        self.refresh_all()
+
+    @property
+    def project(self) -> str:
+        return str(self.server["project"])
+
+    @work(exclusive=True, group="devserver-refresh")
+    async def refresh_all(self) -> None:
+        """The server, its health and git state, and the local sync state, all at once."""
+        client = self.yard.client
+        server_id = int(self.server["id"])
+        try:
+            self.server = await client.get_devserver(server_id)
+        except DevyardError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        facts, git = self.query_one(DevServerFacts), self.query_one(GitPanel)
+        facts.server = self.server
+        sync_task = asyncio.create_task(self._sync_status())
+        if self.server.get("state") == "running":
+            health, status = await asyncio.gather(
+                self._gateway(server_id, "/health"), self._gateway(server_id, "/git/status"), return_exceptions=False
+            )
+            facts.health = health
+            if "error" in status and "initialized" not in status:
+                git.problem = f"Git status unavailable: {status['error']}"
+            else:
+                git.problem, git.status = "", status
+        else:
+            facts.health = None
+            git.problem = f"The develop server is {self.server.get('state')}; start it (s) to see its git state."
+        await sync_task
+
+    async def _gateway(self, server_id: int, path: str) -> dict[str, Any]:
+        try:
+            answer: dict[str, Any] = await self.yard.client.devserver_call(server_id, "GET", path)
+        except DevyardError as exc:
+            return {"ok": False, "error": str(exc)}
+        return answer
+
+    async def _sync_status(self) -> None:
+        panel = self.query_one(SyncPanel)
+        here = Path.cwd()
+        if self.yard.local_project != self.project:
+            panel.problem = (
+                f"This directory ({here}) is project {self.yard.local_project}, not {self.project}; "
+                "run yard from the project's directory to see and sync it."
+            )
+            return
+        panel.directory = str(here)
+        panel.problem = ""
+        panel.status = await asyncio.to_thread(local_status, here)
+
+    def on_feed(self, changes: list[Change]) -> None:
+        for change in changes:
+            if change.type == "devserver.updated" and change.data.get("id") == self.server["id"]:
+                self.server = {**self.server, **change.data}
+                self.query_one(DevServerFacts).server = self.server
+                self.refresh_all()
+            elif change.type == "connected":
+                self.refresh_all()
+
+    # ------------------------------------------------------------------ actions
+
+    def action_back(self) -> None:
+        self.dismiss(None)
+
+    def action_refresh(self) -> None:
+        self.refresh_all()
+
+    @work(group="devserver-start")
+    async def action_start(self) -> None:
+        if not operations.allowed(self.yard, "devserver.start"):
+            return
+        try:
+            self.server = await self.yard.client.start_devserver(
+                self.project, environment=self.server.get("environment")
+            )
+        except DevyardError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.notify(f"Starting the develop server for {self.project}…")
+        self.query_one(DevServerFacts).server = self.server
+
+    def action_stop(self) -> None:
+        operations.stop_devserver(self.yard, self.server, "devserver.stop")
+
+    def action_shell(self) -> None:
+        operations.open_shell(self.yard, self.server, "devserver.shell")
+
+    @work(exclusive=True, group="devserver-sync")
+    async def action_sync_now(self) -> None:
+        if not operations.allowed(self.yard, "devserver.sync"):
+            return
+        if self.yard.local_project != self.project:
+            self.notify(
+                f"This directory is project {self.yard.local_project}, not {self.project}; nothing to sync here.",
+                severity="warning",
+            )
+            return
+        self.notify(f"Syncing {Path.cwd()}…")
+        try:
+            sentence = await sync_now(Path.cwd(), self.yard.profile.url, self.yard.profile.token)
+        except RuntimeError as exc:
+            self.notify(f"Sync failed: {exc}", severity="error")
+            return
+        self.notify(sentence)
+        await self._sync_status()
