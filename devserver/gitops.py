@@ -7,6 +7,7 @@ for anything the client can fix. The caller runs them in a worker thread, one at
 from __future__ import annotations
 
 import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -376,30 +377,71 @@ def _reset_index(repo: pygit2.Repository, root: Path, commit: pygit2.Commit) -> 
     """Make the index the commit's tree, with fresh stat data where the file already matches.
 
     ``read_tree`` keeps the stat data of entries whose path and object are unchanged, so only
-    the entries that changed are checked: a file whose content is already the new blob is
-    re-added (stat data recorded, like ``git update-index --refresh``) so that later status
-    calls need not hash it. Anything else stays as the tree has it and shows as modified.
+    the entries that changed are checked: a file whose content is already the new blob gets its
+    stat data recorded (``git update-index --refresh``), so later status calls need not hash it.
+    Anything else keeps the tree's entry without stat data and shows as modified.
     """
     import pygit2
 
     workspace = Workspace(root)
+    folders: dict[str, str | None] = {}  # real path of each parent folder, None if outside
+
+    def real_folder(folder: str) -> str | None:
+        if folder not in folders:
+            try:
+                folders[folder] = workspace.resolve(folder, allow_root=True)
+            except BadPath:  # a symlink leads outside: never read through it
+                folders[folder] = None
+        return folders[folder]
+
     index = repo.index
     before = {entry.path: entry.id for entry in index}
     index.read_tree(commit.tree)
     for entry in list(index):
         if before.get(entry.path) == entry.id or entry.mode not in REGULAR_MODES:
             continue
-        try:
-            full = workspace.resolve(entry.path)  # never hash a file a symlink leads outside to
-            if os.path.islink(os.path.join(root, entry.path)) or not os.path.isfile(full):
-                continue
-            if pygit2.hashfile(full) != entry.id:
-                continue
-            index.add(entry.path)
-        except (BadPath, OSError, pygit2.GitError):
+        folder, _, name = entry.path.rpartition("/")
+        parent = real_folder(folder)
+        if parent is None:
             continue
-        # The file could have changed between hashing and adding: never stage that change.
-        added = index[entry.path]
-        if added.id != entry.id:
-            index.add(pygit2.IndexEntry(entry.path, entry.id, entry.mode))
+        full = os.path.join(parent, name)
+        try:
+            st = os.lstat(full)
+            if not stat.S_ISREG(st.st_mode) or pygit2.hashfile(full) != entry.id:
+                continue
+            if _stat_key(os.lstat(full)) != _stat_key(st):
+                continue  # changed while it was hashed: leave it to status
+            _add_with_stat(index, entry, st)
+        except (OSError, pygit2.GitError):
+            continue
     index.write()
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _add_with_stat(index: pygit2.Index, entry: pygit2.IndexEntry, st: os.stat_result) -> None:
+    """Put ``entry`` in the index with the file's stat data, without reading the file again.
+
+    pygit2 can only add an entry without stat data, or add a path (which reads, hashes and
+    writes the blob again: a third of a millisecond per file, seconds for a big tree), so the
+    libgit2 entry is filled in through pygit2's own cffi bindings; should those ever change,
+    adding by path is the slow but equivalent fallback.
+    """
+    try:
+        from pygit2.errors import check_error
+        from pygit2.ffi import C
+
+        centry, _path = entry._to_c()
+        centry.ctime.seconds, centry.ctime.nanoseconds = divmod(st.st_ctime_ns, 1_000_000_000)
+        centry.mtime.seconds, centry.mtime.nanoseconds = divmod(st.st_mtime_ns, 1_000_000_000)
+        # Git keeps the low 32 bits of these (its index format has no room for more).
+        centry.dev, centry.ino = st.st_dev & 0xFFFFFFFF, st.st_ino & 0xFFFFFFFF
+        centry.uid, centry.gid = st.st_uid & 0xFFFFFFFF, st.st_gid & 0xFFFFFFFF
+        centry.file_size = st.st_size & 0xFFFFFFFF
+        check_error(C.git_index_add(index._index, centry))
+    except (ImportError, AttributeError, TypeError, OverflowError):
+        index.add(entry.path)
+        if index[entry.path].id != entry.id:  # it changed meanwhile: never stage that change
+            index.add(entry)

@@ -33,7 +33,6 @@ class IgnoreRules:
     """Answers "is this path left out of the sync?" for one local tree."""
 
     def __init__(self, root: Path, scratch: Path) -> None:
-        import pygit2
 
         self.root = root
         self._scratch = scratch

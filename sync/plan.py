@@ -119,26 +119,26 @@ def make_plan(
 
     deleted: list[str] = []
     for path, theirs in remote.items():
-        ours = local.get(path)
-        if ours is None or ours.kind != theirs.kind:
+        mine = local.get(path)
+        if mine is None or mine.kind != theirs.kind:
             deleted.append(path)
-    plan.deletes = _outermost(deleted)
+    plan.deletes = outermost(deleted)
 
     dirs: list[Entry] = []
     others: list[Entry] = []
-    for path, ours in local.items():
-        theirs = remote.get(path)
-        if theirs is not None and same(ours, theirs):
+    for path, entry in local.items():
+        counterpart = remote.get(path)
+        if counterpart is not None and same(entry, counterpart):
             plan.unchanged += 1
         else:
-            (dirs if ours.kind == "dir" else others).append(ours)
+            (dirs if entry.kind == "dir" else others).append(entry)
     dirs.sort(key=lambda entry: entry.path)
     others.sort(key=lambda entry: entry.path)
     plan.puts = dirs + others
     return plan
 
 
-def _outermost(paths: list[str]) -> list[str]:
+def outermost(paths: list[str]) -> list[str]:
     """``paths`` without those below another one (deleting a directory deletes its contents)."""
     kept: set[str] = set()
     for path in sorted(paths, key=lambda p: p.count("/")):  # parents before their contents

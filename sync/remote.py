@@ -8,7 +8,7 @@ watch waits out; everything else is a :class:`control.client.DevyardError` as us
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,16 +122,19 @@ class RemoteWorkspace:
         missing: list[str] = self._call("POST", "/git/has", json={"oids": oids})["missing"]
         return missing
 
-    def git_send_pack(self, pack: Path) -> int:
-        """Stream a packfile into the workspace repository; the number of objects it held."""
+    def git_send_pack(self, pack: Path | Iterable[bytes]) -> int:
+        """Stream a packfile (a file, or its bytes as they are made) into the workspace
+        repository; the number of objects it held."""
 
-        def chunks() -> Iterable[bytes]:
-            with open(pack, "rb") as source:
+        def chunks(path: Path) -> Iterator[bytes]:
+            with open(path, "rb") as source:
                 while chunk := source.read(1024 * 1024):
                     yield chunk
 
         try:
-            result = self.client.devserver_upload(self.server_id, "/git/objects", chunks())
+            result = self.client.devserver_upload(
+                self.server_id, "/git/objects", chunks(pack) if isinstance(pack, Path) else pack
+            )
         except DevyardError as exc:
             if unavailable(exc):
                 raise DevserverUnavailable(str(exc)) from exc

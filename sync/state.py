@@ -31,6 +31,7 @@ FORMAT = 1
 # A file modified this recently may be modified again without its mtime moving (timestamps
 # are coarse on many file systems), so its hash is not remembered (git's "racy clean" problem).
 RACY_NS = 2_000_000_000
+SYMLINK_MODE = 0o777
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +45,9 @@ class Record:
     @classmethod
     def of(cls, entry: Entry) -> Record:
         """The record of a manifest entry (local or remote)."""
-        digest = entry.sha256 if entry.kind == "file" else entry.target if entry.kind == "symlink" else None
-        return cls(entry.kind, digest, entry.mode)
+        if entry.kind == "symlink":
+            return cls("symlink", entry.target, SYMLINK_MODE)  # link modes mean nothing (and differ by OS)
+        return cls(entry.kind, entry.sha256 if entry.kind == "file" else None, entry.mode)
 
     def same_content(self, other: Record) -> bool:
         """Same kind and content (or link target), whatever the modes."""
@@ -206,5 +208,6 @@ class SyncState:
         Only content counts: a mode changed on the develop server loses nothing when replaced.
         """
         return any(
-            known is not None and known.same_content(record) for known in (self.synced.get(path), self.pending.get(path))
+            known is not None and known.same_content(record)
+            for known in (self.synced.get(path), self.pending.get(path))
         )

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from devserver.batch import Delete, Op, PutDir, PutFile, PutSymlink, encode_header
 from sync.remote import EntryRefused, RemoteWorkspace
-from sync.state import Record, SyncState
+from sync.state import SYMLINK_MODE, Record, SyncState
 
 CHUNK = 1024 * 1024
 FLUSH = 256 * 1024
@@ -33,7 +33,9 @@ REQUEST_ENTRIES = 10_000
 
 
 class Progress(Protocol):
-    """Told about every file as it is sent (the CLI draws a bar with it)."""
+    """Told what a sync will send, then about every file as it is sent (the CLI draws a bar)."""
+
+    def begin(self, files: int, nbytes: int) -> None: ...
 
     def advance(self, files: int, nbytes: int) -> None: ...
 
@@ -127,7 +129,7 @@ def _record(op: Op) -> Record | None:
     if isinstance(op, PutDir):
         return Record("dir", None, op.mode)
     if isinstance(op, PutSymlink):
-        return Record("symlink", op.target, 0o777)
+        return Record("symlink", op.target, SYMLINK_MODE)
     return None
 
 

@@ -51,9 +51,17 @@ SCOPES: dict[str, str] = {
 A = ActionSpec
 ACTIONS: tuple[ActionSpec, ...] = (
     # everywhere
-    A("app.quit", "q", "quit", "Quit", "Leave devyard.", "app"),
+    A("app.quit", "q", "quit", "Quit", "Leave devyard.", "app", show=False),
     A("app.help", "question_mark,f1", "help", "Help", "Show every key of the current view.", "app"),
-    A("app.jump", "colon", "jump", "Jump", "Jump to a view: runs, dev, schedules, agents, run 42, dev shop.", "app"),
+    A(
+        "app.jump",
+        "colon",
+        "jump",
+        "Jump",
+        "Jump to a view: runs, dev, schedules, agents, run 42, dev shop.",
+        "app",
+        show=False,
+    ),
     A(
         "app.theme",
         "ctrl+t",
@@ -64,10 +72,18 @@ ACTIONS: tuple[ActionSpec, ...] = (
         show=False,
     ),
     # dashboard
-    A("dashboard.devservers", "1", "show_tab('devservers')", "Dev", "Show the develop servers.", "dashboard"),
-    A("dashboard.runs", "2", "show_tab('runs')", "Runs", "Show the runs.", "dashboard"),
-    A("dashboard.schedules", "3", "show_tab('schedules')", "Schedules", "Show the schedules.", "dashboard"),
-    A("dashboard.agents", "4", "show_tab('agents')", "Agents", "Show the agents.", "dashboard"),
+    A(
+        "dashboard.devservers",
+        "1",
+        "show_tab('devservers')",
+        "Dev",
+        "Show the develop servers.",
+        "dashboard",
+        show=False,
+    ),
+    A("dashboard.runs", "2", "show_tab('runs')", "Runs", "Show the runs.", "dashboard", show=False),
+    A("dashboard.schedules", "3", "show_tab('schedules')", "Schedules", "Show the schedules.", "dashboard", show=False),
+    A("dashboard.agents", "4", "show_tab('agents')", "Agents", "Show the agents.", "dashboard", show=False),
     A(
         "dashboard.next_tab",
         "l,right_square_bracket",
@@ -118,8 +134,16 @@ ACTIONS: tuple[ActionSpec, ...] = (
         confirm=True,
     ),
     A("runs.rerun", "R", "screen.rerun", "Rerun", "Start the selected run's command again.", "runs", writes=True),
-    A("runs.artifacts", "a", "screen.artifacts", "Artifacts", "List the selected run's artifacts.", "runs"),
-    A("runs.copy_id", "y", "screen.copy_run_id", "Copy id", "Copy the selected run's id to the clipboard.", "runs"),
+    A("runs.artifacts", "a", "screen.artifacts", "Artifacts", "List the selected run's artifacts.", "runs", show=False),
+    A(
+        "runs.copy_id",
+        "y",
+        "screen.copy_run_id",
+        "Copy id",
+        "Copy the selected run's id to the clipboard.",
+        "runs",
+        show=False,
+    ),
     # develop servers table
     A(
         "devservers.open",
@@ -186,8 +210,17 @@ ACTIONS: tuple[ActionSpec, ...] = (
     # run view
     A("run.back", "escape", "back", "Back", "Go back to the dashboard.", "run"),
     A("run.cancel", "c", "cancel", "Cancel", "Cancel the run (asks first).", "run", writes=True, confirm=True),
-    A("run.rerun", "R", "rerun", "Rerun", "Start this run's command again and open it.", "run", writes=True),
-    A("run.artifacts", "a", "artifacts", "Artifacts", "List the run's artifacts.", "run"),
+    A(
+        "run.rerun",
+        "R",
+        "rerun",
+        "Rerun",
+        "Start this run's command again and open it.",
+        "run",
+        writes=True,
+        show=False,
+    ),
+    A("run.artifacts", "a", "artifacts", "Artifacts", "List the run's artifacts.", "run", show=False),
     A("run.copy_id", "y", "copy_id", "Copy id", "Copy the run's id to the clipboard.", "run", show=False),
     # the log
     A("log.end", "end,G", "end", "End", "Jump to the end and follow new lines.", "log"),
@@ -206,7 +239,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     A("log.filter", "slash", "filter", "Filter", "Show only the lines that contain some text.", "log"),
     A("log.clear", "escape", "clear", "Clear", "Clear the filter and the search.", "log", show=False),
     A("log.streams", "o", "cycle_streams", "Streams", "Show stdout and stderr, stdout only, or stderr only.", "log"),
-    A("log.timestamps", "t", "toggle_timestamps", "Times", "Show or hide each line's time.", "log"),
+    A("log.timestamps", "t", "toggle_timestamps", "Times", "Show or hide each line's time.", "log", show=False),
     A("log.wrap", "w", "toggle_wrap", "Wrap", "Wrap long lines, or scroll sideways (h, l).", "log"),
     A("log.error", "e", "next_error", "Error", "Jump to the next line that looks like an error.", "log"),
     A("log.left", "h", "scroll_left", "Left", "Scroll left.", "log", show=False),
@@ -253,6 +286,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Refresh",
         "Reload the server's state, git status and sync status.",
         "devserver",
+        show=False,
     ),
 )
 BY_ID: dict[str, ActionSpec] = {spec.id: spec for spec in ACTIONS}

@@ -33,15 +33,11 @@ from tui.cli.project_name import default_project
 from tui.commands import ActionCommands
 from tui.config import TuiConfig, TuiConfigProblem, load
 from tui.live import Change, Connected, Disconnected, follow_events
-from tui.screens.artifacts import ArtifactsScreen
+from tui.screens.base import YardScreen
 from tui.screens.dashboard import TABS, DashboardScreen
-from tui.screens.devserver_view import DevServerScreen
-from tui.screens.help import HelpScreen
-from tui.screens.jump import JumpScreen
-from tui.screens.new_run import NewRunScreen
-from tui.screens.run_view import RunScreen
-from tui.screens.start_devserver import StartDevServerScreen
 from tui.sync_status import SyncStatus, local_status
+
+# The other screens are imported when first opened: the dashboard paints sooner.
 
 SYNC_POLL_S = 5.0
 JUMP_ALIASES = {
@@ -165,18 +161,13 @@ class DevyardApp(App[None]):
     def action_scopes(self, screen: Screen[Any]) -> list[tuple[str, DOMNode]]:
         """The action scopes live on ``screen`` and the node each one's actions run on."""
         scopes: list[tuple[str, DOMNode]] = [("app", self)]
-        if isinstance(screen, DashboardScreen):
-            table = screen.active_table
-            scopes += [("dashboard", screen), ("table", table)]
-            if screen.active_tab in ("runs", "devservers", "schedules"):
-                scopes.append((screen.active_tab, table))
-        elif isinstance(screen, RunScreen):
-            scopes += [("run", screen), ("log", screen.log_view)]
-        elif isinstance(screen, DevServerScreen):
-            scopes.append(("devserver", screen))
+        if isinstance(screen, YardScreen):
+            scopes += screen.action_scopes()
         return scopes
 
     def open_run(self, run_id: int, replace: bool = False) -> None:
+        from tui.screens.run_view import RunScreen
+
         screen = RunScreen(self.client, run_id)
         if replace:
             self.switch_screen(screen)
@@ -184,14 +175,19 @@ class DevyardApp(App[None]):
             self.push_screen(screen)
 
     def open_devserver(self, server: dict[str, Any]) -> None:
+        from tui.screens.devserver_view import DevServerScreen
+
         self.push_screen(DevServerScreen(server))
 
     def show_artifacts(self, run_id: int) -> None:
+        from tui.screens.artifacts import ArtifactsScreen
+
         self.push_screen(ArtifactsScreen(run_id))
 
     def new_run(self, project: str = "") -> None:
         if not operations.allowed(self, "dashboard.new_run"):
             return
+        from tui.screens.new_run import NewRunScreen
 
         def opened(run: dict[str, Any] | None) -> None:
             if run is not None:
@@ -203,6 +199,7 @@ class DevyardApp(App[None]):
     def start_devserver(self, project: str = "") -> None:
         if not operations.allowed(self, "devservers.start"):
             return
+        from tui.screens.start_devserver import StartDevServerScreen
 
         def opened(server: dict[str, Any] | None) -> None:
             if server is not None:
@@ -220,10 +217,14 @@ class DevyardApp(App[None]):
         return screen
 
     def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 
     def action_jump(self) -> None:
+        from tui.screens.jump import JumpScreen
+
         self.push_screen(JumpScreen(), self.jump)
 
     def action_toggle_theme(self) -> None:

@@ -135,6 +135,17 @@ def run_duration(run: dict[str, Any]) -> float | None:
     return max((finished - started).total_seconds(), 0.0)
 
 
+_PALETTES: dict[str, Palette] = {}
+
+
+def theme_palette(app: Any) -> Palette:
+    """:func:`palette` of ``app``'s current theme, computed once per theme (it is not cheap)."""
+    name = str(app.theme)
+    if name not in _PALETTES:
+        _PALETTES[name] = palette(app.get_css_variables())
+    return _PALETTES[name]
+
+
 def state_cell(state: str, colours: Palette = DEFAULT_PALETTE, table: dict[str, tuple[str, str]] = RUN_STATES) -> Text:
     """The state with its icon, coloured, for a table cell."""
     icon, colour = table.get(state, ("·", "$text-muted"))

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 from control.client import DevyardError
 from tui.actions import BY_ID
 from tui.cells import FINISHED, command_line
-from tui.screens.confirm import ConfirmScreen
 
 if TYPE_CHECKING:
     from tui.app import DevyardApp
+    from tui.screens.confirm import Act
 
 Item = dict[str, Any]
 YARD = str(Path(sys.executable).parent / "yard")
@@ -46,10 +46,7 @@ def cancel_run(app: DevyardApp, run: Item, action_id: str) -> None:
         await app.client.cancel_run(int(run["id"]))
         return f"Cancel requested for run {run['id']}."
 
-    app.push_screen(
-        ConfirmScreen(f"Cancel run {run['id']}?", f"$ {command_line(run.get('command'))}", act, yes="Cancel run"),
-        _say(app),
-    )
+    _confirm(app, f"Cancel run {run['id']}?", f"$ {command_line(run.get('command'))}", act, "Cancel run")
 
 
 async def rerun(app: DevyardApp, run: Item, action_id: str) -> Item | None:
@@ -84,14 +81,12 @@ def stop_devserver(app: DevyardApp, server: Item, action_id: str) -> None:
         stopped = await app.client.stop_devserver(int(server["id"]))
         return f"Develop server {server['id']} for {server['project']} is {stopped['state']}."
 
-    app.push_screen(
-        ConfirmScreen(
-            f"Stop the develop server for {server['project']}?",
-            "Its workspace stays on the volume; start it again to resume. Open shells end.",
-            act,
-            yes="Stop",
-        ),
-        _say(app),
+    _confirm(
+        app,
+        f"Stop the develop server for {server['project']}?",
+        "Its workspace stays on the volume; start it again to resume. Open shells end.",
+        act,
+        "Stop",
     )
 
 
@@ -106,14 +101,12 @@ def trigger_schedule(app: DevyardApp, schedule: Item, action_id: str) -> None:
             return f"Schedule {schedule['name']} fired run {tick.get('run_id')}."
         return f"Schedule {schedule['name']} did not fire: {tick.get('reason') or tick.get('state')}."
 
-    app.push_screen(
-        ConfirmScreen(
-            f"Fire schedule {schedule['name']} now?",
-            f"$ {command_line(schedule.get('command'))}   (overlap policy: {schedule.get('overlap', 'skip')})",
-            act,
-            yes="Fire",
-        ),
-        _say(app),
+    _confirm(
+        app,
+        f"Fire schedule {schedule['name']} now?",
+        f"$ {command_line(schedule.get('command'))}   (overlap policy: {schedule.get('overlap', 'skip')})",
+        act,
+        "Fire",
     )
 
 
@@ -136,9 +129,12 @@ def open_shell(app: DevyardApp, server: Item, action_id: str) -> None:
     app.notify(f"The shell ended (exit code {code}).", severity="information" if code in (0, 130) else "warning")
 
 
-def _say(app: DevyardApp) -> Any:
+def _confirm(app: DevyardApp, question: str, detail: str, act: Act, yes: str) -> None:
+    """Ask in a dialog that runs ``act`` itself (so a refusal shows there); say the outcome."""
+    from tui.screens.confirm import ConfirmScreen
+
     def done(outcome: str | None) -> None:
         if outcome:
             app.notify(outcome)
 
-    return done
+    app.push_screen(ConfirmScreen(question, detail, act, yes=yes), done)

@@ -1,137 +1,23 @@
-"""`yard dev exec` without Typer, Rich or httpx: a command round trip should cost a round trip.
-
-The full CLI spends ~0.3 s importing itself before it sends anything; this path uses the standard
-library only (one socket, HTTP/1.1, the frame decoder) and covers the plain form
-``yard dev exec [-p P] [--cwd D] [--timeout S] -- CMD...`` over ``http://``. Anything else
-(``--help``, an ``https://`` profile, an option it does not know) returns None and the full CLI
-handles it, so both paths behave the same to the user.
-"""
+"""`yard dev exec` on the standard-library fast path (see :mod:`tui.cli.quick`): a command
+round trip should cost a round trip, not the CLI's imports."""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import struct
 import sys
 
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~2 ms of every call
+from tui.cli.quick import CONNECTION_LOST, Http, Refused, parse, profile, read_json
+
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-CONNECTION_LOST = 255
 # The exec frame header of devserver/frames.py (kind byte + big-endian length), decoded here
 # without that module's dataclass import.
 FRAME = struct.Struct(">cI")
 OPTIONS = {"-p": "project", "--project": "project", "--cwd": "cwd", "--timeout": "timeout"}
-
-
-class Refused(Exception):
-    """One sentence for stderr, and the exit code."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def parse(args: list[str]) -> tuple[dict[str, str], list[str]] | None:
-    """Options and the command, or None when this is not the plain form."""
-    options: dict[str, str] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            return options, args[i + 1 :]
-        name, eq, value = arg.partition("=")
-        if name not in OPTIONS:
-            return None
-        if not eq:
-            if i + 1 >= len(args):
-                return None
-            value = args[i + 1]
-            i += 1
-        options[OPTIONS[name]] = value
-        i += 1
-    return None
-
-
-class Http:
-    """Just enough HTTP/1.1 over one keep-alive socket for two requests."""
-
-    def __init__(self, url: str, token: str) -> None:
-        netloc = url.removeprefix("http://").split("/", 1)[0]
-        host, _, port = netloc.rpartition(":") if netloc.count(":") == 1 or "]:" in netloc else (netloc, "", "")
-        self.host, self.port = host.strip("[]") or "127.0.0.1", int(port or 80)
-        self.token = token
-        try:
-            self.sock = socket.create_connection((self.host, self.port), timeout=10)
-        except OSError as exc:
-            local = self.host in ("127.0.0.1", "localhost", "::1")
-            hint = "is it running (`yard up`)?" if local else "check the URL and your network."
-            raise Refused(f"Cannot reach the devyard API at {url} ({type(exc).__name__}); {hint}") from exc
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.reader = self.sock.makefile("rb")
-
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Iterator[bytes]]:
-        head = [
-            f"{method} /api/v1{path} HTTP/1.1",
-            f"Host: {self.host}:{self.port}",
-            f"Authorization: Bearer {self.token}",
-        ]
-        head += ["User-Agent: devyard-client", "Accept: */*"]
-        if body is not None:
-            head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-        self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + (body or b""))
-        self.sock.settimeout(None)  # exec output may pause for as long as the command likes
-        status_line = self.reader.readline()
-        if not status_line:
-            raise Refused("The devyard API closed the connection.", CONNECTION_LOST)
-        status = int(status_line.split()[1])
-        headers: dict[str, str] = {}
-        while (line := self.reader.readline()) not in (b"\r\n", b"\n", b""):
-            key, _, value = line.decode("latin-1").partition(":")
-            headers[key.strip().lower()] = value.strip()
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            return status, self._chunks()
-        return status, iter([self.reader.read(int(headers.get("content-length", "0")))])
-
-    def _chunks(self) -> Iterator[bytes]:
-        while True:
-            size_line = self.reader.readline()
-            if not size_line:
-                return  # cut short: the caller notices the missing exit frame
-            size = int(size_line.split(b";")[0], 16)
-            if size == 0:
-                self.reader.readline()
-                return
-            data = self.reader.read(size)
-            self.reader.readline()
-            yield data
-
-
-def profile() -> tuple[str, str] | None:
-    """(url, token) as `control.profiles.resolve` would choose them, or None when anything is
-    unusual (the full CLI then explains it). Reads the TOML itself to skip that module's imports."""
-    url, token = os.environ.get("DEVYARD_URL"), os.environ.get("DEVYARD_TOKEN")
-    if url and token:
-        return url, token
-    if url or token:
-        return None
-    import tomllib
-
-    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    try:
-        with open(os.path.join(config_home, "devyard", "config.toml"), "rb") as file:
-            data = tomllib.load(file)
-    except (OSError, tomllib.TOMLDecodeError):
-        return None
-    profiles = data.get("profiles")
-    name = os.environ.get("DEVYARD_PROFILE") or data.get("default") or "local"
-    entry = profiles.get(name) if isinstance(profiles, dict) else None
-    if not isinstance(entry, dict) or not isinstance(entry.get("url"), str) or not isinstance(entry.get("token"), str):
-        return None
-    return entry["url"], entry["token"]
 
 
 def frames(stream: Iterator[bytes]) -> Iterator[tuple[bytes, bytes]]:
@@ -147,18 +33,8 @@ def frames(stream: Iterator[bytes]) -> Iterator[tuple[bytes, bytes]]:
             buffer = buffer[end:]
 
 
-def _json(status: int, body: Iterator[bytes]) -> Any:
-    data = json.loads(b"".join(body) or b"null")
-    if status >= 400:
-        message = data.get("error", {}).get("message") if isinstance(data, dict) else None
-        if status == 401 and message:
-            message = f"{message.rstrip('.')}; check the token of your profile (`yard login` replaces it)."
-        raise Refused(message or f"The API answered {status}.")
-    return data
-
-
 def run(args: list[str]) -> int | None:
-    parsed = parse(args)
+    parsed = parse(args, OPTIONS)
     if parsed is None:
         return None
     options, command = parsed
@@ -171,7 +47,7 @@ def run(args: list[str]) -> int | None:
     if not project.replace("-", "").replace("_", "").replace(".", "").isalnum():
         return None  # not a project name: let the full CLI say so
     http = Http(*chosen)
-    servers = _json(*http.request("GET", f"/devservers?project={project}"))
+    servers = read_json(*http.request("GET", f"/devservers?project={project}"))
     server = servers[0] if servers else None
     if server is None or server.get("state") != "running":
         state_text = f"is {server['state']}" if server else "does not exist"
@@ -186,7 +62,7 @@ def run(args: list[str]) -> int | None:
             return None
     status, stream = http.request("POST", f"/devservers/{server['id']}/exec", json.dumps(body).encode())
     if status >= 400:
-        _json(status, stream)
+        read_json(status, stream)
     out, err = sys.stdout.buffer, sys.stderr.buffer
     for kind, payload in frames(stream):
         if kind == b"o":

@@ -171,6 +171,25 @@ def run(
     raise typer.Exit(exit_code_of(final))
 
 
+def resume_after_interrupt(run_id: int, printer: LogPrinter) -> int:
+    """Ctrl-C during the fast path of `yard run`: ask, then cancel or detach like `run` does."""
+    with state.client() as client:
+        try:
+            while True:
+                try:
+                    _interrupted(client, run_id)
+                    final = follow(client, run_id, printer)
+                    break
+                except KeyboardInterrupt:
+                    continue
+        except typer.Exit as leave:
+            return int(leave.exit_code)
+    if final["state"] != "succeeded":
+        detail = final["error"] or (f"exit code {final['exit_code']}" if final["state"] == "failed" else None)
+        errors.print(f"Run {final['id']} {final['state']}" + (f": {detail}" if detail else "."), highlight=False)
+    return exit_code_of(final)
+
+
 def _wait(client: ControlClient, run_id: int) -> dict[str, Any]:
     for event in client.follow_logs(run_id, from_seq=10**9):
         if event.event == "end":

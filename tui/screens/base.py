@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
+from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 
 if TYPE_CHECKING:
@@ -18,6 +19,10 @@ class YardScreen(Screen[T], Generic[T]):
     @property
     def yard(self) -> DevyardApp:
         return cast("DevyardApp", self.app)
+
+    def action_scopes(self) -> list[tuple[str, DOMNode]]:
+        """The action scopes (``tui.actions.SCOPES``) live here, and the node each runs on."""
+        return []
 
 
 class YardModal(ModalScreen[T], Generic[T]):

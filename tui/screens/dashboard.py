@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import BindingType
+from textual.dom import DOMNode
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
 from control.client import DevyardError
@@ -87,6 +88,13 @@ class DashboardScreen(YardScreen[None]):
     @property
     def active_table(self) -> ResourceTable:
         return self.query_one(f"#{self.active_tab}-table", ResourceTable)
+
+    def action_scopes(self) -> list[tuple[str, DOMNode]]:
+        table = self.active_table
+        scopes: list[tuple[str, DOMNode]] = [("dashboard", self), ("table", table)]
+        if self.active_tab in ("runs", "devservers", "schedules"):
+            scopes.append((self.active_tab, table))
+        return scopes
 
     @property
     def runs(self) -> RunsTable:
@@ -237,8 +245,8 @@ class DashboardScreen(YardScreen[None]):
     def action_clear_filter(self) -> None:
         self.apply_filter("")
 
-    @on(PromptBar.Changed)
-    def _filter_typed(self, event: PromptBar.Changed) -> None:
+    @on(PromptBar.Typed)
+    def _filter_typed(self, event: PromptBar.Typed) -> None:
         self.apply_filter(event.value, server=False)
 
     @on(PromptBar.Answered)

@@ -10,6 +10,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.dom import DOMNode
 from textual.widgets import Footer
 
 from control.client import DevyardError
@@ -51,6 +52,9 @@ class DevServerScreen(YardScreen[None]):
                     yield SyncPanel()
         yield StatusBar()
         yield Footer()
+
+    def action_scopes(self) -> list[tuple[str, DOMNode]]:
+        return [("devserver", self)]
 
     def on_mount(self) -> None:
         self.query_one(DevServerFacts).server = self.server

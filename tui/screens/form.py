@@ -77,8 +77,7 @@ class FormScreen(YardModal[dict[str, Any] | None]):
                 yield Button(f"{self.SUBMIT} (enter)", id="submit", variant="primary")
 
     def on_mount(self) -> None:
-        first_empty = next((f for f in self.fields if not f.value), self.fields[0])
-        self.query_one(f"#field-{first_empty.name}", Input).focus()
+        self.query_one(f"#field-{self.fields[0].name}", Input).focus()
 
     def values(self) -> dict[str, str]:
         return {spec.name: self.query_one(f"#field-{spec.name}", Input).value.strip() for spec in self.fields}

@@ -31,8 +31,7 @@ def key_reference(
     sections: dict[str, list[tuple[str, str, str, str]]] = {}
     for action_id, keys in by_action.items():
         spec = BY_ID[action_id]
-        marks = " (asks first)" if spec.confirm else ""
-        sections.setdefault(spec.scope, []).append((" ".join(keys), spec.title, spec.help + marks, action_id))
+        sections.setdefault(spec.scope, []).append((" ".join(keys), spec.title, spec.help, action_id))
     order = list(SCOPES)
     return [(SCOPES[scope], rows) for scope, rows in sorted(sections.items(), key=lambda item: order.index(item[0]))]
 

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import BindingType
+from textual.dom import DOMNode
 from textual.widgets import Footer
 
 from control.client import AsyncControlClient, DevyardError
@@ -56,6 +57,9 @@ class RunScreen(YardScreen[None]):
     @property
     def log_view(self) -> LogView:
         return self.query_one(LogView)
+
+    def action_scopes(self) -> list[tuple[str, DOMNode]]:
+        return [("run", self), ("log", self.log_view)]
 
     def on_mount(self) -> None:
         self.log_view.focus()

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from tui.cells import DEVSERVER_STATES, ago, palette, stamp, state_cell
+from tui.cells import DEVSERVER_STATES, ago, stamp, state_cell, theme_palette
 from tui.widgets.devservers_table import uptime
 
 
@@ -34,7 +34,7 @@ class DevServerFacts(Static):
         server = self.server
         if server is None:
             return Text("Loading…", style="dim")
-        colours = palette(self.app.get_css_variables())
+        colours = theme_palette(self.app)
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column()

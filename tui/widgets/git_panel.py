@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from tui.cells import palette
+from tui.cells import theme_palette
 
 MAX_FILES = 30
 STATUS_MARK = {
@@ -47,7 +47,7 @@ class GitPanel(Static):
             return Text("Loading…", style="dim")
         if not status.get("initialized"):
             return Text("The workspace is not a git repository yet (`yard sync` sends your git state).", style="dim")
-        colours = palette(self.app.get_css_variables())
+        colours = theme_palette(self.app)
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column()

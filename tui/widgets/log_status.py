@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.reactive import reactive
+from textual.widget import Widget
 
 from tui.widgets.log_view import STREAM_NAMES, LogView
 
 
-class LogStatus(Static):
+class LogStatus(Widget):
     """Mirrors a :class:`LogView`'s state; the screen calls :meth:`show` on ``LogView.Changed``."""
 
     DEFAULT_CSS = """
@@ -19,6 +20,12 @@ class LogStatus(Static):
         color: $text-muted;
     }
     """
+
+    text: reactive[Text] = reactive(Text)
+    """What the line says (one line: changing it never changes the layout)."""
+
+    def render(self) -> Text:
+        return self.text
 
     def show(self, log: LogView, loading: bool = False) -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
@@ -43,4 +50,4 @@ class LogStatus(Static):
             text.append(f"  │  {' '.join(flags)}")
         if log.message:
             text.append(f"  │  {log.message}", style="bold")
-        self.update(text)
+        self.text = text

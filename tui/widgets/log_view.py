@@ -37,6 +37,7 @@ CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]")
 STREAM_CYCLE = {"oe": "o", "o": "e", "e": "oe"}
 STREAM_NAMES = {"oe": "stdout+stderr", "o": "stdout", "e": "stderr"}
 GUTTER = 1
+FRAME_S = 1 / 30
 TIMESTAMP_WIDTH = 13
 
 
@@ -128,6 +129,8 @@ class LogView(ScrollView, can_focus=True):
         self._programmatic = 0
         self._wrap_rows: tuple[tuple[object, ...], list[Strip]] | None = None
         self._wrap_end_anchor = 0
+        self._flush_pending = False
+        self._last_flush = 0.0
 
     # ------------------------------------------------------------------ feeding
 
@@ -139,7 +142,23 @@ class LogView(ScrollView, can_focus=True):
         self._refilter(keep_row=None if self.follow else row, shift=shift)
 
     def lines_appended(self) -> None:
-        """The model grew at its end: show the new lines (and follow them)."""
+        """The model grew at its end: show the new lines (and follow them).
+
+        A busy run delivers a hundred chunks a second; the screen is brought up to date at most
+        :data:`FRAME_S` apart, so the cost per second stays flat however fast lines arrive.
+        """
+        if self._flush_pending:
+            return
+        wait = self._last_flush + FRAME_S - time.monotonic()
+        if wait > 0:
+            self._flush_pending = True
+            self.set_timer(wait, self._flush_appended)
+        else:
+            self._flush_appended()
+
+    def _flush_appended(self) -> None:
+        self._flush_pending = False
+        self._last_flush = time.monotonic()
         if self.shown_lines is not None:
             start = self.shown_lines.indices[-1] + 1 if len(self.shown_lines) else 0
             if self._active_filter():

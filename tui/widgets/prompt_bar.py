@@ -34,7 +34,7 @@ class PromptBar(Input):
             self.kind = kind
             self.value = value
 
-    class Changed(Message):
+    class Typed(Message):
         """The text changed while the prompt is open (for filters applied as you type)."""
 
         def __init__(self, kind: str, value: str) -> None:
@@ -74,8 +74,8 @@ class PromptBar(Input):
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input is self and self.has_class("-shown"):
             event.stop()
-            self.post_message(self.Changed(self.kind, self.value))
+            self.post_message(self.Typed(self.kind, self.value))
 
     def action_cancel(self) -> None:
-        self.post_message(self.Changed(self.kind, self._original))
+        self.post_message(self.Typed(self.kind, self._original))
         self._close()

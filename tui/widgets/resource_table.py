@@ -18,7 +18,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
 from tui.actions import bindings
-from tui.cells import Palette, palette
+from tui.cells import Palette, theme_palette
 
 Item = dict[str, Any]
 
@@ -59,7 +59,7 @@ class ResourceTable(DataTable[Text | str]):
 
     @property
     def colours(self) -> Palette:
-        return palette(self.app.get_css_variables())
+        return theme_palette(self.app)
 
     @property
     def selected(self) -> Item | None:

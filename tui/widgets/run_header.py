@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from tui.cells import FINISHED, command_line, exit_cell, palette, run_duration, span, stamp, state_cell
+from tui.cells import FINISHED, command_line, exit_cell, run_duration, span, stamp, state_cell, theme_palette
 
 
 class RunHeader(Static):
@@ -16,14 +16,14 @@ class RunHeader(Static):
 
     DEFAULT_CSS = """
     RunHeader {
-        height: auto;
+        height: 4;
         padding: 0 1;
         background: $panel;
         border-bottom: hkey $primary 40%;
     }
     """
 
-    run: reactive[dict[str, Any] | None] = reactive(None, layout=True)
+    run: reactive[dict[str, Any] | None] = reactive(None, always_update=True)
     """The run as the API returns it (None while loading)."""
     note: reactive[str] = reactive("")
     """A short remark about the log stream (reconnecting, missing chunk)."""
@@ -32,7 +32,7 @@ class RunHeader(Static):
         run = self.run
         if run is None:
             return Text("Loading the run…", style="dim")
-        colours = palette(self.app.get_css_variables())
+        colours = theme_palette(self.app)
         first = Text(no_wrap=True, overflow="ellipsis")
         first.append_text(state_cell(str(run.get("state")), colours))
         if run.get("cancel_requested") and run.get("state") not in FINISHED:

@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from tui.cells import ago, palette
+from tui.cells import ago, theme_palette
 from tui.sync_status import SyncStatus
 
 
@@ -34,7 +34,7 @@ class SyncPanel(Static):
         status = self.status
         if status is None:
             return Text("Loading…", style="dim")
-        colours = palette(self.app.get_css_variables())
+        colours = theme_palette(self.app)
         look = {"synced": "$success", "pending": "$warning", "conflicts": "$error", "error": "$error"}
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold", no_wrap=True)

@@ -1,0 +1,531 @@
+"""The TUI against the real stack: dashboard start-up, a million-line log, a fast follow.
+
+Against ``python -m compose.supervisor`` (API, scheduler and local agent in one process, SQLite,
+a scratch data dir), each figure with a peer measured in the same run:
+
+1. dashboard: 10,000 runs in the database; ``yard`` started in a real terminal (tmux, 160x45)
+   until the newest run's row is on the screen (``tmux capture-pane`` polled every 5 ms), from
+   the moment tmux spawns it. Peer: a hello-world Textual app painted in the same tmux. Also the
+   app alone (headless, already imported): mount → first paint with data.
+2. run view on a 1,000,000-line log (a real run of the local agent; 66 bytes a line): headless,
+   in a fresh process, the time to open the run (tail painted), to load the rest in the
+   background, to jump to the end (``G``), to search for a line near the top (``s``, a needle,
+   ``enter``: the search wraps around the whole log), and to filter; the process's resident
+   memory after all that.
+3. follow: a run printing 10,000 lines/s for 20 s, followed by the run view; every 250 ms the lag
+   between the newest line's timestamp (when the run worker read it) and the wall clock, and
+   whether the screen shows the newest line. "Keeps up" means the lag in the last quarter is no
+   larger than in the first quarter (plus 100 ms of noise).
+
+    .venv/bin/python bench/tui.py            # the figures in docs/benchmarks.md (~3 min)
+    .venv/bin/python bench/tui.py --quick    # a smoke test (~40 s)
+
+Progress goes to stderr, one JSON object to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+YARD = str(Path(sys.executable).parent / "yard")
+TARGETS = {
+    "dashboard_first_paint_ms": 500.0,
+    "run_view_open_ms": 200.0,
+    "run_view_jump_end_ms": 200.0,
+    "run_view_search_ms": 200.0,
+    "run_view_rss_mb": 300.0,
+}
+HELLO_APP = """
+from textual.app import App
+from textual.widgets import Static
+class Hello(App):
+    def compose(self):
+        yield Static("hello-peer-painted")
+Hello().run()
+"""
+
+
+def log(message: str) -> None:
+    print(f"[bench/tui] {message}", file=sys.stderr, flush=True)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def summary(values: Sequence[float], digits: int = 1) -> dict[str, float | int]:
+    return {
+        "n": len(values),
+        "p50": round(percentile(values, 50), digits),
+        "min": round(min(values), digits) if values else 0.0,
+        "max": round(max(values), digits) if values else 0.0,
+        "mean": round(statistics.fmean(values), digits) if values else 0.0,
+    }
+
+
+# ---------------------------------------------------------------- the stack
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[bytes]
+    url: str
+    token: str
+    data_dir: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # this PID only; the supervisor stops its agent and scheduler
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_stack(scratch: Path) -> Stack:
+    import httpx
+
+    from control.bootstrap import local_admin_token, prepare_database
+    from control.datadir import DataDir
+    from control.db.engine import make_engine
+
+    data_dir = scratch / "data"
+    data_dir.mkdir(parents=True)
+    engine = make_engine(f"sqlite:///{data_dir / 'devyard.db'}", pool=False)
+    prepare_database(engine)
+    token = local_admin_token(engine, "bench-admin", None)
+    engine.dispose()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVYARD_")}
+    env.update(XDG_CONFIG_HOME=str(scratch / "config"), PYTHONUNBUFFERED="1")
+    log_path = scratch / "server.log"
+    command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(data_dir), "--host", "127.0.0.1"]
+    with open(log_path, "ab") as out:
+        process = subprocess.Popen(
+            [*command, "--port", "0"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+        )
+    server_file = DataDir(data_dir).server_file
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the stack exited during start; see {log_path}")
+        with suppress(OSError, ValueError, KeyError):
+            info = json.loads(server_file.read_text())
+            if info.get("pid") == process.pid:
+                with suppress(httpx.TransportError):
+                    if httpx.get(info["url"] + "/api/v1/health", timeout=2).status_code == 200:
+                        return Stack(process, str(info["url"]), token, data_dir)
+        time.sleep(0.05)
+    process.terminate()
+    raise RuntimeError(f"the stack did not start within 60 s; see {log_path}")
+
+
+def seed_runs(stack: Stack, count: int) -> str:
+    """``count`` finished runs in project ``bench`` straight into the database; the newest run's command."""
+    from sqlalchemy import insert, select
+    from sqlmodel import SQLModel
+
+    from control.client import ControlClient
+    from control.db.engine import make_engine
+
+    with ControlClient(stack.url, stack.token) as client:
+        client.create_project("bench")
+    engine = make_engine(f"sqlite:///{stack.data_dir / 'devyard.db'}", pool=False)
+    tables = SQLModel.metadata.tables
+    states = ("succeeded", "succeeded", "succeeded", "failed", "cancelled")
+    start = datetime.now(UTC) - timedelta(seconds=count * 10)
+    with engine.begin() as conn:
+        project_id = conn.execute(select(tables["projects"].c.id).where(tables["projects"].c.name == "bench")).scalar()
+        user_id = conn.execute(select(tables["users"].c.id).where(tables["users"].c.name == "bench-admin")).scalar()
+        rows = []
+        for i in range(count):
+            queued = start + timedelta(seconds=i * 10)
+            state = states[i % len(states)]
+            rows.append(
+                {
+                    "project_id": project_id,
+                    "user_id": user_id,
+                    "command": ["make", "test", f"bench-run-{i + 1}"],
+                    "state": state,
+                    "trigger": ("manual", "schedule", "api")[i % 3],
+                    "trigger_info": {},
+                    "artifact_globs": [],
+                    "exit_code": {"succeeded": 0, "failed": 2, "cancelled": 143}[state],
+                    "queued_at": queued,
+                    "started_at": queued + timedelta(seconds=1),
+                    "finished_at": queued + timedelta(seconds=4),
+                }
+            )
+        conn.execute(insert(tables["runs"]), rows)
+    engine.dispose()
+    return f"bench-run-{count}"
+
+
+# ---------------------------------------------------------------- 1. dashboard
+
+
+def tmux_first_paint(argv: list[str], marker: str, env: dict[str, str], socket: str) -> float:
+    """Seconds from spawning ``argv`` in a fresh 160x45 tmux window until ``marker`` is on screen."""
+    tmux = ["tmux", "-L", socket]
+    subprocess.run([*tmux, "kill-server"], capture_output=True)
+    command = " ".join(f"'{a}'" for a in argv)
+    env_prefix = " ".join(f"{k}='{v}'" for k, v in env.items())
+    started = time.perf_counter()
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-x", "160", "-y", "45", "-s", "bench", f"env {env_prefix} {command}"],
+        check=True,
+    )
+    try:
+        deadline = started + 20
+        while time.perf_counter() < deadline:
+            screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", "bench"], capture_output=True, text=True)
+            if marker in screen.stdout:
+                return time.perf_counter() - started
+            time.sleep(0.005)
+        raise RuntimeError(f"{marker!r} did not appear within 20 s")
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+def bench_dashboard(stack: Stack, scratch: Path, runs: int, repeats: int) -> dict[str, Any]:
+    newest = seed_runs(stack, runs)
+    log(f"seeded {runs:,} runs")
+    env = {
+        "DEVYARD_URL": stack.url,
+        "DEVYARD_TOKEN": stack.token,
+        "XDG_CONFIG_HOME": str(scratch / "config"),
+        "HOME": str(scratch),
+        "TERM": "xterm-256color",
+        "PATH": os.environ.get("PATH", ""),
+    }
+    result: dict[str, Any] = {"runs_in_database": runs}
+    if shutil.which("tmux"):
+        hello = scratch / "hello.py"
+        hello.write_text(HELLO_APP)
+        tmux_first_paint([YARD], newest, env, f"bench-tui-{os.getpid()}")  # warm the page cache
+        yard = [tmux_first_paint([YARD], newest, env, f"bench-tui-{os.getpid()}") * 1000 for _ in range(repeats)]
+        peer = [
+            tmux_first_paint([sys.executable, str(hello)], "hello-peer-painted", env, f"bench-tui-{os.getpid()}") * 1000
+            for _ in range(repeats)
+        ]
+        log(f"dashboard in tmux: p50 {percentile(yard, 50):.0f} ms (hello-world Textual: {percentile(peer, 50):.0f} ms)")
+        result["terminal_first_paint_ms"] = summary(yard)
+        result["peer_hello_textual_first_paint_ms"] = summary(peer)
+    else:
+        result["terminal_first_paint_ms"] = None
+        result["skipped"] = "tmux is not installed"
+    inside = [child_json(["--child-dashboard", stack.url, stack.token])["first_paint_ms"] for _ in range(repeats)]
+    log(f"dashboard in-process (imports done): p50 {percentile(inside, 50):.0f} ms")
+    result["app_first_paint_ms"] = summary(inside)
+    return result
+
+
+def paint_probe(widget_class: Any, ready: Any) -> list[float]:
+    """Record when ``widget_class`` first renders a line while ``ready(widget)`` holds: the moment
+    the compositor puts the content on the (headless) screen."""
+    painted: list[float] = []
+    original = widget_class.render_line
+
+    def render_line(self: Any, y: int) -> Any:
+        if not painted and ready(self):
+            painted.append(time.perf_counter())
+        return original(self, y)
+
+    widget_class.render_line = render_line
+    return painted
+
+
+async def child_dashboard(url: str, token: str) -> dict[str, Any]:
+    from control.profiles import Profile
+    from tui.app import DevyardApp
+    from tui.widgets.runs_table import RunsTable
+
+    painted = paint_probe(RunsTable, lambda table: table.row_count > 0)
+    app = DevyardApp(Profile("bench", url, token))
+    started = time.perf_counter()
+    async with app.run_test(size=(160, 45)):
+        while not painted:
+            await asyncio.sleep(0.001)
+    return {"first_paint_ms": round((painted[0] - started) * 1000, 1)}
+
+
+# ---------------------------------------------------------------- 2. a million-line log
+
+PRINT_LINES = (
+    "import sys\n"
+    "w = sys.stdout.write\n"
+    "for i in range({n}):\n"
+    "    w(f'{{i:07d}} INFO worker-3 processed item {{i}} of {n} status=ok elapsed=0.{{i % 997:03d}}s\\n')\n"
+)
+PRINT_RATE = (
+    "import sys, time\n"
+    "start = time.time()\n"
+    "for tick in range({seconds} * 100):\n"
+    "    sys.stdout.write(''.join(f'{{tick:05d}}.{{k:03d}} INFO streaming line at {{time.time():.3f}}\\n' for k in range({per_tick})))\n"
+    "    sys.stdout.flush()\n"
+    "    delay = start + (tick + 1) / 100 - time.time()\n"
+    "    if delay > 0: time.sleep(delay)\n"
+)
+
+
+def run_command(stack: Stack, argv: list[str], wait: bool = True) -> int:
+    from control.client import ControlClient
+
+    with ControlClient(stack.url, stack.token) as client:
+        run = client.create_run("bench", argv)
+        if not wait:
+            while client.get_run(run["id"])["state"] in ("queued", "starting"):
+                time.sleep(0.05)
+            return int(run["id"])
+        deadline = time.monotonic() + 600
+        while True:
+            state = client.get_run(run["id"])
+            if state["state"] not in ("queued", "starting", "running"):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"run {run['id']} did not finish")
+            time.sleep(0.2)
+        if state["state"] != "succeeded":
+            raise RuntimeError(f"run {run['id']} {state['state']}: {state.get('error')}")
+    return int(run["id"])
+
+
+def bench_run_view(stack: Stack, lines: int, repeats: int) -> dict[str, Any]:
+    began = time.perf_counter()
+    run_id = run_command(stack, [sys.executable, "-c", PRINT_LINES.format(n=lines)])
+    log(f"run {run_id} printed {lines:,} lines in {time.perf_counter() - began:.1f} s")
+    samples = [child_json(["--child-run-view", stack.url, stack.token, str(run_id), str(lines)]) for _ in range(repeats)]
+    result: dict[str, Any] = {"lines": lines, "run_id": run_id}
+    for key in samples[0]:
+        if key != "log_bytes":
+            result[key] = summary([float(s[key]) for s in samples])
+    result["log_bytes"] = samples[0]["log_bytes"]
+    log(
+        "run view: open {o} ms, rest loaded {h} ms, end {e} ms, search {s} ms, filter {f} ms, RSS {r} MB".format(
+            o=result["open_ms"]["p50"],
+            h=result["history_loaded_ms"]["p50"],
+            e=result["jump_end_ms"]["p50"],
+            s=result["search_ms"]["p50"],
+            f=result["filter_ms"]["p50"],
+            r=result["rss_mb"]["p50"],
+        )
+    )
+    return result
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def child_run_view(url: str, token: str, run_id: int, lines: int) -> dict[str, Any]:
+    from control.profiles import Profile
+    from tui.app import DevyardApp
+    from tui.screens.run_view import RunScreen
+    from tui.widgets.log_view import LogView
+
+    painted = paint_probe(LogView, lambda view: len(view.model) > 0)
+    app = DevyardApp(Profile("bench", url, token))
+    out: dict[str, Any] = {}
+    async with app.run_test(size=(160, 45)) as pilot:
+        while app.first_paint_at is None:
+            await asyncio.sleep(0.001)
+        await pilot.pause()
+        started = time.perf_counter()
+        app.open_run(run_id)
+        while not painted:
+            await asyncio.sleep(0.001)
+        out["open_ms"] = (painted[0] - started) * 1000
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        while screen.loading_history or len(screen.log_view.model) < lines:
+            await asyncio.sleep(0.005)
+        await pilot.pause()
+        out["history_loaded_ms"] = (time.perf_counter() - started) * 1000
+        await pilot.press("g")
+        await pilot.pause()
+        started = time.perf_counter()
+        await pilot.press("G")
+        await pilot.pause()
+        out["jump_end_ms"] = (time.perf_counter() - started) * 1000
+        assert screen.log_view.line_at(int(screen.log_view.scroll_y) + 1) is not None
+        await pilot.press("s")
+        await pilot.pause()
+        await pilot.press(*"item 12 of")
+        started = time.perf_counter()
+        await pilot.press("enter")
+        await pilot.pause()
+        out["search_ms"] = (time.perf_counter() - started) * 1000
+        assert screen.log_view.current_match == 12, screen.log_view.current_match
+        await pilot.press("slash")
+        await pilot.pause()
+        await pilot.press(*"status=ok elapsed=0.5")
+        started = time.perf_counter()
+        await pilot.press("enter")
+        while screen.log_view.shown_lines is None or screen.log_view.filtering:
+            await asyncio.sleep(0.002)
+        await pilot.pause()
+        out["filter_ms"] = (time.perf_counter() - started) * 1000
+        out["rss_mb"] = rss_mb()
+        out["log_bytes"] = screen.log_view.model.byte_count
+    return out
+
+
+# ---------------------------------------------------------------- 3. follow at 10,000 lines/s
+
+
+def bench_follow(stack: Stack, seconds: int, rate: int) -> dict[str, Any]:
+    run_id = run_command(
+        stack, [sys.executable, "-c", PRINT_RATE.format(seconds=seconds, per_tick=rate // 100)], wait=False
+    )
+    sample = child_json(["--child-follow", stack.url, stack.token, str(run_id), str(seconds)])
+    lags = sample["lag_ms"]
+    quarter = max(len(lags) // 4, 1)
+    first, last = lags[:quarter], lags[-quarter:]
+    result = {
+        "lines_per_s": rate,
+        "seconds": seconds,
+        "lines_seen": sample["lines_seen"],
+        "lag_ms": summary(lags),
+        "lag_first_quarter_p50_ms": round(percentile(first, 50), 1),
+        "lag_last_quarter_p50_ms": round(percentile(last, 50), 1),
+        "screen_showed_newest_line_fraction": sample["showed_newest"],
+        "keeps_up": percentile(last, 50) <= percentile(first, 50) + 100,
+    }
+    log(
+        f"follow {rate:,} lines/s: lag p50 {result['lag_ms']['p50']} ms "
+        f"(first quarter {result['lag_first_quarter_p50_ms']}, last {result['lag_last_quarter_p50_ms']})"
+    )
+    return result
+
+
+async def child_follow(url: str, token: str, run_id: int, seconds: int) -> dict[str, Any]:
+    from control.profiles import Profile
+    from tui.app import DevyardApp
+    from tui.screens.run_view import RunScreen
+
+    app = DevyardApp(Profile("bench", url, token))
+    lags: list[float] = []
+    newest_shown = 0
+    async with app.run_test(size=(160, 45)) as pilot:
+        app.open_run(run_id)
+        while not isinstance(app.screen, RunScreen) or not app.screen.query("LogView"):
+            await asyncio.sleep(0.01)
+        screen = app.screen
+        deadline = time.time() + seconds + 5
+        while time.time() < deadline:
+            await asyncio.sleep(0.25)
+            model = screen.log_view.model
+            if not len(model):
+                continue
+            last = model.line(len(model) - 1)
+            lags.append(time.time() * 1000 - last.ts_ms)
+            bottom = screen.log_view.line_at(int(screen.log_view.scroll_y) + screen.log_view.size.height - 1)
+            newest_shown += bottom == len(model) - 1
+            if screen.run and screen.run.get("state") == "succeeded":
+                break
+        lines = len(screen.log_view.model)
+        await pilot.pause()
+    # Drop the samples after the run stopped printing: the lag there grows by definition.
+    active = lags[: int(seconds / 0.25)]
+    return {"lag_ms": active, "lines_seen": lines, "showed_newest": round(newest_shown / max(len(lags), 1), 3)}
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+def child_json(args: list[str]) -> dict[str, Any]:
+    result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError(f"child {args[0]} failed:\n{result.stderr[-3000:]}")
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+def run_child(argv: list[str]) -> None:
+    kind, url, token, *rest = argv
+    if kind == "--child-dashboard":
+        out = asyncio.run(child_dashboard(url, token))
+    elif kind == "--child-run-view":
+        out = asyncio.run(child_run_view(url, token, int(rest[0]), int(rest[1])))
+    else:
+        out = asyncio.run(child_follow(url, token, int(rest[0]), int(rest[1])))
+    print(json.dumps(out))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1].startswith("--child-"):
+        run_child(sys.argv[1:])
+        return
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition: a smoke test")
+    args = parser.parse_args()
+    runs, lines, repeats, follow_s = (2_000, 100_000, 1, 4) if args.quick else (10_000, 1_000_000, 3, 20)
+    scratch = Path(tempfile.mkdtemp(prefix="devyard-bench-tui-"))
+    load_at_start = os.getloadavg()
+    stack = start_stack(scratch)
+    try:
+        metrics = {
+            "dashboard": bench_dashboard(stack, scratch, runs, repeats),
+            "run_view": bench_run_view(stack, lines, repeats),
+            "follow": bench_follow(stack, follow_s, 10_000),
+        }
+    finally:
+        stack.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    dashboard, view = metrics["dashboard"], metrics["run_view"]
+    paint = dashboard["terminal_first_paint_ms"] or dashboard["app_first_paint_ms"]
+    met = {
+        "dashboard_first_paint_ms": paint["p50"] <= TARGETS["dashboard_first_paint_ms"],
+        "run_view_open_ms": view["open_ms"]["p50"] <= TARGETS["run_view_open_ms"],
+        "run_view_jump_end_ms": view["jump_end_ms"]["p50"] <= TARGETS["run_view_jump_end_ms"],
+        "run_view_search_ms": view["search_ms"]["p50"] <= TARGETS["run_view_search_ms"],
+        "run_view_rss_mb": view["rss_mb"]["p50"] <= TARGETS["run_view_rss_mb"],
+        "follow_keeps_up": metrics["follow"]["keeps_up"],
+    }
+    peer = {
+        "hello_textual_first_paint_ms": dashboard.get("peer_hello_textual_first_paint_ms"),
+    }
+    print(
+        json.dumps(
+            {
+                "name": "tui",
+                "quick": args.quick,
+                "load_average_at_start": [round(x, 2) for x in load_at_start],
+                "targets": TARGETS,
+                "met": met,
+                "metrics": metrics,
+                "peer": peer,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

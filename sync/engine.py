@@ -1,0 +1,275 @@
+"""The sync engine: a full sync (manifest exchange) and a push of paths known to have changed.
+
+:meth:`SyncEngine.sync` compares the whole local tree with the workspace manifest, keeps
+whatever changed on the develop server as conflict copies, sends the difference and then the
+git state. :meth:`SyncEngine.push` is the watch mode's fast path: it looks only at the paths a
+file-system event named and compares them with what the last sync recorded, without asking the
+develop server anything, so an edit reaches the workspace in one request.
+
+The engine never prints; it returns a :class:`SyncReport` and tells a :class:`Progress`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from devserver.batch import Delete, Op, PutDir, PutFile, PutSymlink
+from devserver.manifest import Entry
+from sync.gitstate import GitReport, GitSync
+from sync.ignore import IgnoreRules
+from sync.local import LocalTree
+from sync.plan import Conflict, make_plan, needs_digest, outermost
+from sync.remote import RemoteWorkspace
+from sync.state import Record, SyncState
+from sync.transfer import Progress, Sent, Uploader
+
+
+@dataclass
+class SyncReport:
+    """What one sync or push did (or, with ``dry_run``, would do)."""
+
+    kind: str  # "sync" (full, with a manifest check) or "push" (watched paths only)
+    dry_run: bool = False
+    files: int = 0
+    bytes: int = 0
+    links: int = 0
+    dirs: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    conflicts: list[dict[str, str]] = field(default_factory=list)
+    refused: list[dict[str, str]] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    changes: list[dict[str, str]] = field(default_factory=list)  # dry runs: what would be done
+    git: GitReport | None = None
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was (or would be) changed in the workspace."""
+        return bool(self.files or self.links or self.dirs or self.deleted or self.conflicts or self.git_moved)
+
+    @property
+    def git_moved(self) -> bool:
+        return self.git is not None and self.git.moved
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["git"] = self.git.to_json() if self.git is not None else None
+        data["seconds"] = round(self.seconds, 4)
+        return data
+
+
+def timestamp() -> str:
+    """A compact UTC time for conflict copies: ``20250102T030405Z``."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def to_op(entry: Entry) -> Op:
+    """The batch entry that puts ``entry`` in the workspace."""
+    if entry.kind == "dir":
+        return PutDir(entry.path, entry.mode)
+    if entry.kind == "symlink":
+        assert entry.target is not None
+        return PutSymlink(entry.path, entry.target)
+    return PutFile(entry.path, entry.mode, entry.mtime_ns, entry.size)
+
+
+class SyncEngine:
+    """Keeps one develop server workspace equal to one local tree."""
+
+    def __init__(self, root: Path, remote: RemoteWorkspace, state: SyncState, rules: IgnoreRules) -> None:
+        self.root = root
+        self.remote = remote
+        self.state = state
+        self.rules = rules
+        self.tree = LocalTree(root, rules, state.hashes)
+        self.git = GitSync(root, remote)
+
+    # ------------------------------------------------------------------ full sync
+
+    def sync(self, *, dry_run: bool = False, progress: Progress | None = None, with_git: bool = True) -> SyncReport:
+        """Compare everything and make the workspace equal to the local tree."""
+        started = time.perf_counter()
+        self.rules.refresh()
+        stamp = timestamp()
+        local, remote = self._both_sides()
+        plan = make_plan(local, remote, self.state.knows, stamp)
+        report = SyncReport("sync", dry_run=dry_run)
+        report.conflicts = [{"path": c.path, "kept_as": c.kept_as} for c in plan.conflicts]
+        if dry_run:
+            report.files, report.bytes = len(plan.files), plan.bytes
+            report.links = sum(1 for e in plan.puts if e.kind == "symlink")
+            report.dirs = sum(1 for e in plan.puts if e.kind == "dir")
+            report.deleted, report.unchanged = len(plan.deletes), plan.unchanged
+            report.changes = [{"op": "delete", "path": path} for path in plan.deletes]
+            report.changes += [{"op": "put", "path": e.path, "kind": e.kind} for e in plan.puts]
+            report.git = self.git.push(dry_run=True) if with_git else None
+            report.seconds = time.perf_counter() - started
+            return report
+        if plan.conflicts:
+            kept = {conflict.path for conflict in plan.conflicts}
+            for conflict in plan.conflicts:
+                self._keep(conflict)
+            local = self._hash_needed(self.tree.scan(), remote)
+            plan = make_plan(local, remote, lambda path, record: path in kept or self.state.knows(path, record), stamp)
+        self._record_unchanged(local, remote)
+        ops: list[Op] = [Delete(path) for path in plan.deletes] + [to_op(entry) for entry in plan.puts]
+        if progress is not None:
+            progress.begin(len(plan.files), plan.bytes)
+        try:
+            sent = Uploader(self.root, self.remote, self.state, progress).send(ops)
+        finally:
+            self.state.save(**self._about())
+        _count(report, sent)
+        report.unchanged = plan.unchanged
+        if with_git:
+            report.git = self.git.push(stamp=stamp)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _both_sides(self) -> tuple[dict[str, Entry], dict[str, Entry]]:
+        """The local tree and the workspace manifest, fetched while the tree is scanned."""
+        with ThreadPoolExecutor(1, thread_name_prefix="manifest") as pool:
+            pending = pool.submit(self.remote.manifest)
+            local = self.tree.scan()
+            remote = self._visible(pending.result(), local)
+        return self._hash_needed(local, remote), remote
+
+    def _visible(self, remote: dict[str, Entry], local: dict[str, Entry]) -> dict[str, Entry]:
+        """The workspace entries the sync manages: what the local rules ignore is left alone."""
+        visible: dict[str, Entry] = {}
+        ignored_dirs: set[str] = set()
+        for path, entry in remote.items():
+            if path in local:
+                visible[path] = entry
+                continue
+            parts = path.split("/")
+            if any("/".join(parts[:depth]) in ignored_dirs for depth in range(1, len(parts))):
+                continue
+            if self.rules.skip(path + "/" if entry.kind == "dir" else path):
+                if entry.kind == "dir":
+                    ignored_dirs.add(path)
+                continue
+            visible[path] = entry
+        return visible
+
+    def _hash_needed(self, local: dict[str, Entry], remote: dict[str, Entry]) -> dict[str, Entry]:
+        for path in needs_digest(local, remote):
+            hashed = self.tree.hashed(local[path])
+            if hashed is None:  # unreadable here: leave the workspace's copy alone
+                del local[path]
+                remote.pop(path, None)
+            else:
+                local[path] = hashed
+        return local
+
+    def _keep(self, conflict: Conflict) -> None:
+        """Save the workspace's version of a conflicting entry next to the local one."""
+        target = self.root / conflict.kept_as
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if conflict.remote.kind == "symlink":
+            assert conflict.remote.target is not None
+            os.symlink(conflict.remote.target, target)
+            return
+        self.remote.download(conflict.path, target)
+        os.chmod(target, conflict.remote.mode & 0o777)
+        os.utime(target, ns=(conflict.remote.mtime_ns, conflict.remote.mtime_ns))
+
+    def _record_unchanged(self, local: dict[str, Entry], remote: dict[str, Entry]) -> None:
+        """Remember entries both sides already agree on, and forget what neither side has."""
+        for path, entry in local.items():
+            theirs = remote.get(path)
+            if theirs is None or entry.kind != theirs.kind:
+                continue
+            record = Record.of(entry)
+            if record.same_content(Record.of(theirs)) and self.state.synced.get(path) != Record.of(theirs):
+                self.state.confirm(path, Record.of(theirs))
+        for path in [p for p in self.state.synced if p not in local and p not in remote]:
+            self.state.confirm(path, None)
+
+    def _about(self) -> dict[str, str]:
+        return {"root": os.fspath(self.root), "server": str(self.remote.server_id)}
+
+    # ------------------------------------------------------------------ watched paths
+
+    def push(self, paths: Iterable[str], *, git: bool = False) -> SyncReport:
+        """Send what changed at ``paths`` (relative to the root) since the last sync or push."""
+        started = time.perf_counter()
+        report = SyncReport("push", paths=sorted(set(paths)))
+        deletes: list[str] = []
+        puts: dict[str, Entry] = {}
+        for path in report.paths:
+            self._changes_at(path, deletes, puts)
+        ordered = sorted(puts.values(), key=lambda entry: (entry.kind != "dir", entry.path))
+        ops: list[Op] = [Delete(path) for path in outermost(deletes)] + [to_op(entry) for entry in ordered]
+        if ops:
+            _count(report, Uploader(self.root, self.remote, self.state).send(ops))
+        if git:
+            report.git = self.git.push(stamp=timestamp())
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _changes_at(self, path: str, deletes: list[str], puts: dict[str, Entry]) -> None:
+        known = self.state.synced.get(path)
+        entry = self.tree.entry(path)
+        if entry is None:
+            if known is not None:
+                deletes.append(path)
+            return
+        self._ensure_parents(path, puts)
+        if known is not None and known.kind != entry.kind:
+            deletes.append(path)
+            known = None
+        if entry.kind == "dir":
+            if known is None or known.mode != entry.mode:
+                puts[path] = entry
+            if known is None:  # a new directory (perhaps moved in whole): everything below is new
+                for below in self.tree.subtree(path).values():
+                    self._compare(below, puts)
+            return
+        self._compare(entry, puts)
+
+    def _compare(self, entry: Entry, puts: dict[str, Entry]) -> None:
+        known = self.state.synced.get(entry.path)
+        if entry.kind == "file" and known is not None and known.kind == "file":
+            hashed = self.tree.hashed(entry)  # skip a save that did not change the content
+            if hashed is None:
+                return
+            entry = hashed
+        if known is None or known != Record.of(entry):
+            puts[entry.path] = entry
+
+    def _ensure_parents(self, path: str, puts: dict[str, Entry]) -> None:
+        parts = path.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            parent = "/".join(parts[:depth])
+            known = self.state.synced.get(parent)
+            if known is not None and known.kind == "dir":
+                continue
+            entry = self.tree.entry(parent)
+            if entry is not None and entry.kind == "dir":
+                puts.setdefault(parent, entry)
+
+    def use(self, remote: RemoteWorkspace) -> None:
+        """Talk to ``remote`` from now on (the develop server came back, perhaps as a new one)."""
+        self.remote = remote
+        self.git = GitSync(self.root, remote)
+
+    def save(self) -> None:
+        """Write the sync state now (a watch calls this every few seconds and at the end)."""
+        self.state.save(**self._about())
+
+
+def _count(report: SyncReport, sent: Sent) -> None:
+    report.files, report.bytes = sent.files, sent.bytes
+    report.links, report.dirs, report.deleted = sent.links, sent.dirs, sent.deleted
+    report.refused = [{"path": path, "message": message} for path, message in sent.refused]
+    report.unreadable = sent.unreadable
