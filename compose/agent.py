@@ -77,6 +77,12 @@ class Agent:
         )
         self.agent_id = int(info["id"])
         self.devservers.adopt(self.agent_id)
+        reap = getattr(self.launcher, "reap", None)
+        if reap is not None:
+            # Containers that ended while no agent watched them: nothing left to adopt.
+            removed = reap(set())
+            if removed:
+                log.info("removed %d ended devyard containers", len(removed))
         return self.agent_id
 
     def serve(self) -> None:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from control.client import ControlClient
 from devserver.batch import Delete, Op, PutDir, PutFile, PutSymlink
 from devserver.manifest import Entry
 from sync.gitstate import GitReport, GitSync
@@ -27,7 +28,7 @@ from sync.ignore import IgnoreRules
 from sync.local import LocalTree
 from sync.plan import Conflict, make_plan, needs_digest, outermost
 from sync.remote import RemoteWorkspace
-from sync.state import Record, SyncState
+from sync.state import Record, SyncState, state_home, state_key
 from sync.transfer import Progress, Sent, Uploader
 
 
@@ -84,6 +85,12 @@ def to_op(entry: Entry) -> Op:
 
 class SyncEngine:
     """Keeps one develop server workspace equal to one local tree."""
+
+    @classmethod
+    def open(cls, client: ControlClient, server_id: int, workspace: str, root: Path) -> SyncEngine:
+        """The engine for ``root`` and a develop server, with the state kept for that pair."""
+        directory = state_home() / state_key(client.url, workspace, root)
+        return cls(root, RemoteWorkspace(client, server_id), SyncState.load(directory), IgnoreRules(root, directory))
 
     def __init__(self, root: Path, remote: RemoteWorkspace, state: SyncState, rules: IgnoreRules) -> None:
         self.root = root

@@ -124,10 +124,14 @@ def key_problem(key: str) -> str | None:
 
 
 def _key_names() -> frozenset[str]:
-    from textual.keys import Keys
+    import string
+
+    from textual.keys import Keys, _character_to_key
 
     names = {key.value for key in Keys}
     names |= {name.split("+")[-1] for name in names}
+    # What Textual calls the printable characters: "slash", "question_mark", "left_square_bracket"...
+    names |= {_character_to_key(char) for char in string.printable if char.isprintable()}
     return frozenset(names | {"space", "enter", "escape", "tab", "backspace", "delete"})
 
 

@@ -84,6 +84,20 @@ def test_containers_are_labelled_and_ended_ones_are_reaped(launcher: DockerLaunc
     assert containers_of(launcher, "devyard.run", "4242") == []  # status removed it once read
 
 
+def test_an_agent_reaps_ended_containers_when_it_starts(
+    sqlite_stack: Stack, tmp_path: Path, launcher: DockerLauncher
+) -> None:
+    spec = LaunchSpec(name="devyard-test-orphan", argv=["true"], env={}, cwd=tmp_path, labels={"devyard.run": "77"})
+    handle = launcher.start(spec)
+    launcher.client.containers.get(handle).wait(timeout=30)
+    assert [c["status"] for c in containers_of(launcher, "devyard.run", "77")] == ["exited"]
+    with running_agent(sqlite_stack, tmp_path / "agent", name="reaper", launcher=launcher):
+        deadline = time.monotonic() + 15
+        while containers_of(launcher, "devyard.run", "77"):
+            assert time.monotonic() < deadline, "the agent did not remove the ended container"
+            time.sleep(0.1)
+
+
 def test_a_missing_image_is_one_clear_error(launcher: DockerLauncher, tmp_path: Path) -> None:
     spec = LaunchSpec(name="devyard-test-missing", argv=["true"], env={}, cwd=tmp_path, image="devyard-nope:missing")
     with pytest.raises(LaunchError) as refused:
@@ -218,3 +232,38 @@ def test_an_unreachable_engine_is_not_mistaken_for_ended_work(tmp_path: Path) ->
     down.stop("0123456789ab", grace_s=0)  # no exception
     with pytest.raises(LaunchError, match="The Docker engine did not answer"):
         down.start(LaunchSpec(name="devyard-x", argv=["true"], env={}, cwd=tmp_path, image="devyard:test"))
+
+
+def test_yard_up_with_the_docker_substrate_end_to_end(docker_image: str, tmp_path: Path) -> None:
+    """`DEVYARD_SUBSTRATE=docker yard up`: runs and develop servers in containers, through the CLI."""
+    from tests.tui.test_cli import yard
+
+    env = {"DEVYARD_SUBSTRATE": "docker", "DEVYARD_DOCKER_IMAGE": docker_image}
+    data_dir = tmp_path / "data"
+    up = yard("up", "--detach", "--data-dir", str(data_dir), "--port", "0", env=env)
+    assert up.returncode == 0, up.stderr
+    launcher = DockerLauncher(connect(), docker_image, "python3")
+    try:
+        assert yard("projects", "add", "demo").returncode == 0
+        result = yard(
+            "run", "-p", "demo", "--", "sh", "-c", "cat /etc/debian_version >/dev/null && echo in-a-container"
+        )
+        assert (result.returncode, result.stdout) == (0, "in-a-container\n"), result.stderr
+        assert yard("dev", "start", "-p", "demo").returncode == 0
+        [server] = [c for c in launcher.labelled() if c["labels"].get("devyard.devserver") and c["status"] == "running"]
+        exec_result = yard("dev", "exec", "-p", "demo", "--", "sh", "-c", "echo $PWD")
+        assert exec_result.stdout.strip().endswith(
+            "/volume/workspaces/" + exec_result.stdout.strip().split("/")[-2] + "/demo"
+        )
+    finally:
+        assert yard("down", "--data-dir", str(data_dir)).returncode == 0
+    # `yard down` stops the develop server containers it started.
+    assert server["id"] not in {c["id"] for c in launcher.labelled() if c["status"] == "running"}
+
+
+def test_yard_up_says_when_docker_is_not_there(tmp_path: Path) -> None:
+    from tests.tui.test_cli import assert_one_sentence_error, yard
+
+    env = {"DEVYARD_SUBSTRATE": "docker", "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    result = yard("up", "--detach", "--data-dir", str(tmp_path / "data"), "--port", "0", env=env)
+    assert_one_sentence_error(result, "Cannot reach the Docker engine at unix:///nonexistent/docker.sock")

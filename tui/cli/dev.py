@@ -99,6 +99,10 @@ def start(
         )
     if server["state"] == "failed":
         raise typer.Exit(1)
+    if not as_json and server["state"] == "running" and sys.stdin.isatty():
+        from tui.cli.sync import offer
+
+        offer(str(server["project"]))
 
 
 @app.command()

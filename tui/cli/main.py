@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tui.cli import deploy, dev, projects, runs, schedules, stack, tokens, users
+from tui.cli import deploy, dev, projects, runs, schedules, stack, sync, tokens, users, watch
 from tui.cli.context import state
 from tui.cli.output import errors
 
@@ -59,6 +59,8 @@ app.add_typer(tokens.app, name="tokens")
 app.add_typer(projects.projects, name="projects")
 app.add_typer(projects.envs, name="envs")
 app.add_typer(dev.app, name="dev")
+app.command()(sync.sync)
+app.command(cls=watch.CommandAfterDashes, context_settings={"allow_interspersed_args": False})(watch.watch)
 app.add_typer(deploy.app, name="deploy")
 
 

@@ -55,6 +55,8 @@ class HelpScreen(YardModal[None]):
     def __init__(self, underneath: Screen[object]) -> None:
         super().__init__()
         self.underneath = underneath
+        self.sections: list[tuple[str, list[tuple[str, str, str, str]]]] = []
+        """What the screen lists: ``[(section, [(keys, title, help, action id)])]``."""
 
     def compose(self) -> ComposeResult:
         displays = {
@@ -65,7 +67,8 @@ class HelpScreen(YardModal[None]):
         table.add_column(no_wrap=True)
         table.add_column(ratio=1)
         table.add_column(style="dim", no_wrap=True)
-        for section, rows in key_reference(self.underneath, displays):
+        self.sections = key_reference(self.underneath, displays)
+        for section, rows in self.sections:
             table.add_row(Text(section, style="bold underline"), "", "", "")
             for keys, title, help_text, action_id in rows:
                 table.add_row(keys, title, help_text, action_id)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 import time
 from array import array
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import work
 from textual.binding import BindingType
@@ -39,6 +40,16 @@ STREAM_NAMES = {"oe": "stdout+stderr", "o": "stdout", "e": "stderr"}
 GUTTER = 1
 FRAME_S = 1 / 30
 TIMESTAMP_WIDTH = 13
+
+
+class LineStyles(NamedTuple):
+    """The widget's own style and its component classes' styles, as Rich styles."""
+
+    base: Style
+    stderr: Style
+    time: Style
+    match: Style
+    current: Style
 
 
 def display_text(raw: bytes) -> Text:
@@ -131,6 +142,7 @@ class LogView(ScrollView, can_focus=True):
         self._wrap_end_anchor = 0
         self._flush_pending = False
         self._last_flush = 0.0
+        self._style_set: LineStyles | None = None
 
     # ------------------------------------------------------------------ feeding
 
@@ -225,13 +237,20 @@ class LogView(ScrollView, can_focus=True):
             self._scroll_to_end()
         self.post_message(self.Changed(self))
 
-    def _scroll_to_end(self) -> None:
+    def _scroll_to_end(self, again: bool = True) -> None:
         self._programmatic += 1
         try:
-            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True, force=True)
         finally:
             self._programmatic -= 1
         self.refresh()
+        if again:
+            # Before the first layout the widget has no height yet; go to the end once it has.
+            self.call_after_refresh(self._end_if_following)
+
+    def _end_if_following(self) -> None:
+        if self.follow and self.scroll_y != self.max_scroll_y:
+            self._scroll_to_end(again=False)
 
     def scroll_to_line(self, line: int) -> None:
         """Bring ``line`` into view, a third of the way down the screen (pauses following)."""
@@ -240,7 +259,7 @@ class LogView(ScrollView, can_focus=True):
         top = row if self.wrap else max(row - self.size.height // 3, 0)
         self._programmatic += 1
         try:
-            self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
+            self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True, force=True)
         finally:
             self._programmatic -= 1
         self.refresh()
@@ -251,30 +270,30 @@ class LogView(ScrollView, can_focus=True):
 
     def action_top(self) -> None:
         self.follow = False
-        self.scroll_to(y=0, animate=False, immediate=True)
+        self.scroll_to(y=0, animate=False, immediate=True, force=True)
 
     def action_toggle_follow(self) -> None:
         self.follow = not self.follow
 
     def action_scroll_up(self) -> None:
         self.follow = False
-        self.scroll_to(y=self.scroll_y - 1, animate=False, immediate=True)
+        self.scroll_to(y=self.scroll_y - 1, animate=False, immediate=True, force=True)
 
     def action_scroll_down(self) -> None:
-        self.scroll_to(y=self.scroll_y + 1, animate=False, immediate=True)
+        self.scroll_to(y=self.scroll_y + 1, animate=False, immediate=True, force=True)
 
     def action_page_up(self) -> None:
         self.follow = False
-        self.scroll_to(y=self.scroll_y - max(self.size.height - 1, 1), animate=False, immediate=True)
+        self.scroll_to(y=self.scroll_y - max(self.size.height - 1, 1), animate=False, immediate=True, force=True)
 
     def action_page_down(self) -> None:
-        self.scroll_to(y=self.scroll_y + max(self.size.height - 1, 1), animate=False, immediate=True)
+        self.scroll_to(y=self.scroll_y + max(self.size.height - 1, 1), animate=False, immediate=True, force=True)
 
     def action_scroll_left(self) -> None:
-        self.scroll_to(x=self.scroll_x - 8, animate=False, immediate=True)
+        self.scroll_to(x=self.scroll_x - 8, animate=False, immediate=True, force=True)
 
     def action_scroll_right(self) -> None:
-        self.scroll_to(x=self.scroll_x + 8, animate=False, immediate=True)
+        self.scroll_to(x=self.scroll_x + 8, animate=False, immediate=True, force=True)
 
     # ------------------------------------------------------------------ search, filter, toggles
 
@@ -424,7 +443,7 @@ class LogView(ScrollView, can_focus=True):
             try:
                 row = self.row_of(anchor)
                 top = row if self.wrap else max(row - self.size.height // 3, 0)
-                self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True)
+                self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True, force=True)
             finally:
                 self._programmatic -= 1
         self.refresh()
@@ -442,6 +461,20 @@ class LogView(ScrollView, can_focus=True):
         super().notify_style_update()
         self._cache.clear()
         self._wrap_rows = None
+        self._style_set = None
+
+    def _styles(self) -> LineStyles:
+        """The Rich styles lines are drawn with, looked up once per style change (not per line)."""
+        if self._style_set is None:
+            part = self.get_component_rich_style
+            self._style_set = LineStyles(
+                self.rich_style,
+                part("log-view--stderr", partial=True),
+                part("log-view--time", partial=True),
+                part("log-view--match", partial=True),
+                part("log-view--current", partial=True),
+            )
+        return self._style_set
 
     def _render_parts(self, line: int) -> tuple[Strip, Strip]:
         """The prefix (gutter, time) and the text of ``line``, uncropped, cached."""
@@ -450,19 +483,20 @@ class LogView(ScrollView, can_focus=True):
         if cached is not None:
             return cached
         record = self.model.line(line)
-        base = self.rich_style
+        styles = self._styles()
+        base = styles.base
         prefix = Text(no_wrap=True, end="")
         if record.stream == "e":
-            prefix.append("▌", self.get_component_rich_style("log-view--stderr", partial=True))
+            prefix.append("▌", styles.stderr)
         else:
             prefix.append(" ")
         if self.show_timestamps:
-            prefix.append(_clock(record.ts_ms) + " ", self.get_component_rich_style("log-view--time", partial=True))
+            prefix.append(_clock(record.ts_ms) + " ", styles.time)
         text = display_text(record.text)
         if self.search_text:
             self._highlight(text)
         if line == self.current_match:
-            text.stylize(self.get_component_rich_style("log-view--current", partial=True))
+            text.stylize(styles.current)
         console = self.app.console
         prefix_strip = Strip(list(Segment.apply_style(prefix.render(console), base)), prefix.cell_len)
         text_strip = Strip(list(Segment.apply_style(text.render(console), base)), text.cell_len)
@@ -476,7 +510,7 @@ class LogView(ScrollView, can_focus=True):
         needle = self.search_text
         sensitive = needle != needle.lower()
         haystack = text.plain if sensitive else text.plain.lower()
-        style = self.get_component_rich_style("log-view--match", partial=True)
+        style = self._styles().match
         start = haystack.find(needle if sensitive else needle.lower())
         while start >= 0:
             text.stylize(style, start, start + len(needle))
@@ -484,7 +518,7 @@ class LogView(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        style = self.rich_style
+        style = self._styles().base
         if self.wrap:
             rows = self._wrapped_rows()
             strip = rows[y] if y < len(rows) else Strip.blank(width, style)
@@ -502,7 +536,7 @@ class LogView(ScrollView, can_focus=True):
         room = max(width - prefix.cell_length, 1)
         length = text.cell_length
         pieces = text.divide([*range(room, length, room), length]) if length else [text]
-        pad = Strip.blank(prefix.cell_length, self.rich_style)
+        pad = Strip.blank(prefix.cell_length, self._styles().base)
         return [Strip.join([prefix if n == 0 else pad, piece]) for n, piece in enumerate(pieces)]
 
     def _wrapped_rows(self) -> list[Strip]:

@@ -1,0 +1,321 @@
+"""`yard sync`: send the local tree and its git state to your develop server, once or live."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from control.client import ControlClient, DevyardError
+from tui.cli.context import default_project, state
+from tui.cli.dev import find_server, running_server
+from tui.cli.output import console, errors, fail, print_json
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
+
+    from sync.engine import SyncEngine, SyncReport
+    from sync.remote import RemoteWorkspace
+
+# A bar is worth drawing only for a sync that takes a while.
+PROGRESS_FILES = 500
+PROGRESS_BYTES = 20 * 1024 * 1024
+DRY_RUN_LIST = 50
+
+
+def git_root(start: Path) -> Path | None:
+    """The working tree of the git repository around ``start``, if any."""
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def tree_root(path: Path | None) -> Path:
+    """The local tree to mirror: PATH, else the git repository around the current directory, else it."""
+    start = (path or Path.cwd()).expanduser().resolve()
+    if not start.is_dir():
+        fail(f"{path} is not a directory; give the folder to sync (default: the git repository you are in).")
+    repository = git_root(start)
+    if path is None:
+        return repository or start
+    if repository is not None and repository != start:
+        fail(
+            f"{path} is inside the git repository at {repository}; sync the whole repository"
+            f" (`yard sync {repository}`) so the workspace stays a checkout of it."
+        )
+    return start
+
+
+def human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{count} B"
+
+
+class BarProgress:
+    """A Rich progress bar on stderr, drawn only in a terminal and only for a big sync."""
+
+    def __init__(self) -> None:
+        self._bar: RichProgress | None = None
+        self._task: Any = None
+        self._files = self._total_files = 0
+
+    def begin(self, files: int, nbytes: int) -> None:
+        if not errors.is_terminal or (files < PROGRESS_FILES and nbytes < PROGRESS_BYTES):
+            return
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("syncing"),
+            BarColumn(),
+            DownloadColumn(),
+            TextColumn("{task.fields[files]} files"),
+            TimeRemainingColumn(),
+            console=errors,
+            transient=True,
+        )
+        self._task = self._bar.add_task("sync", total=nbytes or 1, files=f"0/{files}")
+        self._files, self._total_files = 0, files
+        self._bar.start()
+
+    def advance(self, files: int, nbytes: int) -> None:
+        if self._bar is None:
+            return
+        self._files += files
+        self._bar.update(self._task, advance=nbytes, files=f"{self._files}/{self._total_files}")
+
+    def end(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def describe(report: SyncReport) -> str:
+    """One line saying what a sync did (or would do)."""
+    verb = "would send" if report.dry_run else "sent"
+    parts = []
+    if report.files:
+        parts.append(f"{report.files:,} file{'s' * (report.files != 1)} ({human_bytes(report.bytes)}) {verb}")
+    if report.links:
+        parts.append(f"{report.links:,} link{'s' * (report.links != 1)}")
+    if report.dirs:
+        parts.append(f"{report.dirs:,} folder{'s' * (report.dirs != 1)}")
+    if report.deleted:
+        parts.append(f"{report.deleted:,} {'to delete' if report.dry_run else 'deleted'}")
+    if report.kind == "sync":
+        parts.append(f"{report.unchanged:,} unchanged")
+    git = report.git
+    if git is not None and git.head and git.skipped is None:
+        where = git.branch or "detached HEAD"
+        if git.moved:
+            moved = "would move" if report.dry_run else "moved"
+            parts.append(f"git: {where} {moved} to {git.head[:10]} ({git.objects:,} objects)")
+        else:
+            parts.append(f"git: {where} at {git.head[:10]}")
+    return ", ".join(parts) + f" in {report.seconds:.2f} s"
+
+
+def print_warnings(report: SyncReport) -> None:
+    """Conflicts, refusals and unreadable files, one line each on stderr."""
+    kept = "would be kept" if report.dry_run else "is kept"
+    for conflict in report.conflicts:
+        errors.print(
+            f"[yellow]conflict:[/] {escape(conflict['path'])} changed on the develop server since the last sync;"
+            f" its version {kept} as {escape(conflict['kept_as'])}.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for refused in report.refused:
+        errors.print(
+            f"[bold red]refused:[/] {escape(refused['path'])}: {escape(refused['message'])}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for path in report.unreadable:
+        errors.print(f"[yellow]skipped:[/] {escape(path)} could not be read.", highlight=False, soft_wrap=True)
+    if report.git is not None and report.git.kept_ref:
+        errors.print(
+            f"[yellow]conflict:[/] the develop server's branch had commits your repository lacks;"
+            f" they are kept as {report.git.kept_ref}.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def run_once(engine: SyncEngine, *, dry_run: bool = False) -> SyncReport:
+    """One full sync with a progress bar; a lost develop server becomes one clear sentence."""
+    from sync.remote import DevserverUnavailable
+
+    bar = BarProgress()
+    try:
+        return engine.sync(dry_run=dry_run, progress=bar)
+    except DevserverUnavailable as exc:
+        fail(
+            f"The develop server could not be reached during the sync ({str(exc).rstrip('.')});"
+            " nothing half-written was left, and `yard sync` again finishes it."
+        )
+    finally:
+        bar.end()
+
+
+def sync(
+    path: Annotated[
+        Path | None, typer.Argument(help="The folder to mirror \\[default: the git repository you are in].")
+    ] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep syncing every change until Ctrl-C.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only say what would be sent.")] = False,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", help="Project \\[default: DEVYARD_PROJECT, else the repository's name]."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (with --watch: one per line).")
+    ] = False,
+) -> None:
+    """Make your develop server's workspace equal to the local tree, at the same git commit."""
+    from sync.engine import SyncEngine
+
+    if watch and dry_run:
+        fail("--dry-run shows one sync; it cannot be combined with --watch.")
+    root = tree_root(path)
+    name = project or default_project(os.fspath(root))
+    with state.client() as client:
+        server = running_server(client, name)
+        engine = SyncEngine.open(client, int(server["id"]), str(server["workspace"]), root)
+        if watch:
+            keep_live(client, engine, name, as_json)
+            return
+        report = run_once(engine, dry_run=dry_run)
+    if as_json:
+        print_json({**report.to_json(), "root": os.fspath(root), "project": name, "server": server["id"]})
+    else:
+        print_summary(report, root, server)
+    if report.refused:
+        raise typer.Exit(1)
+
+
+def print_summary(report: SyncReport, root: Path, server: dict[str, Any]) -> None:
+    print_warnings(report)
+    if report.dry_run:
+        console.print(f"Dry run for {root} → develop server {server['id']}: {describe(report)}.", highlight=False, soft_wrap=True)
+        for change in report.changes[:DRY_RUN_LIST]:
+            console.print(f"  {change['op']:<6} {escape(change['path'])}", highlight=False)
+        if len(report.changes) > DRY_RUN_LIST:
+            console.print(f"  … and {len(report.changes) - DRY_RUN_LIST:,} more", highlight=False)
+        return
+    console.print(f"Synced {root} → develop server {server['id']}: {describe(report)}.", highlight=False, soft_wrap=True)
+
+
+class LinePrinter:
+    """Reports of a live sync, as a line each (or a JSON object each)."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def synced(self, report: SyncReport) -> None:
+        if self.as_json:
+            sys.stdout.write(json.dumps(report.to_json(), default=str) + "\n")
+            sys.stdout.flush()
+            return
+        print_warnings(report)
+        if report.kind == "push" and not report.changed:
+            return
+        stamp = datetime.now().strftime("%H:%M:%S")
+        what = describe(report)
+        if report.kind == "push" and report.paths:
+            shown = ", ".join(report.paths[:3]) + (
+                f" and {len(report.paths) - 3} more" if len(report.paths) > 3 else ""
+            )
+            what += f"  ({shown})"
+        console.print(f"{stamp} {escape(what)}", highlight=False, soft_wrap=True)
+
+    def waiting(self, message: str) -> None:
+        if self.as_json:
+            sys.stdout.write(json.dumps({"kind": "waiting", "message": message}) + "\n")
+            sys.stdout.flush()
+            return
+        errors.print(
+            f"[yellow]waiting:[/] {escape(message)} (retrying; your changes are kept and sent when it is back)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def reconnected(self) -> None:
+        if not self.as_json:
+            errors.print("The develop server is back; checking everything.", highlight=False)
+
+
+def reconnector(client: ControlClient, project: str) -> Any:
+    """A function that finds the project's develop server again once it is running."""
+    from sync.remote import DevserverUnavailable, RemoteWorkspace
+
+    def reconnect() -> RemoteWorkspace:
+        try:
+            server = find_server(client, project)
+        except DevyardError as exc:
+            raise DevserverUnavailable(str(exc)) from exc
+        if server is None or server["state"] != "running":
+            state_text = f"is {server['state']}" if server else "does not exist"
+            raise DevserverUnavailable(
+                f"Your develop server for project {project} {state_text}; `yard dev start -p {project}` brings it back"
+            )
+        return RemoteWorkspace(client, int(server["id"]))
+
+    return reconnect
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM stops a watch the way Ctrl-C does (state saved, exit 0)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def keep_live(client: ControlClient, engine: SyncEngine, project: str, as_json: bool) -> None:
+    """`yard sync --watch`."""
+    from sync.live import LiveSync
+    from sync.watcher import TreeWatcher
+
+    stop_on_sigterm()
+    printer = LinePrinter(as_json)
+    started = time.monotonic()
+    if not as_json:
+        errors.print(f"Watching {engine.root}; Ctrl-C stops.", highlight=False)
+    try:
+        with TreeWatcher(engine.root) as watcher:
+            LiveSync(engine, watcher, reconnector(client, project), printer, BarProgress()).run()
+    except KeyboardInterrupt:
+        if not as_json:
+            errors.print(f"Stopped after {time.monotonic() - started:.0f} s.", highlight=False)
+
+
+def offer(project: str) -> None:
+    """After `yard dev start` in a terminal: offer to sync the repository you are in."""
+    from sync.engine import SyncEngine
+
+    root = git_root(Path.cwd().resolve())
+    if root is None or default_project(os.fspath(root)) != project:
+        return
+    if not typer.confirm(f"Sync {root} into the workspace now?", default=True):
+        return
+    with state.client() as client:
+        server = running_server(client, project)
+        engine = SyncEngine.open(client, int(server["id"]), str(server["workspace"]), root)
+        report = run_once(engine)
+    print_summary(report, root, server)
+    console.print("Keep it in sync as you edit with `yard sync --watch`.", highlight=False)
