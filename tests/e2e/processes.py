@@ -85,12 +85,20 @@ class Server:
 class AgentProcess:
     """`yard agent` as its own process, so it can be killed like a crashed host."""
 
-    def __init__(self, url: str, token: str, data_dir: Path, name: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        data_dir: Path,
+        name: str,
+        substrate: str = "local",
+        env: dict[str, str] | None = None,
+    ) -> None:
         yard = str(Path(sys.executable).parent / "yard")
-        env = {**os.environ, "DEVYARD_URL": url, "DEVYARD_TOKEN": token}
+        env = {**os.environ, "DEVYARD_URL": url, "DEVYARD_TOKEN": token, **(env or {})}
         log = open(data_dir.parent / f"agent-{name}.log", "ab")  # noqa: SIM115 - outlives this call
         self.process = subprocess.Popen(
-            [yard, "agent", "--name", name, "--data-dir", str(data_dir)],
+            [yard, "agent", "--name", name, "--data-dir", str(data_dir), "--substrate", substrate],
             env=env,
             stdout=log,
             stderr=log,
