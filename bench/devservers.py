@@ -28,12 +28,10 @@ import argparse
 import json
 import os
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import percentile, summary  # noqa: E402
 from control.client import ControlClient  # noqa: E402
 from devserver.frames import FrameDecoder  # noqa: E402
 
@@ -51,25 +50,6 @@ DOCKER_COLD_START_P50_S = 2.0  # issue [6/7]: develop server start → healthy i
 
 def log(message: str) -> None:
     print(f"[bench/devservers] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
-
-
-def summary(values: Sequence[float], digits: int = 1) -> dict[str, float | int]:
-    ordered = sorted(values)
-    return {
-        "n": len(ordered),
-        "p50": round(percentile(ordered, 50), digits),
-        "p90": round(percentile(ordered, 90), digits),
-        "p99": round(percentile(ordered, 99), digits),
-        "max": round(ordered[-1], digits) if ordered else 0.0,
-        "mean": round(statistics.fmean(ordered), digits) if ordered else 0.0,
-    }
 
 
 class Bench:

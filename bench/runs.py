@@ -44,8 +44,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +54,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the project importable without an install
     sys.path.insert(0, str(ROOT))
+
+from bench.common import percentile, reachable_postgres, scratch_postgres, summary  # noqa: E402
 
 HOST = "127.0.0.1"
 # The substrate the measured stack launches on (`--substrate docker`: every run is a container of
@@ -108,26 +110,6 @@ for i in range({lines}):
 
 def log(message: str) -> None:
     print(f"[bench/runs] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (0 when empty)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
-
-
-def summary(values: Sequence[float], digits: int = 1) -> dict[str, float | int]:
-    ordered = sorted(values)
-    return {
-        "n": len(ordered),
-        "p50": round(percentile(ordered, 50), digits),
-        "p90": round(percentile(ordered, 90), digits),
-        "p99": round(percentile(ordered, 99), digits),
-        "max": round(ordered[-1], digits) if ordered else 0.0,
-        "mean": round(statistics.fmean(ordered), digits) if ordered else 0.0,
-    }
 
 
 def process_cpu_s(pid: int) -> float:
@@ -221,55 +203,6 @@ def start_stack(data_dir: Path, database_url: str | None, scratch: Path, source:
 
 
 # ---------------------------------------------------------------- PostgreSQL
-
-
-def reachable_postgres(candidates: list[tuple[str, float]]) -> tuple[str | None, str]:
-    """The first URL that answers ``SELECT 1`` (retrying each for its wait), or None and why not."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
-    from control.db.engine import normalize_url, redact
-
-    reasons = []
-    for url, wait_s in candidates:
-        deadline = time.monotonic() + wait_s
-        while True:
-            engine = create_engine(normalize_url(url), poolclass=NullPool, connect_args={"connect_timeout": 3})
-            try:
-                with engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-                return url, ""
-            except Exception as exc:  # any driver or network failure means "not usable"
-                reason = f"{redact(normalize_url(url))}: {str(exc).strip().splitlines()[0][:200]}"
-            finally:
-                engine.dispose()
-            if time.monotonic() >= deadline:
-                reasons.append(reason)
-                break
-            time.sleep(1)
-    return None, "; ".join(reasons) or "no PostgreSQL URL given"
-
-
-@contextmanager
-def scratch_postgres(admin_url: str) -> Iterator[str]:
-    """A fresh database ``devyard_bench_runs_<pid>`` next to ``admin_url``'s, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.pool import NullPool
-
-    from control.db.engine import normalize_url
-
-    name = f"devyard_bench_runs_{os.getpid()}"
-    admin = create_engine(normalize_url(admin_url), poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(normalize_url(admin_url)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # ---------------------------------------------------------------- following
@@ -588,7 +521,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 log(f"PostgreSQL skipped: {why}")
                 metrics["postgresql"] = {"skipped": f"no reachable PostgreSQL ({why})"}
             else:
-                with scratch_postgres(url) as bench_url:
+                with scratch_postgres(url, "devyard_bench_runs") as bench_url:
                     metrics["postgresql"], peer["postgresql"] = bench_backend("postgresql", bench_url, args, scratch)
     finally:
         if args.keep:

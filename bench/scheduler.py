@@ -59,7 +59,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -69,6 +69,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the project importable without an install
     sys.path.insert(0, str(ROOT))
+
+from bench.common import reachable_postgres, scratch_postgres, summary  # noqa: E402
 
 HOST = "127.0.0.1"
 LOCAL_POSTGRES = "postgresql+psycopg://devyard:devyard@127.0.0.1:5432/devyard"
@@ -86,79 +88,6 @@ def log(message: str) -> None:
     print(f"[bench/scheduler] {message}", file=sys.stderr, flush=True)
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (0 when empty)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
-
-
-def summary(values: Sequence[float], digits: int = 3) -> dict[str, float | int]:
-    ordered = sorted(values)
-    return {
-        "n": len(ordered),
-        "min": round(ordered[0], digits) if ordered else 0.0,
-        "p50": round(percentile(ordered, 50), digits),
-        "p90": round(percentile(ordered, 90), digits),
-        "p99": round(percentile(ordered, 99), digits),
-        "max": round(ordered[-1], digits) if ordered else 0.0,
-        "mean": round(statistics.fmean(ordered), digits) if ordered else 0.0,
-    }
-
-
-# ---------------------------------------------------------------- PostgreSQL
-
-
-def reachable_postgres(candidates: list[tuple[str, float]]) -> tuple[str | None, str]:
-    """The first URL that answers ``SELECT 1`` (retrying each for its wait), or None and why not."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
-    from control.db.engine import normalize_url, redact
-
-    reasons = []
-    for url, wait_s in candidates:
-        deadline = time.monotonic() + wait_s
-        while True:
-            engine = create_engine(normalize_url(url), poolclass=NullPool, connect_args={"connect_timeout": 3})
-            try:
-                with engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-                return url, ""
-            except Exception as exc:  # any driver or network failure means "not usable"
-                reason = f"{redact(normalize_url(url))}: {str(exc).strip().splitlines()[0][:200]}"
-            finally:
-                engine.dispose()
-            if time.monotonic() >= deadline:
-                reasons.append(reason)
-                break
-            time.sleep(1)
-    return None, "; ".join(reasons) or "no PostgreSQL URL given"
-
-
-@contextmanager
-def scratch_postgres(admin_url: str) -> Iterator[str]:
-    """A fresh database ``devyard_bench_<pid>`` next to ``admin_url``'s, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.pool import NullPool
-
-    from control.db.engine import normalize_url
-
-    name = f"devyard_bench_{os.getpid()}"
-    admin = create_engine(normalize_url(admin_url), poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(normalize_url(admin_url)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @contextmanager
 def database(backend: str, scratch: Path, pg_url: str | None) -> Iterator[str]:
     """A fresh, empty database of ``backend``: a SQLite file under ``scratch`` or a scratch PostgreSQL one."""
@@ -167,7 +96,7 @@ def database(backend: str, scratch: Path, pg_url: str | None) -> Iterator[str]:
         yield f"sqlite:///{scratch / 'devyard.db'}"
         return
     assert pg_url is not None
-    with scratch_postgres(pg_url) as url:
+    with scratch_postgres(pg_url, "devyard_bench") as url:
         yield url
 
 
@@ -470,9 +399,9 @@ def bench_one_tick_cycles(url: str, scratch: Path, cycles: int) -> dict[str, Any
     finally:
         engine.dispose()
     return {
-        "idle_cycle_s": summary(idle, 4),
-        "to_run_committed_s": summary(firing, 4),
-        "cleanup_pass_s": summary(cleaning, 4),
+        "idle_cycle_s": summary(idle, 4, with_min=True),
+        "to_run_committed_s": summary(firing, 4, with_min=True),
+        "cleanup_pass_s": summary(cleaning, 4, with_min=True),
     }
 
 
@@ -667,7 +596,7 @@ def bench_ticks(
     staggered = [x for r in per_round for x in r["staggered_s"]]
     natural = [x for r in per_round for x in r["natural_s"]]
     problems = [p for r in per_round for p in r["problems"]]
-    latency = summary(staggered)
+    latency = summary(staggered, 3, with_min=True)
     metrics = {
         "ticks": len(staggered),
         "rounds": rounds,
@@ -730,7 +659,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             lateness = timer_peer(min(args.ticks, 10), args.spacing)
             peer["timer"] = {
                 "what": "a thread sleeping until each due moment with threading.Event.wait, in this process",
-                "lateness_s": summary(lateness, 4),
+                "lateness_s": summary(lateness, 4, with_min=True),
                 # The scheduler polls: a tick waits for the next cycle, uniform over one period.
                 "polling_expected_wait_s": {"mean": LOOP_PERIOD_S / 2, "max": LOOP_PERIOD_S},
             }
