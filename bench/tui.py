@@ -231,7 +231,9 @@ def bench_dashboard(stack: Stack, scratch: Path, runs: int, repeats: int) -> dic
             tmux_first_paint([sys.executable, str(hello)], "hello-peer-painted", env, f"bench-tui-{os.getpid()}") * 1000
             for _ in range(repeats)
         ]
-        log(f"dashboard in tmux: p50 {percentile(yard, 50):.0f} ms (hello-world Textual: {percentile(peer, 50):.0f} ms)")
+        log(
+            f"dashboard in tmux: p50 {percentile(yard, 50):.0f} ms (hello-world Textual: {percentile(peer, 50):.0f} ms)"
+        )
         result["terminal_first_paint_ms"] = summary(yard)
         result["peer_hello_textual_first_paint_ms"] = summary(peer)
     else:
@@ -317,7 +319,9 @@ def bench_run_view(stack: Stack, lines: int, repeats: int) -> dict[str, Any]:
     began = time.perf_counter()
     run_id = run_command(stack, [sys.executable, "-c", PRINT_LINES.format(n=lines)])
     log(f"run {run_id} printed {lines:,} lines in {time.perf_counter() - began:.1f} s")
-    samples = [child_json(["--child-run-view", stack.url, stack.token, str(run_id), str(lines)]) for _ in range(repeats)]
+    samples = [
+        child_json(["--child-run-view", stack.url, stack.token, str(run_id), str(lines)]) for _ in range(repeats)
+    ]
     result: dict[str, Any] = {"lines": lines, "run_id": run_id}
     for key in samples[0]:
         if key != "log_bytes":
