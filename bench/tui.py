@@ -160,7 +160,7 @@ def seed_runs(stack: Stack, count: int) -> str:
     with engine.begin() as conn:
         project_id = conn.execute(select(tables["projects"].c.id).where(tables["projects"].c.name == "bench")).scalar()
         user_id = conn.execute(select(tables["users"].c.id).where(tables["users"].c.name == "bench-admin")).scalar()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for i in range(count):
             queued = start + timedelta(seconds=i * 10)
             state = states[i % len(states)]
@@ -195,7 +195,18 @@ def tmux_first_paint(argv: list[str], marker: str, env: dict[str, str], socket: 
     env_prefix = " ".join(f"{k}='{v}'" for k, v in env.items())
     started = time.perf_counter()
     subprocess.run(
-        [*tmux, "new-session", "-d", "-x", "160", "-y", "45", "-s", "bench", f"env {env_prefix} {command}"],
+        [
+            *tmux,
+            "new-session",
+            "-d",
+            "-x",
+            "160",
+            "-y",
+            "45",
+            "-s",
+            "bench",
+            f"env -u COLUMNS -u LINES {env_prefix} {command}",
+        ],
         check=True,
     )
     try:

@@ -1,10 +1,12 @@
-"""``yard up`` / ``yard down``: the embedded stack in one process.
+"""``yard up`` / ``yard down``: the embedded stack.
 
 The supervisor prepares the data dir, migrates the database, makes sure the local profile holds a
 working admin token, binds the API socket itself (so "port in use" is detected before anything
-starts, and port 0 picks a free one) and serves the control API with uvicorn. Later components
-(agent, scheduler) run in the same process. ``--detach`` re-executes this module in a new session
-and waits until the child answers its health check.
+starts, and port 0 picks a free one) and serves the control API with uvicorn. The agent and the
+scheduler run in the same process. With ``api_workers`` above 1 it also starts that many minus one
+API-only worker processes that accept connections on the same socket (see :class:`ApiWorkers`).
+``--detach`` re-executes this module in a new session and waits until the child answers its
+health check.
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ import httpx
 from control.datadir import DataDir
 from control.settings import Settings, load_settings
 
+logger = logging.getLogger("devyard.supervisor")
+
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
+# Under the data dir's state/: the SQLite wake-up bus between API processes (control.localbus).
+BUS_FOLDER = "bus"
 
 
 class UpProblem(Exception):
@@ -165,32 +171,24 @@ def _write_profile_url(url: str) -> None:
 
 
 def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = None) -> None:
-    """Serve the control API in this process until SIGINT/SIGTERM."""
-    import uvicorn
-
-    from control.api.app import MAX_CONCURRENT_REQUESTS, create_app
+    """Serve the control API in this process (and its API workers) until SIGINT/SIGTERM."""
+    from control.api.app import create_app
     from control.api.services import Services
 
     data_dir = DataDir(settings.data_dir)
     sock = sock or bind_socket(settings.host, settings.port)
-    # The server allocates many short-lived objects per request; the default generation-0
-    # threshold (700) runs the cycle collector thousands of times a second under load, and
-    # its older-generation passes show up as 100+ ms stalls in p99 latency.
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
     _host, port = sock.getsockname()[:2]
     url = client_url(settings.host, port)
-    services = Services.from_settings(settings)
-    app = create_app(services)
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=2,
-        lifespan="on",
-        limit_concurrency=MAX_CONCURRENT_REQUESTS,
-    )
-    server = uvicorn.Server(config)
+    # Started first, so they import and connect while this process does the same.
+    workers = ApiWorkers(settings, sock, settings.effective_api_workers - 1)
+    workers.start()
+    try:
+        _tune_gc()
+        services = Services.from_settings(settings, bus_dir=data_dir.state / BUS_FOLDER)
+        server = _uvicorn_server(create_app(services))
+    except BaseException:
+        workers.wait()
+        raise
     agent = _local_agent(settings, services, url) if settings.agent else None
     if agent is not None:
         threading.Thread(target=_serve_agent_when_up, args=(server, agent), name="local-agent", daemon=True).start()
@@ -211,10 +209,12 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     except SystemExit:
         pass
     finally:
+        workers.stop_soon()
         scheduler_stop.set()
         if agent is not None:
             agent.stop()
             _stop_devservers(agent, services)
+        workers.wait()
         try:
             info = json.loads(data_dir.server_file.read_text())
             if info.get("pid") == os.getpid():
@@ -224,9 +224,145 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
         services.engine.dispose()
 
 
+def serve_worker(settings: Settings, sock: socket.socket) -> None:
+    """One extra API process: the API alone on the primary's socket, until the primary stops it
+    (SIGTERM) or disappears (its end of our stdin closes, even after ``kill -9``)."""
+    from control.api.app import create_app
+    from control.api.services import Services
+
+    _tune_gc()
+    services = Services.from_settings(settings, bus_dir=DataDir(settings.data_dir).state / BUS_FOLDER)
+    server = _uvicorn_server(create_app(services))
+
+    def exit_when_orphaned() -> None:
+        sys.stdin.buffer.read()
+        server.should_exit = True
+
+    threading.Thread(target=exit_when_orphaned, name="lifeline", daemon=True).start()
+    # Ctrl-C in a terminal reaches the whole process group: end quietly, as for SIGTERM.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:
+        pass
+    finally:
+        services.engine.dispose()
+
+
+def _tune_gc() -> None:
+    # The server allocates many short-lived objects per request; the default generation-0
+    # threshold (700) runs the cycle collector thousands of times a second under load, and
+    # its older-generation passes show up as 100+ ms stalls in p99 latency.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
+def _uvicorn_server(app: Any) -> Any:
+    import uvicorn
+
+    from control.api.app import MAX_CONCURRENT_REQUESTS
+
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        lifespan="on",
+        limit_concurrency=MAX_CONCURRENT_REQUESTS,
+    )
+    return uvicorn.Server(config)
+
+
+class ApiWorkers:
+    """The extra API processes of one server, all accepting on its listening socket.
+
+    The kernel hands each new connection to whichever process accepts first, so no process
+    forwards requests for another. Only the primary runs the agent and the scheduler; wake-ups
+    and events reach every process through PostgreSQL NOTIFY or, on SQLite, the local bus. A
+    worker gets its settings as one JSON line on stdin and keeps stdin open as a lifeline: when the
+    primary exits in any way, stdin ends and the worker shuts down. A worker that dies is
+    started again, with a growing pause if it keeps dying.
+    """
+
+    def __init__(self, settings: Settings, sock: socket.socket, count: int) -> None:
+        self.settings = settings
+        self.sock = sock
+        self.count = max(0, count)
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    @property
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [p.pid for p in self._processes]
+
+    def start(self) -> None:
+        if not self.count:
+            return
+        with self._lock:
+            self._processes = [self._spawn() for _ in range(self.count)]
+        threading.Thread(target=self._watch, name="api-workers", daemon=True).start()
+
+    def stop_soon(self) -> None:
+        """Ask every worker to finish (SIGTERM); :meth:`wait` waits for them."""
+        self._stopping.set()
+        with self._lock:
+            for process in self._processes:
+                if process.poll() is None:
+                    process.terminate()
+
+    def wait(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        self.stop_soon()
+        deadline = time.monotonic() + timeout
+        for process in self._processes:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stdin is not None:
+                process.stdin.close()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        fd = self.sock.fileno()
+        command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(self.settings.data_dir)]
+        command += ["--api-worker", "--socket-fd", str(fd)]
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=[fd])
+        assert process.stdin is not None
+        # Settings travel on stdin, not in argv or the environment (the database URL may hold a password).
+        process.stdin.write(self.settings.model_dump_json().encode() + b"\n")
+        process.stdin.flush()
+        return process
+
+    def _watch(self) -> None:
+        pause, last_death = 1.0, 0.0
+        while not self._stopping.wait(0.5):
+            with self._lock:
+                dead = [i for i, p in enumerate(self._processes) if p.poll() is not None]
+            for index in dead:
+                if time.monotonic() - last_death > 60:
+                    pause = 1.0  # not a crash loop: restart promptly
+                last_death = time.monotonic()
+                gone = self._processes[index]
+                logger.warning(
+                    "API worker %d exited with code %s; starting another in %.0f s", gone.pid, gone.returncode, pause
+                )
+                if self._stopping.wait(pause):
+                    return
+                if gone.stdin is not None:
+                    gone.stdin.close()
+                with self._lock:
+                    self._processes[index] = self._spawn()
+                pause = min(pause * 2, 30.0)
+
+
 def _spawn(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(settings.data_dir)]
     command += ["--host", settings.host, "--port", str(settings.port)]
+    if settings.api_workers is not None:
+        command += ["--workers", str(settings.api_workers)]
     return subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -359,11 +495,19 @@ def _main(argv: list[str]) -> int:
     parser.add_argument(
         "--admin-token", metavar="NAME", help="print a new admin token for NAME (created if needed), then exit"
     )
+    parser.add_argument("--workers", type=int, help="API processes sharing the port (default: settings)")
+    parser.add_argument("--api-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--socket-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One line per agent long-poll would drown everything else.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    overrides: dict[str, Any] = {"host": args.host, "port": args.port}
+    if args.api_worker:
+        # Started by ApiWorkers: settings on the first line of stdin, the socket inherited.
+        settings = Settings.model_validate_json(sys.stdin.buffer.readline())
+        serve_worker(settings, socket.socket(fileno=args.socket_fd))
+        return 0
+    overrides: dict[str, Any] = {"host": args.host, "port": args.port, "api_workers": args.workers}
     if args.replica:
         overrides.update(agent=False, scheduler=False)
     settings = load_settings(args.data_dir, **overrides)

@@ -1,4 +1,4 @@
-"""The in-process event bus behind ``GET /api/v1/events``.
+"""The event bus behind ``GET /api/v1/events``.
 
 Publishers (route handlers, the scheduler, the agent endpoints) call :meth:`EventBus.publish`
 after their transaction commits, from any thread. Each subscriber owns a bounded asyncio queue
@@ -56,7 +56,7 @@ class EventBus:
 
     def __init__(self) -> None:
         self.origin = uuid.uuid4().hex
-        # Set by the API to forward events to other replicas (PostgreSQL NOTIFY).
+        # Set by the API to forward events to other processes (PostgreSQL NOTIFY, the local bus).
         self.remote: Callable[[str], bool] | None = None
         self._lock = threading.Lock()
         self._last_id = 0
@@ -88,9 +88,13 @@ class EventBus:
             return
         if raw.get("origin") == self.origin:
             return
-        self._publish_local(
-            raw["type"], raw["data"], raw.get("audience"), raw.get("id"), datetime.fromisoformat(raw["at"])
-        )
+        event_id = raw.get("id")
+        if isinstance(event_id, int):
+            with self._lock:
+                # Local ids continue after the newest remote one, so ids keep growing in the
+                # order a subscriber here sees events, whichever process published them.
+                self._last_id = max(self._last_id, event_id)
+        self._publish_local(raw["type"], raw["data"], raw.get("audience"), event_id, datetime.fromisoformat(raw["at"]))
 
     def _publish_local(
         self,

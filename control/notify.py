@@ -4,7 +4,8 @@ Handlers that long-poll (agents waiting for work, followers tailing logs) regist
 keys and sleep; writers call :meth:`Hub.publish` after their commit. In one process this is a
 direct wake-up. On PostgreSQL every publish is also sent with ``NOTIFY`` and a listener thread
 wakes the local waiters on every replica, so a follower connected to replica A sees a chunk
-written through replica B. A notice only says "look again": waiters always re-read the
+written through replica B. On SQLite the API processes of one data dir do the same through
+:class:`~control.localbus.LocalBus`. A notice only says "look again": waiters always re-read the
 database, so a lost or duplicated notice can delay but never corrupt anything.
 """
 
@@ -15,8 +16,11 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from sqlalchemy import Engine
+
+from control.localbus import LocalBus
 
 log = logging.getLogger("devyard.notify")
 
@@ -37,22 +41,29 @@ class _Waiter:
 
 
 class Hub:
-    """In-process wake-ups, bridged across processes with LISTEN/NOTIFY on PostgreSQL."""
+    """In-process wake-ups, bridged across processes: LISTEN/NOTIFY on PostgreSQL, the local bus
+    (``bus_dir``) on SQLite."""
 
-    def __init__(self, engine: Engine | None = None) -> None:
+    def __init__(self, engine: Engine | None = None, bus_dir: Path | None = None) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[_Waiter]] = defaultdict(set)
         self._engine = engine if engine is not None and engine.dialect.name == "postgresql" else None
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
+        self._bus: LocalBus | None = None
+        self._on_notice: dict[str, Callable[[], None]] = {}
         self.on_broadcast: Callable[[str], None] | None = None
         if self._engine is not None:
             self._listener = threading.Thread(target=self._listen, name="devyard-listen", daemon=True)
             self._listener.start()
+        elif bus_dir is not None:
+            self._bus = LocalBus(bus_dir, on_keys=self._remote, on_event=self._remote_event)
 
     def publish(self, *keys: str) -> None:
         self._wake(keys)
-        if self._engine is not None:
+        if self._bus is not None:
+            self._bus.send_keys(keys)
+        elif self._engine is not None:
             try:
                 with self._engine.connect() as conn:
                     for key in keys:
@@ -63,11 +74,17 @@ class Hub:
 
     @property
     def bridged(self) -> bool:
-        """Whether notices reach other processes (PostgreSQL), not just this one."""
-        return self._engine is not None
+        """Whether notices reach other processes, not just this one."""
+        return self._engine is not None or self._bus is not None
+
+    def on_notice(self, key: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (in a listener thread) when another process publishes ``key``."""
+        self._on_notice[key] = callback
 
     def broadcast(self, payload: str) -> bool:
         """Send ``payload`` to :attr:`on_broadcast` of every other replica; False if not sent."""
+        if self._bus is not None:
+            return self._bus.send_event(payload)
         if self._engine is None or len(payload.encode()) > NOTIFY_MAX_BYTES:
             return False
         try:
@@ -81,6 +98,18 @@ class Hub:
             return False
         return True
 
+    def _remote(self, keys: list[str]) -> None:
+        """Notices from another process: run their callbacks, wake local waiters."""
+        for key in keys:
+            callback = self._on_notice.get(key)
+            if callback is not None:
+                callback()
+        self._wake(keys)
+
+    def _remote_event(self, payload: str) -> None:
+        if self.on_broadcast is not None:
+            self.on_broadcast(payload)
+
     def _wake(self, keys: Iterable[str]) -> None:
         with self._lock:
             targets = [w for key in keys for w in self._waiters.get(key, ())]
@@ -93,6 +122,8 @@ class Hub:
 
     def close(self) -> None:
         self._stop.set()
+        if self._bus is not None:
+            self._bus.close()
 
     def _listen(self) -> None:
         import psycopg
@@ -107,10 +138,9 @@ class Hub:
                     while not self._stop.is_set():
                         for notice in conn.notifies(timeout=1.0):
                             if notice.channel == EVENTS_CHANNEL:
-                                if self.on_broadcast is not None:
-                                    self.on_broadcast(notice.payload)
+                                self._remote_event(notice.payload)
                             else:
-                                self._wake([notice.payload])
+                                self._remote([notice.payload])
             except Exception:  # reconnect: the database may be restarting
                 log.warning("LISTEN connection lost; reconnecting", exc_info=True)
                 self._stop.wait(1.0)

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8421, ge=0, le=65535)
     """Port the control API binds to."""
 
+    api_workers: int | None = Field(default=None, ge=1, le=64)
+    """API processes of `yard up`, sharing its port; none means one per CPU, at most 2."""
+
     max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     """Requests with a larger body are refused with 413."""
 
@@ -135,6 +138,10 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'devyard.db'}"
+
+    @property
+    def effective_api_workers(self) -> int:
+        return self.api_workers or min(2, os.cpu_count() or 1)
 
     @property
     def effective_object_store_url(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -13,6 +14,22 @@ from control.events import EventBus
 from control.notify import Hub
 from control.objectstore import ObjectStore
 from control.settings import Settings
+
+# Published when a token is revoked or a user changes: every API process forgets its verified tokens.
+PRINCIPALS_CHANGED = "principals"
+
+
+class SharedPrincipalCache(PrincipalCache):
+    """A principal cache that is cleared in every API process at once (through the hub)."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__()
+        self._hub = hub
+        hub.on_notice(PRINCIPALS_CHANGED, super().clear)
+
+    def clear(self) -> None:
+        super().clear()
+        self._hub.publish(PRINCIPALS_CHANGED)
 
 
 @dataclass
@@ -28,7 +45,9 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Services:
+    def from_settings(cls, settings: Settings, bus_dir: Path | None = None) -> Services:
+        """``bus_dir``: on SQLite, the folder through which this process exchanges wake-ups and
+        events with the other API processes of the data dir (PostgreSQL uses NOTIFY instead)."""
         from control.db.engine import make_engine
 
         engine = make_engine(settings.effective_database_url)
@@ -37,9 +56,11 @@ class Services:
             s3_endpoint=settings.s3_endpoint,
             s3_region=settings.s3_region,
         )
-        services = cls(settings=settings, engine=engine, store=store, hub=Hub(engine))
-        if services.hub.bridged:
-            # Events published on any replica reach subscribers on every replica.
-            services.events.remote = services.hub.broadcast
-            services.hub.on_broadcast = services.events.receive_remote
+        hub = Hub(engine, bus_dir=bus_dir)
+        services = cls(settings=settings, engine=engine, store=store, hub=hub)
+        if hub.bridged:
+            # Events published in any process reach subscribers in every process.
+            services.events.remote = hub.broadcast
+            hub.on_broadcast = services.events.receive_remote
+            services.principals = SharedPrincipalCache(hub)
         return services

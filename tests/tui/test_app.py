@@ -272,3 +272,31 @@ def test_palette_lists_actions_with_keys_and_help_lists_bindings(sqlite_stack: S
             assert app.screen.query_one("TabbedContent").active == "schedules"  # type: ignore[attr-defined]
 
     asyncio.run(scenario())
+
+
+def test_a_remote_api_reached_with_yard_login_and_the_mouse(sqlite_stack: Stack) -> None:
+    """The profile `yard login` writes is the one the TUI uses; clicking a row twice opens it
+    (the first click moves the cursor there, as in every Textual table)."""
+    from control.profiles import resolve
+    from tests.tui.test_cli import yard
+
+    developer = sqlite_stack.user("dana", "developer")
+    assert yard("login", sqlite_stack.url, "--token", developer, "--profile", "remote").returncode == 0
+    with ControlClient(sqlite_stack.url, developer) as dana:
+        dana.create_project("web")
+        run = dana.create_run("web", ["make"])
+
+    async def scenario() -> None:
+        app = DevyardApp(resolve("remote"))
+        async with app.run_test(size=SIZE) as pilot:
+            bar = app.screen.query_one(StatusBar)
+            runs = app.screen.query_one(RunsTable)
+            await wait_for(lambda: bar.connection == "live" and runs.row_count == 1)
+            assert "dana (developer)" in str(bar.render()) and "remote" in str(bar.render())
+            await pilot.click(RunsTable, offset=(4, 1))  # the first row, under the header
+            await pilot.click(RunsTable, offset=(4, 1))
+            await run_log(app)
+            screen = app.screen
+            assert isinstance(screen, RunScreen) and screen.run_id == run["id"]
+
+    asyncio.run(scenario())

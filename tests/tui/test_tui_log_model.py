@@ -65,7 +65,9 @@ def test_filters_by_text_and_stream() -> None:
 
 
 def test_error_jump_prefers_error_words_then_stderr() -> None:
-    model = LogModel(framed([("o", "ok"), ("e", "note"), ("o", "Traceback (most recent call last):"), ("o", "ERROR bad")]))
+    model = LogModel(
+        framed([("o", "ok"), ("e", "note"), ("o", "Traceback (most recent call last):"), ("o", "ERROR bad")])
+    )
     assert model.first_error() == 2
     assert model.first_error(2) == 3
     assert model.first_error(3) == 2  # wraps around

@@ -40,7 +40,7 @@ BUILD = (
     "echo 'Build finished in 2.4s'"
 )
 TESTS = (
-    "for i in $(seq 1 40); do echo \"tests/test_orders.py::test_case_$i PASSED\"; done; "
+    'for i in $(seq 1 40); do echo "tests/test_orders.py::test_case_$i PASSED"; done; '
     "echo 'tests/test_orders.py::test_refund FAILED'; sleep 0.3; "
     "echo 'Traceback (most recent call last):' >&2; echo '  File \"tests/test_orders.py\", line 88' >&2; "
     "echo 'AssertionError: refund total 12.50 != 12.05' >&2; sleep 0.3; "
@@ -60,13 +60,15 @@ def snapshot_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             for project, script in (("shop", BUILD), ("shop", TESTS), ("docs", WIDE)):
                 run = admin.create_run(project, ["sh", "-c", script], trigger="manual")
                 wait_for_run(admin, run["id"])
-            admin.create_schedule(name="nightly", project="shop", command=["make", "test"], cron="30 2 * * *")
+            nightly = ["sh", "-c", "echo nightly checks; exit 2"]
+            admin.create_schedule(name="nightly", project="shop", command=nightly, cron="30 2 * * *")
             admin.create_schedule(
                 name="weekly-report", project="docs", command=["make", "report"], cron="0 6 * * 1", enabled=False
             )
             tick = admin.trigger_schedule("nightly")
             wait_for_run(admin, tick["run_id"])
-            admin.create_run("docs", ["make", "html"], environment=None)  # stays queued: the agent is gone next
+        with stack.client() as admin:
+            admin.create_run("docs", ["make", "html"])  # stays queued: the agent is gone
         pin_times(stack)
         yield stack
 
@@ -94,9 +96,7 @@ def pin_times(stack: Stack) -> None:
             text("UPDATE agents SET last_heartbeat_at = :t, hostname = 'build-host', version = '0.1.0'"),
             {"t": FROZEN - timedelta(seconds=4)},
         )
-        db.execute(
-            text("UPDATE schedules SET next_fire_at = :t WHERE enabled"), {"t": FROZEN + timedelta(hours=17)}
-        )
+        db.execute(text("UPDATE schedules SET next_fire_at = :t WHERE enabled"), {"t": FROZEN + timedelta(hours=17)})
 
 
 @pytest.fixture(autouse=True)
@@ -105,6 +105,7 @@ def _frozen(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEVYARD_PROJECT", "shop")
     synced = SyncStatus("synced", project="shop", last_sync_at=FROZEN - timedelta(minutes=2), pending_changes=0)
     monkeypatch.setattr("tui.app.local_status", lambda path: synced)
+    monkeypatch.setattr("tui.screens.devserver_view.local_status", lambda path: synced)
 
 
 def make_app(stack: Stack, **options: Any) -> DevyardApp:
@@ -122,10 +123,11 @@ async def until(predicate: Callable[[], object], timeout: float = 15) -> None:
 
 def steady(app: DevyardApp) -> None:
     """Mask what differs between machines, and stop cursors blinking."""
-    for bar in app.screen.query(StatusBar):
-        bar.url = SHOWN_URL
-    for field in app.screen.query(Input):
-        field.cursor_blink = False
+    for screen in app.screen_stack:
+        for bar in screen.query(StatusBar):
+            bar.url = SHOWN_URL
+        for field in screen.query(Input):
+            field.cursor_blink = False
 
 
 def scenario(*steps: str | Callable[[Pilot[None]], Awaitable[None]]) -> Callable[[Pilot[None]], Awaitable[None]]:
@@ -185,9 +187,18 @@ def test_dashboard_runs_light_theme(snap_compare: Snap, snapshot_stack: Stack) -
 
 
 def test_dashboard_filtered_by_state(snap_compare: Snap, snapshot_stack: Stack) -> None:
-    """`/ state:failed` filters on the server; the prompt shows what was typed."""
+    """`/ state:failed` filters on the server; the tab says which filter is on."""
+
+    async def reloaded(pilot: Pilot[None]) -> None:
+        from tui.widgets.runs_table import RunsTable
+
+        runs = pilot.app.screen.query_one(RunsTable)
+        await until(lambda: runs.row_count == 2 and all(r["state"] == "failed" for r in runs.items.values()))
+
     assert snap_compare(
-        make_app(snapshot_stack), terminal_size=SIZE, run_before=scenario("slash", typed("state:failed"), "enter")
+        make_app(snapshot_stack),
+        terminal_size=SIZE,
+        run_before=scenario("slash", typed("state:failed"), "enter", reloaded),
     )
 
 
@@ -287,9 +298,9 @@ def test_devserver_view(snap_compare: Snap, sqlite_stack: Stack, tmp_path: Path)
                 "started_at": (FROZEN - timedelta(hours=1, minutes=12)).isoformat(),
                 "last_activity_at": (FROZEN - timedelta(seconds=30)).isoformat(),
             }
-            facts.health = {**facts.health, "pid": 4242}
+            facts.health = {**(facts.health or {}), "pid": 4242}
             facts.endpoint = facts.endpoint.replace(sqlite_stack.url, SHOWN_URL)
-            git.status = {**git.status, "head": "3f2a9c1d0e4b7a55c0ffee"}
+            git.status = {**(git.status or {}), "head": "3f2a9c1d0e4b7a55c0ffee"}
             sync.directory = "/home/dev/src/shop"
 
         assert snap_compare(make_app(sqlite_stack), terminal_size=SIZE, run_before=scenario(open_server))

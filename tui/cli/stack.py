@@ -21,13 +21,19 @@ def up(
     host: Annotated[str | None, typer.Option(help="Address to bind \\[default: 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind \\[default: 8421; 0 picks a free one].")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, max=64, help="API processes sharing the port \\[default: one per CPU, at most 2]."
+        ),
+    ] = None,
 ) -> None:
     """Start the embedded stack: control API (+ scheduler and agent) on this machine."""
     from compose import supervisor
     from control.datadir import DataDir
     from control.settings import load_settings
 
-    settings = load_settings(data_dir, host=host, port=port)
+    settings = load_settings(data_dir, host=host, port=port, api_workers=workers)
     existing = supervisor.running_server(DataDir(settings.data_dir))
     if existing is not None:
         fail(f"devyard is already running at {existing.url} (pid {existing.pid}); `yard down` stops it.")

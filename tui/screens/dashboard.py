@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import BindingType
@@ -117,6 +118,7 @@ class DashboardScreen(YardScreen[None]):
     def on_tabbed_content_tab_activated(self, message: TabbedContent.TabActivated) -> None:
         if message.pane.id:
             self._focus_tab(message.pane.id)
+            self._count_tabs()
 
     def _count_tabs(self) -> None:
         contents = self.query_one(TabbedContent)
@@ -124,7 +126,8 @@ class DashboardScreen(YardScreen[None]):
             table = self.query_one(f"#{tab}-table", ResourceTable)
             more = "+" if tab == "runs" and self.runs.next_cursor else ""
             count = f" ({table.row_count}{more})" if table.loaded else ""
-            contents.get_tab(tab).label = f"{TAB_TITLES[tab]}{count}"
+            shown = f" /{escape(self.filter_text)}" if self.filter_text and tab == self.active_tab else ""
+            contents.get_tab(tab).label = f"{TAB_TITLES[tab]}{count}{shown}"
 
     # ------------------------------------------------------------------ loading
 

@@ -46,7 +46,7 @@ class DevServerFacts(Static):
         grid.add_row("endpoint", Text(self.endpoint or "-"))
         grid.add_row("workspace", Text(str(server.get("workspace") or "-")))
         grid.add_row("substrate", Text(str(server.get("substrate") or "-")))
-        grid.add_row("uptime", uptime(server))
+        grid.add_row("uptime", Text(uptime(server).plain))
         grid.add_row("started", Text(stamp(server.get("started_at"))))
         grid.add_row("last activity", Text(ago(server.get("last_activity_at"))))
         idle = int(server.get("idle_timeout_s") or 0)

@@ -61,4 +61,6 @@ class RunHeader(Static):
             third.append(f" · {run['error']}", style=colours["$error"])
         if self.note:
             third.append(f" · {self.note}", style=colours["$warning"])
-        return Text("\n").join([first, command, third])
+        lines = Text("\n").join([first, command, third])
+        lines.no_wrap, lines.overflow = True, "ellipsis"  # three lines, always: long commands are cut
+        return lines
