@@ -81,14 +81,52 @@ class Result:
     max_ms: float
     errors: int
     generator_cpu_percent: float
-    server_cpu_percent: float
+    server_cpu_s: float
+    load_average: float = 0.0  # 1-minute load average when the case ended
+    samples: tuple[Result, ...] = ()
 
     @property
     def requests_per_s(self) -> float:
         return self.requests / self.duration_s if self.duration_s > 0 else 0.0
 
-    def as_json(self) -> dict[str, float | int]:
-        return {
+    @property
+    def server_cpu_percent(self) -> float:
+        return 100 * self.server_cpu_s / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def server_cpu_s_per_1000(self) -> float:
+        """Server CPU seconds (all its processes) per 1,000 answered requests: robust to other load."""
+        return 1000 * self.server_cpu_s / self.requests if self.requests else 0.0
+
+    @classmethod
+    def median(cls, results: list[Result]) -> Result:
+        """Each figure's median over repeated runs (the runs themselves kept as samples)."""
+        if len(results) == 1:
+            return results[0]
+
+        def mid(values: list[float]) -> float:
+            ordered = sorted(values)
+            n = len(ordered)
+            return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+        duration = mid([r.duration_s for r in results])
+        requests = round(mid([r.requests_per_s for r in results]) * duration)
+        return cls(
+            requests=requests,
+            duration_s=duration,
+            p50_ms=mid([r.p50_ms for r in results]),
+            p90_ms=mid([r.p90_ms for r in results]),
+            p99_ms=mid([r.p99_ms for r in results]),
+            max_ms=mid([r.max_ms for r in results]),
+            errors=sum(r.errors for r in results),
+            generator_cpu_percent=mid([r.generator_cpu_percent for r in results]),
+            server_cpu_s=mid([r.server_cpu_s_per_1000 for r in results]) * requests / 1000,
+            load_average=mid([r.load_average for r in results]),
+            samples=tuple(results),
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        figures: dict[str, Any] = {
             "requests_per_s": round(self.requests_per_s, 1),
             "p50_ms": round(self.p50_ms, 2),
             "p90_ms": round(self.p90_ms, 2),
@@ -98,8 +136,22 @@ class Result:
             "errors": self.errors,
             "duration_s": round(self.duration_s, 2),
             "server_cpu_percent": round(self.server_cpu_percent, 1),
+            "server_cpu_s_per_1000_requests": round(self.server_cpu_s_per_1000, 3),
             "generator_cpu_percent": round(self.generator_cpu_percent, 1),
+            "load_average_1m": round(self.load_average, 2),
         }
+        if self.samples:
+            figures["runs"] = [
+                {
+                    "requests_per_s": round(r.requests_per_s, 1),
+                    "p50_ms": round(r.p50_ms, 2),
+                    "p99_ms": round(r.p99_ms, 2),
+                    "server_cpu_s_per_1000_requests": round(r.server_cpu_s_per_1000, 3),
+                    "load_average_1m": round(r.load_average, 2),
+                }
+                for r in self.samples
+            ]
+        return figures
 
 
 def process_cpu_s(pid: int) -> float:
@@ -109,6 +161,28 @@ def process_cpu_s(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its live descendants (the server's API worker processes)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, []))
+    return found
+
+
+def tree_cpu_s(pids: list[int]) -> float:
+    return sum(process_cpu_s(p) for p in pids)
 
 
 def children_cpu_s() -> float:
@@ -201,9 +275,10 @@ class WrkGenerator:
             str(script),
             base_url + case.path,
         ]
-        cpu_gen, cpu_server = children_cpu_s(), process_cpu_s(server_pid)
+        pids = process_tree(server_pid)
+        cpu_gen, cpu_server = children_cpu_s(), tree_cpu_s(pids)
         out = subprocess.run(command, capture_output=True, text=True, check=False)
-        cpu_gen, cpu_server = children_cpu_s() - cpu_gen, process_cpu_s(server_pid) - cpu_server
+        cpu_gen, cpu_server = children_cpu_s() - cpu_gen, tree_cpu_s(pids) - cpu_server
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH ")), None)
         if out.returncode != 0 or line is None:
             raise RuntimeError(f"wrk failed (exit {out.returncode}): {out.stderr.strip() or out.stdout.strip()}")
@@ -218,7 +293,8 @@ class WrkGenerator:
             max_ms=data["max_us"] / 1000,
             errors=int(data["errors"]),
             generator_cpu_percent=100 * cpu_gen / duration,
-            server_cpu_percent=100 * cpu_server / duration,
+            server_cpu_s=cpu_server,
+            load_average=os.getloadavg()[0],
         )
 
     def close(self) -> None:
@@ -232,11 +308,12 @@ class PythonGenerator:
 
     def run(self, base_url: str, case: Case, seconds: float, connections: int, server_pid: int) -> Result:
         host, port = base_url.removeprefix("http://").rsplit(":", 1)
-        cpu_gen, cpu_server = time.process_time(), process_cpu_s(server_pid)
+        pids = process_tree(server_pid)
+        cpu_gen, cpu_server = time.process_time(), tree_cpu_s(pids)
         started = time.perf_counter()
         latencies, errors = asyncio.run(self._drive(host, int(port), case, seconds, connections))
         duration = time.perf_counter() - started
-        cpu_gen, cpu_server = time.process_time() - cpu_gen, process_cpu_s(server_pid) - cpu_server
+        cpu_gen, cpu_server = time.process_time() - cpu_gen, tree_cpu_s(pids) - cpu_server
         latencies.sort()
         return Result(
             requests=len(latencies),
@@ -247,7 +324,8 @@ class PythonGenerator:
             max_ms=latencies[-1] if latencies else 0.0,
             errors=errors,
             generator_cpu_percent=100 * cpu_gen / duration,
-            server_cpu_percent=100 * cpu_server / duration,
+            server_cpu_s=cpu_server,
+            load_average=os.getloadavg()[0],
         )
 
     async def _drive(
@@ -299,13 +377,18 @@ Generator = WrkGenerator | PythonGenerator
 def measure(
     generator: Generator, base_url: str, case: Case, args: argparse.Namespace, server_pid: int, label: str
 ) -> Result:
+    """One warm-up, then ``--repeat`` measured runs; their medians."""
     generator.run(base_url, case, args.warmup, args.connections, server_pid)
-    result = generator.run(base_url, case, args.duration, args.connections, server_pid)
-    log(
-        f"{label}: {result.requests_per_s:.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
-        f"errors {result.errors}, server CPU {result.server_cpu_percent:.0f}%"
-    )
-    return result
+    runs = []
+    for _ in range(args.repeat):
+        result = generator.run(base_url, case, args.duration, args.connections, server_pid)
+        log(
+            f"{label}: {result.requests_per_s:.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+            f"errors {result.errors}, server CPU {result.server_cpu_percent:.0f}% "
+            f"({result.server_cpu_s_per_1000:.2f} s per 1,000 requests), load {result.load_average:.2f}"
+        )
+        runs.append(result)
+    return Result.median(runs)
 
 
 # ---------------------------------------------------------------- servers
@@ -345,14 +428,21 @@ def wait_healthy(process: subprocess.Popen[bytes], url_of: Callable[[], str | No
     raise RuntimeError(f"server did not answer {path} within {START_TIMEOUT_S:.0f} s; see {log_path}")
 
 
-def start_devyard(data_dir: Path, database_url: str | None, scratch: Path, source: Path) -> Server:
-    """``python -m compose.supervisor`` on a free port: migrates (a no-op here) and serves."""
+def start_devyard(
+    data_dir: Path, database_url: str | None, scratch: Path, source: Path, workers: int | None = None
+) -> Server:
+    """``python -m compose.supervisor`` on a free port: migrates (a no-op here) and serves.
+
+    ``workers``: API processes (``DEVYARD_API_WORKERS``); None leaves the server's default.
+    """
     from control.datadir import DataDir
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEVYARD_")}
     env.update(XDG_CONFIG_HOME=str(scratch / "config"), PYTHONUNBUFFERED="1")  # keep the user's profiles untouched
     if database_url:
         env["DEVYARD_DATABASE_URL"] = database_url
+    if workers is not None:
+        env["DEVYARD_API_WORKERS"] = str(workers)
     log_path = scratch / f"server-{data_dir.name}.log"
     command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(data_dir), "--host", HOST, "--port", "0"]
     with open(log_path, "ab") as out:
@@ -517,8 +607,10 @@ def bench_backend(
     data_dir = (scratch / label).resolve()
     data_dir.mkdir()
     token, cursors = seed(database_url, args.rows)
-    server = start_devyard(data_dir, None if label == "sqlite" else database_url, scratch, args.source)
-    log(f"{label}: devyard server pid {server.process.pid} at {server.url}")
+    server = start_devyard(data_dir, None if label == "sqlite" else database_url, scratch, args.source, args.workers)
+    time.sleep(args.settle)  # API worker processes start next to the primary; let them get ready
+    processes = len(process_tree(server.process.pid))
+    log(f"{label}: devyard server pid {server.process.pid} at {server.url}, {processes} process(es)")
     try:
         health = measure(generator, server.url, Case(HEALTH), args, server.process.pid, f"{label} health")
         page = measure(
@@ -533,6 +625,7 @@ def bench_backend(
         server.stop()
     return {
         "server_pid": server.process.pid,
+        "server_processes": processes,
         "health": health.as_json(),
         "list": {
             **page.as_json(),
@@ -563,16 +656,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"generator: {generator.name}; {args.connections} clients; {args.duration:g} s per case after "
             f"{args.warmup:g} s warm-up; {args.rows:,} rows"
         )
-        server = start_peer(scratch)
-        try:
-            peer["hello"] = measure(
-                generator, server.url, Case("/hello"), args, server.process.pid, "peer hello"
-            ).as_json()
-            peer["hello_sync"] = measure(
-                generator, server.url, Case("/hello-sync"), args, server.process.pid, "peer hello-sync"
-            ).as_json()
-        finally:
-            server.stop()
+        if not args.no_peer:
+            server = start_peer(scratch)
+            try:
+                peer["hello"] = measure(
+                    generator, server.url, Case("/hello"), args, server.process.pid, "peer hello"
+                ).as_json()
+                peer["hello_sync"] = measure(
+                    generator, server.url, Case("/hello-sync"), args, server.process.pid, "peer hello-sync"
+                ).as_json()
+            finally:
+                server.stop()
 
         metrics["sqlite"] = bench_backend(
             "sqlite", f"sqlite:///{(scratch / 'sqlite').resolve() / 'devyard.db'}", generator, args, scratch
@@ -597,6 +691,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     measured = {k: v for k, v in metrics.items() if "list" in v}
     for backend, figures in measured.items():
+        if "hello" not in peer:
+            break
         peer.setdefault("ratios", {})[backend] = {
             "health_rps_vs_hello": ratio(figures["health"]["requests_per_s"], peer["hello"]["requests_per_s"]),
             "health_rps_vs_hello_sync": ratio(
@@ -624,6 +720,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "warmup_s": args.warmup,
             "rows": args.rows,
             "page": PAGE,
+            "repeat": args.repeat,
+            "api_workers": args.workers if args.workers is not None else "server default",
             "cores": os.cpu_count(),
             "load_average_at_start": load_at_start,
             "quick": args.quick,
@@ -651,6 +749,14 @@ def main(argv: list[str] | None = None) -> int:
         default=ROOT,
         help="project tree to seed with and serve (default: this one; to compare an experimental copy)",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="measured runs per case; medians are reported")
+    parser.add_argument(
+        "--workers", type=int, help="API processes of the devyard server (default: the server's own default)"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=2.0, help="seconds between the server's first answer and the first case"
+    )
+    parser.add_argument("--no-peer", action="store_true", help="skip the bare Starlette peer")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs)")
     parser.add_argument("--serve-peer", type=int, metavar="FD", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -235,7 +235,10 @@ def serve_worker(settings: Settings, sock: socket.socket) -> None:
     server = _uvicorn_server(create_app(services))
 
     def exit_when_orphaned() -> None:
-        sys.stdin.buffer.read()
+        # os.read, not sys.stdin: a thread blocked inside the buffered reader holds its lock,
+        # which the interpreter needs at exit.
+        while os.read(0, 512):
+            pass
         server.should_exit = True
 
     threading.Thread(target=exit_when_orphaned, name="lifeline", daemon=True).start()
@@ -337,20 +340,21 @@ class ApiWorkers:
         return process
 
     def _watch(self) -> None:
-        pause, last_death = 1.0, 0.0
+        pause, last_crash = 1.0, 0.0
         while not self._stopping.wait(0.5):
             with self._lock:
-                dead = [i for i, p in enumerate(self._processes) if p.poll() is not None]
-            for index in dead:
-                if time.monotonic() - last_death > 60:
-                    pause = 1.0  # not a crash loop: restart promptly
-                last_death = time.monotonic()
+                # Exit code 0 is a worker that was asked to stop (Ctrl-C reaches the whole group).
+                crashed = [i for i, p in enumerate(self._processes) if p.poll() not in (None, 0)]
+            for index in crashed:
+                if time.monotonic() - last_crash > 60:
+                    pause = 1.0  # not a crash loop: start a new one promptly
+                last_crash = time.monotonic()
                 gone = self._processes[index]
                 logger.warning(
                     "API worker %d exited with code %s; starting another in %.0f s", gone.pid, gone.returncode, pause
                 )
-                if self._stopping.wait(pause):
-                    return
+                if self._stopping.wait(pause) or self.sock.fileno() < 0:
+                    return  # this server is stopping too
                 if gone.stdin is not None:
                     gone.stdin.close()
                 with self._lock:
@@ -511,6 +515,9 @@ def _main(argv: list[str]) -> int:
     if args.replica:
         overrides.update(agent=False, scheduler=False)
     settings = load_settings(args.data_dir, **overrides)
+    if args.replica and settings.api_workers is None:
+        # A cluster scales by replicas; one process each unless api_workers says otherwise.
+        settings = settings.model_copy(update={"api_workers": 1})
     prepare(settings, local_profile=not (args.replica or args.admin_token))
     if args.admin_token:
         print(new_admin_token(settings, args.admin_token))

@@ -20,15 +20,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from control.client import ControlClient
+from control.client import ControlClient, NotFound
 from devserver.batch import Delete, Op, PutDir, PutFile, PutSymlink
 from devserver.manifest import Entry
 from sync.gitstate import GitReport, GitSync
 from sync.ignore import IgnoreRules
 from sync.local import LocalTree
-from sync.plan import Conflict, make_plan, needs_digest, outermost
+from sync.plan import Conflict, Plan, conflict_name, make_plan, needs_digest, outermost, same_content
 from sync.remote import RemoteWorkspace
 from sync.state import Record, SyncState, state_home, state_key
+from sync.status import write_status
 from sync.transfer import Progress, Sent, Uploader
 
 
@@ -90,7 +91,9 @@ class SyncEngine:
     def open(cls, client: ControlClient, server_id: int, workspace: str, root: Path) -> SyncEngine:
         """The engine for ``root`` and a develop server, with the state kept for that pair."""
         directory = state_home() / state_key(client.url, workspace, root)
-        return cls(root, RemoteWorkspace(client, server_id), SyncState.load(directory), IgnoreRules(root, directory))
+        engine = cls(root, RemoteWorkspace(client, server_id), SyncState.load(directory), IgnoreRules(root, directory))
+        engine.about.update(workspace=workspace, project=workspace.rsplit("/", 1)[-1], api_url=client.url)
+        return engine
 
     def __init__(self, root: Path, remote: RemoteWorkspace, state: SyncState, rules: IgnoreRules) -> None:
         self.root = root
@@ -99,6 +102,8 @@ class SyncEngine:
         self.rules = rules
         self.tree = LocalTree(root, rules, state.hashes)
         self.git = GitSync(root, remote)
+        self.about: dict[str, Any] = {"root": os.fspath(root), "server": remote.server_id}
+        self._outcome: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ full sync
 
@@ -112,19 +117,17 @@ class SyncEngine:
         report = SyncReport("sync", dry_run=dry_run)
         report.conflicts = [{"path": c.path, "kept_as": c.kept_as} for c in plan.conflicts]
         if dry_run:
-            report.files, report.bytes = len(plan.files), plan.bytes
-            report.links = sum(1 for e in plan.puts if e.kind == "symlink")
-            report.dirs = sum(1 for e in plan.puts if e.kind == "dir")
-            report.deleted, report.unchanged = len(plan.deletes), plan.unchanged
-            report.changes = [{"op": "delete", "path": path} for path in plan.deletes]
-            report.changes += [{"op": "put", "path": e.path, "kind": e.kind} for e in plan.puts]
+            _describe_plan(report, plan)
             report.git = self.git.push(dry_run=True) if with_git else None
             report.seconds = time.perf_counter() - started
             return report
         if plan.conflicts:
             kept = {conflict.path for conflict in plan.conflicts}
+            report.conflicts = []
             for conflict in plan.conflicts:
-                self._keep(conflict)
+                kept_as = self._keep(conflict, stamp)
+                if kept_as is not None:
+                    report.conflicts.append({"path": conflict.path, "kept_as": kept_as})
             local = self._hash_needed(self.tree.scan(), remote)
             plan = make_plan(local, remote, lambda path, record: path in kept or self.state.knows(path, record), stamp)
         self._record_unchanged(local, remote)
@@ -134,20 +137,30 @@ class SyncEngine:
         try:
             sent = Uploader(self.root, self.remote, self.state, progress).send(ops)
         finally:
-            self.state.save(**self._about())
+            self.state.save(**self.about)
         _count(report, sent)
         report.unchanged = plan.unchanged
         if with_git:
             report.git = self.git.push(stamp=stamp)
         report.seconds = time.perf_counter() - started
+        self.save(report)
         return report
 
     def _both_sides(self) -> tuple[dict[str, Entry], dict[str, Entry]]:
         """The local tree and the workspace manifest, fetched while the tree is scanned."""
+        stamps = self.state.rule_stamps
+        self.rules.trust(self.state.synced, stamps)
         with ThreadPoolExecutor(1, thread_name_prefix="manifest") as pool:
             pending = pool.submit(self.remote.manifest)
             local = self.tree.scan()
+            if not self.rules.scan_trusted(stamps):
+                self.rules.distrust()  # a .gitignore changed: every path is asked about again
+                local = self.tree.scan()
+            new_stamps = self.rules.stamps()
             remote = self._visible(pending.result(), local)
+        if new_stamps != stamps:
+            self.state.rule_stamps = new_stamps
+            self.state.dirty = True
         return self._hash_needed(local, remote), remote
 
     def _visible(self, remote: dict[str, Entry], local: dict[str, Entry]) -> dict[str, Entry]:
@@ -178,32 +191,42 @@ class SyncEngine:
                 local[path] = hashed
         return local
 
-    def _keep(self, conflict: Conflict) -> None:
-        """Save the workspace's version of a conflicting entry next to the local one."""
-        target = self.root / conflict.kept_as
-        target.parent.mkdir(parents=True, exist_ok=True)
+    def _keep(self, conflict: Conflict, stamp: str) -> str | None:
+        """Save the workspace's version of a conflicting entry in the local tree; where it went.
+
+        Next to the local file as planned; at the top of the tree if a local file stands where
+        the folder for it would be; nowhere if it vanished from the workspace meanwhile.
+        """
+        kept_as = conflict.kept_as
+        target = self.root / kept_as
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            kept_as = conflict_name(conflict.path.replace("/", "__"), stamp, lambda name: (self.root / name).exists())
+            target = self.root / kept_as
         if conflict.remote.kind == "symlink":
             assert conflict.remote.target is not None
             os.symlink(conflict.remote.target, target)
-            return
-        self.remote.download(conflict.path, target)
+            return kept_as
+        try:
+            self.remote.download(conflict.path, target)
+        except NotFound:
+            return None
         os.chmod(target, conflict.remote.mode & 0o777)
         os.utime(target, ns=(conflict.remote.mtime_ns, conflict.remote.mtime_ns))
+        return kept_as
 
     def _record_unchanged(self, local: dict[str, Entry], remote: dict[str, Entry]) -> None:
         """Remember entries both sides already agree on, and forget what neither side has."""
+        synced = self.state.synced
         for path, entry in local.items():
             theirs = remote.get(path)
-            if theirs is None or entry.kind != theirs.kind:
-                continue
-            record = Record.of(entry)
-            if record.same_content(Record.of(theirs)) and self.state.synced.get(path) != Record.of(theirs):
-                self.state.confirm(path, Record.of(theirs))
-        for path in [p for p in self.state.synced if p not in local and p not in remote]:
+            if theirs is not None and same_content(entry, theirs):
+                record = Record.of(theirs)
+                if synced.get(path) != record:
+                    self.state.confirm(path, record)
+        for path in [p for p in synced if p not in local and p not in remote]:
             self.state.confirm(path, None)
-
-    def _about(self) -> dict[str, str]:
-        return {"root": os.fspath(self.root), "server": str(self.remote.server_id)}
 
     # ------------------------------------------------------------------ watched paths
 
@@ -269,10 +292,24 @@ class SyncEngine:
         """Talk to ``remote`` from now on (the develop server came back, perhaps as a new one)."""
         self.remote = remote
         self.git = GitSync(self.root, remote)
+        self.about["server"] = remote.server_id
 
-    def save(self) -> None:
-        """Write the sync state now (a watch calls this every few seconds and at the end)."""
-        self.state.save(**self._about())
+    def save(self, report: SyncReport | None = None) -> None:
+        """Write the sync state and its summary (a watch does this every few seconds and at the end)."""
+        self.state.save(**self.about)
+        if report is not None:
+            self._outcome = {"conflicts": len(report.conflicts), "refused": len(report.refused)}
+        write_status(self.state.directory, **self.about, **self._outcome)
+
+
+def _describe_plan(report: SyncReport, plan: Plan) -> None:
+    """What a dry run reports: the counts and every change the plan holds."""
+    report.files, report.bytes = len(plan.files), plan.bytes
+    report.links = sum(1 for entry in plan.puts if entry.kind == "symlink")
+    report.dirs = sum(1 for entry in plan.puts if entry.kind == "dir")
+    report.deleted, report.unchanged = len(plan.deletes), plan.unchanged
+    report.changes = [{"op": "delete", "path": path} for path in plan.deletes]
+    report.changes += [{"op": "put", "path": entry.path, "kind": entry.kind} for entry in plan.puts]
 
 
 def _count(report: SyncReport, sent: Sent) -> None:

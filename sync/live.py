@@ -68,9 +68,9 @@ class LiveSync:
                 if report is not None and after is not None:
                     after(batch, report)
                 if time.monotonic() - self._saved_at > SAVE_EVERY_S:
-                    self._save()
+                    self._save(report)
         finally:
-            self._save()
+            self._save(None)
 
     def _guarded(self, step: Callable[[], SyncReport], stop: StopSignal | None) -> SyncReport | None:
         """Run ``step``; while the develop server is away, wait for it, then sync in full."""
@@ -101,6 +101,6 @@ class LiveSync:
             return True
         return False
 
-    def _save(self) -> None:
-        self.engine.save()
+    def _save(self, report: SyncReport | None) -> None:
+        self.engine.save(report)
         self._saved_at = time.monotonic()

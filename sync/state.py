@@ -9,6 +9,7 @@ One directory per (control API, workspace, local tree) under
 - ``pending``: what was sent but not confirmed (the connection broke); the workspace may hold
   either version, and neither is a conflict.
 - ``hashes``: the local hash cache, by (size, mtime, inode), so an unchanged tree is never read.
+- ``rules``: the stamps of the ignore-rule files the last full scan saw (see :mod:`sync.ignore`).
 
 The workspace rather than the develop server's id is in the key: a stopped server comes back as
 a new row on the same workspace, and what the workspace holds is what this state describes.
@@ -23,7 +24,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from devserver.manifest import Entry, HashCache, file_sha256
 
@@ -34,9 +35,11 @@ RACY_NS = 2_000_000_000
 SYMLINK_MODE = 0o777
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """What one workspace path holds: enough to tell whether it changed."""
+class Record(NamedTuple):
+    """What one workspace path holds: enough to tell whether it changed.
+
+    A tuple, not a dataclass: tens of thousands are made and compared per sync.
+    """
 
     kind: str  # "file" | "symlink" | "dir"
     digest: str | None  # sha256 of a file, target of a symlink, None for a directory
@@ -52,13 +55,6 @@ class Record:
     def same_content(self, other: Record) -> bool:
         """Same kind and content (or link target), whatever the modes."""
         return self.kind == other.kind and self.digest == other.digest
-
-    def to_json(self) -> list[Any]:
-        return [self.kind, self.digest, self.mode]
-
-    @classmethod
-    def from_json(cls, data: list[Any]) -> Record:
-        return cls(str(data[0]), data[1], int(data[2]))
 
 
 class LocalHashCache(HashCache):
@@ -106,11 +102,11 @@ class LocalHashCache(HashCache):
         super().retain(paths)
         self.changed |= len(self._digests) != before
 
-    def to_json(self) -> dict[str, list[Any]]:
-        return {path: list(value) for path, value in self._digests.items()}
+    def to_json(self) -> dict[str, tuple[int, int, int, str]]:
+        return self._digests
 
     def load_json(self, data: dict[str, list[Any]]) -> None:
-        self._digests = {path: (int(v[0]), int(v[1]), int(v[2]), str(v[3])) for path, v in data.items()}
+        self._digests = {path: (v[0], v[1], v[2], v[3]) for path, v in data.items()}
 
 
 def state_home() -> Path:
@@ -133,6 +129,7 @@ class SyncState:
     synced: dict[str, Record] = field(default_factory=dict)
     pending: dict[str, Record] = field(default_factory=dict)
     hashes: LocalHashCache = field(default_factory=LocalHashCache)
+    rule_stamps: dict[str, Any] = field(default_factory=dict)  # see sync.ignore.IgnoreRules.stamps
     dirty: bool = False
 
     @property
@@ -147,14 +144,15 @@ class SyncState:
             data = json.loads(state.file.read_text(encoding="utf-8"))
             if data.get("format") != FORMAT:
                 return state
-            state.synced = {path: Record.from_json(value) for path, value in data["synced"].items()}
-            state.pending = {path: Record.from_json(value) for path, value in data["pending"].items()}
+            state.synced = {path: Record._make(value) for path, value in data["synced"].items()}
+            state.pending = {path: Record._make(value) for path, value in data["pending"].items()}
             state.hashes.load_json(data["hashes"])
+            state.rule_stamps = data.get("rules") or {}
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             return cls(directory)  # a damaged state only costs hashing again and safe conflict copies
         return state
 
-    def save(self, **about: str) -> None:
+    def save(self, **about: Any) -> None:
         """Write the state atomically (only if something changed)."""
         if not (self.dirty or self.hashes.changed):
             return
@@ -162,9 +160,10 @@ class SyncState:
         data = {
             "format": FORMAT,
             **about,
-            "synced": {path: record.to_json() for path, record in self.synced.items()},
-            "pending": {path: record.to_json() for path, record in self.pending.items()},
+            "synced": self.synced,
+            "pending": self.pending,
             "hashes": self.hashes.to_json(),
+            "rules": self.rule_stamps,
         }
         temp = self.file.with_name(f".state.{os.getpid()}.tmp")
         try:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -30,6 +32,7 @@ CHUNK = 1024 * 1024
 FLUSH = 256 * 1024
 REQUEST_BYTES = 16 * 1024 * 1024
 REQUEST_ENTRIES = 10_000
+STREAMS = 2  # file requests in flight at once
 
 
 class Progress(Protocol):
@@ -133,7 +136,7 @@ def _record(op: Op) -> Record | None:
     return None
 
 
-def requests(ops: list[Op]) -> Iterator[list[Op]]:
+def requests(ops: Sequence[Op]) -> Iterator[list[Op]]:
     """``ops`` cut into requests of about :data:`REQUEST_BYTES` (a bigger file goes alone)."""
     group: list[Op] = []
     size = 0
@@ -149,47 +152,80 @@ def requests(ops: list[Op]) -> Iterator[list[Op]]:
 
 
 class Uploader:
-    """Sends ops to the workspace, request by request, and keeps the sync state up to date."""
+    """Sends ops to the workspace, request by request, and keeps the sync state up to date.
+
+    Deletions, folders and links go first, in order. Files then go as :data:`STREAMS`
+    requests at a time: while the develop server finishes writing one request, the next is
+    already being read and sent, so neither end waits for the other.
+    """
 
     def __init__(self, root: Path, remote: RemoteWorkspace, state: SyncState, progress: Progress | None = None) -> None:
         self.root = root
         self.remote = remote
         self.state = state
         self.progress = progress
+        self._lock = threading.Lock()
+        self._failed = False  # one stream lost the develop server: the other stops too
 
     def send(self, ops: list[Op]) -> Sent:
-        """Apply ``ops`` in order. A refused entry is reported and skipped; the rest still go.
+        """Apply ``ops``. A refused entry is reported and skipped; the rest still go.
 
         Raises :class:`sync.remote.DevserverUnavailable` if the develop server goes away; what
         was sent before is recorded, so the next sync resumes where this one stopped.
         """
         sent = Sent()
-        queue = list(requests(ops))
-        while queue:
-            group = queue.pop(0)
+        first = [op for op in ops if not isinstance(op, PutFile)]
+        files = [op for op in ops if isinstance(op, PutFile)]
+        for group in requests(first):
+            self._send_group(group, sent)
+        queue = list(requests(files))
+        if len(queue) <= 1:
+            for group in queue:
+                self._send_group(group, sent)
+            return sent
+        with ThreadPoolExecutor(STREAMS, thread_name_prefix="upload") as pool:
+            for future in [pool.submit(self._drain, queue, sent) for _ in range(STREAMS)]:
+                future.result()  # re-raises DevserverUnavailable (after both streams stopped)
+        return sent
+
+    def _drain(self, queue: list[list[Op]], sent: Sent) -> None:
+        while True:
+            with self._lock:
+                if not queue or self._failed:
+                    return
+                group = queue.pop(0)
+            try:
+                self._send_group(group, sent)
+            except BaseException:
+                self._failed = True
+                raise
+
+    def _send_group(self, group: list[Op], sent: Sent) -> None:
+        """Send one request's ops; a refused entry is skipped and the ops after it sent again."""
+        while group:
             body = BatchBody(self.root, group, self.state, self.progress)
+            rest: list[Op] = []
             try:
                 self.remote.apply(body)
-                done, rest = body.emitted, []
+                done = body.emitted
             except EntryRefused as refusal:
                 # Entries before the refused one were applied; the ones after it were read and
                 # dropped by the develop server, so they go again in a request of their own.
                 done = body.emitted[: refusal.applied]
-                sent.refused.append((refusal.path, str(refusal)))
+                with self._lock:
+                    sent.refused.append((refusal.path, str(refusal)))
                 if refusal.applied < len(body.emitted):
                     refused = body.emitted[refusal.applied][0]
                     self.state.pending.pop(refused.path, None)
                     handled = {id(planned) for planned, _, _ in body.emitted[: refusal.applied + 1]}
                     rest = [op for op in group if id(op) not in handled and op.path not in body.unreadable]
-                else:
-                    rest = []
             finally:
-                sent.unreadable.extend(body.unreadable)
-            for _, op, record in done:
-                self._confirm(op, record, sent)
-            if rest:
-                queue.insert(0, rest)
-        return sent
+                with self._lock:
+                    sent.unreadable.extend(body.unreadable)
+            with self._lock:
+                for _, op, record in done:
+                    self._confirm(op, record, sent)
+            group = rest
 
     def _confirm(self, op: Op, record: Record | None, sent: Sent) -> None:
         if isinstance(op, Delete):

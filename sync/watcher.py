@@ -22,12 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from control.client import DevyardError
+from sync.ignore import RULE_FILES
+
 DEBOUNCE_MS = 5
 STEP_MS = 5
 IDLE_CHECK_MS = 5_000  # how often an idle watch wakes up to notice a sleep
 SLEPT_AFTER_S = 5.0
 GIT_STATE_FILES = frozenset({"HEAD", "packed-refs"})
-RULE_FILES = frozenset({".gitignore", ".yardignore"})
+
+
+class WatchFailed(DevyardError):
+    """The operating system would not let the tree be watched."""
 
 
 class StopSignal(Protocol):
@@ -73,6 +79,11 @@ def classify(root: str, raw: set[tuple[int, str]]) -> ChangeBatch:
     return batch
 
 
+def slept(wall_elapsed: float, monotonic_elapsed: float) -> bool:
+    """Whether the machine was suspended: its monotonic clock stops then, the wall clock does not."""
+    return wall_elapsed - monotonic_elapsed > SLEPT_AFTER_S
+
+
 class TreeWatcher:
     """Watches ``root`` recursively from construction until :meth:`close`."""
 
@@ -82,22 +93,27 @@ class TreeWatcher:
         self.root = os.fspath(root)
         self.debounce_ms = debounce_ms
         self.step_ms = step_ms
-        self._notify = RustNotify([self.root], False, False, 300, True, True)
+        try:
+            self._notify = RustNotify([self.root], False, False, 300, True, True)
+        except (OSError, RuntimeError) as exc:  # e.g. the system's limit on inotify watches
+            raise WatchFailed(f"Cannot watch {self.root} for changes: {exc}") from exc
 
     def batches(self, stop: StopSignal | None = None) -> Iterator[ChangeBatch]:
         """Yield batches until ``stop`` is set; a signal (Ctrl-C) raises KeyboardInterrupt."""
         wall, mono = time.time(), time.monotonic()
         while True:
-            raw = self._notify.watch(self.debounce_ms, self.step_ms, IDLE_CHECK_MS, stop)
+            try:
+                raw = self._notify.watch(self.debounce_ms, self.step_ms, IDLE_CHECK_MS, stop)
+            except (OSError, RuntimeError) as exc:
+                raise WatchFailed(f"Watching {self.root} for changes failed: {exc}") from exc
             if raw == "stop":
                 return
             if raw == "signal":
                 raise KeyboardInterrupt
             now_wall, now_mono = time.time(), time.monotonic()
-            slept = (now_wall - wall) - (now_mono - mono) > SLEPT_AFTER_S
-            wall, mono = now_wall, now_mono
             batch = classify(self.root, raw) if isinstance(raw, set) else ChangeBatch()
-            batch.resumed = slept
+            batch.resumed = slept(now_wall - wall, now_mono - mono)
+            wall, mono = now_wall, now_mono
             if not batch.empty:
                 yield batch
 

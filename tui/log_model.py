@@ -12,6 +12,7 @@ This module never imports Textual: the widget (``tui.widgets.log_view``) only re
 
 from __future__ import annotations
 
+import contextlib
 import re
 from array import array
 from bisect import bisect_right
@@ -62,11 +63,13 @@ class LogModel:
     def __init__(self, data: bytes = b"") -> None:
         self._blocks: list[bytes] = []
         self._lower: list[bytes | None] = []
+        # Caches are keyed by a block's length too: the last block grows as a followed log
+        # arrives, and a filter reading in a worker thread must never keep a stale copy.
         self._first_line = array("q")
         self._line_count = 0
         self._byte_count = 0
         self._pending = b""
-        self._split_cache: OrderedDict[int, list[bytes]] = OrderedDict()
+        self._split_cache: OrderedDict[tuple[int, int], list[bytes]] = OrderedDict()
         self.generation = 0
         """Bumped whenever existing lines change (not when lines are appended)."""
         if data:
@@ -93,8 +96,6 @@ class LogModel:
             last = len(self._blocks) - 1
             added = data.count(b"\n")
             self._blocks[last] += data
-            self._lower[last] = None
-            self._split_cache.pop(last, None)
             self._line_count += added
             self._byte_count += len(data)
             return added
@@ -132,29 +133,27 @@ class LogModel:
         """Line ``index``, decoded."""
         return parse_record(self.raw(index))
 
-    def lines(self, start: int, stop: int) -> Iterable[LogLine]:
-        for index in range(start, min(stop, self._line_count)):
-            yield self.line(index)
-
     def _split(self, block: int) -> list[bytes]:
+        data = self._blocks[block]
+        key = (block, len(data))
         cache = self._split_cache
-        lines = cache.get(block)
+        lines = cache.get(key)
         if lines is None:
-            lines = self._blocks[block].split(b"\n")
+            lines = data.split(b"\n")
             lines.pop()
-            cache[block] = lines
-            if len(cache) > SPLIT_CACHE_BLOCKS:
-                cache.popitem(last=False)
-        else:
-            cache.move_to_end(block)
+            cache[key] = lines
+            while len(cache) > SPLIT_CACHE_BLOCKS:
+                with contextlib.suppress(KeyError):  # another thread trimmed it first
+                    cache.popitem(last=False)
         return lines
 
     def _haystack(self, block: int, sensitive: bool) -> bytes:
+        data = self._blocks[block]
         if sensitive:
-            return self._blocks[block]
+            return data
         lowered = self._lower[block]
-        if lowered is None:
-            lowered = self._lower[block] = self._blocks[block].lower()
+        if lowered is None or len(lowered) != len(data):
+            lowered = self._lower[block] = data.lower()
         return lowered
 
     # ---------------------------------------------------------------- search

@@ -3,14 +3,15 @@
 ``yard sync`` keeps its client-side state under ``$XDG_STATE_HOME/devyard/sync/``. This adapter
 asks the ``sync`` package for it (imported lazily, so the TUI starts without it) through one
 function, ``sync.status.local_status(path) -> mapping or object`` with any of ``last_sync_at``
-(datetime or ISO string), ``pending_changes`` (int), ``conflicts`` (int or list), ``project``,
-``syncing`` (bool) and ``error`` (str). While that function does not exist the state is
-"unknown", never an error. "Sync now" runs ``yard sync PATH --json``, the public command.
+(datetime or ISO string), ``pending_changes`` (int), ``conflicts`` and ``refused`` (int or
+list), ``project``, ``syncing`` (bool) and ``error`` (str), or None for a tree never synced.
+Without that function the state is "unknown", never an error. "Sync now" runs ``yard sync PATH --project P --json``, the public command.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import sys
@@ -37,12 +38,22 @@ class SyncStatus:
 UNKNOWN = SyncStatus("unknown", detail="The sync state is not available in this version.")
 
 
+def tree_root(start: Path) -> Path:
+    """The tree ``yard sync`` mirrors from ``start``: the git repository around it, else it."""
+    start = start.expanduser().resolve()
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return start
+
+
 def local_status(path: Path) -> SyncStatus:
-    """The sync state of ``path`` (blocking: call it from a thread worker)."""
+    """The sync state of the tree around ``path`` (blocking: call it from a thread worker)."""
+    sync_status: Any
     try:
-        from sync import status as sync_status  # type: ignore[attr-defined,unused-ignore]
+        sync_status = importlib.import_module("sync.status")
     except ImportError:
-        return UNKNOWN
+        sync_status = None
     reader = getattr(sync_status, "local_status", None)
     if reader is None:
         return UNKNOWN
@@ -73,8 +84,13 @@ def _from_raw(raw: Any) -> SyncStatus:
     if isinstance(conflicts, list | tuple | set):
         conflicts = len(conflicts)
     error = _field(raw, "error")
+    refused = _field(raw, "refused")
+    if isinstance(refused, list | tuple | set):
+        refused = len(refused)
     if error:
         state, detail = "error", str(error)
+    elif refused:
+        state, detail = "error", f"The develop server refused {refused} path(s) in the last sync."
     elif conflicts:
         state, detail = "conflicts", f"{conflicts} file(s) changed on both sides."
     elif _field(raw, "syncing"):
@@ -95,9 +111,9 @@ def _from_raw(raw: Any) -> SyncStatus:
     )
 
 
-async def sync_now(path: Path, url: str, token: str) -> str:
-    """Run ``yard sync PATH --json`` once against the TUI's API; returns a sentence, raises
-    RuntimeError with one."""
+async def sync_now(path: Path, project: str, url: str, token: str) -> str:
+    """Run ``yard sync PATH --project P --json`` once against the TUI's API; returns a sentence,
+    raises RuntimeError with one."""
     yard = str(Path(sys.executable).parent / "yard")
     env = {k: v for k, v in os.environ.items() if k != "DEVYARD_PROFILE"}
     env.update(DEVYARD_URL=url, DEVYARD_TOKEN=token, NO_COLOR="1")
@@ -105,6 +121,8 @@ async def sync_now(path: Path, url: str, token: str) -> str:
         yard,
         "sync",
         str(path),
+        "--project",
+        project,
         "--json",
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -121,8 +139,8 @@ async def sync_now(path: Path, url: str, token: str) -> str:
         report = json.loads(out or b"null")
     except ValueError:
         report = None
-    if isinstance(report, dict):
-        sent = report.get("files_sent", report.get("sent"))
-        if sent is not None:
-            return f"Synced {path}: {sent} file(s) sent."
+    if isinstance(report, dict) and isinstance(report.get("files"), int):
+        conflicts = report.get("conflicts") or []
+        extra = f", {len(conflicts)} conflict(s) kept as copies" if conflicts else ""
+        return f"Synced {path}: {report['files']} file(s) sent, {report.get('deleted', 0)} deleted{extra}."
     return f"Synced {path}."

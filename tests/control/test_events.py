@@ -80,3 +80,24 @@ def test_sse_decoder_handles_multiline_and_comments() -> None:
     events = [e for e in (decoder.feed(line) for line in lines) if e is not None]
     assert len(events) == 1
     assert events[0].id == "7" and events[0].event == "run.updated" and events[0].data == '{"a":\n1}'
+
+
+def test_resuming_after_another_process_event_misses_no_later_local_event() -> None:
+    import asyncio
+    import json
+    import time
+
+    from control.events import EventBus
+
+    async def scenario() -> list[str]:
+        here, there = EventBus(), EventBus()
+        # A burst elsewhere runs its ids ahead of the clock (they are bumped to stay unique).
+        ahead = time.time_ns() // 1000 + 5_000_000
+        payload = {"origin": there.origin, "id": ahead, "at": "2026-01-01T00:00:00+00:00"}
+        here.receive_remote(json.dumps({**payload, "type": "project.created", "data": {"name": "remote"}}))
+        here.publish("project.created", {"name": "local"})
+        # A client that saw the remote event and reconnects with its id gets what came after.
+        _sub, backlog = here.subscribe(["project"], after=ahead)
+        return [e.data["name"] for e in backlog]
+
+    assert asyncio.run(scenario()) == ["local"]

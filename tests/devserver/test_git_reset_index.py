@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import struct
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pygit2
@@ -40,7 +41,7 @@ def index_stat(ws: Path) -> dict[str, tuple[int, int]]:
     return entries
 
 
-def status_of(client: httpx.Client) -> dict[str, object]:
+def status_of(client: httpx.Client) -> dict[str, Any]:
     response = client.get("/git/status")
     assert response.status_code == 200, response.text
     return dict(response.json())
@@ -59,7 +60,7 @@ def test_reset_index_leaves_only_the_working_tree_changes(client: httpx.Client, 
 
     without = client.post("/git/ref", json={"name": "refs/heads/main", "target": head, "set_head": True})
     assert without.status_code == 200
-    before = {(f["path"], f["status"], f["staged"]) for f in status_of(client)["files"]}  # type: ignore[union-attr]
+    before = {(f["path"], f["status"], f["staged"]) for f in status_of(client)["files"]}
     assert ("big.txt", "deleted", True) in before  # the empty index says every file was removed
 
     moved = client.post(
@@ -68,7 +69,7 @@ def test_reset_index_leaves_only_the_working_tree_changes(client: httpx.Client, 
     assert moved.status_code == 200, moved.text
     status = status_of(client)
     assert (status["branch"], status["head"]) == ("main", head)
-    assert {(f["path"], f["status"], f["staged"]) for f in status["files"]} == {  # type: ignore[union-attr]
+    assert {(f["path"], f["status"], f["staged"]) for f in status["files"]} == {
         ("small1.txt", "modified", False),
         ("notes.md", "untracked", False),
     }
@@ -100,13 +101,13 @@ def test_detached_head_and_a_second_reset_keeps_unchanged_entries(
     assert detached.json()["detached"] is True and detached.json()["head"] == str(parent)
     status = status_of(client)
     # At the parent, small2.txt did not exist yet and big.txt was different.
-    assert {(f["path"], f["status"]) for f in status["files"]} == {  # type: ignore[union-attr]
+    assert {(f["path"], f["status"]) for f in status["files"]} == {
         ("small2.txt", "untracked"),
         ("big.txt", "modified"),
     }
     assert index_stat(ws)["small0.txt"] == kept  # unchanged between the commits: stat data carried over
     repo = pygit2.Repository(str(ws))
-    assert repo.head_is_detached and repo.references.get("refs/heads/main").target == head  # type: ignore[union-attr]
+    assert repo.head_is_detached and repo.references["refs/heads/main"].target == head
 
 
 def test_reset_index_refuses_what_it_cannot_do(client: httpx.Client, ws: Path, tmp_path: Path) -> None:

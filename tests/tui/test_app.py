@@ -300,3 +300,30 @@ def test_a_remote_api_reached_with_yard_login_and_the_mouse(sqlite_stack: Stack)
             assert isinstance(screen, RunScreen) and screen.run_id == run["id"]
 
     asyncio.run(scenario())
+
+
+def test_artifacts_list_and_rerun_from_the_run_view(agent_stack: Stack) -> None:
+    from textual.widgets import DataTable
+
+    from tui.screens.artifacts import ArtifactsScreen
+
+    with agent_stack.client() as admin:
+        run = admin.create_run("demo", ["sh", "-c", "echo made > report.txt"], artifacts=["*.txt"])
+        wait_for_run(admin, run["id"])
+
+    async def scenario() -> None:
+        app = app_for(agent_stack)
+        async with app.run_test(size=SIZE) as pilot:
+            app.open_run(int(run["id"]))
+            await run_log(app)
+            await pilot.press("a")
+            await wait_for(lambda: isinstance(app.screen, ArtifactsScreen))
+            table = app.screen.query_one(DataTable)
+            await wait_for(lambda: table.row_count == 1)
+            assert str(table.get_row_at(0)[0]) == "report.txt"
+            await pilot.press("escape")
+            await pilot.press("R")  # rerun: a new run of the same command, opened in its place
+            await wait_for(lambda: isinstance(app.screen, RunScreen) and app.screen.run_id != run["id"])
+            assert len(app.screen_stack) == 2
+
+    asyncio.run(scenario())

@@ -104,8 +104,8 @@ def _frozen(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cells, "clock", lambda: FROZEN)
     monkeypatch.setenv("DEVYARD_PROJECT", "shop")
     synced = SyncStatus("synced", project="shop", last_sync_at=FROZEN - timedelta(minutes=2), pending_changes=0)
-    monkeypatch.setattr("tui.app.local_status", lambda path: synced)
-    monkeypatch.setattr("tui.screens.devserver_view.local_status", lambda path: synced)
+    monkeypatch.setattr("tui.app.local_status", lambda *where: synced)
+    monkeypatch.setattr("tui.screens.devserver_view.local_status", lambda *where: synced)
 
 
 def make_app(stack: Stack, **options: Any) -> DevyardApp:

@@ -82,7 +82,10 @@ def start(
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the start is requested.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Start your develop server for the project (or return the running one) and wait until it is up."""
+    """Start your develop server for the project (or return the running one) and wait until it is up.
+
+    In a terminal, it then offers to sync the repository you are in (`yard sync`).
+    """
     name = project or default_project()
     with state.client() as client:
         server = client.start_devserver(name, environment=env, idle_timeout_s=idle_timeout)

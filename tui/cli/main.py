@@ -60,7 +60,7 @@ app.add_typer(projects.projects, name="projects")
 app.add_typer(projects.envs, name="envs")
 app.add_typer(dev.app, name="dev")
 app.command()(sync.sync)
-app.command(cls=watch.CommandAfterDashes, context_settings={"allow_interspersed_args": False})(watch.watch)
+app.command(cls=watch.CommandAfterDashes)(watch.watch)
 app.add_typer(deploy.app, name="deploy")
 
 

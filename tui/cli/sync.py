@@ -210,13 +210,17 @@ def sync(
 def print_summary(report: SyncReport, root: Path, server: dict[str, Any]) -> None:
     print_warnings(report)
     if report.dry_run:
-        console.print(f"Dry run for {root} → develop server {server['id']}: {describe(report)}.", highlight=False, soft_wrap=True)
+        console.print(
+            f"Dry run for {root} → develop server {server['id']}: {describe(report)}.", highlight=False, soft_wrap=True
+        )
         for change in report.changes[:DRY_RUN_LIST]:
-            console.print(f"  {change['op']:<6} {escape(change['path'])}", highlight=False)
+            console.print(f"  {change['op']:<6} {escape(change['path'])}", highlight=False, soft_wrap=True)
         if len(report.changes) > DRY_RUN_LIST:
-            console.print(f"  … and {len(report.changes) - DRY_RUN_LIST:,} more", highlight=False)
+            console.print(f"  … and {len(report.changes) - DRY_RUN_LIST:,} more", highlight=False, soft_wrap=True)
         return
-    console.print(f"Synced {root} → develop server {server['id']}: {describe(report)}.", highlight=False, soft_wrap=True)
+    console.print(
+        f"Synced {root} → develop server {server['id']}: {describe(report)}.", highlight=False, soft_wrap=True
+    )
 
 
 class LinePrinter:
@@ -255,7 +259,7 @@ class LinePrinter:
 
     def reconnected(self) -> None:
         if not self.as_json:
-            errors.print("The develop server is back; checking everything.", highlight=False)
+            errors.print("The develop server is back; checking everything.", highlight=False, soft_wrap=True)
 
 
 def reconnector(client: ControlClient, project: str) -> Any:
@@ -294,14 +298,14 @@ def keep_live(client: ControlClient, engine: SyncEngine, project: str, as_json: 
     stop_on_sigterm()
     printer = LinePrinter(as_json)
     started = time.monotonic()
-    if not as_json:
-        errors.print(f"Watching {engine.root}; Ctrl-C stops.", highlight=False)
     try:
-        with TreeWatcher(engine.root) as watcher:
+        with TreeWatcher(engine.root) as watcher:  # watching before the first sync: nothing is missed
+            if not as_json:
+                errors.print(f"Watching {engine.root}; Ctrl-C stops.", highlight=False, soft_wrap=True)
             LiveSync(engine, watcher, reconnector(client, project), printer, BarProgress()).run()
     except KeyboardInterrupt:
         if not as_json:
-            errors.print(f"Stopped after {time.monotonic() - started:.0f} s.", highlight=False)
+            errors.print(f"Stopped after {time.monotonic() - started:.0f} s.", highlight=False, soft_wrap=True)
 
 
 def offer(project: str) -> None:
@@ -318,4 +322,4 @@ def offer(project: str) -> None:
         engine = SyncEngine.open(client, int(server["id"]), str(server["workspace"]), root)
         report = run_once(engine)
     print_summary(report, root, server)
-    console.print("Keep it in sync as you edit with `yard sync --watch`.", highlight=False)
+    console.print("Keep it in sync as you edit with `yard sync --watch`.", highlight=False, soft_wrap=True)

@@ -6,7 +6,7 @@ import os
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,6 +19,11 @@ from tui.cli.dev import find_server
 from tui.cli.output import console, errors, fail
 from tui.cli.sync import BarProgress, LinePrinter, reconnector, stop_on_sigterm, tree_root
 
+if TYPE_CHECKING:
+    from sync.ignore import IgnoreRules
+    from sync.triggers import TriggerFilter
+    from sync.watcher import ChangeBatch
+
 MAX_TRIGGER_PATHS = 50
 LOG_TAIL = 200
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "timed_out", "lost"})
@@ -26,6 +31,9 @@ FINISHED = frozenset({"succeeded", "failed", "cancelled", "timed_out", "lost"})
 
 class CommandAfterDashes(TyperCommand):
     """Keeps everything after ``--`` as the command (click would add it to PATHS)."""
+
+    def collect_usage_pieces(self, ctx: ClickContext) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "-- CMD..."]
 
     def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         if "--" in args:
@@ -99,7 +107,9 @@ class RunLines:
 
     def started(self, run: dict[str, Any], paths: list[str]) -> None:
         stamp = datetime.now().strftime("%H:%M:%S")
-        console.print(f"{stamp} [dim]run {run['id']} started ({escape(_paths_text(paths))})[/]", highlight=False)
+        console.print(
+            f"{stamp} [dim]run {run['id']} started ({escape(_paths_text(paths))})[/]", highlight=False, soft_wrap=True
+        )
 
     def finished(self, run: dict[str, Any], paths: list[str]) -> None:
         from tui.cli.logs import LogPrinter
@@ -107,21 +117,29 @@ class RunLines:
         stamp = datetime.now().strftime("%H:%M:%S")
         took = f" in {run['duration_s']:.1f} s" if run.get("duration_s") is not None else ""
         if run["state"] == "succeeded":
-            console.print(f"{stamp} [green]✓[/] run {run['id']} succeeded{took}", highlight=False)
+            console.print(f"{stamp} [green]✓[/] run {run['id']} succeeded{took}", highlight=False, soft_wrap=True)
+            return
+        if run.get("cancel_requested"):
+            # Restarted by a newer change (whatever state the cancel left it in): no log to show.
+            console.print(f"{stamp} [yellow]✗[/] run {run['id']} cancelled{took}", highlight=False, soft_wrap=True)
             return
         detail = f" (exit code {run['exit_code']})" if run.get("exit_code") is not None else ""
-        console.print(f"{stamp} [red]✗[/] run {run['id']} {run['state']}{detail}{took}", highlight=False)
-        if run["state"] == "cancelled":
-            return
+        console.print(
+            f"{stamp} [red]✗[/] run {run['id']} {run['state']}{detail}{took}", highlight=False, soft_wrap=True
+        )
         try:
             blob, _ = self.client.read_logs(int(run["id"]), tail=LOG_TAIL)
         except Exception as exc:  # the line above already says what matters
-            errors.print(f"(its log could not be read: {escape(str(exc))})", highlight=False)
+            errors.print(f"(its log could not be read: {escape(str(exc))})", highlight=False, soft_wrap=True)
             return
         LogPrinter().write(blob)
 
     def skipped(self, paths: list[str]) -> None:
-        console.print(f"[dim]a run is going; skipped {escape(_paths_text(paths))} (--on-busy skip)[/]", highlight=False)
+        console.print(
+            f"[dim]a run is going; skipped {escape(_paths_text(paths))} (--on-busy skip)[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def failed(self, message: str) -> None:
         errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
@@ -178,7 +196,7 @@ def watch(
     from sync.live import LiveSync
     from sync.state import state_home, state_key
     from sync.triggers import DEFAULT_IGNORES, POLICIES, RunDispatcher, TriggerFilter
-    from sync.watcher import ChangeBatch, TreeWatcher
+    from sync.watcher import TreeWatcher
 
     command = ctx.meta.get("command") or []
     if not command or not command[0].strip():
@@ -200,25 +218,30 @@ def watch(
         runs = ApiRuns(client, name, command, env=env, devserver=devserver, cwd=cwd)
         dispatcher = RunDispatcher(runs, RunLines(client), on_busy, debounce / 1000)
         where = f"develop server {server['id']}" if devserver and server else "this machine"
-        errors.print(f"Watching {root}; runs of `{' '.join(command)}` go to {where}. Ctrl-C stops.", highlight=False)
-        dispatcher.start()
         try:
-            with TreeWatcher(root) as watcher:
+            with TreeWatcher(root) as watcher:  # watching from here on: no change is missed
+                errors.print(
+                    f"Watching {root}; runs of `{escape(' '.join(command))}` go to {where}. Ctrl-C stops.",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                dispatcher.start()
                 if devserver and server is not None:
                     engine = SyncEngine.open(client, int(server["id"]), str(server["workspace"]), root)
-
-                    def after(batch: ChangeBatch, _report: object) -> None:
-                        dispatcher.trigger(p for p in triggers.pick(batch.paths) if not engine.rules.skip(p))
-
                     live = LiveSync(engine, watcher, reconnector(client, name), QuietLines(), BarProgress())
-                    live.run(after=after)
+                    live.run(after=lambda batch, _: dispatcher.trigger(_relevant(batch, triggers, engine.rules)))
                 else:
                     rules = IgnoreRules(root, state_home() / state_key("watch", "local", root))
                     for batch in watcher.batches():
-                        dispatcher.trigger(p for p in triggers.pick(batch.paths) if not rules.skip(p))
+                        dispatcher.trigger(_relevant(batch, triggers, rules))
         except KeyboardInterrupt:
             dispatcher.stop()
-            errors.print("Stopped watching.", highlight=False)
+            errors.print("Stopped watching.", highlight=False, soft_wrap=True)
+
+
+def _relevant(batch: ChangeBatch, triggers: TriggerFilter, rules: IgnoreRules) -> list[str]:
+    """The changed paths that start a run: watched, matching, and not ignored."""
+    return [path for path in triggers.pick(batch.paths) if not rules.skip(path)]
 
 
 class QuietLines(LinePrinter):

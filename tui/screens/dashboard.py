@@ -12,7 +12,7 @@ from textual.binding import BindingType
 from textual.dom import DOMNode
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
-from control.client import DevyardError
+from control.client import AsyncControlClient, DevyardError
 from tui import operations
 from tui.actions import bindings
 from tui.live import Change
@@ -25,11 +25,26 @@ from tui.widgets.runs_table import RunsTable
 from tui.widgets.schedules_table import SchedulesTable
 from tui.widgets.status_bar import StatusBar
 
-RUNS_PAGE = 100
+RUNS_PAGE = 60
+AGES_EVERY_TICKS = 10
 TABS = ("devservers", "runs", "schedules", "agents")
 TAB_TITLES = {"devservers": "Dev servers", "runs": "Runs", "schedules": "Schedules", "agents": "Agents"}
 RUN_FILTER_KEYS = ("state", "project", "trigger")
 FILTER_HINT = "filter: words, or state:failed,running project:NAME trigger:schedule — enter keeps it, esc undoes"
+
+
+Tables = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
+
+
+async def fetch_tables(client: AsyncControlClient, runs_filter: dict[str, Any]) -> Tables:
+    """Everything the dashboard shows, in one round of concurrent requests."""
+    runs, servers, schedules, agents = await asyncio.gather(
+        client.list_runs(limit=RUNS_PAGE, **runs_filter),
+        client.list_devservers(),
+        client.list_schedules(),
+        client.list_agents(),
+    )
+    return runs, servers, schedules, agents
 
 
 def parse_filter(text: str) -> tuple[dict[str, Any], list[str]]:
@@ -58,6 +73,7 @@ class DashboardScreen(YardScreen[None]):
         super().__init__()
         self.filter_text = ""
         """The filter as typed (words and key:value pairs)."""
+        self._ticks = 0
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial="runs"):
@@ -77,6 +93,7 @@ class DashboardScreen(YardScreen[None]):
         self.yard.feed_signal.subscribe(self, self.on_feed)
         self.set_interval(1.0, self._tick)
         self.set_interval(15.0, self.reload_agents)
+        self.watch(self.app, "theme", self._recolour, init=False)
         self._focus_tab("runs")
         self.reload()
 
@@ -121,6 +138,8 @@ class DashboardScreen(YardScreen[None]):
             self._count_tabs()
 
     def _count_tabs(self) -> None:
+        if not self.is_attached:
+            return  # a late answer while the app closes
         contents = self.query_one(TabbedContent)
         for tab in TABS:
             table = self.query_one(f"#{tab}-table", ResourceTable)
@@ -134,15 +153,15 @@ class DashboardScreen(YardScreen[None]):
     @work(exclusive=True, group="dashboard-load")
     async def reload(self) -> None:
         """Load every table; on start, after a reconnect, and on `r`."""
-        client = self.yard.client
+        # The first load was started by the app before this screen existed (see DevyardApp.on_load).
+        pending = self.yard.take_first_load()
         try:
-            runs, servers, schedules, agents = await asyncio.gather(
-                client.list_runs(limit=RUNS_PAGE, **self.runs.server_filter),
-                client.list_devservers(),
-                client.list_schedules(),
-                client.list_agents(),
+            runs, servers, schedules, agents = await (
+                pending or fetch_tables(self.yard.client, self.runs.server_filter)
             )
         except DevyardError as exc:
+            # Still nothing on screen: load again as soon as the events stream is up.
+            self.yard.first_load_failed = self.yard.first_paint_at is None
             self.notify(str(exc), severity="error")
             return
         self.runs.next_cursor = runs.get("next_cursor")
@@ -230,10 +249,16 @@ class DashboardScreen(YardScreen[None]):
         if runs or servers:
             self._count_tabs()
 
-    def _tick(self) -> None:
-        """Durations of running runs, uptimes and ages move with the clock."""
+    def _recolour(self) -> None:
+        """State icons take their colours from the theme."""
         for table in self.query(ResourceTable):
-            table.refresh_cells()
+            table.redraw()
+
+    def _tick(self) -> None:
+        """Durations of running runs and uptimes move every second; ages every ten."""
+        self._ticks += 1
+        for table in self.query(ResourceTable):
+            table.refresh_clock(every_row=self._ticks % AGES_EVERY_TICKS == 0)
 
     # ------------------------------------------------------------------ filter
 

@@ -18,7 +18,7 @@ from tui import operations
 from tui.actions import bindings
 from tui.live import Change
 from tui.screens.base import YardScreen
-from tui.sync_status import local_status, sync_now
+from tui.sync_status import local_status, sync_now, tree_root
 from tui.widgets.devserver_facts import DevServerFacts
 from tui.widgets.git_panel import GitPanel
 from tui.widgets.status_bar import StatusBar
@@ -104,7 +104,7 @@ class DevServerScreen(YardScreen[None]):
 
     async def _sync_status(self) -> None:
         panel = self.query_one(SyncPanel)
-        here = Path.cwd()
+        here = tree_root(Path.cwd())
         if self.yard.local_project != self.project:
             panel.problem = (
                 f"This directory ({here}) is project {self.yard.local_project}, not {self.project}; "
@@ -162,9 +162,10 @@ class DevServerScreen(YardScreen[None]):
                 severity="warning",
             )
             return
-        self.notify(f"Syncing {Path.cwd()}…")
+        root = tree_root(Path.cwd())
+        self.notify(f"Syncing {root}…")
         try:
-            sentence = await sync_now(Path.cwd(), self.yard.profile.url, self.yard.profile.token)
+            sentence = await sync_now(root, self.project, self.yard.profile.url, self.yard.profile.token)
         except RuntimeError as exc:
             self.notify(f"Sync failed: {exc}", severity="error")
             return

@@ -24,6 +24,7 @@ from tui.widgets.prompt_bar import PromptBar
 from tui.widgets.run_header import RunHeader
 from tui.widgets.status_bar import StatusBar
 
+HISTORY_ATTEMPTS = 4
 PROMPTS = {
     "search": "search: text (smart case) — enter finds it, then n / N",
     "filter": "filter: show only lines containing… (smart case) — empty shows all",
@@ -45,6 +46,8 @@ class RunScreen(YardScreen[None]):
         """The run as last seen (API or events)."""
         self.source = RunLogSource(client, run_id)
         self.loading_history = False
+        # Ask for the run and its tail now, while the screen is still being built.
+        self._opening = asyncio.ensure_future(asyncio.gather(client.get_run(run_id), self.source.open()))
 
     def compose(self) -> ComposeResult:
         yield RunHeader()
@@ -68,13 +71,16 @@ class RunScreen(YardScreen[None]):
         self._status()
         self.load()
 
+    def on_unmount(self) -> None:
+        self._opening.cancel()  # closed before the answer came: nobody will read it
+
     # ------------------------------------------------------------------ loading
 
     @work(exclusive=True, group="run-load")
     async def load(self) -> None:
         header = self.query_one(RunHeader)
         try:
-            run, _ = await asyncio.gather(self.yard.client.get_run(self.run_id), self.source.open())
+            run, _ = await self._opening
         except DevyardError as exc:
             header.note = str(exc)
             self.notify(str(exc), severity="error")
@@ -91,11 +97,18 @@ class RunScreen(YardScreen[None]):
 
     @work(exclusive=True, group="run-history")
     async def load_history(self) -> None:
+        """The lines before the tail, in the background; retried, since the scheduler may be
+        compacting the run's chunks while they are read."""
         try:
-            shift = await self.source.load_history()
-        except DevyardError as exc:
-            self.query_one(RunHeader).note = f"older lines could not be loaded: {exc}"
-            return
+            for attempt in range(HISTORY_ATTEMPTS):
+                try:
+                    shift = await self.source.load_history()
+                    break
+                except DevyardError as exc:
+                    if attempt == HISTORY_ATTEMPTS - 1:
+                        self.query_one(RunHeader).note = f"older lines could not be loaded: {exc}"
+                        return
+                    await asyncio.sleep(0.5 * 2**attempt)
         finally:
             self.loading_history = False
         self.log_view.set_model(self.source.model, shift)

@@ -21,3 +21,4 @@ class AgentsTable(ResourceTable):
     """Registered agents; one that stopped stays listed with an old heartbeat."""
 
     COLUMNS = COLUMNS
+    CLOCK_COLUMNS = frozenset({"heartbeat"})

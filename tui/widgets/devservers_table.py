@@ -43,3 +43,7 @@ class DevServersTable(ResourceTable):
 
     BINDINGS: ClassVar[list[BindingType]] = [*bindings("devservers")]
     COLUMNS = COLUMNS
+    CLOCK_COLUMNS = frozenset({"uptime", "activity"})
+
+    def live_keys(self) -> list[str]:
+        return [key for key, server in self.items.items() if server.get("state") == "running"]

@@ -143,6 +143,7 @@ class LogView(ScrollView, can_focus=True):
         self._flush_pending = False
         self._last_flush = 0.0
         self._style_set: LineStyles | None = None
+        self._scanned = 0
 
     # ------------------------------------------------------------------ feeding
 
@@ -172,11 +173,11 @@ class LogView(ScrollView, can_focus=True):
         self._flush_pending = False
         self._last_flush = time.monotonic()
         if self.shown_lines is not None:
-            start = self.shown_lines.indices[-1] + 1 if len(self.shown_lines) else 0
             if self._active_filter():
-                self.shown_lines.extend(self.model.matching(self.filter_text, self.streams, start))
+                self.shown_lines.extend(self.model.matching(self.filter_text, self.streams, self._scanned))
             else:
                 self.shown_lines = None
+        self._scanned = len(self.model)
         self._wrap_rows = None
         self._resize_virtual()
         if self.follow:
@@ -417,19 +418,21 @@ class LogView(ScrollView, can_focus=True):
 
     @work(thread=True, exclusive=True, group="log-filter")
     def _compute_filter(self, model: LogModel, text: str, streams: str, anchor: int | None) -> None:
-        indices: array[int] = model.matching(text, streams)
+        scanned = len(model)
+        indices: array[int] = model.matching(text, streams, stop=scanned)
         if get_current_worker().is_cancelled:
             return
-        self.app.call_from_thread(self._filter_done, model, text, streams, indices, anchor)
+        self.app.call_from_thread(self._filter_done, model, text, streams, indices, scanned, anchor)
 
-    def _filter_done(self, model: LogModel, text: str, streams: str, indices: array[int], anchor: int | None) -> None:
+    def _filter_done(
+        self, model: LogModel, text: str, streams: str, indices: array[int], scanned: int, anchor: int | None
+    ) -> None:
         if model is not self.model or text != self.filter_text or streams != self.streams:
             return
         # Lines appended while the filter ran in the background.
-        tail_start = indices[-1] + 1 if len(indices) else 0
-        if len(model) > tail_start:
-            indices.extend(model.matching(text, streams, start=tail_start))
+        indices.extend(model.matching(text, streams, start=scanned))
         self.shown_lines = VisibleLines(indices)
+        self._scanned = len(model)
         self.filtering = False
         self._apply_rows(anchor)
 

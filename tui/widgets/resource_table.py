@@ -51,7 +51,9 @@ class ResourceTable(DataTable[Text | str]):
         self.filter_words: list[str] = []
         """Lower-case words every shown row must contain."""
         self.loaded = False
-        """Whether the first load finished (until then the table says it is loading)."""
+        """Whether the first load finished."""
+        self.filling = False
+        """Rows are being replaced (the cursor moves without the user)."""
 
     def on_mount(self) -> None:
         for column in self.COLUMNS:
@@ -98,11 +100,15 @@ class ResourceTable(DataTable[Text | str]):
         row = self.cursor_row
         self.items = {self.key_of(item): item for item in items}
         self.loaded = True
-        self.clear()
-        for key, item in self.items.items():
-            if self.matches(item):
-                self.add_row(*self._cells(item), key=key)
-        self._restore_cursor(current_key, row)
+        self.filling = True
+        try:
+            self.clear()
+            for key, item in self.items.items():
+                if self.matches(item):
+                    self.add_row(*self._cells(item), key=key)
+            self._restore_cursor(current_key, row)
+        finally:
+            self.filling = False
 
     def upsert(self, items: Iterable[Item], first: bool = False) -> None:
         """Add or update resources; new ones go first when ``first`` (newest-first lists), else
@@ -136,12 +142,30 @@ class ResourceTable(DataTable[Text | str]):
         if key in self.rows:
             self.remove_row(key)
 
-    def refresh_cells(self) -> None:
-        """Re-render every shown row (times that depend on "now", theme colours)."""
-        for key, item in self.items.items():
-            if key in self.rows:
-                for column, value in zip(self.COLUMNS, self._cells(item), strict=True):
-                    self.update_cell(key, column.key, value)
+    CLOCK_COLUMNS: ClassVar[frozenset[str]] = frozenset()
+    """Columns whose text depends on the clock (ages, durations, next fire times)."""
+
+    def live_keys(self) -> list[str]:
+        """Rows whose clock columns change every second (running things); others change slowly."""
+        return []
+
+    def refresh_clock(self, every_row: bool) -> None:
+        """Re-render the clock columns: of the live rows, or (``every_row``) of every shown row."""
+        if not self.CLOCK_COLUMNS:
+            return
+        colours = self.colours
+        keys = list(self.items) if every_row else self.live_keys()
+        for key in keys:
+            if key not in self.rows:
+                continue
+            item = self.items[key]
+            for column in self.COLUMNS:
+                if column.key in self.CLOCK_COLUMNS:
+                    self.update_cell(key, column.key, column.cell(item, colours))
+
+    def redraw(self) -> None:
+        """Render every row again (after a theme change)."""
+        self._rebuild_keeping_cursor()
 
     def set_filter(self, words: list[str]) -> None:
         self.filter_words = [word.lower() for word in words]
@@ -152,12 +176,16 @@ class ResourceTable(DataTable[Text | str]):
         current_key = self.key_of(current) if current else None
         row = self.cursor_row
         scroll = self.scroll_y
-        self.clear()
-        for key, item in self.items.items():
-            if self.matches(item):
-                self.add_row(*self._cells(item), key=key)
-        self._restore_cursor(current_key, row)
-        self.scroll_to(y=scroll, animate=False, immediate=True)
+        self.filling = True
+        try:
+            self.clear()
+            for key, item in self.items.items():
+                if self.matches(item):
+                    self.add_row(*self._cells(item), key=key)
+            self._restore_cursor(current_key, row)
+            self.scroll_to(y=scroll, animate=False, immediate=True)
+        finally:
+            self.filling = False
 
     def _restore_cursor(self, key: str | None, row: int) -> None:
         if not self.row_count:

@@ -29,6 +29,9 @@ COLUMNS = (
 )
 
 
+NEAR_END = 5
+
+
 class RunsTable(ResourceTable):
     """Runs, newest first; more pages load as the cursor reaches the end."""
 
@@ -56,11 +59,24 @@ class RunsTable(ResourceTable):
                 return False
         return True
 
-    def running_keys(self) -> list[str]:
+    CLOCK_COLUMNS = frozenset({"duration", "queued"})
+
+    def live_keys(self) -> list[str]:
         """Rows whose duration still grows."""
         return [key for key, run in self.items.items() if run.get("state") in ("starting", "running")]
 
     def watch_cursor_coordinate(self, old: Any, new: Any) -> None:
         super().watch_cursor_coordinate(old, new)
-        if self.next_cursor and self.row_count and new.row >= self.row_count - 1:
+        if old.row != new.row:
+            self._want_more(new.row)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if new > old:
+            self._want_more(int(new) + self.size.height)
+
+    def _want_more(self, row: int) -> None:
+        """Ask for older runs once the user is near the last loaded one (not while rows are
+        being replaced: the cursor moves then too)."""
+        if self.next_cursor and not self.filling and self.row_count and row >= self.row_count - NEAR_END:
             self.post_message(self.MoreWanted())

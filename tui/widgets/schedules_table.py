@@ -46,3 +46,4 @@ class SchedulesTable(ResourceTable):
 
     BINDINGS: ClassVar[list[BindingType]] = [*bindings("schedules")]
     COLUMNS = COLUMNS
+    CLOCK_COLUMNS = frozenset({"next"})

@@ -1,0 +1,332 @@
+"""Several API processes: one port served by all of them, and every wake-up crossing between them.
+
+The processes are real (``python -m compose.supervisor``) on loopback. The cross-process tests run
+two single-process replicas on one data dir, so each test knows which process it talks to: on
+SQLite the notices travel through the local bus in ``<data-dir>/state/bus/``, on PostgreSQL
+through NOTIFY. ``yard up`` with ``api_workers`` starts the same kind of process on one shared
+socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from control.client import ControlClient, DevyardError
+from control.localbus import LocalBus
+from control.logformat import raw_output
+from tests.e2e.processes import AgentProcess
+from tests.stack import wait_for_run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Process:
+    popen: subprocess.Popen[bytes]
+    url: str
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+
+
+def supervisor(data_dir: Path, database_url: str, *args: str) -> Process:
+    """Start ``python -m compose.supervisor`` on a free port and wait until it answers."""
+    env = {**os.environ, "DEVYARD_DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
+    log = open(data_dir.parent / f"server-{time.monotonic_ns()}.log", "ab")  # noqa: SIM115 - outlives this call
+    command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(data_dir), "--host", "127.0.0.1"]
+    popen = subprocess.Popen([*command, "--port", "0", *args], cwd=ROOT, env=env, stdout=log, stderr=log)
+    server_file = data_dir / "state" / "server.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert popen.poll() is None, f"server exited with {popen.returncode}; see {log.name}"
+        try:
+            info = json.loads(server_file.read_text())
+            if info["pid"] == popen.pid and httpx.get(info["url"] + "/api/v1/health", timeout=2).status_code == 200:
+                return Process(popen, info["url"])
+        except (OSError, ValueError, KeyError, httpx.TransportError):
+            pass
+        time.sleep(0.05)
+    popen.kill()
+    raise AssertionError("server did not become healthy")
+
+
+def admin_token(data_dir: Path, database_url: str) -> str:
+    env = {**os.environ, "DEVYARD_DATABASE_URL": database_url}
+    command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(data_dir), "--admin-token", "admin"]
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60)
+    return out.stdout.strip().splitlines()[-1]
+
+
+@dataclass
+class Pair:
+    a: Process
+    b: Process
+    token: str
+    data_dir: Path
+
+    def client(self, which: Process, token: str | None = None) -> ControlClient:
+        return ControlClient(which.url, token or self.token)
+
+
+@pytest.fixture
+def pair(tmp_path: Path, database_url: str) -> Iterator[Pair]:
+    """Two single-process API replicas on one data dir and database."""
+    data_dir = tmp_path / "data"
+    token = admin_token(data_dir, database_url)
+    a = supervisor(data_dir, database_url, "--replica", "--workers", "1")
+    try:
+        b = supervisor(data_dir, database_url, "--replica", "--workers", "1")
+        try:
+            yield Pair(a, b, token, data_dir)
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):  # each thread lists the children it started
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True  # exited, not yet reaped by its parent
+        except (ProcessLookupError, OSError):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# ---------------------------------------------------------------- one port, several processes
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_answers_on_the_same_port_while_the_primary_is_stopped(tmp_path: Path, database_url: str) -> None:
+    data_dir = tmp_path / "data"
+    server = supervisor(data_dir, database_url, "--workers", "2")
+    try:
+        workers = children(server.popen.pid)
+        workers = [p for p in workers if b"--api-worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 1
+        time.sleep(1.0)  # the worker imports the app next to the primary
+        os.kill(server.popen.pid, signal.SIGSTOP)
+        try:
+            # New connections land on the shared socket; only the worker can accept them now.
+            answers = [httpx.get(server.url + "/api/v1/health", timeout=5).status_code for _ in range(5)]
+        finally:
+            os.kill(server.popen.pid, signal.SIGCONT)
+        assert answers == [200] * 5
+        bus = data_dir / "state" / "bus"
+        assert len(list(bus.glob("*.sock"))) == 2
+        server.popen.terminate()
+        server.popen.wait(20)
+        assert gone(workers[0], 5)
+        assert list(bus.glob("*.sock")) == []
+        assert not (data_dir / "state" / "server.json").exists()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_workers_exit_and_free_the_port_when_the_primary_is_killed(tmp_path: Path, database_url: str) -> None:
+    server = supervisor(tmp_path / "data", database_url, "--workers", "3")
+    try:
+        workers = children(server.popen.pid)
+        workers = [p for p in workers if b"--api-worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        server.popen.kill()
+        server.popen.wait(10)
+        assert all(gone(pid, 5) for pid in workers)
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.socket() as probe:  # `yard up` on the same port works again
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+            probe.listen()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_crashed_worker_is_replaced(tmp_path: Path, database_url: str) -> None:
+    server = supervisor(tmp_path / "data", database_url, "--workers", "2")
+
+    def workers() -> list[int]:
+        pids = children(server.popen.pid)
+        return [p for p in pids if b"--api-worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+    try:
+        (first,) = workers()
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (not workers() or workers() == [first]):
+            time.sleep(0.05)
+        replacement = workers()
+        assert len(replacement) == 1 and replacement != [first]
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------- wake-ups across processes
+
+
+def test_an_agent_polling_one_process_gets_work_created_through_another(pair: Pair) -> None:
+    with pair.client(pair.a) as admin:
+        admin.create_project("demo")
+        agent_token = admin.create_user("poller", role="agent")["token"]
+    with pair.client(pair.a, agent_token) as agent, pair.client(pair.b) as creator:
+        agent_id = agent.register_agent("poller")["id"]
+        for _ in range(3):
+            claimed: list[float] = []
+
+            def poll(claimed: list[float] = claimed) -> None:
+                items = agent.claim_work(agent_id, wait_s=20)["items"]
+                claimed.append(time.monotonic() if items else float("inf"))
+
+            thread = threading.Thread(target=poll, daemon=True)
+            thread.start()
+            time.sleep(0.5)  # the long-poll is parked on A
+            created = time.monotonic()
+            creator.create_run("demo", ["true"])
+            thread.join(25)
+            # A's own re-check runs every 2 s; a wake-up from B comes at once.
+            assert claimed and claimed[0] - created < 0.5
+
+
+def test_a_log_follower_on_one_process_sees_chunks_stored_through_another(pair: Pair, tmp_path: Path) -> None:
+    with pair.client(pair.a) as admin:
+        admin.create_project("demo")
+        agent_token = admin.create_user("runner", role="agent")["token"]
+    # The agent and its run workers talk to B only; the follower reads from A.
+    agent = AgentProcess(pair.b.url, agent_token, tmp_path / "agent", "runner")
+    try:
+        with pair.client(pair.b) as client_b:
+            script = "import time\nfor i in range(10):\n    print(repr(time.time()), flush=True)\n    time.sleep(0.2)"
+            run = client_b.create_run("demo", [sys.executable, "-c", script])
+        lags: list[float] = []
+        with pair.client(pair.a) as client_a:
+            for event in client_a.follow_logs(run["id"]):
+                if event.event == "chunk":
+                    printed = raw_output(base64.b64decode(event.json()["data"])).split()
+                    lags += [time.time() - float(line) for line in printed]
+                elif event.event == "end":
+                    break
+            final = wait_for_run(client_a, run["id"])
+    finally:
+        agent.stop()
+    assert final["state"] == "succeeded"
+    assert len(lags) == 10
+    # Each line reaches the follower on A soon after it was printed, not at the 15 s keepalive.
+    assert max(lags) < 1.5
+
+
+def test_events_published_by_one_process_reach_subscribers_of_another(pair: Pair) -> None:
+    seen: list[str] = []
+    connected = threading.Event()
+
+    def follow() -> None:
+        with pair.client(pair.a) as client:
+            stream = client.events(types=["project"])
+            connected.set()
+            for event in stream:
+                seen.append(event.json()["data"]["name"])
+                if len(seen) == 2:
+                    return
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    connected.wait(10)
+    time.sleep(0.3)  # the subscription is registered once the stream has started
+    with pair.client(pair.b) as client_b:
+        client_b.create_project("first-on-b")
+        client_b.create_project("second-on-b")
+    thread.join(10)
+    assert seen == ["first-on-b", "second-on-b"]
+
+
+def test_a_token_revoked_through_one_process_is_refused_by_another_at_once(pair: Pair) -> None:
+    with pair.client(pair.a) as admin:
+        created = admin.create_user("leaver", role="developer")
+    token = created["token"]
+    with pair.client(pair.a, token) as leaver:
+        assert leaver.me()["name"] == "leaver"  # A now holds the token in its 2-second cache
+        with pair.client(pair.b) as admin_b:
+            token_id = next(t["id"] for t in admin_b.list_tokens(user="leaver")["items"])
+            admin_b.revoke_token(token_id)
+        with pytest.raises(DevyardError):
+            leaver.me()
+
+
+# ---------------------------------------------------------------- the local bus itself
+
+
+def test_the_bus_removes_sockets_left_by_dead_processes(tmp_path: Path) -> None:
+    folder = tmp_path / "bus"
+    folder.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = folder / f"{int(dead.stdout)}-0000.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(leftover))  # the file stays after the socket closes, as after kill -9
+    # A live pid whose socket is not bound any more (pid reuse) is found by the first send.
+    reused = folder / f"{os.getpid()}-ffff.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(reused))
+    bus = LocalBus(folder, on_keys=lambda keys: None)
+    try:
+        assert not leftover.exists()
+        bus.send_keys(["work"])
+        assert not reused.exists()
+        assert [p.name for p in folder.iterdir()] == [bus.name]
+    finally:
+        bus.close()
+
+
+def test_a_burst_of_notices_arrives_whole_over_a_long_folder_path(tmp_path: Path) -> None:
+    folder = tmp_path / ("x" * 60) / ("y" * 60) / "bus"  # longer than a Unix socket path may be
+    received: list[str] = []
+    done = threading.Event()
+
+    def on_keys(keys: list[str]) -> None:
+        received.extend(keys)
+        if len(received) >= 2000:
+            done.set()
+
+    listener = LocalBus(folder, on_keys=on_keys)
+    sender = LocalBus(folder, on_keys=lambda keys: None)
+    try:
+        for i in range(2000):  # far more than a datagram queue holds (10 by default)
+            sender.send_keys([f"run:{i}"])
+        assert done.wait(10)
+        assert received == [f"run:{i}" for i in range(2000)]
+    finally:
+        sender.close()
+        listener.close()

@@ -1,0 +1,244 @@
+"""The sync engine against a real develop server, through the control API's gateway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sync.remote import DevserverUnavailable
+from sync.status import local_status
+from tests.compose.devserver_helpers import wait_for_state
+from tests.sync.conftest import AgentStack, Workspace
+from tests.sync.trees import snapshot, wait_until, write
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def local_tree(root: Path) -> Path:
+    write(
+        root,
+        {
+            "README.md": "# shop\n",
+            "src/app.py": "print('hello')\n",
+            "src/pkg/__init__.py": "",
+            "bin/run": "#!/bin/sh\necho run\n",
+            ".gitignore": "build/\n*.log\n",
+            "build/out.o": "ignored",
+            "debug.log": "ignored",
+        },
+    )
+    (root / "bin" / "run").chmod(0o755)
+    (root / "private").mkdir(mode=0o700)
+    (root / "empty").mkdir()
+    (root / "link-inside").symlink_to("src/app.py")
+    (root / "link-outside").symlink_to("/etc")  # synced as a link, never followed
+    return root
+
+
+def ignored(path: str) -> bool:
+    return path.startswith("build") or path.endswith(".log")
+
+
+def test_initial_sync_then_changes_then_nothing(workspace: Workspace, tmp_path: Path) -> None:
+    root = local_tree(tmp_path / "shop")
+    first = workspace.engine(root).sync()
+    assert (first.files, first.links, first.deleted, first.refused) == (5, 2, 0, [])
+    assert snapshot(root, ignored) == snapshot(workspace.path)
+    assert os.readlink(workspace.path / "link-outside") == "/etc"
+    assert not (workspace.path / "link-outside").is_dir() or (workspace.path / "link-outside").is_symlink()
+
+    again = workspace.engine(root).sync()
+    assert not again.changed and again.unchanged == len(snapshot(root, ignored))
+
+    # Edits, a deletion, a mode change, a file that became a folder, and one "touched" only.
+    (root / "src" / "app.py").write_text("print('changed')\n")
+    (root / "README.md").unlink()
+    (root / "src" / "pkg" / "__init__.py").chmod(0o600)
+    (root / "empty").rmdir()
+    write(root, {"empty": "now a file\n"})
+    os.utime(root / ".gitignore", ns=(1, 1))  # same content: must not be sent
+    (workspace.path / "build").mkdir()
+    (workspace.path / "build" / "made-there.o").write_text("left alone: ignored\n")
+    changed = workspace.engine(root).sync()
+    assert (changed.files, changed.deleted) == (3, 2), changed
+    assert snapshot(root, ignored) == snapshot(workspace.path, ignored)
+    assert (workspace.path / "build" / "made-there.o").exists()
+
+
+def test_changes_made_on_the_develop_server_are_kept_as_conflict_copies(workspace: Workspace, tmp_path: Path) -> None:
+    root = tmp_path / "shop"
+    write(root, {"notes.md": "v1\n", "same.txt": "same\n"})
+    workspace.engine(root).sync()
+    (workspace.path / "notes.md").write_text("edited on the server\n")
+    (workspace.path / "report.csv").write_text("made by a run\n")
+    (workspace.path / "same.txt").write_text("same\n")  # rewritten with the same content: no conflict
+    (root / "notes.md").write_text("edited locally\n")
+
+    preview = workspace.engine(root).sync(dry_run=True)
+    assert sorted(c["path"] for c in preview.conflicts) == ["notes.md", "report.csv"]
+    assert not list(root.glob("*.remote-*")), "a dry run must not write anything"
+
+    report = workspace.engine(root).sync()
+    kept = {c["path"]: c["kept_as"] for c in report.conflicts}
+    assert set(kept) == {"notes.md", "report.csv"}
+    assert (root / kept["notes.md"]).read_text() == "edited on the server\n"
+    assert (root / kept["report.csv"]).read_text() == "made by a run\n"
+    assert (workspace.path / "notes.md").read_text() == "edited locally\n"
+    assert not (workspace.path / "report.csv").exists()
+    assert snapshot(root) == snapshot(workspace.path)
+    status = local_status(root)  # what the TUI shows for this folder
+    assert status is not None and status["conflicts"] == 2 and status["project"] == workspace.server["project"]
+    assert workspace.engine(root).sync().conflicts == []
+    assert local_status(root)["conflicts"] == 0  # type: ignore[index]
+    assert local_status(tmp_path / "elsewhere") is None
+
+
+def test_a_conflict_copy_finds_a_place_when_its_folder_is_a_local_file(workspace: Workspace, tmp_path: Path) -> None:
+    root = tmp_path / "shop"
+    write(root, {"made": "a local file\n"})
+    (workspace.path / "made").mkdir()
+    (workspace.path / "made" / "there.txt").write_text("written on the develop server\n")
+    report = workspace.engine(root).sync()
+    [conflict] = report.conflicts
+    assert conflict["path"] == "made/there.txt" and conflict["kept_as"].startswith("made__there.txt.remote-")
+    assert (root / conflict["kept_as"]).read_text() == "written on the develop server\n"
+    assert snapshot(root) == snapshot(workspace.path)
+
+
+def test_a_path_the_develop_server_refuses(workspace: Workspace, tmp_path: Path) -> None:
+    root = tmp_path / "shop"
+    write(root, {"pkg/a.py": "a\n", "pkg/b.py": "b\n", "other.txt": "o\n"})
+    engine = workspace.engine(root)
+    engine.sync()
+    # On the develop server, pkg/ is swapped for a link to a folder outside the workspace.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for child in (workspace.path / "pkg").iterdir():
+        child.unlink()
+    (workspace.path / "pkg").rmdir()
+    (workspace.path / "pkg").symlink_to(outside)
+    write(root, {"pkg/a.py": "a2\n", "other.txt": "o2\n"})
+
+    report = engine.push(["pkg/a.py", "other.txt"])  # what a watch sends, without a manifest check
+    assert [r["path"] for r in report.refused] == ["pkg/a.py"]
+    assert "outside the workspace" in report.refused[0]["message"]
+    assert (workspace.path / "other.txt").read_text() == "o2\n", "the rest of the batch still goes"
+    assert list(outside.iterdir()) == [], "nothing outside the workspace is ever written"
+
+    full = workspace.engine(root).sync()  # the next full sync sees the link and puts things right
+    assert [c["path"] for c in full.conflicts] == ["pkg"]
+    assert snapshot(root) == snapshot(workspace.path) and list(outside.iterdir()) == []
+
+
+def test_a_file_over_a_gigabyte_streams(workspace: Workspace, agent_stack: AgentStack, tmp_path: Path) -> None:
+    root = tmp_path / "big"
+    root.mkdir()
+    size = 1_100_000_000
+    with open(root / "sparse.bin", "wb") as out:
+        out.truncate(size)  # sparse: no disk used locally, but every byte is sent
+    (root / "small.txt").write_text("small\n")
+    # The sync runs in its own process so its peak memory can be measured.
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from control.client import ControlClient\n"
+        "from sync.engine import SyncEngine\n"
+        "client = ControlClient(sys.argv[1], sys.argv[2])\n"
+        "report = SyncEngine.open(client, int(sys.argv[3]), sys.argv[4], Path(sys.argv[5])).sync()\n"
+        "assert report.files == 2 and report.bytes > 1_000_000_000, report\n"
+    )
+    argv = [sys.executable, "-c", script, agent_stack.stack.url, agent_stack.stack.admin_token]
+    argv += [str(workspace.server_id), str(workspace.server["workspace"]), str(root)]
+    child = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, child.stderr.read() if child.stderr else ""
+    assert usage.ru_maxrss < 200 * 1024, f"the client peaked at {usage.ru_maxrss // 1024} MB"
+    status_lines = Path(f"/proc/{workspace.pid()}/status").read_text().splitlines()
+    server_peak = int(next(line for line in status_lines if line.startswith("VmHWM")).split()[1])
+    assert server_peak < 300 * 1024, f"the develop server peaked at {server_peak // 1024} MB"
+    remote = workspace.path / "sparse.bin"
+    assert remote.stat().st_size == size
+    with open(remote, "rb") as data:
+        for offset in (0, size // 2, size - 4096):
+            data.seek(offset)
+            assert data.read(4096) == bytes(4096)
+    remote.unlink()  # a gigabyte of zeros is not worth keeping
+
+
+def test_the_develop_server_going_away_mid_sync(workspace: Workspace, tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    files = {f"part{i:03d}/blob.bin": os.urandom(512 * 1024) for i in range(120)}  # 60 MB, several requests
+    write(root, files)
+    pid = workspace.pid()
+
+    def kill_when_some_arrived() -> None:
+        wait_until(lambda: len(list(workspace.path.glob("part*/blob.bin"))) >= 10, what="the first files")
+        os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_when_some_arrived)
+    killer.start()
+    with pytest.raises(DevserverUnavailable):
+        workspace.engine(root).sync()
+    killer.join()
+    # No half-written file is visible: whatever arrived is complete.
+    arrived = [p for p in workspace.path.glob("part*/blob.bin")]
+    assert 10 <= len(arrived) < len(files)
+    for path in arrived:
+        assert path.read_bytes() == files[path.relative_to(workspace.path).as_posix()]
+
+    wait_for_state(workspace.client, workspace.server_id, "running")  # the agent restarted it
+    wait_until(lambda: _answers(workspace), what="the restarted develop server to answer")
+    resumed = workspace.engine(root).sync()
+    assert resumed.files <= len(files) - len(arrived) + 1, "what was confirmed is not sent again"
+    # The file being written when the server died stays behind under its temporary name, which
+    # no listing shows (and which is never mistaken for content).
+    assert snapshot(root) == snapshot(workspace.path, lambda path: ".devyard-tmp-" in path)
+    listed = workspace.client.devserver_call(workspace.server_id, "GET", "/files/manifest")["entries"]
+    assert not [e for e in listed if ".devyard-tmp-" in e["path"]]
+
+
+def _answers(workspace: Workspace) -> bool:
+    try:
+        return bool(workspace.client.devserver_call(workspace.server_id, "GET", "/health")["ok"])
+    except Exception:
+        return False
+
+
+def test_a_changed_gitignore_is_honoured_at_the_next_sync(workspace: Workspace, tmp_path: Path) -> None:
+    root = tmp_path / "shop"
+    write(root, {"keep.txt": "k\n", "data/big.csv": "1,2\n", "sub/.gitignore": "", "sub/tmp.out": "o\n"})
+    workspace.engine(root).sync()
+    workspace.engine(root).sync()  # the second sync trusts what the first one sent
+    # Newly ignored: the workspace copies are left alone (no longer managed), not deleted.
+    write(root, {".gitignore": "*.csv\n", "sub/.gitignore": "*.out\n", "new.csv": "n\n"})
+    report = workspace.engine(root).sync()
+    assert report.deleted == 0 and (workspace.path / "data" / "big.csv").exists()
+    assert not (workspace.path / "new.csv").exists()
+    (workspace.path / "data" / "big.csv").write_text("changed there: not a conflict, it is ignored\n")
+    (workspace.path / "sub" / "tmp.out").unlink()
+    assert workspace.engine(root).sync().conflicts == []
+    # Un-ignored again: sent again.
+    (root / ".gitignore").write_text("")
+    (root / "sub" / ".gitignore").unlink()
+    again = workspace.engine(root).sync()
+    assert {c["path"] for c in again.conflicts} == {"data/big.csv"}  # changed there since it was last sent
+    assert (workspace.path / "new.csv").read_text() == "n\n"
+    assert (workspace.path / "sub" / "tmp.out").read_text() == "o\n"
+
+
+def test_timing_is_reported_and_a_no_change_sync_reads_nothing(workspace: Workspace, tmp_path: Path) -> None:
+    root = tmp_path / "shop"
+    write(root, {f"f{i}.txt": f"{i}\n" * 100 for i in range(200)})
+    workspace.engine(root).sync()
+    time.sleep(2.1)  # files older than the racy window get their hashes remembered
+    workspace.engine(root).sync()
+    engine = workspace.engine(root)
+    report = engine.sync()
+    assert not report.changed and report.seconds > 0
+    assert engine.state.hashes.misses == 0, "an unchanged tree must not be read again"
