@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from control.db.tables import DevServer, LogChunk, Project, User, WorkItem
 from control.db.types import utcnow
@@ -25,6 +25,23 @@ def finished_run(stack: Stack, script: str) -> int:
         run = client.create_run("demo", ["sh", "-c", script])
         assert wait_for_run(client, run["id"])["state"] == "succeeded"
         return int(run["id"])
+
+
+def test_a_reader_that_listed_chunks_before_compaction_still_reads_them(run_stack: Stack) -> None:
+    """The index said "runs/N/logs/1"; compaction then moved it into "runs/N/log" and deleted
+    the chunk object. The reader reloads the index row instead of failing half way."""
+    import asyncio
+
+    from control.api.routes.run_logs import read_current
+
+    run_id = finished_run(run_stack, "for i in $(seq 1 20); do echo line $i; sleep 0.01; done")
+    with Session(run_stack.services.engine, expire_on_commit=False) as session:
+        stale = list(session.exec(select(LogChunk).where(LogChunk.run_id == run_id).order_by(col(LogChunk.seq))))
+    before = b"".join(asyncio.run(read_current(run_stack.services, c)) for c in stale)
+    _, report = cleaner(run_stack, [], compact_after_s=0).clean(utcnow() + timedelta(seconds=1))
+    assert report.compacted == [run_id]
+    after = b"".join(asyncio.run(read_current(run_stack.services, c)) for c in stale)
+    assert after == before and raw_output(after) == b"".join(b"line %d\n" % i for i in range(1, 21))
 
 
 def test_compaction_keeps_readers_working(run_stack: Stack) -> None:

@@ -1,5 +1,6 @@
 """The `yard` console script. `yard dev exec` and `yard run` try a standard-library fast path
-first (see :mod:`tui.cli.quick`); everything else loads the full Typer CLI."""
+first (see :mod:`tui.cli.quick`), `yard` / `yard tui` open the TUI without Typer
+(:mod:`tui.launch`); everything else loads the full Typer CLI."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ def main() -> None:
         from tui.cli import quick_run
 
         code = quick_run.main(args[1:])
+    elif not args or args[0] in ("tui", "-p", "--profile") or args[0].startswith("--profile="):
+        from tui import launch  # the TUI without Typer (tui/launch.py)
+
+        code = launch.main(args)
     if code is not None:
         sys.exit(code)
     from tui.cli.main import main as full_cli

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -211,7 +212,9 @@ def print_summary(report: SyncReport, root: Path, server: dict[str, Any]) -> Non
     print_warnings(report)
     if report.dry_run:
         console.print(
-            f"Dry run for {root} → develop server {server['id']}: {describe(report)}.", highlight=False, soft_wrap=True
+            f"Dry run for {escape(str(root))} → develop server {server['id']}: {escape(describe(report))}.",
+            highlight=False,
+            soft_wrap=True,
         )
         for change in report.changes[:DRY_RUN_LIST]:
             console.print(f"  {change['op']:<6} {escape(change['path'])}", highlight=False, soft_wrap=True)
@@ -219,7 +222,9 @@ def print_summary(report: SyncReport, root: Path, server: dict[str, Any]) -> Non
             console.print(f"  … and {len(report.changes) - DRY_RUN_LIST:,} more", highlight=False, soft_wrap=True)
         return
     console.print(
-        f"Synced {root} → develop server {server['id']}: {describe(report)}.", highlight=False, soft_wrap=True
+        f"Synced {escape(str(root))} → develop server {server['id']}: {escape(describe(report))}.",
+        highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -262,7 +267,7 @@ class LinePrinter:
             errors.print("The develop server is back; checking everything.", highlight=False, soft_wrap=True)
 
 
-def reconnector(client: ControlClient, project: str) -> Any:
+def reconnector(client: ControlClient, project: str) -> Callable[[], RemoteWorkspace]:
     """A function that finds the project's develop server again once it is running."""
     from sync.remote import DevserverUnavailable, RemoteWorkspace
 
@@ -301,7 +306,7 @@ def keep_live(client: ControlClient, engine: SyncEngine, project: str, as_json: 
     try:
         with TreeWatcher(engine.root) as watcher:  # watching before the first sync: nothing is missed
             if not as_json:
-                errors.print(f"Watching {engine.root}; Ctrl-C stops.", highlight=False, soft_wrap=True)
+                errors.print(f"Watching {escape(str(engine.root))}; Ctrl-C stops.", highlight=False, soft_wrap=True)
             LiveSync(engine, watcher, reconnector(client, project), printer, BarProgress()).run()
     except KeyboardInterrupt:
         if not as_json:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from typer._click.core import Context as ClickContext
 from typer.core import TyperCommand
 
-from control.client import ConnectionFailed, ControlClient
+from control.client import ConnectionFailed, ControlClient, DevyardError
 from tui.cli.context import default_project, state
 from tui.cli.dev import find_server
 from tui.cli.output import console, errors, fail
@@ -129,7 +129,7 @@ class RunLines:
         )
         try:
             blob, _ = self.client.read_logs(int(run["id"]), tail=LOG_TAIL)
-        except Exception as exc:  # the line above already says what matters
+        except DevyardError as exc:  # the line above already says what matters
             errors.print(f"(its log could not be read: {escape(str(exc))})", highlight=False, soft_wrap=True)
             return
         LogPrinter().write(blob)
@@ -221,7 +221,7 @@ def watch(
         try:
             with TreeWatcher(root) as watcher:  # watching from here on: no change is missed
                 errors.print(
-                    f"Watching {root}; runs of `{escape(' '.join(command))}` go to {where}. Ctrl-C stops.",
+                    f"Watching {escape(str(root))}; runs of `{escape(' '.join(command))}` go to {where}. Ctrl-C stops.",
                     highlight=False,
                     soft_wrap=True,
                 )

@@ -40,6 +40,24 @@ def _read_state(svc: Services, run_id: int, from_seq: int) -> tuple[Run, list[Lo
         return run, chunks_from(session, run_id, from_seq, limit=200)
 
 
+def _reload_chunk(svc: Services, run_id: int, seq: int) -> LogChunk | None:
+    with Session(svc.engine, expire_on_commit=False) as session:
+        found = chunks_from(session, run_id, seq, limit=1)
+        return found[0] if found and found[0].seq == seq else None
+
+
+async def read_current(svc: Services, chunk: LogChunk) -> bytes:
+    """A chunk's bytes; if its object is gone because compaction moved it into the run's single
+    log object after the index was read, read the index row again and take it from there."""
+    try:
+        return await read_chunk(svc.store, chunk)
+    except ObjectNotFound:
+        fresh = await run_in_threadpool(_reload_chunk, svc, chunk.run_id, chunk.seq)
+        if fresh is None or (fresh.object_key, fresh.offset) == (chunk.object_key, chunk.offset):
+            raise
+        return await read_chunk(svc.store, fresh)
+
+
 def _frame(event: str, seq: int, lines: int, payload: bytes) -> bytes:
     """One frame of the ``format=frames`` stream: ``<event> <size> <seq> <lines>\\n<payload>``."""
     return b"%s %d %d %d\n" % (event.encode(), len(payload), seq, lines) + payload
@@ -53,7 +71,7 @@ async def follow(svc: Services, run_id: int, from_seq: int, frames: bool = False
             run, chunks = await run_in_threadpool(_read_state, svc, run_id, next_seq)
             for chunk in chunks:
                 try:
-                    data = await read_chunk(svc.store, chunk)
+                    data = await read_current(svc, chunk)
                 except ObjectNotFound:
                     # The index points at an object the store no longer has (retention, or a
                     # store that is not shared between replicas): say so instead of hanging.
@@ -125,13 +143,13 @@ async def read_logs(
         picked: list[bytes] = []
         lines = 0
         for chunk in reversed(chunks):
-            data = await read_chunk(svc.store, chunk)
+            data = await read_current(svc, chunk)
             picked.append(data)
             lines += chunk.lines
             if lines >= tail:
                 break
         body = tail_records(b"".join(reversed(picked)), tail)
     else:
-        body = b"".join([await read_chunk(svc.store, c) for c in chunks])
+        body = b"".join([await read_current(svc, c) for c in chunks])
     headers = {"X-Devyard-Log-Seq": str(last if chunks else from_seq - 1), "X-Devyard-Run-State": run.state}
     return Response(body, media_type="application/octet-stream", headers=headers)
