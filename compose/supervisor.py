@@ -96,13 +96,26 @@ def running_server(data_dir: DataDir) -> RunningServer | None:
     return server if is_devyard_server(server.pid) else None
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind the API socket, turning "address in use" into one clear sentence."""
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """Bind the API socket, turning "address in use" into one clear sentence.
+
+    ``reuse_port``: bind with ``SO_REUSEPORT`` so that :func:`sibling_socket` can give every API
+    process a listening socket of its own on the same port (see :class:`ApiWorkers`).
+    """
+    if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+        # SO_REUSEPORT would let this bind succeed next to another server of the same user on
+        # the same port, silently sharing it: probe with a plain socket first, which fails if
+        # anything holds the port (and picks the port when 0 was asked for).
+        probe = bind_socket(host, port)
+        port = probe.getsockname()[1]
+        probe.close()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP,
     # and without it small responses can wait ~40 ms for a delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -115,6 +128,25 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def sibling_socket(sock: socket.socket) -> socket.socket:
+    """Another listening socket on ``sock``'s address, if ``sock`` was bound with ``SO_REUSEPORT``;
+    otherwise ``sock`` itself (the processes then share one accept queue)."""
+    if not hasattr(socket, "SO_REUSEPORT") or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT):
+        return sock
+    host, port = sock.getsockname()[:2]
+    sibling = socket.socket(sock.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sibling.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sibling.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sibling.bind((host, port))
+    except OSError:
+        sibling.close()
+        return sock
+    sibling.listen(2048)
+    sibling.set_inheritable(True)
+    return sibling
 
 
 def client_url(host: str, port: int) -> str:
@@ -176,7 +208,7 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     from control.api.services import Services
 
     data_dir = DataDir(settings.data_dir)
-    sock = sock or bind_socket(settings.host, settings.port)
+    sock = sock or bind_socket(settings.host, settings.port, reuse_port=settings.effective_api_workers > 1)
     _host, port = sock.getsockname()[:2]
     url = client_url(settings.host, port)
     # Started first, so they import and connect while this process does the same.
@@ -278,10 +310,15 @@ def _uvicorn_server(app: Any) -> Any:
 
 
 class ApiWorkers:
-    """The extra API processes of one server, all accepting on its listening socket.
+    """The extra API processes of one server, each accepting on a listening socket of its own.
 
-    The kernel hands each new connection to whichever process accepts first, so no process
-    forwards requests for another. Only the primary runs the agent and the scheduler; wake-ups
+    With ``SO_REUSEPORT`` (Linux) every process has its own socket on the shared port and the
+    kernel spreads new connections evenly over them by address hash, so no process forwards
+    requests for another. (On one shared socket, whichever process wakes first takes a whole
+    burst of connections: 50 clients connecting at once ended up 40 on one process and 12 on the
+    other, and the busy one set the tail latency.) The primary opens the workers' sockets and
+    keeps them, so connections that arrive while a worker restarts wait in its queue instead of
+    being refused. Without ``SO_REUSEPORT`` all processes share the primary's socket. Only the primary runs the agent and the scheduler; wake-ups
     and events reach every process through PostgreSQL NOTIFY or, on SQLite, the local bus. A
     worker gets its settings as one JSON line on stdin and keeps stdin open as a lifeline: when the
     primary exits in any way, stdin ends and the worker shuts down. A worker that dies is
@@ -293,6 +330,7 @@ class ApiWorkers:
         self.sock = sock
         self.count = max(0, count)
         self._processes: list[subprocess.Popen[bytes]] = []
+        self._sockets: list[socket.socket] = []
         self._stopping = threading.Event()
         self._lock = threading.Lock()
 
@@ -304,8 +342,9 @@ class ApiWorkers:
     def start(self) -> None:
         if not self.count:
             return
+        self._sockets = [sibling_socket(self.sock) for _ in range(self.count)]
         with self._lock:
-            self._processes = [self._spawn() for _ in range(self.count)]
+            self._processes = [self._spawn(index) for index in range(self.count)]
         threading.Thread(target=self._watch, name="api-workers", daemon=True).start()
 
     def stop_soon(self) -> None:
@@ -327,9 +366,12 @@ class ApiWorkers:
                 process.wait()
             if process.stdin is not None:
                 process.stdin.close()
+        for sock in self._sockets:
+            if sock is not self.sock:
+                sock.close()
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        fd = self.sock.fileno()
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+        fd = self._sockets[index].fileno()
         command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(self.settings.data_dir)]
         command += ["--api-worker", "--socket-fd", str(fd)]
         process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=[fd])
@@ -358,7 +400,7 @@ class ApiWorkers:
                 if gone.stdin is not None:
                     gone.stdin.close()
                 with self._lock:
-                    self._processes[index] = self._spawn()
+                    self._processes[index] = self._spawn(index)
                 pause = min(pause * 2, 30.0)
 
 

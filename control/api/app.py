@@ -10,7 +10,7 @@ import anyio
 from fastapi import FastAPI
 
 from control import __version__
-from control.api import errors
+from control.api import errors, paging
 from control.api.housekeeping import housekeeping_loop
 from control.api.limits import BodySizeLimit
 from control.api.routes import (
@@ -53,6 +53,7 @@ def create_app(services: Services) -> FastAPI:
         gateway_http = services.extras.pop("gateway_http", None)
         if gateway_http is not None:
             await gateway_http.aclose()
+        await paging.close_read_pool(services)
         services.events.close()
         services.hub.close()
 

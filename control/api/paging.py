@@ -41,6 +41,8 @@ from sqlalchemy.types import JSON, TypeDecorator
 from sqlmodel import col
 
 from control.api.errors import ApiError
+from control.api.services import Services
+from control.db.readpool import ReadPool
 from control.db.types import UTCDateTime
 
 T = TypeVar("T")
@@ -119,15 +121,26 @@ class JsonList:
         self.filters = dict(filters or {})
         self._compiled: dict[tuple[Any, ...], tuple[str, SQLCompiler]] = {}
 
-    async def respond(self, engine: Engine, params: PageParams, **filters: str | None) -> Response:
-        """The page as a JSON response, rendered in the list thread pool."""
-        body = await asyncio.get_running_loop().run_in_executor(
-            _page_threads(), partial(self.render, engine, params, filters)
-        )
+    async def respond(self, svc: Services, params: PageParams, **filters: str | None) -> Response:
+        """The page as a JSON response: on PostgreSQL queried from the event loop, on SQLite
+        in the list thread pool."""
+        engine = svc.engine
+        if engine.dialect.name == "postgresql":
+            sql_text, arguments = self._query(engine, params, filters)
+            rows = await read_pool(svc).fetchall(sql_text, arguments)
+            body = self._body(rows, params)
+        else:
+            body = await asyncio.get_running_loop().run_in_executor(
+                _page_threads(), partial(self.render, engine, params, filters)
+            )
         return Response(body, media_type="application/json")
 
     def render(self, engine: Engine, params: PageParams, filters: Mapping[str, str | None]) -> bytes:
         """The page as JSON bytes (blocking: call it in a thread)."""
+        sql_text, arguments = self._query(engine, params, filters)
+        return self._body(_fetch(engine, sql_text, arguments), params)
+
+    def _query(self, engine: Engine, params: PageParams, filters: Mapping[str, str | None]) -> tuple[str, Any]:
         values: dict[str, Any] = {"limit": params.limit + 1}
         if params.cursor is not None:
             values["cursor"] = params.cursor
@@ -137,7 +150,10 @@ class JsonList:
         sql_text, compiled = self._statement(engine, frozenset(values))
         bound = {**compiled.params, **values}
         arguments: Any = tuple(bound[k] for k in compiled.positiontup or ()) if compiled.positional else bound
-        rows = _fetch(engine, sql_text, arguments)
+        return sql_text, arguments
+
+    @staticmethod
+    def _body(rows: list[Any], params: PageParams) -> bytes:
         more = len(rows) > params.limit
         rows = rows[: params.limit]
         next_cursor = f'"{rows[-1][0]}"' if more and rows else "null"
@@ -168,6 +184,26 @@ class JsonList:
             if name in present:
                 statement = statement.where(table.c[column] == bindparam(name))
         return statement.order_by(table.c.id.desc()).limit(bindparam("limit"))
+
+
+READ_POOL = "read_pool"  # key in Services.extras
+
+
+def read_pool(svc: Services) -> ReadPool:
+    """This process's PostgreSQL read pool for the running event loop (made on first use)."""
+    loop = asyncio.get_running_loop()
+    pool: ReadPool | None = svc.extras.get(READ_POOL)
+    if pool is None or pool.loop is not loop:
+        # A new loop (tests run an app in several) cannot use connections made on another one.
+        pool = svc.extras[READ_POOL] = ReadPool(svc.engine, loop)
+    return pool
+
+
+async def close_read_pool(svc: Services) -> None:
+    """Close the read pool at shutdown (if this loop made one)."""
+    pool: ReadPool | None = svc.extras.pop(READ_POOL, None)
+    if pool is not None and pool.loop is asyncio.get_running_loop():
+        await pool.close()
 
 
 def _fetch(engine: Engine, sql_text: str, arguments: Any) -> list[Any]:

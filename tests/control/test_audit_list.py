@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import insert
+from sqlalchemy import create_engine, insert, text
 from sqlmodel import Session, col, select
 
 from control.api.schemas import AuditOut
 from control.db.tables import AuditEvent
-from tests.stack import Stack
+from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.stack import Stack, running_stack
 
 ODD_ROWS: list[dict[str, Any]] = [
     # No fraction of a second, no target, text that needs escaping, nested JSON of every kind.
@@ -88,3 +90,26 @@ def test_pages_filters_and_errors_match_the_models(stack: Stack) -> None:
         refused = http.get("/api/v1/audit")
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
     assert httpx.get(stack.url + "/api/v1/audit").status_code == 401
+
+
+def test_the_list_survives_its_database_connections_being_closed(postgres_admin_url: str, tmp_path: Path) -> None:
+    """PostgreSQL restarted or failed over: the pooled connections are dead; the next page is not."""
+    url = create_postgres_database(postgres_admin_url)
+    try:
+        with (
+            running_stack(tmp_path / "data", url) as stack,
+            httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {stack.admin_token}"}) as http,
+        ):
+            first = http.get("/api/v1/audit", params={"limit": 5})
+            assert first.status_code == 200
+            name = stack.services.engine.url.database
+            admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                query = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :name"
+                assert conn.execute(text(query), {"name": name}).scalar_one() >= 1
+            admin.dispose()
+            again = http.get("/api/v1/audit", params={"limit": 5})
+            assert again.status_code == 200, again.text
+            assert again.json()["items"] == first.json()["items"]
+    finally:
+        drop_postgres_database(postgres_admin_url, url)

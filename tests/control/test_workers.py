@@ -3,8 +3,8 @@
 The processes are real (``python -m compose.supervisor``) on loopback. The cross-process tests run
 two single-process replicas on one data dir, so each test knows which process it talks to: on
 SQLite the notices travel through the local bus in ``<data-dir>/state/bus/``, on PostgreSQL
-through NOTIFY. ``yard up`` with ``api_workers`` starts the same kind of process on one shared
-socket.
+through NOTIFY. ``yard up`` with ``api_workers`` starts the same kind of process, each on its own
+``SO_REUSEPORT`` socket of the one port.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,31 +131,74 @@ def gone(pid: int, timeout: float) -> bool:
 # ---------------------------------------------------------------- one port, several processes
 
 
+def connections_by_process(pids: list[int], port: int) -> dict[int, int]:
+    """How many established connections to ``port`` each process holds (from /proc)."""
+    inodes: dict[str, int] = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, state = int(fields[1].rsplit(":", 1)[1], 16), fields[3]
+        if local_port == port and state == "01":  # ESTABLISHED
+            inodes[fields[9]] = 0
+    counts = dict.fromkeys(pids, 0)
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                counts[pid] += 1
+    return counts
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_worker_answers_on_the_same_port_while_the_primary_is_stopped(tmp_path: Path, database_url: str) -> None:
+def test_a_burst_of_connections_is_spread_over_the_api_processes(tmp_path: Path, database_url: str) -> None:
     data_dir = tmp_path / "data"
     server = supervisor(data_dir, database_url, "--workers", "2")
+    clients: list[httpx.Client] = []
     try:
         workers = children(server.popen.pid)
         workers = [p for p in workers if b"--api-worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert len(workers) == 1
         time.sleep(1.0)  # the worker imports the app next to the primary
-        os.kill(server.popen.pid, signal.SIGSTOP)
-        try:
-            # New connections land on the shared socket; only the worker can accept them now.
-            answers = [httpx.get(server.url + "/api/v1/health", timeout=5).status_code for _ in range(5)]
-        finally:
-            os.kill(server.popen.pid, signal.SIGCONT)
-        assert answers == [200] * 5
+        # 40 clients connecting at once (as a load generator or a fleet of agents does). On one
+        # shared socket the first process to wake took most of them; each process has its own
+        # SO_REUSEPORT socket now, and the kernel spreads connections by address hash.
+        clients = [httpx.Client(base_url=server.url, timeout=10) for _ in range(40)]
+        with ThreadPoolExecutor(40) as pool:
+            answers = list(pool.map(lambda client: client.get("/api/v1/health").status_code, clients))
+        assert answers == [200] * 40
+        port = int(server.url.rsplit(":", 1)[1])
+        counts = connections_by_process([server.popen.pid, workers[0]], port)
+        assert min(counts.values()) >= 8, f"connections per process: {counts}"  # binomial: P(< 8) ~ 1e-5
         bus = data_dir / "state" / "bus"
         assert len(list(bus.glob("*.sock"))) == 2
+        for client in clients:
+            client.close()
         server.popen.terminate()
         server.popen.wait(20)
         assert gone(workers[0], 5)
         assert list(bus.glob("*.sock")) == []
         assert not (data_dir / "state" / "server.json").exists()
     finally:
+        for client in clients:
+            client.close()
         server.stop()
+
+
+def test_a_second_server_on_a_taken_port_is_refused(tmp_path: Path) -> None:
+    """SO_REUSEPORT must not let a second server share a port that another one listens on."""
+    from compose.supervisor import UpProblem, bind_socket
+
+    first = bind_socket("127.0.0.1", 0, reuse_port=True)
+    try:
+        port = first.getsockname()[1]
+        with pytest.raises(UpProblem, match="already in use"):
+            bind_socket("127.0.0.1", port, reuse_port=True)
+        with pytest.raises(UpProblem, match="already in use"):
+            bind_socket("127.0.0.1", port)
+    finally:
+        first.close()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -43,7 +43,7 @@ def up(
         console.print(f"devyard is up at [bold]{server.url}[/] (pid {server.pid}, data in {settings.data_dir}).")
         console.print("Run [bold]yard[/] for the TUI, [bold]yard status[/] to check it, [bold]yard down[/] to stop it.")
         return
-    sock = supervisor.bind_socket(settings.host, settings.port)
+    sock = supervisor.bind_socket(settings.host, settings.port, reuse_port=settings.effective_api_workers > 1)
 
     def ready(url: str) -> None:
         console.print(f"devyard is up at [bold]{url}[/] (data in {settings.data_dir}); Ctrl-C stops it.")

@@ -34,4 +34,4 @@ async def list_audit(
     action: Annotated[str | None, Query(max_length=64)] = None,
     actor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
-    return await AUDIT.respond(svc.engine, params, action=action, actor=actor)
+    return await AUDIT.respond(svc, params, action=action, actor=actor)
