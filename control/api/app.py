@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 from fastapi import FastAPI
 
 from control import __version__
 from control.api import errors, paging
+from control.api.deps import BEARER_SCHEME
 from control.api.housekeeping import housekeeping_loop
 from control.api.limits import BodySizeLimit
 from control.api.routes import (
@@ -30,9 +32,9 @@ from control.api.routes import (
     tokens,
     users,
 )
+from control.api.routing import API_PREFIX
 from control.api.services import Services
 
-API_PREFIX = "/api/v1"
 THREADS = 1100
 MAX_CONCURRENT_REQUESTS = 1000  # uvicorn's limit_concurrency: over it, 503 instead of a stall
 
@@ -85,9 +87,26 @@ def create_app(services: Services) -> FastAPI:
         gateway,  # after devservers: its catch-all path must not shadow /devservers/{id}/stop
     ):
         app.include_router(module.router, prefix=API_PREFIX)
+    _declare_bearer_auth(app)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=services.settings.max_request_bytes,
         max_upload_bytes=services.settings.max_artifact_bytes,
     )
     return app
+
+
+def _declare_bearer_auth(app: FastAPI) -> None:
+    """Every operation takes a bearer token unless it says ``security: []`` (health does): one
+    declaration for the whole document, so no endpoint needs a dependency just for the docs."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})["HTTPBearer"] = BEARER_SCHEME
+            schema["security"] = [{"HTTPBearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
@@ -41,9 +40,10 @@ async def db_session(svc: Annotated[Services, Depends(services_dep)]) -> AsyncIt
         session.close()
 
 
-# Declares the scheme in the OpenAPI document (Swagger's "Authorize"); parsing stays ours so
-# every failure is our JSON 401.
-bearer_scheme = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer dy_...`.")
+# The bearer scheme is declared once for the whole OpenAPI document (see control.api.app), not as
+# a dependency: every level of dependencies costs FastAPI work on every request.
+BEARER_SCHEME = {"type": "http", "scheme": "bearer", "description": "An API token: `Authorization: Bearer dy_...`."}
+PRINCIPAL_KEY = "devyard.principal"  # the caller, once known, in the request scope
 
 
 def _bearer(request: Request) -> str:
@@ -82,18 +82,19 @@ def authenticate(svc: Services, token: str) -> Principal:
     return who
 
 
-async def principal(
-    request: Request,
-    _scheme: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
-) -> Principal:
+async def principal(request: Request) -> Principal:
     """The caller. A recently verified token is answered from memory on the event loop; otherwise
     the lookup runs in a worker thread with its own short-lived connection."""
+    known: Principal | None = request.scope.get(PRINCIPAL_KEY)
+    if known is not None:
+        return known
     token = _bearer(request)
     svc = services(request)
-    cached = svc.principals.get(hash_token(token))
-    if cached is not None:
-        return cached
-    return await run_in_threadpool(authenticate, svc, token)
+    who = svc.principals.get(hash_token(token))
+    if who is None:
+        who = await run_in_threadpool(authenticate, svc, token)
+    request.scope[PRINCIPAL_KEY] = who
+    return who
 
 
 Caller = Annotated[Principal, Depends(principal)]
@@ -101,13 +102,16 @@ DB = Annotated[Session, Depends(db_session)]
 Svc = Annotated[Services, Depends(services_dep)]
 
 
-async def reader(who: Caller) -> Principal:
+async def reader(request: Request) -> Principal:
+    # Not Depends(principal): one level of dependencies less on every request.
+    who = await principal(request)
     if not who.can_read():
         raise ApiError(403, "forbidden", f"The {who.role} role cannot use this endpoint.")
     return who
 
 
-async def writer(who: Caller) -> Principal:
+async def writer(request: Request) -> Principal:
+    who = await principal(request)
     if who.role is Role.viewer:
         raise ApiError(403, "forbidden", "Viewers have read-only access.")
     if not who.can_write():
@@ -115,13 +119,15 @@ async def writer(who: Caller) -> Principal:
     return who
 
 
-async def admin(who: Caller) -> Principal:
+async def admin(request: Request) -> Principal:
+    who = await principal(request)
     if not who.is_admin:
         raise ApiError(403, "forbidden", "Only admins can do this.")
     return who
 
 
-async def agent(who: Caller) -> Principal:
+async def agent(request: Request) -> Principal:
+    who = await principal(request)
     if who.role not in AGENTS:
         raise ApiError(403, "forbidden", "Only agent tokens can use this endpoint.")
     return who

@@ -11,7 +11,6 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import APIRouter
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
@@ -19,6 +18,7 @@ from control import __version__
 from control.api.deps import DB, AgentCaller, Reader, Svc
 from control.api.errors import ApiError, conflict, not_found
 from control.api.routes.runs import describe_run, publish_run
+from control.api.routing import SegmentRouter
 from control.api.run_schemas import AgentHeartbeat, AgentOut, AgentRegister, LaunchReport, WorkRequest
 from control.api.services import Services
 from control.auth import Principal
@@ -27,7 +27,7 @@ from control.db.types import utcnow
 from control.runs import claims, states
 from control.runs.lifecycle import launch_failed, launched
 
-router = APIRouter(tags=["agents"])
+router = SegmentRouter(tags=["agents"])
 
 
 def agent_out(agent: Agent) -> AgentOut:

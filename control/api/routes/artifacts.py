@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from sqlmodel import col, select
 
 from control.api.deps import DB, Reader, Svc
 from control.api.errors import not_found
 from control.api.routes.runs import find_run
+from control.api.routing import SegmentRouter
 from control.api.run_schemas import ArtifactOut
 from control.db.tables import Artifact
 
-router = APIRouter(tags=["artifacts"])
+router = SegmentRouter(tags=["artifacts"])
 
 
 def artifact_out(a: Artifact) -> ArtifactOut:

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from fastapi.responses import Response
 from sqlmodel import SQLModel
 
 import control.db.tables  # noqa: F401  (registers the tables)
 from control.api import paging
 from control.api.deps import Admin, Svc
+from control.api.routing import SegmentRouter
 from control.api.schemas import AuditOut
 
-router = APIRouter(tags=["audit"])
+router = SegmentRouter(tags=["audit"])
 
 AUDIT = paging.JsonList(
     SQLModel.metadata.tables["audit_events"],

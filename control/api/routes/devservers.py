@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -19,12 +19,13 @@ from control.api.errors import ApiError, conflict, not_found
 from control.api.routes.agents import devserver_spec, own_agent
 from control.api.routes.environments import find_environment
 from control.api.routes.projects import find_project
+from control.api.routing import SegmentRouter
 from control.api.services import Services
 from control.auth import Principal
 from control.db.tables import DevServer, Environment, Project, User
 from control.devservers import lifecycle
 
-router = APIRouter(tags=["devservers"])
+router = SegmentRouter(tags=["devservers"])
 
 
 def devserver_out(server: DevServer, user: str, project: str, environment: str | None) -> DevServerOut:

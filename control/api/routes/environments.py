@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -10,11 +9,12 @@ from control import audit
 from control.api.deps import DB, Reader, Svc, Writer
 from control.api.errors import conflict, not_found
 from control.api.routes.projects import find_project, require_owner
+from control.api.routing import SegmentRouter
 from control.api.schemas import EnvironmentCreate, EnvironmentOut, EnvironmentUpdate
 from control.db.tables import Environment, Project
 from control.db.types import utcnow
 
-router = APIRouter(tags=["environments"])
+router = SegmentRouter(tags=["environments"])
 
 
 def environment_out(env: Environment, project: Project) -> EnvironmentOut:

@@ -7,14 +7,15 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import Header, Query
 from fastapi.responses import StreamingResponse
 
 from control.api.deps import Reader, Svc
+from control.api.routing import SegmentRouter
 from control.auth import Principal
 from control.events import Event, EventBus
 
-router = APIRouter(tags=["events"])
+router = SegmentRouter(tags=["events"])
 
 KEEPALIVE_S = 15.0
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Request, WebSocket
+from fastapi import Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlmodel import Session
 from starlette.background import BackgroundTask
@@ -26,6 +26,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from control.api.deps import Caller, Svc, authenticate, services
 from control.api.errors import ApiError, error_body, not_found
+from control.api.routing import SegmentRouter
 from control.api.services import Services
 from control.auth import Principal, hash_token
 from control.db.tables import DevServer, Role
@@ -33,7 +34,7 @@ from control.db.types import utcnow
 from control.devservers import lifecycle
 
 log = logging.getLogger("devyard.gateway")
-router = APIRouter(tags=["gateway"])
+router = SegmentRouter(tags=["gateway"])
 
 # Request headers worth passing on; everything else (the caller's Authorization, cookies,
 # hop-by-hop headers) stays at the gateway.

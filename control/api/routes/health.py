@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
 from sqlalchemy import func, text
 from sqlmodel import select
 
 from control import __version__
 from control.api.deps import DB, Reader, Svc
 from control.api.errors import ApiError
+from control.api.routing import SegmentRouter
 from control.api.schemas import Health, Status
 from control.db.tables import Agent, DevServer, Project, Run, User
 from control.objectstore import ObjectStoreProblem
 
-router = APIRouter(tags=["health"])
+router = SegmentRouter(tags=["health"])
 
 
-@router.get("/health", response_model=Health)
+@router.get("/health", response_model=Health, openapi_extra={"security": []})
 def health(session: DB) -> Health:
     """Liveness and readiness: the process answers and the database does too."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -12,12 +12,13 @@ from control import audit
 from control.api import paging
 from control.api.deps import DB, Reader, Svc, Writer
 from control.api.errors import conflict, forbidden, not_found
+from control.api.routing import SegmentRouter
 from control.api.schemas import ProjectCreate, ProjectOut, ProjectUpdate
 from control.auth import Principal
 from control.db.tables import DevServer, Environment, Project, Run, Schedule, User
 from control.db.types import utcnow
 
-router = APIRouter(tags=["projects"])
+router = SegmentRouter(tags=["projects"])
 
 
 def project_out(row: tuple[Project, User]) -> ProjectOut:

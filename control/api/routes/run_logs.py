@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import Header, Query
 from fastapi.responses import Response, StreamingResponse
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from control.api.deps import DB, Reader, Svc
 from control.api.errors import ApiError
 from control.api.routes.runs import find_run
+from control.api.routing import SegmentRouter
 from control.api.services import Services
 from control.db.tables import LogChunk, Run
 from control.logformat import tail_records
@@ -28,7 +29,7 @@ from control.objectstore import ObjectNotFound
 from control.runs import states
 from control.runs.logstore import chunks_from, read_chunk
 
-router = APIRouter(tags=["run logs"])
+router = SegmentRouter(tags=["run logs"])
 
 KEEPALIVE_S = 15.0
 MAX_NON_FOLLOW_CHUNKS = 100_000

@@ -13,12 +13,13 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from sqlmodel import Session, select
 
 from control.api.deps import _bearer, authenticate, db_session, services_dep
 from control.api.errors import ApiError, conflict, not_found
 from control.api.routes.runs import describe_run, publish_run
+from control.api.routing import SegmentRouter
 from control.api.run_schemas import ArtifactOut, RunOut, WorkerFinish, WorkerStarted
 from control.api.services import Services
 from control.auth import AGENTS, hash_token
@@ -27,7 +28,7 @@ from control.runs import states
 from control.runs.lifecycle import TransitionRefused, finish, heartbeat, worker_started
 from control.runs.logstore import ChunkRejected, ChunkResult, store_chunk
 
-router = APIRouter(tags=["run worker"])
+router = SegmentRouter(tags=["run worker"])
 
 RUN_TOKEN_PREFIX = "dyr_"
 

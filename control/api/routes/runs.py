@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Depends, Query, Response
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -14,6 +14,7 @@ from control.api.deps import DB, Reader, Svc, Writer
 from control.api.errors import ApiError, conflict, forbidden, not_found
 from control.api.routes.environments import find_environment
 from control.api.routes.projects import find_project
+from control.api.routing import SegmentRouter
 from control.api.run_schemas import RunCreate, RunOut
 from control.api.services import Services
 from control.auth import Principal
@@ -23,7 +24,7 @@ from control.runs import states
 from control.runs.create import RunRequest, create_run
 from control.runs.lifecycle import TransitionRefused, request_cancel
 
-router = APIRouter(tags=["runs"])
+router = SegmentRouter(tags=["runs"])
 
 
 def run_out(run: Run, project: str, environment: str | None, user: str) -> RunOut:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
@@ -15,6 +15,7 @@ from control.api.errors import ApiError, conflict, forbidden, not_found
 from control.api.routes.environments import find_environment
 from control.api.routes.projects import find_project
 from control.api.routes.runs import describe_run, publish_run
+from control.api.routing import SegmentRouter
 from control.api.schedule_schemas import ScheduleCreate, ScheduleOut, ScheduleUpdate, TickOut
 from control.auth import Principal
 from control.db.engine import begin_write
@@ -23,7 +24,7 @@ from control.db.types import utcnow
 from control.schedules.cron import ScheduleInvalid, next_times, validate, zone
 from control.schedules.ticks import first_fire_after, trigger_now
 
-router = APIRouter(tags=["schedules"])
+router = SegmentRouter(tags=["schedules"])
 
 
 def _last_tick(session: Session, schedule_id: int) -> dict[str, object] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from sqlmodel import select
 
 from control import audit
@@ -12,12 +12,13 @@ from control.api import paging
 from control.api.deps import DB, Reader, Svc, Writer
 from control.api.errors import ApiError, not_found
 from control.api.routes.users import find_user
+from control.api.routing import SegmentRouter
 from control.api.schemas import TokenCreate, TokenIssued, TokenOut
 from control.api.tokens_issue import issue_token
 from control.db.tables import ApiToken, User
 from control.db.types import utcnow
 
-router = APIRouter(tags=["tokens"])
+router = SegmentRouter(tags=["tokens"])
 
 
 def token_out(row: tuple[ApiToken, User] | ApiToken, user: User | None = None) -> TokenOut:

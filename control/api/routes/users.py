@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -12,11 +12,12 @@ from control import audit
 from control.api import paging
 from control.api.deps import DB, Admin, Caller, Reader, Svc
 from control.api.errors import ApiError, conflict, not_found
+from control.api.routing import SegmentRouter
 from control.api.schemas import Me, UserCreate, UserCreated, UserOut, UserUpdate
 from control.api.tokens_issue import issue_token
 from control.db.tables import Role, User
 
-router = APIRouter(tags=["users"])
+router = SegmentRouter(tags=["users"])
 
 
 def user_out(user: User) -> UserOut:
