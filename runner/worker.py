@@ -99,6 +99,10 @@ class Worker:
         self.shipper.start()
         cwd = Path(self.spec["cwd"])
         started_at = now_iso()
+        if self.stop_reason is not None:
+            # Cancelled (or timed out) before the command started: do not start it at all.
+            outcome = "timed_out" if self.stop_reason == "timeout" else "cancelled"
+            return self._complete(outcome, 128 + signal.SIGTERM, None, started_at, now_iso())
         try:
             if not cwd.is_dir():
                 raise FileNotFoundError(f"working directory {cwd} does not exist")
@@ -114,6 +118,9 @@ class Worker:
             )
         except (OSError, ValueError) as exc:
             return self._report_start_failure(exc, started_at)
+        if self.stop_reason is not None:
+            # Asked to stop while the command was being started: request_stop saw no child yet.
+            threading.Thread(target=self._terminate, daemon=True).start()
         mask = masker(self.spec.get("secret_values", []))
         assert self.child.stdout is not None and self.child.stderr is not None
         readers = [

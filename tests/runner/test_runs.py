@@ -105,6 +105,21 @@ def test_cancel_stops_the_whole_process_group(run_stack: Stack, tmp_path: Path) 
     assert b"started" in stored_log(run_stack, run["id"])
 
 
+def test_a_cancel_right_after_the_launch_always_ends_cancelled(run_stack: Stack) -> None:
+    """The cancel can reach the worker before it has its SIGTERM handler, before it started the
+    command, or while it starts it: every window ends ``cancelled``, never ``failed``."""
+    with run_stack.client() as client:
+        for delay in (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5):
+            run = client.create_run("demo", ["sh", "-c", "echo started; sleep 30"])
+            deadline = time.monotonic() + 10
+            while client.get_run(run["id"])["state"] == "queued" and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(delay)
+            client.cancel_run(run["id"])
+            final = wait_for_run(client, run["id"], timeout=20)
+            assert final["state"] == "cancelled", (delay, final)
+
+
 def test_cancel_a_queued_run_is_immediate(run_stack: Stack) -> None:
     with run_stack.client() as client:
         client.update_project("demo", max_concurrent_runs=1)

@@ -146,6 +146,10 @@ def finished(run_id: int, body: WorkerFinish, run: WorkerRun, session: DB, svc: 
         )
     if body.outcome == "exited":
         state = states.SUCCEEDED if body.exit_code == 0 else states.FAILED
+    elif body.outcome == "killed" and run.cancel_requested_at is not None:
+        # The worker died after a cancel was asked for (the SIGTERM can arrive before the
+        # worker has its handler, within its first ~0.1 s): the user's cancel is what happened.
+        state = states.CANCELLED
     else:
         state = states.WORKER_OUTCOMES[body.outcome] or states.FAILED
     try:
