@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 
@@ -24,6 +25,7 @@ import uvicorn
 from devserver.app import create_app
 from devserver.paths import Workspace
 from devserver.state import ServerState
+from devserver.writer import remove_stale_temporaries
 
 log = logging.getLogger("devyard.devserver")
 
@@ -113,6 +115,12 @@ def _exit_quietly(sig: int, frame: FrameType | None) -> None:
     and this makes that a no-op, so a graceful SIGTERM stop exits 0 instead of dying by signal."""
 
 
+def _clean_up(state: ServerState) -> None:
+    removed = remove_stale_temporaries(state.root)
+    if removed:
+        log.info("removed %d temporary files left by an earlier server", removed)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status."""
     args = parse_args(argv)
@@ -126,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"devserver: cannot start: {exc}", file=sys.stderr)
         return 2
     state = ServerState(Workspace(args.workspace), secret, log_file=args.log_file)
+    # Files a killed predecessor was writing; in the background, so a big workspace does not
+    # delay the start (this process's own temporary names are never touched).
+    threading.Thread(target=_clean_up, args=(state,), name="temp-cleanup", daemon=True).start()
     config = uvicorn.Config(
         create_app(state),
         loop="asyncio",  # asyncio's subprocess spawn (vfork) beats uvloop's for short commands

@@ -52,16 +52,29 @@ class FilesApi:
         ]
 
     async def manifest(self, request: Request) -> Response:
-        """Every entry in the workspace except ``.git``, sorted by path, with cached hashes."""
-        entries = await run_in_threadpool(self._scan)
-        return json_response({"entries": [entry.to_json() for entry in entries]})
+        """Every entry in the workspace except ``.git``, sorted by path, with cached hashes, and
+        the token naming this state (null if none can be given; see :mod:`devserver.changes`).
 
-    def _scan(self) -> list[Entry]:
+        With ``?since=<token>``: just ``{"unchanged": true, "token": ...}`` when nothing changed
+        since that manifest.
+        """
+        since = request.query_params.get("since") or None
+        changes = self.state.changes
+        if since is not None and changes.unchanged_since(since):
+            return json_response({"unchanged": True, "token": since})
+        entries, token = await run_in_threadpool(self._scan)
+        return json_response({"entries": [entry.to_json() for entry in entries], "token": token})
+
+    def _scan(self) -> tuple[list[Entry], str | None]:
+        changes = self.state.changes
         with self.state.manifest_lock:
             started = time.perf_counter()
-            entries = scan(self.state.root, self.state.hash_cache, skip=_is_temporary)
+            generation = changes.begin_scan()
+            on_dir = changes.watch if changes.usable else None
+            entries = scan(self.state.root, self.state.hash_cache, skip=_is_temporary, on_dir=on_dir)
+            token = changes.end_scan(generation)
             log.info("manifest: %d entries in %.1f ms", len(entries), (time.perf_counter() - started) * 1000)
-            return entries
+            return entries, token
 
     async def batch(self, request: Request) -> Response:
         """Apply a streamed batch of puts and deletes, stopping at the first refused entry."""
@@ -70,23 +83,26 @@ class FilesApi:
             raise ApiError(415, "unsupported_media_type", f"Send the batch as {MEDIA_TYPE}, not {media_type}.")
         started = time.perf_counter()
         decoder = BatchDecoder()
-        writer = WorkspaceWriter(self.state.workspace)
+        writer = WorkspaceWriter(self.state.workspace, self.state.hash_cache)
         stream = request.stream()
+        self.state.changes.bump()
         try:
             async for chunk in stream:
                 await run_in_threadpool(writer.feed, decoder, chunk)
             decoder.finish()
         except (BatchFormatError, BadPath, WriteRefused) as exc:
             path = exc.path if exc.path is not None else writer.current_path
-            writer.abort()
+            writer.close()
             with contextlib.suppress(ClientDisconnect):
                 await _drain(stream)
             log.info("batch refused after %d entries: %s (%s)", writer.applied, exc.code, path)
             return error_response(400, exc.code, exc.message, path=path, applied=writer.applied)
         except (ClientDisconnect, asyncio.CancelledError):
-            writer.abort()
             log.info("batch abandoned by the client after %d entries", writer.applied)
             raise
+        finally:
+            writer.close()
+            self.state.changes.bump()
         log.info(
             "batch: %d entries, %d files, %d deleted, %d bytes in %.1f ms",
             writer.applied,

@@ -86,10 +86,14 @@ class HashCache:
             self._digests[path] = (*key, digest)
         return digest
 
+    def seed(self, path: str, st: os.stat_result, digest: str) -> None:
+        """Remember the digest of content just written at ``path`` (``st``: its stat after writing)."""
+        self._digests[path] = (st.st_size, st.st_mtime_ns, st.st_ino, digest)
+
     def retain(self, paths: set[str]) -> None:
         """Forget every path not in ``paths`` (files that disappeared)."""
         for gone in self._digests.keys() - paths:
-            del self._digests[gone]
+            self._digests.pop(gone, None)
 
 
 def file_sha256(path: str) -> str | None:
@@ -104,19 +108,36 @@ def file_sha256(path: str) -> str | None:
     return digest.hexdigest()
 
 
-def scan(root: Path, cache: HashCache, skip: Callable[[str], bool] | None = None) -> list[Entry]:
+Row = tuple[str, int, int, int, int]  # (path, st_mode, size, mtime_ns, inode); zeros for directories
+
+
+def scan(
+    root: Path,
+    cache: HashCache,
+    skip: Callable[[str], bool] | None = None,
+    *,
+    on_dir: Callable[[str], None] | None = None,
+    rows: list[Row] | None = None,
+    skipped: dict[str, bool] | None = None,
+) -> list[Entry]:
     """Every file, symlink and directory under ``root``, sorted by path.
 
     ``skip`` gets each relative POSIX path, with a trailing ``/`` for directories (so gitignore
     directory patterns work), and returns True to leave it out; a skipped directory is not
     descended into. Other file types (sockets, FIFOs, devices) are left out. Entries that vanish
     during the scan are simply not listed.
+
+    ``on_dir`` is told every directory's full path before it is listed. ``rows`` receives the
+    stat data of every listed entry in the order the walk met them, and ``skipped`` every path
+    left out (whether it is a directory): what a later walk compares to see nothing changed.
     """
     entries: list[Entry] = []
     seen_files: set[str] = set()
     pending: list[tuple[str, str]] = [(os.fspath(root), "")]
     while pending:
         directory, prefix = pending.pop()
+        if on_dir is not None:
+            on_dir(directory)
         try:
             listing = list(os.scandir(directory))
         except OSError:
@@ -131,8 +152,16 @@ def scan(root: Path, cache: HashCache, skip: Callable[[str], bool] | None = None
                 continue
             kind = _kind(st.st_mode)
             if kind is None or (skip is not None and skip(rel + "/" if kind == "dir" else rel)):
+                if skipped is not None:
+                    skipped[rel] = kind == "dir"
                 continue
             mode = stat.S_IMODE(st.st_mode)
+            if rows is not None:
+                rows.append(
+                    (rel, st.st_mode, 0, 0, 0)
+                    if kind == "dir"
+                    else (rel, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino)
+                )
             if kind == "dir":
                 entries.append(Entry(rel, "dir", 0, mode, st.st_mtime_ns))
                 pending.append((item.path, rel + "/"))

@@ -9,6 +9,7 @@ followed: a symlink there is replaced, not written through.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -113,3 +114,102 @@ def _fd_path(fd: int) -> str | None:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return None
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Directories:
+    """The verified parent directories of one batch, kept open so each is checked once.
+
+    A parent is reached from the workspace root one component at a time, each opened relative
+    to the last with ``O_NOFOLLOW``: no symlink is ever followed, so the descriptor is inside the
+    workspace by construction, with no ``realpath`` and no ``/proc`` lookup per file. A path
+    whose parents include a symlink (or anything unusual) takes :meth:`Workspace.open_parent`,
+    which follows links that stay inside and refuses the rest. Descriptors live for one batch
+    (a folder swapped for a symlink between batches is seen by the next one); at most
+    :data:`LIMIT` are open at a time. Not thread-safe: one per batch.
+    """
+
+    LIMIT = 64
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self._fds: dict[tuple[str, ...], int] = {}
+        self._spare: list[int] = []  # the last slow-path descriptor
+
+    def parent(self, path: str, *, create: bool) -> tuple[int, str, str | None] | None:
+        """A directory fd for the parent of ``path``, the final name, and the canonical relative
+        path when the parent was reached without following a link.
+
+        The fd belongs to this object and stays valid until the next call or :meth:`close`.
+        ``None`` when a parent is missing and ``create`` is not set. Raises :class:`BadPath`
+        like :meth:`Workspace.open_parent`.
+        """
+        for spare in self._spare:
+            os.close(spare)
+        self._spare.clear()
+        parts = split(path)
+        if parts[0] == GIT_DIR:
+            raise BadPath(path, "Files under .git cannot be changed through the files API; use the git endpoints.")
+        key = tuple(parts[:-1])
+        fd = self._fds.get(key)
+        if fd is None:
+            try:
+                walked = self._walk(key, create)
+            except _Unusual:
+                opened = self.workspace.open_parent(path, create=create)
+                if opened is None:
+                    return None
+                self._spare.append(opened[0])
+                return opened[0], opened[1], None
+            if walked is None:
+                return None
+            fd = walked
+        return fd, parts[-1], "/".join(parts)
+
+    def _walk(self, key: tuple[str, ...], create: bool) -> int | None:
+        if () not in self._fds:
+            self._fds[()] = os.open(self.workspace.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        depth = len(key)
+        while depth and key[:depth] not in self._fds:
+            depth -= 1
+        fd = self._fds[key[:depth]]
+        for index in range(depth, len(key)):
+            name = key[index]
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o777, dir_fd=fd)
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    raise _Unusual from None
+            except OSError:
+                raise _Unusual from None  # a symlink, a file, no permission: the careful path decides
+            fd = self._remember(key[: index + 1], child)
+        return fd
+
+    def _remember(self, key: tuple[str, ...], fd: int) -> int:
+        if len(self._fds) >= self.LIMIT:
+            # Paths arrive sorted, so the oldest entries are the ones least likely to be needed;
+            # the root and the ancestors of ``key`` (still in use by the walk) stay.
+            stale = [k for k in self._fds if k and k != key[: len(k)]]
+            for old in stale[: self.LIMIT // 2]:
+                os.close(self._fds.pop(old))
+        self._fds[key] = fd
+        return fd
+
+    def close(self) -> None:
+        """Close every descriptor (safe to call twice)."""
+        for fd in [*self._fds.values(), *self._spare]:
+            os.close(fd)
+        self._fds.clear()
+        self._spare.clear()
+
+
+class _Unusual(Exception):
+    """A parent component is not a plain directory reachable without following a link."""

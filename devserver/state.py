@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
+from devserver.changes import ChangeTracker
 from devserver.manifest import HashCache
 from devserver.paths import Workspace
 from devserver.processes import Sessions
@@ -33,6 +34,10 @@ class ServerState:
     # Scans share the hash cache and git operations share the repository files: one at a time.
     manifest_lock: threading.Lock = field(default_factory=threading.Lock)
     git_lock: threading.Lock = field(default_factory=threading.Lock)
+    changes: ChangeTracker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.changes = ChangeTracker(Path(self.workspace.root))
 
     @property
     def root(self) -> Path:

@@ -14,20 +14,22 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from control.client import ControlClient, NotFound
 from devserver.batch import Delete, Op, PutDir, PutFile, PutSymlink
 from devserver.manifest import Entry
-from sync.gitstate import GitReport, GitSync
+from sync.gitstate import GitReport, GitSync, head_in_sync, local_head
 from sync.ignore import IgnoreRules
 from sync.local import LocalTree
 from sync.plan import Conflict, Plan, conflict_name, make_plan, needs_digest, outermost, same_content
 from sync.remote import RemoteWorkspace
+from sync.snapshot import Snapshot, forget, stamps
 from sync.state import Record, SyncState, state_home, state_key
 from sync.status import write_status
 from sync.transfer import Progress, Sent, Uploader
@@ -91,25 +93,48 @@ class SyncEngine:
     def open(cls, client: ControlClient, server_id: int, workspace: str, root: Path) -> SyncEngine:
         """The engine for ``root`` and a develop server, with the state kept for that pair."""
         directory = state_home() / state_key(client.url, workspace, root)
-        engine = cls(root, RemoteWorkspace(client, server_id), SyncState.load(directory), IgnoreRules(root, directory))
+        engine = cls(root, RemoteWorkspace(client, server_id), directory)
         engine.about.update(workspace=workspace, project=workspace.rsplit("/", 1)[-1], api_url=client.url)
         return engine
 
-    def __init__(self, root: Path, remote: RemoteWorkspace, state: SyncState, rules: IgnoreRules) -> None:
+    def __init__(self, root: Path, remote: RemoteWorkspace, directory: Path) -> None:
         self.root = root
         self.remote = remote
-        self.state = state
-        self.rules = rules
-        self.tree = LocalTree(root, rules, state.hashes)
+        self.directory = directory  # the sync state's
         self.git = GitSync(root, remote)
         self.about: dict[str, Any] = {"root": os.fspath(root), "server": remote.server_id}
         self._outcome: dict[str, Any] = {}
+        self._prefetched: tuple[dict[str, Entry], str | None] | None = None  # a manifest already fetched
+        self._token: str | None = None  # the token of the manifest the last full sync compared with
+        self._dropped = 0  # files left out of the last full sync because they could not be read
+
+    # Loaded on first use: a sync that finds nothing changed (see sync.snapshot) needs none of them.
+    @cached_property
+    def state(self) -> SyncState:
+        """What the last syncs left (see :mod:`sync.state`)."""
+        return SyncState.load(self.directory)
+
+    @cached_property
+    def rules(self) -> IgnoreRules:
+        """The tree's ignore rules."""
+        return IgnoreRules(self.root, self.directory)
+
+    @cached_property
+    def tree(self) -> LocalTree:
+        """The local tree, filtered by the rules."""
+        return LocalTree(self.root, self.rules, self.state.hashes)
 
     # ------------------------------------------------------------------ full sync
 
     def sync(self, *, dry_run: bool = False, progress: Progress | None = None, with_git: bool = True) -> SyncReport:
         """Compare everything and make the workspace equal to the local tree."""
         started = time.perf_counter()
+        if not dry_run and with_git:
+            unchanged = self._nothing_changed()
+            if unchanged is not None:
+                unchanged.seconds = time.perf_counter() - started
+                write_status(self.directory, **self.about, conflicts=0, refused=0)
+                return unchanged
         self.rules.refresh()
         stamp = timestamp()
         local, remote = self._both_sides()
@@ -142,22 +167,87 @@ class SyncEngine:
         report.unchanged = plan.unchanged
         if with_git:
             report.git = self.git.push(stamp=stamp)
+            self._leave_snapshot(plan, report)
         report.seconds = time.perf_counter() - started
         self.save(report)
         return report
+
+    def _nothing_changed(self) -> SyncReport | None:
+        """The report of a sync with nothing to do, if the snapshot the last such sync left shows
+        that neither the tree, nor the workspace, nor the git state changed since; else None."""
+        snapshot = Snapshot.load(self.directory)
+        if snapshot is None:
+            return None
+        with ThreadPoolExecutor(2, thread_name_prefix="unchanged") as pool:
+            listing = pool.submit(self.remote.listing, snapshot.token)
+            refs = pool.submit(self.remote.git_refs) if snapshot.git is not None else None
+            same = snapshot.tree_unchanged(self.root) and self._same_git(snapshot, refs)
+            entries, token = listing.result()
+            if refs is not None:
+                refs.result()  # a develop server gone away is reported as in a full sync
+        if entries is not None:
+            self._prefetched = (entries, token)  # the full sync needs no second manifest
+            return None
+        if not same:
+            return None
+        report = SyncReport("sync", unchanged=len(snapshot.rows))
+        branch, head, detached = snapshot.git or (None, None, False)
+        report.git = GitReport(branch, head, detached) if snapshot.git else GitReport(skipped="not a git repository")
+        return report
+
+    def _head(self) -> tuple[str | None, str | None, bool] | None:
+        head = local_head(self.root)
+        return None if head is None else (head.branch, head.head, head.detached)
+
+    def _same_git(self, snapshot: Snapshot, refs: Future[dict[str, Any] | None] | None) -> bool:
+        if snapshot.git is None or refs is None:
+            return self._head() is None
+        if self._head() != snapshot.git:
+            return False
+        remote = refs.result()
+        branch, head, detached = snapshot.git
+        return remote is not None and head_in_sync(GitReport(branch, head, detached), remote)
+
+    def _leave_snapshot(self, plan: Plan, report: SyncReport) -> None:
+        """After a full sync: a snapshot if it found nothing to do, else none (see sync.snapshot)."""
+        git = report.git
+        quiet = (
+            plan.empty
+            and not (report.conflicts or report.refused or report.unreadable or self._dropped)
+            and git is not None
+            and not git.moved
+            and git.skipped in (None, "not a git repository")
+            and self._token is not None
+            and self.tree.last_rows is not None
+        )
+        if not quiet:
+            forget(self.directory)
+            return
+        assert git is not None and self._token is not None and self.tree.last_rows is not None
+        sources = [str(source[0]) for source in self.rules.stamps()["sources"]]
+        sources.append(os.path.join(self.root, ".git", "config"))  # where core.excludesFile may be set
+        Snapshot(
+            token=self._token,
+            rows=self.tree.last_rows,
+            skipped=self.tree.last_skipped,
+            sources=stamps(sources),
+            git=(git.branch, git.head, git.detached) if git.skipped is None else None,
+        ).save(self.directory)
 
     def _both_sides(self) -> tuple[dict[str, Entry], dict[str, Entry]]:
         """The local tree and the workspace manifest, fetched while the tree is scanned."""
         stamps = self.state.rule_stamps
         self.rules.trust(self.state.synced, stamps)
+        prefetched, self._prefetched = self._prefetched, None
         with ThreadPoolExecutor(1, thread_name_prefix="manifest") as pool:
-            pending = pool.submit(self.remote.manifest)
+            pending = pool.submit(self.remote.listing) if prefetched is None else None
             local = self.tree.scan()
             if not self.rules.scan_trusted(stamps):
                 self.rules.distrust()  # a .gitignore changed: every path is asked about again
                 local = self.tree.scan()
             new_stamps = self.rules.stamps()
-            remote = self._visible(pending.result(), local)
+            entries, self._token = prefetched or pending.result()  # type: ignore[union-attr]
+            remote = self._visible(entries or {}, local)
         if new_stamps != stamps:
             self.state.rule_stamps = new_stamps
             self.state.dirty = True
@@ -182,9 +272,11 @@ class SyncEngine:
         return visible
 
     def _hash_needed(self, local: dict[str, Entry], remote: dict[str, Entry]) -> dict[str, Entry]:
+        self._dropped = 0
         for path in needs_digest(local, remote):
             hashed = self.tree.hashed(local[path])
             if hashed is None:  # unreadable here: leave the workspace's copy alone
+                self._dropped += 1
                 del local[path]
                 remote.pop(path, None)
             else:
@@ -241,6 +333,7 @@ class SyncEngine:
         ordered = sorted(puts.values(), key=lambda entry: (entry.kind != "dir", entry.path))
         ops: list[Op] = [Delete(path) for path in outermost(deletes)] + [to_op(entry) for entry in ordered]
         if ops:
+            forget(self.directory)
             _count(report, Uploader(self.root, self.remote, self.state).send(ops))
         if git:
             report.git = self.git.push(stamp=timestamp())
@@ -299,7 +392,7 @@ class SyncEngine:
         self.state.save(**self.about)
         if report is not None:
             self._outcome = {"conflicts": len(report.conflicts), "refused": len(report.refused)}
-        write_status(self.state.directory, **self.about, **self._outcome)
+        write_status(self.directory, **self.about, **self._outcome)
 
 
 def _describe_plan(report: SyncReport, plan: Plan) -> None:

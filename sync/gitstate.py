@@ -84,11 +84,7 @@ class GitSync:
             return report
         remote_refs: dict[str, str] = refs["refs"]
         name = "HEAD" if report.detached else f"refs/heads/{report.branch}"
-        if report.detached:
-            in_sync = refs["head"] == report.head
-        else:
-            in_sync = refs["head"] == name and remote_refs.get(name) == report.head
-        if in_sync:
+        if head_in_sync(report, refs):
             return report
         report.moved = True
         objects = self._objects(repo, report.head, remote_refs)
@@ -137,6 +133,20 @@ class GitSync:
         objects = [oid for oid in objects if repo.odb.exists(oid)]  # a partial clone lacks some blobs
         if objects:
             self.remote.git_send_pack(pack_stream(repo, objects))
+
+
+def head_in_sync(local: GitReport, refs: dict[str, Any]) -> bool:
+    """Whether the workspace (its ``/git/refs`` answer) is on the local branch and commit."""
+    if local.detached:
+        return bool(refs["head"] == local.head)
+    name = f"refs/heads/{local.branch}"
+    return bool(refs["head"] == name and refs["refs"].get(name) == local.head)
+
+
+def local_head(root: Path) -> GitReport | None:
+    """The branch and commit of the repository at ``root`` (None if it is none)."""
+    repo = open_repository(root)
+    return None if repo is None else _local_head(repo)
 
 
 def _local_head(repo: pygit2.Repository) -> GitReport:

@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from devserver.manifest import Entry, HashCache, scan
+from devserver.manifest import Entry, HashCache, Row, scan
 from sync.ignore import IgnoreRules
 from sync.state import LocalHashCache
 
@@ -43,10 +43,16 @@ class LocalTree:
         self.root = root
         self.rules = rules
         self.hashes = hashes
+        # The stat data and the left-out paths the last scan met, for sync.snapshot.
+        self.last_rows: list[Row] | None = None
+        self.last_skipped: dict[str, bool] = {}
 
     def scan(self) -> dict[str, Entry]:
         """Every synced entry of the tree by path (digests only where already known)."""
-        entries = scan(self.root, _TrustedOnly(self.hashes), skip=self.rules.skip)
+        rows: list[Row] = []
+        skipped: dict[str, bool] = {}
+        entries = scan(self.root, _TrustedOnly(self.hashes), skip=self.rules.skip, rows=rows, skipped=skipped)
+        self.last_rows, self.last_skipped = rows, skipped
         return {entry.path: entry for entry in entries}
 
     def subtree(self, path: str) -> dict[str, Entry]:

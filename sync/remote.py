@@ -64,8 +64,16 @@ class RemoteWorkspace:
 
     def manifest(self) -> dict[str, Entry]:
         """Every entry of the workspace (``.git`` aside), by path."""
-        data = self._call("GET", "/files/manifest")
-        return {item["path"]: Entry.from_json(item) for item in data["entries"]}
+        return self.listing()[0] or {}
+
+    def listing(self, since: str | None = None) -> tuple[dict[str, Entry] | None, str | None]:
+        """The manifest and the token naming it; with ``since``, ``None`` instead of the entries
+        when the workspace has not changed since the manifest of that token."""
+        data = self._call("GET", "/files/manifest", params={"since": since} if since else None)
+        token = data.get("token") if isinstance(data.get("token"), str) else None
+        if data.get("unchanged"):
+            return None, token
+        return {item["path"]: Entry.from_json(item) for item in data["entries"]}, token
 
     def apply(self, body: Iterable[bytes]) -> dict[str, Any]:
         """Send one streamed batch; raises :class:`EntryRefused` for a refused entry."""

@@ -253,3 +253,50 @@ def test_exec_cwd_inside_works(client: httpx.Client, server: RunningServer) -> N
     (server.workspace / "sub").mkdir(exist_ok=True)
     result = run(client, ["pwd"], cwd="sub")
     assert result.stdout.decode().strip() == str((server.workspace / "sub").resolve())
+
+
+# ------------------------------------------------------------------ "unchanged" answers
+
+
+def manifest_since(client: httpx.Client, token: str) -> dict[str, object]:
+    response = client.get("/files/manifest", params={"since": token})
+    assert response.status_code == 200
+    body: dict[str, object] = response.json()
+    return body
+
+
+def fresh_token(client: httpx.Client) -> str:
+    response = client.get("/files/manifest")
+    token = response.json()["token"]
+    assert isinstance(token, str), "a workspace on a local file system gets manifest tokens"
+    return token
+
+
+def test_manifest_unchanged_until_a_write_through_the_server(client: httpx.Client) -> None:
+    assert post_batch(client, put("tokens/a.txt", b"a\n")).status_code == 200
+    token = fresh_token(client)
+    assert manifest_since(client, token) == {"unchanged": True, "token": token}
+    assert post_batch(client, put("tokens/b.txt", b"b\n")).status_code == 200
+    changed = manifest_since(client, token)
+    assert "unchanged" not in changed
+    assert "tokens/b.txt" in {item["path"] for item in changed["entries"]}  # type: ignore[union-attr]
+    assert changed["token"] != token
+
+
+@pytest.mark.parametrize("change", ["edit", "create", "delete", "new-folder", "shell"])
+def test_manifest_notices_changes_made_on_the_server(client: httpx.Client, server: RunningServer, change: str) -> None:
+    folder = server.workspace / "outofband"
+    assert post_batch(client, put("outofband/deep/file.txt", b"synced\n")).status_code == 200
+    token = fresh_token(client)
+    assert manifest_since(client, token)["unchanged"] is True
+    if change == "edit":
+        (folder / "deep" / "file.txt").write_bytes(b"edited in yard dev shell\n")
+    elif change == "create":
+        (folder / "report.csv").write_text("made by a run\n")
+    elif change == "delete":
+        (folder / "deep" / "file.txt").unlink()
+    elif change == "new-folder":
+        (folder / "deep" / "new").mkdir()
+    else:
+        assert run(client, ["sh", "-c", "echo more >> outofband/deep/file.txt"]).code == 0
+    assert "unchanged" not in manifest_since(client, token)

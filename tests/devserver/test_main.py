@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -53,3 +54,18 @@ def test_unusable_arguments_fail_clearly(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "cannot start" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_temporary_files_of_a_killed_server_are_removed_at_start(tmp_path: Path) -> None:
+    workspace = tmp_path / "workspace"
+    (workspace / "src").mkdir(parents=True)
+    left = [workspace / ".devyard-tmp-5eed5eed-0123456789ab", workspace / "src" / ".devyard-tmp-0a1b"]
+    for path in left:
+        path.write_bytes(b"half a file, from a server killed mid-write")
+    (workspace / "src" / "kept.py").write_text("print('kept')\n")
+    with running_server(tmp_path):
+        deadline = time.monotonic() + 10
+        while any(path.exists() for path in left) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not any(path.exists() for path in left)
+        assert (workspace / "src" / "kept.py").read_text() == "print('kept')\n"

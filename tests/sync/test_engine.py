@@ -245,3 +245,61 @@ def test_timing_is_reported_and_a_no_change_sync_reads_nothing(workspace: Worksp
     report = engine.sync()
     assert not report.changed and report.seconds > 0
     assert engine.state.hashes.misses == 0, "an unchanged tree must not be read again"
+
+
+def clean_sync(workspace: Workspace, root: Path) -> None:
+    """Sync until a sync finds nothing to do (and so leaves its snapshot)."""
+    workspace.engine(root).sync()
+    time.sleep(2.1)  # older than the racy window
+    assert not workspace.engine(root).sync().changed
+
+
+def test_a_no_change_sync_compares_stat_data_only(workspace: Workspace, tmp_path: Path) -> None:
+    root = local_tree(tmp_path / "shop")
+    clean_sync(workspace, root)
+    engine = workspace.engine(root)
+    report = engine.sync()
+    assert not report.changed and report.unchanged == len(snapshot(root, ignored))
+    assert "state" not in engine.__dict__ and "rules" not in engine.__dict__, "nothing but stat data was needed"
+
+    (root / "src" / "app.py").write_text("print('edited after the clean sync')\n")
+    (root / "build" / "more.o").write_text("ignored: never sent\n")
+    changed = workspace.engine(root).sync()
+    assert changed.files == 1
+    assert (workspace.path / "src" / "app.py").read_text() == "print('edited after the clean sync')\n"
+    assert not (workspace.path / "build").exists()
+
+
+@pytest.mark.parametrize("change", ["edit", "create", "shell"])
+def test_changes_on_the_develop_server_after_a_no_change_sync_are_conflicts(
+    workspace: Workspace, tmp_path: Path, change: str
+) -> None:
+    root = tmp_path / "shop"
+    write(root, {"notes.md": "v1\n", "src/deep/mod.py": "x = 1\n"})
+    clean_sync(workspace, root)
+    if change == "edit":
+        (workspace.path / "src" / "deep" / "mod.py").write_text("x = 2  # on the server\n")
+    elif change == "create":
+        (workspace.path / "src" / "deep" / "made-by-a-run.txt").write_text("output\n")
+    else:
+        subprocess.run(["sh", "-c", "echo edited >> notes.md"], cwd=workspace.path, check=True)
+    report = workspace.engine(root).sync()
+    assert len(report.conflicts) == 1, report
+    kept = root / report.conflicts[0]["kept_as"]
+    assert kept.exists()
+    assert snapshot(root) == snapshot(workspace.path)
+
+
+def test_a_commit_after_a_no_change_sync_moves_the_workspace(workspace: Workspace, tmp_path: Path) -> None:
+    root = tmp_path / "shop"
+    write(root, {"a.txt": "a\n"})
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=root, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], cwd=root, check=True)
+    clean_sync(workspace, root)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "two"], cwd=root, check=True)
+    report = workspace.engine(root).sync()
+    assert report.git is not None and report.git.moved
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    assert report.git.head == head
