@@ -330,6 +330,7 @@ class ControlClient(_Endpoints[Any]):
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.token = token  # for callers that open their own connection (sync.probe)
         self._http = httpx.Client(
             base_url=self.url + "/api/v1", headers=_headers(token), timeout=timeout, transport=transport
         )

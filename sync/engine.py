@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from sync.gitstate import GitReport, GitSync, head_in_sync, local_head
 from sync.ignore import IgnoreRules
 from sync.local import LocalTree
 from sync.plan import Conflict, Plan, conflict_name, make_plan, needs_digest, outermost, same_content
+from sync.probe import Question
 from sync.remote import RemoteWorkspace
 from sync.snapshot import Snapshot, forget, stamps
 from sync.state import Record, SyncState, state_home, state_key
@@ -176,20 +177,36 @@ class SyncEngine:
         """The report of a sync with nothing to do, if the snapshot the last such sync left shows
         that neither the tree, nor the workspace, nor the git state changed since; else None."""
         snapshot = Snapshot.load(self.directory)
-        if snapshot is None:
+        client = self.remote.client
+        if snapshot is None or client.token is None:
             return None
-        with ThreadPoolExecutor(2, thread_name_prefix="unchanged") as pool:
-            listing = pool.submit(self.remote.listing, snapshot.token)
-            refs = pool.submit(self.remote.git_refs) if snapshot.git is not None else None
-            same = snapshot.tree_unchanged(self.root) and self._same_git(snapshot, refs)
-            entries, token = listing.result()
+        # Asked before the walk, read after it (see sync.probe): the develop server answers
+        # while the tree is walked.
+        ask = partial(Question, client.url, client.token, self.remote.server_id)
+        listing = ask("/files/manifest", {"since": snapshot.token})
+        refs = ask("/git/refs", None) if snapshot.git is not None else None
+        try:
+            same = snapshot.tree_unchanged(self.root) and self._head() == snapshot.git
+            answer = listing.answer()
+            if answer is None or answer[0] != 200:
+                return None  # the full sync asks again and reports what is wrong
+            data = answer[1]
+            if not data.get("unchanged"):
+                entries = {item["path"]: Entry.from_json(item) for item in data.get("entries", [])}
+                token = data.get("token") if isinstance(data.get("token"), str) else None
+                self._prefetched = (entries, token)  # the full sync needs no second manifest
+                return None
+            if not same:
+                return None
             if refs is not None:
-                refs.result()  # a develop server gone away is reported as in a full sync
-        if entries is not None:
-            self._prefetched = (entries, token)  # the full sync needs no second manifest
-            return None
-        if not same:
-            return None
+                found = refs.answer()
+                branch, head, detached = snapshot.git or (None, None, False)
+                if found is None or found[0] != 200 or not head_in_sync(GitReport(branch, head, detached), found[1]):
+                    return None
+        finally:
+            listing.close()
+            if refs is not None:
+                refs.close()
         report = SyncReport("sync", unchanged=len(snapshot.rows))
         branch, head, detached = snapshot.git or (None, None, False)
         report.git = GitReport(branch, head, detached) if snapshot.git else GitReport(skipped="not a git repository")
@@ -198,15 +215,6 @@ class SyncEngine:
     def _head(self) -> tuple[str | None, str | None, bool] | None:
         head = local_head(self.root)
         return None if head is None else (head.branch, head.head, head.detached)
-
-    def _same_git(self, snapshot: Snapshot, refs: Future[dict[str, Any] | None] | None) -> bool:
-        if snapshot.git is None or refs is None:
-            return self._head() is None
-        if self._head() != snapshot.git:
-            return False
-        remote = refs.result()
-        branch, head, detached = snapshot.git
-        return remote is not None and head_in_sync(GitReport(branch, head, detached), remote)
 
     def _leave_snapshot(self, plan: Plan, report: SyncReport) -> None:
         """After a full sync: a snapshot if it found nothing to do, else none (see sync.snapshot)."""

@@ -303,3 +303,16 @@ def test_a_commit_after_a_no_change_sync_moves_the_workspace(workspace: Workspac
     assert report.git is not None and report.git.moved
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
     assert report.git.head == head
+
+
+def test_a_no_change_sync_never_says_unchanged_without_asking_the_develop_server(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    root = tmp_path / "shop"
+    write(root, {"a.txt": "a\n"})
+    clean_sync(workspace, root)
+    assert not workspace.engine(root).sync().changed
+    workspace.client.stop_devserver(workspace.server_id)
+    wait_for_state(workspace.client, workspace.server_id, "stopped")
+    with pytest.raises(DevserverUnavailable):
+        workspace.engine(root).sync()
