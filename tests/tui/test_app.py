@@ -215,13 +215,36 @@ def test_new_run_shows_api_errors_inline_then_opens_the_run(agent_stack: Stack) 
             await pilot.press(*"echo hello-from-tui", "tab", *"nope", "enter")
             problem = app.screen.query_one("#problem-project")
             await wait_for(lambda: problem.has_class("-shown"))
-            assert "Project nope does not exist" in str(problem.render())
+            assert "Project nope does not exist; press Start again to create it." in str(problem.render())
             await pilot.press(*["backspace"] * 4, *"demo", "enter")
             log = await run_log(app)
             await wait_for(lambda: len(log.model) == 1)
             assert log.model.line(0).text == b"hello-from-tui"
 
     asyncio.run(scenario())
+    with agent_stack.client() as client:
+        assert "nope" not in [p["name"] for p in client.list_projects()["items"]], "a typo is never created"
+
+
+def test_new_run_in_a_new_project_creates_it_on_the_second_start(agent_stack: Stack) -> None:
+    async def scenario() -> None:
+        app = app_for(agent_stack)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: app.first_paint_at is not None)
+            await pilot.press("n")
+            await pilot.pause()
+            await pilot.press(*"echo first-run", "tab", *"fresh-repo", "enter")
+            problem = app.screen.query_one("#problem-project")
+            await wait_for(lambda: problem.has_class("-shown"))
+            assert "press Start again to create it" in str(problem.render())
+            await pilot.press("enter")
+            log = await run_log(app)
+            await wait_for(lambda: len(log.model) == 1)
+            assert log.model.line(0).text == b"first-run"
+
+    asyncio.run(scenario())
+    with agent_stack.client() as client:
+        assert "fresh-repo" in [p["name"] for p in client.list_projects()["items"]]
 
 
 def test_read_only_mode_refuses_changes(sqlite_stack: Stack) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from textual import work
 
-from control.client import DevyardError
+from control.client import DevyardError, NotFound
 from tui.screens.form import FieldProblem, FormField, FormScreen
 
 
@@ -25,6 +25,9 @@ class NewRunScreen(FormScreen):
                 FormField("environment", "Environment (optional)", "e.g. prod", environment),
             ]
         )
+        # A first run in a new repository names a project nobody made yet: the first Start says
+        # so, a second Start with the same name creates it (a typo is never created silently).
+        self._create_offered: str | None = None
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -47,7 +50,22 @@ class NewRunScreen(FormScreen):
             raise FieldProblem("command", "Give the command to run, e.g. make test.")
         if not values["project"]:
             raise FieldProblem("project", "Give the project to run it in.")
+        project = values["project"]
+        try:
+            return await self._create_run(project, argv, values["environment"])
+        except NotFound as exc:
+            if not exc.message.startswith(f"Project {project} "):
+                raise
+            if self._create_offered != project:
+                self._create_offered = project
+                raise FieldProblem(
+                    "project", f"Project {project} does not exist; press Start again to create it."
+                ) from None
+        await self.yard.client.create_project(project)
+        return await self._create_run(project, argv, values["environment"])
+
+    async def _create_run(self, project: str, argv: list[str], environment: str) -> dict[str, Any]:
         run: dict[str, Any] = await self.yard.client.create_run(
-            values["project"], argv, environment=values["environment"] or None, trigger="manual"
+            project, argv, environment=environment or None, trigger="manual"
         )
         return run
