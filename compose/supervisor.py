@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -66,13 +67,19 @@ def admin_name() -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A zombie does not: a detached server's parent is init, which may
+    take a second to reap it (`yard down` waited for that)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill(0) is all there is
+    return state != "Z"
 
 
 def is_devyard_server(pid: int) -> bool:
@@ -217,7 +224,7 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     try:
         _tune_gc()
         services = Services.from_settings(settings, bus_dir=data_dir.state / BUS_FOLDER)
-        server = _uvicorn_server(create_app(services))
+        server = _uvicorn_server(create_app(services), services.begin_shutdown)
     except BaseException:
         workers.wait()
         raise
@@ -241,10 +248,11 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     except SystemExit:
         pass
     finally:
+        if agent is not None:
+            agent.stop()  # first: its next long-poll would otherwise go to a worker that is stopping
         workers.stop_soon()
         scheduler_stop.set()
         if agent is not None:
-            agent.stop()
             _stop_devservers(agent, services)
         workers.wait()
         try:
@@ -264,7 +272,7 @@ def serve_worker(settings: Settings, sock: socket.socket) -> None:
 
     _tune_gc()
     services = Services.from_settings(settings, bus_dir=DataDir(settings.data_dir).state / BUS_FOLDER)
-    server = _uvicorn_server(create_app(services))
+    server = _uvicorn_server(create_app(services), services.begin_shutdown)
 
     def exit_when_orphaned() -> None:
         # os.read, not sys.stdin: a thread blocked inside the buffered reader holds its lock,
@@ -293,10 +301,18 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
-def _uvicorn_server(app: Any) -> Any:
+def _uvicorn_server(app: Any, on_stopping: Callable[[], None] | None = None) -> Any:
     import uvicorn
 
     from control.api.app import MAX_CONCURRENT_REQUESTS
+
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        async def shutdown(self, sockets: Any = None) -> None:
+            # uvicorn waits (up to timeout_graceful_shutdown) for requests in flight; long-polls
+            # and streams would hold it the whole time, so tell them to finish first.
+            if on_stopping is not None:
+                on_stopping()
+            await super().shutdown(sockets=sockets)
 
     config = uvicorn.Config(
         app,
@@ -306,7 +322,7 @@ def _uvicorn_server(app: Any) -> Any:
         lifespan="on",
         limit_concurrency=MAX_CONCURRENT_REQUESTS,
     )
-    return uvicorn.Server(config)
+    return Server(config)
 
 
 class ApiWorkers:

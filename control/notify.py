@@ -47,6 +47,7 @@ class Hub:
     def __init__(self, engine: Engine | None = None, bus_dir: Path | None = None) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[_Waiter]] = defaultdict(set)
+        self.stopping = False  # see begin_shutdown
         self._engine = engine if engine is not None and engine.dialect.name == "postgresql" else None
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
@@ -113,6 +114,15 @@ class Hub:
     def _wake(self, keys: Iterable[str]) -> None:
         with self._lock:
             targets = [w for key in keys for w in self._waiters.get(key, ())]
+        for waiter in targets:
+            waiter.wake()
+
+    def begin_shutdown(self) -> None:
+        """The server stops accepting requests: wake every waiter, and long-polls end now
+        rather than holding the shutdown for their full wait."""
+        self.stopping = True
+        with self._lock:
+            targets = [w for waiters in self._waiters.values() for w in waiters]
         for waiter in targets:
             waiter.wake()
 

@@ -44,6 +44,12 @@ class Services:
     # Per-process helpers that routes create on first use (the gateway's HTTP client, ...).
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def begin_shutdown(self) -> None:
+        """The server stopped accepting connections: end long-polls and event streams now, so
+        the graceful shutdown does not wait out their timeouts."""
+        self.hub.begin_shutdown()
+        self.events.close()
+
     @classmethod
     def from_settings(cls, settings: Settings, bus_dir: Path | None = None) -> Services:
         """``bus_dir``: on SQLite, the folder through which this process exchanges wake-ups and

@@ -143,7 +143,7 @@ async def work(body: WorkRequest, who: AgentCaller, session: DB, svc: Svc) -> di
         while True:
             items = await run_in_threadpool(_claim, svc, body.agent_id, queues, body.max_items)
             remaining = deadline - time.monotonic()
-            if items or remaining <= 0:
+            if items or remaining <= 0 or svc.hub.stopping:
                 return {"items": items}
             # Wake on a notice, and poll now and then in case a notice from another replica was lost.
             await wake.wait(min(remaining, 2.0))

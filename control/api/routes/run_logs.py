@@ -100,6 +100,8 @@ async def follow(svc: Services, run_id: int, from_seq: int, frames: bool = False
                 ).encode()
                 yield _frame("end", run.log_seq, 0, end) if frames else b"event: end\ndata: " + end + b"\n\n"
                 return
+            if svc.hub.stopping:
+                return  # no end frame: the follower reconnects and resumes from next_seq
             if not await wake.wait(KEEPALIVE_S):
                 yield _frame("keepalive", 0, 0, b"") if frames else b": keepalive\n\n"
 
