@@ -32,8 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +42,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the project importable without an install
     sys.path.insert(0, str(ROOT))
+
+from bench.common import percentile, reachable_postgres, scratch_postgres  # noqa: E402
 
 HOST = "127.0.0.1"
 HEALTH = "/api/v1/health"
@@ -188,14 +190,6 @@ def tree_cpu_s(pids: list[int]) -> float:
 def children_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (0 when empty)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
 
 
 WRK_SCRIPT = """
@@ -547,58 +541,6 @@ def seed(database_url: str, rows: int) -> tuple[str, tuple[int, int]]:
         engine.dispose()
     # Every cursor leaves a full page below it: ids in [low + PAGE, high + 1].
     return token, (int(low) + PAGE, int(high) + 1)
-
-
-def reachable_postgres(candidates: list[tuple[str, float]]) -> tuple[str | None, str]:
-    """The first URL that answers ``SELECT 1`` (retrying each for its wait), or None and why not."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
-    from control.db.engine import normalize_url, redact
-
-    reasons = []
-    for url, wait_s in candidates:
-        deadline = time.monotonic() + wait_s
-        while True:
-            engine = create_engine(normalize_url(url), poolclass=NullPool, connect_args={"connect_timeout": 3})
-            try:
-                with engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-                return url, ""
-            except Exception as exc:  # any driver or network failure means "not usable"
-                reason = f"{redact(normalize_url(url))}: {str(exc).strip().splitlines()[0][:200]}"
-            finally:
-                engine.dispose()
-            if time.monotonic() >= deadline:
-                reasons.append(reason)
-                break
-            time.sleep(1)
-    return None, "; ".join(reasons) or "no PostgreSQL URL given"
-
-
-@contextmanager
-def scratch_postgres(admin_url: str) -> Iterator[str]:
-    """A fresh database ``devyard_bench_<pid>`` next to ``admin_url``'s, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.pool import NullPool
-
-    from control.db.engine import normalize_url
-
-    name = f"devyard_bench_{os.getpid()}"
-    admin = create_engine(normalize_url(admin_url), poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(normalize_url(admin_url)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-# ---------------------------------------------------------------- the run
 
 
 def bench_backend(
