@@ -20,6 +20,7 @@ import re
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ MAX_HEADER = 1024 * 1024
 READ_CHUNK = 1024 * 1024
 
 _LENGTH = struct.Struct(">I")
+_FILE_HEADER = b'{"op":"put","path":%s,"kind":"file","mode":%d,"mtime_ns":%d,"size":%d,"sha256":%s}'
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -111,7 +113,12 @@ def header_json(op: Op) -> dict[str, Any]:
 
 def encode_header(op: Op) -> bytes:
     """The length prefix and JSON header of ``op`` (content, if any, is sent after it)."""
-    raw = json.dumps(header_json(op), separators=(",", ":")).encode("utf-8")
+    if isinstance(op, PutFile):
+        # One per file sent: formatted directly, the same bytes as json.dumps at a sixth of the cost.
+        digest = b"null" if op.sha256 is None else b'"%s"' % op.sha256.encode("ascii")
+        raw = _FILE_HEADER % (_quote(op.path).encode("ascii"), op.mode, op.mtime_ns, op.size, digest)
+    else:
+        raw = json.dumps(header_json(op), separators=(",", ":")).encode("utf-8")
     return _LENGTH.pack(len(raw)) + raw
 
 
@@ -163,8 +170,8 @@ def _int(header: dict[str, Any], name: str, path: str, *, minimum: int | None = 
 def parse_header(raw: bytes) -> Op:
     """Validate one JSON header and turn it into an :data:`Op`."""
     try:
-        header = json.loads(raw)
-    except ValueError:
+        header = json.loads(raw.decode("utf-8"))  # a str skips json's encoding detection
+    except ValueError:  # UnicodeDecodeError included
         raise BatchFormatError("bad_header", "A batch entry header is not valid JSON.") from None
     if not isinstance(header, dict):
         raise BatchFormatError("bad_header", "A batch entry header must be a JSON object.")
@@ -217,33 +224,49 @@ class BatchDecoder:
         while pos < end:
             if self._current is not None:
                 take = min(self._remaining, end - pos)
-                yield bytes(view[pos : pos + take])
+                whole = take == end and isinstance(data, bytes)
+                yield data if whole else bytes(view[pos : pos + take])  # a whole chunk is not copied
                 pos += take
                 self._remaining -= take
                 if self._remaining == 0:
                     self._current = None
                     yield ENTRY_END
                 continue
-            want = _LENGTH.size if self._header_size is None else self._header_size
-            take = min(want - len(self._pending), end - pos)
-            self._pending += view[pos : pos + take]
-            pos += take
-            if len(self._pending) < want:
-                continue
-            if self._header_size is None:
-                (self._header_size,) = _LENGTH.unpack(self._pending)
+            if self._header_size is None and not self._pending and end - pos >= _LENGTH.size:
+                # The usual case: the length prefix and the header are whole in this chunk, and
+                # are read from it directly rather than gathered byte range by byte range.
+                (self._header_size,) = _LENGTH.unpack_from(view, pos)
+                pos += _LENGTH.size
+                self._check_header_size(self._header_size)
+            if self._header_size is not None and not self._pending and end - pos >= self._header_size:
+                raw = bytes(view[pos : pos + self._header_size])
+                pos += self._header_size
+            else:
+                want = _LENGTH.size if self._header_size is None else self._header_size
+                take = min(want - len(self._pending), end - pos)
+                self._pending += view[pos : pos + take]
+                pos += take
+                if len(self._pending) < want:
+                    continue
+                if self._header_size is None:
+                    (self._header_size,) = _LENGTH.unpack(self._pending)
+                    self._pending.clear()
+                    self._check_header_size(self._header_size)
+                    continue
+                raw = bytes(self._pending)
                 self._pending.clear()
-                if not 0 < self._header_size <= MAX_HEADER:
-                    raise BatchFormatError("bad_header", f"A batch header length of {self._header_size} is invalid.")
-                continue
-            op = parse_header(bytes(self._pending))
-            self._pending.clear()
+            op = parse_header(raw)
             self._header_size = None
             yield op
             if isinstance(op, PutFile) and op.size > 0:
                 self._current, self._remaining = op, op.size
             else:
                 yield ENTRY_END
+
+    @staticmethod
+    def _check_header_size(size: int) -> None:
+        if not 0 < size <= MAX_HEADER:
+            raise BatchFormatError("bad_header", f"A batch header length of {size} is invalid.")
 
     def finish(self) -> None:
         """Check the stream did not stop in the middle of an entry."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from pathlib import Path
 
@@ -71,6 +72,25 @@ def test_decoding_does_not_depend_on_chunking(chunk: int) -> None:
         OPS[4],
         ENTRY_END,
     ]
+
+
+@pytest.mark.parametrize(
+    "path", ["plain.txt", 'quote"back\\slash', "tab\tnew\nline", "naïve/日本語.md", "bad-\udcff-byte", "\x7f\x1f"]
+)
+def test_file_headers_are_the_json_of_the_op_for_any_path(path: str) -> None:
+    op = PutFile(path, 0o755, -1, 12, hashlib.sha256(b"x").hexdigest())
+    header = encode_header(op)
+    assert json.loads(header[4:]) == {
+        "op": "put",
+        "path": path,
+        "kind": "file",
+        "mode": 0o755,
+        "mtime_ns": -1,
+        "size": 12,
+        "sha256": op.sha256,
+    }
+    assert struct.unpack(">I", header[:4])[0] == len(header) - 4
+    assert list(BatchDecoder().feed(header)) == [op]
 
 
 def test_encode_batch_streams_file_content(tmp_path: Path) -> None:
