@@ -8,11 +8,14 @@ workspaces. Nothing here talks to a cluster or an engine: it writes files to rev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from control.secretbox import SecretKeyProblem, new_key, parse_keys
 
 API_PORT = 8421
 DATA_DIR = "/var/lib/devyard"
@@ -46,6 +49,8 @@ class DeployOptions:
     storage_class: str | None = None
     volume_size: str = "50Gi"
     agent_substrate: str = "kubernetes"
+    # Encrypt environment secrets at rest (DEVYARD_SECRET_KEYS); a new key unless one is given.
+    secret_keys: str = field(default_factory=new_key, repr=False)
 
     def check(self) -> None:
         if not self.database_url.startswith(("postgresql", "postgres://")):
@@ -58,6 +63,13 @@ class DeployOptions:
             )
         if not 1 <= self.replicas <= 50:
             raise RenderProblem("--replicas must be between 1 and 50.")
+        try:
+            parse_keys(self.secret_keys)
+        except SecretKeyProblem as exc:
+            message = str(exc).replace("DEVYARD_SECRET_KEYS", "--secret-keys")
+            raise RenderProblem(
+                message.replace("`yard deploy render` generates one", "leave it out for a new one")
+            ) from None
 
 
 def _settings_env(options: DeployOptions) -> dict[str, str]:
@@ -158,6 +170,7 @@ def kubernetes_manifests(options: DeployOptions) -> list[dict[str, Any]]:
         pvc_spec["storageClassName"] = options.storage_class
     secrets = {
         "DEVYARD_DATABASE_URL": options.database_url,
+        "DEVYARD_SECRET_KEYS": options.secret_keys,
         "AWS_ACCESS_KEY_ID": "REPLACE-ME",
         "AWS_SECRET_ACCESS_KEY": "REPLACE-ME",
         "DEVYARD_TOKEN": "REPLACE-ME-with-an-agent-token",
@@ -231,7 +244,13 @@ def compose_file(options: DeployOptions) -> dict[str, Any]:
     inside and out, because the agent bind-mounts its subfolders into the containers it starts."""
     options.check()
     env = {**_settings_env(options), "DEVYARD_SUBSTRATE": "docker", "DEVYARD_DATABASE_URL": options.database_url}
-    env.update({"AWS_ACCESS_KEY_ID": "${AWS_ACCESS_KEY_ID}", "AWS_SECRET_ACCESS_KEY": "${AWS_SECRET_ACCESS_KEY}"})
+    env.update(
+        {
+            "DEVYARD_SECRET_KEYS": "${DEVYARD_SECRET_KEYS}",
+            "AWS_ACCESS_KEY_ID": "${AWS_ACCESS_KEY_ID}",
+            "AWS_SECRET_ACCESS_KEY": "${AWS_SECRET_ACCESS_KEY}",
+        }
+    )
     common = {
         "image": options.image,
         "restart": "unless-stopped",
@@ -288,6 +307,10 @@ def compose_file(options: DeployOptions) -> dict[str, Any]:
 
 ENV_EXAMPLE = """\
 # Values docker compose substitutes into docker-compose.yml; copy to .env and fill in.
+# The key that encrypts environment secrets in the database, generated for this deployment: keep
+# it with the database backups (without it the secrets cannot be read). To rotate, put a new key
+# first: NEW,OLD.
+DEVYARD_SECRET_KEYS={secret_keys}
 AWS_ACCESS_KEY_ID=
 AWS_SECRET_ACCESS_KEY=
 # An agent token: `yard users add docker-agent --role agent` against the API prints one.
@@ -300,18 +323,24 @@ def render(target: str, options: DeployOptions, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
-    def write(name: str, text: str) -> None:
+    def write(name: str, text: str, private: bool = False) -> None:
         path = out / name
-        path.write_text(text)
+        if private:  # it holds the secret key: only the owner may read it
+            path.unlink(missing_ok=True)
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+                file.write(text)
+        else:
+            path.write_text(text)
         written.append(path)
 
     if target == "kubernetes":
         for index, manifest in enumerate(kubernetes_manifests(options)):
             name = manifest["metadata"]["name"]
-            write(f"{index:02d}-{manifest['kind'].lower()}-{name}.yaml", yaml.safe_dump(manifest, sort_keys=False))
+            text = yaml.safe_dump(manifest, sort_keys=False)
+            write(f"{index:02d}-{manifest['kind'].lower()}-{name}.yaml", text, private=manifest["kind"] == "Secret")
     elif target == "compose":
         write("docker-compose.yml", yaml.safe_dump(compose_file(options), sort_keys=False))
-        write(".env.example", ENV_EXAMPLE)
+        write(".env.example", ENV_EXAMPLE.format(secret_keys=options.secret_keys), private=True)
     else:
         raise RenderProblem(f"Unknown target {target!r}; use compose or kubernetes.")
     write("Dockerfile", DOCKERFILE.format(out=out))

@@ -573,6 +573,14 @@ def _main(argv: list[str]) -> int:
     if args.replica:
         overrides.update(agent=False, scheduler=False)
     settings = load_settings(args.data_dir, **overrides)
+    if args.replica:
+        from control.secretbox import SecretKeyProblem, require_shared_keys
+
+        try:
+            require_shared_keys(settings)
+        except SecretKeyProblem as exc:
+            print(exc, file=sys.stderr)
+            return 2
     if args.replica and settings.api_workers is None:
         # A cluster scales by replicas; one process each unless api_workers says otherwise.
         settings = settings.model_copy(update={"api_workers": 1})

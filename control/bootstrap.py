@@ -1,8 +1,10 @@
-"""First start of an embedded stack: migrate, create the first admin, hand the CLI a token."""
+"""First start of an embedded stack: migrate, seal secrets, create the first admin, hand the CLI a token."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+import logging
+
+from sqlalchemy import JSON, Connection, Engine, Table, type_coerce, update
 from sqlmodel import col, select
 
 from control import audit
@@ -10,18 +12,80 @@ from control.api.tokens_issue import issue_token
 from control.auth import hash_token
 from control.db.engine import check_connection, session_scope
 from control.db.migrate import upgrade
-from control.db.tables import ApiToken, Role, User
-from control.db.types import utcnow
+from control.db.tables import ApiToken, Environment, Project, Role, User
+from control.db.types import SEALED, utcnow
+from control.secretbox import SecretBox, SecretsUnreadable, bind, box_for
+from control.settings import Settings
+
+log = logging.getLogger("devyard.bootstrap")
 
 LOCAL_TOKEN_NAME = "yard up (local profile)"
 LOCAL_AGENT_USER = "local-agent"
 LOCAL_AGENT_TOKEN_NAME = "yard up (in-process agent)"
 
 
-def prepare_database(engine: Engine) -> None:
-    """Check the connection and apply pending migrations."""
+def prepare_database(engine: Engine, settings: Settings | None = None) -> None:
+    """Check the connection and apply pending migrations; with ``settings``, also
+    :func:`prepare_secrets` (the API does that when it starts in any case)."""
     check_connection(engine)
     upgrade(engine)
+    if settings is not None:
+        prepare_secrets(engine, settings)
+
+
+def prepare_secrets(engine: Engine, settings: Settings) -> int:
+    """Bind the secret keys of ``settings`` to ``engine`` and :func:`seal_secrets`."""
+    box = box_for(settings)
+    bind(engine, box)
+    return seal_secrets(engine, box)
+
+
+def seal_secrets(engine: Engine, box: SecretBox) -> int:
+    """Encrypt plaintext secrets left by earlier versions and re-encrypt those under an older
+    key; returns how many environments changed. Idempotent, so every API process may run it."""
+    with engine.connect() as conn:
+        if not _stale_secrets(conn, box, warn=True):
+            return 0
+    table: Table = Environment.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            # Freed space is zeroed, so the plaintext does not linger in the file; and the write
+            # lock is taken up front, as API processes starting together may all get here.
+            conn.exec_driver_sql("PRAGMA secure_delete = ON")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        stale = _stale_secrets(conn, box, warn=False)
+        for env_id, plain in stale:
+            conn.execute(update(table).where(table.c.id == env_id).values(secrets=plain))
+    if stale and engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            # Fold the write-ahead log (which may hold the old pages) into the database file.
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    if stale:
+        log.info("Encrypted the secrets of %d environment(s) with the current key.", len(stale))
+    return len(stale)
+
+
+def _stale_secrets(conn: Connection, box: SecretBox, warn: bool) -> list[tuple[int, dict[str, str]]]:
+    """(id, secrets) of the environments whose secrets are plaintext or under an older key."""
+    table: Table = Environment.__table__  # type: ignore[attr-defined]
+    projects: Table = Project.__table__  # type: ignore[attr-defined]
+    query = (
+        select(table.c.id, projects.c.name, table.c.name, type_coerce(table.c.secrets, JSON))
+        .join(projects, projects.c.id == table.c.project_id)
+        .order_by(table.c.id)
+    )
+    stale = []
+    for env_id, project, name, stored in conn.execute(query).all():
+        if not stored or (SEALED in stored and box.is_current(str(stored[SEALED]))):
+            continue
+        try:
+            stale.append((env_id, box.open(str(stored[SEALED])) if SEALED in stored else dict(stored)))
+        except SecretsUnreadable:
+            if warn:
+                log.warning(
+                    "The secrets of environment %s/%s cannot be decrypted with the configured keys.", project, name
+                )
+    return stale
 
 
 def local_admin_token(engine: Engine, admin_name: str, current: str | None) -> str:

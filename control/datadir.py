@@ -6,7 +6,8 @@
   devyard.db        SQLite metadata (embedded shape)
   objects/          local object store (logs, artifacts)
   volume/           the shared persistent volume: workspaces/<user>/<project>, runs/<run-id>
-  state/            server.json (pid, url) and the supervisor's log
+  state/            server.json (pid, url), the supervisor's log and secret.key (the key that
+                    encrypts environment secrets when DEVYARD_SECRET_KEYS is not set; mode 0600)
   spool/            run workers' local log spools
 ```
 """
@@ -53,6 +54,10 @@ class DataDir:
     @property
     def server_log(self) -> Path:
         return self.state / "server.log"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.state / "secret.key"
 
     def prepare(self) -> None:
         """Create the layout, failing with one sentence if the folder is not writable."""

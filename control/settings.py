@@ -38,13 +38,20 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     """Settings of the control plane and the processes it supervises."""
 
-    model_config = SettingsConfigDict(env_prefix="DEVYARD_", env_nested_delimiter="__", extra="ignore")
+    # hide_input_in_errors: an invalid secret key must not end up in a message or a log.
+    model_config = SettingsConfigDict(
+        env_prefix="DEVYARD_", env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Field(default_factory=default_data_dir)
     """Folder holding the SQLite database, local objects, the shared volume and process state."""
 
     database_url: str = ""
     """SQLAlchemy URL of the metadata database; empty means SQLite in the data dir."""
+
+    secret_keys: str = Field(default="", repr=False)
+    """Comma-separated Fernet keys that encrypt environment secrets; the first encrypts, all decrypt.
+    Empty means the key file ``<data-dir>/state/secret.key`` (created on first use)."""
 
     object_store_url: str = ""
     """``file:///path`` or ``s3://bucket/prefix``; empty means ``<data-dir>/objects``."""
@@ -135,6 +142,18 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("secret_keys", mode="after")
+    @classmethod
+    def _fernet_keys(cls, value: str) -> str:
+        if value:
+            from control.secretbox import SecretKeyProblem, parse_keys  # it imports this module
+
+            try:
+                parse_keys(value)
+            except SecretKeyProblem as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'devyard.db'}"
@@ -185,6 +204,7 @@ def load_settings(data_dir: Path | str | None = None, **overrides: Any) -> Setti
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
+        reason = str(first["msg"]).removeprefix("Value error, ").rstrip(".")
         raise SettingsProblem(
-            f"Setting '{where}' is invalid: {first['msg']} (check DEVYARD_* variables and {toml_path})."
+            f"Setting '{where}' is invalid: {reason} (check DEVYARD_* variables and {toml_path})."
         ) from exc

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from control.objectstore import ObjectNotFound, ObjectStoreProblem
+from control.secretbox import SecretsUnreadable
 
 log = logging.getLogger("devyard.api")
 
@@ -36,6 +37,20 @@ def forbidden(message: str) -> ApiError:
 
 def conflict(message: str) -> ApiError:
     return ApiError(409, "conflict", message)
+
+
+RESTORE_KEY = "restore the key that encrypted them (DEVYARD_SECRET_KEYS or the data dir's state/secret.key)"
+
+
+class SecretsLocked(ApiError):
+    """The secrets of an environment cannot be decrypted with the configured keys (a server problem)."""
+
+    def __init__(self, environment: str) -> None:
+        super().__init__(
+            500,
+            "secrets_unreadable",
+            f"The secrets of environment {environment} cannot be decrypted with the configured keys; {RESTORE_KEY}.",
+        )
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -93,6 +108,10 @@ def install(app: FastAPI) -> None:
         return JSONResponse(
             error_body("object_missing", f"Stored object {exc.args[0]} is missing from the object store."), 404
         )
+
+    @app.exception_handler(SecretsUnreadable)
+    async def _secrets_unreadable(_: Request, exc: SecretsUnreadable) -> JSONResponse:
+        return JSONResponse(error_body("secrets_unreadable", f"{str(exc).rstrip('.')}; {RESTORE_KEY}."), 500)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

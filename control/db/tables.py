@@ -14,10 +14,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
-from control.db.types import UTCDateTime, utcnow
+from control.db.types import SealedSecrets, UTCDateTime, utcnow
 
 
 class Role(StrEnum):
@@ -69,17 +70,23 @@ class Project(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+# Encrypted at rest (control/secretbox.py). Deferred: only code that needs the values decrypts them,
+# so listing runs still works when a key is missing.
+_ENVIRONMENT_SECRETS = Column("secrets", SealedSecrets, nullable=False, default=dict)
+
+
 class Environment(SQLModel, table=True):
     __tablename__ = "environments"
     __table_args__ = (UniqueConstraint("project_id", "name"), {"sqlite_autoincrement": True})
+    __mapper_args__ = {"properties": {"secrets": deferred(_ENVIRONMENT_SECRETS)}}
 
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="projects.id", index=True)
     name: str = Field(max_length=64)
     variables: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
-    # Values of secret variables are given to runs but never returned by the API and are
-    # masked in stored logs.
-    secrets: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    # Values of secret variables are given to runs but never returned by the API, are masked in
+    # stored logs and are encrypted in the database.
+    secrets: dict[str, str] = Field(default_factory=dict, sa_column=_ENVIRONMENT_SECRETS)
     agent_queue: str = Field(default="default", max_length=64)
     image: str | None = Field(default=None, max_length=500)
     resources: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import JSON, DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+from control.secretbox import box_of
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -39,3 +41,30 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+SEALED = "$fernet"
+"""Key of a sealed secrets column value, ``{"$fernet": "<token>"}``; no variable name has a ``$``."""
+
+
+class SealedSecrets(TypeDecorator[dict[str, str]]):
+    """A ``dict[str, str]`` stored as one Fernet token under the engine's secret keys.
+
+    A legacy plaintext mapping still reads (``bootstrap.seal_secrets`` re-encrypts it at start);
+    an empty mapping is stored as ``{}``, having nothing to hide.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: dict[str, str] | None, dialect: Dialect) -> dict[str, str]:
+        if not value:
+            return {}
+        return {SEALED: box_of(dialect).seal(dict(value))}
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dict[str, str]:
+        if not value:
+            return {}
+        if isinstance(value, dict) and SEALED in value:
+            return box_of(dialect).open(str(value[SEALED]))
+        return {str(k): str(v) for k, v in value.items()}

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import stat
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 
 from compose.deploy import DeployOptions, RenderProblem, compose_file, kubernetes_manifests
+from control.secretbox import new_key
 from tests.tui.test_cli import assert_one_sentence_error, yard
 
 OPTIONS = DeployOptions(
@@ -43,6 +47,8 @@ def test_the_api_is_replicated_with_health_probes_and_the_volume_is_rwx() -> Non
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"] and pvc["spec"]["storageClassName"] == "nfs-rwx"
     secret = by_name[("Secret", "devyard-secrets")]
     assert secret["stringData"]["DEVYARD_DATABASE_URL"] == OPTIONS.database_url
+    Fernet(secret["stringData"]["DEVYARD_SECRET_KEYS"])  # a usable key, the one of these options
+    assert secret["stringData"]["DEVYARD_SECRET_KEYS"] == OPTIONS.secret_keys
     settings = by_name[("ConfigMap", "devyard-settings")]["data"]
     assert settings["DEVYARD_OBJECT_STORE_URL"] == "s3://devyard-bucket/prod"
     assert settings["DEVYARD_S3_ENDPOINT"] == "http://minio.example:9000"
@@ -70,6 +76,7 @@ def test_compose_runs_api_scheduler_and_a_docker_agent_on_one_host() -> None:
         ({"database_url": "sqlite:///x.db"}, "needs an external PostgreSQL"),
         ({"object_store_url": "file:///tmp/objects"}, "needs an S3-compatible store"),
         ({"replicas": 0}, "--replicas must be between 1 and 50"),
+        ({"secret_keys": "not-a-key"}, "Key 1 of --secret-keys is not a Fernet key"),
     ],
 )
 def test_options_that_cannot_work_are_refused(changes: dict[str, object], message: str) -> None:
@@ -82,7 +89,7 @@ def test_yard_deploy_render_writes_the_files(tmp_path: Path) -> None:
     common = ["--database-url", OPTIONS.database_url, "--object-store-url", OPTIONS.object_store_url]
     result = yard("deploy", "render", "--target", "kubernetes", "--out", str(out), *common, "--json")
     assert result.returncode == 0, result.stderr
-    written = [Path(p) for p in __import__("json").loads(result.stdout)]
+    written = [Path(p) for p in json.loads(result.stdout)]
     assert (out / "Dockerfile") in written
     for path in written:
         if path.suffix == ".yaml":
@@ -107,4 +114,37 @@ def test_yard_deploy_render_writes_the_files(tmp_path: Path) -> None:
             "s3://b",
         ),
         "needs an external PostgreSQL",
+    )
+
+
+def test_each_rendering_gets_a_new_key_unless_one_is_passed() -> None:
+    first, second = (
+        DeployOptions(OPTIONS.database_url, OPTIONS.object_store_url),
+        DeployOptions(OPTIONS.database_url, OPTIONS.object_store_url),
+    )
+    assert first.secret_keys != second.secret_keys
+    assert OPTIONS.secret_keys not in repr(OPTIONS)
+    kept = f"{new_key()},{new_key()}"
+    env = compose_file(DeployOptions(OPTIONS.database_url, OPTIONS.object_store_url, secret_keys=kept))
+    assert env["services"]["api"]["environment"]["DEVYARD_SECRET_KEYS"] == "${DEVYARD_SECRET_KEYS}"
+
+
+def test_rendered_keys_are_private_files_and_a_passed_key_is_kept(tmp_path: Path) -> None:
+    common = ["--database-url", OPTIONS.database_url, "--object-store-url", OPTIONS.object_store_url]
+    key = new_key()
+    result = yard("deploy", "render", "-t", "kubernetes", "-o", str(tmp_path / "k"), *common, "--secret-keys", key)
+    assert result.returncode == 0, result.stderr
+    [secret_file] = (tmp_path / "k").glob("*-secret-*.yaml")
+    assert yaml.safe_load(secret_file.read_text())["stringData"]["DEVYARD_SECRET_KEYS"] == key
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    written = yard("deploy", "render", "-t", "compose", "-o", str(tmp_path / "c"), *common, "--json")
+    assert written.returncode == 0, written.stderr
+    env_file = tmp_path / "c" / ".env.example"
+    assert str(env_file) in json.loads(written.stdout)
+    [line] = [ln for ln in env_file.read_text().splitlines() if ln.startswith("DEVYARD_SECRET_KEYS=")]
+    Fernet(line.split("=", 1)[1])
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert_one_sentence_error(
+        yard("deploy", "render", "-t", "compose", "-o", str(tmp_path / "x"), *common, "--secret-keys", "nope"),
+        "is not a Fernet key",
     )

@@ -29,6 +29,7 @@ import pytest
 from control.client import ControlClient, DevyardError
 from control.localbus import LocalBus
 from control.logformat import raw_output
+from control.secretbox import new_key
 from tests.e2e.processes import AgentProcess
 from tests.stack import wait_for_run
 
@@ -50,9 +51,14 @@ class Process:
                 self.popen.wait(5)
 
 
+SECRET_KEYS = new_key()
+
+
 def supervisor(data_dir: Path, database_url: str, *args: str) -> Process:
     """Start ``python -m compose.supervisor`` on a free port and wait until it answers."""
-    env = {**os.environ, "DEVYARD_DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
+    # Replicas of one installation share their secret keys (a replica on PostgreSQL requires them).
+    keys = {"DEVYARD_SECRET_KEYS": SECRET_KEYS}
+    env = {**os.environ, "DEVYARD_DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1", **keys}
     log = open(data_dir.parent / f"server-{time.monotonic_ns()}.log", "ab")  # noqa: SIM115 - outlives this call
     command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(data_dir), "--host", "127.0.0.1"]
     popen = subprocess.Popen([*command, "--port", "0", *args], cwd=ROOT, env=env, stdout=log, stderr=log)

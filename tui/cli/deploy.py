@@ -33,6 +33,14 @@ def render(
     storage_class: Annotated[
         str | None, typer.Option("--storage-class", help="StorageClass of the ReadWriteMany volume claim.")
     ] = None,
+    secret_keys: Annotated[
+        str | None,
+        typer.Option(
+            "--secret-keys",
+            help="Fernet key(s) that encrypt environment secrets, comma-separated; re-rendering an existing "
+            "deployment must pass its key \\[default: a new key].",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the written files as JSON.")] = False,
 ) -> None:
     """Write a docker-compose file or Kubernetes manifests (and a Dockerfile) for the control plane."""
@@ -47,6 +55,7 @@ def render(
         replicas=replicas,
         namespace=namespace,
         storage_class=storage_class,
+        **({"secret_keys": secret_keys} if secret_keys else {}),
     )
     try:
         written = render_files(target, options, out)
@@ -58,8 +67,11 @@ def render(
     for path in written:
         console.print(str(path), highlight=False)
     apply = f"kubectl apply -f {out}" if target == "kubernetes" else f"docker compose -f {out}/docker-compose.yml up -d"
+    where = "the Secret" if target == "kubernetes" else ".env.example"
+    key = "the key you passed" if secret_keys else "a new key"
     console.print(
-        f"Wrote {len(written)} files; review them (secrets say REPLACE-ME), then: {apply}",
+        f"Wrote {len(written)} files; review them (secrets say REPLACE-ME; DEVYARD_SECRET_KEYS in {where} is {key}: "
+        f"back it up with the database, and pass it with --secret-keys when rendering again), then: {apply}",
         highlight=False,
         soft_wrap=True,
     )

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from control import __version__
 from control.api.deps import DB, AgentCaller, Reader, Svc
-from control.api.errors import ApiError, conflict, not_found
+from control.api.errors import ApiError, SecretsLocked, conflict, not_found
 from control.api.routes.runs import describe_run, publish_run
 from control.api.routing import SegmentRouter
 from control.api.run_schemas import AgentHeartbeat, AgentOut, AgentRegister, LaunchReport, WorkRequest
@@ -24,8 +24,10 @@ from control.api.services import Services
 from control.auth import Principal
 from control.db.tables import Agent, DevServer, Environment, Project, Run, WorkItem
 from control.db.types import utcnow
+from control.devservers import lifecycle as devserver_lifecycle
 from control.runs import claims, states
 from control.runs.lifecycle import launch_failed, launched
+from control.secretbox import SecretsUnreadable
 
 router = SegmentRouter(tags=["agents"])
 
@@ -70,12 +72,22 @@ def register(body: AgentRegister, session: DB, who: AgentCaller, svc: Svc) -> Ag
     return agent_out(agent)
 
 
+def _secrets(session: Session, env: Environment | None) -> dict[str, str]:
+    if env is None:
+        return {}
+    try:
+        return dict(env.secrets)
+    except SecretsUnreadable:
+        project = session.get(Project, env.project_id)
+        raise SecretsLocked(f"{project.name if project else env.project_id}/{env.name}") from None
+
+
 def run_spec(session: Session, run: Run, grace_s: float = 10.0) -> dict[str, Any]:
     """What the agent needs to launch the run worker; secrets included (agents are trusted)."""
     project = session.get(Project, run.project_id)
     env = session.get(Environment, run.environment_id) if run.environment_id else None
     variables = dict(env.variables) if env else {}
-    secrets = dict(env.secrets) if env else {}
+    secrets = _secrets(session, env)
     server = session.get(DevServer, run.devserver_id) if run.devserver_id else None
     return {
         "id": run.id,
@@ -96,7 +108,7 @@ def run_spec(session: Session, run: Run, grace_s: float = 10.0) -> dict[str, Any
     }
 
 
-def devserver_spec(session: Session, server: DevServer) -> dict[str, Any]:
+def devserver_spec(session: Session, server: DevServer, secrets: bool = True) -> dict[str, Any]:
     """What the agent needs to start or stop a develop server; secrets included (agents are trusted)."""
     env = session.get(Environment, server.environment_id) if server.environment_id else None
     return {
@@ -107,10 +119,38 @@ def devserver_spec(session: Session, server: DevServer) -> dict[str, Any]:
         "secret": server.secret,
         "handle": server.handle,
         "restart_count": server.restart_count,
-        "env": {**(env.variables if env else {}), **(env.secrets if env else {})},
+        "env": {**(env.variables if env else {}), **(_secrets(session, env) if secrets else {})},
         "image": env.image if env else None,
         "resources": env.resources if env else {},
     }
+
+
+def _spec(session: Session, item: claims.Claimed, grace_s: float) -> dict[str, Any]:
+    if item.item.kind == "run" and item.run is not None:
+        return run_spec(session, item.run, grace_s)
+    if item.devserver is not None:
+        try:
+            return devserver_spec(session, item.devserver)
+        except SecretsLocked:
+            if item.item.kind != "devserver_stop":
+                raise
+            return devserver_spec(session, item.devserver, secrets=False)  # a stop needs none
+    return {"id": item.item.run_id, "handle": item.run.handle if item.run else None}
+
+
+def _fail_locked(session: Session, item: claims.Claimed, message: str) -> bool:
+    """A run or develop server whose secrets cannot be decrypted fails with ``message`` instead of
+    starting without them; returns whether a retry of the run was queued."""
+    retry = None
+    if item.run is not None:
+        retry = launch_failed(session, item.item, item.run, message)
+    elif item.devserver is not None:
+        item.item.state = "failed"
+        session.add(item.item)
+        devserver_lifecycle.report(item.devserver, devserver_lifecycle.FAILED, None, None, message, None)
+        session.add(item.devserver)
+    session.commit()
+    return retry is not None
 
 
 def _claim(svc: Services, agent_id: int, queues: list[str], max_items: int) -> list[dict[str, Any]]:
@@ -118,13 +158,11 @@ def _claim(svc: Services, agent_id: int, queues: list[str], max_items: int) -> l
         claimed = claims.claim(session, agent_id, queues, max_items, svc.settings.max_concurrent_runs)
         out = []
         for item in claimed:
-            if item.item.kind == "run" and item.run is not None:
-                spec = run_spec(session, item.run, svc.settings.cancel_grace_s)
-            elif item.devserver is not None:
-                spec = devserver_spec(session, item.devserver)
-            else:
-                spec = {"id": item.item.run_id, "handle": item.run.handle if item.run else None}
-            out.append(claims.describe(item, spec))
+            try:
+                out.append(claims.describe(item, _spec(session, item, svc.settings.cancel_grace_s)))
+            except SecretsLocked as exc:
+                if _fail_locked(session, item, exc.message):
+                    svc.hub.publish("work")
             if item.run is not None and item.item.kind == "run":
                 publish_run(svc, describe_run(session, item.run))
             if item.devserver is not None:

@@ -1,20 +1,45 @@
-"""Environments of a project: variables, secrets (write-only), agent queue, image, resources."""
+"""Environments of a project: variables, secrets (write-only, encrypted at rest), agent queue,
+image, resources."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
 
 from control import audit
 from control.api.deps import DB, Reader, Svc, Writer
-from control.api.errors import conflict, not_found
+from control.api.errors import SecretsLocked, conflict, not_found
 from control.api.routes.projects import find_project, require_owner
 from control.api.routing import SegmentRouter
 from control.api.schemas import EnvironmentCreate, EnvironmentOut, EnvironmentUpdate
+from control.bootstrap import prepare_secrets
 from control.db.tables import Environment, Project
 from control.db.types import utcnow
+from control.secretbox import SecretsUnreadable
 
-router = SegmentRouter(tags=["environments"])
+
+@asynccontextmanager
+async def _secrets_at_rest(app: FastAPI) -> AsyncIterator[None]:
+    """When the API starts: bind the secret keys to the engine and seal plaintext secrets."""
+    services = app.state.services
+    await run_in_threadpool(prepare_secrets, services.engine, services.settings)
+    yield
+
+
+router = SegmentRouter(tags=["environments"], lifespan=_secrets_at_rest)
+
+
+def secrets_of(env: Environment, project: str) -> dict[str, str]:
+    """The decrypted secrets of ``env``, or the clear error when the keys do not fit."""
+    try:
+        return dict(env.secrets)
+    except SecretsUnreadable:
+        raise SecretsLocked(f"{project}/{env.name}") from None
 
 
 def environment_out(env: Environment, project: Project) -> EnvironmentOut:
@@ -24,7 +49,7 @@ def environment_out(env: Environment, project: Project) -> EnvironmentOut:
         project=project.name,
         name=env.name,
         variables=env.variables,
-        secret_names=sorted(env.secrets),
+        secret_names=sorted(secrets_of(env, project.name)),
         agent_queue=env.agent_queue,
         image=env.image,
         resources=env.resources,
@@ -93,7 +118,7 @@ def update_environment(
     env = find_environment(session, proj, name)
     changes = body.model_dump(exclude_unset=True)
     if "secrets" in changes:
-        merged = {**env.secrets, **changes.pop("secrets")}
+        merged = {**secrets_of(env, project), **changes.pop("secrets")}
         env.secrets = {k: v for k, v in merged.items() if v != ""}
     for key, value in changes.items():
         setattr(env, key, value)
