@@ -179,7 +179,9 @@ def prepare(settings: Settings, local_profile: bool = True) -> DataDir:
         _check_substrate(settings)
     engine = make_engine(settings.effective_database_url, pool=False)
     try:
-        prepare_database(engine)
+        # With the settings: the secret keys are checked (a lost or damaged key is one sentence
+        # here, not a server that fails to start) and secrets left in plain text are sealed.
+        prepare_database(engine, settings)
         ObjectStore.from_url(
             settings.effective_object_store_url, s3_endpoint=settings.s3_endpoint, s3_region=settings.s3_region
         )

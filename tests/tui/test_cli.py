@@ -140,6 +140,14 @@ def test_malformed_settings_file(tmp_path: Path) -> None:
     assert_one_sentence_error(yard("up", "--data-dir", str(tmp_path)), "is not valid TOML")
 
 
+def test_a_damaged_secret_key_file_stops_up_with_one_sentence(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "secret.key").write_text("not a key\n")
+    result = yard("up", "--detach", "--data-dir", str(tmp_path), "--port", "0")
+    assert_one_sentence_error(result, "does not hold a Fernet key")
+    assert "not a key" not in result.stderr + result.stdout
+
+
 def test_data_dir_not_writable(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")

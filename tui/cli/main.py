@@ -77,6 +77,7 @@ EXPECTED = (
     ("control.db.engine", "DatabaseProblem"),
     ("control.objectstore", "ObjectStoreProblem"),
     ("control.profiles", "ProfileProblem"),
+    ("control.secretbox", "SecretKeyProblem"),
     ("control.settings", "SettingsProblem"),
 )
 
