@@ -75,9 +75,8 @@ class Snapshot:
 
     def tree_unchanged(self, root: Path) -> bool:
         """Whether the tree's stat data and the rule files are exactly as recorded."""
-        return (
-            stamps([str(source[0]) for source in self.sources]) == self.sources
-            and walk(root, self.skipped) == self.rows
+        return stamps([str(source[0]) for source in self.sources]) == self.sources and matches(
+            root, self.skipped, self.rows
         )
 
 
@@ -100,35 +99,53 @@ def stamps(paths: list[str]) -> list[list[Any]]:
     return result
 
 
-def walk(root: Path, skipped: dict[str, bool]) -> list[Row] | None:
-    """The stat rows of the tree, met in the order :func:`devserver.manifest.scan` meets them;
-    ``None`` as soon as something cannot be compared (unreadable, a skipped path changed kind)."""
-    rows: list[Row] = []
+def matches(root: Path, skipped: dict[str, bool], expected: list[Row]) -> bool:
+    """Whether walking the tree meets exactly the stat rows ``expected``, in the order
+    :func:`devserver.manifest.scan` meets them; False at the first difference, or as soon as
+    something cannot be compared (unreadable, a skipped path changed kind).
+
+    Compared while walking, not collected first: an unchanged tree costs no list of its own and
+    a changed one stops early. Each folder is opened once (never through a link) and its entries
+    are ``stat``-ed relative to its descriptor (``fstatat``), so the kernel does not resolve every
+    file's full path again.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     pending: list[tuple[str, str]] = [(os.fspath(root), "")]
+    total = len(expected)
+    index = 0
     is_dir = stat.S_ISDIR
-    while pending:
-        directory, prefix = pending.pop()
-        try:
-            listing = list(os.scandir(directory))
-        except OSError:
-            return None
-        for item in listing:
-            rel = prefix + item.name
-            left_out = skipped.get(rel)
-            if left_out is not None:
-                if left_out != item.is_dir(follow_symlinks=False):
-                    return None  # a rule like "build/" matches folders only
-                continue
-            if not prefix and item.name == GIT_DIR:
-                continue
+    try:
+        while pending:
+            directory, prefix = pending.pop()
+            # One path lookup per folder, then fstatat per entry. The root may be a link (a
+            # synced folder reached through one); folders below it never are.
+            fd = os.open(directory, flags if prefix else flags & ~os.O_NOFOLLOW)
             try:
-                st = item.stat(follow_symlinks=False)
-            except OSError:
-                return None
-            mode = st.st_mode
-            if is_dir(mode):
-                rows.append((rel, mode, 0, 0, 0))
-                pending.append((item.path, rel + "/"))
-            else:
-                rows.append((rel, mode, st.st_size, st.st_mtime_ns, st.st_ino))
-    return rows
+                with os.scandir(fd) as listing:
+                    items = list(listing)
+                for item in items:
+                    name = item.name
+                    rel = prefix + name
+                    left_out = skipped.get(rel)
+                    if left_out is not None:
+                        if left_out != item.is_dir(follow_symlinks=False):
+                            return False  # a rule like "build/" matches folders only
+                        continue
+                    if not prefix and name == GIT_DIR:
+                        continue
+                    st = item.stat(follow_symlinks=False)  # fstatat(fd, name): scandir got an fd
+                    mode = st.st_mode
+                    if index == total:
+                        return False
+                    if is_dir(mode):
+                        if expected[index] != (rel, mode, 0, 0, 0):
+                            return False
+                        pending.append((os.path.join(directory, name), rel + "/"))
+                    elif expected[index] != (rel, mode, st.st_size, st.st_mtime_ns, st.st_ino):
+                        return False
+                    index += 1
+            finally:
+                os.close(fd)
+    except OSError:
+        return False
+    return index == total

@@ -316,3 +316,28 @@ def test_a_no_change_sync_never_says_unchanged_without_asking_the_develop_server
     wait_for_state(workspace.client, workspace.server_id, "stopped")
     with pytest.raises(DevserverUnavailable):
         workspace.engine(root).sync()
+
+
+def test_the_no_change_fast_path_through_a_linked_root_and_after_every_kind_of_change(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    real = local_tree(tmp_path / "real")
+    root = tmp_path / "linked"
+    root.symlink_to(real)  # a synced folder reached through a link
+    clean_sync(workspace, root)
+    engine = workspace.engine(root)
+    assert not engine.sync().changed and "state" not in engine.__dict__, "the fast path answered"
+
+    (real / "src" / "new.py").write_text("created\n")
+    assert workspace.engine(root).sync().files == 1
+    clean_sync(workspace, root)
+    (real / "src" / "new.py").unlink()
+    assert workspace.engine(root).sync().deleted == 1
+    clean_sync(workspace, root)
+    (real / "bin" / "run").chmod(0o700)
+    assert workspace.engine(root).sync().changed
+    clean_sync(workspace, root)
+    (real / "debug.log").unlink()
+    (real / "debug.log").mkdir()  # an ignored path that changed kind: compared in full again
+    assert not workspace.engine(root).sync().changed
+    assert snapshot(real, ignored) == snapshot(workspace.path)
