@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import httpx
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from control.api.routing import API_PREFIX, SegmentRouter
 
 
-def app_with(*routers: SegmentRouter) -> TestClient:
+class Client:
+    """Requests straight into the ASGI app (no server, no sockets)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def request(self, method: str, path: str) -> httpx.Response:
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return await client.request(method, path)
+
+        return asyncio.run(send())
+
+    def get(self, path: str) -> httpx.Response:
+        return self.request("GET", path)
+
+    def post(self, path: str, **_: Any) -> httpx.Response:
+        return self.request("POST", path)
+
+
+def app_with(*routers: SegmentRouter) -> Client:
     app = FastAPI()
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
-    return TestClient(app)
+    return Client(app)
 
 
 def test_segments_are_learned_from_the_routes_and_other_paths_skip_the_router() -> None:
@@ -31,8 +55,8 @@ def test_segments_are_learned_from_the_routes_and_other_paths_skip_the_router() 
     def make(name: str) -> dict[str, str]:
         return {"made": name}
 
-    assert runs.first_segments() == {"runs"}
-    assert things.first_segments() == {"things", "thing-makers"}
+    assert runs.first_segments() == frozenset({"runs"})
+    assert things.first_segments() == frozenset({"things", "thing-makers"})
     client = app_with(runs, things)
     assert client.get("/api/v1/runs/3").json() == {"run": 3}
     assert client.get("/api/v1/things").json() == ["a"]
@@ -61,7 +85,7 @@ def test_routes_added_later_are_seen() -> None:
     def early() -> str:
         return "early"
 
-    assert router.first_segments() == {"early"}
+    assert router.first_segments() == frozenset({"early"})
 
     @router.get("/late")
     def late() -> str:
