@@ -122,9 +122,8 @@ class Hub:
         rather than holding the shutdown for their full wait."""
         self.stopping = True
         with self._lock:
-            targets = [w for waiters in self._waiters.values() for w in waiters]
-        for waiter in targets:
-            waiter.wake()
+            keys = list(self._waiters)
+        self._wake(keys)
 
     def waiter(self, keys: Iterable[str]) -> Subscription:
         """Register interest now and wait later, so nothing published in between is missed."""

@@ -29,7 +29,7 @@ from sync.ignore import IgnoreRules
 from sync.local import LocalTree
 from sync.plan import Conflict, Plan, conflict_name, make_plan, needs_digest, outermost, same_content
 from sync.probe import Question
-from sync.remote import RemoteWorkspace
+from sync.remote import RemoteWorkspace, parse_listing
 from sync.snapshot import Snapshot, forget, stamps
 from sync.state import Record, SyncState, state_home, state_key
 from sync.status import write_status
@@ -190,10 +190,8 @@ class SyncEngine:
             answer = listing.answer()
             if answer is None or answer[0] != 200:
                 return None  # the full sync asks again and reports what is wrong
-            data = answer[1]
-            if not data.get("unchanged"):
-                entries = {item["path"]: Entry.from_json(item) for item in data.get("entries", [])}
-                token = data.get("token") if isinstance(data.get("token"), str) else None
+            entries, token = parse_listing(answer[1])
+            if entries is not None:
                 self._prefetched = (entries, token)  # the full sync needs no second manifest
                 return None
             if not same:

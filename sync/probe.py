@@ -27,8 +27,7 @@ class Question:
     """One GET sent to a develop server through the gateway; :meth:`answer` reads its reply."""
 
     def __init__(self, api_url: str, token: str, server_id: int, path: str, params: dict[str, str] | None) -> None:
-        self._connection: http.client.HTTPConnection | None = None
-        self._error = False
+        self._connection: http.client.HTTPConnection | None = None  # None: the question could not be sent
         url = urlsplit(api_url)
         target = f"{url.path.rstrip('/')}/api/v1/devservers/{server_id}/{path.lstrip('/')}"
         if params:
@@ -40,14 +39,13 @@ class Question:
                 "GET", target, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
             )
         except (OSError, http.client.HTTPException):
-            self._error = True
             return
         self._connection = connection
 
     def answer(self) -> tuple[int, Any] | None:
         """``(status, JSON body)``, or None if there was no usable answer."""
         connection = self._connection
-        if connection is None or self._error:
+        if connection is None:
             return None
         try:
             response = connection.getresponse()

@@ -42,6 +42,14 @@ def unavailable(exc: DevyardError) -> bool:
     return False
 
 
+def parse_listing(data: dict[str, Any]) -> tuple[dict[str, Entry] | None, str | None]:
+    """A ``/files/manifest`` answer: the entries by path (None for "unchanged") and its token."""
+    token = data.get("token") if isinstance(data.get("token"), str) else None
+    if data.get("unchanged"):
+        return None, token
+    return {item["path"]: Entry.from_json(item) for item in data["entries"]}, token
+
+
 class RemoteWorkspace:
     """One develop server's workspace."""
 
@@ -69,11 +77,7 @@ class RemoteWorkspace:
     def listing(self, since: str | None = None) -> tuple[dict[str, Entry] | None, str | None]:
         """The manifest and the token naming it; with ``since``, ``None`` instead of the entries
         when the workspace has not changed since the manifest of that token."""
-        data = self._call("GET", "/files/manifest", params={"since": since} if since else None)
-        token = data.get("token") if isinstance(data.get("token"), str) else None
-        if data.get("unchanged"):
-            return None, token
-        return {item["path"]: Entry.from_json(item) for item in data["entries"]}, token
+        return parse_listing(self._call("GET", "/files/manifest", params={"since": since} if since else None))
 
     def apply(self, body: Iterable[bytes]) -> dict[str, Any]:
         """Send one streamed batch; raises :class:`EntryRefused` for a refused entry."""

@@ -40,11 +40,9 @@ UNKNOWN = SyncStatus("unknown", detail="The sync state is not available in this 
 
 def tree_root(start: Path) -> Path:
     """The tree ``yard sync`` mirrors from ``start``: the git repository around it, else it."""
-    start = start.expanduser().resolve()
-    for folder in (start, *start.parents):
-        if (folder / ".git").exists():
-            return folder
-    return start
+    from sync.status import tree_root as root_of  # imported when a view needs it, not at start
+
+    return root_of(start)
 
 
 def local_status(path: Path) -> SyncStatus:

@@ -7,6 +7,7 @@ import asyncio
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,16 +206,22 @@ def test_following_a_live_run_then_cancelling_it(agent_stack: Stack) -> None:
     asyncio.run(scenario())
 
 
+async def refused_new_run(app: Any, pilot: Any, command: str, project: str) -> Any:
+    """Fill the new-run form with a project the API refuses; the problem shown under it."""
+    await wait_for(lambda: app.first_paint_at is not None)
+    await pilot.press("n")
+    await pilot.pause()
+    await pilot.press(*command, "tab", *project, "enter")
+    problem = app.screen.query_one("#problem-project")
+    await wait_for(lambda: problem.has_class("-shown"))
+    return problem
+
+
 def test_new_run_shows_api_errors_inline_then_opens_the_run(agent_stack: Stack) -> None:
     async def scenario() -> None:
         app = app_for(agent_stack)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(lambda: app.first_paint_at is not None)
-            await pilot.press("n")
-            await pilot.pause()
-            await pilot.press(*"echo hello-from-tui", "tab", *"nope", "enter")
-            problem = app.screen.query_one("#problem-project")
-            await wait_for(lambda: problem.has_class("-shown"))
+            problem = await refused_new_run(app, pilot, "echo hello-from-tui", "nope")
             assert "Project nope does not exist; press Start again to create it." in str(problem.render())
             await pilot.press(*["backspace"] * 4, *"demo", "enter")
             log = await run_log(app)
@@ -230,12 +237,7 @@ def test_new_run_in_a_new_project_creates_it_on_the_second_start(agent_stack: St
     async def scenario() -> None:
         app = app_for(agent_stack)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(lambda: app.first_paint_at is not None)
-            await pilot.press("n")
-            await pilot.pause()
-            await pilot.press(*"echo first-run", "tab", *"fresh-repo", "enter")
-            problem = app.screen.query_one("#problem-project")
-            await wait_for(lambda: problem.has_class("-shown"))
+            problem = await refused_new_run(app, pilot, "echo first-run", "fresh-repo")
             assert "press Start again to create it" in str(problem.render())
             await pilot.press("enter")
             log = await run_log(app)

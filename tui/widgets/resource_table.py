@@ -95,20 +95,8 @@ class ResourceTable(DataTable[Text | str]):
 
     def replace(self, items: Iterable[Item]) -> None:
         """Show exactly ``items`` (in this order), keeping the cursor on the same resource."""
-        current = self.selected
-        current_key = self.key_of(current) if current else None
-        row = self.cursor_row
-        self.items = {self.key_of(item): item for item in items}
         self.loaded = True
-        self.filling = True
-        try:
-            self.clear()
-            for key, item in self.items.items():
-                if self.matches(item):
-                    self.add_row(*self._cells(item), key=key)
-            self._restore_cursor(current_key, row)
-        finally:
-            self.filling = False
+        self._rebuild_keeping_cursor(items={self.key_of(item): item for item in items})
 
     def upsert(self, items: Iterable[Item], first: bool = False) -> None:
         """Add or update resources; new ones go first when ``first`` (newest-first lists), else
@@ -171,11 +159,15 @@ class ResourceTable(DataTable[Text | str]):
         self.filter_words = [word.lower() for word in words]
         self._rebuild_keeping_cursor()
 
-    def _rebuild_keeping_cursor(self) -> None:
+    def _rebuild_keeping_cursor(self, items: dict[str, Item] | None = None) -> None:
+        """Show the rows again, the cursor on the same resource; with ``items``, those instead
+        (a new listing scrolls with its cursor rather than keeping the old scroll position)."""
         current = self.selected
         current_key = self.key_of(current) if current else None
         row = self.cursor_row
         scroll = self.scroll_y
+        if items is not None:
+            self.items = items
         self.filling = True
         try:
             self.clear()
@@ -183,7 +175,8 @@ class ResourceTable(DataTable[Text | str]):
                 if self.matches(item):
                     self.add_row(*self._cells(item), key=key)
             self._restore_cursor(current_key, row)
-            self.scroll_to(y=scroll, animate=False, immediate=True)
+            if items is None:
+                self.scroll_to(y=scroll, animate=False, immediate=True)
         finally:
             self.filling = False
 
