@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,9 +54,15 @@ def embedded(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_up_status_and_down(embedded: Path) -> None:
-    status = yard("status", "--json")
-    assert status.returncode == 0, status.stderr
-    info = json.loads(status.stdout)
+    # The in-process agent registers just after the API answers (what `up --detach` waits for).
+    deadline = time.monotonic() + 15
+    while True:
+        status = yard("status", "--json")
+        assert status.returncode == 0, status.stderr
+        info = json.loads(status.stdout)
+        if info["agents"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert info["status"] == "ok"
     assert info["database"]["backend"] == "sqlite"
     assert info["object_store"]["status"] == "ok"
