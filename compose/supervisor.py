@@ -77,6 +77,8 @@ def pid_alive(pid: int) -> bool:
         return True
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except ProcessLookupError:
+        return False  # it went away while the file was read
     except (OSError, IndexError):
         return True  # no /proc (macOS): kill(0) is all there is
     return state != "Z"

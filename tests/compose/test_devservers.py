@@ -16,21 +16,13 @@ import pytest
 from sqlmodel import Session
 
 from compose.agent import Agent, AgentConfig
+from compose.supervisor import pid_alive
 from control.client import Conflict, ControlClient, Forbidden, NotFound
 from control.db.tables import DevServer
 from control.db.types import utcnow
 from runner.scheduler import Scheduler
 from tests.compose.devserver_helpers import gateway_exec, pid_of, start_and_wait, wait_for_state
 from tests.stack import Stack, wait_for_run
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return status != "Z"
 
 
 def handle_of(stack: Stack, server_id: int) -> str:

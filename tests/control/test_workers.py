@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from compose.supervisor import pid_alive
 from control.client import ControlClient, DevyardError
 from control.localbus import LocalBus
 from control.logformat import raw_output
@@ -124,11 +125,7 @@ def children(pid: int) -> list[int]:
 def gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                return True  # exited, not yet reaped by its parent
-        except (ProcessLookupError, OSError):
+        if not pid_alive(pid):  # a zombie not yet reaped by its parent counts as gone
             return True
         time.sleep(0.02)
     return False

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from compose.supervisor import pid_alive
 from devserver import frames
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,12 +149,7 @@ def run(client: httpx.Client, argv: list[str], **options: Any) -> ExecResult:
 
 def pid_gone(pid: int) -> bool:
     """True once ``pid`` no longer runs (a zombie waiting for a reaper counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat_file:
-            state = stat_file.read().rsplit(b")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state == b"Z"
+    return not pid_alive(pid)
 
 
 def wait_gone(pid: int, timeout: float = 6.0) -> bool:

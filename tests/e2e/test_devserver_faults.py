@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from compose.supervisor import pid_alive as _alive
 from control.client import ControlClient
 from tests.compose.devserver_helpers import gateway_exec, start_and_wait
 from tests.e2e.processes import Server
@@ -39,14 +40,6 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 def _devserver_pids(data_dir: Path) -> list[int]:
     return [int(json.loads(p.read_text())["pid"]) for p in (data_dir / "devservers").glob("*/ready.json")]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_kill9_of_the_api_ends_the_shell_clearly_and_the_develop_server_lives_on(server: Server) -> None:

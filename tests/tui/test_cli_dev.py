@@ -11,17 +11,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from compose.supervisor import pid_alive as _pid_alive
 from tests.tui.test_cli import YARD, assert_one_sentence_error, embedded, yard
 
 __all__ = ["embedded"]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _devserver_pids(data_dir: Path) -> list[int]:
