@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from devserver.applier import BatchApplier
 from devserver.batch import MEDIA_TYPE, BatchDecoder, BatchFormatError
 from devserver.manifest import Entry, scan
 from devserver.paths import BadPath
@@ -86,13 +87,16 @@ class FilesApi:
         writer = WorkspaceWriter(self.state.workspace, self.state.hash_cache)
         stream = request.stream()
         self.state.changes.bump()
+        applier = BatchApplier(writer, decoder)
         try:
             async for chunk in stream:
-                await run_in_threadpool(writer.feed, decoder, chunk)
-            decoder.finish()
+                await applier.put(chunk)
+                if applier.error is not None:
+                    break
+            await applier.finish()
         except (BatchFormatError, BadPath, WriteRefused) as exc:
             path = exc.path if exc.path is not None else writer.current_path
-            writer.close()
+            applier.stop()
             with contextlib.suppress(ClientDisconnect):
                 await _drain(stream)
             log.info("batch refused after %d entries: %s (%s)", writer.applied, exc.code, path)
@@ -101,7 +105,7 @@ class FilesApi:
             log.info("batch abandoned by the client after %d entries", writer.applied)
             raise
         finally:
-            writer.close()
+            applier.stop()
             self.state.changes.bump()
         log.info(
             "batch: %d entries, %d files, %d deleted, %d bytes in %.1f ms",

@@ -1,0 +1,150 @@
+"""The batch applier: chunks applied in order by a thread of their own, with back-pressure, errors
+reported once, and a stop that leaves nothing half-written (the HTTP side is in test_files.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from devserver import applier as applier_module
+from devserver.applier import BatchApplier
+from devserver.batch import BatchDecoder, BatchFormatError, PutFile, encode_entry
+from devserver.paths import BadPath, Workspace
+from devserver.writer import TEMP_PREFIX, WorkspaceWriter
+
+MTIME = 1_600_000_000_123_456_789
+
+
+def _body(files: dict[str, bytes]) -> bytes:
+    return b"".join(encode_entry(PutFile(path, 0o644, MTIME, len(data)), data) for path, data in files.items())
+
+
+def _pieces(body: bytes, size: int) -> list[bytes]:
+    return [body[start : start + size] for start in range(0, len(body), size)]
+
+
+def _names(root: Path) -> set[str]:
+    return {os.path.relpath(os.path.join(folder, name), root) for folder, _, names in os.walk(root) for name in names}
+
+
+def test_chunks_are_applied_in_order_with_back_pressure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(applier_module, "QUEUED_LIMIT", 4096)
+    files = {f"pkg/m{i % 7}/f{i}.txt": os.urandom(300 + i * 13) for i in range(400)}
+    files["pkg/m0/f0.txt"] = b"first version"
+
+    async def upload() -> WorkspaceWriter:
+        writer = WorkspaceWriter(Workspace(tmp_path))
+        applier = BatchApplier(writer, BatchDecoder())
+        try:
+            for piece in _pieces(_body(files) + _body({"pkg/m0/f0.txt": b"second version"}), 1000):
+                await applier.put(piece)
+                assert applier._queued <= applier_module.QUEUED_LIMIT + 1000
+            await applier.finish()
+        finally:
+            applier.stop()
+        return writer
+
+    writer = asyncio.run(upload())
+    assert writer.written == len(files) + 1
+    files["pkg/m0/f0.txt"] = b"second version"  # the later entry for a path wins: order is kept
+    for path, data in files.items():
+        assert (tmp_path / path).read_bytes() == data
+    assert all(thread.name != "batch-writer" for thread in threading.enumerate()), "stop() ends the thread"
+
+
+def test_the_event_loop_keeps_running_while_the_writer_works(tmp_path: Path) -> None:
+    files = {f"d{i % 10}/f{i}.bin": os.urandom(4096) for i in range(2000)}
+
+    async def upload() -> int:
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        applier = BatchApplier(WorkspaceWriter(Workspace(tmp_path)), BatchDecoder())
+        try:
+            await applier.put(_body(files))  # one big chunk: all of its work is the thread's
+            await applier.finish()
+        finally:
+            applier.stop()
+            stop.set()
+            await task
+        return ticks
+
+    assert asyncio.run(upload()) > 10, "the loop must not block while 2,000 files are written"
+    assert len(_names(tmp_path)) == 2000
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (b"\x00\x00\x00\x05{oops", BatchFormatError),
+        (encode_entry(PutFile("../escape.txt", 0o644, MTIME, 2), b"no"), BadPath),
+    ],
+)
+def test_an_error_stops_the_writer_and_is_raised_once(tmp_path: Path, bad: bytes, error: type[Exception]) -> None:
+    good = _body({"a.txt": b"kept"})
+
+    async def upload() -> tuple[WorkspaceWriter, BatchApplier]:
+        writer = WorkspaceWriter(Workspace(tmp_path / "ws"))
+        applier = BatchApplier(writer, BatchDecoder())
+        try:
+            await applier.put(good)
+            await applier.put(bad)
+            with pytest.raises(error):
+                await applier.finish()
+            assert applier.error is not None
+            await applier.put(_body({"after.txt": b"dropped"}))  # nothing is applied after an error
+            return writer, applier
+        finally:
+            applier.stop()
+
+    (tmp_path / "ws").mkdir()
+    writer, _ = asyncio.run(upload())
+    assert writer.applied == 1
+    assert _names(tmp_path / "ws") == {"a.txt"}
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_a_refused_write_reports_its_path(tmp_path: Path) -> None:
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "blocker").write_text("a file where a folder is needed")
+
+    async def upload() -> None:
+        applier = BatchApplier(WorkspaceWriter(Workspace(tmp_path / "ws")), BatchDecoder())
+        try:
+            await applier.put(_body({"blocker/inside.txt": b"x"}))
+            with pytest.raises(BadPath, match="not a directory") as refused:
+                await applier.finish()
+            assert refused.value.path == "blocker/inside.txt"
+        finally:
+            applier.stop()
+
+    asyncio.run(upload())
+
+
+def test_stopping_mid_file_leaves_nothing_half_written(tmp_path: Path) -> None:
+    data = os.urandom(200_000)
+    whole = encode_entry(PutFile("big.bin", 0o644, MTIME, len(data)), data)
+
+    async def upload() -> None:
+        applier = BatchApplier(WorkspaceWriter(Workspace(tmp_path)), BatchDecoder())
+        try:
+            await applier.put(_body({"small.txt": b"done"}))
+            await applier.put(whole[: len(whole) // 2])  # the client goes away here
+            await asyncio.sleep(0.05)
+        finally:
+            applier.stop()
+
+    asyncio.run(upload())
+    assert _names(tmp_path) == {"small.txt"}
+    assert not any(name.startswith(TEMP_PREFIX) for name in os.listdir(tmp_path))
