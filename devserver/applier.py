@@ -80,6 +80,18 @@ class BatchApplier:
         self._thread.join()
         self.writer.close()
 
+    async def aclose(self) -> None:
+        """:meth:`stop` without holding up the event loop while the writer ends its chunk in hand
+        (which may be a whole tree's removal)."""
+        with self._lock:
+            self._stopping = True
+            self._chunks.clear()
+            self._ready.notify()
+        try:
+            await asyncio.shield(self._done)  # set by the thread as it leaves
+        finally:
+            self.stop()  # joins at once (or, cancelled again meanwhile, waits for the thread here)
+
     def _run(self) -> None:
         try:
             while True:

@@ -86,8 +86,12 @@ class FilesApi:
         decoder = BatchDecoder()
         writer = WorkspaceWriter(self.state.workspace, self.state.hash_cache)
         stream = request.stream()
+        try:
+            applier = BatchApplier(writer, decoder)
+        except BaseException:  # no thread to be had: the writer's folder descriptors go now
+            writer.close()
+            raise
         self.state.changes.bump()
-        applier = BatchApplier(writer, decoder)
         try:
             async for chunk in stream:
                 await applier.put(chunk)
@@ -96,7 +100,7 @@ class FilesApi:
             await applier.finish()
         except (BatchFormatError, BadPath, WriteRefused) as exc:
             path = exc.path if exc.path is not None else writer.current_path
-            applier.stop()
+            await applier.aclose()
             with contextlib.suppress(ClientDisconnect):
                 await _drain(stream)
             log.info("batch refused after %d entries: %s (%s)", writer.applied, exc.code, path)
@@ -105,7 +109,7 @@ class FilesApi:
             log.info("batch abandoned by the client after %d entries", writer.applied)
             raise
         finally:
-            applier.stop()
+            await applier.aclose()
             self.state.changes.bump()
         log.info(
             "batch: %d entries, %d files, %d deleted, %d bytes in %.1f ms",

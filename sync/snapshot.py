@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import gc
 import marshal
 import os
 import signal
@@ -129,7 +130,10 @@ def matches(root: Path, skipped: dict[str, bool], expected: list[Row]) -> bool:
     """
     top = os.fspath(root)
     whole: Part = ("", 0, len(expected))
-    plan = _plan(expected) if len(expected) >= PARALLEL_ROWS and _may_fork() else None
+    plan = None
+    if len(expected) >= PARALLEL_ROWS and _may_fork():
+        with contextlib.suppress(TypeError, AttributeError, IndexError, ValueError):
+            plan = _plan(expected)  # rows that are not rows at all: the walk below says False
     if plan is None:
         return _walk(top, whole, skipped, expected)
     shallow, mine, theirs = plan
@@ -142,10 +146,12 @@ def matches(root: Path, skipped: dict[str, bool], expected: list[Row]) -> bool:
     if pid == 0:  # the child: os-level calls only, and it always leaves through os._exit
         same = False
         try:
+            gc.disable()  # garbage of the parent's is the parent's to finalise
             same = all(_walk(top, part, skipped, expected) for part in theirs)
         finally:
             os._exit(0 if same else 1)
-    code: int | None = None  # None: the child not reaped yet
+    exited = False  # the child ended (it stays a zombie, so its pid stays ours, until reaped below)
+    code: int | None = None
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if pid < 0:  # could not fork
@@ -155,11 +161,14 @@ def matches(root: Path, skipped: dict[str, bool], expected: list[Row]) -> bool:
             and all(_walk(top, part, skipped, expected) for part in mine)
         ):
             return False
-        code = _reap(pid)
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # wait without reaping
+        exited = True
     finally:
-        if code is None and pid > 0:  # a difference found here, or interrupted: stop the child
-            os.kill(pid, signal.SIGKILL)
-            _reap(pid)
+        if pid > 0:
+            if not exited:  # a difference found here, or interrupted: stop the child
+                with contextlib.suppress(ProcessLookupError):  # reaped by someone else's waitpid(-1)
+                    os.kill(pid, signal.SIGKILL)  # not reaped yet, so the pid is still the child's
+            code = _reap(pid)  # the one reap
     if code in (0, 1):
         return code == 0
     return all(_walk(top, part, skipped, expected) for part in theirs)  # the child was killed
@@ -216,8 +225,17 @@ def _may_fork() -> bool:
         hasattr(os, "fork")
         and os.getpid() == _PID
         and threading.active_count() == 1
+        and _os_threads() == 1  # threads started outside Python too (watchfiles' notifier)
         and signal.getsignal(signal.SIGCHLD) != signal.SIG_IGN  # the child's answer would be lost
     )
+
+
+def _os_threads() -> int:
+    """How many threads this process has, as the kernel counts them (1 where that is unknown)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
 
 
 def _reap(pid: int) -> int:
@@ -259,7 +277,9 @@ def _plan(expected: list[Row]) -> tuple[list[Part], list[Part], list[Part]] | No
         else:
             mine.append(part)
             load += _size(part)
-    return (shallow, mine, theirs) if theirs else None
+    # Not worth a fork unless this process keeps a fair share (one flat folder of most rows would
+    # otherwise go to the child whole, and this process would only wait for it).
+    return (shallow, mine, theirs) if theirs and 3 * sum(map(_size, theirs)) <= 2 * len(expected) else None
 
 
 def _parts(expected: list[Row], part: Part) -> tuple[Part, list[Part]] | None:

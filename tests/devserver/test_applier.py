@@ -12,7 +12,7 @@ import pytest
 
 from devserver import applier as applier_module
 from devserver.applier import BatchApplier
-from devserver.batch import BatchDecoder, BatchFormatError, PutFile, encode_entry
+from devserver.batch import BatchDecoder, BatchFormatError, Delete, PutFile, encode_entry
 from devserver.paths import BadPath, Workspace
 from devserver.writer import TEMP_PREFIX, WorkspaceWriter
 
@@ -148,3 +148,41 @@ def test_stopping_mid_file_leaves_nothing_half_written(tmp_path: Path) -> None:
     asyncio.run(upload())
     assert _names(tmp_path) == {"small.txt"}
     assert not any(name.startswith(TEMP_PREFIX) for name in os.listdir(tmp_path))
+
+
+def test_closing_waits_for_the_writer_without_blocking_the_loop(tmp_path: Path) -> None:
+    """The client goes away while the writer removes a big folder: the event loop keeps serving."""
+    big = tmp_path / "old"
+    for n in range(20):
+        (big / f"d{n}").mkdir(parents=True)
+        for m in range(400):
+            (big / f"d{n}" / f"f{m}").touch()
+
+    async def upload() -> float:
+        applier = BatchApplier(WorkspaceWriter(Workspace(tmp_path)), BatchDecoder())
+        worst = 0.0
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal worst
+            loop = asyncio.get_running_loop()
+            while not stop.is_set():
+                before = loop.time()
+                await asyncio.sleep(0.001)
+                worst = max(worst, loop.time() - before)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0.01)
+        await applier.put(encode_entry(Delete("old")))
+        while applier._chunks:  # until the writer has the delete in hand
+            await asyncio.sleep(0.0005)
+        assert big.exists()
+        await applier.aclose()  # while the writer is still deleting
+        stop.set()
+        await task
+        return worst
+
+    worst = asyncio.run(upload())
+    assert not big.exists()
+    assert all(thread.name != "batch-writer" for thread in threading.enumerate())
+    assert worst < 0.05, f"the event loop stalled for {worst * 1000:.0f} ms"

@@ -290,3 +290,58 @@ def test_a_tree_without_folders_is_not_shared(tmp_path: Path, parallel: None) ->
     (root / "file7.txt").write_text("changed")
     assert not matches(root, skipped, rows)
     assert children_reaped() == faults
+
+
+def test_a_folder_of_files_holding_most_rows_is_not_handed_off_whole(tmp_path: Path, parallel: None) -> None:
+    """One flat folder with most of the rows cannot be split: giving it to the child would leave
+    this process only waiting for it, so no child is forked."""
+    root = tmp_path / "tree"
+    (root / "big").mkdir(parents=True)
+    (root / "small").mkdir()
+    for n in range(300):
+        (root / "big" / f"f{n}").write_text(str(n))
+    for n in range(5):
+        (root / "small" / f"f{n}").write_text(str(n))
+    skipped, rows = record(root)
+    assert snapshot._plan(rows) is None
+    faults = children_reaped()
+    assert matches(root, skipped, rows)
+    assert children_reaped() == faults
+
+
+def test_rows_of_the_wrong_shape_mean_changed_not_a_crash(tmp_path: Path, parallel: None) -> None:
+    root = make_tree(tmp_path / "tree")
+    skipped, rows = record(root)
+    for broken in ([(None, 0, 0, 0, 0)] * len(rows), [("pkg0", "16877", 0, 0, 0), *rows[1:]], [[5]] * len(rows)):
+        assert not matches(root, skipped, broken)  # type: ignore[arg-type]
+
+
+def test_interrupted_at_any_moment_only_the_interrupt_escapes(tmp_path: Path, parallel: None) -> None:
+    """Ctrl-C (or the watch's SIGTERM handler) may land anywhere, also right after the child was
+    waited for: the interrupt propagates, nothing else is raised, and no child is left (checked
+    by the autouse fixture)."""
+    root = make_tree(tmp_path / "tree", folders=10, subfolders=6, files=20)
+    skipped, rows = record(root)
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    started = time.perf_counter()
+    assert matches(root, skipped, rows)
+    walk = time.perf_counter() - started
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    outcomes: set[str] = set()
+    try:
+        for attempt in range(150):
+            try:
+                try:
+                    signal.setitimer(signal.ITIMER_REAL, walk * (attempt % 25) / 20)
+                    outcomes.add(f"answered {matches(root, skipped, rows)}")
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            except KeyboardInterrupt:
+                outcomes.add("interrupted")
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert outcomes <= {"answered True", "interrupted"}
+    assert "interrupted" in outcomes
