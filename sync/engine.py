@@ -15,61 +15,25 @@ import os
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from control.client import ControlClient, NotFound
 from devserver.batch import Delete, Op, PutDir, PutFile, PutSymlink
 from devserver.manifest import Entry
-from sync.gitstate import GitReport, GitSync, head_in_sync, local_head
+from sync import unchanged
+from sync.gitstate import GitSync, local_head
 from sync.ignore import IgnoreRules
 from sync.local import LocalTree
 from sync.plan import Conflict, Plan, conflict_name, make_plan, needs_digest, outermost, same_content
-from sync.probe import Question
-from sync.remote import RemoteWorkspace, parse_listing
+from sync.remote import RemoteWorkspace
+from sync.report import SyncReport as SyncReport  # re-exported: it was defined here
 from sync.snapshot import Snapshot, forget, stamps
-from sync.state import Record, SyncState, state_home, state_key
-from sync.status import write_status
+from sync.state import Record, SyncState, state_dir
+from sync.status import about, write_status
 from sync.transfer import Progress, Sent, Uploader
-
-
-@dataclass
-class SyncReport:
-    """What one sync or push did (or, with ``dry_run``, would do)."""
-
-    kind: str  # "sync" (full, with a manifest check) or "push" (watched paths only)
-    dry_run: bool = False
-    files: int = 0
-    bytes: int = 0
-    links: int = 0
-    dirs: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-    conflicts: list[dict[str, str]] = field(default_factory=list)
-    refused: list[dict[str, str]] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-    changes: list[dict[str, str]] = field(default_factory=list)  # dry runs: what would be done
-    git: GitReport | None = None
-    seconds: float = 0.0
-
-    @property
-    def changed(self) -> bool:
-        """Whether anything was (or would be) changed in the workspace."""
-        return bool(self.files or self.links or self.dirs or self.deleted or self.conflicts or self.git_moved)
-
-    @property
-    def git_moved(self) -> bool:
-        return self.git is not None and self.git.moved
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["git"] = self.git.to_json() if self.git is not None else None
-        data["seconds"] = round(self.seconds, 4)
-        return data
 
 
 def timestamp() -> str:
@@ -93,9 +57,8 @@ class SyncEngine:
     @classmethod
     def open(cls, client: ControlClient, server_id: int, workspace: str, root: Path) -> SyncEngine:
         """The engine for ``root`` and a develop server, with the state kept for that pair."""
-        directory = state_home() / state_key(client.url, workspace, root)
-        engine = cls(root, RemoteWorkspace(client, server_id), directory)
-        engine.about.update(workspace=workspace, project=workspace.rsplit("/", 1)[-1], api_url=client.url)
+        engine = cls(root, RemoteWorkspace(client, server_id), state_dir(client.url, workspace, root))
+        engine.about.update(about(root, server_id, workspace, client.url))
         return engine
 
     def __init__(self, root: Path, remote: RemoteWorkspace, directory: Path) -> None:
@@ -175,40 +138,17 @@ class SyncEngine:
 
     def _nothing_changed(self) -> SyncReport | None:
         """The report of a sync with nothing to do, if the snapshot the last such sync left shows
-        that neither the tree, nor the workspace, nor the git state changed since; else None."""
-        snapshot = Snapshot.load(self.directory)
+        that neither the tree, nor the workspace, nor the git state changed since; else None
+        (see :mod:`sync.unchanged`)."""
         client = self.remote.client
-        if snapshot is None or client.token is None:
+        if client.token is None:
             return None
-        # Asked before the walk, read after it (see sync.probe): the develop server answers
-        # while the tree is walked.
-        ask = partial(Question, client.url, client.token, self.remote.server_id)
-        listing = ask("/files/manifest", {"since": snapshot.token})
-        refs = ask("/git/refs", None) if snapshot.git is not None else None
-        try:
-            same = snapshot.tree_unchanged(self.root) and self._head() == snapshot.git
-            answer = listing.answer()
-            if answer is None or answer[0] != 200:
-                return None  # the full sync asks again and reports what is wrong
-            entries, token = parse_listing(answer[1])
-            if entries is not None:
-                self._prefetched = (entries, token)  # the full sync needs no second manifest
-                return None
-            if not same:
-                return None
-            if refs is not None:
-                found = refs.answer()
-                branch, head, detached = snapshot.git or (None, None, False)
-                if found is None or found[0] != 200 or not head_in_sync(GitReport(branch, head, detached), found[1]):
-                    return None
-        finally:
-            listing.close()
-            if refs is not None:
-                refs.close()
-        report = SyncReport("sync", unchanged=len(snapshot.rows))
-        branch, head, detached = snapshot.git or (None, None, False)
-        report.git = GitReport(branch, head, detached) if snapshot.git else GitReport(skipped="not a git repository")
-        return report
+        outcome = unchanged.check(
+            self.root, self.directory, client.url, client.token, self.remote.server_id, self._head
+        )
+        if outcome.listing is not None:
+            self._prefetched = outcome.listing  # the full sync needs no second manifest
+        return outcome.report
 
     def _head(self) -> tuple[str | None, str | None, bool] | None:
         head = local_head(self.root)

@@ -15,34 +15,19 @@ before the branch moves away from it, it is kept as ``refs/devyard/kept/<branch>
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sync.pack import pack_stream
 from sync.remote import RemoteWorkspace
+from sync.report import GitReport as GitReport  # re-exported: they were defined here
+from sync.report import head_in_sync as head_in_sync
 
 if TYPE_CHECKING:
     import pygit2
 
 DEFAULT_BRANCH = "main"
 HAS_BATCH = 50_000  # object ids per /git/has question (the develop server takes up to 100,000)
-
-
-@dataclass
-class GitReport:
-    """What the git part of a sync found and did."""
-
-    branch: str | None = None
-    head: str | None = None
-    detached: bool = False
-    moved: bool = False
-    objects: int = 0
-    kept_ref: str | None = None
-    skipped: str | None = None  # why nothing was done (no repository, no commit yet)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def open_repository(root: Path) -> pygit2.Repository | None:
@@ -133,14 +118,6 @@ class GitSync:
         objects = [oid for oid in objects if repo.odb.exists(oid)]  # a partial clone lacks some blobs
         if objects:
             self.remote.git_send_pack(pack_stream(repo, objects))
-
-
-def head_in_sync(local: GitReport, refs: dict[str, Any]) -> bool:
-    """Whether the workspace (its ``/git/refs`` answer) is on the local branch and commit."""
-    if local.detached:
-        return bool(refs["head"] == local.head)
-    name = f"refs/heads/{local.branch}"
-    return bool(refs["head"] == name and refs["refs"].get(name) == local.head)
 
 
 def local_head(root: Path) -> GitReport | None:

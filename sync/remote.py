@@ -16,6 +16,7 @@ from control.client import ApiError, ConnectionFailed, ControlClient, DevyardErr
 from devserver.batch import MEDIA_TYPE
 from devserver.manifest import Entry
 from sync.ignore import TEMP_PREFIX
+from sync.unchanged import parse_listing as parse_listing  # re-exported: it was defined here
 
 UNAVAILABLE_CODES = frozenset({"devserver_not_running", "devserver_unreachable"})
 
@@ -40,14 +41,6 @@ def unavailable(exc: DevyardError) -> bool:
     if isinstance(exc, ApiError):
         return exc.code in UNAVAILABLE_CODES or exc.status >= 500
     return False
-
-
-def parse_listing(data: dict[str, Any]) -> tuple[dict[str, Entry] | None, str | None]:
-    """A ``/files/manifest`` answer: the entries by path (None for "unchanged") and its token."""
-    token = data.get("token") if isinstance(data.get("token"), str) else None
-    if data.get("unchanged"):
-        return None, token
-    return {item["path"]: Entry.from_json(item) for item in data["entries"]}, token
 
 
 class RemoteWorkspace:

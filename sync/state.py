@@ -121,6 +121,11 @@ def state_key(api_url: str, workspace: str, root: Path) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
+def state_dir(api_url: str, workspace: str, root: Path) -> Path:
+    """Where the sync state of one (API, workspace, local tree) is kept."""
+    return state_home() / state_key(api_url, workspace, root)
+
+
 @dataclass
 class SyncState:
     """The persistent memory of one (API, workspace, local tree); see the module docstring."""

@@ -19,6 +19,17 @@ from sync.state import state_home
 STATUS_FILE = "status.json"
 
 
+def about(root: Path, server_id: int, workspace: str, api_url: str) -> dict[str, Any]:
+    """What the state and summary of the sync of ``root`` to a develop server say about the pair."""
+    return {
+        "root": os.fspath(root),
+        "server": server_id,
+        "workspace": workspace,
+        "project": workspace.rsplit("/", 1)[-1],
+        "api_url": api_url,
+    }
+
+
 def write_status(directory: Path, **fields: Any) -> None:
     """Replace the summary in ``directory`` (atomically)."""
     directory.mkdir(parents=True, exist_ok=True)

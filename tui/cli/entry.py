@@ -1,5 +1,5 @@
-"""The `yard` console script. `yard dev exec` and `yard run` try a standard-library fast path
-first (see :mod:`tui.cli.quick`), `yard` / `yard tui` open the TUI without Typer
+"""The `yard` console script. `yard dev exec`, `yard run` and `yard sync` try a standard-library
+fast path first (see :mod:`tui.cli.quick`), `yard` / `yard tui` open the TUI without Typer
 (:mod:`tui.launch`); everything else loads the full Typer CLI."""
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ def main() -> None:
         from tui.cli import quick_run
 
         code = quick_run.main(args[1:])
+    elif args[:1] == ["sync"]:
+        from tui.cli import quick_sync
+
+        code = quick_sync.main(args[1:])
     elif not args or args[0] in ("tui", "-p", "--profile") or args[0].startswith("--profile="):
         from tui import launch  # the TUI without Typer (tui/launch.py)
 

@@ -20,6 +20,7 @@ from control.client import ControlClient, DevyardError
 from tui.cli.context import default_project, state
 from tui.cli.dev import find_server, running_server
 from tui.cli.output import console, errors, fail, print_json
+from tui.cli.sync_common import describe, document, find_tree, git_root, synced_line
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
@@ -33,37 +34,12 @@ PROGRESS_BYTES = 20 * 1024 * 1024
 DRY_RUN_LIST = 50
 
 
-def git_root(start: Path) -> Path | None:
-    """The working tree of the git repository around ``start``, if any."""
-    for folder in (start, *start.parents):
-        if (folder / ".git").exists():
-            return folder
-    return None
-
-
 def tree_root(path: Path | None) -> Path:
     """The local tree to mirror: PATH, else the git repository around the current directory, else it."""
-    start = (path or Path.cwd()).expanduser().resolve()
-    if not start.is_dir():
-        fail(f"{path} is not a directory; give the folder to sync (default: the git repository you are in).")
-    repository = git_root(start)
-    if path is None:
-        return repository or start
-    if repository is not None and repository != start:
-        fail(
-            f"{path} is inside the git repository at {repository}; sync the whole repository"
-            f" (`yard sync {repository}`) so the workspace stays a checkout of it."
-        )
-    return start
-
-
-def human_bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{count} B"
+    found = find_tree(path)
+    if isinstance(found, str):
+        fail(found)
+    return found
 
 
 class BarProgress:
@@ -102,31 +78,6 @@ class BarProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-
-
-def describe(report: SyncReport) -> str:
-    """One line saying what a sync did (or would do)."""
-    verb = "would send" if report.dry_run else "sent"
-    parts = []
-    if report.files:
-        parts.append(f"{report.files:,} file{'s' * (report.files != 1)} ({human_bytes(report.bytes)}) {verb}")
-    if report.links:
-        parts.append(f"{report.links:,} link{'s' * (report.links != 1)}")
-    if report.dirs:
-        parts.append(f"{report.dirs:,} folder{'s' * (report.dirs != 1)}")
-    if report.deleted:
-        parts.append(f"{report.deleted:,} {'to delete' if report.dry_run else 'deleted'}")
-    if report.kind == "sync":
-        parts.append(f"{report.unchanged:,} unchanged")
-    git = report.git
-    if git is not None and git.head and git.skipped is None:
-        where = git.branch or "detached HEAD"
-        if git.moved:
-            moved = "would move" if report.dry_run else "moved"
-            parts.append(f"git: {where} {moved} to {git.head[:10]} ({git.objects:,} objects)")
-        else:
-            parts.append(f"git: {where} at {git.head[:10]}")
-    return ", ".join(parts) + f" in {report.seconds:.2f} s"
 
 
 def print_warnings(report: SyncReport) -> None:
@@ -201,7 +152,7 @@ def sync(
             return
         report = run_once(engine, dry_run=dry_run)
     if as_json:
-        print_json({**report.to_json(), "root": os.fspath(root), "project": name, "server": server["id"]})
+        print_json(document(report, root, name, server["id"]))
     else:
         print_summary(report, root, server)
     if report.refused:
@@ -221,11 +172,7 @@ def print_summary(report: SyncReport, root: Path, server: dict[str, Any]) -> Non
         if len(report.changes) > DRY_RUN_LIST:
             console.print(f"  … and {len(report.changes) - DRY_RUN_LIST:,} more", highlight=False, soft_wrap=True)
         return
-    console.print(
-        f"Synced {escape(str(root))} → develop server {server['id']}: {escape(describe(report))}.",
-        highlight=False,
-        soft_wrap=True,
-    )
+    console.print(escape(synced_line(report, root, server["id"])), highlight=False, soft_wrap=True)
 
 
 class LinePrinter:
