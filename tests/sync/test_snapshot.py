@@ -81,14 +81,38 @@ def _no_child_left() -> Iterator[None]:
 
 @pytest.fixture
 def parallel(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Even a small tree is walked by two processes; and no other thread runs, which would keep
-    matches from forking (a thread another test module left stopping its server: waited for)."""
+    """Even a small tree is walked by two processes, whatever threads the test process has.
+
+    In a full test run other modules leave threads behind (database pools, servers of
+    session-wide fixtures), and matches() rightly refuses to fork next to them; the thread
+    rule itself is tested on its own below. The child only makes system calls, so forking
+    here is safe for the test."""
     monkeypatch.setattr(snapshot, "PARALLEL_ROWS", 1)
-    deadline = time.monotonic() + 30
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread():
-            thread.join(max(0.0, deadline - time.monotonic()))
-    assert threading.active_count() == 1, threading.enumerate()
+    monkeypatch.setattr(snapshot, "_may_fork", lambda: True)
+
+
+def test_no_fork_while_another_thread_runs() -> None:
+    assert snapshot._may_fork() == (snapshot._os_threads() == 1 and threading.active_count() == 1)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert not snapshot._may_fork()
+    finally:
+        release.set()
+        other.join()
+
+
+def test_threads_are_counted_by_the_kernel() -> None:
+    before = snapshot._os_threads()
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert snapshot._os_threads() == before + 1
+    finally:
+        release.set()
+        other.join()
 
 
 def shares(rows: list[Row]) -> tuple[list[str], list[str]]:
