@@ -54,7 +54,10 @@ def test_dev_lifecycle_exec_and_logs(embedded: Path, tmp_path: Path) -> None:
         yard("dev", "exec", "-p", "shop-repo", "--", "true"), "Your develop server for project shop-repo is stopped"
     )
     assert_one_sentence_error(yard("dev", "exec", "-p", "nothing", "--", "true"), "does not exist")
-    assert_one_sentence_error(yard("dev", "start", "-p", "ghost"), "Project ghost does not exist")
+    assert_one_sentence_error(
+        yard("dev", "start", "-p", "ghost"),
+        "Project ghost does not exist; create it with `yard projects add ghost` first",
+    )
     assert_one_sentence_error(yard("dev", "exec", "-p", "shop-repo", "--", ""), "Give the command")
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from control.client import ControlClient, DevyardError
+from control.client import ControlClient, DevyardError, NotFound
 from tui.cli.context import default_project, state
 from tui.cli.output import console, details, errors, fail, print_json, table
 
@@ -88,7 +88,12 @@ def start(
     """
     name = project or default_project()
     with state.client() as client:
-        server = client.start_devserver(name, environment=env, idle_timeout_s=idle_timeout)
+        try:
+            server = client.start_devserver(name, environment=env, idle_timeout_s=idle_timeout)
+        except NotFound as exc:
+            if str(exc).startswith(f"Project {name} "):  # not an unknown --env
+                fail(f"Project {name} does not exist; create it with `yard projects add {name}` first.")
+            raise
         if not no_wait and server["state"] != "running":
             server = wait_for(client, int(server["id"]), {"running"}, START_TIMEOUT_S)
     if as_json:
