@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.tui.test_cli import YARD, assert_one_sentence_error, embedded, yard
+from tui.cli import quick, quick_exec, quick_sync
 from tui.cli.quick import parse
 from tui.cli.quick_run import FLAGS, OPTIONS
 
@@ -42,3 +48,25 @@ def test_without_a_profile_the_full_cli_explains(tmp_path: Path) -> None:
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")},
     )
     assert_one_sentence_error(result, "No devyard profile is configured")
+
+
+@pytest.fixture
+def silent_api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """An "API" on loopback that accepts connections and never answers, as a hung server would."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        monkeypatch.setenv("DEVYARD_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+        monkeypatch.setenv("DEVYARD_TOKEN", "dy_anything")
+        monkeypatch.setenv("DEVYARD_PROJECT", "shop")
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(quick, "ANSWER_TIMEOUT_S", 0.3)
+        yield
+
+
+def test_a_hung_api_is_one_sentence_not_a_hang(silent_api: None, capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    assert quick_exec.main(["--", "true"]) == 1
+    assert "The devyard API did not answer within 0 s" in capsys.readouterr().err
+    assert quick_sync.main([]) is None  # the full CLI then says what is wrong, with its own timeout
+    assert time.monotonic() - started < 5

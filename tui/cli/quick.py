@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 CONNECTION_LOST = 255
+ANSWER_TIMEOUT_S = 30.0  # a JSON answer; streams (exec output, log follows) may pause for as long as they like
 
 
 class Refused(Exception):
@@ -80,7 +81,12 @@ class Http:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = self.sock.makefile("rb")
 
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Iterator[bytes]]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, *, stream: bool = False
+    ) -> tuple[int, Iterator[bytes]]:
+        """Send one request; the status and the body. Unless ``stream``, an API that does not
+        answer within :data:`ANSWER_TIMEOUT_S` is :class:`Unreachable` (a hung API must not hang
+        the command)."""
         head = [
             f"{method} /api/v1{path} HTTP/1.1",
             f"Host: {self.host}:{self.port}",
@@ -90,7 +96,15 @@ class Http:
         if body is not None:
             head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
         self.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + (body or b""))
-        self.sock.settimeout(None)  # exec output may pause for as long as the command likes
+        self.sock.settimeout(None if stream else ANSWER_TIMEOUT_S)
+        try:
+            return self._response(stream)
+        except TimeoutError:
+            raise Unreachable(
+                f"The devyard API did not answer within {ANSWER_TIMEOUT_S:.0f} s; check it with `yard status`."
+            ) from None
+
+    def _response(self, stream: bool) -> tuple[int, Iterator[bytes]]:
         status_line = self.reader.readline()
         if not status_line:
             raise Unreachable("The devyard API closed the connection.", CONNECTION_LOST)
@@ -103,7 +117,7 @@ class Http:
             key, _, value = line.decode("latin-1").partition(":")
             headers[key.strip().lower()] = value.strip()
         if headers.get("transfer-encoding", "").lower() == "chunked":
-            return status, self._chunks()
+            return status, self._chunks() if stream else iter([b"".join(self._chunks())])
         return status, iter([self.reader.read(int(headers.get("content-length", "0")))])
 
     def _chunks(self) -> Iterator[bytes]:

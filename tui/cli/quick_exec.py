@@ -60,7 +60,7 @@ def run(args: list[str]) -> int | None:
             body["timeout_s"] = float(options["timeout"])
         except ValueError:
             return None
-    status, stream = http.request("POST", f"/devservers/{server['id']}/exec", json.dumps(body).encode())
+    status, stream = http.request("POST", f"/devservers/{server['id']}/exec", json.dumps(body).encode(), stream=True)
     if status >= 400:
         read_json(status, stream)
     out, err = sys.stdout.buffer, sys.stderr.buffer

@@ -59,7 +59,7 @@ def follow(url: str, token: str, run_id: int, printer: LogPrinter) -> dict[str, 
         try:
             http = Http(url, token)
             path = f"/runs/{run_id}/logs?follow=true&format=frames&from_seq={printer.next_seq}"
-            status, stream = http.request("GET", path)
+            status, stream = http.request("GET", path, stream=True)
             if status >= 400:
                 read_json(status, stream)
             for event, seq, payload in frames(stream):
