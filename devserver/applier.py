@@ -72,10 +72,7 @@ class BatchApplier:
 
     def stop(self) -> None:
         """End the thread (dropping what it has not applied) and close the writer."""
-        with self._lock:
-            self._stopping = True
-            self._chunks.clear()
-            self._ready.notify()
+        self._halt()
         # The writer finishes at most the chunk in hand (milliseconds) before it sees the stop.
         self._thread.join()
         self.writer.close()
@@ -83,14 +80,18 @@ class BatchApplier:
     async def aclose(self) -> None:
         """:meth:`stop` without holding up the event loop while the writer ends its chunk in hand
         (which may be a whole tree's removal)."""
-        with self._lock:
-            self._stopping = True
-            self._chunks.clear()
-            self._ready.notify()
+        self._halt()
         try:
             await asyncio.shield(self._done)  # set by the thread as it leaves
         finally:
             self.stop()  # joins at once (or, cancelled again meanwhile, waits for the thread here)
+
+    def _halt(self) -> None:
+        """Tell the writer to stop after the chunk in hand, dropping the queued ones."""
+        with self._lock:
+            self._stopping = True
+            self._chunks.clear()
+            self._ready.notify()
 
     def _run(self) -> None:
         try:

@@ -39,13 +39,18 @@ def write_status(directory: Path, **fields: Any) -> None:
     os.replace(temp, directory / STATUS_FILE)
 
 
-def tree_root(start: Path) -> Path:
-    """The tree ``yard sync`` mirrors from ``start``: the git repository around it, else it."""
-    start = start.expanduser().resolve()
+def git_root(start: Path) -> Path | None:
+    """The working tree of the git repository around ``start``, if any."""
     for folder in (start, *start.parents):
         if (folder / ".git").exists():
             return folder
-    return start
+    return None
+
+
+def tree_root(start: Path) -> Path:
+    """The tree ``yard sync`` mirrors from ``start``: the git repository around it, else it."""
+    start = start.expanduser().resolve()
+    return git_root(start) or start
 
 
 def local_status(path: Path) -> dict[str, Any] | None:

@@ -6,19 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sync.status import git_root as git_root  # re-exported for tui.cli.sync
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~2 ms of every call
 if TYPE_CHECKING:
     from typing import Any
 
     from sync.report import SyncReport
-
-
-def git_root(start: Path) -> Path | None:
-    """The working tree of the git repository around ``start``, if any."""
-    for folder in (start, *start.parents):
-        if (folder / ".git").exists():
-            return folder
-    return None
 
 
 def find_tree(path: Path | None) -> Path | str:
