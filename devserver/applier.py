@@ -11,6 +11,13 @@ writer has caught up, so a slow disk never makes the server hold a whole upload 
 
 The blocking work (creating, writing and linking files, deleting trees) stays off the event
 loop, so exec streams, terminals and health checks are answered during a large upload.
+
+Concurrent uploads to one server (the sync client sends two at a time, so one is always on
+the wire while the other is written) take turns chunk by chunk rather than writing at once:
+sent the same 14 requests of a 10,000-file / 210 MB tree, two writer threads together took
+1.1-1.2 s and 1.4 CPU-s, twice the kernel time of one (they contend on the file system's
+locks and hand the GIL over on every system call), and taking turns took 0.8 s and 0.85 CPU-s,
+the same as one upload at a time.
 """
 
 from __future__ import annotations
@@ -32,9 +39,11 @@ class BatchApplier:
     raised); :meth:`stop` in every case, which also drops a half-received file.
     """
 
-    def __init__(self, writer: WorkspaceWriter, decoder: BatchDecoder) -> None:
+    def __init__(self, writer: WorkspaceWriter, decoder: BatchDecoder, turn: threading.Lock | None = None) -> None:
         self.writer = writer
         self.decoder = decoder
+        # Held while a chunk is applied; appliers given the same lock never write at once.
+        self._turn = turn if turn is not None else threading.Lock()
         self.error: BaseException | None = None  # what the writer raised; it applies nothing after
         self._loop = asyncio.get_running_loop()
         self._chunks: deque[bytes | None] = deque()  # None: the upload is complete
@@ -105,7 +114,8 @@ class BatchApplier:
                 if chunk is None:
                     self.decoder.finish()
                     return
-                self.writer.feed(self.decoder, chunk)
+                with self._turn:
+                    self.writer.feed(self.decoder, chunk)
                 with self._lock:
                     self._queued -= len(chunk)
                     room = self._room if self._queued <= QUEUED_LIMIT // 2 else None

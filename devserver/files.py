@@ -87,7 +87,7 @@ class FilesApi:
         writer = WorkspaceWriter(self.state.workspace, self.state.hash_cache)
         stream = request.stream()
         try:
-            applier = BatchApplier(writer, decoder)
+            applier = BatchApplier(writer, decoder, turn=self.state.write_turn)
         except BaseException:  # no thread to be had: the writer's folder descriptors go now
             writer.close()
             raise

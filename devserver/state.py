@@ -34,6 +34,9 @@ class ServerState:
     # Scans share the hash cache and git operations share the repository files: one at a time.
     manifest_lock: threading.Lock = field(default_factory=threading.Lock)
     git_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Batch uploads write one chunk at a time (see devserver.applier): two writers at once
+    # made the kernel and the GIL slower than one.
+    write_turn: threading.Lock = field(default_factory=threading.Lock)
     changes: ChangeTracker = field(init=False)
 
     def __post_init__(self) -> None:

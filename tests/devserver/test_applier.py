@@ -186,3 +186,48 @@ def test_closing_waits_for_the_writer_without_blocking_the_loop(tmp_path: Path) 
     assert not big.exists()
     assert all(thread.name != "batch-writer" for thread in threading.enumerate())
     assert worst < 0.05, f"the event loop stalled for {worst * 1000:.0f} ms"
+
+
+class _CountingWriter(WorkspaceWriter):
+    """A real writer that records how many appliers were inside ``feed`` at once."""
+
+    inside = 0
+    most = 0
+    guard = threading.Lock()
+
+    def feed(self, decoder: BatchDecoder, chunk: bytes) -> None:
+        with _CountingWriter.guard:
+            _CountingWriter.inside += 1
+            _CountingWriter.most = max(_CountingWriter.most, _CountingWriter.inside)
+        try:
+            threading.Event().wait(0.002)  # long enough for the other applier to try its turn
+            super().feed(decoder, chunk)
+        finally:
+            with _CountingWriter.guard:
+                _CountingWriter.inside -= 1
+
+
+def test_uploads_sharing_a_turn_never_write_at_once(tmp_path: Path) -> None:
+    turn = threading.Lock()
+    bodies = {name: _body({f"{name}/f{i}.txt": os.urandom(2000) for i in range(60)}) for name in ("left", "right")}
+
+    async def upload(name: str) -> WorkspaceWriter:
+        writer = _CountingWriter(Workspace(tmp_path))
+        applier = BatchApplier(writer, BatchDecoder(), turn=turn)
+        try:
+            for piece in _pieces(bodies[name], 3000):
+                await applier.put(piece)
+                await asyncio.sleep(0)  # let the other upload put its chunks meanwhile
+            await applier.finish()
+        finally:
+            await applier.aclose()
+        return writer
+
+    async def both() -> list[WorkspaceWriter]:
+        return list(await asyncio.gather(upload("left"), upload("right")))
+
+    _CountingWriter.most = 0
+    writers = asyncio.run(both())
+    assert [writer.written for writer in writers] == [60, 60]
+    assert _CountingWriter.most == 1, "one chunk at a time across the two uploads"
+    assert len(_names(tmp_path / "left")) == len(_names(tmp_path / "right")) == 60

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 from pathlib import Path
 
 import pytest
 
+from devserver import writer as writer_module
 from devserver.batch import BatchDecoder, PutFile, encode_entry
 from devserver.changes import ChangeTracker
 from devserver.manifest import HashCache, scan
@@ -150,3 +152,37 @@ def test_git_writes_do_not_count(tmp_path: Path) -> None:
     (tmp_path / ".git" / "objects" / "pack").write_text("x")
     time.sleep(0.01)
     assert tracker.unchanged_since(token)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o777])
+@pytest.mark.parametrize("tmpfile", [True, False])
+def test_files_get_their_mode_whatever_the_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask: int, tmpfile: bool
+) -> None:
+    # Modes the umask leaves alone are given at creation, the rest by a chmod: the result is
+    # the same either way, and never a setuid, setgid or sticky bit.
+    monkeypatch.setattr(writer_module, "UMASK", umask)
+    monkeypatch.setattr(writer_module._IncomingFile, "use_tmpfile", tmpfile)
+    modes = {"plain.txt": 0o644, "group.txt": 0o664, "run.sh": 0o755, "private": 0o600, "setuid": 0o4755, "none": 0}
+    previous = os.umask(umask)
+    try:
+        writer = WorkspaceWriter(Workspace(tmp_path))
+        try:
+            body = b"".join(encode_entry(PutFile(name, mode, MTIME, 3), b"abc") for name, mode in modes.items())
+            writer.feed(BatchDecoder(), body)
+        finally:
+            writer.close()
+    finally:
+        os.umask(previous)
+    for name, mode in modes.items():
+        assert stat.S_IMODE(os.lstat(tmp_path / name).st_mode) == mode & 0o777, name
+    assert sorted(os.listdir(tmp_path)) == sorted(modes), "no temporary names left"
+
+
+def test_the_umask_is_read_without_changing_it() -> None:
+    previous = os.umask(0o027)
+    try:
+        assert writer_module._read_umask() in (0o027, 0o777)  # 0o777: a kernel without the Umask line
+        assert os.umask(0o027) == 0o027
+    finally:
+        os.umask(previous)
