@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -25,6 +26,8 @@ log = logging.getLogger("devyard.devserver")
 
 MAX_LOG = 10_000
 MAX_HAS = 100_000
+PACK_WRITE = 1024 * 1024  # bytes of a received pack written (and hashed) at a time
+CHECKSUM_SIZE = 20
 
 
 class GitApi:
@@ -130,24 +133,42 @@ class GitApi:
         pack = self.state.root / GIT_DIR / "objects" / "pack" / f"tmp_devyard_{secrets.token_hex(8)}.pack"
         pack.parent.mkdir(parents=True, exist_ok=True)
         try:
-            await _receive_to(request, pack)
+            body_sha1 = await _receive_pack(request, pack)
         except BaseException:  # a client that went away, a full disk: leave no partial pack behind
             pack.unlink(missing_ok=True)
             raise
-        return await self._run("objects", _install_pack, pack)
+        return await self._run("objects", gitops.receive_pack, pack, body_sha1)
 
 
-def _install_pack(root: Path, pack: Path) -> dict[str, Any]:
-    return gitops.receive_pack(root, pack)
+async def _receive_pack(request: Request, path: Path) -> bytes:
+    """Write the upload to ``path``; the SHA-1 of all of it but its last 20 bytes (a pack's
+    checksum covers everything before the checksum itself).
 
-
-async def _receive_to(request: Request, path: Path) -> None:
+    Hashed as it arrives, in the thread that writes it, rather than read back afterwards (a
+    fifth of the time to index a 210 MB pack), and written :data:`PACK_WRITE` bytes at a time
+    rather than a thread round trip per received chunk.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    digest = hashlib.sha1()
+    pending = bytearray()
     try:
         async for chunk in request.stream():
-            await run_in_threadpool(_write_all, fd, chunk)
+            pending += chunk
+            if len(pending) >= PACK_WRITE + CHECKSUM_SIZE:
+                block = bytes(pending[:-CHECKSUM_SIZE])  # the last 20 bytes may be the checksum
+                del pending[:-CHECKSUM_SIZE]
+                await run_in_threadpool(_write_hashed, fd, block, digest)
+        body = bytes(pending[:-CHECKSUM_SIZE])
+        await run_in_threadpool(_write_hashed, fd, body, digest)
+        await run_in_threadpool(_write_all, fd, bytes(pending[len(body) :]))
     finally:
         os.close(fd)
+    return digest.digest()
+
+
+def _write_hashed(fd: int, data: bytes, digest: Any) -> None:
+    digest.update(data)
+    _write_all(fd, data)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -122,3 +122,23 @@ def test_reset_index_refuses_what_it_cannot_do(client: httpx.Client, ws: Path, t
     assert client.post("/git/ref", json={"name": "ORIG_HEAD", "target": tree}).status_code == 400
     bad_flag = {"name": "HEAD", "target": str(source.head.target), "reset_index": "yes"}
     assert client.post("/git/ref", json=bad_flag).status_code == 400
+
+
+def test_blob_id_is_what_git_computes(tmp_path: Path) -> None:
+    from devserver.gitops import HASH_CHUNK, blob_id
+
+    samples = {
+        "empty": b"",
+        "text": b"hello\n",
+        "nul": b"a\x00b" * 1000,
+        "big": bytes(range(256)) * (HASH_CHUNK // 256 + 7),  # more than one read
+    }
+    for name, data in samples.items():
+        (tmp_path / name).write_bytes(data)
+        assert blob_id(str(tmp_path / name), len(data)) == str(pygit2.hashfile(str(tmp_path / name))), name
+    # A file that is not the size its stat said (it changed meanwhile) has no id to compare.
+    assert blob_id(str(tmp_path / "text"), 5) is None
+    assert blob_id(str(tmp_path / "text"), 7) is None
+    (tmp_path / "link").symlink_to(tmp_path / "text")
+    with pytest.raises(OSError):  # never read through a link
+        blob_id(str(tmp_path / "link"), 6)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -151,3 +153,34 @@ def test_bad_git_input(client: httpx.Client, ws: Path) -> None:
     assert client.post("/git/ref", json=bad_mode).status_code == 400
     assert client.post("/git/init", json={"branch": "bad..name"}).status_code == 400
     assert client.post("/git/commit", json={"message": "m", "paths": ["../x"]}).status_code == 400
+
+
+@pytest.mark.parametrize(("piece", "big"), [(7, 0), (19, 0), (20, 0), (21, 0), (65_536, 3 * 1024 * 1024 + 5)])
+def test_a_pack_arriving_in_any_pieces_is_indexed(
+    client: httpx.Client, ws: Path, tmp_path: Path, piece: int, big: int
+) -> None:
+    # The server hashes the pack as it arrives, keeping back what may be the 20-byte checksum:
+    # pieces smaller than, as long as and longer than that, and a pack over several of its
+    # 1 MiB writes, all work.
+    source = pygit2.init_repository(tmp_path / "source", initial_head="main")
+    (tmp_path / "source" / "big.bin").write_bytes(os.urandom(big))  # random: does not compress
+    (tmp_path / "source" / "small.txt").write_text("small\n")
+    source.index.add_all()
+    source.index.write()
+    signature = pygit2.Signature("Test", "test@example.com")
+    source.create_commit("HEAD", signature, signature, "one", source.index.write_tree(), [])
+    data = build_pack(source, tmp_path / "pack").read_bytes()
+    client.post("/git/init", json={})
+
+    def pieces() -> Iterator[bytes]:
+        for start in range(0, len(data), piece):
+            yield data[start : start + piece]
+
+    received = client.post("/git/objects", content=pieces())
+    assert received.status_code == 200, received.text
+    assert received.json()["objects"] == len(list(source.odb))
+    broken = bytearray(data)
+    broken[-1] ^= 1  # the checksum itself
+    refused = client.post("/git/objects", content=bytes(broken))
+    assert refused.status_code == 400 and refused.json()["error"] == "bad_pack"
+    assert not list((ws / ".git" / "objects" / "pack").glob("tmp_*"))

@@ -99,3 +99,28 @@ def test_apply_delta_checks_sizes() -> None:
     assert apply_delta(b"abc", bytes([3, 4, 0x90, 3, 1]) + b"d") == b"abcd"
     with pytest.raises(PackError):
         apply_delta(b"abcdef", bytes([3, 4, 0x90, 3, 1]) + b"d")
+
+
+def test_corrupt_compressed_data_behind_a_valid_checksum_is_refused(tmp_path: Path) -> None:
+    # The checksum is recomputed after the damage, so the indexer meets it inflating an object
+    # (with a slice of the mapped pack in hand): a PackError, never a BufferError on unmapping.
+    repo = history_repo(tmp_path / "repo", commits=3)
+    body = build_pack(repo, tmp_path / "pack").read_bytes()[:-20]
+    damaged = bytearray(body)
+    damaged[14:20] = b"\xff" * 6  # the first object's zlib header
+    truncated = body[:60]
+    for name, content in (("damaged", bytes(damaged)), ("truncated", truncated)):
+        pack = tmp_path / f"{name}.pack"
+        pack.write_bytes(content + hashlib.sha1(content).digest())
+        with pytest.raises(PackError, match=r"compressed data|truncated"):
+            index_pack(pack)
+
+
+def test_a_checksum_hashed_on_arrival_is_compared_instead_of_hashing_again(tmp_path: Path) -> None:
+    repo = history_repo(tmp_path / "repo", commits=2)
+    pack = build_pack(repo, tmp_path / "pack")
+    content = pack.read_bytes()
+    body_sha1 = hashlib.sha1(content[:-20]).digest()
+    assert len(index_pack(pack, body_sha1=body_sha1).objects) == len(index_pack(pack).objects)
+    with pytest.raises(PackError, match="checksum"):
+        index_pack(pack, body_sha1=hashlib.sha1(b"something else").digest())
