@@ -262,7 +262,7 @@ class _Indexer:
         elif obj.kind not in TYPE_NAMES:
             raise PackError(f"The pack contains an object of unknown type {obj.kind}.")
         obj.data_start = pos
-        obj.end, content = self._stream_end(pos)
+        obj.end, content = self._stream_end(pos, keep=obj.kind in TYPE_NAMES)
         obj.crc32 = zlib.crc32(self.data[offset : obj.end])
         return obj, obj.end, content
 
@@ -271,9 +271,10 @@ class _Indexer:
             raise PackError("The pack is truncated inside an object header.")
         return self.data[pos]
 
-    def _stream_end(self, start: int) -> tuple[int, bytes]:
-        """Where the zlib stream starting at ``start`` ends, and what it inflates to (finding the
-        end means inflating it: the data is kept rather than inflated a second time)."""
+    def _stream_end(self, start: int, keep: bool) -> tuple[int, bytes]:
+        """Where the zlib stream starting at ``start`` ends, and with ``keep`` what it inflates
+        to (finding the end means inflating it: a whole object's data is kept rather than
+        inflated a second time to hash it; a delta's is not needed until its base is)."""
         decompressor = zlib.decompressobj()
         pos, step = start, 1024
         parts: list[bytes] = []
@@ -282,9 +283,11 @@ class _Indexer:
                 raise PackError("The pack is truncated inside compressed data.")
             chunk = self.data[pos : min(pos + step, self.body_end)]
             try:
-                parts.append(decompressor.decompress(chunk))
+                data = decompressor.decompress(chunk)
             except zlib.error as exc:
                 raise PackError(f"The pack has corrupt compressed data ({exc}).") from None
+            if keep:
+                parts.append(data)
             pos += len(chunk)
             step = min(step * 2, 1 << 20)
         return pos - len(decompressor.unused_data), parts[0] if len(parts) == 1 else b"".join(parts)

@@ -35,24 +35,6 @@ _PROC_FD = "/proc/self/fd"
 _TMPFILE_UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT})
 
 
-def _read_umask() -> int:
-    """This process's umask as Linux reports it (``os.umask`` can only read it by changing it,
-    which would race with other threads creating files); all bits when it cannot be known."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o777
-
-
-# A file whose mode the umask leaves alone is created with it, saving a chmod per file (a
-# twentieth of the writer's time on a tree of small files).
-UMASK = _read_umask()
-
-
 def temp_name() -> str:
     """A fresh temporary name of this server process."""
     return f"{TEMP_PREFIX}{INSTANCE}-{secrets.token_hex(6)}"
@@ -190,7 +172,6 @@ class _IncomingFile:
         self.parent, self.name, self.canonical = opened
         self.temp: str | None = None  # the temporary name, when the file has one
         self.mode = op.mode & MODE_MASK
-        self.created_with_mode = self.mode & ~UMASK == self.mode
         self.hasher = hashlib.sha256()
         self.fd: int | None = None
         try:
@@ -201,17 +182,18 @@ class _IncomingFile:
             ) from None
 
     def _create(self) -> int:
-        mode = self.mode if self.created_with_mode else 0o600
+        # An unnamed file is created with its final mode (nobody can open it meanwhile), which
+        # usually saves the chmod; a named temporary file stays private until it is complete.
         if _IncomingFile.use_tmpfile:
             try:
-                return os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, mode, dir_fd=self.parent)
+                return os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, self.mode, dir_fd=self.parent)
             except OSError as exc:
                 if exc.errno not in _TMPFILE_UNSUPPORTED:
                     raise
                 _IncomingFile.use_tmpfile = False  # this file system cannot: named files from now on
         self.temp = temp_name()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        return os.open(self.temp, flags, mode, dir_fd=self.parent)
+        return os.open(self.temp, flags, 0o600, dir_fd=self.parent)
 
     def write(self, data: bytes) -> None:
         """Append content bytes."""
@@ -237,10 +219,14 @@ class _IncomingFile:
                 "sha256_mismatch", f"The content of {self.op.path!r} does not match its sha256.", self.op.path
             )
         try:
-            if not self.created_with_mode:
-                os.fchmod(self.fd, self.mode)
             os.utime(self.fd, ns=(self.op.mtime_ns, self.op.mtime_ns))
             written = os.fstat(self.fd)
+            if stat.S_IMODE(written.st_mode) != self.mode:
+                # The umask or a default ACL took bits away (or it is a private temporary
+                # file): checking costs less than a chmod of every file (a twentieth of the
+                # writer's time on a tree of small files). The hash cache keys on size, mtime
+                # and inode, which a chmod leaves alone.
+                os.fchmod(self.fd, self.mode)
             if self.temp is None:
                 self._link()
             os.close(self.fd)

@@ -34,6 +34,7 @@ from sync.snapshot import Snapshot, forget, stamps
 from sync.state import Record, SyncState, state_dir
 from sync.status import about, write_status
 from sync.transfer import Progress, Sent, Uploader
+from sync.workspace_rules import WorkspaceRules
 
 
 def timestamp() -> str:
@@ -82,6 +83,11 @@ class SyncEngine:
     def rules(self) -> IgnoreRules:
         """The tree's ignore rules."""
         return IgnoreRules(self.root, self.directory)
+
+    @cached_property
+    def workspace_rules(self) -> WorkspaceRules:
+        """The ``.gitignore`` files only the workspace has."""
+        return WorkspaceRules(self.directory)
 
     @cached_property
     def tree(self) -> LocalTree:
@@ -200,9 +206,14 @@ class SyncEngine:
         return self._hash_needed(local, remote), remote
 
     def _visible(self, remote: dict[str, Entry], local: dict[str, Entry]) -> dict[str, Entry]:
-        """The workspace entries the sync manages: what the local rules ignore is left alone."""
+        """The workspace entries the sync manages. What git would ignore is left alone: by the
+        local rules, or by a ``.gitignore`` only the workspace has (a tool's cache folder, see
+        :mod:`sync.workspace_rules`). A folder only the workspace has that holds ignored
+        entries is kept, as ``git clean -d`` keeps it: deleting it would delete them."""
+        self.workspace_rules.update(self.remote, WorkspaceRules.wanted(remote, local))
         visible: dict[str, Entry] = {}
         ignored_dirs: set[str] = set()
+        holding_ignored: set[str] = set()
         for path, entry in remote.items():
             if path in local:
                 visible[path] = entry
@@ -210,11 +221,16 @@ class SyncEngine:
             parts = path.split("/")
             if any("/".join(parts[:depth]) in ignored_dirs for depth in range(1, len(parts))):
                 continue
-            if self.rules.skip(path + "/" if entry.kind == "dir" else path):
+            probe = path + "/" if entry.kind == "dir" else path
+            if self.rules.skip(probe) or (self.workspace_rules.skip(probe) and not self.rules.is_tracked(probe)):
                 if entry.kind == "dir":
                     ignored_dirs.add(path)
+                holding_ignored.update("/".join(parts[:depth]) for depth in range(1, len(parts)))
                 continue
             visible[path] = entry
+        for folder in holding_ignored:
+            if folder not in local:
+                visible.pop(folder, None)
         return visible
 
     def _hash_needed(self, local: dict[str, Entry], remote: dict[str, Entry]) -> dict[str, Entry]:

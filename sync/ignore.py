@@ -150,6 +150,10 @@ class IgnoreRules:
             files.append(Path(self._user_repo.path) / "index")
         return [list(_stamp(path)) for path in files]
 
+    def is_tracked(self, path: str) -> bool:
+        """Whether the local repository tracks ``path`` (a directory, ending with ``/``: holds a tracked file)."""
+        return self._is_tracked(path)
+
     def _is_tracked(self, path: str) -> bool:
         """A tracked file is synced even if a pattern matches it, and so is a directory holding one."""
         import pygit2

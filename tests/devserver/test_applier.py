@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,24 @@ def test_uploads_sharing_a_turn_never_write_at_once(tmp_path: Path) -> None:
     assert [writer.written for writer in writers] == [60, 60]
     assert _CountingWriter.most == 1, "one chunk at a time across the two uploads"
     assert len(_names(tmp_path / "left")) == len(_names(tmp_path / "right")) == 60
+
+
+def test_an_upload_waiting_for_its_turn_stops_at_once(tmp_path: Path) -> None:
+    # Another upload is writing (it holds the turn, as during a long delete): stopping this one
+    # must not wait for that, and must not apply the chunk it was waiting to write.
+    turn = threading.Lock()
+
+    async def upload() -> tuple[float, WorkspaceWriter]:
+        writer = WorkspaceWriter(Workspace(tmp_path))
+        applier = BatchApplier(writer, BatchDecoder(), turn=turn)
+        await applier.put(_body({"waiting.txt": b"never written\n"}))
+        await asyncio.sleep(0.2)  # the writer thread now waits for the turn
+        started = time.monotonic()
+        await applier.aclose()
+        return time.monotonic() - started, writer
+
+    with turn:
+        waited, writer = asyncio.run(upload())
+    assert waited < 1.0, f"stop waited {waited:.2f} s for the other upload's turn"
+    assert writer.written == 0 and not (tmp_path / "waiting.txt").exists()
+    assert all(thread.name != "batch-writer" for thread in threading.enumerate())

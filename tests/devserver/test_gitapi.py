@@ -184,3 +184,38 @@ def test_a_pack_arriving_in_any_pieces_is_indexed(
     refused = client.post("/git/objects", content=bytes(broken))
     assert refused.status_code == 400 and refused.json()["error"] == "bad_pack"
     assert not list((ws / ".git" / "objects" / "pack").glob("tmp_*"))
+
+
+FLUSH_POINT = 1024 * 1024 + 20  # devserver.gitapi.PACK_WRITE + CHECKSUM_SIZE
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, 19, 20, 21, 45, *(FLUSH_POINT + delta for delta in (-21, -20, -19, -1, 0, 1, 19, 20, 21, 40))]
+)
+def test_a_received_pack_is_hashed_without_its_last_20_bytes(tmp_path: Path, size: int) -> None:
+    # Uploads of every length around the server's flush point, cut there and a few bytes on:
+    # the digest covers exactly everything but the last 20 bytes, and the file holds it all.
+    import asyncio
+    import hashlib
+
+    from starlette.requests import Request
+
+    from devserver.gitapi import CHECKSUM_SIZE, PACK_WRITE, _receive_pack
+
+    assert PACK_WRITE + CHECKSUM_SIZE == FLUSH_POINT
+    data = os.urandom(size)
+    cut = min(size, FLUSH_POINT)
+    pieces = [data[:cut], data[cut : cut + 7], data[cut + 7 :]]
+    messages = [{"type": "http.request", "body": piece, "more_body": True} for piece in pieces]
+    messages.append({"type": "http.request", "body": b"", "more_body": False})
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    async def run() -> bytes:
+        request = Request({"type": "http", "method": "POST", "headers": []}, receive)  # type: ignore[arg-type]
+        return await _receive_pack(request, tmp_path / "in.pack")
+
+    digest = asyncio.run(run())
+    assert digest == hashlib.sha1(data[: max(0, size - CHECKSUM_SIZE)]).digest()
+    assert (tmp_path / "in.pack").read_bytes() == data

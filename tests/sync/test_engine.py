@@ -341,3 +341,45 @@ def test_the_no_change_fast_path_through_a_linked_root_and_after_every_kind_of_c
     (real / "debug.log").mkdir()  # an ignored path that changed kind: compared in full again
     assert not workspace.engine(root).sync().changed
     assert snapshot(real, ignored) == snapshot(workspace.path)
+
+
+def test_what_tools_on_the_develop_server_mark_as_ignored_is_left_alone(workspace: Workspace, tmp_path: Path) -> None:
+    # pytest, mypy and ruff put a .gitignore holding "*" in their cache folders; git in the
+    # workspace ignores them, and so must a full sync: no conflict copies, nothing deleted.
+    root = tmp_path / "shop"
+    write(root, {"src/app.py": "print(1)\n", ".gitignore": "*.o\n"})
+    workspace.engine(root).sync()
+    made = {
+        ".pytest_cache/.gitignore": "# Created by pytest automatically.\n*\n",
+        ".pytest_cache/v/cache/nodeids": '["tests/test_app.py::test_it"]\n',
+        "tools/.gitignore": "*.tmp\n!keep.tmp\n.gitignore\n",  # ignores itself: it counts
+        "tools/scratch.tmp": "ignored there\n",
+        "tools/keep.tmp": "not ignored: a conflict\n",
+        "notes/.gitignore": "*.bak\n",  # does not ignore itself: work done there, like the rest
+        "notes/draft.bak": "a conflict too\n",
+        "out/result.o": "ignored by the local rules\n",
+        "out/notes.txt": "made there, not ignored: a conflict\n",
+    }
+    write(workspace.path, made)
+
+    report = workspace.engine(root).sync()
+    conflicts = sorted(c["path"] for c in report.conflicts)
+    assert conflicts == ["notes/.gitignore", "notes/draft.bak", "out/notes.txt", "tools/keep.tmp"], conflicts
+    left_alone = [".pytest_cache/.gitignore", ".pytest_cache/v/cache/nodeids", "tools/.gitignore", "tools/scratch.tmp"]
+    for path in [*left_alone, "out/result.o"]:
+        assert (workspace.path / path).read_text() == made[path], f"{path} was touched"
+    for path in conflicts:
+        assert not (workspace.path / path).exists(), f"{path} should have gone (kept locally)"
+    assert not (root / ".pytest_cache").exists(), "nothing of the cache comes back"
+    again = workspace.engine(root).sync()
+    assert again.conflicts == [] and not again.changed, again
+
+    # A rule file that changes is fetched again; one that goes takes its rule with it.
+    (workspace.path / ".pytest_cache" / ".gitignore").write_text("nodeids\n.gitignore\n")
+    (workspace.path / ".pytest_cache" / "v" / "cache" / "lastfailed").write_text("{}\n")
+    third = workspace.engine(root).sync()
+    assert [c["path"] for c in third.conflicts] == [".pytest_cache/v/cache/lastfailed"]
+    assert (workspace.path / ".pytest_cache" / "v" / "cache" / "nodeids").exists()
+    (workspace.path / ".pytest_cache" / ".gitignore").unlink()
+    fourth = workspace.engine(root).sync()
+    assert [c["path"] for c in fourth.conflicts] == [".pytest_cache/v/cache/nodeids"]
