@@ -31,6 +31,9 @@ READ_CHUNK = 1024 * 1024
 # (or the gateway relaying it) gets to see the 400 instead of a broken pipe.
 DRAIN_LIMIT = 64 * 1024 * 1024
 ACCEPTED_TYPES = ("", MEDIA_TYPE, "application/octet-stream")
+# Uploads received at once, at most: each has a writer thread (and they write one at a time
+# anyway, see devserver.applier). The sync client keeps two on the wire.
+MAX_BATCH_UPLOADS = 8
 
 
 def _is_temporary(path: str) -> bool:
@@ -43,6 +46,7 @@ class FilesApi:
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
+        self.uploads = 0  # batch uploads being received (changed on the event loop only)
 
     def routes(self) -> list[BaseRoute]:
         """The routes of this API."""
@@ -82,6 +86,19 @@ class FilesApi:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type not in ACCEPTED_TYPES:
             raise ApiError(415, "unsupported_media_type", f"Send the batch as {MEDIA_TYPE}, not {media_type}.")
+        if self.uploads >= MAX_BATCH_UPLOADS:
+            raise ApiError(
+                429,
+                "too_many_uploads",
+                f"The develop server is already receiving {MAX_BATCH_UPLOADS} uploads; send this one when one ends.",
+            )
+        self.uploads += 1
+        try:
+            return await self._batch(request)
+        finally:
+            self.uploads -= 1
+
+    async def _batch(self, request: Request) -> Response:
         started = time.perf_counter()
         decoder = BatchDecoder()
         writer = WorkspaceWriter(self.state.workspace, self.state.hash_cache)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -300,3 +302,39 @@ def test_manifest_notices_changes_made_on_the_server(client: httpx.Client, serve
     else:
         assert run(client, ["sh", "-c", "echo more >> outofband/deep/file.txt"]).code == 0
     assert "unchanged" not in manifest_since(client, token)
+
+
+def test_uploads_at_once_are_bounded(client: httpx.Client, server: RunningServer) -> None:
+    from devserver.files import MAX_BATCH_UPLOADS
+
+    release = threading.Event()
+    results: list[int] = []
+
+    def stalled(number: int) -> None:
+        def body() -> Iterator[bytes]:
+            yield put(f"stalled/{number}.txt", b"first\n")
+            release.wait(30)
+            yield put(f"stalled/{number}-b.txt", b"second\n")
+
+        with server.client() as own:
+            results.append(post_batch(own, body()).status_code)
+
+    threads = [threading.Thread(target=stalled, args=(n,)) for n in range(MAX_BATCH_UPLOADS)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # until every stalled upload has reached the server
+            refused = post_batch(client, put("one-more.txt", b"x\n"))
+            if refused.status_code == 429 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"] == "too_many_uploads"
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(30)
+    assert results == [200] * MAX_BATCH_UPLOADS
+    assert post_batch(client, put("after.txt", b"y\n")).status_code == 200, "the count goes down again"
+    assert len(list((server.workspace / "stalled").iterdir())) == 2 * MAX_BATCH_UPLOADS
