@@ -205,6 +205,10 @@ class Worker:
         self.spool.release()
         if self.shipper.offset >= self.spool.size:
             self.spool.path.unlink(missing_ok=True)
+            # The run's spool folder goes too once empty (one was left per run, forever); where
+            # it is a container's mount point, or holds artifact-errors, it stays.
+            with contextlib.suppress(OSError):
+                self.spool.path.parent.rmdir()
         return 0
 
     def _upload_artifacts(self) -> None:

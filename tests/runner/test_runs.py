@@ -25,7 +25,7 @@ def stored_log(stack: Stack, run_id: int) -> bytes:
     return blob
 
 
-def test_output_is_stored_byte_for_byte(run_stack: Stack) -> None:
+def test_output_is_stored_byte_for_byte(run_stack: Stack, tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
         "out = sys.stdout.buffer\n"
@@ -49,6 +49,13 @@ def test_output_is_stored_byte_for_byte(run_stack: Stack) -> None:
     assert records[-1].complete is False
     assert all(abs(r.ts_ms / 1000 - time.time()) < 120 for r in records)
     assert final["log_lines"] == len(records) and final["log_bytes"] == len(blob)
+    # The worker's spool (spec, log) is gone, folder and all, once it has reported the outcome:
+    # nothing piles up per run.
+    spool = tmp_path / "agent" / "spool" / str(run["id"])
+    deadline = time.monotonic() + 10
+    while spool.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not spool.exists(), sorted(p.name for p in spool.iterdir())
 
 
 def test_exit_code_and_missing_command(run_stack: Stack) -> None:
