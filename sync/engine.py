@@ -210,7 +210,20 @@ class SyncEngine:
         local rules, or by a ``.gitignore`` only the workspace has (a tool's cache folder, see
         :mod:`sync.workspace_rules`). A folder only the workspace has that holds ignored
         entries is kept, as ``git clean -d`` keeps it: deleting it would delete them."""
-        self.workspace_rules.update(self.remote, WorkspaceRules.wanted(remote, local))
+        with self.workspace_rules.locked():
+            return self._visible_locked(remote, local)
+
+    def _visible_locked(self, remote: dict[str, Entry], local: dict[str, Entry]) -> dict[str, Entry]:
+        def ours(path: str) -> bool:
+            # Put there by our syncs (so a local deletion must reach it), or tracked here.
+            probe = path + "/" if remote[path].kind == "dir" else path
+            return self.state.knows(path, Record.of(remote[path])) or self.rules.is_tracked(probe)
+
+        wanted = WorkspaceRules.wanted(remote, local)
+        self.workspace_rules.update(
+            self.remote,
+            {path: digest for path, digest in wanted.items() if not ours(path) and not self.rules.skip(path)},
+        )
         visible: dict[str, Entry] = {}
         ignored_dirs: set[str] = set()
         holding_ignored: set[str] = set()
@@ -222,7 +235,7 @@ class SyncEngine:
             if any("/".join(parts[:depth]) in ignored_dirs for depth in range(1, len(parts))):
                 continue
             probe = path + "/" if entry.kind == "dir" else path
-            if self.rules.skip(probe) or (self.workspace_rules.skip(probe) and not self.rules.is_tracked(probe)):
+            if self.rules.skip(probe) or (self.workspace_rules.skip(probe) and not ours(path)):
                 if entry.kind == "dir":
                     ignored_dirs.add(path)
                 holding_ignored.update("/".join(parts[:depth]) for depth in range(1, len(parts)))

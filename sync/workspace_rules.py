@@ -9,6 +9,10 @@ every ``yard sync`` copied pytest's cache into the local tree as conflict copies
 from the workspace. Git in the workspace ignores those paths, and the sync now does too: they are
 neither deleted nor copied back.
 
+A rule file never covers what the sync itself put in the workspace or what the local
+repository tracks (the engine asks only about the other paths): a file deleted locally is
+deleted there, even in a folder a tool has since marked.
+
 Only a rule file that ignores itself counts (``*`` does; a ``.gitignore`` someone wrote by hand on
 the develop server usually does not): any other is itself work done there, kept as a conflict copy
 and removed from the workspace by this very sync, so what it ignored would be judged without it
@@ -24,10 +28,12 @@ patterns mean what they mean to git.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -72,11 +78,25 @@ class WorkspaceRules:
             and _plain(path)
         }
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the copies for this process (``yard sync`` next to ``yard sync --watch`` would
+        otherwise remove each other's files midway): :meth:`update` and the :meth:`skip`
+        questions that follow belong inside."""
+        self.fetched.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.fetched.parent / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def update(self, workspace: Downloads, wanted: Mapping[str, str]) -> None:
         """Fetch the rule files ``wanted`` (``{path: sha256}``) and settle which of them count.
 
-        A file that cannot be fetched (gone since the manifest was made) is simply not used.
-        Raises what ``download`` raises when the develop server cannot be reached.
+        A file that cannot be fetched (gone since the manifest was made, or a name this file
+        system refuses) is simply not used. Raises what ``download`` raises when the develop
+        server cannot be reached.
         """
         for path in _files(self.fetched) - wanted.keys():  # this process's or an earlier one's
             (self.fetched / path).unlink(missing_ok=True)
@@ -84,11 +104,12 @@ class WorkspaceRules:
         for path, digest in wanted.items():
             copy = self.fetched / path
             if _digest(copy) != digest:
-                copy.parent.mkdir(parents=True, exist_ok=True)
                 try:
+                    _clear_way(self.fetched, path)
                     workspace.download(path, copy)
-                except ApiError:
-                    copy.unlink(missing_ok=True)
+                except (ApiError, OSError):
+                    with contextlib.suppress(OSError):
+                        copy.unlink(missing_ok=True)
                     continue
             present.add(path)
         counting = present
@@ -105,16 +126,21 @@ class WorkspaceRules:
         """Make the working tree of the private repository hold exactly the copies of ``paths``."""
         for path in _files(self.tree) - paths:
             (self.tree / path).unlink(missing_ok=True)
+        placed_all: set[str] = set()
         for path in paths:
             placed = self.tree / path
             if _digest(placed) != _digest(self.fetched / path):
                 # A new file, not one rewritten in place: libgit2 notices a changed rule file
                 # by its stat data, which a rewrite of the same size in the same second keeps.
-                placed.parent.mkdir(parents=True, exist_ok=True)
-                temp = placed.with_name(f"{placed.name}.{os.getpid()}.new")
-                shutil.copyfile(self.fetched / path, temp)
-                os.replace(temp, placed)
-        self._paths = set(paths)
+                try:
+                    _clear_way(self.tree, path)
+                    temp = placed.with_name(f"{placed.name}.{os.getpid()}.new")
+                    shutil.copyfile(self.fetched / path, temp)
+                    os.replace(temp, placed)
+                except OSError:
+                    continue
+            placed_all.add(path)
+        self._paths = placed_all
 
     def skip(self, path: str) -> bool:
         """True if a workspace-only rule file ignores ``path`` (directories end with ``/``)."""
@@ -140,6 +166,21 @@ def _plain(path: str) -> bool:
     """A relative path of plain names (the copy must land inside the copies' folder)."""
     parts = path.split("/")
     return not path.startswith("/") and all(part not in ("", ".", "..") for part in parts)
+
+
+def _clear_way(root: Path, path: str) -> None:
+    """Make room for the file ``path`` under ``root`` (our own folder): a file where a folder
+    must be, or a folder where the file must be, is what an earlier workspace left; it goes."""
+    parts = path.split("/")
+    current = root
+    for part in parts[:-1]:
+        current = current / part
+        if current.is_symlink() or (current.exists() and not current.is_dir()):
+            current.unlink()
+    current.mkdir(parents=True, exist_ok=True)
+    target = current / parts[-1]
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
 
 
 def _files(folder: Path) -> set[str]:

@@ -383,3 +383,32 @@ def test_what_tools_on_the_develop_server_mark_as_ignored_is_left_alone(workspac
     (workspace.path / ".pytest_cache" / ".gitignore").unlink()
     fourth = workspace.engine(root).sync()
     assert [c["path"] for c in fourth.conflicts] == [".pytest_cache/v/cache/nodeids"]
+
+
+def test_a_folder_a_tool_marks_still_loses_what_you_delete(workspace: Workspace, tmp_path: Path) -> None:
+    # What the sync itself put in the workspace is ours: a workspace-only rule file (a tool's
+    # "*" in a synced folder, or a committed one since removed with git rm) never keeps it there.
+    root = tmp_path / "shop"
+    write(root, {"src/a.py": "a\n", "src/b.py": "b\n", "vendor/.gitignore": "*\n", "vendor/lib.py": "lib\n"})
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-f", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    workspace.engine(root).sync()
+    assert (workspace.path / "vendor" / "lib.py").exists()
+
+    (workspace.path / "src" / ".gitignore").write_text("*\n")  # e.g. python -m venv src
+    (root / "src" / "b.py").unlink()
+    subprocess.run([*git, "rm", "-rq", "vendor"], check=True)
+    subprocess.run([*git, "commit", "-qm", "two"], check=True)
+    report = workspace.engine(root).sync()
+    assert report.conflicts == [], report.conflicts
+    assert not (workspace.path / "src" / "b.py").exists(), "deleted here, so deleted there"
+    assert not (workspace.path / "vendor").exists(), "removed with git rm, rule file and all"
+    assert (workspace.path / "src" / ".gitignore").exists(), "the tool's own marker is left alone"
+
+    # A tracked file deleted here (not committed) goes there too, whatever a marker there says.
+    (workspace.path / "src" / "a.py").write_text("a\n")
+    (root / "src" / "a.py").unlink()
+    workspace.engine(root).sync()
+    assert not (workspace.path / "src" / "a.py").exists()

@@ -78,15 +78,20 @@ def test_copies_are_fetched_once_and_follow_the_workspace(tmp_path: Path) -> Non
     assert workspace.fetched == ["cache/.gitignore"], "an unchanged rule file is not fetched again"
     assert rules.skip("cache/x")
 
-    workspace.files["cache/.gitignore"] = "x\n.gitignore\n"  # changed: fetched again, same size
+    workspace.files["cache/.gitignore"] = "x\n.gitignore\n"  # changed: fetched again
     rules.update(workspace, workspace.wanted())
     assert workspace.fetched == ["cache/.gitignore"] * 2
     assert rules.skip("cache/x") and not rules.skip("cache/y")
+    # Rewritten with the same size at once: libgit2 must not answer from the old one.
+    workspace.files["cache/.gitignore"] = "y\n.gitignore\n"
+    rules.update(workspace, workspace.wanted())
+    assert rules.skip("cache/y") and not rules.skip("cache/x")
+    workspace.files["cache/.gitignore"] = "x\n.gitignore\n"
 
     # A new engine (another process) starts from the copies an earlier one left.
     later = WorkspaceRules(tmp_path / "state")
     later.update(workspace, workspace.wanted())
-    assert workspace.fetched == ["cache/.gitignore"] * 2 and later.skip("cache/x")
+    assert workspace.fetched == ["cache/.gitignore"] * 4 and later.skip("cache/x")
 
     del workspace.files["cache/.gitignore"]
     later.update(workspace, {})
@@ -100,3 +105,38 @@ def test_a_rule_file_gone_before_it_is_fetched_is_not_used(tmp_path: Path) -> No
     rules.update(workspace, {"cache/.gitignore": "0" * 64})
     assert workspace.fetched == ["cache/.gitignore"]
     assert not rules.skip("cache/x")
+
+
+def test_a_leftover_folder_where_a_copy_must_go_is_cleared(tmp_path: Path) -> None:
+    # An earlier workspace had a folder named .gitignore (holding a rule file): now a file is there.
+    rules = WorkspaceRules(tmp_path / "state")
+    (rules.fetched / "a" / ".gitignore").mkdir(parents=True)
+    (rules.fetched / "a" / ".gitignore" / ".gitignore").write_text("*\n")
+    (rules.fetched / "b").parent.mkdir(parents=True, exist_ok=True)
+    (rules.fetched / "b").write_text("a file where a folder must be\n")
+    workspace = FakeWorkspace({"a/.gitignore": "*\n", "b/.gitignore": "*\n"})
+    rules.update(workspace, workspace.wanted())
+    assert rules.skip("a/x") and rules.skip("b/y")
+
+
+def test_processes_take_turns_with_the_copies(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    first, second = WorkspaceRules(tmp_path / "state"), WorkspaceRules(tmp_path / "state")
+    entered = threading.Event()
+    order: list[str] = []
+
+    def later() -> None:
+        with second.locked():
+            order.append("second")
+        entered.set()
+
+    with first.locked():
+        thread = threading.Thread(target=later)
+        thread.start()
+        time.sleep(0.2)
+        assert not entered.is_set(), "the second waits while the first holds the copies"
+        order.append("first")
+    thread.join(5)
+    assert order == ["first", "second"]
