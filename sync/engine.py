@@ -136,6 +136,8 @@ class SyncEngine:
         _count(report, sent)
         report.unchanged = plan.unchanged
         if with_git:
+            if progress is not None:
+                progress.git()
             report.git = self.git.push(stamp=stamp)
             self._leave_snapshot(plan, report)
         report.seconds = time.perf_counter() - started

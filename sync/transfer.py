@@ -42,6 +42,9 @@ class Progress(Protocol):
 
     def advance(self, files: int, nbytes: int) -> None: ...
 
+    def git(self) -> None:
+        """The files are all sent; the git state (objects, then refs) is being pushed."""
+
 
 @dataclass
 class Sent:

@@ -152,3 +152,29 @@ def test_dev_start_offers_to_sync_in_a_terminal(
     code, screen = _drive([YARD, "dev", "start", "--json"], [])
     assert code == 0 and b"now?" not in screen
     assert json.loads(screen.decode().replace("\r\n", "\n"))["state"] == "running"
+
+
+def test_the_progress_bar_says_when_the_git_push_follows_the_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from tui.cli import sync as sync_cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(sync_cli, "errors", Console(file=screen, force_terminal=True, width=100))
+    bar = sync_cli.BarProgress()
+    bar.begin(10_000, 200 * 1024 * 1024)
+    assert bar._bar is not None, "a big sync in a terminal gets a bar"
+    bar.advance(10_000, 200 * 1024 * 1024)
+    assert bar._bar.tasks[0].description == "syncing"
+    bar.git()
+    assert bar._bar.tasks[0].description == "pushing git objects"
+    bar.end()
+    assert bar._bar is None
+
+    small = sync_cli.BarProgress()
+    small.begin(3, 100)  # a small sync draws nothing, and the git step is a no-op
+    small.git()
+    small.end()
+    assert small._bar is None

@@ -56,7 +56,7 @@ class BarProgress:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._bar = Progress(
-            TextColumn("syncing"),
+            TextColumn("{task.description}"),
             BarColumn(),
             DownloadColumn(),
             TextColumn("{task.fields[files]} files"),
@@ -64,7 +64,7 @@ class BarProgress:
             console=errors,
             transient=True,
         )
-        self._task = self._bar.add_task("sync", total=nbytes or 1, files=f"0/{files}")
+        self._task = self._bar.add_task("syncing", total=nbytes or 1, files=f"0/{files}")
         self._files, self._total_files = 0, files
         self._bar.start()
 
@@ -73,6 +73,11 @@ class BarProgress:
             return
         self._files += files
         self._bar.update(self._task, advance=nbytes, files=f"{self._files}/{self._total_files}")
+
+    def git(self) -> None:
+        # A big repository's first push takes seconds after the last file: say what is going on.
+        if self._bar is not None:
+            self._bar.update(self._task, description="pushing git objects")
 
     def end(self) -> None:
         if self._bar is not None:
