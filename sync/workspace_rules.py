@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from control.client import ApiError
-from devserver.manifest import Entry
+from devserver.manifest import Entry, file_sha256
 
 if TYPE_CHECKING:
     import pygit2
@@ -103,7 +102,7 @@ class WorkspaceRules:
         present: set[str] = set()
         for path, digest in wanted.items():
             copy = self.fetched / path
-            if _digest(copy) != digest:
+            if file_sha256(str(copy)) != digest:
                 try:
                     _clear_way(self.fetched, path)
                     workspace.download(path, copy)
@@ -129,7 +128,7 @@ class WorkspaceRules:
         placed_all: set[str] = set()
         for path in paths:
             placed = self.tree / path
-            if _digest(placed) != _digest(self.fetched / path):
+            if file_sha256(str(placed)) != file_sha256(str(self.fetched / path)):
                 # A new file, not one rewritten in place: libgit2 notices a changed rule file
                 # by its stat data, which a rewrite of the same size in the same second keeps.
                 try:
@@ -190,11 +189,3 @@ def _files(folder: Path) -> set[str]:
         for name in names:
             found.add(os.path.relpath(os.path.join(directory, name), folder).replace(os.sep, "/"))
     return found
-
-
-def _digest(path: Path) -> str | None:
-    try:
-        with open(path, "rb") as source:
-            return hashlib.sha256(source.read(MAX_RULE_FILE + 1)).hexdigest()
-    except OSError:
-        return None
