@@ -218,6 +218,10 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     from control.api.app import create_app
     from control.api.services import Services
 
+    # A service starts with no signal blocked, whatever its parent left blocked: the mask is
+    # inherited, and with SIGTERM blocked `yard down` could not stop this process, nor the develop
+    # servers and runs it starts (they inherit it from here).
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
     data_dir = DataDir(settings.data_dir)
     sock = sock or bind_socket(settings.host, settings.port, reuse_port=settings.effective_api_workers > 1)
     _host, port = sock.getsockname()[:2]

@@ -124,6 +124,9 @@ def _clean_up(state: ServerState) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status."""
     args = parse_args(argv)
+    # No signal blocked, whatever the parent left blocked (the mask is inherited): SIGTERM must
+    # stop this server, and the commands and shells it starts inherit the mask from here.
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("uvicorn.error").addFilter(_DenialNoise())
     try:

@@ -243,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         "--spec", required=True, type=Path, help="JSON spec written by the agent (deleted after reading)."
     )
     args = parser.parse_args(argv)
+    # No signal blocked, whatever the parent left blocked (the mask is inherited): a cancel's
+    # SIGTERM must reach this worker, and the run's command inherits the mask from here.
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
     spec = json.loads(args.spec.read_text())
     args.spec.unlink(missing_ok=True)
     url = os.environ.pop("DEVYARD_WORKER_URL")

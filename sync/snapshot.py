@@ -138,21 +138,27 @@ def matches(root: Path, skipped: dict[str, bool], expected: list[Row]) -> bool:
         return _walk(top, whole, skipped, expected)
     shallow, mine, theirs = plan
     # Signals stay blocked in the child (SIGKILL aside): no handler may raise into this code there.
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-    try:
-        pid = os.fork()
-    except Exception:  # no process to be had (OSError), or not here (RuntimeError): one walks all
-        pid = -1
-    if pid == 0:  # the child: os-level calls only, and it always leaves through os._exit
-        same = False
-        try:
-            gc.disable()  # garbage of the parent's is the parent's to finalise
-            same = all(_walk(top, part, skipped, expected) for part in theirs)
-        finally:
-            os._exit(0 if same else 1)
+    # The mask to come back to is read by a call that changes nothing: pthread_sigmask runs
+    # pending Python handlers once the mask is set, so the call that blocks everything may raise
+    # a Ctrl-C with its answer lost, and the block would stay with this process and every process
+    # it starts afterwards (a CI run: Ctrl-C, run cancels and `yard down` then did nothing).
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    pid = -1
     exited = False  # the child ended (it stays a zombie, so its pid stays ours, until reaped below)
     code: int | None = None
     try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            pid = os.fork()
+        except Exception:  # no process to be had (OSError), or not here (RuntimeError): one walks all
+            pid = -1
+        if pid == 0:  # the child: os-level calls only, and it always leaves through os._exit
+            same = False
+            try:
+                gc.disable()  # garbage of the parent's is the parent's to finalise
+                same = all(_walk(top, part, skipped, expected) for part in theirs)
+            finally:
+                os._exit(0 if same else 1)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if pid < 0:  # could not fork
             return _walk(top, whole, skipped, expected)
@@ -164,11 +170,19 @@ def matches(root: Path, skipped: dict[str, bool], expected: list[Row]) -> bool:
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # wait without reaping
         exited = True
     finally:
-        if pid > 0:
-            if not exited:  # a difference found here, or interrupted: stop the child
-                with contextlib.suppress(ProcessLookupError):  # reaped by someone else's waitpid(-1)
-                    os.kill(pid, signal.SIGKILL)  # not reaped yet, so the pid is still the child's
-            code = _reap(pid)  # the one reap
+        try:
+            if pid > 0:
+                # Reaped with signals blocked: a handler raising inside the wait would leave a
+                # zombie. Blocking may itself raise a pending interrupt, once the block is set.
+                try:
+                    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+                finally:
+                    if not exited:  # a difference found here, or interrupted: stop the child
+                        with contextlib.suppress(ProcessLookupError):  # reaped by someone else's waitpid(-1)
+                            os.kill(pid, signal.SIGKILL)  # not reaped yet, so the pid is still the child's
+                    code = _reap(pid)  # the one reap
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending interrupt is raised here
     if code in (0, 1):
         return code == 0
     return all(_walk(top, part, skipped, expected) for part in theirs)  # the child was killed

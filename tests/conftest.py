@@ -7,6 +7,7 @@ a skip, so a green run means those tests really ran.
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +47,25 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
         "DEVYARD_DATA_DIR",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _signals_left_as_found() -> Iterator[None]:
+    """A test (or the code under it) must leave this process's signal mask and its SIGINT and
+    SIGTERM handling as it found them: every process the later tests start inherits the mask, so
+    one leaked block made Ctrl-C, run cancels and `yard down` silently do nothing in five tests far
+    away (a CI run)."""
+    before = _signal_state()
+    yield
+    assert _signal_state() == before, "the test left the process's signal mask or handlers changed"
+
+
+def _signal_state() -> tuple[object, ...]:
+    return (
+        signal.pthread_sigmask(signal.SIG_BLOCK, ()),
+        signal.getsignal(signal.SIGINT),
+        signal.getsignal(signal.SIGTERM),
+    )
 
 
 @pytest.fixture(scope="session")

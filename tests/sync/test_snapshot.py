@@ -382,3 +382,33 @@ def test_interrupted_at_any_moment_only_the_interrupt_escapes(tmp_path: Path, pa
     assert "interrupted" in outcomes
     lock = getattr(logging, "_lock", None)
     assert lock is None or not lock._is_owned(), "an interrupt left the logging module's lock held"
+
+
+@pytest.mark.parametrize("call", [1, 2, 3, 4, 5])
+def test_an_interrupt_raised_by_the_mask_change_itself_leaves_the_mask_as_it_was(
+    tmp_path: Path, parallel: None, monkeypatch: pytest.MonkeyPatch, call: int
+) -> None:
+    """``signal.pthread_sigmask`` runs pending Python handlers once the mask has changed, so a
+    Ctrl-C that arrived just before can raise *out of the call that blocked everything*, its
+    return value (the mask to restore) lost. A block leaked that way stays in the process and in
+    every process it starts: in a CI run, Ctrl-C, run cancels and `yard down` then did nothing."""
+    root = make_tree(tmp_path / "tree")
+    skipped, rows = record(root)
+    real = signal.pthread_sigmask
+    calls = 0
+
+    def interrupted_after(how: int, mask: object) -> set[signal.Signals]:
+        nonlocal calls
+        old = real(how, mask)  # type: ignore[arg-type]
+        calls += 1
+        if calls == call:
+            raise KeyboardInterrupt
+        return old
+
+    before = real(signal.SIG_BLOCK, ())
+    monkeypatch.setattr(signal, "pthread_sigmask", interrupted_after)
+    with pytest.raises(KeyboardInterrupt):
+        matches(root, skipped, rows)
+    monkeypatch.undo()
+    assert calls >= call
+    assert real(signal.SIG_BLOCK, ()) == before

@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -134,3 +135,35 @@ def test_yard_down_stops_develop_servers_and_up_starts_clean(tmp_path: Path) -> 
         assert (kept.returncode, kept.stdout) == (0, "keep\n")
     finally:
         assert yard("down", "--data-dir", str(data_dir)).returncode == 0
+
+
+def test_a_stack_started_with_signals_blocked_still_cancels_runs_and_stops(tmp_path: Path) -> None:
+    """A blocked signal mask is inherited through fork and exec. Started from a process that had
+    SIGTERM and SIGINT blocked, the stack unblocks them, so a cancel still stops a run and
+    `yard down` still stops the develop servers (both did nothing in a CI run whose test process
+    had leaked such a block)."""
+    data_dir = tmp_path / "data"
+    blocked = {signal.SIGTERM, signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)  # this thread only; subprocesses inherit it
+    try:
+        started = yard("up", "--detach", "--data-dir", str(data_dir), "--port", "0")
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    assert started.returncode == 0, started.stderr
+    try:
+        assert yard("projects", "add", "demo").returncode == 0
+        assert yard("dev", "start", "-p", "demo").returncode == 0
+        pids = _devserver_pids(data_dir)
+        run = json.loads(yard("run", "-p", "demo", "--detach", "--json", "--", "sleep", "60").stdout)
+        deadline = time.monotonic() + 30
+        while json.loads(yard("runs", "show", str(run["id"]), "--json").stdout)["state"] != "running":
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.2)
+        assert yard("runs", "cancel", str(run["id"])).returncode == 0
+        while (state := json.loads(yard("runs", "show", str(run["id"]), "--json").stdout)["state"]) == "running":
+            assert time.monotonic() < deadline, "the cancel never stopped the run"
+            time.sleep(0.2)
+        assert state == "cancelled"
+    finally:
+        assert yard("down", "--data-dir", str(data_dir)).returncode == 0
+    assert pids and not any(_pid_alive(pid) for pid in pids)
