@@ -9,6 +9,7 @@ stops running work: workers live in their own sessions and are re-adopted by han
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import Any
 from compose.devservers import DevServerKeeper
 from compose.launcher import Launcher, LaunchError, LaunchSpec, LaunchState
 from control.client import ControlClient, DevyardError
+from runner.scratch import remove_run_folder
 
 log = logging.getLogger("devyard.agent")
 
@@ -64,6 +66,7 @@ class Agent:
     launcher: Launcher
     stop_event: threading.Event = field(default_factory=threading.Event)
     runs: dict[int, str] = field(default_factory=dict)
+    run_folders: dict[int, Path] = field(default_factory=dict)
     agent_id: int | None = None
     devservers: DevServerKeeper = field(init=False)
 
@@ -122,7 +125,9 @@ class Agent:
     def _launch_run(self, item: dict[str, Any]) -> None:
         spec = item["run"]
         run_id = int(spec["id"])
-        # Runs started from a develop server run in that user's workspace; others get a folder.
+        # Runs started from a develop server run in that user's workspace; others get a folder
+        # of their own, removed when the run is over (by its worker, or here if it was killed).
+        own_folder = not spec.get("workspace")
         run_dir = self.config.volume / (spec.get("workspace") or f"runs/{run_id}")
         cwd = Path(spec["cwd"]) if spec.get("cwd") and os.path.isabs(spec["cwd"]) else run_dir / (spec.get("cwd") or "")
         try:
@@ -132,7 +137,15 @@ class Agent:
             spec_file = spool_dir / "spec.json"
             fd = os.open(spec_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds secrets
             with os.fdopen(fd, "w") as spec_out:
-                json.dump({**spec, "cwd": str(cwd), "spool_dir": str(spool_dir)}, spec_out)
+                json.dump(
+                    {
+                        **spec,
+                        "cwd": str(cwd),
+                        "spool_dir": str(spool_dir),
+                        "run_folder": str(run_dir) if own_folder else None,
+                    },
+                    spec_out,
+                )
             env = {k: v for k, v in os.environ.items() if k in WORKER_ENV}
             env["DEVYARD_WORKER_URL"] = self.config.api_url
             env["DEVYARD_WORKER_TOKEN"] = item["worker_token"]
@@ -148,9 +161,13 @@ class Agent:
             )
             handle = self.launcher.start(launch)
         except (LaunchError, OSError) as exc:
+            if own_folder:
+                remove_run_folder(run_dir)
             self._report(item["id"], error=str(exc))
             return
         self.runs[run_id] = handle
+        if own_folder:
+            self.run_folders[run_id] = run_dir
         self._report(item["id"], handle=handle)
 
     def _cancel(self, item: dict[str, Any]) -> None:
@@ -186,13 +203,30 @@ class Agent:
                     alive.append(run_id)
                     continue
                 self.runs.pop(run_id, None)
-                if status.exit_code is not None and status.exit_code >= 128:
-                    self._report_killed(run_id, status.exit_code, status.reason)
+                killed = status.exit_code is not None and status.exit_code >= 128
+                if killed:
+                    self._report_killed(run_id, status.exit_code or 0, status.reason)
+                self._clear_run_folder(run_id, killed)
             try:
                 assert self.agent_id is not None
                 self.client.agent_heartbeat(self.agent_id, alive)
             except DevyardError as exc:
                 log.warning("heartbeat failed: %s", exc)
+
+    def _clear_run_folder(self, run_id: int, killed: bool) -> None:
+        """A killed worker never removed its run's folder: that is done here. Otherwise the
+        worker did, except for a container's mount point, left empty; or it kept the folder on
+        purpose (a refused artifact, an outcome it could not report), and so does this."""
+        folder = self.run_folders.pop(run_id, None)
+        if folder is None:
+            return
+        if killed:
+            kept = remove_run_folder(folder)
+            if kept:
+                log.warning("run %s: %s", run_id, kept)
+            return
+        with contextlib.suppress(OSError):  # not empty: kept on purpose; gone: removed already
+            folder.rmdir()
 
     def _report_killed(self, run_id: int, exit_code: int, reason: str | None) -> None:
         """The worker died before it could report (killed, OOM): fail the run with the reason.

@@ -28,6 +28,7 @@ from typing import Any
 
 from control.workerclient import Refused, Transient, WorkerApi
 from runner.capture import StreamReader, masker
+from runner.scratch import remove_run_folder
 from runner.shipper import Shipper
 from runner.spool import Spool
 
@@ -73,6 +74,7 @@ class Worker:
         self.shipper = Shipper(self.spool, api)
         self.stop_reason: str | None = None
         self.child: subprocess.Popen[bytes] | None = None
+        self.artifacts_refused = 0
 
     def request_stop(self, reason: str) -> None:
         """Called from the SIGTERM handler or the timeout: stop the command gracefully."""
@@ -203,6 +205,13 @@ class Worker:
             )
             return 1
         self.spool.release()
+        run_folder = self.spec.get("run_folder")
+        if run_folder and not self.artifacts_refused:
+            # The run's own folder (never a workspace) is of no use to anyone now. It stays when
+            # an artifact was refused: that file exists nowhere else.
+            kept = remove_run_folder(Path(run_folder))
+            if kept:
+                print(f"devyard worker: {kept}", file=sys.stderr)
         if self.shipper.offset >= self.spool.size:
             self.spool.path.unlink(missing_ok=True)
             # The run's spool folder goes too once empty (one was left per run, forever); where
@@ -229,6 +238,7 @@ class Worker:
                         until=lambda: self.shipper.give_up_at,
                     )
                 except Refused as exc:
+                    self.artifacts_refused += 1
                     self.spool.path.with_name("artifact-errors").open("a").write(f"{match}: {exc}\n")
 
 

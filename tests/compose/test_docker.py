@@ -47,9 +47,12 @@ def containers_of(launcher: DockerLauncher, label: str, value: str) -> list[dict
     return [c for c in launcher.labelled() if c["labels"].get(label) == value and c["id"] not in old]
 
 
-def test_a_run_runs_in_a_container_with_its_log_and_exit_code(docker_stack: Stack, launcher: DockerLauncher) -> None:
+def test_a_run_runs_in_a_container_with_its_log_and_exit_code(
+    docker_stack: Stack, launcher: DockerLauncher, tmp_path: Path
+) -> None:
+    script = "cat /etc/debian_version; id -u; pwd; mkdir out && echo x > out/f; echo to-stderr >&2; exit 3"
     with docker_stack.client() as client:
-        run = client.create_run("demo", ["sh", "-c", "cat /etc/debian_version; id -u; pwd; echo to-stderr >&2; exit 3"])
+        run = client.create_run("demo", ["sh", "-c", script])
         assert wait_for_run(client, run["id"], timeout=60)["state"] == "failed"
         final = client.get_run(run["id"])
         log, _ = client.read_logs(run["id"])
@@ -63,6 +66,13 @@ def test_a_run_runs_in_a_container_with_its_log_and_exit_code(docker_stack: Stac
     assert stdout[1] == str(os.getuid())  # files on the volume belong to the agent's user
     assert stdout[2].endswith(f"/volume/runs/{run['id']}")
     assert "to-stderr" in lines
+    # The worker empties the run's folder (a mount point in its container), and the agent
+    # removes it once the container is gone.
+    folder = tmp_path / "agent" / "volume" / "runs" / str(run["id"])
+    deadline = time.monotonic() + 20
+    while folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not folder.exists()
 
 
 def test_containers_are_labelled_and_ended_ones_are_reaped(launcher: DockerLauncher, tmp_path: Path) -> None:

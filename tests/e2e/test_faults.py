@@ -170,5 +170,11 @@ def test_kill9_of_the_agent_alone_lets_the_run_finish(agentless_server: Server, 
         # The worker lives in its own session and keeps heartbeating, so the run is not lost.
         assert final["state"] == "succeeded", final
         assert raw_output(blob) == b"1\n2\n3\n4\n5\n6\n7\n8\n"
+        # With no agent left, the worker still removes the run's own folder once it has reported.
+        folder = tmp_path / "flaky-data" / "volume" / "runs" / str(run["id"])
+        deadline = time.monotonic() + 10
+        while folder.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not folder.exists() and folder.parent.is_dir()
     finally:
         agent.stop()

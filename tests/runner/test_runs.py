@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
+import os
+import signal
 import sys
 import threading
 import time
@@ -207,6 +210,68 @@ def test_artifacts_roundtrip(run_stack: Stack, tmp_path: Path) -> None:
     import hashlib
 
     assert hashlib.sha256((tmp_path / "blob.bin").read_bytes()).hexdigest() == blob["sha256"]
+    # The run's own folder is gone once the artifacts are uploaded and the outcome reported.
+    assert _gone(tmp_path / "agent" / "volume" / "runs" / str(run["id"]))
+
+
+def _gone(path: Path, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not path.exists()
+
+
+def _worker_pid(run_id: int) -> int:
+    """The pid of the run worker of ``run_id`` (its argv names the spec in the run's spool)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"runner.worker" in argv and any(arg.endswith(f"/spool/{run_id}/spec.json".encode()) for arg in argv):
+            return int(entry.name)
+    raise AssertionError(f"no worker for run {run_id}")
+
+
+def test_the_agent_removes_the_folder_of_a_run_whose_worker_was_killed(run_stack: Stack, tmp_path: Path) -> None:
+    marker = tmp_path / "group.pid"
+    script = f"echo $$ > {marker}; mkdir -p build && echo data > build/out.txt; echo started; sleep 60"
+    folder = tmp_path / "agent" / "volume" / "runs"
+    with run_stack.client() as client:
+        run = client.create_run("demo", ["sh", "-c", script])
+        wait_for_run(client, run["id"], states=("running",))
+        deadline = time.monotonic() + 10
+        while not (folder / str(run["id"]) / "build" / "out.txt").exists():
+            assert time.monotonic() < deadline, "the command never wrote its file"
+            time.sleep(0.05)
+        os.kill(_worker_pid(run["id"]), signal.SIGKILL)
+        try:
+            final = wait_for_run(client, run["id"], timeout=20)
+        finally:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.killpg(int(marker.read_text()), signal.SIGKILL)  # the command outlives its worker
+    assert final["state"] == "failed" and "worker was killed" in str(final["error"])
+    assert _gone(folder / str(run["id"]))
+
+
+def test_a_folder_holding_a_refused_artifact_stays(tmp_path: Path, database_url: str) -> None:
+    from tests.stack import running_agent, running_stack
+
+    script = "head -c 100 /dev/zero > big.bin && echo small > small.txt"
+    with (
+        running_stack(tmp_path / "data", database_url, max_artifact_bytes=50) as stack,
+        running_agent(stack, tmp_path / "agent"),
+        stack.client() as client,
+    ):
+        client.create_project("demo")
+        run = client.create_run("demo", ["sh", "-c", script], artifacts=["*.bin", "*.txt"])
+        final = wait_for_run(client, run["id"])
+        assert [a["path"] for a in client.list_artifacts(run["id"])] == ["small.txt"]
+    assert final["state"] == "succeeded"
+    folder = tmp_path / "agent" / "volume" / "runs" / str(run["id"])
+    assert (folder / "big.bin").stat().st_size == 100  # that file exists nowhere else
 
 
 def test_follow_streams_live_and_resumes_without_gaps(run_stack: Stack) -> None:
