@@ -24,6 +24,7 @@ from typing import Any
 from compose.devservers import DevServerKeeper
 from compose.launcher import Launcher, LaunchError, LaunchSpec, LaunchState
 from control.client import ControlClient, DevyardError
+from runner.orphans import stop_orphaned_command
 from runner.scratch import remove_run_folder
 
 log = logging.getLogger("devyard.agent")
@@ -161,13 +162,14 @@ class Agent:
             )
             handle = self.launcher.start(launch)
         except (LaunchError, OSError) as exc:
-            if own_folder:
-                remove_run_folder(run_dir)
+            if own_folder:  # only if still empty: the launch may have got further than it says
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()
             self._report(item["id"], error=str(exc))
             return
-        self.runs[run_id] = handle
-        if own_folder:
+        if own_folder:  # first: the heartbeat may see the worker end as soon as it is in runs
             self.run_folders[run_id] = run_dir
+        self.runs[run_id] = handle
         self._report(item["id"], handle=handle)
 
     def _cancel(self, item: dict[str, Any]) -> None:
@@ -206,27 +208,31 @@ class Agent:
                 killed = status.exit_code is not None and status.exit_code >= 128
                 if killed:
                     self._report_killed(run_id, status.exit_code or 0, status.reason)
-                self._clear_run_folder(run_id, killed)
+                folder = self.run_folders.pop(run_id, None)
+                if folder is not None:  # a large folder must not hold up the heartbeats
+                    threading.Thread(
+                        target=self._clear_run_folder, args=(run_id, folder, killed), name=f"run-{run_id}-folder"
+                    ).start()
             try:
                 assert self.agent_id is not None
                 self.client.agent_heartbeat(self.agent_id, alive)
             except DevyardError as exc:
                 log.warning("heartbeat failed: %s", exc)
 
-    def _clear_run_folder(self, run_id: int, killed: bool) -> None:
-        """A killed worker never removed its run's folder: that is done here. Otherwise the
-        worker did, except for a container's mount point, left empty; or it kept the folder on
-        purpose (a refused artifact, an outcome it could not report), and so does this."""
-        folder = self.run_folders.pop(run_id, None)
-        if folder is None:
+    def _clear_run_folder(self, run_id: int, folder: Path, killed: bool) -> None:
+        """A killed worker neither stopped its command nor removed the run's folder: both are
+        done here. Otherwise the worker removed the folder, except for a container's mount point,
+        left empty; or it kept it on purpose (a refused artifact, an outcome it could not
+        report), and so does this."""
+        if not killed:
+            with contextlib.suppress(OSError):  # not empty: kept on purpose; gone: removed already
+                folder.rmdir()
             return
-        if killed:
-            kept = remove_run_folder(folder)
-            if kept:
-                log.warning("run %s: %s", run_id, kept)
-            return
-        with contextlib.suppress(OSError):  # not empty: kept on purpose; gone: removed already
-            folder.rmdir()
+        if self.launcher.substrate == "local" and stop_orphaned_command(self.config.spool / str(run_id)):
+            log.info("run %s: stopped the command its killed worker left running", run_id)
+        kept = remove_run_folder(folder)
+        if kept:
+            log.warning("run %s: %s", run_id, kept)
 
     def _report_killed(self, run_id: int, exit_code: int, reason: str | None) -> None:
         """The worker died before it could report (killed, OOM): fail the run with the reason.

@@ -28,6 +28,7 @@ from typing import Any
 
 from control.workerclient import Refused, Transient, WorkerApi
 from runner.capture import StreamReader, masker
+from runner.orphans import forget_command, record_command
 from runner.scratch import remove_run_folder
 from runner.shipper import Shipper
 from runner.spool import Spool
@@ -120,6 +121,7 @@ class Worker:
             )
         except (OSError, ValueError) as exc:
             return self._report_start_failure(exc, started_at)
+        record_command(self.spool.path.parent, self.child.pid)  # for the agent, should this worker be killed
         if self.stop_reason is not None:
             # Asked to stop while the command was being started: request_stop saw no child yet.
             threading.Thread(target=self._terminate, daemon=True).start()
@@ -143,6 +145,7 @@ class Worker:
             _signal_group(self.child.pid, signal.SIGKILL)
             for reader in readers:
                 reader.join()
+        forget_command(self.spool.path.parent)
         finished_at = now_iso()
         outcome = {"timeout": "timed_out", "cancel": "cancelled"}.get(self.stop_reason or "", "exited")
         return self._complete(outcome, code, None, started_at, finished_at)

@@ -143,11 +143,12 @@ def matches(root: Path, skipped: dict[str, bool], expected: list[Row]) -> bool:
     # a Ctrl-C with its answer lost, and the block would stay with this process and every process
     # it starts afterwards (a CI run: Ctrl-C, run cancels and `yard down` then did nothing).
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    everything = signal.valid_signals()  # not called inside the try: a handler may run after any call
     pid = -1
     exited = False  # the child ended (it stays a zombie, so its pid stays ours, until reaped below)
     code: int | None = None
     try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        signal.pthread_sigmask(signal.SIG_BLOCK, everything)
         try:
             pid = os.fork()
         except Exception:  # no process to be had (OSError), or not here (RuntimeError): one walks all
@@ -174,8 +175,10 @@ def matches(root: Path, skipped: dict[str, bool], expected: list[Row]) -> bool:
             if pid > 0:
                 # Reaped with signals blocked: a handler raising inside the wait would leave a
                 # zombie. Blocking may itself raise a pending interrupt, once the block is set.
+                # (A child stuck in an uninterruptible read, on a hung network file system,
+                # holds this process until SIGKILL lands; its own walk would be stuck the same.)
                 try:
-                    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+                    signal.pthread_sigmask(signal.SIG_BLOCK, everything)
                 finally:
                     if not exited:  # a difference found here, or interrupted: stop the child
                         with contextlib.suppress(ProcessLookupError):  # reaped by someone else's waitpid(-1)

@@ -57,7 +57,12 @@ def _signals_left_as_found() -> Iterator[None]:
     away (a CI run)."""
     before = _signal_state()
     yield
-    assert _signal_state() == before, "the test left the process's signal mask or handlers changed"
+    after = _signal_state()
+    if after != before:  # put back first: every later test would inherit it, and pass its own check
+        signal.pthread_sigmask(signal.SIG_SETMASK, before[0])
+        signal.signal(signal.SIGINT, before[1])
+        signal.signal(signal.SIGTERM, before[2])
+    assert after == before, "the test left the process's signal mask or handlers changed"
 
 
 def _signal_state() -> tuple[object, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -11,8 +12,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from websockets.sync.client import connect
 
+from devserver import frames
 from tests.devserver.conftest import ROOT, running_server, wait_gone
 from tests.devserver.test_terminal import read_until
 
@@ -27,10 +30,37 @@ def test_ready_file_and_secret_file(tmp_path: Path) -> None:
         assert httpx.get(server.url + "/health", headers=server.auth).status_code == 200
 
 
-def test_sigterm_stops_children_and_exits_zero(tmp_path: Path) -> None:
-    with running_server(tmp_path) as server, server.client() as client:
-        with client.stream("POST", "/exec", json={"argv": ["sh", "-c", "echo $$; sleep 60"]}) as response:
-            exec_pid = int(next(response.iter_raw())[5:].split()[0])
+def blocked_signals(pid: int) -> int:
+    """The signal mask of process ``pid``, as a bit set (0: none blocked)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^SigBlk:\s*([0-9a-f]+)$", status, re.M)[1], 16)  # type: ignore[index]
+
+
+@pytest.mark.parametrize("started_blocked", [False, True], ids=["plain", "started-with-sigterm-blocked"])
+def test_sigterm_stops_children_and_exits_zero(tmp_path: Path, started_blocked: bool) -> None:
+    """Also when its parent had SIGTERM blocked (a mask is inherited through fork and exec): the
+    server clears its mask, and so its commands and shells start with none blocked either."""
+    with contextlib.ExitStack() as stack:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT} if started_blocked else ())
+        try:
+            server = stack.enter_context(running_server(tmp_path))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        client = stack.enter_context(server.client())
+        assert blocked_signals(server.process.pid) == 0
+        # exec: a waiting shell blocks signals itself
+        with client.stream("POST", "/exec", json={"argv": ["sh", "-c", "echo $$; exec sleep 60"]}) as response:
+            # The stream is kept in a variable: a dropped generator closes the response, and the
+            # server then stops the command of a client that went away.
+            output = response.iter_raw()
+            decoder = frames.FrameDecoder()
+            first = next(frame for chunk in output for frame in decoder.feed(chunk))
+            exec_pid = int(first.payload)
+            deadline = time.monotonic() + 10
+            while b"sleep" not in Path(f"/proc/{exec_pid}/cmdline").read_bytes():
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            assert blocked_signals(exec_pid) == 0
             with connect(f"{server.ws_url}/pty", additional_headers=server.auth, open_timeout=10) as ws:
                 ws.send(b"echo shell:$$:\n")
                 match = re.search(rb"shell:(\d+):", read_until(ws, rb"shell:\d+:"))

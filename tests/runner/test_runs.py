@@ -17,6 +17,7 @@ import pytest
 
 from control.client import ApiError, Forbidden, NotFound
 from control.logformat import decode, raw_output
+from tests.runner.test_orphans import running_in_group
 from tests.stack import Stack, wait_for_run
 
 PY = sys.executable
@@ -235,9 +236,13 @@ def _worker_pid(run_id: int) -> int:
     raise AssertionError(f"no worker for run {run_id}")
 
 
-def test_the_agent_removes_the_folder_of_a_run_whose_worker_was_killed(run_stack: Stack, tmp_path: Path) -> None:
+def test_the_agent_stops_the_command_and_removes_the_folder_of_a_run_whose_worker_was_killed(
+    run_stack: Stack, tmp_path: Path
+) -> None:
+    """The command lives in a session of its own, so it outlives a killed worker: the agent
+    stops its whole group (the background child too) before removing the folder it works in."""
     marker = tmp_path / "group.pid"
-    script = f"echo $$ > {marker}; mkdir -p build && echo data > build/out.txt; echo started; sleep 60"
+    script = f"echo $$ > {marker}; mkdir -p build && echo data > build/out.txt; sleep 60 & echo started; wait"
     folder = tmp_path / "agent" / "volume" / "runs"
     with run_stack.client() as client:
         run = client.create_run("demo", ["sh", "-c", script])
@@ -246,14 +251,16 @@ def test_the_agent_removes_the_folder_of_a_run_whose_worker_was_killed(run_stack
         while not (folder / str(run["id"]) / "build" / "out.txt").exists():
             assert time.monotonic() < deadline, "the command never wrote its file"
             time.sleep(0.05)
+        group = int(marker.read_text())
         os.kill(_worker_pid(run["id"]), signal.SIGKILL)
         try:
             final = wait_for_run(client, run["id"], timeout=20)
+            assert final["state"] == "failed" and "worker was killed" in str(final["error"])
+            assert _gone(folder / str(run["id"]))
+            assert not running_in_group(group)
         finally:
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.killpg(int(marker.read_text()), signal.SIGKILL)  # the command outlives its worker
-    assert final["state"] == "failed" and "worker was killed" in str(final["error"])
-    assert _gone(folder / str(run["id"]))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)  # if the agent failed to
 
 
 def test_a_folder_holding_a_refused_artifact_stays(tmp_path: Path, database_url: str) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,3 +134,49 @@ def test_what_cannot_be_removed_is_said_in_one_sentence(shared: Path) -> None:
     )
     assert "\n" not in said
     assert (folder / "root-only" / "file").exists()
+
+
+def _in_mount_namespace(script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` (sh) in a mount namespace of its own, so the test's mounts vanish with it."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("mounting needs root and unshare")
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-ec", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+REMOVE = f"{sys.executable} -c 'import sys; from pathlib import Path; from runner.scratch import remove_run_folder; print(remove_run_folder(Path(sys.argv[1])))'"
+
+
+def test_a_mount_inside_the_folder_is_never_entered(tmp_path: Path) -> None:
+    """A bind mount of the same file system has the same device number: only the mount table
+    shows it. What is mounted there belongs to someone else."""
+    outside = tmp_path / "outside"
+    (outside / "keep").mkdir(parents=True)
+    (outside / "keep" / "file").write_text("mine\n")
+    (outside / "keep").chmod(0o555)
+    folder = fill(tmp_path / "runs" / "13")
+    (folder / "deep" / "mnt").mkdir(parents=True)
+    result = _in_mount_namespace(
+        f"mount --bind {outside} {folder}/deep/mnt; cd {Path(__file__).resolve().parents[2]}; {REMOVE} {folder}"
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        result.stdout
+        == f"The run folder {folder} was not removed completely: deep/mnt is another file system or a mount point.\n"
+    )
+    assert (outside / "keep" / "file").read_text() == "mine\n"
+    assert stat.S_IMODE((outside / "keep").stat().st_mode) == 0o555
+    assert sorted(p.name for p in folder.iterdir()) == ["deep"]  # the rest is gone
+
+
+def test_a_folder_that_is_a_mount_point_is_emptied_quietly(tmp_path: Path) -> None:
+    """A container's run folder is its mount point: emptied, it stays for the agent to remove."""
+    folder = fill(tmp_path / "runs" / "14")
+    result = _in_mount_namespace(
+        f"mount --bind {folder} {folder}; cd {Path(__file__).resolve().parents[2]}; {REMOVE} {folder}; ls -A {folder} | wc -l"
+    )
+    assert (result.returncode, result.stdout) == (0, "None\n0\n"), result.stderr

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from control.logformat import raw_output
 
 
@@ -20,14 +22,17 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_worker_keeps_the_spool_and_exits_when_stopped_during_an_outage(tmp_path: Path) -> None:
+@pytest.mark.parametrize("started_blocked", [False, True], ids=["plain", "started-with-sigterm-blocked"])
+def test_worker_keeps_the_spool_and_exits_when_stopped_during_an_outage(tmp_path: Path, started_blocked: bool) -> None:
+    """Also when its parent had SIGTERM blocked (a mask is inherited through fork and exec): the
+    worker clears its mask, so the stop still reaches it and the command starts with none blocked."""
     spool = tmp_path / "spool"
     spec = tmp_path / "spec.json"
     spec.write_text(
         json.dumps(
             {
                 "id": 1,
-                "command": ["sh", "-c", "echo one; echo two"],
+                "command": ["sh", "-c", "echo one; echo two; grep SigBlk /proc/self/status > mask"],
                 "cwd": str(tmp_path),
                 "env": {},
                 "spool_dir": str(spool),
@@ -37,9 +42,13 @@ def test_worker_keeps_the_spool_and_exits_when_stopped_during_an_outage(tmp_path
         )
     )
     env = {**os.environ, "DEVYARD_WORKER_URL": f"http://127.0.0.1:{closed_port()}", "DEVYARD_WORKER_TOKEN": "dyr_x"}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "runner.worker", "--spec", str(spec)], env=env, stderr=subprocess.PIPE, text=True
-    )
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT} if started_blocked else ())
+    try:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "runner.worker", "--spec", str(spec)], env=env, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     time.sleep(1.5)
     assert worker.poll() is None, "the worker must keep trying while the API is away"
     assert not spec.exists(), "the spec (it may hold secrets) is deleted once read"
@@ -50,3 +59,4 @@ def test_worker_keeps_the_spool_and_exits_when_stopped_during_an_outage(tmp_path
     assert worker.returncode == 1 and "gave up reporting" in err
     # Nothing is lost: the spool holds the whole output for a later look.
     assert raw_output((spool / "log").read_bytes()) == b"one\ntwo\n"
+    assert (tmp_path / "mask").read_text().split() == ["SigBlk:", "0" * 16]
