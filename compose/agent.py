@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from runner.scratch import remove_run_folder
 log = logging.getLogger("devyard.agent")
 
 HEARTBEAT_S = 2.0
+STOP_WAIT_S = 6.0  # at stop, for the clean-up of ended runs still under way
 BACKOFF_MAX_S = 10.0
 WORKER_ENV = (
     "PATH",
@@ -68,6 +70,8 @@ class Agent:
     stop_event: threading.Event = field(default_factory=threading.Event)
     runs: dict[int, str] = field(default_factory=dict)
     run_folders: dict[int, Path] = field(default_factory=dict)
+    _background: list[threading.Thread] = field(default_factory=list)
+    _background_lock: threading.Lock = field(default_factory=threading.Lock)
     agent_id: int | None = None
     devservers: DevServerKeeper = field(init=False)
 
@@ -209,30 +213,37 @@ class Agent:
                 if killed:
                     self._report_killed(run_id, status.exit_code or 0, status.reason)
                 folder = self.run_folders.pop(run_id, None)
-                if folder is not None:  # a large folder must not hold up the heartbeats
-                    threading.Thread(
-                        target=self._clear_run_folder, args=(run_id, folder, killed), name=f"run-{run_id}-folder"
-                    ).start()
+                if killed or folder is not None:  # a large folder must not hold up the heartbeats
+                    self._in_background(f"run-{run_id}-after", self._after_worker, run_id, folder, killed)
             try:
                 assert self.agent_id is not None
                 self.client.agent_heartbeat(self.agent_id, alive)
             except DevyardError as exc:
                 log.warning("heartbeat failed: %s", exc)
 
-    def _clear_run_folder(self, run_id: int, folder: Path, killed: bool) -> None:
+    def _after_worker(self, run_id: int, folder: Path | None, killed: bool) -> None:
         """A killed worker neither stopped its command nor removed the run's folder: both are
         done here. Otherwise the worker removed the folder, except for a container's mount point,
         left empty; or it kept it on purpose (a refused artifact, an outcome it could not
         report), and so does this."""
+        if killed and self.launcher.substrate == "local" and stop_orphaned_command(self.config.spool / str(run_id)):
+            log.info("run %s: stopped the command its killed worker left running", run_id)
+        if folder is None:
+            return
         if not killed:
             with contextlib.suppress(OSError):  # not empty: kept on purpose; gone: removed already
                 folder.rmdir()
             return
-        if self.launcher.substrate == "local" and stop_orphaned_command(self.config.spool / str(run_id)):
-            log.info("run %s: stopped the command its killed worker left running", run_id)
         kept = remove_run_folder(folder)
         if kept:
             log.warning("run %s: %s", run_id, kept)
+
+    def _in_background(self, name: str, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        with self._background_lock:
+            self._background = [t for t in self._background if t.is_alive()]
+            self._background.append(thread)
+        thread.start()
 
     def _report_killed(self, run_id: int, exit_code: int, reason: str | None) -> None:
         """The worker died before it could report (killed, OOM): fail the run with the reason.
@@ -244,5 +255,12 @@ class Agent:
         except DevyardError as exc:
             log.info("run %s: not marked killed: %s", run_id, exc)
 
-    def stop(self) -> None:
+    def stop(self, wait_s: float = STOP_WAIT_S) -> None:
+        """Stop claiming work; give the clean-up of ended runs (stopping a killed worker's
+        command, removing its folder) up to ``wait_s`` to finish."""
         self.stop_event.set()
+        deadline = time.monotonic() + wait_s
+        with self._background_lock:
+            pending = list(self._background)
+        for thread in pending:
+            thread.join(max(0.0, deadline - time.monotonic()))

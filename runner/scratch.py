@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OWNER_ALL = stat.S_IRWXU
 MOUNTINFO = Path("/proc/self/mountinfo")
+_OCTAL = re.compile(rb"\\([0-7]{3})")
 
 
 @dataclass
@@ -51,7 +53,7 @@ def remove_run_folder(folder: Path) -> str | None:
     finally:
         os.close(fd)
     if removal.kept:
-        shown = ", ".join(removal.kept[:3]) + (", ..." if len(removal.kept) > 3 else "")
+        shown = ", ".join(repr(rel)[1:-1] for rel in removal.kept[:3]) + (", ..." if len(removal.kept) > 3 else "")
         return f"The run folder {folder} was not removed completely: {shown} is another file system or a mount point."
     try:
         folder.rmdir()
@@ -67,25 +69,24 @@ def mounts_below(folder: Path) -> set[str]:
     (a bind mount of the same file system has the same device number, so ``st_dev`` alone does
     not show it)."""
     try:
-        lines = MOUNTINFO.read_text().splitlines()
+        lines = MOUNTINFO.read_bytes().splitlines()
     except OSError:
         return set()
-    prefix = os.fspath(folder).rstrip("/") + "/"
+    prefix = os.fsencode(folder).rstrip(b"/") + b"/"
     found = set()
     for line in lines:
-        fields = line.split(" ")
+        fields = line.split(b" ")
         if len(fields) > 4:
             point = _unescape(fields[4])
             if point.startswith(prefix):
-                found.add(point[len(prefix) :])
+                found.add(os.fsdecode(point[len(prefix) :]))
     return found
 
 
-def _unescape(field: str) -> str:
-    # The kernel writes space, tab, newline and backslash as \040, \011, \012 and \134.
-    if "\\" not in field:
-        return field
-    return field.encode().decode("unicode_escape").encode("latin-1").decode(errors="surrogateescape")
+def _unescape(field: bytes) -> bytes:
+    # The kernel writes space, tab, newline and backslash as \040, \011, \012 and \134; other
+    # bytes (a name that is not UTF-8) come as they are.
+    return _OCTAL.sub(lambda match: bytes([int(match[1], 8)]), field)
 
 
 def _empty(dir_fd: int, prefix: str, removal: _Removal) -> bool:
@@ -95,12 +96,12 @@ def _empty(dir_fd: int, prefix: str, removal: _Removal) -> bool:
     emptied = True
     for name, is_dir in entries:
         rel = prefix + name
-        if not is_dir:
-            os.unlink(name, dir_fd=dir_fd)
-            continue
-        if rel in removal.mounts:
+        if rel in removal.mounts:  # a folder or a file mounted here: someone else's
             removal.kept.append(rel)
             emptied = False
+            continue
+        if not is_dir:
+            os.unlink(name, dir_fd=dir_fd)
             continue
         fd = _open_folder(name, dir_fd, removal.device)
         if fd is None:

@@ -180,3 +180,35 @@ def test_a_folder_that_is_a_mount_point_is_emptied_quietly(tmp_path: Path) -> No
         f"mount --bind {folder} {folder}; cd {Path(__file__).resolve().parents[2]}; {REMOVE} {folder}; ls -A {folder} | wc -l"
     )
     assert (result.returncode, result.stdout) == (0, "None\n0\n"), result.stderr
+
+
+def test_a_file_mounted_inside_the_folder_is_left_alone_and_the_rest_goes(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("mine\n")
+    folder = fill(tmp_path / "runs" / "15")
+    (folder / "bound").write_text("")
+    (folder / "z").write_text("after it\n")
+    result = _in_mount_namespace(
+        f"mount --bind {outside} {folder}/bound; cd {Path(__file__).resolve().parents[2]}; {REMOVE} {folder}"
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        result.stdout
+        == f"The run folder {folder} was not removed completely: bound is another file system or a mount point.\n"
+    )
+    assert outside.read_text() == "mine\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["bound"]
+
+
+def test_a_mount_point_whose_name_is_not_utf8_breaks_nothing(tmp_path: Path) -> None:
+    folder = fill(tmp_path / "runs" / "16")
+    odd = os.fsencode(tmp_path) + b"/odd\xff name"
+    os.mkdir(odd)
+    inner = os.fsencode(folder) + b"/in\xfene r"
+    os.mkdir(inner)
+    result = _in_mount_namespace(
+        f"mount -t tmpfs none \"$(printf '{os.fsdecode(odd)}')\"; mount -t tmpfs none \"$(printf '{os.fsdecode(inner)}')\";"
+        f" cd {Path(__file__).resolve().parents[2]}; {REMOVE} {folder}"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"The run folder {folder} was not removed completely: in\\udcfene r is another")
