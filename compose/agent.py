@@ -212,14 +212,17 @@ class Agent:
                 killed = status.exit_code is not None and status.exit_code >= 128
                 if killed:
                     self._report_killed(run_id, status.exit_code or 0, status.reason)
-                folder = self.run_folders.pop(run_id, None)
-                if killed or folder is not None:  # a large folder must not hold up the heartbeats
-                    self._in_background(f"run-{run_id}-after", self._after_worker, run_id, folder, killed)
+                self._worker_ended(run_id, killed)
             try:
                 assert self.agent_id is not None
                 self.client.agent_heartbeat(self.agent_id, alive)
             except DevyardError as exc:
                 log.warning("heartbeat failed: %s", exc)
+
+    def _worker_ended(self, run_id: int, killed: bool) -> None:
+        folder = self.run_folders.pop(run_id, None)
+        if killed or folder is not None:  # in a thread: a large folder must not hold up the heartbeats
+            self._in_background(f"run-{run_id}-after", self._after_worker, run_id, folder, killed)
 
     def _after_worker(self, run_id: int, folder: Path | None, killed: bool) -> None:
         """A killed worker neither stopped its command nor removed the run's folder: both are
