@@ -13,10 +13,10 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from compose.launcher import LaunchError, LaunchSpec, LaunchState, LaunchStatus
+from runner.procfs import start_time
 
 LIMITS = {
     "memory_mb": (resource.RLIMIT_AS, 1024 * 1024),
@@ -24,18 +24,6 @@ LIMITS = {
     "open_files": (resource.RLIMIT_NOFILE, 1),
     "processes": (resource.RLIMIT_NPROC, 1),
 }
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 22 (starttime) comes after the parenthesised command name, which may hold spaces.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    if fields[0] == "Z":
-        return None
-    return fields[19]
 
 
 def _limits(resources: dict[str, Any]) -> list[tuple[int, int]]:
@@ -86,7 +74,7 @@ class LocalLauncher:
         finally:
             if log is not None:
                 log.close()
-        handle = f"{child.pid}:{_start_time(child.pid) or 0}"
+        handle = f"{child.pid}:{start_time(child.pid, live=True) or 0}"
         with self._lock:
             self._children[handle] = child
         return handle
@@ -102,7 +90,7 @@ class LocalLauncher:
         if child is not None:
             return pid if child.poll() is None else None
         # Adopted after a restart: trust the pid only if it is the same process.
-        return pid if _start_time(pid) == started else None
+        return pid if str(start_time(pid, live=True)) == started else None
 
     def signal(self, handle: str, signum: int) -> bool:
         pid = self._pid(handle)

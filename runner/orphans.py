@@ -9,7 +9,7 @@ recorded there means another process on the host. Processes that left the group 
 a daemon) are not reached, as they are not by a cancel.
 
 A pid can be reused once its process is gone, so the record carries the leader's start time
-(``/proc/<pid>/stat``, field 22) and the run id. While the leader is the recorded process the
+(see :mod:`runner.procfs`) and the run id. While the leader is the recorded process the
 whole group is signalled; with the leader gone, only members that started no earlier than it and
 carry the run's ``DEVYARD_RUN_ID`` in their environment are, one by one.
 """
@@ -22,19 +22,10 @@ import signal
 import time
 from pathlib import Path
 
+from runner.procfs import group_members, start_time
+
 RECORD = "command"
 GONE_WAIT_S = 5.0
-
-
-def start_time(pid: int) -> int | None:
-    """When process ``pid`` started, in clock ticks since boot; None if there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return int(fields[19]) if len(fields) > 19 else None
 
 
 def record_command(spool_dir: Path, pid: int, run_id: int) -> None:
@@ -66,7 +57,7 @@ def stop_orphaned_command(spool_dir: Path, wait_s: float = GONE_WAIT_S) -> bool:
         signalled = True
     elif leader is None:  # the leader is gone: only members that show they are the run's own
         signalled = False
-        for member in _members(pid):
+        for member in group_members(pid):
             if (start_time(member) or -1) >= started and _run_of(member) == run_id:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(member, signal.SIGKILL)
@@ -74,32 +65,10 @@ def stop_orphaned_command(spool_dir: Path, wait_s: float = GONE_WAIT_S) -> bool:
     else:
         signalled = False  # the pid is another process's now: ours ended long ago
     deadline = time.monotonic() + wait_s
-    while signalled and group_alive(pid) and time.monotonic() < deadline:
+    while signalled and group_members(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     forget_command(spool_dir)
     return signalled
-
-
-def _members(pgid: int) -> list[int]:
-    """Processes of group ``pgid`` that are not zombies."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_bytes()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-            found.append(int(entry.name))
-    return found
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether a process of group ``pgid`` still runs. Zombies do not count: killed, they wait
-    only for their reaper (init, or a container's init that may never reap)."""
-    return bool(_members(pgid))
 
 
 def _run_of(pid: int) -> int | None:

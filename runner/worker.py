@@ -121,9 +121,8 @@ class Worker:
             )
         except (OSError, ValueError) as exc:
             return self._report_start_failure(exc, started_at)
-        record_command(
-            self.spool.path.parent, self.child.pid, int(self.spec["id"])
-        )  # for the agent, should this worker be killed
+        # For the agent, should this worker be killed: the command would outlive it.
+        record_command(self.spool.path.parent, self.child.pid, int(self.spec["id"]))
         if self.stop_reason is not None:
             # Asked to stop while the command was being started: request_stop saw no child yet.
             threading.Thread(target=self._terminate, daemon=True).start()

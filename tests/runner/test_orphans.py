@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.orphans import RECORD, forget_command, record_command, start_time, stop_orphaned_command
+from runner.orphans import RECORD, forget_command, record_command, stop_orphaned_command
+from runner.procfs import start_time
 
 
 def running_in_group(pgid: int) -> list[int]:

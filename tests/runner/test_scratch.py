@@ -136,19 +136,27 @@ def test_what_cannot_be_removed_is_said_in_one_sentence(shared: Path) -> None:
     assert (folder / "root-only" / "file").exists()
 
 
-def _in_mount_namespace(script: str) -> subprocess.CompletedProcess[str]:
-    """``script`` (sh) in a mount namespace of its own, so the test's mounts vanish with it."""
+REPO = Path(__file__).resolve().parents[2]
+REMOVE = (
+    f"{sys.executable} -c 'import sys; from pathlib import Path; from runner.scratch import remove_run_folder;"
+    " print(remove_run_folder(Path(sys.argv[1])))'"
+)
+
+
+def _removed_after(mounts: str, folder: Path, then: str = "") -> str:
+    """What remove_run_folder(folder) says after the sh commands ``mounts``, run in a mount
+    namespace of its own so the test's mounts vanish with it (followed by ``then``'s output)."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("mounting needs root and unshare")
-    return subprocess.run(
+    script = f"{mounts}; cd {REPO}; {REMOVE} {folder}; {then or 'true'}"
+    result = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-ec", script],
         capture_output=True,
         text=True,
         timeout=60,
     )
-
-
-REMOVE = f"{sys.executable} -c 'import sys; from pathlib import Path; from runner.scratch import remove_run_folder; print(remove_run_folder(Path(sys.argv[1])))'"
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def test_a_mount_inside_the_folder_is_never_entered(tmp_path: Path) -> None:
@@ -160,12 +168,9 @@ def test_a_mount_inside_the_folder_is_never_entered(tmp_path: Path) -> None:
     (outside / "keep").chmod(0o555)
     folder = fill(tmp_path / "runs" / "13")
     (folder / "deep" / "mnt").mkdir(parents=True)
-    result = _in_mount_namespace(
-        f"mount --bind {outside} {folder}/deep/mnt; cd {Path(__file__).resolve().parents[2]}; {REMOVE} {folder}"
-    )
-    assert result.returncode == 0, result.stderr
+    said = _removed_after(f"mount --bind {outside} {folder}/deep/mnt", folder)
     assert (
-        result.stdout
+        said
         == f"The run folder {folder} was not removed completely: deep/mnt is another file system or a mount point.\n"
     )
     assert (outside / "keep" / "file").read_text() == "mine\n"
@@ -176,10 +181,7 @@ def test_a_mount_inside_the_folder_is_never_entered(tmp_path: Path) -> None:
 def test_a_folder_that_is_a_mount_point_is_emptied_quietly(tmp_path: Path) -> None:
     """A container's run folder is its mount point: emptied, it stays for the agent to remove."""
     folder = fill(tmp_path / "runs" / "14")
-    result = _in_mount_namespace(
-        f"mount --bind {folder} {folder}; cd {Path(__file__).resolve().parents[2]}; {REMOVE} {folder}; ls -A {folder} | wc -l"
-    )
-    assert (result.returncode, result.stdout) == (0, "None\n0\n"), result.stderr
+    assert _removed_after(f"mount --bind {folder} {folder}", folder, then=f"ls -A {folder} | wc -l") == "None\n0\n"
 
 
 def test_a_file_mounted_inside_the_folder_is_left_alone_and_the_rest_goes(tmp_path: Path) -> None:
@@ -188,13 +190,9 @@ def test_a_file_mounted_inside_the_folder_is_left_alone_and_the_rest_goes(tmp_pa
     folder = fill(tmp_path / "runs" / "15")
     (folder / "bound").write_text("")
     (folder / "z").write_text("after it\n")
-    result = _in_mount_namespace(
-        f"mount --bind {outside} {folder}/bound; cd {Path(__file__).resolve().parents[2]}; {REMOVE} {folder}"
-    )
-    assert result.returncode == 0, result.stderr
+    said = _removed_after(f"mount --bind {outside} {folder}/bound", folder)
     assert (
-        result.stdout
-        == f"The run folder {folder} was not removed completely: bound is another file system or a mount point.\n"
+        said == f"The run folder {folder} was not removed completely: bound is another file system or a mount point.\n"
     )
     assert outside.read_text() == "mine\n"
     assert sorted(p.name for p in folder.iterdir()) == ["bound"]
@@ -206,9 +204,8 @@ def test_a_mount_point_whose_name_is_not_utf8_breaks_nothing(tmp_path: Path) -> 
     os.mkdir(odd)
     inner = os.fsencode(folder) + b"/in\xfene r"
     os.mkdir(inner)
-    result = _in_mount_namespace(
-        f"mount -t tmpfs none \"$(printf '{os.fsdecode(odd)}')\"; mount -t tmpfs none \"$(printf '{os.fsdecode(inner)}')\";"
-        f" cd {Path(__file__).resolve().parents[2]}; {REMOVE} {folder}"
+    said = _removed_after(
+        f"mount -t tmpfs none \"$(printf '{os.fsdecode(odd)}')\"; mount -t tmpfs none \"$(printf '{os.fsdecode(inner)}')\"",
+        folder,
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"The run folder {folder} was not removed completely: in\\udcfene r is another")
+    assert said.startswith(f"The run folder {folder} was not removed completely: in\\udcfene r is another")
