@@ -108,6 +108,8 @@ class Agent:
                 items = self.client.claim_work(self.agent_id, wait_s=self.config.poll_wait_s)["items"]
                 delay = 0.2
             except DevyardError as exc:
+                if self.stop_event.is_set():
+                    break  # the API is stopping with us (Ctrl-C on `yard up`): not a problem to report
                 log.warning("agent cannot reach the control API: %s", exc)
                 self.stop_event.wait(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)

@@ -166,12 +166,11 @@ def client_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def prepare(settings: Settings, local_profile: bool = True) -> DataDir:
-    """Data dir, database schema and (embedded shape) the local profile's admin token; raises
-    on any problem. API replicas of a cluster pass ``local_profile=False``: they have no user to
-    write a profile for, and minting a token on every pod start would pile tokens up."""
-    from control import profiles
-    from control.bootstrap import local_admin_token, prepare_database
+def prepare(settings: Settings) -> DataDir:
+    """Data dir, database schema and object store; raises on any problem. The local profile is
+    not touched here: :func:`serve` writes it once the server holds its port, so a `yard up`
+    that fails (port in use, another data dir) leaves a working profile as it was."""
+    from control.bootstrap import prepare_database
     from control.db.engine import make_engine
     from control.objectstore import ObjectStore
 
@@ -187,34 +186,31 @@ def prepare(settings: Settings, local_profile: bool = True) -> DataDir:
         ObjectStore.from_url(
             settings.effective_object_store_url, s3_endpoint=settings.s3_endpoint, s3_region=settings.s3_region
         )
-        if not local_profile:
-            return data_dir
-        try:
-            current: str | None = profiles.load_profiles()[1][profiles.LOCAL].token
-        except (KeyError, profiles.ProfileProblem):
-            current = None
-        token = local_admin_token(engine, admin_name(), current)
     finally:
         engine.dispose()
-    if token != current:
-        profiles.save_profile(
-            profiles.Profile(profiles.LOCAL, client_url(settings.host, settings.port), token),
-            make_default=current is None,
-        )
     return data_dir
 
 
-def _write_profile_url(url: str) -> None:
+def save_local_profile(engine: Any, url: str) -> None:
+    """Point the local profile at ``url`` with a working admin token of this stack's database,
+    keeping the current token when it still works there. Called by a server that holds its port."""
     from control import profiles
+    from control.bootstrap import local_admin_token
 
-    _, known = profiles.load_profiles()
-    local = known.get(profiles.LOCAL)
-    if local is not None and local.url != url:
-        profiles.save_profile(profiles.Profile(profiles.LOCAL, url, local.token))
+    try:
+        current: profiles.Profile | None = profiles.load_profiles()[1].get(profiles.LOCAL)
+    except profiles.ProfileProblem:
+        current = None
+    token = local_admin_token(engine, admin_name(), current.token if current else None)
+    if current is None or current.token != token or current.url != url:
+        profiles.save_profile(profiles.Profile(profiles.LOCAL, url, token), make_default=current is None)
 
 
-def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = None) -> None:
-    """Serve the control API in this process (and its API workers) until SIGINT/SIGTERM."""
+def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = None, local_profile: bool = True) -> None:
+    """Serve the control API in this process (and its API workers) until SIGINT/SIGTERM.
+
+    ``local_profile``: write the local profile (embedded shape). API replicas of a cluster pass
+    False: they have no user to write it for, and minting a token per pod start piles tokens up."""
     from control.api.app import create_app
     from control.api.services import Services
 
@@ -232,11 +228,20 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     try:
         _tune_gc()
         services = Services.from_settings(settings, bus_dir=data_dir.state / BUS_FOLDER)
-        server = _uvicorn_server(create_app(services), services.begin_shutdown)
+        agent = _local_agent(settings, services, url) if settings.agent else None
+
+        def stopping() -> None:
+            # The agent first: its long-poll would otherwise fail against a stopping API.
+            if agent is not None:
+                agent.stop_event.set()
+            services.begin_shutdown()
+
+        server = _uvicorn_server(create_app(services), stopping)
+        if local_profile:
+            save_local_profile(services.engine, url)
     except BaseException:
         workers.wait()
         raise
-    agent = _local_agent(settings, services, url) if settings.agent else None
     if agent is not None:
         threading.Thread(target=_serve_agent_when_up, args=(server, agent), name="local-agent", daemon=True).start()
     scheduler_stop = threading.Event()
@@ -244,7 +249,6 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
         scheduler = _local_scheduler(settings, services)
         threading.Thread(target=scheduler.serve, args=(scheduler_stop,), name="scheduler", daemon=True).start()
     data_dir.server_file.write_text(json.dumps({"pid": os.getpid(), "url": url, "started": time.time()}))
-    _write_profile_url(url)
     if ready is not None:
         ready(url)
     if threading.current_thread() is threading.main_thread():
@@ -253,8 +257,8 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
         signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         server.run(sockets=[sock])
-    except SystemExit:
-        pass
+    except (SystemExit, KeyboardInterrupt):
+        pass  # uvicorn re-raises the signal after its graceful shutdown: a stop, not a failure
     finally:
         if agent is not None:
             agent.stop()  # first: its next long-poll would otherwise go to a worker that is stopping
@@ -572,6 +576,8 @@ def _main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One line per agent long-poll would drown everything else.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at INFO on every start.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if args.api_worker:
         # Started by ApiWorkers: settings on the first line of stdin, the socket inherited.
         settings = Settings.model_validate_json(sys.stdin.buffer.readline())
@@ -592,11 +598,11 @@ def _main(argv: list[str]) -> int:
     if args.replica and settings.api_workers is None:
         # A cluster scales by replicas; one process each unless api_workers says otherwise.
         settings = settings.model_copy(update={"api_workers": 1})
-    prepare(settings, local_profile=not (args.replica or args.admin_token))
+    prepare(settings)
     if args.admin_token:
         print(new_admin_token(settings, args.admin_token))
         return 0
-    serve(settings)
+    serve(settings, local_profile=not args.replica)
     return 0
 
 

@@ -32,6 +32,17 @@ def parse(args: list[str]) -> tuple[str | None, bool] | None:
     return profile, "--read-only" in rest[1:]
 
 
+def terminal_problem() -> str | None:
+    """One sentence when the TUI cannot work here: without a terminal on stdin and stdout it
+    would write escape codes into a file or pipe forever (`yard </dev/null >out` in a script)."""
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return None
+    return (
+        "The TUI needs a terminal (stdin and stdout are not one); "
+        "in scripts use the commands instead (`yard --help` lists them)."
+    )
+
+
 def _skip_httpx_command_line() -> None:
     """``import httpx`` also imports its command-line tool (``httpx._main``: click, rich's
     syntax highlighting, pygments) just to expose ``httpx.main``, which the TUI never calls. A
@@ -51,6 +62,10 @@ def main(args: list[str]) -> int | None:
     if parsed is None:
         return None
     profile, read_only = parsed
+    problem = terminal_problem()
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     _skip_httpx_command_line()
     from control.profiles import ProfileProblem
     from tui.app import run_app

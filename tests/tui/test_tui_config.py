@@ -65,15 +65,14 @@ def test_default_keys_are_valid_and_every_action_has_a_scope() -> None:
 def test_yard_refuses_a_broken_tui_toml(tmp_path: Path) -> None:
     """`yard` says what is wrong and stops before taking over the terminal."""
     import os
-    import subprocess
     import sys
+
+    from tests.tui.with_terminal import run_with_terminal
 
     config = Path(os.environ["XDG_CONFIG_HOME"]) / "devyard"
     config.mkdir(parents=True, exist_ok=True)
     (config / "tui.toml").write_text('[keys]\n"run.cancle" = "x"\n')
     env = {**os.environ, "DEVYARD_URL": "http://127.0.0.1:9", "DEVYARD_TOKEN": "dy_x"}
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "yard"), "tui"], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert result.returncode == 1
-    assert "there is no action 'run.cancle'" in result.stderr and "Traceback" not in result.stderr
+    returncode, stderr = run_with_terminal([str(Path(sys.executable).parent / "yard"), "tui"], env=env)
+    assert returncode == 1
+    assert "there is no action 'run.cancle'" in stderr and "Traceback" not in stderr

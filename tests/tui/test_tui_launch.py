@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from tests.tui.with_terminal import run_with_terminal
 from tui.launch import parse
 
 
@@ -34,8 +35,8 @@ def test_only_tui_invocations_take_the_fast_path(args: list[str], expected: obje
 def test_a_missing_profile_is_one_sentence() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEVYARD_")}
     code = "import sys; from tui.launch import main; sys.exit(main(['--profile', 'ghost']))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    assert result.returncode == 1
-    assert result.stderr.startswith("error:") and "profile" in result.stderr and "Traceback" not in result.stderr
+    returncode, stderr = run_with_terminal([sys.executable, "-c", code], env=env)
+    assert returncode == 1
+    assert stderr.startswith("error:") and "profile" in stderr and "Traceback" not in stderr
     probe = "import sys; from tui.launch import parse; parse([]); print('typer' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"

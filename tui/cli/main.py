@@ -40,6 +40,12 @@ def tui(
 ) -> None:
     """Open the full-screen terminal UI."""
     from tui.app import run_app
+    from tui.cli.output import fail
+    from tui.launch import terminal_problem
+
+    problem = terminal_problem()
+    if problem is not None:
+        fail(problem, code=2)
 
     run_app(state.profile, read_only=read_only)
 

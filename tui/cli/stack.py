@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -104,9 +105,9 @@ def status(as_json: JsonOption = False) -> None:
 def login(
     url: Annotated[str, typer.Argument(help="Base URL of the control API, e.g. https://devyard.example.com.")],
     token: Annotated[
-        str,
-        typer.Option("--token", help="An API token (`yard tokens create` prints one).", prompt=True, hide_input=True),
-    ],
+        str | None,
+        typer.Option("--token", help="An API token (`yard tokens create` prints one); asked for when left out."),
+    ] = None,
     profile: Annotated[str, typer.Option("--profile", help="Profile name to save it under.")] = "default",
 ) -> None:
     """Attach the CLI and TUI to a (remote) control API and save it as a profile."""
@@ -115,11 +116,26 @@ def login(
 
     if not url.startswith(("http://", "https://")):
         fail(f"'{url}' is not an http:// or https:// URL.")
+    if token is None:
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            fail("No token given and no terminal to ask for one; pass --token (`yard tokens create` prints one).")
+        token = typer.prompt("Token", hide_input=True, err=True)
     with ControlClient(url, token) as client:
         client.health()
         me = client.me()
+    try:
+        previous = profiles.load_profiles()[0]
+    except profiles.ProfileProblem:
+        previous = None
     path = profiles.save_profile(profiles.Profile(profile, url.rstrip("/"), token), make_default=True)
     console.print(f"Logged in to {url} as {me['name']} ({me['role']}); profile '{profile}' saved in {path}.")
+    if previous and previous != profile:
+        console.print(
+            f"'{profile}' is now the default profile (it was '{previous}'; "
+            f"`yard --profile {previous} ...` still uses that one)."
+        )
+    else:
+        console.print(f"'{profile}' is the default profile.")
 
 
 def doctor(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
