@@ -487,8 +487,8 @@ def _local_scheduler(settings: Settings, services: Any) -> Any:
         services.engine,
         services.store,
         settings,
-        publish=lambda kind, data: services.events.publish(kind, data),
-        wake_agents=lambda: services.hub.publish("work"),
+        publish=services.events.publish,
+        wake=services.hub.publish,
     )
 
 

@@ -10,10 +10,11 @@ from sqlmodel import col, select
 from control import audit
 from control.api.tokens_issue import issue_token
 from control.auth import hash_token
+from control.clock import utcnow
 from control.db.engine import check_connection, session_scope
 from control.db.migrate import upgrade
 from control.db.tables import ApiToken, Environment, Project, Role, User
-from control.db.types import SEALED, utcnow
+from control.db.types import SEALED
 from control.secretbox import SecretBox, SecretsUnreadable, bind, box_for
 from control.settings import Settings
 

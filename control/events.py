@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from control.db.types import utcnow
+from control.clock import utcnow
 
 SUBSCRIBER_QUEUE = 1000
 REPLAY_EVENTS = 2000

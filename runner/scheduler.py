@@ -23,18 +23,18 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from control import audit
+from control.clock import utcnow
 from control.db.engine import new_session
 from control.objectstore import ObjectStore
-from control.runs.claims import serialize_writers
-from control.runs.lifecycle import mark_lost
+from control.runs.lost import reap_lost_runs
+from control.runs.summary import Publish, Wake
 from control.schedules import cleanup, lease
-from control.schedules.ticks import TickResult, fire_pending, plan_due
+from control.schedules.ticks import TickResult, announce_tick, fire_pending, plan_due
 from control.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,13 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("devyard.scheduler")
 
-Publish = Callable[[str, dict[str, Any]], None]
 LEASE = "scheduler"
 MAX_SLEEP_S = 0.5
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -66,7 +61,7 @@ class Scheduler:
     store: ObjectStore
     settings: Settings
     publish: Publish = lambda _type, _data: None
-    wake_agents: Callable[[], None] = lambda: None
+    wake: Wake = lambda *_keys: None
     clock: Callable[[], datetime] = utcnow
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     crash_at: str | None = None
@@ -95,10 +90,12 @@ class Scheduler:
         with self._session() as session:
             report.planned = plan_due(session, now, timedelta(seconds=self.settings.misfire_grace_s))
         self._crash("after_tick_row")
-        report.fired = fire_pending(self._session, on_committed=self._announce)
+        report.fired = fire_pending(
+            self._session, on_committed=lambda tick: announce_tick(tick, self.publish, self.wake)
+        )
         if report.fired:
             self._crash("after_run_row")
-            self.wake_agents()
+            self.wake("work")
         if self._last_cleanup is None or now - self._last_cleanup >= timedelta(
             seconds=self.settings.cleanup_interval_s
         ):
@@ -106,38 +103,15 @@ class Scheduler:
             report.lost, report.cleanup = self.clean(now)
         return report
 
-    def _announce(self, result: TickResult) -> None:
-        self.publish("schedule.tick", result.as_json())
-        if result.run_id is not None:
-            self.publish(
-                "run.created",
-                {"id": result.run_id, "state": "queued", "trigger": "schedule", "schedule": result.schedule},
-            )
-        for cancelled in result.cancelled:
-            self.publish("run.updated", {"id": cancelled, "cancel_requested": True})
-
     def clean(self, now: datetime) -> tuple[list[int], cleanup.CleanupReport]:
         """The background cleanup pass; each step is published as an event when it did something."""
         settings = self.settings
         report = cleanup.CleanupReport()
-        with self._session() as session:
-            serialize_writers(session)
-            changed = mark_lost(session, now - timedelta(seconds=settings.run_lost_after_s))
-            for run, retry in changed:
-                audit.record(
-                    session, None, "run.lost", "run", run.id, retry=retry.id if retry else None, via="scheduler"
-                )
-            session.commit()
-        lost = [(run.id or 0) for run, _ in changed]
-        for run, retry in changed:
-            self.publish("run.updated", {"id": run.id, "state": run.state, "error": run.error})
-            if retry is not None:
-                self.publish(
-                    "run.created", {"id": retry.id, "state": retry.state, "trigger": "retry", "retry_of_id": run.id}
-                )
+        lost = reap_lost_runs(
+            self.engine, now - timedelta(seconds=settings.run_lost_after_s), self.publish, self.wake, via="scheduler"
+        )
         if lost:
             self.publish("cleanup.lost", {"runs": lost})
-            self.wake_agents()
         report.compacted = cleanup.compact_finished(
             self._session, self.store, now, timedelta(seconds=settings.compact_after_s)
         )
@@ -167,7 +141,7 @@ class Scheduler:
         if report.orphans_closed or report.items_deleted:
             self.publish("cleanup.work_items", {"closed": report.orphans_closed, "deleted": report.items_deleted})
         if report.devservers_stopped:
-            self.wake_agents()
+            self.wake("work")
         return lost, report
 
     def serve(self, stop: threading.Event) -> None:

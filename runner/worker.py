@@ -22,10 +22,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from control.clock import utcnow
 from control.workerclient import Refused, Transient, WorkerApi
 from runner.capture import StreamReader, masker
 from runner.orphans import forget_command, record_command
@@ -37,10 +37,6 @@ ORPHAN_WAIT_S = 1.0
 SHIP_PATIENCE_S = 24 * 3600.0  # after the command ended, keep trying to reach the API this long
 # Only these variables of the agent's own environment reach the command.
 PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SHELL", "TERM")
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def command_env(spec: dict[str, Any]) -> dict[str, str]:
@@ -101,11 +97,11 @@ class Worker:
     def run(self) -> int:
         self.shipper.start()
         cwd = Path(self.spec["cwd"])
-        started_at = now_iso()
+        started_at = utcnow().isoformat()
         if self.stop_reason is not None:
             # Cancelled (or timed out) before the command started: do not start it at all.
             outcome = "timed_out" if self.stop_reason == "timeout" else "cancelled"
-            return self._complete(outcome, 128 + signal.SIGTERM, None, started_at, now_iso())
+            return self._complete(outcome, 128 + signal.SIGTERM, None, started_at, utcnow().isoformat())
         try:
             if not cwd.is_dir():
                 raise FileNotFoundError(f"working directory {cwd} does not exist")
@@ -147,7 +143,7 @@ class Worker:
             for reader in readers:
                 reader.join()
         forget_command(self.spool.path.parent)
-        finished_at = now_iso()
+        finished_at = utcnow().isoformat()
         outcome = {"timeout": "timed_out", "cancel": "cancelled"}.get(self.stop_reason or "", "exited")
         return self._complete(outcome, code, None, started_at, finished_at)
 
@@ -178,7 +174,7 @@ class Worker:
             message, code = f"Command '{program}' is not executable.", 126
         else:
             message, code = f"Command '{program}' could not start: {exc}.", 127
-        return self._complete("failed_to_start", code, message, started_at, now_iso())
+        return self._complete("failed_to_start", code, message, started_at, utcnow().isoformat())
 
     def _complete(self, outcome: str, code: int, error: str | None, started_at: str, finished_at: str) -> int:
         if self.shipper.give_up_at is None:

@@ -14,8 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from control.api.errors import ApiError
 from control.api.services import Services
 from control.auth import AGENTS, Principal, hash_token
+from control.clock import utcnow
 from control.db.tables import ApiToken, Role, User
-from control.db.types import utcnow
 
 # Writing last_used_at on every request would turn every read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)

@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlmodel import Session
 
 from control.auth import display_prefix, hash_token, new_token
+from control.clock import utcnow
 from control.db.tables import ApiToken, User
-from control.db.types import utcnow
 
 
 def issue_token(session: Session, user: User, name: str, *, expires_in_days: int | None = None) -> tuple[ApiToken, str]:

@@ -18,7 +18,8 @@ from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
-from control.db.types import SealedSecrets, UTCDateTime, utcnow
+from control.clock import utcnow
+from control.db.types import SealedSecrets, UTCDateTime
 
 
 class Role(StrEnum):

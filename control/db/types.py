@@ -39,10 +39,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 SEALED = "$fernet"
 """Key of a sealed secrets column value, ``{"$fernet": "<token>"}``; no variable name has a ``$``."""
 

@@ -12,8 +12,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from control.clock import utcnow
 from control.db.tables import DevServer, Environment, Project, User, WorkItem
-from control.db.types import utcnow
 
 PENDING, STARTING, RUNNING, STOPPING, STOPPED, FAILED = (
     "pending",

@@ -16,8 +16,8 @@ from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from control.auth import hash_token, new_token
+from control.clock import utcnow
 from control.db.tables import DevServer, Environment, Project, Run, Schedule, WorkItem
-from control.db.types import utcnow
 from control.devservers import lifecycle as devserver_lifecycle
 from control.runs import states
 

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from control.clock import utcnow
 from control.db.tables import Run, WorkItem
-from control.db.types import utcnow
 from control.runs import states
 from control.runs.create import queue_retry
 

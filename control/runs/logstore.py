@@ -13,8 +13,8 @@ from enum import Enum
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from control.clock import utcnow
 from control.db.tables import LogChunk, Run
-from control.db.types import utcnow
 from control.logformat import count_records
 from control.objectstore import ObjectStore
 

@@ -18,11 +18,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
+from control.api.run_schemas import RunOut
 from control.db.engine import begin_write
 from control.db.tables import Environment, Project, Run, Schedule, ScheduleTick
 from control.runs import states
 from control.runs.create import RunRequest, create_run
 from control.runs.lifecycle import TransitionRefused, request_cancel
+from control.runs.summary import Publish, Wake, announce_run, describe_run
 from control.schedules.cron import due_between, fire_times
 
 CATCHUP = ("latest", "all", "none")
@@ -39,9 +41,15 @@ class TickResult:
     tick_id: int
     scheduled_for: datetime
     state: str
-    run_id: int | None = None
+    run: RunOut | None = None
+    """The run this tick created, described before its commit (what ``run.created`` carries)."""
     reason: str | None = None
-    cancelled: tuple[int, ...] = ()
+    cancelled: tuple[RunOut, ...] = ()
+    """Earlier runs of the schedule asked to stop (overlap ``cancel_previous``)."""
+
+    @property
+    def run_id(self) -> int | None:
+        return self.run.id if self.run is not None else None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -111,7 +119,7 @@ def fire_one(session: Session, tick: ScheduleTick, schedule: Schedule) -> TickRe
     """Phase 2 for one tick: apply the overlap policy, create the run, mark the tick; no commit."""
     assert tick.id is not None and schedule.id is not None
     active = _active_runs(session, schedule.id)
-    cancelled: list[int] = []
+    cancelled: list[Run] = []
     if active and schedule.overlap == "skip":
         tick.state, tick.reason = SKIPPED, f"run {active[0].id} of this schedule is still {active[0].state}"
         session.add(tick)
@@ -120,7 +128,7 @@ def fire_one(session: Session, tick: ScheduleTick, schedule: Schedule) -> TickRe
         for previous in active:
             try:
                 request_cancel(session, previous)
-                cancelled.append(previous.id or 0)
+                cancelled.append(previous)
             except TransitionRefused:
                 pass
     project = session.get(Project, schedule.project_id)
@@ -143,8 +151,23 @@ def fire_one(session: Session, tick: ScheduleTick, schedule: Schedule) -> TickRe
     tick.state = FIRED
     session.add(tick)
     return TickResult(
-        schedule.id, schedule.name, tick.id, tick.scheduled_for, FIRED, run_id=run.id, cancelled=tuple(cancelled)
+        schedule.id,
+        schedule.name,
+        tick.id,
+        tick.scheduled_for,
+        FIRED,
+        run=describe_run(session, run),
+        cancelled=tuple(describe_run(session, previous) for previous in cancelled),
     )
+
+
+def announce_tick(result: TickResult, publish: Publish, wake: Wake) -> None:
+    """The events of a tick: the tick, the run it created (whole), the runs it asked to stop."""
+    publish("schedule.tick", result.as_json())
+    if result.run is not None:
+        announce_run(publish, wake, result.run, "run.created")
+    for cancelled in result.cancelled:
+        announce_run(publish, wake, cancelled)
 
 
 def fire_pending(

@@ -18,8 +18,8 @@ from sqlmodel import Session
 from compose.agent import Agent, AgentConfig
 from compose.supervisor import pid_alive
 from control.client import Conflict, ControlClient, Forbidden, NotFound
+from control.clock import utcnow
 from control.db.tables import DevServer
-from control.db.types import utcnow
 from runner.scheduler import Scheduler
 from tests.compose.devserver_helpers import gateway_exec, pid_of, start_and_wait, wait_for_state
 from tests.stack import Stack, wait_for_run

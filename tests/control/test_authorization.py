@@ -127,7 +127,7 @@ def test_bad_credentials_are_401_json(sqlite_stack: Stack, header: str) -> None:
 def test_revoked_expired_and_disabled_tokens_stop_working(stack: Stack) -> None:
     from datetime import timedelta
 
-    from control.db.types import utcnow
+    from control.clock import utcnow
 
     dev = stack.user("dana", "developer")
     with stack.client(dev) as client:

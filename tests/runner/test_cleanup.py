@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
-from control.db.tables import DevServer, LogChunk, Project, User, WorkItem
-from control.db.types import utcnow
+from control.clock import utcnow
+from control.db.tables import DevServer, LogChunk, Project, Run, User, WorkItem
 from control.logformat import raw_output
 from runner.scheduler import Scheduler
 from tests.stack import Stack, wait_for_run
@@ -139,3 +139,41 @@ def test_lost_runs_are_marked_by_the_cleanup(run_stack: Stack) -> None:
     assert ("cleanup.lost", {"runs": [run["id"]]}) in events
     with run_stack.client() as client:
         assert client.get_run(run["id"])["state"] == "lost"
+
+
+def silent_run(stack: Stack) -> int:
+    """A run whose worker started and then went silent an hour ago."""
+    with stack.client() as client:
+        run_id = int(client.create_run("demo", ["sleep", "30"])["id"])
+    with Session(stack.services.engine) as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        run.state, run.started_at = "running", utcnow() - timedelta(hours=1)
+        run.heartbeat_at = run.started_at
+        session.add(run)
+        session.commit()
+    return run_id
+
+
+def test_a_lost_run_is_announced_whole_by_the_api_and_by_the_scheduler(stack: Stack) -> None:
+    from control.api.housekeeping import reap_lost
+
+    with stack.client() as admin:
+        admin.create_project("demo")
+    by_api = silent_run(stack)
+    # The API's housekeeping, on the events stream that readers follow.
+    assert reap_lost(stack.services) == 1
+    with stack.client() as client:
+        announced = next(
+            event.json()["data"]
+            for event in client.events(types=["run.updated"], after=0)
+            if event.json()["data"]["id"] == by_api
+        )
+        assert announced == client.get_run(by_api) and announced["state"] == "lost"
+    # The scheduler's cleanup, the other caller of the same function.
+    by_scheduler = silent_run(stack)
+    events: list[tuple[str, object]] = []
+    assert cleaner(stack, events).clean(utcnow())[0] == [by_scheduler]
+    with stack.client() as client:
+        assert ("run.updated", client.get_run(by_scheduler)) in events
+    assert ("cleanup.lost", {"runs": [by_scheduler]}) in events

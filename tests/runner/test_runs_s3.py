@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from control.db.types import utcnow
+from control.clock import utcnow
 from control.logformat import raw_output
 from runner.scheduler import Scheduler
 from tests.services.seaweedfs import S3Service

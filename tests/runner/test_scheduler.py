@@ -247,3 +247,43 @@ def test_viewers_and_other_developers_cannot_change_schedules(sched_stack: Stack
             client.update_schedule("mine", enabled=False)
         with pytest.raises(Forbidden):
             client.create_schedule(name="x", project="demo", command=["true"], cron="* * * * *")
+
+
+def created_events(stack: Stack, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` ``run.created`` events, as a reader of the events stream gets them."""
+    received: list[dict[str, Any]] = []
+    with stack.client() as client:
+        for event in client.events(types=["run.created"], after=0):
+            received.append(event.json()["data"])
+            if len(received) == count:
+                return received
+    raise AssertionError("the events stream ended early")
+
+
+def test_a_scheduled_run_is_announced_whole_as_an_api_run_is(sched_stack: Stack) -> None:
+    """A reader (the dashboard) shows a scheduled run at once: its event is the whole run."""
+    add(sched_stack, "nightly", "0 3 * * *", overlap="cancel_previous")
+    t0 = move_to(sched_stack, "nightly", datetime(2030, 1, 1, 2, 0, tzinfo=UTC))
+    services = sched_stack.services
+    published: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(kind: str, data: dict[str, Any]) -> None:
+        published.append((kind, data))
+        services.events.publish(kind, data)
+
+    ticker = Scheduler(
+        services.engine, services.store, sched_stack.settings, publish=publish, wake=services.hub.publish
+    )
+    ticker.run_once(t0)
+    with sched_stack.client() as client:
+        by_api = client.create_run("demo", ["echo", "by hand"])
+        scheduled, announced_api = created_events(sched_stack, 2)
+        assert announced_api == by_api
+        assert scheduled == client.get_run(scheduled["id"])
+    assert scheduled.keys() == by_api.keys()
+    assert (scheduled["trigger"], scheduled["project"], scheduled["user"]) == ("schedule", "demo", "admin")
+    # The next tick asks the first run to stop: that change is announced whole too.
+    ticker.run_once(t0 + timedelta(days=1))
+    updated = [data for kind, data in published if kind == "run.updated"]
+    assert [(u["id"], u["state"], u["cancel_requested"]) for u in updated] == [(scheduled["id"], "cancelled", True)]
+    assert updated[0].keys() == by_api.keys()

@@ -188,14 +188,13 @@ def scheduler(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Data dir whose settings to use.")] = None,
 ) -> None:
     """Run the scheduler daemon against the configured database (`yard up` runs one in-process)."""
-    import json
     import logging
     import os
     import signal
     import threading
-    import time
 
     from control.db.engine import check_connection, make_engine
+    from control.events import EventBus
     from control.notify import Hub
     from control.objectstore import ObjectStore
     from control.settings import load_settings
@@ -209,24 +208,11 @@ def scheduler(
         settings.effective_object_store_url, s3_endpoint=settings.s3_endpoint, s3_region=settings.s3_region
     )
     hub = Hub(engine)
-
-    def publish(kind: str, data: dict[str, Any]) -> None:
-        # Events reach API replicas through NOTIFY on PostgreSQL; on SQLite only `yard up`'s
-        # in-process scheduler can publish them.
-        hub.broadcast(
-            json.dumps(
-                {
-                    "origin": "scheduler",
-                    "id": time.time_ns() // 1000,
-                    "at": datetime.now().astimezone().isoformat(),
-                    "type": kind,
-                    "data": data,
-                    "audience": None,
-                }
-            )
-        )
-
-    worker = Scheduler(engine, store, settings, publish=publish, wake_agents=lambda: hub.publish("work"))
+    # Events reach API replicas through NOTIFY on PostgreSQL; on SQLite only `yard up`'s
+    # in-process scheduler can publish them.
+    events = EventBus()
+    events.remote = hub.broadcast
+    worker = Scheduler(engine, store, settings, publish=events.publish, wake=hub.publish)
     worker.crash_at = os.environ.get("DEVYARD_SCHEDULER_CRASH_AT")  # fault tests only
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

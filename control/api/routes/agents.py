@@ -17,16 +17,17 @@ from starlette.concurrency import run_in_threadpool
 from control import __version__
 from control.api.deps import DB, AgentCaller, Reader, Svc
 from control.api.errors import ApiError, SecretsLocked, conflict, not_found
-from control.api.routes.runs import describe_run, publish_run
+from control.api.routes.runs import publish_run
 from control.api.routing import SegmentRouter
 from control.api.run_schemas import AgentHeartbeat, AgentOut, AgentRegister, LaunchReport, WorkRequest
 from control.api.services import Services
 from control.auth import Principal
+from control.clock import utcnow
 from control.db.tables import Agent, DevServer, Environment, Project, Run, WorkItem
-from control.db.types import utcnow
 from control.devservers import lifecycle as devserver_lifecycle
 from control.runs import claims, states
 from control.runs.lifecycle import launch_failed, launched
+from control.runs.summary import describe_run
 from control.secretbox import SecretsUnreadable
 
 router = SegmentRouter(tags=["agents"])

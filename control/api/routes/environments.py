@@ -18,8 +18,8 @@ from control.api.routes.projects import find_project, require_owner
 from control.api.routing import SegmentRouter
 from control.api.schemas import EnvironmentCreate, EnvironmentOut, EnvironmentUpdate
 from control.bootstrap import prepare_secrets
+from control.clock import utcnow
 from control.db.tables import Environment, Project
-from control.db.types import utcnow
 from control.secretbox import SecretsUnreadable
 
 

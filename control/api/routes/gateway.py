@@ -29,8 +29,8 @@ from control.api.errors import ApiError, error_body, not_found
 from control.api.routing import SegmentRouter
 from control.api.services import Services
 from control.auth import Principal, hash_token
+from control.clock import utcnow
 from control.db.tables import DevServer, Role
-from control.db.types import utcnow
 from control.devservers import lifecycle
 
 log = logging.getLogger("devyard.gateway")

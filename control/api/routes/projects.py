@@ -15,8 +15,8 @@ from control.api.errors import conflict, forbidden, not_found
 from control.api.routing import SegmentRouter
 from control.api.schemas import ProjectCreate, ProjectOut, ProjectUpdate
 from control.auth import Principal
+from control.clock import utcnow
 from control.db.tables import DevServer, Environment, Project, Run, Schedule, User
-from control.db.types import utcnow
 
 router = SegmentRouter(tags=["projects"])
 

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from control.api.deps import _bearer, authenticate, db_session, services_dep
 from control.api.errors import ApiError, conflict, not_found
-from control.api.routes.runs import describe_run, publish_run
+from control.api.routes.runs import publish_run
 from control.api.routing import SegmentRouter
 from control.api.run_schemas import ArtifactOut, RunOut, WorkerFinish, WorkerStarted
 from control.api.services import Services
@@ -27,6 +27,7 @@ from control.db.tables import Artifact, Run
 from control.runs import states
 from control.runs.lifecycle import TransitionRefused, finish, heartbeat, worker_started
 from control.runs.logstore import ChunkRejected, ChunkResult, store_chunk
+from control.runs.summary import describe_run
 
 router = SegmentRouter(tags=["run worker"])
 

@@ -14,15 +14,14 @@ from control.api.deps import DB, Reader, Svc, Writer
 from control.api.errors import ApiError, conflict, forbidden, not_found
 from control.api.routes.environments import find_environment
 from control.api.routes.projects import find_project
-from control.api.routes.runs import describe_run, publish_run
 from control.api.routing import SegmentRouter
 from control.api.schedule_schemas import ScheduleCreate, ScheduleOut, ScheduleUpdate, TickOut
 from control.auth import Principal
+from control.clock import utcnow
 from control.db.engine import begin_write
 from control.db.tables import Environment, Project, Run, Schedule, ScheduleTick, User
-from control.db.types import utcnow
 from control.schedules.cron import ScheduleInvalid, next_times, validate, zone
-from control.schedules.ticks import first_fire_after, trigger_now
+from control.schedules.ticks import announce_tick, first_fire_after, trigger_now
 
 router = SegmentRouter(tags=["schedules"])
 
@@ -205,11 +204,8 @@ def trigger(name: str, session: DB, who: Writer, svc: Svc) -> dict[str, Any]:
     result = trigger_now(session, schedule, utcnow())
     audit.record(session, who, "schedule.trigger", "schedule", schedule.id, name=name, run=result.run_id)
     session.commit()
-    svc.events.publish("schedule.tick", result.as_json())
-    if result.run_id is not None:
-        run = session.get(Run, result.run_id)
-        assert run is not None
-        publish_run(svc, describe_run(session, run), "run.created")
+    announce_tick(result, svc.events.publish, svc.hub.publish)
+    if result.run is not None:
         svc.hub.publish("work")
     return result.as_json()
 

@@ -15,8 +15,8 @@ from control.api.routes.users import find_user
 from control.api.routing import SegmentRouter
 from control.api.schemas import TokenCreate, TokenIssued, TokenOut
 from control.api.tokens_issue import issue_token
+from control.clock import utcnow
 from control.db.tables import ApiToken, User
-from control.db.types import utcnow
 
 router = SegmentRouter(tags=["tokens"])
 
