@@ -189,6 +189,15 @@ class _Endpoints(Generic[R]):
     def delete_project(self, name: str) -> R:
         return self._call("DELETE", f"/projects/{name}")
 
+    def list_members(self, project: str) -> R:
+        return self._call("GET", f"/projects/{project}/members")
+
+    def set_member(self, project: str, user: str, role: str = "developer") -> R:
+        return self._call("PUT", f"/projects/{project}/members/{user}", json={"role": role})
+
+    def remove_member(self, project: str, user: str) -> R:
+        return self._call("DELETE", f"/projects/{project}/members/{user}")
+
     def list_environments(self, project: str) -> R:
         return self._call("GET", f"/projects/{project}/environments")
 

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from control.access import AccessRefused
 from control.objectstore import ObjectNotFound, ObjectStoreProblem
 from control.secretbox import SecretsUnreadable
 
@@ -79,6 +80,10 @@ def install(app: FastAPI) -> None:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse(error_body(exc.code, exc.message, **exc.extra), exc.status, headers=headers)
+
+    @app.exception_handler(AccessRefused)
+    async def _refused(_: Request, exc: AccessRefused) -> JSONResponse:
+        return JSONResponse(error_body("forbidden", str(exc)), 403)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from control.db.tables import Role
+from control.db.tables import ProjectRole, Role
 
 Name = Annotated[
     str,
@@ -147,6 +147,8 @@ class EnvironmentOut(BaseModel):
     image: str | None
     resources: dict[str, Any]
     max_concurrent_runs: int | None
+    protected: bool
+    """Only the project's owner, its maintainers and admins may use it."""
     created_at: datetime
     updated_at: datetime
 
@@ -162,6 +164,8 @@ class EnvironmentCreate(Strict):
     image: Annotated[str, StringConstraints(max_length=500)] | None = None
     resources: Resources = {}
     max_concurrent_runs: Limit | None = None
+    protected: bool = False
+    """Only the project's owner, its maintainers and admins may use it."""
 
 
 class EnvironmentUpdate(Patch):
@@ -178,6 +182,19 @@ class EnvironmentUpdate(Patch):
     image: Annotated[str, StringConstraints(max_length=500)] | None = None
     resources: Resources | None = None
     max_concurrent_runs: Limit | None = None
+    protected: bool | None = None
+
+
+class MemberOut(BaseModel):
+    project: str
+    user: str
+    role: ProjectRole
+    """maintainer: every environment; developer: the environments that are not protected."""
+    created_at: datetime
+
+
+class MemberSet(Strict):
+    role: ProjectRole = ProjectRole.developer
 
 
 class AuditOut(BaseModel):

@@ -71,6 +71,26 @@ class Project(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class ProjectRole(StrEnum):
+    """What a member may do in a project (see control/access.py)."""
+
+    maintainer = "maintainer"
+    developer = "developer"
+
+
+class ProjectMember(SQLModel, table=True):
+    """A user who works in a project that someone else owns."""
+
+    __tablename__ = "project_members"
+    __table_args__ = (UniqueConstraint("project_id", "user_id"), {"sqlite_autoincrement": True})
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    role: str = Field(default=ProjectRole.developer, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 # Encrypted at rest (control/secretbox.py). Deferred: only code that needs the values decrypts them,
 # so listing runs still works when a key is missing.
 _ENVIRONMENT_SECRETS = Column("secrets", SealedSecrets, nullable=False, default=dict)
@@ -92,6 +112,8 @@ class Environment(SQLModel, table=True):
     image: str | None = Field(default=None, max_length=500)
     resources: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     max_concurrent_runs: int | None = None
+    # Only the project's owner, its maintainers and admins may use a protected environment.
+    protected: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

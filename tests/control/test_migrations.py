@@ -25,6 +25,7 @@ TABLES = {
     "agents",
     "work_items",
     "audit_events",
+    "project_members",
 }
 
 

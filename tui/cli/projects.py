@@ -12,10 +12,16 @@ from tui.cli.paging import collect
 
 projects = typer.Typer(help="Manage projects.", no_args_is_help=True)
 envs = typer.Typer(help="Manage a project's environments.", no_args_is_help=True)
+members = typer.Typer(
+    help="Manage who works in a project: members may use its environments (maintainers the protected ones too).",
+    no_args_is_help=True,
+)
+projects.add_typer(members, name="members")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 PROJECT_COLUMNS = ["id", "name", "owner", "description", "repo_url", "created_at"]
-ENV_COLUMNS = ["id", "project", "name", "agent_queue", "image", "variables", "secret_names"]
+ENV_COLUMNS = ["id", "project", "name", "protected", "agent_queue", "image", "variables", "secret_names"]
+MEMBER_COLUMNS = ["user", "role", "created_at"]
 
 
 @projects.command("ls")
@@ -60,6 +66,39 @@ def remove_project(name: str, yes: Annotated[bool, typer.Option("--yes", "-y", h
     console.print(f"Project [bold]{name}[/] deleted.")
 
 
+@members.command("ls")
+def list_members(project: str, as_json: JsonOption = False) -> None:
+    """List a project's members (the owner is shown by `yard projects show`)."""
+    with state.client() as client:
+        items = client.list_members(project)
+    print_json(items) if as_json else table(items, MEMBER_COLUMNS)
+
+
+@members.command("add")
+def add_member(
+    project: str,
+    user: str,
+    role: Annotated[
+        str, typer.Option(help="developer: environments that are not protected; maintainer: every environment.")
+    ] = "developer",
+    as_json: JsonOption = False,
+) -> None:
+    """Add a developer to a project, or change their role (owner or admin)."""
+    if role not in ("developer", "maintainer"):
+        fail(f"Role '{role}' is not developer or maintainer.")
+    with state.client() as client:
+        member = client.set_member(project, user, role)
+    print_json(member) if as_json else console.print(f"[bold]{user}[/] is a {role} of project [bold]{project}[/].")
+
+
+@members.command("rm")
+def remove_member(project: str, user: str) -> None:
+    """Remove a member; their develop servers that use the project's environments are stopped."""
+    with state.client() as client:
+        client.remove_member(project, user)
+    console.print(f"[bold]{user}[/] is no longer a member of project [bold]{project}[/].")
+
+
 def _pairs(values: list[str], what: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for value in values:
@@ -88,6 +127,9 @@ def add_env(
     ] = None,
     queue: Annotated[str, typer.Option(help="Agent queue that runs this environment's work.")] = "default",
     image: Annotated[str | None, typer.Option(help="Container image (docker/kubernetes substrates).")] = None,
+    protected: Annotated[
+        bool, typer.Option("--protected", help="Only the owner, maintainers and admins may use it.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Create an environment."""
@@ -99,8 +141,28 @@ def add_env(
             secrets=_pairs(secret or [], "--secret"),
             agent_queue=queue,
             image=image,
+            protected=protected,
         )
     print_json(env) if as_json else console.print(f"Environment [bold]{project}/{env['name']}[/] created.")
+
+
+@envs.command("set")
+def set_env(
+    project: str,
+    name: str,
+    protected: Annotated[
+        bool | None,
+        typer.Option("--protected/--unprotected", help="Only the owner, maintainers and admins may use it."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change an environment."""
+    if protected is None:
+        fail("Nothing to change; pass --protected or --unprotected.")
+    with state.client() as client:
+        env = client.update_environment(project, name, protected=protected)
+    state_word = "protected" if env["protected"] else "not protected"
+    print_json(env) if as_json else console.print(f"Environment [bold]{project}/{name}[/] is {state_word}.")
 
 
 @envs.command("rm")

@@ -14,7 +14,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from control import __version__
+from control import __version__, access
 from control.api.deps import DB, AgentCaller, Reader, Svc
 from control.api.errors import ApiError, SecretsLocked, conflict, not_found
 from control.api.routes.runs import publish_run
@@ -128,7 +128,12 @@ def devserver_spec(session: Session, server: DevServer, secrets: bool = True) ->
 
 def _spec(session: Session, item: claims.Claimed, grace_s: float) -> dict[str, Any]:
     if item.item.kind == "run" and item.run is not None:
+        # Checked again at claim: membership may have changed since the run was queued, and
+        # schedule ticks and retries create runs with nobody asking.
+        access.check_user_environment(session, item.run.environment_id, item.run.user_id)
         return run_spec(session, item.run, grace_s)
+    if item.item.kind == "devserver_start" and item.devserver is not None:
+        access.check_user_environment(session, item.devserver.environment_id, item.devserver.user_id)
     if item.devserver is not None:
         try:
             return devserver_spec(session, item.devserver)
@@ -140,8 +145,8 @@ def _spec(session: Session, item: claims.Claimed, grace_s: float) -> dict[str, A
 
 
 def _fail_locked(session: Session, item: claims.Claimed, message: str) -> bool:
-    """A run or develop server whose secrets cannot be decrypted fails with ``message`` instead of
-    starting without them; returns whether a retry of the run was queued."""
+    """A run or develop server whose secrets cannot be decrypted (or may not be used by its user)
+    fails with ``message`` instead of starting; returns whether a retry of the run was queued."""
     retry = None
     if item.run is not None:
         retry = launch_failed(session, item.item, item.run, message)
@@ -164,6 +169,10 @@ def _claim(svc: Services, agent_id: int, queues: list[str], max_items: int) -> l
             except SecretsLocked as exc:
                 if _fail_locked(session, item, exc.message):
                     svc.hub.publish("work")
+            except access.AccessRefused as exc:
+                if item.run is not None:
+                    item.run.max_retries = 0  # a retry would be refused the same way
+                _fail_locked(session, item, str(exc))
             if item.run is not None and item.item.kind == "run":
                 publish_run(svc, describe_run(session, item.run))
             if item.devserver is not None:

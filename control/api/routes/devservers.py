@@ -12,7 +12,7 @@ from fastapi import Query, Response
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from control import audit
+from control import access, audit
 from control.api.deps import DB, AgentCaller, Reader, Svc, Writer
 from control.api.devserver_schemas import AdoptedDevServer, DevServerCreate, DevServerOut, DevServerReport
 from control.api.errors import ApiError, conflict, not_found
@@ -82,6 +82,9 @@ def start(body: DevServerCreate, response: Response, session: DB, who: Writer, s
     if not started:
         response.status_code = 200
         return describe(session, server)
+    # Checked on the environment the server will really get: a restart keeps the last one.
+    # Raising here leaves the flushed start uncommitted (the session rolls back).
+    access.check_user_environment(session, server.environment_id, who.user_id)
     audit.record(session, who, "devserver.start", "devserver", server.id, project=project.name)
     session.commit()
     summary = describe(session, server)
@@ -150,12 +153,20 @@ def agent_report(server_id: int, body: DevServerReport, session: DB, who: AgentC
 
 
 @router.get("/agent/{agent_id}/devservers", response_model=list[AdoptedDevServer])
-def adopted(agent_id: int, session: DB, who: AgentCaller) -> list[AdoptedDevServer]:
+def adopted(agent_id: int, session: DB, who: AgentCaller, svc: Svc) -> list[AdoptedDevServer]:
     """What a (re)started agent should be running: it re-adopts these by handle or restarts them."""
     own_agent(session, agent_id, who)
     adopted = []
     for server in lifecycle.owned_by_agent(session, agent_id):
-        spec = devserver_spec(session, server)
+        try:
+            access.check_user_environment(session, server.environment_id, server.user_id)
+            spec = devserver_spec(session, server)
+        except access.AccessRefused:
+            # Its user lost the environment while no agent watched: stop it, never restart it with secrets.
+            lifecycle.request_stop(session, server, "environment access revoked")
+            session.commit()
+            svc.hub.publish("work")
+            spec = devserver_spec(session, server, secrets=False)
         adopted.append(
             AdoptedDevServer(
                 id=server.id or 0,

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from control import audit
 from control.api.deps import DB, Reader, Svc, Writer
 from control.api.errors import SecretsLocked, conflict, not_found
+from control.api.routes.members import announce_stops, stop_refused_devservers
 from control.api.routes.projects import find_project, require_owner
 from control.api.routing import SegmentRouter
 from control.api.schemas import EnvironmentCreate, EnvironmentOut, EnvironmentUpdate
@@ -54,6 +55,7 @@ def environment_out(env: Environment, project: Project) -> EnvironmentOut:
         image=env.image,
         resources=env.resources,
         max_concurrent_runs=env.max_concurrent_runs,
+        protected=env.protected,
         created_at=env.created_at,
         updated_at=env.updated_at,
     )
@@ -124,6 +126,8 @@ def update_environment(
         setattr(env, key, value)
     env.updated_at = utcnow()
     session.add(env)
+    session.flush()
+    stopping = stop_refused_devservers(session, proj)
     audit.record(
         session,
         who,
@@ -136,6 +140,7 @@ def update_environment(
     )
     session.commit()
     svc.events.publish("environment.updated", {"id": env.id, "project": project, "name": name})
+    announce_stops(session, svc, stopping)
     return environment_out(env, proj)
 
 

@@ -16,7 +16,7 @@ from control.api.routing import SegmentRouter
 from control.api.schemas import ProjectCreate, ProjectOut, ProjectUpdate
 from control.auth import Principal
 from control.clock import utcnow
-from control.db.tables import DevServer, Environment, Project, Run, Schedule, User
+from control.db.tables import DevServer, Environment, Project, ProjectMember, Run, Schedule, User
 
 router = SegmentRouter(tags=["projects"])
 
@@ -110,6 +110,8 @@ def delete_project(name: str, session: DB, who: Writer, svc: Svc) -> None:
             raise conflict(f"Project {name} still has {table.__tablename__.replace('_', ' ')}; remove them first.")
     for env in session.exec(select(Environment).where(Environment.project_id == project.id)):
         session.delete(env)
+    for member in session.exec(select(ProjectMember).where(ProjectMember.project_id == project.id)):
+        session.delete(member)
     session.delete(project)
     audit.record(session, who, "project.delete", "project", project.id, name=name)
     session.commit()

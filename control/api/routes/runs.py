@@ -8,7 +8,7 @@ from fastapi import Depends, Query, Response
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from control import audit
+from control import access, audit
 from control.api import paging
 from control.api.deps import DB, Reader, Svc, Writer
 from control.api.errors import ApiError, conflict, forbidden, not_found
@@ -62,12 +62,14 @@ def devserver_for(session: Session, project: Project, who: Principal, wanted: bo
 def create(body: RunCreate, response: Response, session: DB, who: Writer, svc: Svc) -> RunOut:
     project = find_project(session, body.project)
     server = devserver_for(session, project, who, body.in_devserver)
-    if project.owner_id != who.user_id and not who.is_admin and server is None:
+    if server is None and not access.works_in(session, project, who.user_id, who.role):
         raise forbidden(
-            f"Only the owner of project {project.name} or an admin can start runs in it"
+            f"Only the owner of project {project.name}, its members or an admin can start runs in it"
             " (anyone can run in their own develop server: `yard dev start`)."
         )
     env = find_environment(session, project, body.environment) if body.environment else None
+    if env is not None:
+        access.check_environment(session, project, env, who.user_id, who.role)
     request = RunRequest(
         project=project,
         environment=env,

@@ -9,7 +9,7 @@ from fastapi import Query
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
 
-from control import audit
+from control import access, audit
 from control.api.deps import DB, Reader, Svc, Writer
 from control.api.errors import ApiError, conflict, forbidden, not_found
 from control.api.routes.environments import find_environment
@@ -114,6 +114,8 @@ def create_schedule(body: ScheduleCreate, session: DB, who: Writer, svc: Svc) ->
     if project.owner_id != who.user_id and not who.is_admin:
         raise forbidden(f"Only the owner of project {project.name} or an admin can schedule runs in it.")
     env = find_environment(session, project, body.environment) if body.environment else None
+    if env is not None:
+        access.check_environment(session, project, env, who.user_id, who.role)
     assert project.id is not None
     schedule = Schedule(
         name=body.name,
@@ -155,7 +157,12 @@ def update_schedule(name: str, body: ScheduleUpdate, session: DB, who: Writer, s
         project = session.get(Project, schedule.project_id)
         assert project is not None
         env_name = changes.pop("environment")
-        schedule.environment_id = find_environment(session, project, env_name).id if env_name else None
+        env = find_environment(session, project, env_name) if env_name else None
+        if env is not None:
+            # The schedule's runs are its author's: both the caller and the author must be allowed.
+            access.check_environment(session, project, env, who.user_id, who.role)
+            access.check_user_environment(session, env.id, schedule.user_id)
+        schedule.environment_id = env.id if env else None
     resumed = changes.get("enabled") is True and not schedule.enabled
     for key, value in changes.items():
         setattr(schedule, key, value)
