@@ -95,6 +95,22 @@ def test_user_and_token_lifecycle(embedded: Path) -> None:
     envs = json.loads(yard("envs", "ls", "shop", "--json").stdout)
     assert envs[0]["secret_names"] == ["K"] and envs[0]["variables"] == {"A": "1"}
     assert_one_sentence_error(yard("envs", "add", "shop", "x", "--var", "novalue"), "is not KEY=VALUE")
+    bob = {**alice, "DEVYARD_TOKEN": json.loads(yard("users", "add", "bob", "--json").stdout)["token"]}
+    assert_one_sentence_error(
+        yard("dev", "start", "-p", "shop", "-e", "prod", env=bob), "can only be used by", "yard projects members add"
+    )
+    assert yard("projects", "members", "add", "shop", "bob", env=alice).returncode == 0
+    members = json.loads(yard("projects", "members", "ls", "shop", "--json").stdout)
+    assert [(m["user"], m["role"]) for m in members] == [("bob", "developer")]
+    assert yard("envs", "set", "shop", "prod", "--protected", env=alice).returncode == 0
+    assert json.loads(yard("envs", "ls", "shop", "--json").stdout)[0]["protected"] is True
+    run = yard("run", "-p", "shop", "-e", "prod", "--no-devserver", "--", "true", env=bob)
+    assert_one_sentence_error(run, "its owner, maintainers and admins")
+    assert_one_sentence_error(
+        yard("projects", "members", "add", "shop", "bob", "--role", "boss"), "not developer or maintainer"
+    )
+    assert yard("projects", "members", "rm", "shop", "bob", env=alice).returncode == 0
+    assert json.loads(yard("projects", "members", "ls", "shop", "--json").stdout) == []
 
 
 def test_json_output_is_one_document(embedded: Path) -> None:
