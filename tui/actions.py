@@ -292,6 +292,16 @@ ACTIONS: tuple[ActionSpec, ...] = (
 BY_ID: dict[str, ActionSpec] = {spec.id: spec for spec in ACTIONS}
 
 
+def action_name(spec: ActionSpec) -> str:
+    """The method part of ``spec.action``: ``screen.cancel_run`` → ``cancel_run``."""
+    return spec.action.split("(")[0].rsplit(".", 1)[-1]
+
+
+WRITING: frozenset[str] = frozenset(action_name(spec) for spec in ACTIONS if spec.writes)
+"""Action names that launch or change something (hidden and refused in --read-only)."""
+assert not WRITING & {action_name(spec) for spec in ACTIONS if not spec.writes}, "an action name is both"
+
+
 def bindings(scope: str) -> list[Binding]:
     """The Textual bindings of a scope, each carrying its action id (what a keymap overrides)."""
     return [

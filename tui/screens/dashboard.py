@@ -14,11 +14,13 @@ from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
 from control.client import AsyncControlClient, DevyardError
 from tui import operations
-from tui.actions import bindings
+from tui.actions import BY_ID, bindings
+from tui.commands import key_display
 from tui.live import Change
 from tui.screens.base import YardScreen
 from tui.widgets.agents_table import AgentsTable
 from tui.widgets.devservers_table import DevServersTable
+from tui.widgets.empty_hint import EmptyHint
 from tui.widgets.prompt_bar import PromptBar
 from tui.widgets.resource_table import Item, ResourceTable
 from tui.widgets.runs_table import RunsTable
@@ -26,12 +28,28 @@ from tui.widgets.schedules_table import SchedulesTable
 from tui.widgets.status_bar import StatusBar
 
 RUNS_PAGE = 60
+DEVSERVERS_EVERY_S = 10.0
+"""How often the develop servers are reloaded: their last activity is not sent as events."""
 AGES_EVERY_TICKS = 10
 TABS = ("devservers", "runs", "schedules", "agents")
 TAB_TITLES = {"devservers": "Dev servers", "runs": "Runs", "schedules": "Schedules", "agents": "Agents"}
 RUN_FILTER_KEYS = ("state", "project", "trigger")
 FILTER_HINT = "filter: words, or state:failed,running project:NAME trigger:schedule — enter keeps it, esc undoes"
+FILTER_HINT_OTHERS = "filter this tab: words every row must contain — enter keeps it, esc undoes"
 
+
+EMPTY_KEYS = {
+    "devservers": ("devservers.start", "start one for a project"),
+    "runs": ("dashboard.new_run", "start one"),
+}
+"""The key that makes a table's first row, and what it does."""
+EMPTY_COMMANDS = {
+    "devservers": "`yard dev start` in your project's folder.",
+    "runs": "`yard run -- make test` in your project's folder.",
+    "schedules": "`yard schedule add nightly --cron '0 2 * * *' -- make test` to run a command on a schedule.",
+    "agents": "`yard up` (it runs one), or `yard agent` on the machine that should run the work.",
+}
+"""The CLI command that makes a table's first row (the hint of an empty table)."""
 
 Tables = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
 
@@ -66,25 +84,32 @@ class DashboardScreen(YardScreen[None]):
     DEFAULT_CSS = """
     DashboardScreen TabbedContent { height: 1fr; }
     DashboardScreen TabPane { padding: 0; }
+    DashboardScreen TabPane.-empty ResourceTable { height: auto; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [*bindings("dashboard")]
 
     def __init__(self) -> None:
         super().__init__()
-        self.filter_text = ""
-        """The filter as typed (words and key:value pairs)."""
+        self.filters: dict[str, str] = dict.fromkeys(TABS, "")
+        """Each tab's own filter as typed (words, and key:value pairs for runs)."""
+        self._filter_tab = "runs"
+        """The tab the open filter prompt filters (the tab shown when `/` was pressed)."""
         self._ticks = 0
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial="runs"):
             with TabPane(TAB_TITLES["devservers"], id="devservers"):
                 yield DevServersTable(id="devservers-table")
+                yield EmptyHint(id="devservers-empty")
             with TabPane(TAB_TITLES["runs"], id="runs"):
                 yield RunsTable(id="runs-table")
+                yield EmptyHint(id="runs-empty")
             with TabPane(TAB_TITLES["schedules"], id="schedules"):
                 yield SchedulesTable(id="schedules-table")
+                yield EmptyHint(id="schedules-empty")
             with TabPane(TAB_TITLES["agents"], id="agents"):
                 yield AgentsTable(id="agents-table")
+                yield EmptyHint(id="agents-empty")
         yield PromptBar(id="dashboard-prompt")
         yield StatusBar()
         yield Footer()
@@ -93,6 +118,7 @@ class DashboardScreen(YardScreen[None]):
         self.yard.feed_signal.subscribe(self, self.on_feed)
         self.set_interval(1.0, self._tick)
         self.set_interval(15.0, self.reload_agents)
+        self.set_interval(DEVSERVERS_EVERY_S, self.reload_devservers)
         self.watch(self.app, "theme", self._recolour, init=False)
         self._focus_tab("runs")
         self.reload()
@@ -145,8 +171,22 @@ class DashboardScreen(YardScreen[None]):
             table = self.query_one(f"#{tab}-table", ResourceTable)
             more = "+" if tab == "runs" and self.runs.next_cursor else ""
             count = f" ({table.row_count}{more})" if table.loaded else ""
-            shown = f" /{escape(self.filter_text)}" if self.filter_text and tab == self.active_tab else ""
+            shown = f" /{escape(self.filters[tab])}" if self.filters[tab] else ""
             contents.get_tab(tab).label = f"{TAB_TITLES[tab]}{count}{shown}"
+            hint = self._empty_hint(tab) if table.loaded and not table.row_count else None
+            self.query_one(f"#{tab}-empty", EmptyHint).show_hint(hint)
+            contents.get_pane(tab).set_class(hint is not None, "-empty")
+
+    def _empty_hint(self, tab: str) -> str:
+        """What to do about an empty table: clear the filter, or how to make the first one."""
+        if self.filters[tab]:
+            return f"Nothing matches the filter /{self.filters[tab]}; press esc to clear it."
+        if not self.yard.read_only and tab in EMPTY_KEYS:
+            action_id, what = EMPTY_KEYS[tab]
+            press = f"Press {key_display(self.yard, BY_ID[action_id])} to {what}, or run "
+        else:
+            press = "Run "
+        return press + EMPTY_COMMANDS[tab]
 
     # ------------------------------------------------------------------ loading
 
@@ -180,6 +220,16 @@ class DashboardScreen(YardScreen[None]):
         except DevyardError:
             return
         self.query_one(SchedulesTable).replace(schedules)
+        self._count_tabs()
+
+    @work(exclusive=True, group="dashboard-devservers")
+    async def reload_devservers(self) -> None:
+        """Their last activity moves without events (a shell, an exec, a run in the workspace)."""
+        try:
+            servers = await self.yard.client.list_devservers()
+        except DevyardError:
+            return
+        self.query_one(DevServersTable).replace(servers)
         self._count_tabs()
 
     @work(exclusive=True, group="dashboard-agents")
@@ -262,36 +312,46 @@ class DashboardScreen(YardScreen[None]):
 
     # ------------------------------------------------------------------ filter
 
+    @property
+    def filter_text(self) -> str:
+        """The filter of the tab on screen."""
+        return self.filters[self.active_tab]
+
     def action_filter(self) -> None:
-        self.query_one(PromptBar).ask("filter", self.filter_text, FILTER_HINT)
+        self._filter_tab = self.active_tab
+        hint = FILTER_HINT if self._filter_tab == "runs" else FILTER_HINT_OTHERS
+        self.query_one(PromptBar).ask("filter", self.filter_text, hint)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "clear_filter":
             return bool(self.filter_text)
-        return True
+        return super().check_action(action, parameters)
 
     def action_clear_filter(self) -> None:
         self.apply_filter("")
 
     @on(PromptBar.Typed)
     def _filter_typed(self, event: PromptBar.Typed) -> None:
-        self.apply_filter(event.value, server=False)
+        self.apply_filter(event.value, server=False, tab=self._filter_tab)
 
     @on(PromptBar.Answered)
     def _filter_entered(self, event: PromptBar.Answered) -> None:
-        self.apply_filter(event.value)
+        self.apply_filter(event.value, tab=self._filter_tab)
 
-    def apply_filter(self, text: str, server: bool = True) -> None:
-        """Words filter every table as you type; ``key:value`` pairs reload the runs on enter."""
-        self.filter_text = text.strip()
-        server_filter, words = parse_filter(self.filter_text)
-        for table in self.query(ResourceTable):
-            plain = (
-                words + [str(v) for k, v in server_filter.items() if k == "project"]
-                if table is not self.runs
-                else words
-            )
-            table.set_filter(plain)
+    def apply_filter(self, text: str, server: bool = True, tab: str | None = None) -> None:
+        """Filter one tab's table (the one on screen by default): words as you type; on the runs
+        tab, ``key:value`` pairs reload the runs on enter. Other tabs keep their own filters."""
+        tab = tab or self.active_tab
+        self.filters[tab] = text.strip()
+        table = self.query_one(f"#{tab}-table", ResourceTable)
+        if table is not self.runs:
+            server_filter, words = parse_filter(self.filters[tab])
+            # Elsewhere project:NAME is just a word to look for.
+            table.set_filter(words + [str(v) for k, v in server_filter.items() if k == "project"])
+            self._count_tabs()
+            return
+        server_filter, words = parse_filter(self.filters[tab])
+        table.set_filter(words)
         if server and server_filter != self.runs.server_filter:
             self.runs.server_filter = server_filter
             self.reload_runs()

@@ -11,7 +11,7 @@ from textual.binding import BindingType
 from textual.dom import DOMNode
 from textual.widgets import Footer
 
-from control.client import AsyncControlClient, DevyardError
+from control.client import AsyncControlClient, DevyardError, NotFound
 from tui import operations
 from tui.actions import bindings
 from tui.cells import FINISHED
@@ -81,6 +81,13 @@ class RunScreen(YardScreen[None]):
         header = self.query_one(RunHeader)
         try:
             run, _ = await self._opening
+        except NotFound as exc:
+            # Nothing to show, ever: say so and go back to where the user came from.
+            header.note = str(exc)
+            self.notify(str(exc), severity="error")
+            if self.app.screen is self:
+                self.dismiss(None)
+            return
         except DevyardError as exc:
             header.note = str(exc)
             self.notify(str(exc), severity="error")

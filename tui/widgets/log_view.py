@@ -409,6 +409,9 @@ class LogView(ScrollView, can_focus=True):
             anchor = self.line_at(int(self.scroll_y) if keep_row is None else int(keep_row))
             anchor = None if anchor is None else anchor + shift
         if not self._active_filter():
+            # A filter still computing for an older choice is dropped: nothing is filtering now.
+            self.workers.cancel_group(self, "log-filter")
+            self.filtering = False
             self.shown_lines = None
             self._apply_rows(anchor)
             return

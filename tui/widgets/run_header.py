@@ -31,7 +31,8 @@ class RunHeader(Static):
     def render(self) -> Text:
         run = self.run
         if run is None:
-            return Text("Loading the run…", style="dim")
+            # A load that failed says why instead of loading forever.
+            return Text(f"The run could not be loaded: {self.note}" if self.note else "Loading the run…", style="dim")
         colours = theme_palette(self.app)
         first = Text(no_wrap=True, overflow="ellipsis")
         first.append_text(state_cell(str(run.get("state")), colours))

@@ -21,6 +21,7 @@ COLUMNS = (
     Column("id", "#", lambda run, _: Text(str(run["id"]), justify="right")),
     Column("state", "state", lambda run, colours: state_cell(str(run.get("state")), colours), width=12),
     Column("project", "project", lambda run, _: Text(str(run.get("project") or "-"))),
+    Column("environment", "env", lambda run, _: Text(str(run.get("environment") or "-"))),
     Column("trigger", "trigger", _trigger),
     Column("duration", "duration", lambda run, _: Text(span(run_duration(run)), justify="right"), width=9),
     Column("exit", "exit", lambda run, colours: exit_cell(run.get("exit_code"), colours), width=4),
