@@ -144,6 +144,9 @@ def scenario(*steps: str | Callable[[Pilot[None]], Awaitable[None]]) -> Callable
             else:
                 await step(pilot)
         await pilot.pause()
+        # The tab underline slides to the label's new width once the counts arrive: a snapshot
+        # taken mid-slide differed from run to run.
+        await pilot.wait_for_scheduled_animations()
         steady(app)
 
     return run_before

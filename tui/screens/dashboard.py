@@ -10,7 +10,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.dom import DOMNode
-from textual.widgets import DataTable, Footer, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, TabbedContent, TabPane, Tabs
 
 from control.client import AsyncControlClient, DevyardError
 from tui import operations
@@ -167,15 +167,24 @@ class DashboardScreen(YardScreen[None]):
         if not self.is_attached:
             return  # a late answer while the app closes
         contents = self.query_one(TabbedContent)
+        relabelled = False
         for tab in TABS:
             table = self.query_one(f"#{tab}-table", ResourceTable)
             more = "+" if tab == "runs" and self.runs.next_cursor else ""
             count = f" ({table.row_count}{more})" if table.loaded else ""
             shown = f" /{escape(self.filters[tab])}" if self.filters[tab] else ""
-            contents.get_tab(tab).label = f"{TAB_TITLES[tab]}{count}{shown}"
+            label = f"{TAB_TITLES[tab]}{count}{shown}"
+            if str(contents.get_tab(tab).label) != label:
+                contents.get_tab(tab).label = label
+                relabelled = True
             hint = self._empty_hint(tab) if table.loaded and not table.row_count else None
             self.query_one(f"#{tab}-empty", EmptyHint).show_hint(hint)
             contents.get_pane(tab).set_class(hint is not None, "-empty")
+        if relabelled:
+            # Textual moves the active tab's underline on a click or a resize, not when labels
+            # change width: without this it stayed under the old, shorter label.
+            tabs = contents.query_one(Tabs)
+            tabs.call_after_refresh(tabs._highlight_active, False)
 
     def _empty_hint(self, tab: str) -> str:
         """What to do about an empty table: clear the filter, or how to make the first one."""
