@@ -222,7 +222,7 @@ class Followed:
     def stdout(self) -> bytes:
         from control.logformat import raw_output
 
-        return b"".join(raw_output(data, "o") for _, data in self.chunks())
+        return b"".join(raw_output(data) for _, data in self.chunks())
 
 
 def follow_to_end(client: Any, run_id: int) -> Followed:

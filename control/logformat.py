@@ -4,9 +4,12 @@ A log is a sequence of records, one per output line::
 
     <milliseconds since the epoch> <stream> <raw bytes of the line>\\n
 
-``stream`` is ``o`` (stdout) or ``e`` (stderr) for a line that ended with a newline in the
-command's output, and ``O`` / ``E`` for a piece that did not (a partial line flushed because the
-command paused, or the end of output without a final newline). The raw bytes are kept as they
+``stream`` is ``m`` for a line that ended with a newline in the command's output, and ``M`` for a
+piece that did not (a partial line flushed because the command paused, or the end of output
+without a final newline). ``m`` means merged: the worker reads stdout and stderr through one
+channel so their order is exact, and one channel cannot say which of the two wrote a byte (see
+docs/architecture.md). Logs written before that carry ``o`` / ``e`` (``O`` / ``E``) for stdout and
+stderr read apart; every reader still understands them. The raw bytes are kept as they
 were: ANSI colours, carriage returns and invalid UTF-8 survive, so the original output is
 ``b"".join(text + (b"\\n" if complete else b""))`` over the records, byte for byte.
 
@@ -22,6 +25,8 @@ from typing import NamedTuple
 
 STDOUT = "o"
 STDERR = "e"
+MERGED = "m"
+ALL_STREAMS = "oem"
 
 
 class Record(NamedTuple):
@@ -29,7 +34,7 @@ class Record(NamedTuple):
     module at start, and ``dataclasses`` (with ``inspect``) costs it about 14 ms."""
 
     ts_ms: int
-    stream: str  # "o" or "e"
+    stream: str  # "m" (stdout and stderr in order), or "o" / "e" in older logs
     complete: bool
     text: bytes
 
@@ -68,7 +73,7 @@ def decode(blob: bytes) -> Iterator[Record]:
         start = newline + 1
 
 
-def complete_only(blob: bytes, stream: str = STDOUT) -> bytes | None:
+def complete_only(blob: bytes, stream: str = MERGED) -> bytes | None:
     """The command's bytes if ``blob`` holds only complete records of ``stream``, else None.
 
     The records of one read share one prefix, so each run of them is unframed with one
@@ -99,7 +104,7 @@ def complete_only(blob: bytes, stream: str = STDOUT) -> bytes | None:
     return b"".join(parts)
 
 
-def raw_output(blob: bytes, streams: str = "oe") -> bytes:
+def raw_output(blob: bytes, streams: str = ALL_STREAMS) -> bytes:
     """The command's original bytes for the chosen streams."""
     for stream in streams:
         fast = complete_only(blob, stream)
@@ -122,3 +127,9 @@ def tail_records(blob: bytes, n: int) -> bytes:
         if cut < 0:
             return blob
     return blob[cut + 1 :]
+
+
+def is_merged(blob: bytes) -> bool:
+    """Whether the first record of ``blob`` is of the merged stream (stdout and stderr not told apart)."""
+    space = blob.find(b" ", 0, 21)
+    return space > 0 and blob[space + 1 : space + 2] in (b"m", b"M")

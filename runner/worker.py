@@ -1,7 +1,8 @@
 """The run worker: ``python -m runner.worker --spec FILE``.
 
 Started by an agent's launcher, once per run. It execs the user's command in a process group of
-its own, captures stdout and stderr into the spool (framed, timestamped, secrets masked), ships
+its own, captures stdout and stderr through one channel into the spool (framed, timestamped, in
+the order the command wrote them, secrets masked), ships
 the spool to the control API, enforces the timeout, turns SIGTERM into a graceful stop of the
 command (SIGTERM to its group, SIGKILL after the grace period), uploads artifacts and reports the
 outcome. Its connection details arrive in the environment (``DEVYARD_WORKER_URL``,
@@ -27,7 +28,7 @@ from typing import Any
 
 from control.clock import utcnow
 from control.workerclient import Refused, Transient, WorkerApi
-from runner.capture import StreamReader, masker
+from runner.capture import OutputReader
 from runner.orphans import forget_command, record_command
 from runner.scratch import remove_run_folder
 from runner.shipper import Shipper
@@ -105,16 +106,25 @@ class Worker:
         try:
             if not cwd.is_dir():
                 raise FileNotFoundError(f"working directory {cwd} does not exist")
-            self.child = subprocess.Popen(
-                self.spec["command"],
-                cwd=cwd,
-                env=command_env(self.spec),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                bufsize=0,
-            )
+            read_end, write_end = os.pipe()
+            try:
+                # One pipe for both streams: the kernel orders the command's writes, two pipes
+                # read by two threads did not (an error printed last was stored first).
+                self.child = subprocess.Popen(
+                    self.spec["command"],
+                    cwd=cwd,
+                    env=command_env(self.spec),
+                    stdin=subprocess.DEVNULL,
+                    stdout=write_end,
+                    stderr=write_end,
+                    start_new_session=True,
+                    bufsize=0,
+                )
+            except BaseException:
+                os.close(read_end)
+                raise
+            finally:
+                os.close(write_end)
         except (OSError, ValueError) as exc:
             return self._report_start_failure(exc, started_at)
         # For the agent, should this worker be killed: the command would outlive it.
@@ -122,26 +132,16 @@ class Worker:
         if self.stop_reason is not None:
             # Asked to stop while the command was being started: request_stop saw no child yet.
             threading.Thread(target=self._terminate, daemon=True).start()
-        mask = masker(self.spec.get("secret_values", []))
-        assert self.child.stdout is not None and self.child.stderr is not None
-        readers = [
-            StreamReader(os.dup(self.child.stdout.fileno()), "o", self.spool.append, mask),
-            StreamReader(os.dup(self.child.stderr.fileno()), "e", self.spool.append, mask),
-        ]
-        self.child.stdout.close()
-        self.child.stderr.close()
-        for reader in readers:
-            reader.start()
+        reader = OutputReader(read_end, self.spool.append, self.spec.get("secret_values", []))
+        reader.start()
         # Reported from a thread: capture and the timeout must not wait for an API outage.
         threading.Thread(target=self._report_started, args=(self.child.pid, started_at), daemon=True).start()
         code = self._wait(self.spec.get("timeout_s"))
-        for reader in readers:
-            reader.join(ORPHAN_WAIT_S)
-        if any(r.is_alive() for r in readers):
-            # Background processes still hold the pipes open: end them like CI systems do.
+        reader.join(ORPHAN_WAIT_S)
+        if reader.is_alive():
+            # Background processes still hold the pipe open: end them like CI systems do.
             _signal_group(self.child.pid, signal.SIGKILL)
-            for reader in readers:
-                reader.join()
+            reader.join()
         forget_command(self.spool.path.parent)
         finished_at = utcnow().isoformat()
         outcome = {"timeout": "timed_out", "cancel": "cancelled"}.get(self.stop_reason or "", "exited")

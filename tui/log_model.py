@@ -20,6 +20,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from control.logformat import is_merged
+
 BLOCK_BYTES = 64 * 1024
 SPLIT_CACHE_BLOCKS = 48
 ERROR_PATTERN = re.compile(rb"(?i)\b(error|errors|exception|traceback|fatal|failed|failure|panic)\b")
@@ -30,7 +32,7 @@ class LogLine(NamedTuple):
 
     ts_ms: int
     stream: str
-    """``o`` (stdout) or ``e`` (stderr)."""
+    """``m`` (stdout and stderr read in order through one channel), or ``o`` / ``e`` in older logs."""
     complete: bool
     """False for a piece of a line that was flushed without a newline."""
     text: bytes
@@ -116,6 +118,12 @@ class LogModel:
 
     def __len__(self) -> int:
         return self._line_count
+
+    @property
+    def merged(self) -> bool:
+        """Whether stdout and stderr were captured through one channel: the log keeps their
+        order but cannot tell them apart, so a stream filter has nothing to split."""
+        return bool(self._blocks) and is_merged(self._blocks[0])
 
     @property
     def byte_count(self) -> int:

@@ -37,6 +37,7 @@ from tui.log_model import LogModel, VisibleLines
 CONTROL_CHARS = re.compile("[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]")
 STREAM_CYCLE = {"oe": "o", "o": "e", "e": "oe"}
 STREAM_NAMES = {"oe": "stdout+stderr", "o": "stdout", "e": "stderr"}
+MERGED_NOTE = "stdout and stderr were read together, in order; this log cannot show them apart."
 GUTTER = 1
 FRAME_S = 1 / 30
 TIMESTAMP_WIDTH = 13
@@ -366,6 +367,12 @@ class LogView(ScrollView, can_focus=True):
         self.post_message(self.Changed(self))
 
     def action_cycle_streams(self) -> None:
+        if self.model.merged and self.streams == "oe":
+            # One channel kept the order and lost which stream wrote what: say so rather
+            # than show every line as stdout and none as stderr.
+            self.message = MERGED_NOTE
+            self.post_message(self.Changed(self))
+            return
         self.streams = STREAM_CYCLE[self.streams]
 
     def action_toggle_timestamps(self) -> None:
