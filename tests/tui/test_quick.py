@@ -34,7 +34,10 @@ def test_fast_and_full_paths_agree(embedded: Path) -> None:
     script = "printf 'a\\nb'; echo err >&2; exit 4"
     fast = yard("run", "-p", "demo", "--", "sh", "-c", script)
     full = yard("run", "-p", "demo", "--retries", "0", "--", "sh", "-c", script)  # an option only the full CLI takes
-    assert (fast.returncode, fast.stdout) == (full.returncode, full.stdout) == (4, "a\nberr\n"), (fast.stderr, full.stderr)
+    assert (fast.returncode, fast.stdout) == (full.returncode, full.stdout) == (4, "a\nberr\n"), (
+        fast.stderr,
+        full.stderr,
+    )
     # The log is one channel in order: the command's stderr is printed where it was written.
     assert "Run " in fast.stderr and "failed: exit code 4" in fast.stderr
     assert_one_sentence_error(yard("run", "-p", "ghost", "--", "true"), "Project ghost does not exist")
