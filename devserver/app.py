@@ -93,7 +93,7 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 async def _bad_path(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BadPath)
-    return error_response(400, exc.code, exc.message, path=exc.path)
+    return error_response(exc.status, exc.code, exc.message, path=exc.path)
 
 
 async def _bad_batch(request: Request, exc: Exception) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import stat
@@ -121,7 +122,8 @@ class FilesApi:
             with contextlib.suppress(ClientDisconnect):
                 await _drain(stream)
             log.info("batch refused after %d entries: %s (%s)", writer.applied, exc.code, path)
-            return error_response(400, exc.code, exc.message, path=path, applied=writer.applied)
+            status = exc.status if isinstance(exc, BadPath) else 400
+            return error_response(status, exc.code, exc.message, path=path, applied=writer.applied)
         except (ClientDisconnect, asyncio.CancelledError):
             log.info("batch abandoned by the client after %d entries", writer.applied)
             raise
@@ -151,6 +153,8 @@ class FilesApi:
             raise ApiError(404, "not_found", f"There is no file at {path!r}.", path=path) from None
         except PermissionError:
             raise ApiError(403, "forbidden", f"The file {path!r} is not readable.", path=path) from None
+        except OSError as exc:
+            raise _read_refusal(path, exc) from None
         try:
             self.state.workspace.check_open(fd, path)
         except BadPath:
@@ -162,6 +166,18 @@ class FilesApi:
             kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
             raise ApiError(400, "not_a_file", f"The path {path!r} is {kind}.", path=path)
         return DescriptorResponse(fd, info.st_size)
+
+
+def _read_refusal(path: str, exc: OSError) -> ApiError:
+    """A 4xx for what the kernel said about ``path`` (a client's name, never a server fault)."""
+    shown = path if len(path) <= 200 else path[:200] + "..."
+    if exc.errno == errno.ENAMETOOLONG:
+        return ApiError(400, "name_too_long", f"The path {shown!r} is longer than the file system allows.", path=shown)
+    if exc.errno == errno.ENOTDIR:
+        return ApiError(404, "not_found", f"There is no file at {shown!r}: a parent is not a folder.", path=shown)
+    if exc.errno == errno.ELOOP:
+        return ApiError(400, "bad_path", f"The path {shown!r} goes through too many symlinks.", path=shown)
+    return ApiError(400, "read_failed", f"The file {shown!r} cannot be read: {exc.strerror or exc}.", path=shown)
 
 
 async def _drain(stream: AsyncIterator[bytes]) -> None:

@@ -105,8 +105,17 @@ def _commit_json(commit: pygit2.Commit) -> dict[str, Any]:
     }
 
 
+def check_ref_argument(ref: str) -> None:
+    """Refuse a ref that starts with '-': git tools would read it as an option, and no branch,
+    tag or commit id can start with one."""
+    if ref.startswith("-"):
+        raise ApiError(400, "bad_ref_name", f"{ref[:100]!r} is not a valid ref: refs cannot start with '-'.")
+
+
 def _resolve_commit(repo: pygit2.Repository, ref: str) -> pygit2.Commit:
     import pygit2
+
+    check_ref_argument(ref)
 
     try:
         return repo.revparse_single(ref).peel(pygit2.Commit)
@@ -216,15 +225,19 @@ def checkout(root: Path, ref: str, create: bool, force: bool) -> dict[str, Any]:
     """Switch to a branch (optionally creating it at HEAD) or detach at a commit."""
     import pygit2
 
+    check_ref_argument(ref)
     repo = open_repo(root)
     if create:
         if not pygit2.reference_is_valid_name(f"refs/heads/{ref}"):
             raise ApiError(400, "bad_ref_name", f"{ref!r} is not a valid branch name.")
         if repo.branches.local.get(ref) is not None:
             raise ApiError(409, "branch_exists", f"The branch {ref!r} already exists.")
-        if not repo.head_is_unborn:
-            repo.branches.local.create(ref, repo.head.peel(pygit2.Commit))
-        repo.set_head(f"refs/heads/{ref}")
+        try:
+            if not repo.head_is_unborn:
+                repo.branches.local.create(ref, repo.head.peel(pygit2.Commit))
+            repo.set_head(f"refs/heads/{ref}")
+        except (ValueError, pygit2.GitError) as exc:  # libgit2's own rules on branch names
+            raise ApiError(400, "bad_ref_name", f"{ref!r} is not a valid branch name ({exc}).") from None
         return _head(repo)
     branch = repo.branches.local.get(ref)
     if branch is not None:
@@ -346,6 +359,8 @@ def set_ref(
     """
     import pygit2
 
+    check_ref_argument(name)
+    check_ref_argument(target)
     detach = name == "HEAD"
     if not detach and (not name.startswith("refs/") or not pygit2.reference_is_valid_name(name)):
         raise ApiError(400, "bad_ref_name", f"{name!r} is not a valid full reference name (refs/... or HEAD).")

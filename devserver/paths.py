@@ -10,20 +10,42 @@ followed: a symlink there is replaced, not written through.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from pathlib import Path
 
 GIT_DIR = ".git"
+MAX_LINKS = 40  # symlinks followed in one path, at most (the kernel's own limit)
+GIT_REFUSAL = "Files under .git cannot be changed through the files API; use the git endpoints."
+RACE_RETRIES = 20  # times one walk looks again at a component that changed under it
 
 
 class BadPath(ValueError):
-    """A path the API refuses; ``code`` is the error code for the response."""
+    """A path the API refuses; ``code`` and ``status`` make the response."""
 
-    def __init__(self, path: str, message: str, code: str = "bad_path") -> None:
+    def __init__(self, path: str, message: str, code: str = "bad_path", status: int = 400) -> None:
         super().__init__(message)
         self.path = path
         self.message = message
         self.code = code
+        self.status = status
+
+
+def _count_retry(path: str, retries: int) -> int:
+    """One more look at a component that changed under the walk; refused past the limit."""
+    if retries >= RACE_RETRIES:
+        raise BadPath(path, f"A folder of {path!r} kept changing while it was written; try again.", "path_changed", 409)
+    return retries + 1
+
+
+def _refusal(path: str, exc: OSError) -> BadPath:
+    """A :class:`BadPath` for an error the kernel gave on a component of ``path``."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return BadPath(path, f"A name in {path[:80]!r}... is longer than the file system allows.", "name_too_long")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return BadPath(path, f"A folder of {path!r} is not accessible.", "forbidden", 403)
+    return BadPath(path, f"A folder of {path!r} cannot be used: {exc.strerror or exc}.", "bad_path")
 
 
 def split(path: str, *, allow_root: bool = False) -> list[str]:
@@ -71,41 +93,118 @@ class Workspace:
     def open_parent(self, path: str, *, create: bool) -> tuple[int, str] | None:
         """A directory fd for the parent of ``path`` and the final name, for writes and deletes.
 
-        The parent is resolved (symlinks in it followed, then checked); missing parents are
-        created when ``create`` is set, otherwise ``None`` is returned. Refuses paths in ``.git``:
-        git state changes go through the git endpoints. The caller closes the fd.
+        Symlinks among the parents are followed as long as they stay inside (see
+        :meth:`open_directory`); missing parents are created when ``create`` is set, otherwise
+        ``None`` is returned. Refuses paths in ``.git``: git state changes go through the git
+        endpoints. The caller closes the fd.
         """
+        opened = self.open_parent_canonical(path, create=create)
+        return None if opened is None else (opened[0], opened[1])
+
+    def open_parent_canonical(self, path: str, *, create: bool) -> tuple[int, str, str] | None:
+        """:meth:`open_parent` plus the canonical relative path (links among the parents resolved)."""
         parts = split(path)
         if parts[0] == GIT_DIR:
-            raise BadPath(path, "Files under .git cannot be changed through the files API; use the git endpoints.")
-        real_parent = os.path.realpath(os.path.join(self.root, *parts[:-1]))
-        self._check_writable_dir(path, real_parent)
-        if create:
-            try:
-                os.makedirs(real_parent, exist_ok=True)
-            except (FileExistsError, NotADirectoryError):
-                raise BadPath(path, f"A parent of {path!r} exists and is not a directory.", "not_a_directory") from None
-        try:
-            fd = os.open(real_parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
+            raise BadPath(path, GIT_REFUSAL)
+        opened = self.open_directory(path, parts[:-1], create=create)
+        if opened is None:
             return None
-        except NotADirectoryError:
-            raise BadPath(path, f"A parent of {path!r} exists and is not a directory.", "not_a_directory") from None
+        fd, canonical = opened
+        if not canonical and parts[-1] == GIT_DIR:  # a link to the root, then .git
+            os.close(fd)
+            raise BadPath(path, GIT_REFUSAL)
+        return fd, parts[-1], "/".join([*canonical, parts[-1]])
+
+    def open_directory(self, path: str, parts: list[str], *, create: bool) -> tuple[int, list[str]] | None:
+        """A descriptor of the directory ``parts`` and its canonical components.
+
+        Every component is opened (or created) relative to the descriptor of the one before
+        with ``O_NOFOLLOW``, starting at the root, so whatever is swapped in meanwhile the
+        result was reached inside the workspace; no directory is ever created through a
+        link. A symlink among the components is resolved (``realpath``, then checked
+        inside) and the walk starts again from the root along what it names: the decision
+        may be stale, the walk cannot be. A component that changes under the walk more than
+        :data:`RACE_RETRIES` times is a :class:`BadPath` with code ``path_changed`` (409).
+        ``None`` when a component is missing and ``create`` is not set.
+        """
+        pending, here = list(parts), list[str]()
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        links = retries = 0
         try:
-            # The directory could have been swapped for a symlink between the check and the open:
-            # check where the descriptor really points.
-            self._check_writable_dir(path, _fd_path(fd) or real_parent)
-        except BadPath:
+            while pending:
+                name = pending[0]
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        return None
+                    retries = _count_retry(path, retries)
+                    if not here and name == GIT_DIR:
+                        raise BadPath(path, GIT_REFUSAL) from None
+                    try:
+                        os.mkdir(name, 0o777, dir_fd=fd)
+                    except (FileExistsError, FileNotFoundError):
+                        pass  # made (or its parent removed) meanwhile: the next open decides
+                    except OSError as exc:
+                        raise _refusal(path, exc) from None
+                    continue
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise _refusal(path, exc) from None
+                    target = self._link_target(path, fd, here, name)
+                    if target is None:  # not a link after all (or gone): look again
+                        retries = _count_retry(path, retries)
+                        continue
+                    links += 1
+                    if links > MAX_LINKS:
+                        raise BadPath(path, f"The path {path!r} goes through too many symlinks.") from None
+                    pending[:1] = target
+                    os.close(fd)
+                    fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    here = []
+                    continue
+                os.close(fd)
+                fd = child
+                here.append(pending.pop(0))
+                if here == [GIT_DIR]:
+                    raise BadPath(path, GIT_REFUSAL)
+        except BaseException:
             os.close(fd)
             raise
-        return fd, parts[-1]
+        return fd, here
 
-    def _check_writable_dir(self, path: str, real_parent: str) -> None:
-        if not self.contains(real_parent):
+    def _link_target(self, path: str, fd: int, here: list[str], name: str) -> list[str] | None:
+        """The components (from the root) of where the symlink ``name`` in ``fd`` leads, or
+        ``None`` when ``name`` is not a symlink; refused when it leads outside."""
+        try:
+            os.readlink(name, dir_fd=fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # not a link: a file where a folder should be, or a swap
+                if _is_folder_or_link(fd, name):
+                    return None
+                raise BadPath(path, f"A parent of {path!r} exists and is not a directory.", "not_a_directory") from None
+            raise _refusal(path, exc) from None
+        try:
+            real = os.path.realpath(os.path.join(self.root, *here, name))
+        except OSError:  # a link along the way changed while realpath read it: look again
+            return None
+        if not self.contains(real):
             raise BadPath(path, f"The path {path!r} resolves outside the workspace.")
-        relative = self.relative(real_parent)
-        if relative == GIT_DIR or relative.startswith(GIT_DIR + os.sep):
-            raise BadPath(path, "Files under .git cannot be changed through the files API; use the git endpoints.")
+        relative = self.relative(real)
+        return relative.split(os.sep) if relative else []
+
+
+def _is_folder_or_link(fd: int, name: str) -> bool:
+    """Whether ``name`` in ``fd`` is (now) a folder or a link: something a walk looks at again."""
+    try:
+        mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return stat.S_ISDIR(mode) or stat.S_ISLNK(mode)
 
 
 def _fd_path(fd: int) -> str | None:
@@ -126,7 +225,7 @@ class Directories:
     to the last with ``O_NOFOLLOW``: no symlink is ever followed, so the descriptor is inside the
     workspace by construction, with no ``realpath`` and no ``/proc`` lookup per file. A path
     whose parents include a symlink (or anything unusual) takes :meth:`Workspace.open_parent`,
-    which follows links that stay inside and refuses the rest. Descriptors live for one batch
+    which follows links that stay inside and refuses the rest, still one descriptor at a time. Descriptors live for one batch
     (a folder swapped for a symlink between batches is seen by the next one); at most
     :data:`LIMIT` are open at a time. Not thread-safe: one per batch.
     """
@@ -140,7 +239,7 @@ class Directories:
 
     def parent(self, path: str, *, create: bool) -> tuple[int, str, str | None] | None:
         """A directory fd for the parent of ``path``, the final name, and the canonical relative
-        path when the parent was reached without following a link.
+        path (links among the parents resolved).
 
         The fd belongs to this object and stays valid until the next call or :meth:`close`.
         ``None`` when a parent is missing and ``create`` is not set. Raises :class:`BadPath`
@@ -151,18 +250,18 @@ class Directories:
         self._spare.clear()
         parts = split(path)
         if parts[0] == GIT_DIR:
-            raise BadPath(path, "Files under .git cannot be changed through the files API; use the git endpoints.")
+            raise BadPath(path, GIT_REFUSAL)
         key = tuple(parts[:-1])
         fd = self._fds.get(key)
         if fd is None:
             try:
                 walked = self._walk(key, create)
-            except _Unusual:
-                opened = self.workspace.open_parent(path, create=create)
+            except (_Unusual, OSError):  # a link, a file, a race, a long name: the careful path decides
+                opened = self.workspace.open_parent_canonical(path, create=create)
                 if opened is None:
                     return None
                 self._spare.append(opened[0])
-                return opened[0], opened[1], None
+                return opened
             if walked is None:
                 return None
             fd = walked

@@ -155,6 +155,28 @@ def test_bad_git_input(client: httpx.Client, ws: Path) -> None:
     assert client.post("/git/commit", json={"message": "m", "paths": ["../x"]}).status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/git/checkout", {"ref": "--output=/tmp/x", "create": True}),
+        ("/git/checkout", {"ref": "-b", "create": True}),
+        ("/git/checkout", {"ref": "--output=/tmp/x"}),
+        ("/git/ref", {"name": "refs/heads/x", "target": "--all"}),
+    ],
+)
+def test_refs_that_look_like_options_are_refused(
+    client: httpx.Client, ws: Path, route: str, body: dict[str, object]
+) -> None:
+    client.post("/git/init", json={})
+    (ws / "a.txt").write_text("a\n")
+    commit(client, "first", paths=["a.txt"])
+    response = client.post(route, json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "bad_ref_name"
+    assert client.get("/git/log", params={"ref": "--all"}).json()["error"] == "bad_ref_name"
+    assert "-" not in client.get("/git/refs").text
+
+
 @pytest.mark.parametrize(("piece", "big"), [(7, 0), (19, 0), (20, 0), (21, 0), (65_536, 3 * 1024 * 1024 + 5)])
 def test_a_pack_arriving_in_any_pieces_is_indexed(
     client: httpx.Client, ws: Path, tmp_path: Path, piece: int, big: int
