@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from control.access import AccessRefused
@@ -63,6 +64,8 @@ def _location(loc: Any) -> str:
     return ".".join(parts) or "request"
 
 
+OUT_OF_RANGE = "A number in the request is out of range: integers must lie between -2^63 and 2^63-1."
+UNSTORABLE = "A value in the request cannot be stored (a number out of range, or text too long or holding NUL)."
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
 
@@ -102,6 +105,20 @@ def install(app: FastAPI) -> None:
         elif exc.status_code == 405:
             message = "This method is not allowed on this route."
         return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(_: Request, exc: OverflowError) -> JSONResponse:
+        # SQLite cannot bind an integer outside 64 bits (OverflowError); it only ever comes
+        # from a number the client sent (an id in the path, a field of the body).
+        log.info("number out of range: %s", exc)
+        return JSONResponse(error_body("invalid_request", OUT_OF_RANGE), 422)
+
+    @app.exception_handler(DataError)
+    async def _bad_data(_: Request, exc: DataError) -> JSONResponse:
+        # PostgreSQL's refusal of a value it cannot store (a number out of range, a NUL in a
+        # text): also the client's input, never worth a 500.
+        log.info("value refused by the database: %s", str(exc.orig).splitlines()[0] if exc.orig else exc)
+        return JSONResponse(error_body("invalid_request", UNSTORABLE), 422)
 
     @app.exception_handler(ObjectStoreProblem)
     async def _store_down(_: Request, exc: ObjectStoreProblem) -> JSONResponse:

@@ -177,3 +177,62 @@ def test_sqlite_never_reuses_ids(sqlite_stack: Stack) -> None:
         first = http.post("/projects", json={"name": "one"}).json()["id"]
         http.delete("/projects/one")
         assert http.post("/projects", json={"name": "two"}).json()["id"] > first
+
+
+BEYOND_64_BITS = 2**63
+BEYOND_64_BITS_REQUESTS = [
+    ("GET", f"/runs/{BEYOND_64_BITS}", None),
+    ("GET", f"/runs/{BEYOND_64_BITS}/logs", None),
+    ("GET", f"/runs/{BEYOND_64_BITS}/artifacts", None),
+    ("POST", f"/runs/{BEYOND_64_BITS}/cancel", None),
+    ("DELETE", f"/tokens/{BEYOND_64_BITS}", None),
+    ("GET", f"/devservers/{BEYOND_64_BITS}", None),
+    ("POST", f"/devservers/{BEYOND_64_BITS}/exec", {"argv": ["true"]}),
+    ("GET", f"/runs?cursor={BEYOND_64_BITS}", None),
+    ("GET", f"/runs?cursor=-{BEYOND_64_BITS + 1}", None),
+    ("POST", "/runs/{run}/worker/finish", {"outcome": "exited", "exit_code": BEYOND_64_BITS, "log_seq": 0}),
+    ("POST", "/runs/{run}/worker/finish", {"outcome": "exited", "log_seq": BEYOND_64_BITS}),
+]
+
+
+def test_numbers_beyond_64_bits_are_a_4xx(stack: Stack) -> None:
+    """SQLite raised OverflowError (a 500) binding these; PostgreSQL refuses to store them."""
+    agent = stack.user("agent-big", "agent")
+    with api(stack) as http:
+        assert http.post("/projects", json={"name": "demo"}).status_code == 201
+        run = http.post("/runs", json={"project": "demo", "command": ["true"]}).json()
+    for method, path, body in BEYOND_64_BITS_REQUESTS:
+        token = agent if "/worker/" in path else stack.admin_token
+        with httpx.Client(base_url=stack.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}) as http:
+            response = http.request(method, path.replace("{run}", str(run["id"])), json=body)
+        assert 400 <= response.status_code < 500, (method, path, response.text)
+        error = error_of(response)
+        assert error["code"] in ("invalid_request", "not_found", "conflict"), (method, path, error)
+
+
+BAD_ARTIFACT_PATHS = [
+    ("bad\x01name.txt", "control character"),
+    ("tab\tname.txt", "control character"),
+    ("x" * 300, "longer than 255 bytes"),
+    ("dir/" + "报" * 90, "longer than 255 bytes"),
+    ("/".join(["d" * 230] * 4), "longer than 900 bytes"),
+    ("../up.txt", "stay inside the run"),
+]
+
+
+def test_artifact_paths_a_store_cannot_hold_are_422(sqlite_stack: Stack) -> None:
+    """A control character was a 500, a 300-character name a 503 blaming the store."""
+    agent = sqlite_stack.user("agent-art", "agent")
+    with api(sqlite_stack) as http:
+        assert http.post("/projects", json={"name": "demo"}).status_code == 201
+        run = http.post("/runs", json={"project": "demo", "command": ["true"]}).json()
+    headers = {"Authorization": f"Bearer {agent}"}
+    with httpx.Client(base_url=sqlite_stack.url + "/api/v1", headers=headers) as http:
+        for path, problem in BAD_ARTIFACT_PATHS:
+            refused = http.put(f"/runs/{run['id']}/artifacts", params={"path": path}, content=b"data")
+            assert refused.status_code == 422, refused.text
+            assert problem in error_of(refused)["message"]
+        accepted = http.put(f"/runs/{run['id']}/artifacts", params={"path": "报告 🎉.txt"}, content=b"data")
+        assert accepted.status_code == 201, accepted.text
+    with api(sqlite_stack) as http:
+        assert [a["path"] for a in http.get(f"/runs/{run['id']}/artifacts").json()] == ["报告 🎉.txt"]

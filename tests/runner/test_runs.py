@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.message
+import email.utils
 import itertools
 import os
 import signal
@@ -191,6 +193,38 @@ def test_secrets_are_masked_in_stored_logs(run_stack: Stack) -> None:
         final = wait_for_run(client, run["id"])
     assert final["state"] == "succeeded"
     assert raw_output(stored_log(run_stack, run["id"])) == b"hello key=***\n"
+
+
+def test_artifacts_with_non_latin1_names_download(run_stack: Stack, tmp_path: Path) -> None:
+    names = ["报告.txt", "🎉 party.bin", 'café "quoted".csv', "plain.txt"]
+    script = "import os\nos.makedirs('out')\n" + "".join(
+        f"open(os.path.join('out', {name!r}), 'w').write({name!r})\n" for name in names
+    )
+    with run_stack.client() as client:
+        run = client.create_run("demo", [PY, "-c", script], artifacts=["out/*"])
+        assert wait_for_run(client, run["id"])["state"] == "succeeded"
+        artifacts = {a["path"]: a for a in client.list_artifacts(run["id"])}
+    assert sorted(artifacts) == sorted(f"out/{name}" for name in names)
+    auth = {"Authorization": f"Bearer {run_stack.admin_token}"}
+    with httpx.Client(base_url=run_stack.url + "/api/v1", headers=auth, timeout=10) as http:
+        for name in names:
+            artifact = artifacts[f"out/{name}"]
+            response = http.get(f"/runs/{run['id']}/artifacts/{artifact['id']}/content")
+            assert response.status_code == 200, response.text
+            assert response.content == name.encode()
+            header = response.headers["content-disposition"]
+            assert header.isascii(), header
+            assert _filename_from(header) == name, header
+
+
+def _filename_from(header: str) -> str:
+    """What a browser saves the download as: ``filename*`` (RFC 5987) if given, else ``filename``;
+    decoded by the standard library's RFC 2231 reader, not by our code."""
+    parsed = email.message.Message()
+    parsed["content-disposition"] = header
+    values = [value for key, value in parsed.get_params(header="content-disposition") or [] if key == "filename"]
+    extended = [value for value in values if isinstance(value, tuple)]
+    return email.utils.collapse_rfc2231_value(extended[0] if extended else values[0])
 
 
 def test_artifact_globs_cannot_leave_the_working_directory(run_stack: Stack) -> None:

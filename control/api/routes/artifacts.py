@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterator
+from urllib.parse import quote
 
 from fastapi.responses import StreamingResponse
 from sqlmodel import col, select
@@ -15,6 +18,21 @@ from control.api.run_schemas import ArtifactOut
 from control.db.tables import Artifact
 
 router = SegmentRouter(tags=["artifacts"])
+
+# What may stand in a quoted ASCII ``filename=``: printable ASCII without '"' and '\\'.
+_UNSAFE_ASCII = re.compile(r'[^\x20-\x7e]|["\\]')
+
+
+def content_disposition(name: str) -> str:
+    """An ``attachment`` header for a file called ``name`` (RFC 6266): an ASCII ``filename``
+    for old clients and, when the name is not plain ASCII, ``filename*`` with the UTF-8 name
+    percent-encoded (RFC 5987). Headers are Latin-1 on the wire: a raw non-Latin-1 name failed
+    every such download."""
+    decomposed = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    fallback = _UNSAFE_ASCII.sub("_", decomposed).strip() or "download"
+    if fallback == name:
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def artifact_out(a: Artifact) -> ArtifactOut:
@@ -34,7 +52,7 @@ def download(run_id: int, artifact_id: int, session: DB, svc: Svc, _: Reader) ->
     artifact = session.get(Artifact, artifact_id)
     if artifact is None or artifact.run_id != run_id:
         raise not_found("Artifact", artifact_id)
-    name = artifact.path.rsplit("/", 1)[-1].replace('"', "")
+    name = artifact.path.rsplit("/", 1)[-1]
 
     def body() -> Iterator[bytes]:
         yield from svc.store.stream(artifact.object_key)
@@ -44,7 +62,7 @@ def download(run_id: int, artifact_id: int, session: DB, svc: Svc, _: Reader) ->
         media_type="application/octet-stream",
         headers={
             "Content-Length": str(artifact.size),
-            "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Disposition": content_disposition(name),
             "X-Devyard-Sha256": artifact.sha256,
         },
     )

@@ -100,6 +100,32 @@ async def put_chunk(
     return {"seq": seq, "result": result.value, "log_seq": run.log_seq}
 
 
+MAX_NAME_BYTES = 255  # one component of an artifact path, as most file systems and stores allow
+MAX_PATH_BYTES = 900  # a whole artifact path: S3 keys hold 1,024 bytes, with the store's prefix
+
+
+def artifact_path_problem(path: str) -> str | None:
+    """Why ``path`` cannot name an artifact (finishing "Artifact path P ..."), or None.
+
+    Checked before anything is stored: a name the store refuses used to surface as 503
+    ``store_unavailable`` (blaming the store), and a control character as a 500.
+    """
+    parts = path.split("/")
+    if path.startswith("/") or "\x00" in path or any(p in ("", ".", "..") for p in parts):
+        return "must be relative and stay inside the run"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in path):
+        return "holds a control character"
+    try:
+        sizes = [len(p.encode("utf-8")) for p in parts]
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if max(sizes) > MAX_NAME_BYTES:
+        return f"has a name longer than {MAX_NAME_BYTES} bytes"
+    if sum(sizes) + len(sizes) - 1 > MAX_PATH_BYTES:
+        return f"is longer than {MAX_PATH_BYTES} bytes"
+    return None
+
+
 @router.put("/runs/{run_id}/artifacts", response_model=ArtifactOut, status_code=201)
 async def put_artifact(
     run_id: int,
@@ -109,9 +135,9 @@ async def put_artifact(
     svc: Svc,
     path: Annotated[str, Query(min_length=1, max_length=1000)],
 ) -> ArtifactOut:
-    parts = path.split("/")
-    if path.startswith("/") or "\x00" in path or any(p in ("", ".", "..") for p in parts):
-        raise ApiError(422, "invalid_request", f"Artifact path {path!r} must be relative and stay inside the run.")
+    problem = artifact_path_problem(path)
+    if problem is not None:
+        raise ApiError(422, "invalid_request", f"Artifact path {path[:200]!r} {problem}.")
     digest = hashlib.sha256()
     size = 0
     with tempfile.NamedTemporaryFile(prefix="devyard-artifact-", delete=False) as spool:
