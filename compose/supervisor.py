@@ -236,7 +236,7 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
                 agent.stop_event.set()
             services.begin_shutdown()
 
-        server = _uvicorn_server(create_app(services), stopping)
+        server = _uvicorn_server(create_app(services), settings, stopping)
         if local_profile:
             save_local_profile(services.engine, url)
     except BaseException:
@@ -284,7 +284,7 @@ def serve_worker(settings: Settings, sock: socket.socket) -> None:
 
     _tune_gc()
     services = Services.from_settings(settings, bus_dir=DataDir(settings.data_dir).state / BUS_FOLDER)
-    server = _uvicorn_server(create_app(services), services.begin_shutdown)
+    server = _uvicorn_server(create_app(services), settings, services.begin_shutdown)
 
     def exit_when_orphaned() -> None:
         # os.read, not sys.stdin: a thread blocked inside the buffered reader holds its lock,
@@ -313,10 +313,11 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
-def _uvicorn_server(app: Any, on_stopping: Callable[[], None] | None = None) -> Any:
+def _uvicorn_server(app: Any, settings: Settings, on_stopping: Callable[[], None] | None = None) -> Any:
     import uvicorn
 
     from control.api.app import MAX_CONCURRENT_REQUESTS
+    from control.api.connections import protected_protocol
 
     class Server(uvicorn.Server):  # type: ignore[misc]
         async def shutdown(self, sockets: Any = None) -> None:
@@ -333,6 +334,7 @@ def _uvicorn_server(app: Any, on_stopping: Callable[[], None] | None = None) -> 
         timeout_graceful_shutdown=2,
         lifespan="on",
         limit_concurrency=MAX_CONCURRENT_REQUESTS,
+        http=protected_protocol(settings.header_timeout_s, settings.max_connections_per_client),
     )
     return Server(config)
 

@@ -92,6 +92,14 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     """Requests with a larger body are refused with 413."""
 
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """Time a client has to send a request's headers (from its first byte, or from connecting);
+    past it the connection gets 408 and is closed, so trickled headers cannot hold it."""
+
+    max_connections_per_client: int = Field(default=256, ge=0)
+    """Open connections one client address may hold per API process; more are answered 429 and
+    closed (0: no limit). Behind a proxy every client shares its address: raise it there."""
+
     max_artifact_bytes: int = Field(default=2 * 1024**3, gt=0)
     """Largest artifact a run may upload."""
 

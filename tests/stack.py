@@ -14,6 +14,7 @@ import uvicorn
 
 from compose.supervisor import bind_socket
 from control.api.app import create_app
+from control.api.connections import protected_protocol
 from control.api.services import Services
 from control.bootstrap import local_admin_token, prepare_database
 from control.client import ControlClient
@@ -50,7 +51,8 @@ def running_stack(
     token = local_admin_token(services.engine, "admin", None)
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(services), log_level="warning", access_log=False, lifespan="on")
+    protocol = protected_protocol(settings.header_timeout_s, settings.max_connections_per_client)
+    config = uvicorn.Config(create_app(services), log_level="warning", access_log=False, lifespan="on", http=protocol)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
