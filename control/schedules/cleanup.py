@@ -186,10 +186,24 @@ def close_orphan_work_items(session: Session, now: datetime, keep_done: timedelt
 
 
 def stop_idle_devservers(session: Session, now: datetime) -> list[int]:
-    """Develop servers idle longer than their timeout get a stop work item for their agent."""
+    """Develop servers idle longer than their timeout get a stop work item for their agent.
+
+    A run in a server's workspace (queued or going) is activity: the server is kept and its
+    idle time counts from the last pass that saw the run, so it ends a timeout after the run."""
     begin_write(session)
+    busy = set(
+        session.exec(
+            select(Run.devserver_id).where(
+                col(Run.devserver_id).is_not(None), col(Run.state).in_((states.QUEUED, *states.ACTIVE))
+            )
+        )
+    )
     stopped: list[int] = []
     for server in session.exec(select(DevServer).where(DevServer.state == devserver_states.RUNNING)):
+        if server.id in busy:
+            devserver_states.touch(server, now)
+            session.add(server)
+            continue
         last = server.last_activity_at or server.started_at or server.created_at
         if last < now - timedelta(seconds=server.idle_timeout_s) and devserver_states.request_stop(
             session, server, "idle"

@@ -267,3 +267,32 @@ def test_a_restarted_agent_re_adopts_its_develop_servers(sqlite_stack: Stack, tm
         for managed in list(second.devservers.servers.values()):
             if managed.handle:
                 second.launcher.stop(managed.handle, grace_s=2)
+
+
+def test_a_run_in_the_workspace_keeps_its_develop_server_from_the_idle_stop(run_stack: Stack) -> None:
+    """The real idle stopper (the scheduler's cleanup) with a real run going in the workspace."""
+    alice = run_stack.user("alice", "developer")
+    scheduler = Scheduler(run_stack.services.engine, run_stack.services.store, run_stack.settings)
+
+    def idle_for_five_minutes(sid: int) -> None:
+        with Session(run_stack.services.engine) as session:
+            row = session.get(DevServer, sid)
+            assert row is not None
+            row.last_activity_at = utcnow() - timedelta(minutes=5)
+            session.add(row)
+            session.commit()
+
+    with run_stack.client(alice) as client:
+        sid = start_and_wait(client, "demo", idle_timeout_s=60)["id"]
+        run = client.create_run("demo", ["sh", "-c", "while [ ! -f go-on ]; do sleep 0.05; done; echo done"])
+        assert run["devserver_id"] == sid
+        wait_for_run(client, run["id"], states=("running",))
+        idle_for_five_minutes(sid)
+        _, report = scheduler.clean(utcnow())
+        assert report.devservers_stopped == []  # the run is activity
+        assert client.get_devserver(sid)["state"] == "running"
+        assert gateway_exec(client, sid, ["touch", "go-on"])[0] == 0
+        assert wait_for_run(client, run["id"])["state"] == "succeeded"
+        idle_for_five_minutes(sid)
+        _, report = scheduler.clean(utcnow())
+        assert report.devservers_stopped == [sid]  # idle again once the run is over
