@@ -108,9 +108,10 @@ class SyncEngine:
         self.rules.refresh()
         stamp = timestamp()
         local, remote = self._both_sides()
-        plan = make_plan(local, remote, self.state.knows, stamp)
+        plan = make_plan(local, remote, self.state.knows, stamp, self.state.put_there)
         report = SyncReport("sync", dry_run=dry_run)
         report.conflicts = [{"path": c.path, "kept_as": c.kept_as} for c in plan.conflicts]
+        report.left = plan.left
         if dry_run:
             _describe_plan(report, plan)
             report.git = self.git.push(dry_run=True) if with_git else None
@@ -124,7 +125,13 @@ class SyncEngine:
                 if kept_as is not None:
                     report.conflicts.append({"path": conflict.path, "kept_as": kept_as})
             local = self._hash_needed(self.tree.scan(), remote)
-            plan = make_plan(local, remote, lambda path, record: path in kept or self.state.knows(path, record), stamp)
+            plan = make_plan(
+                local,
+                remote,
+                lambda path, record: path in kept or self.state.knows(path, record),
+                stamp,
+                self.state.put_there,
+            )
         self._record_unchanged(local, remote)
         ops: list[Op] = [Delete(path) for path in plan.deletes] + [to_op(entry) for entry in plan.puts]
         if progress is not None:

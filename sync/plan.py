@@ -5,6 +5,11 @@ addition is deleted. The one exception protects work done on the develop server:
 entry whose content is not what the last sync left there (changed or created on the develop
 server since) is a **conflict**. Its content is first kept as ``<name>.remote-<timestamp>`` in
 the local tree (and so synced back), then the local version wins as usual.
+
+Entries only the workspace has and no sync ever put there (a warehouse file a command wrote,
+dbt's ``.user.yml``) are neither: they are **left** where they are and reported, and
+``yard sync --fetch PATH`` copies one into the local tree. Deleting a folder locally then deletes
+what the syncs put in it, not what was made in the workspace.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class Plan:
     deletes: list[str] = field(default_factory=list)
     puts: list[Entry] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+    """Outermost workspace-only entries no sync put there: kept in the workspace, reported."""
     unchanged: int = 0
 
     @property
@@ -96,8 +103,10 @@ def make_plan(
     remote: Mapping[str, Entry],
     known: Callable[[str, Record], bool],
     stamp: str,
+    synced: Callable[[str], bool] = lambda path: True,
 ) -> Plan:
-    """The plan that makes the workspace (``remote``) equal to ``local``.
+    """The plan that makes the workspace (``remote``) equal to ``local``, but for what only the
+    workspace has and no sync put there (``synced(path)`` false): that is left alone.
 
     ``known(path, record)`` says whether the workspace holding ``record`` at ``path`` is the
     result of our own syncs; anything else is a conflict. ``stamp`` names conflict copies.
@@ -105,13 +114,21 @@ def make_plan(
     """
     plan = Plan()
     copies: set[str] = set()
+    # Left only where it can stay: below a local file (the local tree wins the kind) it cannot.
+    left = {
+        path
+        for path in remote
+        if path not in local
+        and not synced(path)
+        and all(local[parent].kind == "dir" for parent in parents(path) if parent in local)
+    }
 
     def taken(name: str) -> bool:
         return name in local or name in remote or name in copies
 
     for path, theirs in remote.items():
         ours = local.get(path)
-        if theirs.kind == "dir" or same_content(ours, theirs):
+        if theirs.kind == "dir" or path in left or same_content(ours, theirs):
             continue
         if theirs.kind == "file" and theirs.sha256 is None:
             continue  # unreadable on the develop server: nothing could be kept anyway
@@ -121,12 +138,15 @@ def make_plan(
         copies.add(kept_as)
         plan.conflicts.append(Conflict(path, kept_as, theirs))
 
+    # A folder holding something left stays; what the syncs put in it is deleted one by one.
+    holding = {parent for path in left for parent in parents(path)}
     deleted: list[str] = []
     for path, theirs in remote.items():
         mine = local.get(path)
-        if mine is None or mine.kind != theirs.kind:
+        if (mine is None or mine.kind != theirs.kind) and path not in left and path not in holding:
             deleted.append(path)
     plan.deletes = outermost(deleted)
+    plan.left = outermost(sorted(left))
 
     dirs: list[Entry] = []
     others: list[Entry] = []
@@ -140,6 +160,12 @@ def make_plan(
     others.sort(key=lambda entry: entry.path)
     plan.puts = dirs + others
     return plan
+
+
+def parents(path: str) -> list[str]:
+    """``a/b/c`` → ``a``, ``a/b``."""
+    parts = path.split("/")
+    return ["/".join(parts[:depth]) for depth in range(1, len(parts))]
 
 
 def outermost(paths: list[str]) -> list[str]:

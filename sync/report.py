@@ -44,6 +44,7 @@ class SyncReport:
     unchanged: int = 0
     conflicts: list[dict[str, str]] = field(default_factory=list)
     refused: list[dict[str, str]] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)  # only in the workspace, never synced: left there
     unreadable: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     changes: list[dict[str, str]] = field(default_factory=list)  # dry runs: what would be done

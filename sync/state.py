@@ -206,6 +206,10 @@ class SyncState:
             del self.pending[known]
         self.dirty = True
 
+    def put_there(self, path: str) -> bool:
+        """Whether a sync ever put something at ``path`` in the workspace (and has not removed it)."""
+        return path in self.synced or path in self.pending
+
     def knows(self, path: str, record: Record) -> bool:
         """Whether the workspace holding ``record`` at ``path`` is explained by our own syncs.
 

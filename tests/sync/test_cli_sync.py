@@ -178,3 +178,47 @@ def test_the_progress_bar_says_when_the_git_push_follows_the_files(monkeypatch: 
     small.git()
     small.end()
     assert small._bar is None
+
+
+def test_files_a_command_made_in_the_workspace_stay_there_and_can_be_fetched(
+    yard_stack: YardStack, project: str, tmp_path: Path
+) -> None:
+    """A warehouse file and dbt's .user.yml, made by a command in the workspace, are neither
+    conflicts nor copied around: the next sync leaves them and says so; --fetch brings one here."""
+    repo = fresh_clone(tmp_path, project)
+    clone = Path(repo.workdir)
+    workspace = start(yard_stack, clone)
+    assert yard_stack.yard("sync", cwd=clone).returncode == 0
+    made = yard_stack.yard(
+        "dev",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "head -c 2400000 /dev/urandom > jaffle_prod.duckdb; echo id: 1 > .user.yml",
+        cwd=clone,
+    )
+    assert made.returncode == 0, made.stderr
+    warehouse = (workspace / "jaffle_prod.duckdb").read_bytes()
+
+    synced = yard_stack.yard("sync", cwd=clone)
+    assert synced.returncode == 0, synced.stderr
+    said = " ".join(synced.stderr.split())
+    assert "only in the workspace: .user.yml, jaffle_prod.duckdb" in said and "yard sync --fetch" in said
+    assert "conflict" not in said and "Traceback" not in said
+    assert (workspace / "jaffle_prod.duckdb").read_bytes() == warehouse  # not moved, not deleted
+    assert not (clone / "jaffle_prod.duckdb").exists() and not list(clone.glob("*.remote-*"))
+    assert not list(workspace.glob("*.remote-*"))
+
+    fetched = yard_stack.yard("sync", "--fetch", "jaffle_prod.duckdb", cwd=clone)
+    assert fetched.returncode == 0, fetched.stderr
+    assert "Fetched jaffle_prod.duckdb" in fetched.stdout
+    assert (clone / "jaffle_prod.duckdb").read_bytes() == warehouse
+    again = json.loads(yard_stack.yard("sync", "--json", cwd=clone).stdout)
+    assert (again["files"], again["deleted"], again["conflicts"], again["left"]) == (0, 0, [], [".user.yml"])
+
+    assert_one_sentence_error(yard_stack.yard("sync", "--fetch", "jaffle_prod.duckdb", cwd=clone), "already exists")
+    assert_one_sentence_error(yard_stack.yard("sync", "--fetch", "../outside", cwd=clone), "not a path inside")
+    assert_one_sentence_error(
+        yard_stack.yard("sync", "--fetch", "nope.txt", cwd=clone), "The workspace has no nope.txt"
+    )

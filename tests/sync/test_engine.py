@@ -77,24 +77,25 @@ def test_changes_made_on_the_develop_server_are_kept_as_conflict_copies(workspac
     write(root, {"notes.md": "v1\n", "same.txt": "same\n"})
     workspace.engine(root).sync()
     (workspace.path / "notes.md").write_text("edited on the server\n")
-    (workspace.path / "report.csv").write_text("made by a run\n")
+    (workspace.path / "report.csv").write_text("made by a run\n")  # never synced: stays, not a conflict
     (workspace.path / "same.txt").write_text("same\n")  # rewritten with the same content: no conflict
     (root / "notes.md").write_text("edited locally\n")
 
     preview = workspace.engine(root).sync(dry_run=True)
-    assert sorted(c["path"] for c in preview.conflicts) == ["notes.md", "report.csv"]
+    assert sorted(c["path"] for c in preview.conflicts) == ["notes.md"]
+    assert preview.left == ["report.csv"]
     assert not list(root.glob("*.remote-*")), "a dry run must not write anything"
 
     report = workspace.engine(root).sync()
     kept = {c["path"]: c["kept_as"] for c in report.conflicts}
-    assert set(kept) == {"notes.md", "report.csv"}
+    assert set(kept) == {"notes.md"} and report.left == ["report.csv"]
     assert (root / kept["notes.md"]).read_text() == "edited on the server\n"
-    assert (root / kept["report.csv"]).read_text() == "made by a run\n"
     assert (workspace.path / "notes.md").read_text() == "edited locally\n"
-    assert not (workspace.path / "report.csv").exists()
-    assert snapshot(root) == snapshot(workspace.path)
+    assert (workspace.path / "report.csv").read_text() == "made by a run\n"
+    assert not (root / "report.csv").exists()
+    assert snapshot(root) == {k: v for k, v in snapshot(workspace.path).items() if k != "report.csv"}
     status = local_status(root)  # what the TUI shows for this folder
-    assert status is not None and status["conflicts"] == 2 and status["project"] == workspace.server["project"]
+    assert status is not None and status["conflicts"] == 1 and status["project"] == workspace.server["project"]
     assert workspace.engine(root).sync().conflicts == []
     assert local_status(root)["conflicts"] == 0  # type: ignore[index]
     assert local_status(tmp_path / "elsewhere") is None
@@ -281,6 +282,7 @@ def test_changes_on_the_develop_server_after_a_no_change_sync_are_conflicts(
         (workspace.path / "src" / "deep" / "mod.py").write_text("x = 2  # on the server\n")
     elif change == "create":
         (workspace.path / "src" / "deep" / "made-by-a-run.txt").write_text("output\n")
+        (root / "src" / "deep" / "made-by-a-run.txt").write_text("made here too\n")  # both made it: a conflict
     else:
         subprocess.run(["sh", "-c", "echo edited >> notes.md"], cwd=workspace.path, check=True)
     report = workspace.engine(root).sync()
@@ -363,26 +365,21 @@ def test_what_tools_on_the_develop_server_mark_as_ignored_is_left_alone(workspac
     write(workspace.path, made)
 
     report = workspace.engine(root).sync()
-    conflicts = sorted(c["path"] for c in report.conflicts)
-    assert conflicts == ["notes/.gitignore", "notes/draft.bak", "out/notes.txt", "tools/keep.tmp"], conflicts
-    left_alone = [".pytest_cache/.gitignore", ".pytest_cache/v/cache/nodeids", "tools/.gitignore", "tools/scratch.tmp"]
-    for path in [*left_alone, "out/result.o"]:
-        assert (workspace.path / path).read_text() == made[path], f"{path} was touched"
-    for path in conflicts:
-        assert not (workspace.path / path).exists(), f"{path} should have gone (kept locally)"
-    assert not (root / ".pytest_cache").exists(), "nothing of the cache comes back"
+    # Made there and never synced: not conflicts either, left where they are and reported.
+    assert report.conflicts == [] and report.left == ["notes", "out/notes.txt", "tools/keep.tmp"], report
+    for path, content in made.items():
+        assert (workspace.path / path).read_text() == content, f"{path} was touched"
+    assert not any((root / top).exists() for top in (".pytest_cache", "notes", "out", "tools")), "nothing comes back"
     again = workspace.engine(root).sync()
     assert again.conflicts == [] and not again.changed, again
 
-    # A rule file that changes is fetched again; one that goes takes its rule with it.
+    # A rule file that changes is read again; what it no longer ignores is reported, not moved.
     (workspace.path / ".pytest_cache" / ".gitignore").write_text("nodeids\n.gitignore\n")
     (workspace.path / ".pytest_cache" / "v" / "cache" / "lastfailed").write_text("{}\n")
     third = workspace.engine(root).sync()
-    assert [c["path"] for c in third.conflicts] == [".pytest_cache/v/cache/lastfailed"]
+    assert third.conflicts == [] and any(path.startswith(".pytest_cache") for path in third.left), third
     assert (workspace.path / ".pytest_cache" / "v" / "cache" / "nodeids").exists()
-    (workspace.path / ".pytest_cache" / ".gitignore").unlink()
-    fourth = workspace.engine(root).sync()
-    assert [c["path"] for c in fourth.conflicts] == [".pytest_cache/v/cache/nodeids"]
+    assert (workspace.path / ".pytest_cache" / "v" / "cache" / "lastfailed").exists()
 
 
 def test_a_folder_a_tool_marks_still_loses_what_you_delete(workspace: Workspace, tmp_path: Path) -> None:

@@ -91,3 +91,25 @@ def test_only_same_size_files_are_hashed_before_deciding() -> None:
 
 def test_outermost_keeps_only_the_top_of_each_deleted_tree() -> None:
     assert outermost(["a/b/c", "a", "a-b", "a-b/x", "c/d", "c/e"]) == ["a", "a-b", "c/d", "c/e"]
+
+
+def test_what_only_the_workspace_has_and_no_sync_put_there_is_left() -> None:
+    # The local tree deleted the synced folder "gone"; a run made gone/made.db and out/ there.
+    local = by_path(file("a.py"), file("clash"))
+    remote = by_path(
+        file("a.py"),
+        folder("gone"),
+        file("gone/old.py"),
+        file("gone/made.db", "5" * 64),
+        folder("out"),
+        file("out/report.csv", "6" * 64),
+        folder("clash"),
+        file("clash/x", "7" * 64),
+    )
+    synced_paths = {"a.py", "gone", "gone/old.py"}
+    synced = {p: Record.of(e) for p, e in remote.items() if p in synced_paths}
+    plan = make_plan(local, remote, lambda path, record: synced.get(path) == record, STAMP, synced_paths.__contains__)
+    assert plan.left == ["gone/made.db", "out"]
+    assert plan.deletes == ["clash", "gone/old.py"]  # the folder holding made.db stays
+    # Below a local file nothing can stay: the local tree wins and the workspace's copy is kept aside.
+    assert [c.path for c in plan.conflicts] == ["clash/x"]

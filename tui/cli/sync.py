@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 PROGRESS_FILES = 500
 PROGRESS_BYTES = 20 * 1024 * 1024
 DRY_RUN_LIST = 50
+LEFT_LIST = 10
 
 
 def tree_root(path: Path | None) -> Path:
@@ -101,6 +102,16 @@ def print_warnings(report: SyncReport) -> None:
             highlight=False,
             soft_wrap=True,
         )
+    if report.left:
+        shown = ", ".join(report.left[:LEFT_LIST]) + (
+            f" and {len(report.left) - LEFT_LIST:,} more" if len(report.left) > LEFT_LIST else ""
+        )
+        errors.print(
+            f"[yellow]only in the workspace:[/] {escape(shown)} (made there, never synced) "
+            f"{'would stay' if report.dry_run else 'stayed'} there; `yard sync --fetch {escape(report.left[0])}` copies it here.",
+            highlight=False,
+            soft_wrap=True,
+        )
     for path in report.unreadable:
         errors.print(f"[yellow]skipped:[/] {escape(path)} could not be read.", highlight=False, soft_wrap=True)
     if report.git is not None and report.git.kept_ref:
@@ -141,16 +152,29 @@ def sync(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON document (with --watch: one per line).")
     ] = False,
+    fetch: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fetch",
+            metavar="PATH",
+            help="Copy PATH (made in the workspace, never synced) into the local tree instead of syncing.",
+        ),
+    ] = None,
 ) -> None:
     """Make your develop server's workspace equal to the local tree, at the same git commit."""
     from sync.engine import SyncEngine
 
     if watch and dry_run:
         fail("--dry-run shows one sync; it cannot be combined with --watch.")
+    if fetch and (watch or dry_run):
+        fail("--fetch copies files from the workspace; it cannot be combined with --watch or --dry-run.")
     root = tree_root(path)
     name = project or default_project(os.fspath(root))
     with state.client() as client:
         server = running_server(client, name)
+        if fetch:
+            fetch_paths(client, int(server["id"]), root, fetch, as_json)
+            return
         engine = SyncEngine.open(client, int(server["id"]), str(server["workspace"]), root)
         if watch:
             keep_live(client, engine, name, as_json)
@@ -162,6 +186,31 @@ def sync(
         print_summary(report, root, server)
     if report.refused:
         raise typer.Exit(1)
+
+
+def fetch_paths(client: ControlClient, server_id: int, root: Path, paths: list[str], as_json: bool) -> None:
+    """``--fetch``: copy workspace-only entries into the local tree, one sentence each."""
+    from sync.fetch import FetchRefused, fetch
+    from sync.remote import RemoteWorkspace
+
+    remote = RemoteWorkspace(client, server_id)
+    manifest = remote.manifest()
+    done = []
+    for path in paths:
+        try:
+            fetched = fetch(root, remote, path, manifest)
+        except FetchRefused as exc:
+            fail(str(exc))
+        done.append(fetched)
+        if not as_json:
+            console.print(
+                f"Fetched {escape(fetched.path)} into {escape(str(root))}: {fetched.files} file(s),"
+                f" {fetched.bytes:,} bytes; the next `yard sync` finds it on both sides.",
+                highlight=False,
+                soft_wrap=True,
+            )
+    if as_json:
+        print_json({"fetched": [vars(item) for item in done], "root": os.fspath(root)})
 
 
 def print_summary(report: SyncReport, root: Path, server: dict[str, Any]) -> None:
