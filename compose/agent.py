@@ -136,7 +136,9 @@ class Agent:
         # of their own, removed when the run is over (by its worker, or here if it was killed).
         own_folder = not spec.get("workspace")
         run_dir = self.config.volume / (spec.get("workspace") or f"runs/{run_id}")
-        cwd = Path(spec["cwd"]) if spec.get("cwd") and os.path.isabs(spec["cwd"]) else run_dir / (spec.get("cwd") or "")
+        # The API only accepts a relative cwd without "..": the worker checks it, after symlinks,
+        # against code_folder (a link in the workspace may still point elsewhere).
+        cwd = run_dir / (spec.get("cwd") or "")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             spool_dir = self.config.spool / str(run_id)
@@ -148,6 +150,7 @@ class Agent:
                     {
                         **spec,
                         "cwd": str(cwd),
+                        "code_folder": str(run_dir),
                         "spool_dir": str(spool_dir),
                         "run_folder": str(run_dir) if own_folder else None,
                     },

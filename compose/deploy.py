@@ -9,9 +9,11 @@ workspaces. Nothing here talks to a cluster or an engine: it writes files to rev
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -38,6 +40,21 @@ class RenderProblem(Exception):
     """The options cannot make a working deployment; one sentence."""
 
 
+# S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens, a letter or digit at each end.
+BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9.-]{1,61})[a-z0-9]")
+
+
+def _names_a_database(url: str) -> bool:
+    """Whether a PostgreSQL URL has a host and a database name, neither a placeholder ("...")."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    database = parts.path.strip("/")
+    return bool(host.strip(".")) and bool(database.strip("."))
+
+
 @dataclass(frozen=True)
 class DeployOptions:
     database_url: str
@@ -57,9 +74,20 @@ class DeployOptions:
             raise RenderProblem(
                 "A deployment needs an external PostgreSQL: pass --database-url postgresql://USER:PASSWORD@HOST/DB."
             )
+        if not _names_a_database(self.database_url):
+            # Not echoed: the URL may hold a password.
+            raise RenderProblem(
+                "--database-url names no host and database (postgresql://... in the docs is a placeholder); "
+                "pass postgresql://USER:PASSWORD@HOST:5432/DB."
+            )
         if not self.object_store_url.startswith("s3://"):
             raise RenderProblem(
                 "A deployment needs an S3-compatible store: pass --object-store-url s3://BUCKET/PREFIX."
+            )
+        if not BUCKET.fullmatch(urlsplit(self.object_store_url).netloc):
+            raise RenderProblem(
+                f"'{self.object_store_url}' names no valid bucket (s3://... in the docs is a placeholder); "
+                "pass --object-store-url s3://BUCKET/PREFIX with your bucket's name."
             )
         if not 1 <= self.replicas <= 50:
             raise RenderProblem("--replicas must be between 1 and 50.")
@@ -320,6 +348,7 @@ DEVYARD_AGENT_TOKEN=
 
 def render(target: str, options: DeployOptions, out: Path) -> list[Path]:
     """Write the files for ``target`` (compose or kubernetes) into ``out``; returns their paths."""
+    options.check()  # before the folder exists: a refused render leaves nothing behind
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 

@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from control import profiles
+from control import profiles, reach
 
 R = TypeVar("R")
 
@@ -59,7 +59,7 @@ class Conflict(ApiError):
 _BY_STATUS: dict[int, type[ApiError]] = {401: AuthFailed, 403: Forbidden, 404: NotFound, 409: Conflict}
 
 
-def raise_for_error(response: httpx.Response) -> None:
+def raise_for_error(response: httpx.Response, token_from_environment: bool = False) -> None:
     if response.status_code < 400:
         return
     code, message, details = "http_error", f"The API answered {response.status_code}.", None
@@ -72,15 +72,12 @@ def raise_for_error(response: httpx.Response) -> None:
     except (ValueError, AttributeError):
         pass
     if response.status_code == 401 and code == "unauthenticated" and "disabled" not in message:
-        message = f"{message.rstrip('.')}; check the token of your profile (`yard login` replaces it)."
+        message = reach.refused_token(message, token_from_environment)
     raise _BY_STATUS.get(response.status_code, ApiError)(response.status_code, code, message, details)
 
 
 def _connection_error(url: str, exc: Exception) -> ConnectionFailed:
-    reason = type(exc).__name__.replace("Error", " error").replace("Timeout", "timeout")
-    local = any(host in url for host in ("//127.0.0.1", "//localhost", "//[::1]"))
-    hint = "is it running (`yard up`)?" if local else "check the URL and your network."
-    return ConnectionFailed(f"Cannot reach the devyard API at {url} ({reason.strip()}); {hint}")
+    return ConnectionFailed(reach.unreachable(url, exc))
 
 
 @dataclass
@@ -340,6 +337,7 @@ class ControlClient(_Endpoints[Any]):
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token  # for callers that open their own connection (sync.probe)
+        self.token_from_environment = False  # a refused token then points at DEVYARD_TOKEN
         self._http = httpx.Client(
             base_url=self.url + "/api/v1", headers=_headers(token), timeout=timeout, transport=transport
         )
@@ -347,7 +345,9 @@ class ControlClient(_Endpoints[Any]):
     @classmethod
     def from_profile(cls, name: str | None = None) -> ControlClient:
         profile = profiles.resolve(name)
-        return cls(profile.url, profile.token)
+        client = cls(profile.url, profile.token)
+        client.token_from_environment = reach.token_from_environment(name)
+        return client
 
     def __enter__(self) -> ControlClient:
         return self
@@ -365,7 +365,7 @@ class ControlClient(_Endpoints[Any]):
             response = self._http.request(method, path, params=params, json=json, content=content)
         except httpx.TransportError as exc:
             raise _connection_error(self.url, exc) from exc
-        raise_for_error(response)
+        raise_for_error(response, self.token_from_environment)
         return None if response.status_code == 204 else response.json()
 
     def read_logs(self, run_id: int, from_seq: int = 1, tail: int | None = None) -> tuple[bytes, int]:
@@ -377,7 +377,7 @@ class ControlClient(_Endpoints[Any]):
             response = self._http.get(f"/runs/{run_id}/logs", params=params, timeout=httpx.Timeout(300.0, connect=5.0))
         except httpx.TransportError as exc:
             raise _connection_error(self.url, exc) from exc
-        raise_for_error(response)
+        raise_for_error(response, self.token_from_environment)
         return response.content, int(response.headers.get("x-devyard-log-seq", "0"))
 
     def follow_logs(self, run_id: int, from_seq: int = 1) -> Iterator[SSEEvent]:
@@ -393,7 +393,7 @@ class ControlClient(_Endpoints[Any]):
             with self._http.stream("GET", f"/runs/{run_id}/logs", params=params, timeout=timeout) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise_for_error(response)
+                    raise_for_error(response, self.token_from_environment)
                 buffer = bytearray()
                 for piece in response.iter_raw():
                     buffer += piece
@@ -421,7 +421,7 @@ class ControlClient(_Endpoints[Any]):
             ) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise_for_error(response)
+                    raise_for_error(response, self.token_from_environment)
                 for piece in response.iter_bytes():
                     target.write(piece)
                     written += len(piece)
@@ -463,7 +463,7 @@ class ControlClient(_Endpoints[Any]):
             ) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise_for_error(response)
+                    raise_for_error(response, self.token_from_environment)
                 yield from response.iter_raw()
         except httpx.TransportError as exc:
             raise _connection_error(self.url, exc) from exc
@@ -492,7 +492,7 @@ class ControlClient(_Endpoints[Any]):
         except httpx.TransportError as exc:
             raise _connection_error(self.url, exc) from exc
         try:
-            raise_for_error(response)
+            raise_for_error(response, self.token_from_environment)
         except ApiError as exc:
             try:
                 error = response.json().get("error")
@@ -518,7 +518,7 @@ class ControlClient(_Endpoints[Any]):
             with self._http.stream("GET", path, params=params, timeout=timeout) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise_for_error(response)
+                    raise_for_error(response, self.token_from_environment)
                 decoder = SSEDecoder()
                 for line in response.iter_lines():
                     event = decoder.feed(line)
@@ -540,6 +540,7 @@ class AsyncControlClient(_Endpoints[Awaitable[Any]]):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.token_from_environment = False  # a refused token then points at DEVYARD_TOKEN
         self._http = httpx.AsyncClient(
             base_url=self.url + "/api/v1", headers=_headers(token), timeout=timeout, transport=transport
         )
@@ -547,7 +548,9 @@ class AsyncControlClient(_Endpoints[Awaitable[Any]]):
     @classmethod
     def from_profile(cls, name: str | None = None) -> AsyncControlClient:
         profile = profiles.resolve(name)
-        return cls(profile.url, profile.token)
+        client = cls(profile.url, profile.token)
+        client.token_from_environment = reach.token_from_environment(name)
+        return client
 
     async def __aenter__(self) -> AsyncControlClient:
         return self
@@ -565,7 +568,7 @@ class AsyncControlClient(_Endpoints[Awaitable[Any]]):
             response = await self._http.request(method, path, params=params, json=json, content=content)
         except httpx.TransportError as exc:
             raise _connection_error(self.url, exc) from exc
-        raise_for_error(response)
+        raise_for_error(response, self.token_from_environment)
         return None if response.status_code == 204 else response.json()
 
     def _call(
@@ -603,7 +606,7 @@ class AsyncControlClient(_Endpoints[Awaitable[Any]]):
             )
         except httpx.TransportError as exc:
             raise _connection_error(self.url, exc) from exc
-        raise_for_error(response)
+        raise_for_error(response, self.token_from_environment)
         return response.content, int(response.headers.get("x-devyard-log-seq", "0"))
 
     async def stream_logs(self, run_id: int, from_seq: int = 1, to_seq: int | None = None) -> AsyncIterator[bytes]:
@@ -617,7 +620,7 @@ class AsyncControlClient(_Endpoints[Awaitable[Any]]):
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    raise_for_error(response)
+                    raise_for_error(response, self.token_from_environment)
                 async for piece in response.aiter_raw():
                     yield piece
         except httpx.TransportError as exc:
@@ -632,7 +635,7 @@ class AsyncControlClient(_Endpoints[Awaitable[Any]]):
             async with self._http.stream("GET", f"/runs/{run_id}/logs", params=params, timeout=timeout) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    raise_for_error(response)
+                    raise_for_error(response, self.token_from_environment)
                 buffer = bytearray()
                 async for piece in response.aiter_raw():
                     buffer += piece
@@ -657,7 +660,7 @@ class AsyncControlClient(_Endpoints[Awaitable[Any]]):
             async with self._http.stream("GET", path, params=params, timeout=timeout) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    raise_for_error(response)
+                    raise_for_error(response, self.token_from_environment)
                 decoder = SSEDecoder()
                 async for line in response.aiter_lines():
                     event = decoder.feed(line)

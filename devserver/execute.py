@@ -211,6 +211,11 @@ class ExecResponse(Response):
         transport.close()
         code = transport.get_returncode()
         if timed_out:
+            # Said in words: exit code 124 alone looked like the command's own failure.
+            await _send_error(
+                send,
+                f"Timed out: {self.command.argv[0]} ran longer than {self.command.timeout_s:g} s and was stopped.",
+            )
             return EXIT_TIMEOUT
         assert code is not None
         return 128 - code if code < 0 else code

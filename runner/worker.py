@@ -106,6 +106,9 @@ class Worker:
         try:
             if not cwd.is_dir():
                 raise FileNotFoundError(f"working directory {cwd} does not exist")
+            folder = self.spec.get("code_folder")
+            if folder and not cwd.resolve().is_relative_to(Path(folder).resolve()):
+                raise FileNotFoundError(f"working directory {cwd} is outside the run's code folder {folder}")
             read_end, write_end = os.pipe()
             try:
                 # One pipe for both streams: the kernel orders the command's writes, two pipes

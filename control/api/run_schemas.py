@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
@@ -18,7 +19,8 @@ class RunCreate(Strict):
     environment: Name | None = None
     command: Annotated[list[Arg], Field(max_length=4096)]
     cwd: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    """Working directory: relative to the run's folder on the shared volume, or absolute."""
+    """Working directory, relative to the run's code folder (its own folder on the shared volume,
+    or the caller's workspace); it never leaves that folder."""
     timeout_s: Annotated[int, Field(gt=0, le=7 * 24 * 3600)] | None = None
     max_retries: Annotated[int, Field(ge=0, le=10)] = 0
     artifacts: Annotated[list[Glob], Field(max_length=50)] = []
@@ -29,6 +31,20 @@ class RunCreate(Strict):
     in_devserver: bool | None = None
     """Run in the caller's develop server workspace for the project: true requires a running
     one, false never uses it, unset uses it when one is running."""
+
+    @field_validator("cwd")
+    @classmethod
+    def _inside_the_code_folder(cls, value: str | None) -> str | None:
+        # A run works in its own code folder: "/etc" or "../../.." reached the shared volume
+        # above every user's workspace. The agent and the worker check it again after symlinks.
+        if value is None or value.strip() in ("", "."):
+            return None
+        if "\x00" in value or value.startswith("/") or ".." in PurePosixPath(value).parts:
+            raise ValueError(
+                f"the working directory '{value}' is outside the run's code folder; "
+                "give a path relative to it, without '..'"
+            )
+        return value
 
     @field_validator("command")
     @classmethod

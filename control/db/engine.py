@@ -58,7 +58,14 @@ def make_engine(url: str, *, pool: bool = True) -> Engine:
         kwargs["poolclass"] = NullPool
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseProblem(
+                    f"Cannot create the SQLite database's folder {folder} ({exc.strerror or exc}); "
+                    "pass --data-dir with a folder you can write."
+                ) from exc
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         if pool:
             kwargs["pool_size"] = 20

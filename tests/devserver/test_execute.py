@@ -33,6 +33,7 @@ def test_timeout_is_124_and_stops_the_command(client: httpx.Client) -> None:
     started = time.monotonic()
     result = run(client, ["sh", "-c", "echo $$; sleep 30"], timeout_s=0.5)
     assert result.code == 124
+    assert result.errors == ["Timed out: sh ran longer than 0.5 s and was stopped."]
     assert time.monotonic() - started < 5
     assert wait_gone(int(result.stdout.split()[0]))
 

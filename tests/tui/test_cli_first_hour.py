@@ -97,3 +97,153 @@ def test_login_without_a_token_or_a_terminal_is_one_sentence(up: Path) -> None:
     )
     assert_one_sentence_error(result, "No token given", "--token")
     assert "Password" not in result.stderr and "Aborted" not in result.stderr
+
+
+def test_shell_completion(tmp_path: Path) -> None:
+    script = yard("--show-completion", "bash")
+    assert script.returncode == 0 and "_YARD_COMPLETE=complete_bash" in script.stdout
+    words = yard(env={"_YARD_COMPLETE": "complete_bash", "COMP_WORDS": "yard runs l", "COMP_CWORD": "2"})
+    assert words.returncode == 0 and words.stdout.split() == ["ls", "logs"], words
+    options = yard(env={"_YARD_COMPLETE": "complete_bash", "COMP_WORDS": "yard run --de", "COMP_CWORD": "2"})
+    assert options.stdout.split() == ["--detach"], options
+    installed = yard("--install-completion", "bash", env={"HOME": str(tmp_path)})
+    assert installed.returncode == 0, installed.stderr
+    assert "_YARD_COMPLETE" in (tmp_path / ".bash_completions" / "yard.sh").read_text()
+
+
+def test_artifacts_that_cannot_be_saved_are_one_sentence(up: Path, tmp_path: Path) -> None:
+    assert yard("projects", "add", "demo").returncode == 0
+    made = yard("run", "-p", "demo", "--artifact", "out.txt", "--", "sh", "-c", "echo data > out.txt")
+    assert made.returncode == 0, made.stderr
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for target in (a_file, Path("/proc/nope")):
+        result = yard("runs", "artifacts", "1", "--download", str(target))
+        assert_one_sentence_error(result, "Cannot save out.txt under")
+    saved = yard("runs", "artifacts", "1", "--download", str(tmp_path / "deep" / "er" / "still" / "deeper" / "x"))
+    assert saved.returncode == 0, saved.stderr
+    # Piped: the table keeps its full width, so the saved path is not cut at 80 columns.
+    assert str(tmp_path / "deep" / "er" / "still" / "deeper" / "x" / "out.txt") in saved.stdout
+
+
+def test_doctor_with_a_file_as_data_dir_explains_it_in_full(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    result = yard("doctor", "--data-dir", str(a_file))
+    assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout
+    # The whole sentence: when piped, tables are no longer cut to 80 columns.
+    assert f"Cannot create the SQLite database's folder {a_file} (File exists); pass --data-dir" in result.stdout
+    assert "with a folder you can write." in result.stdout
+
+
+def test_connection_problems_are_said_in_words(up: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = {"DEVYARD_URL": f"http://127.0.0.1:{port}", "DEVYARD_TOKEN": "dy_x"}
+    for args in (["status"], ["run", "-p", "demo", "--", "true"], ["dev", "exec", "-p", "demo", "--", "true"]):
+        result = yard(*args, env=env)
+        assert_one_sentence_error(result, "the connection was refused", "is it running")
+        assert "Error" not in result.stderr, result.stderr
+    odd = yard("status", env={"DEVYARD_URL": "ftp://example.com", "DEVYARD_TOKEN": "dy_x"})
+    assert_one_sentence_error(odd, "is not an http:// or https:// address")
+    assert "UnsupportedProtocol" not in odd.stderr
+
+
+def test_a_refused_token_from_the_environment_names_devyard_token(up: Path) -> None:
+    import json
+
+    url = json.loads(yard("status", "--json").stdout)["url"]
+    env = {"DEVYARD_URL": url, "DEVYARD_TOKEN": "dy_not-a-real-token"}
+    for args in (["status"], ["run", "-p", "demo", "--", "true"]):
+        result = yard(*args, env=env)
+        assert_one_sentence_error(result, "check DEVYARD_TOKEN")
+        assert "token of your profile" not in result.stderr
+
+
+def test_a_user_change_reads_as_a_sentence(up: Path) -> None:
+    assert yard("users", "add", "alice", "--role", "developer").returncode == 0
+    disabled = yard("users", "disable", "alice")
+    assert disabled.returncode == 0
+    assert (
+        " ".join(disabled.stdout.split()) == "User alice is now a developer and disabled: their tokens no longer work."
+    )
+    assert "True" not in disabled.stdout
+    enabled = yard("users", "enable", "alice")
+    assert " ".join(enabled.stdout.split()) == "User alice is now a developer and enabled."
+
+
+def test_dev_commands_for_a_missing_project_suggest_creating_it(up: Path) -> None:
+    # The fast path (`yard dev exec`) and the full CLI (`yard -p local dev ...`) say the same.
+    for args in (
+        ["dev", "exec", "-p", "nope", "--", "true"],
+        ["-p", "local", "dev", "exec", "-p", "nope", "--", "true"],
+    ):
+        assert_one_sentence_error(yard(*args), "Project nope does not exist", "yard projects add nope")
+    status = yard("dev", "status", "-p", "nope")
+    assert status.returncode == 3
+    assert_one_sentence_error(status, "yard projects add nope")
+
+
+def test_run_listing_filters_are_checked(up: Path) -> None:
+    assert_one_sentence_error(yard("runs", "ls", "--project", "nope"), "Project nope does not exist")
+    assert_one_sentence_error(yard("runs", "ls", "--trigger", "bogus"), "Unknown trigger 'bogus'", "schedule")
+    assert yard("projects", "add", "demo").returncode == 0
+    assert yard("runs", "ls", "--project", "demo", "--trigger", "schedule").returncode == 0
+
+
+def test_a_run_cannot_leave_its_code_folder(up: Path) -> None:
+    import json
+
+    import httpx
+
+    assert yard("projects", "add", "demo").returncode == 0
+    for cwd in ("../../..", "/etc", "sub/../../x"):
+        # The fast path of `yard run` and the full CLI (`yard -p local run`) both reach the API's check.
+        for prefix in ([], ["-p", "local"]):
+            result = yard(*prefix, "run", "-p", "demo", "--cwd", cwd, "--", "pwd")
+            assert_one_sentence_error(result, f"the working directory '{cwd}' is outside the run's code folder")
+    status = json.loads(yard("status", "--json").stdout)
+    token = _local_token()
+    answer = httpx.post(
+        f"{status['url']}/api/v1/runs",
+        json={"project": "demo", "command": ["pwd"], "cwd": "/etc"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_request"
+    assert json.loads(yard("runs", "ls", "--json").stdout) == []
+
+
+def _local_token() -> str:
+    import tomllib
+
+    return str(tomllib.loads(config_file().read_text())["profiles"]["local"]["token"])
+
+
+def test_dates_carry_the_year_and_the_zone(up: Path) -> None:
+    import re
+
+    stamp = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d:\d\d")
+    assert yard("tokens", "create", "--name", "ci", "--expires-in-days", "30").returncode == 0
+    listing = yard("tokens", "ls")
+    row = next(line for line in listing.stdout.splitlines() if " ci " in f" {line} ")
+    assert stamp.search(row), row  # EXPIRES
+    assert yard("projects", "add", "demo").returncode == 0
+    added = yard(
+        "schedule", "add", "nightly", "-p", "demo", "--cron", "30 2 * * *", "--tz", "Europe/Berlin", "--", "true"
+    )
+    assert added.returncode == 0, added.stderr
+    assert stamp.search(added.stdout), added.stdout
+    assert stamp.search(yard("schedule", "ls").stdout)
+
+
+def test_placeholder_urls_are_refused_by_deploy_render(tmp_path: Path) -> None:
+    base = ["deploy", "render", "--target", "kubernetes", "--out", str(tmp_path / "out")]
+    real_db, real_s3 = "postgresql://devyard:pw@db.internal:5432/devyard", "s3://devyard-logs/prod"
+    placeholder_db = yard(*base, "--database-url", "postgresql://...", "--object-store-url", real_s3)
+    assert_one_sentence_error(placeholder_db, "--database-url names no host and database")
+    placeholder_s3 = yard(*base, "--database-url", real_db, "--object-store-url", "s3://...")
+    assert_one_sentence_error(placeholder_s3, "names no valid bucket")
+    assert not (tmp_path / "out").exists()
+    rendered = yard(*base, "--database-url", real_db, "--object-store-url", real_s3)
+    assert rendered.returncode == 0, rendered.stderr

@@ -52,10 +52,22 @@ def find_server(client: ControlClient, project: str) -> dict[str, Any] | None:
 def running_server(client: ControlClient, project: str | None) -> dict[str, Any]:
     name = project or default_project()
     server = find_server(client, name)
+    if server is None and not project_exists(client, name):
+        fail(
+            f"Project {name} does not exist; create it with `yard projects add {name}`, then `yard dev start -p {name}`."
+        )
     if server is None or server.get("state") != "running":
         state_text = f"is {server['state']}" if server else "does not exist"
         fail(f"Your develop server for project {name} {state_text}; start it with `yard dev start -p {name}`.")
     return server
+
+
+def project_exists(client: ControlClient, name: str) -> bool:
+    try:
+        client.get_project(name)
+    except NotFound:
+        return False
+    return True
 
 
 def wait_for(client: ControlClient, server_id: int, wanted: set[str], timeout: float) -> dict[str, Any]:
@@ -144,6 +156,8 @@ def status(project: ProjectOption = None, as_json: JsonOption = False) -> None:
             if as_json:
                 print_json(None)
                 raise typer.Exit(3)
+            if not project_exists(client, name):
+                fail(f"Project {name} does not exist; create it with `yard projects add {name}`.", 3)
             fail(f"You have no develop server for project {name}; start one with `yard dev start -p {name}`.", 3)
         health = None
         if server["state"] == "running":

@@ -4,13 +4,16 @@ fast path first (see :mod:`tui.cli.quick`), `yard` / `yard tui` open the TUI wit
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main() -> None:
     args = sys.argv[1:]
     code = None
-    if args[:2] == ["dev", "exec"]:
+    if "_YARD_COMPLETE" in os.environ:
+        pass  # shell completion (the words are in the environment, argv is empty): Typer answers
+    elif args[:2] == ["dev", "exec"]:
         from tui.cli import quick_exec
 
         code = quick_exec.main(args[2:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -13,8 +14,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
-errors = Console(stderr=True)
+# Not a terminal (a pipe, a file): nothing to fit, so lines and tables keep their full width
+# instead of Rich's 80 columns (`yard doctor | cat` cut every detail). COLUMNS still wins.
+PIPE_WIDTH = 10_000
+
+
+def _console(stderr: bool = False) -> Console:
+    out = Console(stderr=stderr)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = PIPE_WIDTH
+    return out
+
+
+console = _console()
+errors = _console(stderr=True)
 
 
 def print_json(data: Any) -> None:
@@ -34,7 +47,8 @@ def humanize(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and "T" in value:
         try:
-            return datetime.fromisoformat(value).astimezone().strftime("%m-%d %H:%M:%S")
+            # Year and UTC offset: "12-07 01:30:00" said neither which year nor which zone.
+            return datetime.fromisoformat(value).astimezone().isoformat(sep=" ", timespec="seconds")
         except ValueError:
             return value
     if isinstance(value, (list, dict)):

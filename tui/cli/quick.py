@@ -13,6 +13,8 @@ import json
 import os
 import socket
 
+from control import reach
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~2 ms of every call
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -75,9 +77,7 @@ class Http:
         try:
             self.sock = socket.create_connection((self.host, self.port), timeout=10)
         except OSError as exc:
-            local = self.host in ("127.0.0.1", "localhost", "::1")
-            hint = "is it running (`yard up`)?" if local else "check the URL and your network."
-            raise Unreachable(f"Cannot reach the devyard API at {url} ({type(exc).__name__}); {hint}") from exc
+            raise Unreachable(reach.unreachable(url, exc)) from exc
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = self.sock.makefile("rb")
 
@@ -163,6 +163,6 @@ def read_json(status: int, body: Iterator[bytes]) -> Any:
     if status >= 400:
         message = data.get("error", {}).get("message") if isinstance(data, dict) else None
         if status == 401 and message:
-            message = f"{message.rstrip('.')}; check the token of your profile (`yard login` replaces it)."
+            message = reach.refused_token(message, reach.token_from_environment(None))
         raise Refused(message or f"The API answered {status}.")
     return data

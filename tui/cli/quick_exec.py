@@ -49,6 +49,13 @@ def run(args: list[str]) -> int | None:
     http = Http(*chosen)
     servers = read_json(*http.request("GET", f"/devservers?project={project}"))
     server = servers[0] if servers else None
+    if server is None:
+        status, _ = http.request("GET", f"/projects/{project}")
+        if status == 404:
+            raise Refused(
+                f"Project {project} does not exist; create it with `yard projects add {project}`, "
+                f"then `yard dev start -p {project}`."
+            )
     if server is None or server.get("state") != "running":
         state_text = f"is {server['state']}" if server else "does not exist"
         raise Refused(

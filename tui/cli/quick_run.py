@@ -13,6 +13,7 @@ import sys
 import time
 
 from tui.cli.quick import Http, Refused, Unreachable, parse, profile, read_json
+from tui.cli.run_outcome import exit_code_of, sentence
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -125,18 +126,8 @@ def run(args: list[str]) -> int | None:
 
         return resume_after_interrupt(run_id, printer)
     if final["state"] != "succeeded":
-        detail = final.get("error") or (f"exit code {final['exit_code']}" if final["state"] == "failed" else None)
-        sys.stderr.write(f"Run {final['id']} {final['state']}" + (f": {detail}" if detail else ".") + "\n")
+        sys.stderr.write(sentence(final) + "\n")
     return exit_code_of(final)
-
-
-def exit_code_of(run: dict[str, Any]) -> int:
-    """The command's exit code, or a conventional one (same rule as the full CLI)."""
-    if run["state"] == "succeeded":
-        return 0
-    if run.get("exit_code") is not None and run["state"] == "failed":
-        return int(run["exit_code"])
-    return {"timed_out": 124, "cancelled": 130, "lost": 1}.get(run["state"], 1)
 
 
 def main(args: list[str]) -> int | None:

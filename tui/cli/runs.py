@@ -15,6 +15,7 @@ from tui.cli.context import default_project, state
 from tui.cli.logs import LogPrinter
 from tui.cli.output import console, details, errors, fail, print_json, table
 from tui.cli.paging import collect
+from tui.cli.run_outcome import DETACHED_EXIT_CODE, exit_code_of, sentence, state_words
 
 app = typer.Typer(help="Inspect runs: list, show, logs, cancel, artifacts.", no_args_is_help=True)
 
@@ -49,15 +50,6 @@ SHOW = [
 FOLLOW_RETRY_S = 30.0
 
 
-def exit_code_of(run: dict[str, Any]) -> int:
-    """The CLI's exit code for a finished run: the command's, or a conventional one."""
-    if run["state"] == "succeeded":
-        return 0
-    if run["exit_code"] is not None and run["state"] == "failed":
-        return int(run["exit_code"])
-    return {"timed_out": 124, "cancelled": 130, "lost": 1}.get(run["state"], 1)
-
-
 def follow(client: ControlClient, run_id: int, printer: LogPrinter) -> dict[str, Any]:
     """Print the run's log until it ends, resuming after connection drops; returns the run."""
     deadline = None
@@ -80,7 +72,9 @@ def follow(client: ControlClient, run_id: int, printer: LogPrinter) -> dict[str,
 
 
 def _interrupted(client: ControlClient, run_id: int) -> None:
-    """Ctrl-C while following: cancel the run or detach from it."""
+    """Ctrl-C while following: cancel the run or detach from it. Detaching exits with
+    DETACHED_EXIT_CODE, not 0: the run's outcome is unknown, and a script must not read that as
+    success (`yard run --detach` is the way to leave a run on purpose)."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         cancel = typer.confirm(f"\nCancel run {run_id}? (no detaches and leaves it running)", default=False, err=True)
@@ -91,7 +85,7 @@ def _interrupted(client: ControlClient, run_id: int) -> None:
         errors.print(f"Run {run_id} cancel requested.")
     else:
         errors.print(f"Detached; the run goes on. Follow it again with `yard runs logs {run_id} -f`.")
-        raise typer.Exit(0)
+        raise typer.Exit(DETACHED_EXIT_CODE)
 
 
 def run(
@@ -109,7 +103,10 @@ def run(
     ] = None,
     retries: Annotated[int, typer.Option("--retries", min=0, max=10, help="Retry a failed run this many times.")] = 0,
     cwd: Annotated[
-        str | None, typer.Option("--cwd", help="Working directory on the agent (relative: inside the run's folder).")
+        str | None,
+        typer.Option(
+            "--cwd", help="Working directory inside the run's code folder (its own folder or your workspace)."
+        ),
     ] = None,
     artifact: Annotated[
         list[str] | None, typer.Option("--artifact", "-a", help="Glob of files to keep after the run, repeatable.")
@@ -153,7 +150,7 @@ def run(
             raise
         run_id = int(created["id"])
         if detach:
-            print_json(created) if as_json else console.print(f"Run {run_id} {created['state']}.")
+            print_json(created) if as_json else console.print(f"Run {run_id} {state_words(created['state'])}.")
             return
         printer = LogPrinter(timestamps=timestamps)
         while True:
@@ -166,8 +163,7 @@ def run(
     if as_json:
         print_json(final)
     elif final["state"] != "succeeded":
-        detail = final["error"] or (f"exit code {final['exit_code']}" if final["state"] == "failed" else None)
-        errors.print(f"Run {final['id']} {final['state']}" + (f": {detail}" if detail else "."), highlight=False)
+        errors.print(sentence(final), highlight=False)
     raise typer.Exit(exit_code_of(final))
 
 
@@ -185,8 +181,7 @@ def resume_after_interrupt(run_id: int, printer: LogPrinter) -> int:
         except typer.Exit as leave:
             return int(leave.exit_code)
     if final["state"] != "succeeded":
-        detail = final["error"] or (f"exit code {final['exit_code']}" if final["state"] == "failed" else None)
-        errors.print(f"Run {final['id']} {final['state']}" + (f": {detail}" if detail else "."), highlight=False)
+        errors.print(sentence(final), highlight=False)
     return exit_code_of(final)
 
 
@@ -208,7 +203,10 @@ def _through_retries(client: ControlClient, run: dict[str, Any], printer: LogPri
         if retry is None:
             break
         if not as_json:
-            errors.print(f"Run {run['id']} {run['state']}; retrying as run {retry['id']} (attempt {retry['attempt']}).")
+            errors.print(
+                f"{sentence(run).rstrip('.')}; retrying as run {retry['id']} (attempt {retry['attempt']}).",
+                highlight=False,
+            )
         printer.next_seq = 1  # a new run: its log starts at chunk 1
         run = _wait(client, retry["id"]) if as_json else follow(client, retry["id"], printer)
     return run
@@ -284,8 +282,8 @@ def cancel(run_id: int, as_json: JsonOption = False) -> None:
         print_json(result)
     else:
         console.print(
-            f"Run {run_id}: {result['state']}"
-            + (" (cancel requested)" if result["state"] not in ("cancelled",) else "")
+            f"Run {run_id} {state_words(result['state'])}"
+            + (" (cancel requested)." if result["state"] not in ("cancelled",) else ".")
         )
 
 
@@ -303,9 +301,12 @@ def artifacts(
                 target = (download / item["path"]).resolve()
                 if not target.is_relative_to(download.resolve()):
                     fail(f"Artifact path {item['path']} would leave {download}.")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(target, "wb") as handle:
-                    client.download_artifact(run_id, item["id"], handle)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with open(target, "wb") as handle:
+                        client.download_artifact(run_id, item["id"], handle)
+                except OSError as exc:
+                    fail(f"Cannot save {item['path']} under {download}: {exc.strerror or exc}.")
                 item["saved_to"] = str(target)
     if as_json:
         print_json(items)

@@ -58,9 +58,11 @@ def add_user(
 def _update(name: str, as_json: bool, **changes: object) -> None:
     with state.client() as client:
         user = client.update_user(name, **changes)
-    print_json(user) if as_json else console.print(
-        f"User [bold]{user['name']}[/]: role {user['role']}, disabled {user['disabled']}."
-    )
+    if as_json:
+        print_json(user)
+        return
+    standing = "disabled: their tokens no longer work" if user["disabled"] else "enabled"
+    console.print(f"User [bold]{user['name']}[/] is now a {user['role']} and {standing}.")
 
 
 @app.command("set-role")

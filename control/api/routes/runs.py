@@ -110,6 +110,11 @@ def list_runs(
         raise ApiError(
             422, "invalid_request", f"Unknown run state '{bad}'; use one of {', '.join(sorted(states.ALL))}."
         )
+    if trigger and trigger not in states.TRIGGERS:
+        known = ", ".join(sorted(states.TRIGGERS))
+        raise ApiError(422, "invalid_request", f"Unknown trigger '{trigger}'; use one of {known}.")
+    if project and session.exec(select(Project.id).where(Project.name == project)).first() is None:
+        raise not_found("Project", project)
     env_alias = aliased(Environment)
     statement = (
         select(Run, Project.name, env_alias.name, User.name)

@@ -1,0 +1,58 @@
+"""Plain words for why the control API could not be reached or refused a token.
+
+Standard library only: the fast CLI paths (tui/cli/quick.py) use it next to control/client.py,
+so "Cannot reach ..." reads the same whichever path a command took. Messages name what happened
+("the connection was refused"), never a Python exception class ("ConnectionRefusedError").
+"""
+
+from __future__ import annotations
+
+import os
+
+# Checked in order against the names of the exception's classes (httpx or socket errors alike)
+# and then against its text; the first match wins.
+_REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("UnsupportedProtocol", "InvalidURL"), "the URL is not an http:// or https:// address"),
+    (("ConnectTimeout",), "the connection timed out"),
+    (("ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutError", "timeout"), "it did not answer in time"),
+    (("ConnectionRefused", "refused"), "the connection was refused"),
+    (("gaierror", "Name or service not known", "nodename nor servname", "resolution"), "the host name is unknown"),
+    (("RemoteProtocolError", "ConnectionReset", "reset by peer", "closed"), "the connection was closed early"),
+    (("unreachable",), "the network is unreachable"),
+)
+
+
+def why(exc: BaseException) -> str:
+    """What went wrong with the connection, in words."""
+    names = " ".join(cls.__name__ for cls in type(exc).__mro__)
+    text = str(exc)
+    for needles, reason in _REASONS:
+        if any(needle in names or needle in text for needle in needles):
+            return reason
+    return "the connection failed"
+
+
+def unreachable(url: str, exc: BaseException) -> str:
+    """One sentence: the API at ``url`` cannot be reached, why, and what to try."""
+    reason = why(exc)
+    if reason.startswith("the URL"):
+        hint = "check the URL (of your profile, or DEVYARD_URL)."
+    elif any(host in url for host in ("//127.0.0.1", "//localhost", "//[::1]")):
+        hint = "is it running (`yard status`, `yard up`)?"
+    else:
+        hint = "check the URL and your network."
+    return f"Cannot reach the devyard API at {url}: {reason}; {hint}"
+
+
+def token_from_environment(profile: str | None) -> bool:
+    """Whether the token in use is DEVYARD_TOKEN (the same rule as control.profiles.resolve)."""
+    return profile is None and bool(os.environ.get("DEVYARD_URL")) and bool(os.environ.get("DEVYARD_TOKEN"))
+
+
+def refused_token(message: str, from_environment: bool) -> str:
+    """A 401 message with where to fix the token."""
+    if from_environment:
+        return (
+            f"{message.rstrip('.')}; check DEVYARD_TOKEN (set with DEVYARD_URL, it is used instead of your profiles)."
+        )
+    return f"{message.rstrip('.')}; check the token of your profile (`yard login` replaces it)."
