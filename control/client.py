@@ -183,8 +183,8 @@ class _Endpoints(Generic[R]):
     def update_project(self, name: str, **changes: Any) -> R:
         return self._call("PATCH", f"/projects/{name}", json=changes)
 
-    def delete_project(self, name: str) -> R:
-        return self._call("DELETE", f"/projects/{name}")
+    def delete_project(self, name: str, with_runs: bool = False) -> R:
+        return self._call("DELETE", f"/projects/{name}", params={"with_runs": "true"} if with_runs else None)
 
     def list_members(self, project: str) -> R:
         return self._call("GET", f"/projects/{project}/members")

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -247,3 +248,33 @@ def test_placeholder_urls_are_refused_by_deploy_render(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
     rendered = yard(*base, "--database-url", real_db, "--object-store-url", real_s3)
     assert rendered.returncode == 0, rendered.stderr
+
+
+def test_a_project_with_runs_can_be_deleted_with_them(up: Path) -> None:
+    import json
+
+    assert yard("projects", "add", "shop").returncode == 0
+    done = yard("run", "-p", "shop", "--artifact", "out.txt", "--", "sh", "-c", "echo hello; echo x > out.txt")
+    assert done.returncode == 0, done.stderr
+    objects = up / "objects"
+    assert any(objects.rglob("*")), "the run's log and artifact are in the store"
+    assert yard("schedule", "add", "nightly", "-p", "shop", "--cron", "0 3 * * *", "--", "true").returncode == 0
+    plain = yard("projects", "rm", "shop", "-y")
+    assert_one_sentence_error(plain, "Project shop still has runs", "yard projects rm shop --with-runs")
+    going = json.loads(yard("run", "-p", "shop", "--detach", "--json", "--", "sleep", "30").stdout)
+    busy = yard("projects", "rm", "shop", "-y", "--with-runs")
+    assert_one_sentence_error(busy, f"has runs that are not finished ({going['id']})", "yard runs cancel")
+    assert yard("runs", "cancel", str(going["id"])).returncode == 0
+    deadline = time.monotonic() + 30
+    while json.loads(yard("runs", "show", str(going["id"]), "--json").stdout)["state"] != "cancelled":
+        assert time.monotonic() < deadline, "the run was not cancelled"
+        time.sleep(0.2)
+    deleted = yard("projects", "rm", "shop", "-y", "--with-runs")
+    assert deleted.returncode == 0, deleted.stderr
+    assert "Project shop deleted with its runs and schedules." in deleted.stdout
+    assert json.loads(yard("projects", "ls", "--json").stdout) == []
+    assert json.loads(yard("runs", "ls", "--json").stdout) == []
+    assert json.loads(yard("schedule", "ls", "--json").stdout) == []
+    assert not [p for p in objects.rglob("*") if p.is_file() and "runs" in p.parts], "logs and artifacts are gone"
+    # The name is free again.
+    assert yard("projects", "add", "shop").returncode == 0

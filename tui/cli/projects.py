@@ -57,13 +57,24 @@ def add_project(
 
 
 @projects.command("rm")
-def remove_project(name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
-    """Delete a project and its environments."""
-    if not yes and not typer.confirm(f"Delete project {name} and its environments?", err=True):
+def remove_project(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    with_runs: Annotated[
+        bool,
+        typer.Option(
+            "--with-runs",
+            help="Also delete its finished runs (logs, artifacts), schedules and stopped develop servers.",
+        ),
+    ] = False,
+) -> None:
+    """Delete a project and its environments (with --with-runs: and its history)."""
+    what = "its environments, runs, logs, artifacts and schedules" if with_runs else "its environments"
+    if not yes and not typer.confirm(f"Delete project {name} and {what}?", err=True):
         raise typer.Exit(1)
     with state.client() as client:
-        client.delete_project(name)
-    console.print(f"Project [bold]{name}[/] deleted.")
+        client.delete_project(name, with_runs=with_runs)
+    console.print(f"Project [bold]{name}[/] deleted" + (" with its runs and schedules." if with_runs else "."))
 
 
 @members.command("ls")

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Query
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from control import audit
 from control.api import paging
 from control.api.deps import DB, Reader, Svc, Writer
-from control.api.errors import conflict, forbidden, not_found
+from control.api.errors import ApiError, conflict, forbidden, not_found
 from control.api.routing import SegmentRouter
 from control.api.schemas import ProjectCreate, ProjectOut, ProjectUpdate
 from control.auth import Principal
 from control.clock import utcnow
 from control.db.tables import DevServer, Environment, Project, ProjectMember, Run, Schedule, User
+from control.objectstore import ObjectStoreProblem
+from control.runs import purge
 
 router = SegmentRouter(tags=["projects"])
+logger = logging.getLogger("devyard.projects")
 
 
 def project_out(row: tuple[Project, User]) -> ProjectOut:
@@ -102,17 +106,43 @@ def update_project(name: str, body: ProjectUpdate, session: DB, who: Writer, svc
 
 
 @router.delete("/projects/{name}", status_code=204)
-def delete_project(name: str, session: DB, who: Writer, svc: Svc) -> None:
+def delete_project(
+    name: str,
+    session: DB,
+    who: Writer,
+    svc: Svc,
+    with_runs: Annotated[
+        bool, Query(description="Also delete its finished runs, schedules and stopped develop servers.")
+    ] = False,
+) -> None:
     project = find_project(session, name)
     require_owner(project, who)
-    for table in (Run, DevServer, Schedule):
-        if session.exec(select(table.id).where(table.project_id == project.id).limit(1)).first() is not None:  # type: ignore[attr-defined]
-            raise conflict(f"Project {name} still has {table.__tablename__.replace('_', ' ')}; remove them first.")
+    assert project.id is not None
+    runs_deleted, objects = 0, list[str]()
+    if with_runs:
+        try:
+            purge.refuse_if_in_use(session, project.id, name)
+        except purge.StillInUse as exc:
+            raise ApiError(409, "in_use", str(exc)) from None
+        runs_deleted, objects = purge.purge_history(session, project.id)
+    else:
+        for table, what in ((Run, "runs"), (Schedule, "schedules"), (DevServer, "develop servers")):
+            if session.exec(select(table.id).where(table.project_id == project.id).limit(1)).first() is not None:  # type: ignore[attr-defined]
+                raise ApiError(
+                    409,
+                    "has_history",
+                    f"Project {name} still has {what}; `yard projects rm {name} --with-runs` deletes them with it.",
+                )
     for env in session.exec(select(Environment).where(Environment.project_id == project.id)):
         session.delete(env)
     for member in session.exec(select(ProjectMember).where(ProjectMember.project_id == project.id)):
         session.delete(member)
     session.delete(project)
-    audit.record(session, who, "project.delete", "project", project.id, name=name)
+    audit.record(session, who, "project.delete", "project", project.id, name=name, runs_deleted=runs_deleted)
     session.commit()
+    for key in objects:  # after the commit: no row ever points at a deleted object
+        try:
+            svc.store.delete(key)
+        except ObjectStoreProblem:
+            logger.warning("object %s of deleted project %s was left in the store", key, name)
     svc.events.publish("project.deleted", {"id": project.id, "name": name})
