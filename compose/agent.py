@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from compose.devservers import DevServerKeeper
-from compose.launcher import Launcher, LaunchError, LaunchSpec, LaunchState
+from compose.launcher import Launcher, LaunchError, LaunchSpec, LaunchState, command_home
 from control.client import ControlClient, DevyardError
 from runner.orphans import stop_orphaned_command
 from runner.scratch import remove_run_folder
@@ -157,6 +157,7 @@ class Agent:
                     spec_out,
                 )
             env = {k: v for k, v in os.environ.items() if k in WORKER_ENV}
+            env["HOME"] = str(command_home(self.config.volume))
             env["DEVYARD_WORKER_URL"] = self.config.api_url
             env["DEVYARD_WORKER_TOKEN"] = item["worker_token"]
             launch = LaunchSpec(

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from compose.launcher import Launcher, LaunchError, LaunchSpec, LaunchState
+from compose.launcher import Launcher, LaunchError, LaunchSpec, LaunchState, command_home
 from control.client import ControlClient, DevyardError
 
 log = logging.getLogger("devyard.agent.devservers")
@@ -190,6 +190,7 @@ class DevServerKeeper:
         except OSError as exc:
             raise StartFailed(f"Cannot prepare the workspace {server.workspace}: {exc.strerror}.") from exc
         env = {k: v for k, v in os.environ.items() if k in SERVER_ENV}
+        env["HOME"] = str(command_home(self.volume))
         env.update(server.env)
         argv = [sys.executable, "-m", "devserver", "--workspace", str(server.workspace)]
         argv += ["--secret-file", str(secret_file), "--host", self.launcher.bind_host]

@@ -76,3 +76,11 @@ class Launcher(Protocol):
     def status(self, handle: str) -> LaunchStatus:
         """Whether the work is still running (and its exit code when known)."""
         ...
+
+
+def command_home(volume: Path) -> Path:
+    """HOME for develop servers and runs: a folder on the volume, never the agent's own HOME,
+    which on the local substrate holds the operator's client profile (an admin token)."""
+    home = volume / "home"
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return home

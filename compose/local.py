@@ -67,6 +67,9 @@ class LocalLauncher:
                 stdout=log,
                 stderr=subprocess.STDOUT if log else None,
                 start_new_session=True,
+                # The server runs with umask 077 (its data dir is private); the user's commands
+                # get the usual 022 (their folders are inside that private data dir anyway).
+                umask=0o022,
                 preexec_fn=apply_limits if limits else None,
             )
         except OSError as exc:

@@ -31,7 +31,7 @@ from typing import IO, Any
 
 import httpx
 
-from control.datadir import DataDir
+from control.datadir import DataDir, make_private, private_umask, sqlite_files
 from control.settings import Settings, load_settings
 
 logger = logging.getLogger("devyard.supervisor")
@@ -174,8 +174,11 @@ def prepare(settings: Settings) -> DataDir:
     from control.db.engine import make_engine
     from control.objectstore import ObjectStore
 
+    private_umask()
     data_dir = DataDir(settings.data_dir)
     data_dir.prepare()
+    for database_file in sqlite_files(settings.effective_database_url):
+        make_private(database_file)  # an earlier version left it 0644
     if settings.agent and settings.substrate != "local":
         _check_substrate(settings)
     engine = make_engine(settings.effective_database_url, pool=False)
@@ -189,6 +192,17 @@ def prepare(settings: Settings) -> DataDir:
     finally:
         engine.dispose()
     return data_dir
+
+
+def multi_user_warning(settings: Settings) -> str | None:
+    """The warning for a local substrate opened to every user (None when it is not)."""
+    if not (settings.local_multi_user and settings.agent and settings.substrate == "local"):
+        return None
+    return (
+        "DEVYARD_LOCAL_MULTI_USER is on: every user's develop servers and runs execute as this"
+        " operating-system user and can read each other's workspaces and this server's files;"
+        " use the Docker or Kubernetes substrate for a team."
+    )
 
 
 def save_local_profile(engine: Any, url: str) -> None:
@@ -218,6 +232,10 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     # inherited, and with SIGTERM blocked `yard down` could not stop this process, nor the develop
     # servers and runs it starts (they inherit it from here).
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    private_umask()
+    warning = multi_user_warning(settings)
+    if warning:
+        logger.warning("%s", warning)
     data_dir = DataDir(settings.data_dir)
     sock = sock or bind_socket(settings.host, settings.port, reuse_port=settings.effective_api_workers > 1)
     _host, port = sock.getsockname()[:2]
@@ -282,6 +300,7 @@ def serve_worker(settings: Settings, sock: socket.socket) -> None:
     from control.api.app import create_app
     from control.api.services import Services
 
+    private_umask()
     _tune_gc()
     services = Services.from_settings(settings, bus_dir=DataDir(settings.data_dir).state / BUS_FOLDER)
     server = _uvicorn_server(create_app(services), settings, services.begin_shutdown)

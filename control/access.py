@@ -91,3 +91,21 @@ def servers_to_stop(session: Session, project: Project) -> list[DevServer]:
         except AccessRefused:
             refused.append(server)
     return refused
+
+
+LOCAL_SUBSTRATE_REFUSAL = (
+    "The local substrate runs every command as the server's own operating-system user, so it serves"
+    " one person (its admins); use the Docker or Kubernetes substrate for a team"
+    " (or set DEVYARD_LOCAL_MULTI_USER=true to accept that risk)."
+)
+
+
+def check_local_substrate(role: Role, multi_user: bool) -> None:
+    """Only admins (the person who ran `yard up`) get commands on the local substrate."""
+    if role is not Role.admin and not multi_user:
+        raise AccessRefused(LOCAL_SUBSTRATE_REFUSAL)
+
+
+def check_local_claim(session: Session, user_id: int, multi_user: bool) -> None:
+    user = session.get(User, user_id)
+    check_local_substrate(Role(user.role) if user else Role.viewer, multi_user)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import JSON, Connection, Engine, Table, type_coerce, update
+from sqlalchemy import JSON, Connection, Engine, String, Table, type_coerce, update
 from sqlmodel import col, select
 
 from control import audit
@@ -13,8 +13,8 @@ from control.auth import hash_token
 from control.clock import utcnow
 from control.db.engine import check_connection, session_scope
 from control.db.migrate import upgrade
-from control.db.tables import ApiToken, Environment, Project, Role, User
-from control.db.types import SEALED
+from control.db.tables import ApiToken, DevServer, Environment, Project, Role, User
+from control.db.types import SEALED, SEALED_TEXT
 from control.secretbox import SecretBox, SecretsUnreadable, bind, box_for
 from control.settings import Settings
 
@@ -35,10 +35,31 @@ def prepare_database(engine: Engine, settings: Settings | None = None) -> None:
 
 
 def prepare_secrets(engine: Engine, settings: Settings) -> int:
-    """Bind the secret keys of ``settings`` to ``engine`` and :func:`seal_secrets`."""
+    """Bind the secret keys of ``settings`` to ``engine``, :func:`seal_secrets` and
+    :func:`seal_devserver_secrets`."""
     box = box_for(settings)
     bind(engine, box)
+    seal_devserver_secrets(engine)
     return seal_secrets(engine, box)
+
+
+def seal_devserver_secrets(engine: Engine) -> int:
+    """Seal develop server secrets an earlier version stored in plain text; returns how many.
+    A stopped server's is dropped (the next start makes a new one). Idempotent."""
+    table: Table = DevServer.__table__  # type: ignore[attr-defined]
+    raw = type_coerce(table.c.secret, String)  # compared and read as stored, not unsealed
+    plain = raw.isnot(None) & raw.notlike(SEALED_TEXT + "%")
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA secure_delete = ON")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        rows = conn.execute(select(table.c.id, table.c.state, raw).where(plain)).all()
+        for server_id, state, secret in rows:
+            value = secret if state in ("pending", "starting", "running", "stopping") else None
+            conn.execute(update(table).where(table.c.id == server_id).values(secret=value))
+    if rows:
+        log.info("Sealed the secrets of %d develop server(s).", len(rows))
+    return len(rows)
 
 
 def seal_secrets(engine: Engine, box: SecretBox) -> int:

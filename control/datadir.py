@@ -10,6 +10,10 @@
                     encrypts environment secrets when DEVYARD_SECRET_KEYS is not set; mode 0600)
   spool/            run workers' local log spools
 ```
+
+Everything in it is the devyard user's alone: folders 0700, files 0600. Server processes set
+umask 077 (:func:`private_umask`), and :meth:`DataDir.prepare` tightens a data dir made by an
+earlier version (0755 folders, a 0644 database).
 """
 
 from __future__ import annotations
@@ -17,6 +21,36 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+PRIVATE_UMASK = 0o077
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def private_umask() -> None:
+    """Files and folders this process creates are its user's alone. Server processes only: the
+    commands they launch get the usual umask back (compose/local.py)."""
+    os.umask(PRIVATE_UMASK)
+
+
+def make_private(path: Path) -> None:
+    """Take group and other permissions away from ``path`` if it exists and is ours."""
+    try:
+        info = path.lstat()
+        if info.st_uid != os.geteuid() or path.is_symlink():
+            return
+        os.chmod(path, PRIVATE_DIR if path.is_dir() else PRIVATE_FILE)
+    except OSError:
+        pass
+
+
+def sqlite_files(database_url: str) -> list[Path]:
+    """The database file of a SQLite URL and its -wal / -shm companions (none for other URLs)."""
+    prefix = "sqlite:///"
+    if not database_url.startswith(prefix) or ":memory:" in database_url:
+        return []
+    db = Path(database_url[len(prefix) :].split("?", 1)[0])
+    return [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
 
 
 class DataDirProblem(Exception):
@@ -63,7 +97,10 @@ class DataDir:
         """Create the layout, failing with one sentence if the folder is not writable."""
         try:
             for folder in (self.root, self.objects, self.volume, self.state, self.spool):
-                folder.mkdir(parents=True, exist_ok=True)
+                folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+                make_private(folder)
+            for private in (self.settings_file, self.secret_key_file, self.server_file, self.server_log):
+                make_private(private)
         except OSError as exc:
             raise DataDirProblem(
                 f"Cannot create the data dir {self.root} ({exc.strerror}); pass --data-dir with a writable folder."

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     substrate: Substrate = "local"
     """Where develop servers and runs are launched."""
 
+    local_multi_user: bool = False
+    """Let users other than admins start develop servers and runs on the local substrate. It runs
+    every command as the server's own OS user, so each of them can read the others' workspaces and
+    the server's files: one person's tool. Use Docker or Kubernetes for a team."""
+
     docker_image: str = "devyard:latest"
     """Docker substrate: the image for runs and develop servers of environments that name none."""
 

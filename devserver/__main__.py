@@ -71,7 +71,11 @@ def bind(host: str, port: int) -> socket.socket:
 def write_ready(path: Path, port: int) -> None:
     """Write the ready file atomically (write a temporary file, rename it into place)."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps({"port": port, "pid": os.getpid()}))
+    # 0600: it sits next to the server's secret in the agent's private state, and this process
+    # runs with the users' umask.
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps({"port": port, "pid": os.getpid()}))
     os.replace(temp, path)
 
 

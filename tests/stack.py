@@ -43,6 +43,9 @@ class Stack:
 def running_stack(
     data_dir: Path, database_url: str, object_store_url: str | None = None, **overrides: object
 ) -> Iterator[Stack]:
+    # The suite plays several users against one local substrate on purpose; the refusal itself is
+    # tested with the setting off (tests/control/test_local_substrate.py).
+    overrides.setdefault("local_multi_user", True)
     settings = load_settings(
         data_dir, database_url=database_url, object_store_url=object_store_url, host="127.0.0.1", port=0, **overrides
     )

@@ -19,7 +19,7 @@ from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
 from control.clock import utcnow
-from control.db.types import SealedSecrets, UTCDateTime
+from control.db.types import SealedSecrets, SealedText, UTCDateTime
 
 
 class Role(StrEnum):
@@ -118,9 +118,15 @@ class Environment(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+# Sealed like environment secrets, and deferred for the same reason (the scheduler lists servers
+# without keys).
+_DEVSERVER_SECRET = Column("secret", SealedText, nullable=True)
+
+
 class DevServer(SQLModel, table=True):
     __tablename__ = "dev_servers"
     __table_args__ = (UniqueConstraint("user_id", "project_id"), {"sqlite_autoincrement": True})
+    __mapper_args__ = {"properties": {"secret": deferred(_DEVSERVER_SECRET)}}
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="users.id", index=True)
@@ -134,8 +140,9 @@ class DevServer(SQLModel, table=True):
     workspace: str | None = Field(default=None, max_length=300)
     handle: str | None = Field(default=None, max_length=200)
     endpoint: str | None = Field(default=None, max_length=500)
-    # Per-server secret the gateway presents; it never leaves the control plane and agent.
-    secret: str | None = Field(default=None, max_length=128)
+    # Per-server secret the gateway presents; it never leaves the control plane and agent, and is
+    # stored sealed (control/db/types.SealedText).
+    secret: str | None = Field(default=None, sa_column=_DEVSERVER_SECRET)
     idle_timeout_s: int = 3600
     restart_count: int = 0
     error: str | None = Field(default=None, max_length=2000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime
+from sqlalchemy import JSON, DateTime, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -64,3 +64,29 @@ class SealedSecrets(TypeDecorator[dict[str, str]]):
         if isinstance(value, dict) and SEALED in value:
             return box_of(dialect).open(str(value[SEALED]))
         return {str(k): str(v) for k, v in value.items()}
+
+
+SEALED_TEXT = "$fernet:"
+"""Prefix of a sealed text column value; a plain value (written by an earlier version) has none."""
+
+
+class SealedText(TypeDecorator[str]):
+    """A string stored as a Fernet token under the engine's secret keys (develop server secrets:
+    a copy of the database must not be a key to the servers). A legacy plain value still reads;
+    ``bootstrap.seal_secrets`` seals it at start."""
+
+    impl = String(500)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return SEALED_TEXT + box_of(dialect).seal({"v": value})
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        text = str(value)
+        if not text.startswith(SEALED_TEXT):
+            return text
+        return box_of(dialect).open(text[len(SEALED_TEXT) :])["v"]

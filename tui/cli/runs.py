@@ -332,9 +332,10 @@ def agent(
     from compose.agent import Agent, AgentConfig
     from compose.launcher import LaunchError
     from compose.substrates import make_launcher
-    from control.datadir import DataDir
+    from control.datadir import DataDir, private_umask
     from control.settings import load_settings
 
+    private_umask()  # spools, develop server secrets and logs are this user's alone
     settings = load_settings(data_dir)
     substrate = substrate or settings.substrate
     try:

@@ -193,6 +193,7 @@ def scheduler(
     import signal
     import threading
 
+    from control.datadir import private_umask
     from control.db.engine import check_connection, make_engine
     from control.events import EventBus
     from control.notify import Hub
@@ -200,6 +201,7 @@ def scheduler(
     from control.settings import load_settings
     from runner.scheduler import Scheduler
 
+    private_umask()
     settings = load_settings(data_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     engine = make_engine(settings.effective_database_url)

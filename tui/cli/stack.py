@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from tui.cli.context import state
-from tui.cli.output import console, details, fail, print_json, table
+from tui.cli.output import console, details, errors, fail, print_json, table
 
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Data dir of the embedded stack \\[default: ~/.local/share/devyard].")
@@ -39,6 +39,9 @@ def up(
     if existing is not None:
         fail(f"devyard is already running at {existing.url} (pid {existing.pid}); `yard down` stops it.")
     supervisor.prepare(settings)
+    warning = supervisor.multi_user_warning(settings)
+    if warning:
+        errors.print(f"[bold red]warning:[/] {warning}")
     if detach:
         server = supervisor.start_detached(settings)
         console.print(f"devyard is up at [bold]{server.url}[/] (pid {server.pid}, data in {settings.data_dir}).")

@@ -126,14 +126,24 @@ def devserver_spec(session: Session, server: DevServer, secrets: bool = True) ->
     }
 
 
-def _spec(session: Session, item: claims.Claimed, grace_s: float) -> dict[str, Any]:
+def _check_claim(session: Session, item: claims.Claimed, local_only_admins: bool) -> None:
+    """Checked again at claim: membership may have changed since the work was queued, schedule
+    ticks and retries create runs with nobody asking, and only the agent knows its substrate."""
     if item.item.kind == "run" and item.run is not None:
-        # Checked again at claim: membership may have changed since the run was queued, and
-        # schedule ticks and retries create runs with nobody asking.
-        access.check_user_environment(session, item.run.environment_id, item.run.user_id)
+        env_id, user_id = item.run.environment_id, item.run.user_id
+    elif item.item.kind == "devserver_start" and item.devserver is not None:
+        env_id, user_id = item.devserver.environment_id, item.devserver.user_id
+    else:
+        return
+    access.check_user_environment(session, env_id, user_id)
+    if local_only_admins:
+        access.check_local_claim(session, user_id, multi_user=False)
+
+
+def _spec(session: Session, item: claims.Claimed, grace_s: float, local_only_admins: bool) -> dict[str, Any]:
+    _check_claim(session, item, local_only_admins)
+    if item.item.kind == "run" and item.run is not None:
         return run_spec(session, item.run, grace_s)
-    if item.item.kind == "devserver_start" and item.devserver is not None:
-        access.check_user_environment(session, item.devserver.environment_id, item.devserver.user_id)
     if item.devserver is not None:
         try:
             return devserver_spec(session, item.devserver)
@@ -161,11 +171,14 @@ def _fail_locked(session: Session, item: claims.Claimed, message: str) -> bool:
 
 def _claim(svc: Services, agent_id: int, queues: list[str], max_items: int) -> list[dict[str, Any]]:
     with Session(svc.engine, expire_on_commit=False) as session:
+        agent = session.get(Agent, agent_id)
+        local_only_admins = agent is not None and agent.substrate == "local" and not svc.settings.local_multi_user
         claimed = claims.claim(session, agent_id, queues, max_items, svc.settings.max_concurrent_runs)
         out = []
         for item in claimed:
             try:
-                out.append(claims.describe(item, _spec(session, item, svc.settings.cancel_grace_s)))
+                spec = _spec(session, item, svc.settings.cancel_grace_s, local_only_admins)
+                out.append(claims.describe(item, spec))
             except SecretsLocked as exc:
                 if _fail_locked(session, item, exc.message):
                     svc.hub.publish("work")

@@ -85,6 +85,8 @@ def start(body: DevServerCreate, response: Response, session: DB, who: Writer, s
     # Checked on the environment the server will really get: a restart keeps the last one.
     # Raising here leaves the flushed start uncommitted (the session rolls back).
     access.check_user_environment(session, server.environment_id, who.user_id)
+    if svc.settings.agent and svc.settings.substrate == "local":  # the embedded stack's own agent
+        access.check_local_substrate(who.role, svc.settings.local_multi_user)
     audit.record(session, who, "devserver.start", "devserver", server.id, project=project.name)
     session.commit()
     summary = describe(session, server)

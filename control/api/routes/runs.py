@@ -70,6 +70,8 @@ def create(body: RunCreate, response: Response, session: DB, who: Writer, svc: S
     env = find_environment(session, project, body.environment) if body.environment else None
     if env is not None:
         access.check_environment(session, project, env, who.user_id, who.role)
+    if svc.settings.agent and svc.settings.substrate == "local":  # the embedded stack's own agent
+        access.check_local_substrate(who.role, svc.settings.local_multi_user)
     request = RunRequest(
         project=project,
         environment=env,
