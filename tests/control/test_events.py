@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any
 
@@ -101,3 +102,49 @@ def test_resuming_after_another_process_event_misses_no_later_local_event() -> N
         return [e.data["name"] for e in backlog]
 
     assert asyncio.run(scenario()) == ["local"]
+
+
+def _replay_until_end(stack: Stack, token: str | None, after: int) -> list[tuple[str, Any]]:
+    """Every devserver, run and marker event after ``after`` this caller may see, up to the end marker."""
+    seen: list[tuple[str, Any]] = []
+    with stack.client(token) as client:
+        for event in client.events(types=["devserver", "run", "marker"], after=after):
+            if event.event == "marker.end":
+                return seen
+            seen.append((event.event, event.json()["data"]))
+    raise AssertionError("the stream ended before the end marker")
+
+
+def test_develop_servers_reach_only_their_owner_and_no_event_arrives_twice(run_stack: Stack) -> None:
+    """Audit (issue 15, item 9): a viewer saw other users' develop servers on the stream, which
+    GET answers with 404, and run events arrived twice."""
+    from tests.compose.devserver_helpers import start_and_wait
+    from tests.stack import wait_for_run
+
+    alice = run_stack.user("alice", "developer")
+    viewer = run_stack.user("vic", "viewer")
+    bob = run_stack.user("bob", "developer")
+    start = run_stack.services.events.publish("marker.start", {}).id
+    with run_stack.client(alice) as client:
+        server = start_and_wait(client, "demo")
+        client.stop_devserver(server["id"])
+        client.stop_devserver(server["id"])  # a no-op: nothing to announce
+    with run_stack.client() as admin:
+        run = admin.create_run("demo", ["true"], in_devserver=False)
+        wait_for_run(admin, run["id"])
+    run_stack.services.events.publish("marker.end", {})
+
+    by_admin = _replay_until_end(run_stack, None, start)
+    by_alice = _replay_until_end(run_stack, alice, start)
+    by_viewer = _replay_until_end(run_stack, viewer, start)
+    by_bob = _replay_until_end(run_stack, bob, start)
+    server_events = [e for e in by_admin if e[0].startswith("devserver")]
+    assert {d["state"] for _, d in server_events} >= {"pending", "running", "stopping"}
+    assert [e for e in by_alice if e[0].startswith("devserver")] == server_events
+    for outsider in (by_viewer, by_bob):
+        assert [e for e in outsider if e[0].startswith("devserver")] == []
+        assert [e for e in outsider if e[0].startswith("run")] == [e for e in by_admin if e[0].startswith("run")]
+    run_events = [e for e in by_admin if e[0].startswith("run")]
+    assert [d["state"] for _, d in run_events][-1] == "succeeded"
+    for earlier, later in itertools.pairwise(by_admin):
+        assert earlier != later, f"the same event twice: {earlier}"

@@ -188,10 +188,10 @@ def _claim(svc: Services, agent_id: int, queues: list[str], max_items: int) -> l
                 _fail_locked(session, item, str(exc))
             if item.run is not None and item.item.kind == "run":
                 publish_run(svc, describe_run(session, item.run))
-            if item.devserver is not None:
+            if item.devserver is not None and item.item.kind == "devserver_start":  # a stop claim changes nothing
                 from control.api.routes import devservers  # it imports this module
 
-                devservers.publish(svc, devservers.describe(session, item.devserver))
+                devservers.publish(svc, devservers.describe(session, item.devserver), item.devserver.user_id)
         return out
 
 
@@ -225,6 +225,7 @@ def report_launch(item_id: int, body: LaunchReport, who: AgentCaller, session: D
         session.add(item)
         session.commit()
         return {"id": item_id, "state": item.state}
+    before = describe_run(session, run)
     if body.error is not None:
         retry = launch_failed(session, item, run, body.error)
     elif body.handle:
@@ -233,7 +234,13 @@ def report_launch(item_id: int, body: LaunchReport, who: AgentCaller, session: D
     else:
         raise ApiError(422, "invalid_request", "Report either a handle or an error.")
     session.commit()
-    publish_run(svc, describe_run(session, run))
+    after = describe_run(session, run)
+    if after != before:
+        publish_run(svc, after)
+    else:
+        # The handle is not part of the summary: the claim already announced this state, and
+        # the same event twice is noise on every stream; followers are still woken.
+        svc.hub.publish(f"run:{run.id}")
     if retry is not None:
         svc.hub.publish("work")
     return {"id": item_id, "state": item.state}

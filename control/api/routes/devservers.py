@@ -58,8 +58,9 @@ def describe(session: Session, server: DevServer) -> DevServerOut:
     )
 
 
-def publish(svc: Services, summary: DevServerOut) -> None:
-    svc.events.publish("devserver.updated", summary.model_dump(mode="json"))
+def publish(svc: Services, summary: DevServerOut, owner_id: int) -> None:
+    # Only its owner (and admins) may see a develop server, on the stream as through GET.
+    svc.events.publish("devserver.updated", summary.model_dump(mode="json"), audience=owner_id)
     svc.hub.publish(f"devserver:{summary.id}")
 
 
@@ -90,7 +91,7 @@ def start(body: DevServerCreate, response: Response, session: DB, who: Writer, s
     audit.record(session, who, "devserver.start", "devserver", server.id, project=project.name)
     session.commit()
     summary = describe(session, server)
-    publish(svc, summary)
+    publish(svc, summary, server.user_id)
     svc.hub.publish("work")
     return summary
 
@@ -125,12 +126,13 @@ def show(server_id: int, session: DB, who: Reader) -> DevServerOut:
 @router.post("/devservers/{server_id}/stop", response_model=DevServerOut)
 def stop(server_id: int, session: DB, who: Writer, svc: Svc) -> DevServerOut:
     server = find_own(session, server_id, who)
+    summary = describe(session, server)
     if lifecycle.request_stop(session, server, "requested"):
         audit.record(session, who, "devserver.stop", "devserver", server.id)
         session.commit()
         svc.hub.publish("work")
-    summary = describe(session, server)
-    publish(svc, summary)
+        summary = describe(session, server)
+        publish(svc, summary, server.user_id)  # only a change is news: a no-op stop publishes nothing
     return summary
 
 
@@ -150,7 +152,7 @@ def agent_report(server_id: int, body: DevServerReport, session: DB, who: AgentC
     session.add(server)
     session.commit()
     summary = describe(session, server)
-    publish(svc, summary)
+    publish(svc, summary, server.user_id)
     return summary
 
 

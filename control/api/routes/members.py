@@ -42,7 +42,7 @@ def announce_stops(session: Session, svc: Services, stopping: list[DevServer]) -
     from control.api.routes import devservers  # it imports the environments module, which imports this one
 
     for server in stopping:
-        devservers.publish(svc, devservers.describe(session, server))
+        devservers.publish(svc, devservers.describe(session, server), server.user_id)
     svc.hub.publish("work")
 
 
