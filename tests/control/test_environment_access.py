@@ -174,4 +174,7 @@ def test_membership_is_managed_by_the_owner_or_an_admin(stack: Stack) -> None:
     with stack.client() as admin:
         assert admin.set_member("ashop", "bob")["role"] == "developer"
         actions = {e["action"] for e in admin.list_audit()["items"]}
-    assert {"project.member.set"} <= actions
+        assert {"project.member.set"} <= actions
+        admin.delete_project("ashop")  # its members go with it
+        admin.create_project("ashop")
+        assert admin.list_members("ashop") == []
