@@ -137,6 +137,7 @@ def delete_project(
         session.delete(env)
     for member in session.exec(select(ProjectMember).where(ProjectMember.project_id == project.id)):
         session.delete(member)
+    session.flush()  # rows that refer to the project go first: no relationship orders these deletes
     session.delete(project)
     audit.record(session, who, "project.delete", "project", project.id, name=name, runs_deleted=runs_deleted)
     session.commit()
