@@ -6,6 +6,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from control.settings import Settings
 
@@ -21,11 +22,35 @@ class Check:
         return asdict(self)
 
 
+def _creatable(path: Path) -> str | None:
+    """Why ``path`` could not be created later (None if it could); creates nothing."""
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"{ancestor} is not writable"
+    return None
+
+
+def _not_there_yet(name: str, what: str, path: Path) -> Check:
+    """A check of something `yard up` creates: doctor only looks, so it says whether it could."""
+    problem = _creatable(path)
+    if problem is not None:
+        return Check(name, False, f"The {what} {path} does not exist and cannot be created: {problem}.", True)
+    return Check(name, True, f"The {what} {path} does not exist yet; `yard up` creates it.", True)
+
+
 def check_database(settings: Settings) -> Check:
+    from control.datadir import sqlite_files
     from control.db.engine import DatabaseProblem, check_connection, make_engine, redact
     from control.db.migrate import current_revision, head_revision
 
     url = settings.effective_database_url
+    database_file = next(iter(sqlite_files(url)), None)
+    if database_file is not None and not database_file.exists():
+        return _not_there_yet("database", "SQLite database", database_file)
     try:
         engine = make_engine(url, pool=False)
         check_connection(engine)
@@ -45,6 +70,10 @@ def check_object_store(settings: Settings) -> Check:
     from control.objectstore import ObjectNotFound, ObjectStore, ObjectStoreProblem
 
     url = settings.effective_object_store_url
+    if url.startswith("file://"):
+        folder = Path(unquote(urlparse(url).path))
+        if not folder.exists():
+            return _not_there_yet("object store", "object store folder", folder)
     try:
         ObjectStore.from_url(url, s3_endpoint=settings.s3_endpoint, s3_region=settings.s3_region).check()
     except (ObjectStoreProblem, ObjectNotFound) as exc:

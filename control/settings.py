@@ -199,9 +199,15 @@ def load_settings(data_dir: Path | str | None = None, **overrides: Any) -> Setti
     resolved = Path(data_dir or os.environ.get("DEVYARD_DATA_DIR") or default_data_dir())
     resolved = resolved.expanduser().resolve()
     toml_path = resolved / SETTINGS_FILE
+    if toml_path.exists() and not toml_path.is_file():
+        raise SettingsProblem(f"{toml_path} is not a file; remove it or put TOML settings in a file of that name.")
     if toml_path.is_file():
         try:
-            data = tomllib.loads(toml_path.read_text())
+            data = tomllib.loads(toml_path.read_bytes().decode("utf-8"))
+        except OSError as exc:
+            raise SettingsProblem(f"Cannot read {toml_path} ({exc.strerror}).") from exc
+        except UnicodeDecodeError:
+            raise SettingsProblem(f"{toml_path} is not UTF-8 text, so not TOML; fix or remove it.") from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsProblem(f"{toml_path} is not valid TOML ({exc}); fix or remove it.") from exc
         unknown = sorted(set(data) - set(Settings.model_fields))

@@ -202,6 +202,41 @@ def test_doctor_explains_a_broken_database(tmp_path: Path) -> None:
     assert not database["ok"] and "Cannot connect" in database["detail"]
 
 
+@pytest.mark.parametrize("command", ["up", "doctor"])
+def test_a_broken_settings_file_is_one_sentence(tmp_path: Path, command: str) -> None:
+    """Audit (issue 15, item 12): random bytes gave a traceback, a folder was silently ignored."""
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    (data_dir / "devyard.toml").write_bytes(bytes(range(256)) * 4)
+    assert_one_sentence_error(yard(command, "--data-dir", str(data_dir)), "devyard.toml", "not UTF-8")
+    (data_dir / "devyard.toml").write_bytes(b"port = [\x01")
+    assert_one_sentence_error(yard(command, "--data-dir", str(data_dir)), "devyard.toml", "not valid TOML")
+    (data_dir / "devyard.toml").unlink()
+    (data_dir / "devyard.toml").mkdir()
+    assert_one_sentence_error(yard(command, "--data-dir", str(data_dir)), "devyard.toml", "is not a file")
+    assert not (data_dir / "devyard.db").exists()
+
+
+def test_doctor_only_looks(tmp_path: Path) -> None:
+    """It reports that yard up would create the database and object store, and creates neither."""
+    database = tmp_path / "db" / "nested" / "devyard.db"
+    objects = tmp_path / "store" / "objects"
+    env = {"DEVYARD_DATABASE_URL": f"sqlite:///{database}", "DEVYARD_OBJECT_STORE_URL": objects.as_uri()}
+    result = yard("doctor", "--data-dir", str(tmp_path / "d"), "--json", env=env)
+    report = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert report["database"]["ok"] and "`yard up` creates it" in report["database"]["detail"]
+    assert report["object store"]["ok"] and "`yard up` creates it" in report["object store"]["detail"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "doctor created files"
+    blocked = tmp_path / "ro"
+    blocked.mkdir(mode=0o500)
+    env["DEVYARD_DATABASE_URL"] = f"sqlite:///{blocked / 'sub' / 'devyard.db'}"
+    if os.geteuid() != 0:  # root writes anywhere
+        result = yard("doctor", "--data-dir", str(tmp_path / "d"), "--json", env=env)
+        database_check = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "database")
+        assert not database_check["ok"] and "is not writable" in database_check["detail"]
+    assert list(blocked.iterdir()) == []
+
+
 def test_up_on_postgres(tmp_path: Path, database_url: str) -> None:
     result = yard(
         "up", "--detach", "--data-dir", str(tmp_path / "pg"), "--port", "0", env={"DEVYARD_DATABASE_URL": database_url}
