@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     """Time a client has to send a request's headers (from its first byte, or from connecting);
     past it the connection gets 408 and is closed, so trickled headers cannot hold it."""
 
+    max_terminals_per_user: int = Field(default=16, ge=1, le=1000)
+    """Interactive terminals (``yard dev shell``) one user may have open at once through each API
+    process; one more is refused with 429 ``too_many_terminals``."""
+
     max_connections_per_client: int = Field(default=256, ge=0)
     """Open connections one client address may hold per API process; more are answered 429 and
     closed (0: no limit). Behind a proxy every client shares its address: raise it there."""

@@ -40,6 +40,10 @@ DRAIN_GRACE_S = 0.5  # after the shell exits, how long to wait for the last outp
 HANGUP_GRACE_S = 1.0  # SIGHUP, then SIGKILL for whatever is left of the session
 SIGNALS = {"INT": signal.SIGINT, "TERM": signal.SIGTERM, "HUP": signal.SIGHUP, "KILL": signal.SIGKILL}
 MAX_SIZE = 1000
+# Terminals one develop server holds at once; one more is refused (429) before a shell is spawned.
+# Spawning hundreds at once took longer than the gateway waits, and those shells outlived callers
+# who had already been told 502.
+MAX_TERMINALS = 32
 
 
 class TerminalApi:
@@ -47,6 +51,7 @@ class TerminalApi:
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
+        self.open = 0  # terminals being served (changed on the event loop only)
 
     def routes(self) -> list[BaseRoute]:
         """The routes of this API."""
@@ -61,8 +66,16 @@ class TerminalApi:
             message = f"cols and rows must be integers from 1 to {MAX_SIZE}."
             await _refuse(websocket, error_response(400, "bad_request", message))
             return
-        await websocket.accept()
-        await TerminalSession(self.state, websocket, cols, rows).run()
+        if self.open >= MAX_TERMINALS:
+            message = f"This develop server already has {MAX_TERMINALS} terminals open; close one first."
+            await _refuse(websocket, error_response(429, "too_many_terminals", message), 4429)
+            return
+        self.open += 1
+        try:
+            await websocket.accept()
+            await TerminalSession(self.state, websocket, cols, rows).run()
+        finally:
+            self.open -= 1
 
 
 def _size(raw: str | None, default: int) -> int:
@@ -74,11 +87,11 @@ def _size(raw: str | None, default: int) -> int:
     return value
 
 
-async def _refuse(websocket: WebSocket, response: Response) -> None:
+async def _refuse(websocket: WebSocket, response: Response, close_code: int = 4400) -> None:
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(response)
     else:
-        await websocket.close(code=4400)
+        await websocket.close(code=close_code)
 
 
 def shell_path() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -88,3 +89,19 @@ def test_bad_size_is_refused(server: RunningServer) -> None:
     with pytest.raises(InvalidStatus) as caught:
         connect(f"{server.ws_url}/pty?cols=0&rows=24", additional_headers=server.auth, open_timeout=5)
     assert caught.value.response.status_code == 400
+
+
+def test_terminals_at_once_are_bounded_per_server(server: RunningServer) -> None:
+    from devserver.terminal import MAX_TERMINALS
+
+    with contextlib.ExitStack() as held:
+        shells = [held.enter_context(terminal(server)) for _ in range(MAX_TERMINALS)]
+        read_until(shells[-1], b"$")  # the last one is a working shell
+        with pytest.raises(InvalidStatus) as refused:
+            connect(f"{server.ws_url}/pty", additional_headers=server.auth, open_timeout=5)
+        assert refused.value.response.status_code == 429
+        assert json.loads(refused.value.response.body or b"{}")["error"] == "too_many_terminals"
+    # Each closed terminal gave its place back.
+    with terminal(server) as again:
+        again.send(b"echo back-$((20+22))\n")
+        read_until(again, b"back-42")

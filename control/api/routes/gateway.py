@@ -222,27 +222,81 @@ async def _deny(websocket: WebSocket, exc: ApiError) -> None:
 
 @router.websocket("/devservers/{server_id}/{path:path}")
 async def proxy_websocket(websocket: WebSocket, server_id: int, path: str) -> None:
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-
     svc = services(websocket)  # type: ignore[arg-type]
     try:
         who = await _ws_principal(websocket)
         _authorize(who, read_only=False)  # a shell can change anything
         target = await run_in_threadpool(_target, svc, server_id, who)
+        terminals = _open_terminals(svc)
+        terminals.take(who.user_id, svc.settings.max_terminals_per_user)
     except ApiError as exc:
         await _deny(websocket, exc)
         return
+    try:
+        await _relay_terminal(websocket, svc, server_id, target, path)
+    finally:
+        terminals.give_back(who.user_id)
+
+
+class OpenTerminals:
+    """Terminals relayed per user by this API process (counted on its event loop only).
+
+    400 opened at once made the develop server spawn shells for longer than the gateway waited
+    (5 s): most callers got 502 and their shells lived on unseen. Past the limit the handshake is
+    refused before anything is asked of the develop server.
+    """
+
+    def __init__(self) -> None:
+        self.by_user: dict[int, int] = {}
+
+    def take(self, user_id: int, limit: int) -> None:
+        """Count one more terminal of ``user_id``, or refuse with 429 ``too_many_terminals``."""
+        held = self.by_user.get(user_id, 0)
+        if held >= limit:
+            raise ApiError(
+                429, "too_many_terminals", f"You already have {limit} terminals open; close one before opening another."
+            )
+        self.by_user[user_id] = held + 1
+
+    def give_back(self, user_id: int) -> None:
+        """One terminal of ``user_id`` has ended."""
+        left = self.by_user.get(user_id, 1) - 1
+        if left > 0:
+            self.by_user[user_id] = left
+        else:
+            self.by_user.pop(user_id, None)
+
+
+def _open_terminals(svc: Services) -> OpenTerminals:
+    terminals = svc.extras.get("open_terminals")
+    if terminals is None:
+        terminals = svc.extras["open_terminals"] = OpenTerminals()
+    return terminals  # type: ignore[no-any-return]
+
+
+async def _relay_terminal(websocket: WebSocket, svc: Services, server_id: int, target: Target, path: str) -> None:
+    """Connect to the develop server's terminal and relay both ways until one side ends."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
     url = target.endpoint.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + f"/{path}"
     if websocket.url.query:
         url += f"?{websocket.url.query}"
     try:
         upstream = await connect(
-            url, additional_headers={"Authorization": f"Bearer {target.secret}"}, max_size=None, open_timeout=5
+            url,
+            additional_headers={"Authorization": f"Bearer {target.secret}"},
+            max_size=None,
+            open_timeout=5,
+            close_timeout=2,  # a caller gone: do not wait long for the develop server's goodbye
         )
     except (OSError, InvalidHandshake, TimeoutError) as exc:
         status = exc.response.status_code if isinstance(exc, InvalidStatus) else 502
         log.warning("gateway websocket to develop server %s failed: %s", server_id, exc)
+        if status == 429:
+            message = f"Develop server {server_id} has as many terminals open as it allows; close one first."
+            await _deny(websocket, ApiError(429, "too_many_terminals", message))
+            return
         message = f"Develop server {server_id} did not accept the connection; try again."
         await _deny(
             websocket, ApiError(502 if status >= 500 or status == 401 else status, "devserver_unreachable", message)
