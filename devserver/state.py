@@ -15,6 +15,7 @@ from devserver.changes import ChangeTracker
 from devserver.manifest import HashCache
 from devserver.paths import Workspace
 from devserver.processes import Sessions
+from runner.toolpath import with_tools
 
 # Variables that name credentials of the server's own; a command run in the workspace gets none.
 _SECRET_NAME = re.compile(r"DEVYARD_.*(SECRET|TOKEN|PASSWORD|KEY)", re.IGNORECASE)
@@ -60,7 +61,7 @@ class ServerState:
             if not _SECRET_NAME.fullmatch(name) and secret not in value and secret not in name
         }
         env.update(extra or {})
-        return env
+        return with_tools(env, self.root)
 
 
 def iso_utc(timestamp: float) -> str:

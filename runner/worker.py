@@ -33,6 +33,7 @@ from runner.orphans import forget_command, record_command
 from runner.scratch import remove_run_folder
 from runner.shipper import Shipper
 from runner.spool import Spool
+from runner.toolpath import with_tools
 
 ORPHAN_WAIT_S = 1.0
 SHIP_PATIENCE_S = 24 * 3600.0  # after the command ended, keep trying to reach the API this long
@@ -46,7 +47,8 @@ def command_env(spec: dict[str, Any]) -> dict[str, str]:
     env["DEVYARD_RUN_ID"] = str(spec["id"])
     env["DEVYARD_PROJECT"] = str(spec.get("project") or "")
     env["DEVYARD_ATTEMPT"] = str(spec.get("attempt", 1))
-    return env
+    # The worker starts in the run's code folder (its checkout, or the workspace).
+    return with_tools(env, Path.cwd())
 
 
 def retry_forever(call: Any, *args: Any, until: Callable[[], float | None] = lambda: None) -> Any:

@@ -33,6 +33,8 @@ class DevServerOut(BaseModel):
     started_at: datetime | None
     stopped_at: datetime | None
     created_at: datetime
+    stale_environment: bool = False
+    """The environment changed after the server read it: restart the server to get the new values."""
 
 
 class DevServerReport(Strict):

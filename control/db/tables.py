@@ -149,6 +149,9 @@ class DevServer(SQLModel, table=True):
     last_activity_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     stopped_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # When the agent read the environment's variables for this start: an environment updated
+    # later is not what the server runs with (see lifecycle.stale_environment).
+    environment_read_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -114,7 +114,20 @@ def request_stop(session: Session, server: DevServer, reason: str) -> bool:
 
 
 def claimed(server: DevServer, agent_id: int) -> None:
+    """An agent took the start: it reads the environment's variables now."""
     server.agent_id, server.state = agent_id, STARTING
+    server.environment_read_at = utcnow()
+
+
+def stale_environment(server: DevServer, environment: Environment | None) -> bool:
+    """Whether the server runs with older values than its environment has now (a restart,
+    `yard dev restart`, gives it the new ones)."""
+    return (
+        environment is not None
+        and server.state in (STARTING, RUNNING)
+        and server.environment_read_at is not None
+        and environment.updated_at > server.environment_read_at
+    )
 
 
 def report(

@@ -172,6 +172,50 @@ def status(project: ProjectOption = None, as_json: JsonOption = False) -> None:
     details(server, SHOW)
     if health is not None:
         console.print(f"health: {'ok' if health.get('ok') else health.get('error', 'not ok')}", highlight=False)
+    if server.get("stale_environment"):
+        console.print(
+            STALE.format(env=server["environment"], project=server["project"]), highlight=False, soft_wrap=True
+        )
+
+
+STALE = (
+    "Environment {env} changed after this server started; it still has the old values."
+    " `yard dev restart -p {project}` gives it the new ones (the workspace stays)."
+)
+
+
+@app.command()
+def restart(
+    project: ProjectOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop your develop server and start it again: it gets its environment's current values.
+
+    The workspace stays; open shells and commands in it end.
+    """
+    name = project or default_project()
+    with state.client() as client:
+        server = find_server(client, name)
+        if server is None:
+            fail(f"You have no develop server for project {name}; start one with `yard dev start -p {name}`.")
+        if server["state"] not in ("stopped", "failed"):
+            stopping = client.stop_devserver(int(server["id"]))
+            if stopping["state"] != "stopped":
+                wait_for(client, int(server["id"]), {"stopped"}, START_TIMEOUT_S)
+        server = client.start_devserver(name, environment=server.get("environment"))
+        if server["state"] != "running":
+            server = wait_for(client, int(server["id"]), {"running"}, START_TIMEOUT_S)
+    if as_json:
+        print_json(server)
+    elif server["state"] == "failed":
+        fail(f"Develop server {server['id']} failed to start: {server['error'] or 'see `yard dev logs`'}")
+    else:
+        console.print(
+            f"Develop server {server['id']} for project {server['project']} restarted"
+            f" with environment {server.get('environment') or '(none)'}'s current values."
+        )
+    if server["state"] == "failed":
+        raise typer.Exit(1)
 
 
 @app.command("ls")

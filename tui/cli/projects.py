@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from tui.cli.context import state
 from tui.cli.output import console, details, fail, print_json, table
@@ -110,6 +111,26 @@ def remove_member(project: str, user: str) -> None:
     console.print(f"[bold]{user}[/] is no longer a member of project [bold]{project}[/].")
 
 
+VenvOption = Annotated[
+    str | None,
+    typer.Option(
+        "--venv",
+        metavar="DIR",
+        help="A virtual environment whose bin/ comes first on PATH for runs and develop servers"
+        " (relative: inside the code's folder, e.g. .venv). Sets VIRTUAL_ENV; --venv '' removes it.",
+    ),
+]
+
+
+def _with_venv(variables: dict[str, str], venv: str | None) -> dict[str, str]:
+    """``variables`` with VIRTUAL_ENV set from ``--venv`` (see runner.toolpath)."""
+    if venv is None:
+        return variables
+    if venv and (".." in venv.split("/") and not venv.startswith("/")):
+        fail(f"--venv {venv} leaves the code's folder; give a folder inside it (.venv) or an absolute path.")
+    return {**variables, "VIRTUAL_ENV": venv}
+
+
 def _pairs(values: list[str], what: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for value in values:
@@ -133,6 +154,7 @@ def add_env(
     project: str,
     name: str,
     var: Annotated[list[str] | None, typer.Option("--var", help="KEY=VALUE, repeatable.")] = None,
+    venv: VenvOption = None,
     secret: Annotated[
         list[str] | None, typer.Option("--secret", help="KEY=VALUE, repeatable; never shown again.")
     ] = None,
@@ -148,7 +170,7 @@ def add_env(
         env = client.create_environment(
             project,
             name,
-            variables=_pairs(var or [], "--var"),
+            variables=_with_venv(_pairs(var or [], "--var"), venv),
             secrets=_pairs(secret or [], "--secret"),
             agent_queue=queue,
             image=image,
@@ -165,15 +187,34 @@ def set_env(
         bool | None,
         typer.Option("--protected/--unprotected", help="Only the owner, maintainers and admins may use it."),
     ] = None,
+    var: Annotated[
+        list[str] | None, typer.Option("--var", help="KEY=VALUE, repeatable; KEY= removes the variable.")
+    ] = None,
+    venv: VenvOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Change an environment."""
-    if protected is None:
-        fail("Nothing to change; pass --protected or --unprotected.")
+    if protected is None and not var and venv is None:
+        fail("Nothing to change; pass --protected, --unprotected, --var KEY=VALUE or --venv DIR.")
+    changes: dict[str, Any] = {} if protected is None else {"protected": protected}
     with state.client() as client:
-        env = client.update_environment(project, name, protected=protected)
-    state_word = "protected" if env["protected"] else "not protected"
-    print_json(env) if as_json else console.print(f"Environment [bold]{project}/{name}[/] is {state_word}.")
+        if var or venv is not None:
+            current = dict(client.get_environment(project, name)["variables"])
+            merged = _with_venv({**current, **_pairs(var or [], "--var")}, venv)
+            changes["variables"] = {key: value for key, value in merged.items() if value != ""}
+        env = client.update_environment(project, name, **changes)
+    if as_json:
+        print_json(env)
+        return
+    said = [("protected" if env["protected"] else "not protected")] if protected is not None else []
+    if "variables" in changes:
+        said.append(f"variables: {', '.join(sorted(env['variables'])) or 'none'}")
+    console.print(f"Environment [bold]{project}/{name}[/] changed: {escape('; '.join(said))}.", highlight=False)
+    if "variables" in changes:
+        console.print(
+            "Develop servers started before this change keep the old values; `yard dev restart` updates yours.",
+            soft_wrap=True,
+        )
 
 
 @envs.command("rm")

@@ -43,6 +43,15 @@ class DevServerFacts(Static):
             project += f"/{server['environment']}"
         grid.add_row("state", state_cell(str(server.get("state")), colours, DEVSERVER_STATES))
         grid.add_row("project", Text(f"{project}   (server {server['id']}, user {server.get('user')})"))
+        if server.get("stale_environment"):
+            grid.add_row(
+                "environment",
+                Text(
+                    f"{server.get('environment')} changed after the server started: it has the old values;"
+                    " stop (x) and start (s) it, or `yard dev restart`, to get the new ones",
+                    style=colours["$warning"],
+                ),
+            )
         grid.add_row("endpoint", Text(self.endpoint or "-"))
         grid.add_row("workspace", Text(str(server.get("workspace") or "-")))
         grid.add_row("substrate", Text(str(server.get("substrate") or "-")))

@@ -20,6 +20,14 @@ def uptime(server: Item, _: Palette | None = None) -> Text:
     return Text(span((now() - started).total_seconds()), justify="right")
 
 
+def environment(server: Item, colours: Palette) -> Text:
+    """The environment's name; marked when it changed after the server started."""
+    text = Text(str(server.get("environment") or "-"))
+    if server.get("stale_environment"):
+        text.append(" (changed: restart)", style=colours["$warning"])
+    return text
+
+
 COLUMNS = (
     Column("id", "#", lambda server, _: Text(str(server["id"]), justify="right")),
     Column(
@@ -33,7 +41,7 @@ COLUMNS = (
     Column("uptime", "uptime", uptime, width=8),
     Column("activity", "last activity", lambda server, _: Text(ago(server.get("last_activity_at"))), width=13),
     Column("restarts", "restarts", lambda server, _: Text(str(server.get("restart_count", 0)), justify="right")),
-    Column("env", "environment", lambda server, _: Text(str(server.get("environment") or "-"))),
+    Column("env", "environment", environment),
     Column("error", "error", lambda server, _: Text(str(server.get("error") or ""), no_wrap=True)),
 )
 

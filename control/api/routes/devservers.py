@@ -28,13 +28,14 @@ from control.devservers import lifecycle
 router = SegmentRouter(tags=["devservers"])
 
 
-def devserver_out(server: DevServer, user: str, project: str, environment: str | None) -> DevServerOut:
+def devserver_out(server: DevServer, user: str, project: str, environment: Environment | None) -> DevServerOut:
     assert server.id is not None
     return DevServerOut(
         id=server.id,
         user=user,
         project=project,
-        environment=environment,
+        environment=environment.name if environment else None,
+        stale_environment=lifecycle.stale_environment(server, environment),
         state=server.state,
         substrate=server.substrate,
         workspace=server.workspace,
@@ -53,9 +54,7 @@ def describe(session: Session, server: DevServer) -> DevServerOut:
     user = session.get(User, server.user_id)
     project = session.get(Project, server.project_id)
     env = session.get(Environment, server.environment_id) if server.environment_id else None
-    return devserver_out(
-        server, user.name if user else "?", project.name if project else "?", env.name if env else None
-    )
+    return devserver_out(server, user.name if user else "?", project.name if project else "?", env)
 
 
 def publish(svc: Services, summary: DevServerOut, owner_id: int) -> None:
@@ -105,7 +104,7 @@ def list_devservers(
 ) -> list[DevServerOut]:
     env_alias = aliased(Environment)
     statement = (
-        select(DevServer, User.name, Project.name, env_alias.name)
+        select(DevServer, User.name, Project.name, env_alias)
         .join(User, User.id == DevServer.user_id)  # type: ignore[arg-type]
         .join(Project, Project.id == DevServer.project_id)  # type: ignore[arg-type]
         .outerjoin(env_alias, env_alias.id == DevServer.environment_id)  # type: ignore[arg-type]
