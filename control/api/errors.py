@@ -66,6 +66,7 @@ def _location(loc: Any) -> str:
 
 OUT_OF_RANGE = "A number in the request is out of range: integers must lie between -2^63 and 2^63-1."
 UNSTORABLE = "A value in the request cannot be stored (a number out of range, or text too long or holding NUL)."
+UNPARSABLE_BODY = "There was an error parsing the body"  # FastAPI's 400: a 100k-deep JSON body hit it
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
 
@@ -98,9 +99,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            exc.status_code, "http_error"
+        )
         message = exc.detail if isinstance(exc.detail, str) else "Request failed."
-        if exc.status_code == 404 and message == "Not Found":
+        if message == UNPARSABLE_BODY:  # FastAPI's words for anything but a JSON syntax error
+            message = "The request body could not be parsed; JSON may nest at most a few hundred levels."
+        elif exc.status_code == 404 and message == "Not Found":
             message = "No such API route."
         elif exc.status_code == 405:
             message = "This method is not allowed on this route."

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -236,3 +239,55 @@ def test_artifact_paths_a_store_cannot_hold_are_422(sqlite_stack: Stack) -> None
         assert accepted.status_code == 201, accepted.text
     with api(sqlite_stack) as http:
         assert [a["path"] for a in http.get(f"/runs/{run['id']}/artifacts").json()] == ["报告 🎉.txt"]
+
+
+def documented_codes() -> set[str]:
+    """The error codes docs/api.md lists in its table of errors."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    return set(re.findall(r"^\| (?:\d{3}|any) \| `([a-z_]+)` \|", text, flags=re.MULTILINE))
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000])
+def test_deeply_nested_json_gets_a_documented_code(sqlite_stack: Stack, body: bytes) -> None:
+    with api(sqlite_stack) as http:
+        response = http.post("/projects", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400, response.text
+        assert error_of(response)["code"] in documented_codes() - {"internal"}
+        assert error_of(response)["code"] == "bad_request"
+        assert http.get("/projects").json()["items"] == []
+
+
+def test_byte_routes_declare_the_media_types_they_serve(sqlite_stack: Stack) -> None:
+    spec = httpx.get(sqlite_stack.url + "/api/v1/openapi.json").json()
+    paths = spec["paths"]
+
+    def served(path: str, method: str, status: str) -> set[str]:
+        return set(paths[f"/api/v1{path}"][method]["responses"][status].get("content", {}))
+
+    logs = served("/runs/{run_id}/logs", "get", "200")
+    assert logs == {"application/octet-stream", "text/event-stream", "application/x-devyard-log-frames"}
+    assert served("/runs/{run_id}/artifacts/{artifact_id}/content", "get", "200") == {"application/octet-stream"}
+    for path in ("/runs/{run_id}/logs/{seq}", "/runs/{run_id}/artifacts"):
+        assert set(paths[f"/api/v1{path}"]["put"]["requestBody"]["content"]) == {"application/octet-stream"}
+    # What the routes really answer is among what they declare.
+    with api(sqlite_stack) as http:
+        assert http.post("/projects", json={"name": "demo"}).status_code == 201
+        run = http.post("/runs", json={"project": "demo", "command": ["true"]}).json()
+        stored = http.get(f"/runs/{run['id']}/logs")
+        assert stored.status_code == 200 and stored.headers["content-type"].split(";")[0] in logs
+        http.post(f"/runs/{run['id']}/cancel")
+        with http.stream("GET", f"/runs/{run['id']}/logs", params={"follow": "true"}) as followed:
+            assert followed.headers["content-type"].split(";")[0] in logs
+
+
+def test_codes_the_api_answers_are_documented() -> None:
+    """Every literal error code in control/ is in docs/api.md's table."""
+    root = Path(__file__).resolve().parents[2] / "control"
+    used: set[str] = set()
+    for source in root.rglob("*.py"):
+        text = source.read_text()
+        used |= set(re.findall(r'ApiError\(\s*\d{3},\s*"([a-z_]+)"', text))
+        used |= set(re.findall(r'error_body\(\s*"([a-z_]+)"', text))
+        used |= set(re.findall(r'(?:_close_with|_reject)\(\s*(?:send,\s*)?\d{3},\s*"([a-z_]+)"', text))
+    missing = used - documented_codes()
+    assert not missing, f"codes the API answers but docs/api.md does not list: {sorted(missing)}"

@@ -12,6 +12,7 @@ from sqlmodel import col, select
 
 from control.api.deps import DB, Reader, Svc
 from control.api.errors import not_found
+from control.api.media import BINARY
 from control.api.routes.runs import find_run
 from control.api.routing import SegmentRouter
 from control.api.run_schemas import ArtifactOut
@@ -47,7 +48,13 @@ def list_artifacts(run_id: int, session: DB, _: Reader) -> list[ArtifactOut]:
     return [artifact_out(a) for a in rows]
 
 
-@router.get("/runs/{run_id}/artifacts/{artifact_id}/content")
+@router.get(
+    "/runs/{run_id}/artifacts/{artifact_id}/content",
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "The artifact's bytes.", "content": {"application/octet-stream": {"schema": BINARY}}}
+    },
+)
 def download(run_id: int, artifact_id: int, session: DB, svc: Svc, _: Reader) -> StreamingResponse:
     artifact = session.get(Artifact, artifact_id)
     if artifact is None or artifact.run_id != run_id:

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from control.api.deps import DB, Reader, Svc
 from control.api.errors import ApiError
+from control.api.media import BINARY
 from control.api.routes.runs import find_run
 from control.api.routing import SegmentRouter
 from control.api.services import Services
@@ -106,7 +107,21 @@ async def follow(svc: Services, run_id: int, from_seq: int, frames: bool = False
                 yield _frame("keepalive", 0, 0, b"") if frames else b": keepalive\n\n"
 
 
-@router.get("/runs/{run_id}/logs", response_model=None)
+@router.get(
+    "/runs/{run_id}/logs",
+    response_model=None,
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Log records (see docs/api.md), or with follow=true a stream of them.",
+            "content": {
+                "application/octet-stream": {"schema": BINARY},
+                "text/event-stream": {"schema": {"type": "string"}},
+                "application/x-devyard-log-frames": {"schema": BINARY},
+            },
+        }
+    },
+)
 async def read_logs(
     run_id: int,
     session: DB,

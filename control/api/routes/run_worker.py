@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 
 from control.api.deps import _bearer, authenticate, db_session, services_dep
 from control.api.errors import ApiError, conflict, not_found
+from control.api.media import binary_body
 from control.api.routes.runs import publish_run
 from control.api.routing import SegmentRouter
 from control.api.run_schemas import ArtifactOut, RunOut, WorkerFinish, WorkerStarted
@@ -80,7 +81,7 @@ def beat(run_id: int, run: WorkerRun, session: DB) -> None:
     session.commit()
 
 
-@router.put("/runs/{run_id}/logs/{seq}")
+@router.put("/runs/{run_id}/logs/{seq}", openapi_extra=binary_body("Log records, ending with a whole record."))
 async def put_chunk(
     run_id: int, seq: int, request: Request, run: WorkerRun, session: DB, svc: Svc
 ) -> dict[str, object]:
@@ -126,7 +127,12 @@ def artifact_path_problem(path: str) -> str | None:
     return None
 
 
-@router.put("/runs/{run_id}/artifacts", response_model=ArtifactOut, status_code=201)
+@router.put(
+    "/runs/{run_id}/artifacts",
+    response_model=ArtifactOut,
+    status_code=201,
+    openapi_extra=binary_body("The file, streamed."),
+)
 async def put_artifact(
     run_id: int,
     request: Request,
