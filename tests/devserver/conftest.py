@@ -64,7 +64,11 @@ def running_server(base: Path, *, leak_secret_in_env: bool = False) -> Iterator[
     workspace = base / "workspace"
     argv = [sys.executable, "-m", "devserver", "--workspace", str(workspace), "--secret-file", str(secret_file)]
     argv += ["--host", "127.0.0.1", "--port", "0", "--ready-file", str(ready_file), "--log-file", str(log_file)]
-    env = dict(os.environ)
+    # A HOME of its own: terminals start interactive shells, which read ~/.bashrc; the machine's
+    # (pyenv's rehash waiting on a lock left by a killed shell) kept every terminal test waiting.
+    home = base / "home"
+    home.mkdir(exist_ok=True)
+    env = {**os.environ, "HOME": str(home)}
     if leak_secret_in_env:
         env["DEVYARD_DEVSERVER_SECRET"] = secret
         env["UNRELATED_VARIABLE"] = f"prefix-{secret}"
