@@ -6,8 +6,8 @@ takes to send a request's headers, nor how many connections one address holds: a
 health probe answered 503 (uvicorn's ``limit_concurrency`` counts open connections). Here each
 connection has :attr:`header_timeout_s` from its first byte (or from connecting) to the end of
 its headers, and one client address holds at most :attr:`max_per_client` connections per
-process. Requests the HTTP parser refuses (``Content-Length: abc``) get the API's JSON error body
-instead of uvicorn's plain text.
+process. Requests the HTTP parser refuses (``Content-Length: abc``) and requests past uvicorn's
+concurrency limit get the API's JSON error body instead of uvicorn's plain text.
 """
 
 from __future__ import annotations
@@ -36,6 +36,20 @@ def error_response(status: int, code: str, message: str, default_headers: list[t
     return b"".join(head) + body
 
 
+async def _too_busy(scope: Any, receive: Any, send: Any) -> None:
+    """The answer past uvicorn's concurrency limit, with the API's JSON error body."""
+    message = "The API has as many connections and requests as it serves at once; retry in a moment."
+    body = json.dumps({"error": {"code": "too_busy", "message": message}}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def protected_protocol(header_timeout_s: float, max_per_client: int) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with the defences above; one class (and one count of
     connections per address) per server."""
@@ -46,6 +60,8 @@ def protected_protocol(header_timeout_s: float, max_per_client: int) -> type[asy
             super().__init__(*args, **kwargs)
             self._header_timer: asyncio.TimerHandle | None = None
             self._counted: str | None = None  # the address this connection is counted under
+            # uvicorn's own check answers plain text: this class applies the same limit itself.
+            self._concurrency, self.limit_concurrency = self.limit_concurrency, None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -75,7 +91,18 @@ def protected_protocol(header_timeout_s: float, max_per_client: int) -> type[asy
 
         def on_headers_complete(self) -> None:
             self._cancel_header_timer()
-            super().on_headers_complete()
+            limit = self._concurrency
+            if limit is None or (len(self.connections) < limit and len(self.tasks) < limit):
+                super().on_headers_complete()
+                return
+            log.warning(
+                "answered 503: %d connections and %d requests in flight", len(self.connections), len(self.tasks)
+            )
+            app, self.app = self.app, _too_busy
+            try:
+                super().on_headers_complete()  # the request is answered by _too_busy
+            finally:
+                self.app = app
 
         def handle_websocket_upgrade(self) -> None:
             # The WebSocket protocol takes the transport over (and sees connection_lost): this

@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -30,16 +31,14 @@ ATTACKER = "127.0.0.2"  # still loopback (all of 127/8 is), but another address 
 TRICKLE_EVERY_S = 0.25
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp_path = tmp_path_factory.mktemp("api")
+def api_server(tmp_path: Path, per_client: int) -> Iterator[Server]:
     env = {
         "DEVYARD_DATABASE_URL": f"sqlite:///{tmp_path / 'devyard.db'}",
         "DEVYARD_AGENT": "false",
         "DEVYARD_SCHEDULER": "false",
         "DEVYARD_API_WORKERS": "1",  # the per-address count is per process
         "DEVYARD_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
-        "DEVYARD_MAX_CONNECTIONS_PER_CLIENT": str(PER_CLIENT),
+        "DEVYARD_MAX_CONNECTIONS_PER_CLIENT": str(per_client),
     }
     running = Server(tmp_path / "data", env)
     running.start()
@@ -47,6 +46,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from api_server(tmp_path_factory.mktemp("api"), PER_CLIENT)
+
+
+@pytest.fixture(scope="module")
+def unlimited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """No per-address limit: what many attacking addresses amount to."""
+    yield from api_server(tmp_path_factory.mktemp("api-unlimited"), 0)
 
 
 class Slowloris:
@@ -176,3 +186,23 @@ def test_a_malformed_content_length_gets_the_json_error_body(server: Server) -> 
     assert head.startswith(b"HTTP/1.1 400 "), received
     assert b"content-type: application/json" in head.lower()
     assert httpx.Response(400, content=body).json()["error"]["code"] == "bad_request"
+
+
+def test_past_the_concurrency_limit_the_answer_is_json_and_the_api_recovers(unlimited_server: Server) -> None:
+    attack = Slowloris(unlimited_server.port, ATTACK_CONNECTIONS)
+    answers: list[httpx.Response] = []
+
+    def probe() -> httpx.Response:
+        with httpx.Client(base_url=unlimited_server.url, timeout=5) as client:
+            answers.append(client.get("/api/v1/health"))
+        return answers[-1]
+
+    try:
+        wait_until(lambda: probe().status_code == 503, 15, "the API refuses past its concurrency limit")
+        busy = answers[-1]
+        assert busy.headers["content-type"] == "application/json" and busy.headers["retry-after"] == "1"
+        assert busy.json()["error"]["code"] == "too_busy"
+        # Once the trickling connections are past their header timeout, the API answers again.
+        wait_until(lambda: probe().status_code == 200, HEADER_TIMEOUT_S * 3 + 5, "the API answers again")
+    finally:
+        attack.stop()
