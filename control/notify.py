@@ -117,6 +117,12 @@ class Hub:
         for waiter in targets:
             waiter.wake()
 
+    @property
+    def waiter_count(self) -> int:
+        """How many subscriptions are registered now (a long-poll in progress holds one)."""
+        with self._lock:
+            return sum(len(waiters) for waiters in self._waiters.values())
+
     def begin_shutdown(self) -> None:
         """The server stops accepting requests: wake every waiter, and long-polls end now
         rather than holding the shutdown for their full wait."""

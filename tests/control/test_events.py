@@ -8,6 +8,7 @@ from typing import Any
 
 from control.client import SSEDecoder, SSEEvent
 from tests.stack import Stack
+from tests.waiting import wait_until
 
 
 def collect(
@@ -33,12 +34,7 @@ def collect(
 def test_live_events_arrive_in_order(stack: Stack) -> None:
     connected, received, thread = collect(stack, None, 2, types=["project"])
     connected.wait(5)
-    # Give the server a moment to register the subscription before publishing.
-    import time
-
-    deadline = time.monotonic() + 5
-    while stack.services.events.subscriber_count == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: stack.services.events.subscriber_count > 0, timeout=5, message="the subscription")
     with stack.client() as admin:
         admin.create_user("someone", role="viewer")  # filtered out by type
         admin.create_project("first")

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from tests.stack import Stack
+from tests.waiting import wait_until
 
 
 def test_an_agent_long_poll_returns_when_the_server_begins_to_stop(sqlite_stack: Stack) -> None:
@@ -24,7 +25,7 @@ def test_an_agent_long_poll_returns_when_the_server_begins_to_stop(sqlite_stack:
 
         poller = threading.Thread(target=poll)
         poller.start()
-        time.sleep(0.5)  # the poll is waiting for work
+        wait_until(lambda: sqlite_stack.services.hub.waiter_count > 0, timeout=10, message="the poll to wait for work")
         assert poller.is_alive()
         sqlite_stack.services.begin_shutdown()
         poller.join(10)
@@ -46,9 +47,7 @@ def test_an_event_stream_ends_when_the_server_begins_to_stop(sqlite_stack: Stack
 
     listener = threading.Thread(target=listen)
     listener.start()
-    deadline = time.monotonic() + 10
-    while not lines and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: lines, timeout=10, message="the stream to start")
     assert lines[0] == ": connected"
     sqlite_stack.services.begin_shutdown()
     listener.join(10)

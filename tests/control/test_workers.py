@@ -33,6 +33,7 @@ from control.logformat import raw_output
 from control.secretbox import new_key
 from tests.e2e.processes import AgentProcess
 from tests.stack import wait_for_run
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,7 +164,10 @@ def test_a_burst_of_connections_is_spread_over_the_api_processes(tmp_path: Path,
         workers = children(server.popen.pid)
         workers = [p for p in workers if b"--api-worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert len(workers) == 1
-        time.sleep(1.0)  # the worker imports the app next to the primary
+        bus = data_dir / "state" / "bus"
+        # The worker has built its app once its bus socket is there (it serves right after; a
+        # connection arriving before then waits in the socket the primary opened for it).
+        wait_until(lambda: len(list(bus.glob("*.sock"))) == 2, timeout=20, message="the worker to start its app")
         # 40 clients connecting at once (as a load generator or a fleet of agents does). On one
         # shared socket the first process to wake took most of them; each process has its own
         # SO_REUSEPORT socket now, and the kernel spreads connections by address hash.
@@ -174,7 +178,6 @@ def test_a_burst_of_connections_is_spread_over_the_api_processes(tmp_path: Path,
         port = int(server.url.rsplit(":", 1)[1])
         counts = connections_by_process([server.popen.pid, workers[0]], port)
         assert min(counts.values()) >= 8, f"connections per process: {counts}"  # binomial: P(< 8) ~ 1e-5
-        bus = data_dir / "state" / "bus"
         assert len(list(bus.glob("*.sock"))) == 2
         for client in clients:
             client.close()
@@ -234,11 +237,8 @@ def test_a_crashed_worker_is_replaced(tmp_path: Path, database_url: str) -> None
     try:
         (first,) = workers()
         os.kill(first, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (not workers() or workers() == [first]):
-            time.sleep(0.05)
-        replacement = workers()
-        assert len(replacement) == 1 and replacement != [first]
+        replacement = wait_until(lambda: [p for p in workers() if p != first], timeout=10, message="a new worker")
+        assert len(replacement) == 1
     finally:
         server.stop()
 
@@ -261,7 +261,10 @@ def test_an_agent_polling_one_process_gets_work_created_through_another(pair: Pa
 
             thread = threading.Thread(target=poll, daemon=True)
             thread.start()
-            time.sleep(0.5)  # the long-poll is parked on A
+            # Not a race: the claim is prompt whether or not the poll is parked yet (a poll that
+            # arrives after the run finds it at once). The pause makes the parked poll, woken by
+            # B's notice, the case tested; the server shows no sign of parking to wait on.
+            time.sleep(0.5)
             created = time.monotonic()
             creator.create_run("demo", ["true"])
             thread.join(25)
@@ -299,20 +302,26 @@ def test_a_log_follower_on_one_process_sees_chunks_stored_through_another(pair: 
 def test_events_published_by_one_process_reach_subscribers_of_another(pair: Pair) -> None:
     seen: list[str] = []
     connected = threading.Event()
+    headers = {"Authorization": f"Bearer {pair.token}"}
 
     def follow() -> None:
-        with pair.client(pair.a) as client:
-            stream = client.events(types=["project"])
-            connected.set()
-            for event in stream:
-                seen.append(event.json()["data"]["name"])
-                if len(seen) == 2:
-                    return
+        # Read the stream raw: its first line, ": connected", is sent once the subscription is
+        # registered (the client's event iterator drops comments).
+        with (
+            httpx.Client(timeout=30) as http,
+            http.stream("GET", pair.a.url + "/api/v1/events", params={"types": "project"}, headers=headers) as stream,
+        ):
+            for line in stream.iter_lines():
+                if line == ": connected":
+                    connected.set()
+                elif line.startswith("data: "):
+                    seen.append(json.loads(line[6:])["data"]["name"])
+                    if len(seen) == 2:
+                        return
 
     thread = threading.Thread(target=follow, daemon=True)
     thread.start()
-    connected.wait(10)
-    time.sleep(0.3)  # the subscription is registered once the stream has started
+    assert connected.wait(10), "the stream on A did not start"
     with pair.client(pair.b) as client_b:
         client_b.create_project("first-on-b")
         client_b.create_project("second-on-b")

@@ -52,7 +52,7 @@ def test_commands_never_see_the_secret(client: httpx.Client, server: RunningServ
 
 def test_activity_is_recorded_except_for_health(client: httpx.Client) -> None:
     before = client.get("/health").json()["last_activity_at"]
-    time.sleep(0.01)
+    time.sleep(0.01)  # the clock moves on: a health call that counted as activity would show
     assert client.get("/health").json()["last_activity_at"] == before
     client.get("/git/status")
     assert client.get("/health").json()["last_activity_at"] > before

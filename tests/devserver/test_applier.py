@@ -16,6 +16,7 @@ from devserver.applier import BatchApplier
 from devserver.batch import BatchDecoder, BatchFormatError, Delete, PutFile, encode_entry
 from devserver.paths import BadPath, Workspace
 from devserver.writer import TEMP_PREFIX, WorkspaceWriter
+from tests.waiting import wait_until_async
 
 MTIME = 1_600_000_000_123_456_789
 
@@ -142,7 +143,11 @@ def test_stopping_mid_file_leaves_nothing_half_written(tmp_path: Path) -> None:
         try:
             await applier.put(_body({"small.txt": b"done"}))
             await applier.put(whole[: len(whole) // 2])  # the client goes away here
-            await asyncio.sleep(0.05)
+            await wait_until_async(
+                lambda: not applier._chunks and (tmp_path / "small.txt").exists(),
+                timeout=10,
+                message="the writer to take both chunks",
+            )
         finally:
             applier.stop()
 
@@ -175,8 +180,7 @@ def test_closing_waits_for_the_writer_without_blocking_the_loop(tmp_path: Path) 
         task = asyncio.create_task(ticker())
         await asyncio.sleep(0.01)
         await applier.put(encode_entry(Delete("old")))
-        while applier._chunks:  # until the writer has the delete in hand
-            await asyncio.sleep(0.0005)
+        await wait_until_async(lambda: not applier._chunks, timeout=10, message="the writer to take the delete")
         assert big.exists()
         await applier.aclose()  # while the writer is still deleting
         stop.set()
@@ -243,7 +247,8 @@ def test_an_upload_waiting_for_its_turn_stops_at_once(tmp_path: Path) -> None:
         writer = WorkspaceWriter(Workspace(tmp_path))
         applier = BatchApplier(writer, BatchDecoder(), turn=turn)
         await applier.put(_body({"waiting.txt": b"never written\n"}))
-        await asyncio.sleep(0.2)  # the writer thread now waits for the turn
+        # The writer thread took the chunk: it now waits for the turn.
+        await wait_until_async(lambda: not applier._chunks, timeout=10, message="the writer to take the chunk")
         started = time.monotonic()
         await applier.aclose()
         return time.monotonic() - started, writer

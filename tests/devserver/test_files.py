@@ -6,7 +6,6 @@ import hashlib
 import os
 import stat
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from devserver.batch import MEDIA_TYPE, Delete, Op, PutDir, PutFile, PutSymlink, encode_entry, encode_header
 from tests.devserver.conftest import RunningServer, run
+from tests.waiting import wait_until
 
 MTIME = 1_600_000_000_123_456_789
 
@@ -336,12 +336,14 @@ def test_uploads_at_once_are_bounded(client: httpx.Client, server: RunningServer
     for thread in threads:
         thread.start()
     try:
-        deadline = time.monotonic() + 10
-        while True:  # until every stalled upload has reached the server
-            refused = post_batch(client, put("one-more.txt", b"x\n"))
-            if refused.status_code == 429 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        # Every stalled upload holds its slot once its first file is on disk. A probe sent before
+        # then would take a free slot itself and could turn a stalled upload away.
+        wait_until(
+            lambda: all((server.workspace / "stalled" / f"{n}.txt").exists() for n in range(MAX_BATCH_UPLOADS)),
+            timeout=20,
+            message="every stalled upload to write its first file",
+        )
+        refused = post_batch(client, put("one-more.txt", b"x\n"))
         assert refused.status_code == 429, refused.text
         assert refused.json()["error"] == "too_many_uploads"
     finally:

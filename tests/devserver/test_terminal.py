@@ -8,12 +8,14 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.devserver.conftest import RunningServer, wait_gone
+from tests.waiting import wait_until
 
 
 @contextmanager
@@ -36,6 +38,26 @@ def read_until(ws: ClientConnection, pattern: bytes, timeout: float = 10.0) -> b
     return seen
 
 
+def foreground_job(shell: int, argv: bytes) -> bool:
+    """Whether a child of ``shell`` runs ``argv`` (NUL-separated, as in /proc) and its process
+    group is the terminal's foreground group, so a signal sent to that group now reaches it."""
+    try:
+        children = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
+    except FileNotFoundError:
+        return False
+    for child in children:
+        try:
+            if Path(f"/proc/{child}/cmdline").read_bytes() != argv:
+                continue
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # ended meanwhile
+            continue
+        pgrp, tpgid = int(fields[2]), int(fields[5])  # after "(comm)": state ppid pgrp session tty_nr tpgid
+        if pgrp == tpgid:
+            return True
+    return False
+
+
 def test_echo_round_trip(server: RunningServer) -> None:
     with terminal(server) as ws:
         ws.send(b"echo round-$((40 + 2))-trip\n")
@@ -53,8 +75,12 @@ def test_resize_is_visible_to_programs(server: RunningServer) -> None:
 
 def test_signal_interrupts_the_foreground_job(server: RunningServer) -> None:
     with terminal(server) as ws:
+        ws.send(b"echo shell:$$:\n")
+        match = re.search(rb"shell:(\d+):", read_until(ws, rb"shell:\d+:"))
+        assert match is not None
+        shell = int(match[1])
         ws.send(b"sleep 30; echo after-$((1+1))\n")
-        time.sleep(0.3)
+        wait_until(lambda: foreground_job(shell, b"sleep\x0030\x00"), message="sleep 30 to be the foreground job")
         ws.send(json.dumps({"type": "signal", "name": "INT"}))
         ws.send(b"echo alive-$((2+2))\n")
         output = read_until(ws, rb"alive-4", timeout=5)

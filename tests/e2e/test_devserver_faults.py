@@ -65,11 +65,12 @@ def test_kill9_of_the_api_ends_the_shell_clearly_and_the_develop_server_lives_on
         while not screen.strip():  # the remote prompt: the shell is connected
             assert time.monotonic() < deadline, bytes(screen)
             screen += _read(leader)
-        time.sleep(0.3)
-        os.write(leader, b"echo shell-is-up\r")
+        # The prompt can come before the remote shell reads its input (a line typed then may be
+        # dropped): ask again until one answer arrives rather than guessing how long that takes.
         while b"shell-is-up\r\n" not in bytes(screen).replace(b"echo shell-is-up", b""):
             assert time.monotonic() < deadline, bytes(screen)
-            screen += _read(leader)
+            os.write(leader, b"echo shell-is-up\r")
+            screen += _read(leader, quiet=1.0)
         server.kill9()
         code = shell.wait(20)
         screen += _read(leader, quiet=0.5)

@@ -15,6 +15,7 @@ import pytest
 
 from runner.orphans import RECORD, forget_command, record_command, stop_orphaned_command
 from runner.procfs import start_time
+from tests.waiting import wait_until
 
 
 def running_in_group(pgid: int) -> list[int]:
@@ -40,7 +41,8 @@ def test_start_time_reads_past_a_command_name_with_spaces_and_parentheses(tmp_pa
     odd.symlink_to("/bin/sleep")
     process = subprocess.Popen([str(odd), "30"])
     try:
-        time.sleep(0.1)
+        # Until the exec, /proc shows the parent's command name, not the odd one.
+        wait_until(lambda: _comm(process.pid) == odd.name, timeout=10, message="the exec")
         started = start_time(process.pid)
         own = start_time(os.getpid())
         assert started is not None and own is not None and started >= own
@@ -125,3 +127,7 @@ def test_with_the_leader_gone_other_processes_of_that_group_are_left_alone(tmp_p
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)
+
+
+def _comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().rstrip("\n")

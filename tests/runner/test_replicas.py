@@ -11,6 +11,7 @@ import pytest
 
 from control.logformat import raw_output
 from tests.stack import running_agent, running_stack, wait_for_run
+from tests.waiting import wait_until
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -64,9 +65,7 @@ def test_events_published_on_one_replica_reach_subscribers_of_another(tmp_path: 
 
         thread = threading.Thread(target=follow, daemon=True)
         thread.start()
-        deadline = time.monotonic() + 5
-        while replica_b.services.events.subscriber_count == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: replica_b.services.events.subscriber_count > 0, timeout=5, message="the subscription on B")
         with replica_a.client() as client_a:
             client_a.create_project("made-on-a")
         thread.join(10)

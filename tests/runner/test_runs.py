@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from control.client import ApiError, Forbidden, NotFound
 from control.logformat import decode, raw_output
 from tests.runner.test_orphans import running_in_group
 from tests.stack import Stack, wait_for_run
+from tests.waiting import wait_until
 
 PY = sys.executable
 
@@ -59,10 +61,7 @@ def test_output_is_stored_byte_for_byte(run_stack: Stack, tmp_path: Path) -> Non
     # The worker's spool (spec, log) is gone, folder and all, once it has reported the outcome:
     # nothing piles up per run.
     spool = tmp_path / "agent" / "spool" / str(run["id"])
-    deadline = time.monotonic() + 10
-    while spool.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not spool.exists(), sorted(p.name for p in spool.iterdir())
+    wait_until(lambda: not spool.exists(), timeout=10, message=f"the spool {spool} to be removed")
 
 
 def test_exit_code_and_missing_command(run_stack: Stack) -> None:
@@ -107,15 +106,11 @@ def test_cancel_stops_the_whole_process_group(run_stack: Stack, tmp_path: Path) 
     with run_stack.client() as client:
         run = client.create_run("demo", ["sh", "-c", script])
         wait_for_run(client, run["id"], states=("running",))
-        deadline = time.monotonic() + 10
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        child = int(wait_until(lambda: _written(marker), timeout=10, message="the command to record its child"))
         client.cancel_run(run["id"])
         final = wait_for_run(client, run["id"], timeout=20)
     assert final["state"] == "cancelled" and final["cancel_requested"]
-    child = int(marker.read_text())
-    time.sleep(0.2)
-    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+    wait_until(lambda: _ended(child), timeout=10, message=f"the command's child {child} to end")
     assert b"started" in stored_log(run_stack, run["id"])
 
 
@@ -125,10 +120,9 @@ def test_a_cancel_right_after_the_launch_always_ends_cancelled(run_stack: Stack)
     with run_stack.client() as client:
         for delay in (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5):
             run = client.create_run("demo", ["sh", "-c", "echo started; sleep 30"])
-            deadline = time.monotonic() + 10
-            while client.get_run(run["id"])["state"] == "queued" and time.monotonic() < deadline:
-                time.sleep(0.005)
-            time.sleep(delay)
+            run_id = run["id"]
+            wait_until(lambda: client.get_run(run_id)["state"] != "queued", timeout=10, message="the launch")  # noqa: B023
+            time.sleep(delay)  # the delay is what is tested: each one cancels in another window of the start
             client.cancel_run(run["id"])
             final = wait_for_run(client, run["id"], timeout=20)
             assert final["state"] == "cancelled", (delay, final)
@@ -162,13 +156,13 @@ def test_retries_until_success(run_stack: Stack, tmp_path: Path) -> None:
         run = client.create_run("demo", ["sh", "-c", script], max_retries=3)
         first = wait_for_run(client, run["id"])
         assert first["state"] == "failed"
-        deadline = time.monotonic() + 20
-        while True:
-            runs = client.list_runs()["items"]
-            retry = next((r for r in runs if r["retry_of_id"] == run["id"]), None)
-            if (retry and retry["state"] == "succeeded") or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+
+        def succeeded_retry() -> dict[str, Any] | None:
+            retry = next((r for r in client.list_runs()["items"] if r["retry_of_id"] == run["id"]), None)
+            return retry if retry and retry["state"] == "succeeded" else None
+
+        retry = wait_until(succeeded_retry, timeout=20, message="a retry to succeed")
+        runs = client.list_runs()["items"]
     assert retry is not None and retry["state"] == "succeeded" and retry["attempt"] == 2 and retry["trigger"] == "retry"
     assert len(runs) == 2  # no third attempt after a success
 
@@ -251,10 +245,25 @@ def test_artifacts_roundtrip(run_stack: Stack, tmp_path: Path) -> None:
 
 
 def _gone(path: Path, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while path.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not path.exists()
+    wait_until(lambda: not path.exists(), timeout=timeout, message=f"{path} to be removed")
+    return True
+
+
+def _written(marker: Path) -> str | None:
+    """The content of ``marker`` once its writer finished the line (``>`` creates it empty first)."""
+    try:
+        text = marker.read_text()
+    except FileNotFoundError:
+        return None
+    return text if text.endswith("\n") else None
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie waiting for its (new) parent to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def _worker_pid(run_id: int) -> int:
@@ -282,11 +291,9 @@ def test_the_agent_stops_the_command_and_removes_the_folder_of_a_run_whose_worke
     with run_stack.client() as client:
         run = client.create_run("demo", ["sh", "-c", script])
         wait_for_run(client, run["id"], states=("running",))
-        deadline = time.monotonic() + 10
-        while not (folder / str(run["id"]) / "build" / "out.txt").exists():
-            assert time.monotonic() < deadline, "the command never wrote its file"
-            time.sleep(0.05)
-        group = int(marker.read_text())
+        out = folder / str(run["id"]) / "build" / "out.txt"
+        wait_until(out.exists, timeout=10, message="the command to write its file")
+        group = int(wait_until(lambda: _written(marker), timeout=10, message="the command to record its group"))
         os.kill(_worker_pid(run["id"]), signal.SIGKILL)
         try:
             final = wait_for_run(client, run["id"], timeout=20)
@@ -403,9 +410,7 @@ def test_run_events_are_published(run_stack: Stack) -> None:
 
     thread = threading.Thread(target=follow, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 5
-    while run_stack.services.events.subscriber_count == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: run_stack.services.events.subscriber_count > 0, timeout=5, message="the follower to subscribe")
     with run_stack.client() as client:
         client.create_run("demo", ["true"])
     assert done.wait(20)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from control.logformat import raw_output
+from tests.waiting import wait_until
 
 
 def closed_port() -> int:
@@ -49,7 +50,10 @@ def test_worker_keeps_the_spool_and_exits_when_stopped_during_an_outage(tmp_path
         )
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-    time.sleep(1.5)
+    # The command has ended and its output is in the spool: from here the worker only waits for
+    # the API to take the outcome.
+    wait_until(lambda: _read(tmp_path / "mask").endswith(b"\n"), timeout=20, message="the command to end")
+    wait_until(lambda: b"two" in _read(spool / "log"), timeout=20, message="the output to reach the spool")
     assert worker.poll() is None, "the worker must keep trying while the API is away"
     assert not spec.exists(), "the spec (it may hold secrets) is deleted once read"
     worker.send_signal(signal.SIGTERM)
@@ -60,3 +64,10 @@ def test_worker_keeps_the_spool_and_exits_when_stopped_during_an_outage(tmp_path
     # Nothing is lost: the spool holds the whole output for a later look.
     assert raw_output((spool / "log").read_bytes()) == b"one\ntwo\n"
     assert (tmp_path / "mask").read_text().split() == ["SigBlk:", "0" * 16]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""

@@ -13,9 +13,10 @@ import pygit2
 import pytest
 
 from tests.sync.conftest import YardStack
-from tests.sync.trees import checkout_branch, commit_all, repository, snapshot, wait_until, write
+from tests.sync.trees import checkout_branch, commit_all, repository, snapshot, write
 from tests.tui.test_cli import YARD, assert_one_sentence_error
 from tests.tui.test_cli_dev import _drive
+from tests.waiting import wait_until
 
 
 def fresh_clone(tmp_path: Path, name: str) -> pygit2.Repository:
@@ -71,16 +72,16 @@ def test_a_fresh_clone_stays_identical_while_watching(yard_stack: YardStack, pro
 
         write(clone, {"src/app.py": "print(2)\n", "src/new/mod.py": "y = 2\n", "cache.pyc": "ignored"})
         (clone / "README.md").rename(clone / "README.rst")
-        wait_until(lambda: same(clone, workspace), what="the edits to arrive")
+        wait_until(lambda: same(clone, workspace), message="the edits to arrive")
         commit_all(repo, "edits")
-        wait_until(lambda: remote_head(workspace) == ("main", str(repo.head.target)), what="the commit")
+        wait_until(lambda: remote_head(workspace) == ("main", str(repo.head.target)), message="the commit")
         checkout_branch(repo, "feature", create=True)
         write(clone, {f"gen/f{i}.txt": f"{i}\n" for i in range(200)})
         feature = commit_all(repo, "generated")
-        wait_until(lambda: same(clone, workspace) and remote_head(workspace) == ("feature", feature), what="feature")
+        wait_until(lambda: same(clone, workspace) and remote_head(workspace) == ("feature", feature), message="feature")
         checkout_branch(repo, "main")  # 200 files go away at once
         main = ("main", str(repo.head.target))
-        wait_until(lambda: same(clone, workspace) and remote_head(workspace) == main, what="main again")
+        wait_until(lambda: same(clone, workspace) and remote_head(workspace) == main, message="main again")
 
         # Frozen for a while (as a laptop asleep), with edits meanwhile: it catches up after.
         watch.send_signal(signal.SIGSTOP)
@@ -88,7 +89,7 @@ def test_a_fresh_clone_stays_identical_while_watching(yard_stack: YardStack, pro
         (clone / "src" / "lib.py").unlink()
         wait_until(lambda: not same(clone, workspace))
         watch.send_signal(signal.SIGCONT)
-        wait_until(lambda: same(clone, workspace), what="the catch-up")
+        wait_until(lambda: same(clone, workspace), message="the catch-up")
     finally:
         watch.send_signal(signal.SIGTERM)
         code = watch.wait(15)

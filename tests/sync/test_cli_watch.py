@@ -13,8 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.sync.conftest import YardStack
-from tests.sync.trees import repository, wait_until, write
+from tests.sync.trees import repository, write
 from tests.tui.test_cli import YARD, assert_one_sentence_error
+from tests.waiting import wait_until
 
 PYTEST_FILE = "def test_value():\n    assert open('value.txt').read().strip() == 'good'\n"
 

@@ -16,7 +16,8 @@ from sync.remote import DevserverUnavailable
 from sync.status import local_status
 from tests.compose.devserver_helpers import wait_for_state
 from tests.sync.conftest import AgentStack, Workspace
-from tests.sync.trees import snapshot, wait_until, write
+from tests.sync.trees import snapshot, write
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,7 +183,7 @@ def test_the_develop_server_going_away_mid_sync(workspace: Workspace, tmp_path: 
     pid = workspace.pid()
 
     def kill_when_some_arrived() -> None:
-        wait_until(lambda: len(list(workspace.path.glob("part*/blob.bin"))) >= 10, what="the first files")
+        wait_until(lambda: len(list(workspace.path.glob("part*/blob.bin"))) >= 10, message="the first files")
         os.kill(pid, signal.SIGKILL)
 
     killer = threading.Thread(target=kill_when_some_arrived)
@@ -197,7 +198,7 @@ def test_the_develop_server_going_away_mid_sync(workspace: Workspace, tmp_path: 
         assert path.read_bytes() == files[path.relative_to(workspace.path).as_posix()]
 
     wait_for_state(workspace.client, workspace.server_id, "running")  # the agent restarted it
-    wait_until(lambda: _answers(workspace), what="the restarted develop server to answer")
+    wait_until(lambda: _answers(workspace), message="the restarted develop server to answer")
     resumed = workspace.engine(root).sync()
     assert resumed.files <= len(files) - len(arrived) + 1, "what was confirmed is not sent again"
     # The file being written when the server died stays behind under its temporary name, which

@@ -17,7 +17,8 @@ from sync.live import LiveSync
 from sync.remote import RemoteWorkspace
 from sync.watcher import ChangeBatch, TreeWatcher, classify, slept
 from tests.sync.conftest import Workspace
-from tests.sync.trees import checkout_branch, commit_all, repository, snapshot, wait_until, write
+from tests.sync.trees import checkout_branch, commit_all, repository, snapshot, write
+from tests.waiting import wait_until
 
 
 class Collected:
@@ -48,7 +49,7 @@ def live(workspace: Workspace, root: Path) -> Iterator[Collected]:
     thread = threading.Thread(target=session.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        wait_until(lambda: bool(collected.reports), what="the first full sync")
+        wait_until(lambda: bool(collected.reports), message="the first full sync")
         yield collected
     finally:
         stop.set()
@@ -94,7 +95,7 @@ def test_every_kind_of_edit_reaches_the_workspace(workspace: Workspace, tmp_path
         (outside / "secret.txt").write_text("changed outside\n")
         (outside / "more.txt").write_text("new outside\n")
         (root / "sentinel").write_text("after the outside changes\n")
-        wait_until(lambda: (workspace.path / "sentinel").exists(), what="the sentinel")
+        wait_until(lambda: (workspace.path / "sentinel").exists(), message="the sentinel")
         shutil.rmtree(root / "pkg")  # a folder deleted
         in_sync(root, workspace)
     assert os.readlink(workspace.path / "link") == str(outside)
@@ -118,10 +119,10 @@ def test_a_branch_switch_with_hundreds_of_files(workspace: Workspace, tmp_path: 
         in_sync(root, workspace)
         checkout_branch(repo, "feature")
         in_sync(root, workspace)
-        wait_until(lambda: _remote_head(workspace) == ("feature", feature), what="the workspace branch")
+        wait_until(lambda: _remote_head(workspace) == ("feature", feature), message="the workspace branch")
         checkout_branch(repo, "main")
         in_sync(root, workspace)
-        wait_until(lambda: _remote_head(workspace) == ("main", str(repo.head.target)), what="main again")
+        wait_until(lambda: _remote_head(workspace) == ("main", str(repo.head.target)), message="main again")
     status = workspace.client.devserver_call(workspace.server_id, "GET", "/git/status")
     assert status["files"] == []
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -43,14 +42,6 @@ def snapshot(root: Path, leave_out: Callable[[str], bool] = lambda path: False) 
                 entries[rel] = ("file", digest, stat.S_IMODE(st.st_mode))
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
     return entries
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 15.0, what: str = "the condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s")
-        time.sleep(0.01)
 
 
 def write(root: Path, files: Mapping[str, str | bytes]) -> None:

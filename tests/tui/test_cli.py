@@ -7,11 +7,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.waiting import wait_until
 
 YARD = str(Path(sys.executable).parent / "yard")
 
@@ -55,14 +57,13 @@ def embedded(tmp_path: Path) -> Iterator[Path]:
 
 def test_up_status_and_down(embedded: Path) -> None:
     # The in-process agent registers just after the API answers (what `up --detach` waits for).
-    deadline = time.monotonic() + 15
-    while True:
-        status = yard("status", "--json")
-        assert status.returncode == 0, status.stderr
-        info = json.loads(status.stdout)
-        if info["agents"] or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    def status() -> dict[str, Any]:
+        shown = yard("status", "--json")
+        assert shown.returncode == 0, shown.stderr
+        return dict(json.loads(shown.stdout))
+
+    wait_until(lambda: status()["agents"], timeout=15, message="the agent to register")
+    info = status()
     assert info["status"] == "ok"
     assert info["database"]["backend"] == "sqlite"
     assert info["object_store"]["status"] == "ok"

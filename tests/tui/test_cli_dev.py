@@ -14,6 +14,7 @@ from pathlib import Path
 
 from compose.supervisor import pid_alive as _pid_alive
 from tests.tui.test_cli import YARD, assert_one_sentence_error, embedded, yard
+from tests.waiting import wait_until
 
 __all__ = ["embedded"]
 
@@ -155,15 +156,14 @@ def test_a_stack_started_with_signals_blocked_still_cancels_runs_and_stops(tmp_p
         assert yard("dev", "start", "-p", "demo").returncode == 0
         pids = _devserver_pids(data_dir)
         run = json.loads(yard("run", "-p", "demo", "--detach", "--json", "--", "sleep", "60").stdout)
-        deadline = time.monotonic() + 30
-        while json.loads(yard("runs", "show", str(run["id"]), "--json").stdout)["state"] != "running":
-            assert time.monotonic() < deadline, "the run never started"
-            time.sleep(0.2)
+
+        def state() -> str:
+            return str(json.loads(yard("runs", "show", str(run["id"]), "--json").stdout)["state"])
+
+        wait_until(lambda: state() == "running", timeout=30, message="the run to start")
         assert yard("runs", "cancel", str(run["id"])).returncode == 0
-        while (state := json.loads(yard("runs", "show", str(run["id"]), "--json").stdout)["state"]) == "running":
-            assert time.monotonic() < deadline, "the cancel never stopped the run"
-            time.sleep(0.2)
-        assert state == "cancelled"
+        wait_until(lambda: state() != "running", timeout=30, message="the cancel to stop the run")
+        assert state() == "cancelled"
     finally:
         assert yard("down", "--data-dir", str(data_dir)).returncode == 0
     assert pids and not any(_pid_alive(pid) for pid in pids)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from tests.tui.test_cli import YARD, assert_one_sentence_error, embedded, yard
+from tests.waiting import wait_until
 
 __all__ = ["embedded"]
 
@@ -46,10 +46,11 @@ def test_detach_list_show_logs_and_artifacts(embedded: Path, tmp_path: Path) -> 
     )
     run_id = str(created["id"])
     assert created["state"] == "queued"
-    deadline = time.monotonic() + 30
-    while json.loads(yard("runs", "show", run_id, "--json").stdout)["state"] != "succeeded":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_until(
+        lambda: json.loads(yard("runs", "show", run_id, "--json").stdout)["state"] == "succeeded",
+        timeout=30,
+        message=f"run {run_id} to succeed",
+    )
     assert yard("runs", "logs", run_id, "--tail", "2").stdout == "99\n100\n"
     assert yard("runs", "logs", run_id).stdout == "".join(f"{i}\n" for i in range(1, 101))
     assert yard("runs", "logs", run_id, "-f").stdout.endswith("100\n")
