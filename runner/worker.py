@@ -183,8 +183,15 @@ class Worker:
 
     def _complete(self, outcome: str, code: int, error: str | None, started_at: str, finished_at: str) -> int:
         if self.shipper.give_up_at is None:
-            # The command is done; shipping what is left waits out outages, but not forever.
-            self.shipper.give_up_at = time.monotonic() + float(self.spec.get("max_outage_s", SHIP_PATIENCE_S))
+            # The command is done; shipping what is left waits out outages, but not forever. A
+            # worker told to stop (SIGTERM) while its command was still running gets the grace
+            # period, as one told after the command ended does (see request_stop).
+            patience = (
+                self.spec.get("cancel_grace_s", 10.0)
+                if self.stop_reason == "cancel"
+                else self.spec.get("max_outage_s", SHIP_PATIENCE_S)
+            )
+            self.shipper.give_up_at = time.monotonic() + float(patience)
         self.spool.close()
         self.shipper.join()
         if self.shipper.error and self.shipper.offset < self.spool.size:
