@@ -110,6 +110,50 @@ def trigger_schedule(app: DevyardApp, schedule: Item, action_id: str) -> None:
     )
 
 
+def toggle_schedule(app: DevyardApp, schedule: Item, action_id: str) -> None:
+    """Pause ``schedule`` (after asking: ticks while paused are not caught up) or resume it."""
+    if not allowed(app, action_id):
+        return
+    name = str(schedule["name"])
+    if not schedule.get("enabled", True):
+        app.run_worker(_resume(app, name), group="schedule-resume")
+        return
+
+    async def act() -> str:
+        await app.client.update_schedule(name, enabled=False)
+        return f"Schedule {name} paused."
+
+    _confirm(
+        app,
+        f"Pause schedule {name}?",
+        "It fires nothing until resumed (p again); ticks missed meanwhile are not caught up.",
+        act,
+        "Pause",
+    )
+
+
+async def _resume(app: DevyardApp, name: str) -> None:
+    try:
+        await app.client.update_schedule(name, enabled=True)
+    except DevyardError as exc:
+        app.notify(str(exc), severity="error")
+        return
+    app.notify(f"Schedule {name} resumed: it fires from its next tick on.")
+
+
+def add_schedule(app: DevyardApp, project: str, action_id: str) -> None:
+    """The form for a new schedule; say what was added."""
+    if not allowed(app, action_id):
+        return
+    from tui.screens.new_schedule import NewScheduleScreen
+
+    def added(schedule: Item | None) -> None:
+        if schedule is not None:
+            app.notify(f"Schedule {schedule['name']} added for {schedule['project']}.")
+
+    app.push_screen(NewScheduleScreen(project=project), added)
+
+
 def open_shell(app: DevyardApp, server: Item, action_id: str) -> None:
     """Hand the terminal to ``yard dev shell`` for the server's project; come back when it exits."""
     if not allowed(app, action_id):

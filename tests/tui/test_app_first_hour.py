@@ -191,3 +191,105 @@ def test_last_activity_of_develop_servers_moves_without_a_refresh(
     asyncio.run(scenario())
     with agent_stack.client() as admin:
         admin.stop_devserver(int(server["id"]))
+
+
+def test_schedules_are_added_paused_and_resumed_from_the_tui(sqlite_stack: Stack) -> None:
+    from textual.widgets import Input
+
+    from tui.screens.confirm import ConfirmScreen
+    from tui.screens.new_schedule import NewScheduleScreen
+    from tui.widgets.schedules_table import SchedulesTable
+
+    with sqlite_stack.client() as admin:
+        admin.create_project("demo")
+
+    def field(app: object, name: str) -> Input:
+        return app.screen.query_one(f"#field-{name}", Input)  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        app = app_for(sqlite_stack)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: app.first_paint_at is not None)
+            await pilot.press("3")
+            hint = app.screen.query_one("#schedules-empty", EmptyHint)
+            assert "Press a to add one" in str(hint.render())
+            await pilot.press("a")
+            await wait_for(lambda: isinstance(app.screen, NewScheduleScreen))
+            field(app, "name").value = "nightly"
+            field(app, "cron").value = "99 2 * * *"
+            field(app, "command").value = "make test"
+            field(app, "project").value = "demo"
+            field(app, "timezone").value = "Europe/Berlin"
+            field(app, "name").focus()
+            await pilot.press("enter")
+            problem = app.screen.query_one("#problem-cron")
+            await wait_for(lambda: problem.has_class("-shown"))  # the API refusal, under its field
+            field(app, "cron").value = "30 2 * * *"
+            field(app, "cron").focus()
+            await pilot.press("enter")
+            table = app.screen_stack[0].query_one(SchedulesTable)
+            await wait_for(lambda: not isinstance(app.screen, NewScheduleScreen) and table.row_count == 1)
+            assert any("Schedule nightly added for demo" in note for note in notes(app))
+            with sqlite_stack.client() as admin:
+                created = admin.get_schedule("nightly")
+            assert (created["command"], created["timezone"], created["enabled"]) == (
+                ["make", "test"],
+                "Europe/Berlin",
+                True,
+            )
+
+            await pilot.press("p")  # pausing asks first
+            await wait_for(lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await wait_for(lambda: table.items.get(rows(table)[0], {}).get("enabled") is False)
+            assert "paused" in str(table.get_row_at(0)[3])
+            await pilot.press("p")  # resuming does not
+            await wait_for(lambda: table.items.get(rows(table)[0], {}).get("enabled") is True)
+            assert isinstance(app.screen, DashboardScreen)
+        with sqlite_stack.client() as admin:
+            assert admin.get_schedule("nightly")["enabled"] is True
+
+    asyncio.run(scenario())
+
+
+def test_the_artifacts_dialog_downloads_to_a_folder(
+    agent_stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from textual.widgets import DataTable, Static
+
+    from tui.screens.artifacts import ArtifactsScreen
+    from tui.widgets.prompt_bar import PromptBar
+
+    with agent_stack.client() as admin:
+        script = "echo made > report.txt; mkdir -p sub; echo deep > sub/b.txt"
+        run = admin.create_run("demo", ["sh", "-c", script], artifacts=["*.txt", "sub/*.txt"])
+        wait_for_run(admin, run["id"])
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    (here / "taken").write_text("a file\n")
+
+    async def scenario() -> None:
+        app = app_for(agent_stack)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: app.first_paint_at is not None)
+            app.show_artifacts(int(run["id"]))
+            await wait_for(lambda: isinstance(app.screen, ArtifactsScreen))
+            screen = app.screen
+            await wait_for(lambda: screen.query(DataTable) and screen.query_one(DataTable).row_count == 2)
+            hint = screen.query_one("#hint", Static)
+            assert "esc closes" in str(hint.render()) and "d downloads" in str(hint.render())
+            await pilot.press("d")
+            prompt = screen.query_one(PromptBar)
+            assert prompt.value == str(here)  # the current folder unless another is typed
+            await pilot.press("enter")
+            await wait_for(lambda: (here / "sub" / "b.txt").exists() and "Saved 2" in str(hint.render()))
+            assert (here / "report.txt").read_text() == "made\n"
+            await pilot.press("d")
+            prompt.value = str(here / "taken")
+            await pilot.press("enter")
+            await wait_for(lambda: "is a file, not a folder" in str(hint.render()))
+            await pilot.press("escape")
+            assert not isinstance(app.screen, ArtifactsScreen)
+
+    asyncio.run(scenario())

@@ -1,7 +1,10 @@
-"""A run's artifacts: path, size and SHA-256 (``yard runs artifacts RUN --download DIR`` saves them)."""
+"""A run's artifacts: path, size and SHA-256; ``d`` saves them into a folder (the current one
+unless another is typed), as ``yard runs artifacts RUN --download DIR`` does."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -11,8 +14,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from control.client import DevyardError
+from control.client import ControlClient, DevyardError
+from tui.artifact_save import SaveRefused, save_artifacts
 from tui.screens.base import YardModal
+from tui.widgets.prompt_bar import PromptBar
 
 
 def size_text(size: int) -> str:
@@ -39,6 +44,7 @@ class ArtifactsScreen(YardModal[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "close", "Close"),
+        Binding("d", "download", "Download"),
         Binding("y", "copy_path", "Copy path"),
         Binding("j", "cursor('down')", show=False),
         Binding("k", "cursor('up')", show=False),
@@ -47,12 +53,15 @@ class ArtifactsScreen(YardModal[None]):
     def __init__(self, run_id: int) -> None:
         super().__init__()
         self.run_id = run_id
+        self.artifacts: list[dict[str, Any]] = []
+        """The run's artifacts, once loaded."""
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(f"Artifacts of run {self.run_id}", id="title")
             yield DataTable(cursor_type="row", zebra_stripes=True)
-            yield Static(f"Loading… · save them with: yard runs artifacts {self.run_id} --download DIR", id="hint")
+            yield Static("Loading… · esc closes", id="hint")
+            yield PromptBar(id="download-folder")
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -68,6 +77,7 @@ class ArtifactsScreen(YardModal[None]):
         except DevyardError as exc:
             hint.update(str(exc))
             return
+        self.artifacts = artifacts
         table = self.query_one(DataTable)
         for artifact in artifacts:
             table.add_row(
@@ -77,16 +87,48 @@ class ArtifactsScreen(YardModal[None]):
                 Text(str(artifact.get("created_at", ""))[:19].replace("T", " ")),
                 key=str(artifact["path"]),
             )
-        count = len(artifacts)
-        hint.update(
-            f"{count} artifact(s) · y copies the path · save them with: yard runs artifacts {self.run_id} --download DIR"
-            if count
-            else "This run has no artifacts (start it with --artifact GLOB to keep files)."
-        )
+        hint.update(self._hint())
+
+    def _hint(self) -> str:
+        if not self.artifacts:
+            return "This run has no artifacts (start it with --artifact GLOB to keep files) · esc closes"
+        return f"{len(self.artifacts)} artifact(s) · d downloads them to a folder · y copies the path · esc closes"
 
     def action_close(self) -> None:
         self.dismiss(None)
 
+    def action_download(self) -> None:
+        if not self.artifacts:
+            self.notify("This run has no artifacts to download.", severity="warning")
+            return
+        self.query_one(PromptBar).ask(
+            "download", str(Path.cwd()), "folder to save the artifacts in — enter saves, esc cancels"
+        )
+
+    def on_prompt_bar_answered(self, event: PromptBar.Answered) -> None:
+        if event.kind == "download":
+            self.download(event.value.strip() or str(Path.cwd()))
+
+    @work(exclusive=True, group="download")
+    async def download(self, folder: str) -> None:
+        """Save every artifact under ``folder``, in a thread (files may be big)."""
+        hint = self.query_one("#hint", Static)
+        hint.update(f"Downloading {len(self.artifacts)} artifact(s) to {folder}…")
+        profile = self.yard.profile
+
+        def save() -> list[Path]:
+            with ControlClient(profile.url, profile.token) as client:
+                return save_artifacts(client, self.run_id, self.artifacts, Path(folder))
+
+        try:
+            written = await asyncio.to_thread(save)
+        except SaveRefused as exc:
+            hint.update(f"{exc} · {self._hint()}")
+            self.notify(str(exc), severity="error")
+            return
+        where = Path(folder).expanduser().resolve()
+        hint.update(f"Saved {len(written)} artifact(s) in {where} · {self._hint()}")
+        self.notify(f"Saved {len(written)} artifact(s) in {where}.")
     def action_cursor(self, direction: str) -> None:
         table = self.query_one(DataTable)
         table.action_cursor_down() if direction == "down" else table.action_cursor_up()

@@ -41,12 +41,13 @@ FILTER_HINT_OTHERS = "filter this tab: words every row must contain — enter ke
 EMPTY_KEYS = {
     "devservers": ("devservers.start", "start one for a project"),
     "runs": ("dashboard.new_run", "start one"),
+    "schedules": ("schedules.add", "add one"),
 }
 """The key that makes a table's first row, and what it does."""
 EMPTY_COMMANDS = {
     "devservers": "`yard dev start` in your project's folder.",
     "runs": "`yard run -- make test` in your project's folder.",
-    "schedules": "`yard schedule add nightly --cron '0 2 * * *' -- make test` to run a command on a schedule.",
+    "schedules": "`yard schedule add nightly --cron '0 2 * * *' -- make test`.",
     "agents": "`yard up` (it runs one), or `yard agent` on the machine that should run the work.",
 }
 """The CLI command that makes a table's first row (the hint of an empty table)."""
@@ -430,6 +431,16 @@ class DashboardScreen(YardScreen[None]):
     def action_trigger_schedule(self) -> None:
         if (schedule := self._selected(SchedulesTable, "schedule")) is not None:
             operations.trigger_schedule(self.yard, schedule, "schedules.trigger")
+
+    def action_toggle_schedule(self) -> None:
+        if (schedule := self._selected(SchedulesTable, "schedule")) is not None:
+            operations.toggle_schedule(self.yard, schedule, "schedules.pause")
+
+    def action_add_schedule(self) -> None:
+        selected = self.query_one(SchedulesTable).selected
+        operations.add_schedule(
+            self.yard, str(selected["project"]) if selected else self.yard.local_project, "schedules.add"
+        )
 
     @on(DataTable.RowSelected)
     def _row_clicked(self, event: DataTable.RowSelected) -> None:
