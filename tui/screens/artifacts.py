@@ -129,6 +129,7 @@ class ArtifactsScreen(YardModal[None]):
         where = Path(folder).expanduser().resolve()
         hint.update(f"Saved {len(written)} artifact(s) in {where} · {self._hint()}")
         self.notify(f"Saved {len(written)} artifact(s) in {where}.")
+
     def action_cursor(self, direction: str) -> None:
         table = self.query_one(DataTable)
         table.action_cursor_down() if direction == "down" else table.action_cursor_up()

@@ -10,7 +10,6 @@ from textual import work
 from control.client import ApiError, DevyardError
 from tui.screens.form import FieldProblem, FormField, FormScreen
 
-
 ABOUT = (("cron", "cron"), ("timezone", "timezone"), ("environment", "environment"), ("project", "project"))
 """Which field an API refusal is about, by a word of its sentence (first match wins)."""
 
