@@ -3,16 +3,21 @@
 The command runs as the leader of a new session, so a timeout, a client hang-up or a server
 shutdown can stop everything it started. Output is framed as it arrives (no waiting for exit);
 when the client reads slower than the command writes, the pipes are paused instead of buffering
-without limit.
+without limit. With ``tty`` the command's stdout and stderr are one pseudo-terminal of the given
+size (output processing off, so the bytes are the command's), framed as stdout. ``stdin_b64``
+(or ``stdin`` text) is written to the command's stdin, which is then closed (EOF).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
 import os
 import subprocess
+import termios
 import time
 
 from starlette.requests import Request
@@ -21,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from devserver import frames
-from devserver.payload import json_object, number, text, text_list, text_map
+from devserver.payload import bad_request, json_object, number, text, text_list, text_map
 from devserver.processes import KILL_GRACE_S, Sessions
 from devserver.responses import ApiError, wait_for_disconnect
 from devserver.state import ServerState
@@ -67,22 +72,57 @@ class ExecApi:
             cwd=cwd,
             env=self.state.child_environment(text_map(body, "env")),
             timeout_s=number(body, "timeout_s"),
-            stdin=text(body, "stdin"),
+            stdin=_stdin(body),
+            tty=_tty(body),
         )
         return ExecResponse(self.state, command)
+
+
+def _stdin(body: dict[str, object]) -> bytes | None:
+    encoded = text(body, "stdin_b64")
+    if encoded is not None:
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise bad_request("'stdin_b64' is not valid base64.") from None
+    plain = text(body, "stdin")
+    return plain.encode("utf-8") if plain is not None else None
+
+
+def _tty(body: dict[str, object]) -> tuple[int, int] | None:
+    """``(rows, columns)`` of the pseudo-terminal asked for, or None."""
+    tty = body.get("tty")
+    if tty is None or tty is False:
+        return None
+    if tty is True:
+        return 40, 120
+    if not isinstance(tty, dict) or not all(
+        isinstance(tty.get(key), int) and not isinstance(tty.get(key), bool) and 1 <= tty[key] <= 1000
+        for key in ("cols", "rows")
+    ):
+        raise bad_request('\'tty\' must be true or {"cols": 1-1000, "rows": 1-1000}.')
+    return int(tty["rows"]), int(tty["cols"])
 
 
 class Command:
     """What to run."""
 
     def __init__(
-        self, argv: list[str], cwd: str, env: dict[str, str], timeout_s: float | None, stdin: str | None
+        self,
+        argv: list[str],
+        cwd: str,
+        env: dict[str, str],
+        timeout_s: float | None,
+        stdin: bytes | None,
+        tty: tuple[int, int] | None = None,
     ) -> None:
         self.argv = argv
         self.cwd = cwd
         self.env = env
         self.timeout_s = timeout_s
         self.stdin = stdin
+        self.tty = tty
+        """``(rows, columns)`` of a pseudo-terminal for stdout and stderr, or None for two pipes."""
 
 
 class OutputFramer(asyncio.SubprocessProtocol):
@@ -96,6 +136,8 @@ class OutputFramer(asyncio.SubprocessProtocol):
         self.client_gone = False
         self.open_pipes = 2
         self.transport: asyncio.SubprocessTransport | None = None
+        self.terminal: asyncio.ReadTransport | None = None
+        """The pseudo-terminal's master when the command has one (its output arrives there)."""
         self._paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -136,13 +178,38 @@ class OutputFramer(asyncio.SubprocessProtocol):
     def _set_paused(self, paused: bool) -> None:
         self._paused = paused
         assert self.transport is not None
-        for fd in (1, 2):
-            pipe = self.transport.get_pipe_transport(fd)
+        pipes = [self.transport.get_pipe_transport(fd) for fd in (1, 2)] + [self.terminal]
+        for pipe in pipes:
             if isinstance(pipe, asyncio.ReadTransport) and not pipe.is_closing():
                 if paused:
                     pipe.pause_reading()
                 else:
                     pipe.resume_reading()
+
+
+class TerminalOutput(asyncio.Protocol):
+    """The master side of the command's pseudo-terminal, fed to the framer as stdout. Reading it
+    fails with EIO once every holder of the terminal closed it: that is its end of output."""
+
+    def __init__(self, framer: OutputFramer) -> None:
+        self.framer = framer
+
+    def data_received(self, data: bytes) -> None:
+        self.framer.pipe_data_received(1, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.framer.pipe_connection_lost(1, None)
+
+
+def open_terminal(rows: int, cols: int) -> tuple[int, int]:
+    """``(master, slave)`` of a pseudo-terminal of that size, output processing off (no
+    ``\\n`` → ``\\r\\n``: the bytes the command writes are the bytes sent)."""
+    master, slave = os.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~(termios.OPOST | termios.ONLCR)
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    termios.tcsetwinsize(slave, (rows, cols))
+    return master, slave
 
 
 class ExecResponse(Response):
@@ -171,29 +238,39 @@ class ExecResponse(Response):
     async def _run(self, receive: Receive, send: Send) -> int:
         loop = asyncio.get_running_loop()
         command = self.command
+        master, slave = open_terminal(*command.tty) if command.tty else (None, None)
+        env = {**command.env, "TERM": command.env.get("TERM", "xterm-256color")} if command.tty else command.env
         try:
             transport, framer = await loop.subprocess_exec(
                 OutputFramer,
                 *command.argv,
                 cwd=command.cwd,
-                env=command.env,
+                env=env,
                 stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=slave if slave is not None else subprocess.PIPE,
+                stderr=slave if slave is not None else subprocess.PIPE,
                 start_new_session=True,
             )
         except FileNotFoundError:
+            _close(master)
             await _send_error(send, f"Command not found: {command.argv[0]}.")
             return EXIT_NOT_FOUND
         except OSError as exc:
+            _close(master)
             await _send_error(send, f"Cannot run {command.argv[0]}: {exc.strerror or exc}.")
             return EXIT_CANNOT_RUN
+        finally:
+            _close(slave)
+        if master is not None:
+            framer.open_pipes = 1
+            reader = os.fdopen(master, "rb", buffering=0)
+            framer.terminal, _ = await loop.connect_read_pipe(lambda: TerminalOutput(framer), reader)
         sid = transport.get_pid()
         self.state.sessions.add(sid)
         if command.stdin is not None:
             stdin = transport.get_pipe_transport(0)
             assert isinstance(stdin, asyncio.WriteTransport)
-            stdin.write(command.stdin.encode("utf-8"))
+            stdin.write(command.stdin)
             stdin.write_eof()
         watcher = asyncio.ensure_future(_set_on_disconnect(receive, framer))
         try:
@@ -209,6 +286,8 @@ class ExecResponse(Response):
             watcher.cancel()
         self.state.sessions.discard(sid)
         transport.close()
+        if framer.terminal is not None:
+            framer.terminal.close()
         code = transport.get_returncode()
         if timed_out:
             # Said in words: exit code 124 alone looked like the command's own failure.
@@ -267,6 +346,13 @@ async def _close_after_exit(transport: asyncio.SubprocessTransport, framer: Outp
             await framer.exit_event.wait()
     sessions.discard(transport.get_pid())
     transport.close()
+    if framer.terminal is not None:
+        framer.terminal.close()
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
 
 
 async def _send_error(send: Send, message: str) -> None:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import errno
 import os
 import select
+import termios
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from control.logformat import MERGED, encode_lines, encode_partial
 
@@ -26,6 +28,30 @@ READ_SIZE = 256 * 1024
 PARTIAL_HOLD_S = 0.1
 MAX_PENDING = 64 * 1024
 MASK = b"***"
+
+
+def open_channel(tty: dict[str, Any] | None) -> tuple[int, int]:
+    """``(read end, write end)`` of the one channel the command writes stdout and stderr to.
+
+    Without ``tty``: a pipe. With ``tty`` (``{"cols": C, "rows": R}``): a pseudo-terminal of
+    that window size whose output processing is off (``OPOST``), so ``\\n`` is not turned into
+    ``\\r\\n`` and the stored bytes are the command's. It is not made the controlling terminal
+    and stdin stays ``/dev/null``: nobody can type into a run, so a program that opens
+    ``/dev/tty`` to ask something fails at once instead of waiting forever.
+    """
+    if not tty:
+        return os.pipe()
+    master, slave = os.openpty()
+    try:
+        attrs = termios.tcgetattr(slave)
+        attrs[1] &= ~(termios.OPOST | termios.ONLCR)
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        termios.tcsetwinsize(slave, (int(tty.get("rows", 40)), int(tty.get("cols", 120))))
+    except BaseException:
+        os.close(master)
+        os.close(slave)
+        raise
+    return master, slave
 
 
 class SecretMasker:

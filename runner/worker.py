@@ -28,7 +28,7 @@ from typing import Any
 
 from control.clock import utcnow
 from control.workerclient import Refused, Transient, WorkerApi
-from runner.capture import OutputReader
+from runner.capture import OutputReader, open_channel
 from runner.orphans import forget_command, record_command
 from runner.scratch import remove_run_folder
 from runner.shipper import Shipper
@@ -47,6 +47,12 @@ def command_env(spec: dict[str, Any]) -> dict[str, str]:
     env["DEVYARD_RUN_ID"] = str(spec["id"])
     env["DEVYARD_PROJECT"] = str(spec.get("project") or "")
     env["DEVYARD_ATTEMPT"] = str(spec.get("attempt", 1))
+    if spec.get("tty"):
+        # A terminal with no keyboard: colours on, pagers that would wait for a key off.
+        if env.get("TERM", "dumb") == "dumb":
+            env["TERM"] = "xterm-256color"
+        env.setdefault("PAGER", "cat")
+        env.setdefault("GIT_PAGER", "cat")
     # The worker starts in the run's code folder (its checkout, or the workspace).
     return with_tools(env, Path.cwd())
 
@@ -111,9 +117,9 @@ class Worker:
             folder = self.spec.get("code_folder")
             if folder and not cwd.resolve().is_relative_to(Path(folder).resolve()):
                 raise FileNotFoundError(f"working directory {cwd} is outside the run's code folder {folder}")
-            read_end, write_end = os.pipe()
+            read_end, write_end = open_channel(self.spec.get("tty"))
             try:
-                # One pipe for both streams: the kernel orders the command's writes, two pipes
+                # One channel for both streams: the kernel orders the command's writes, two pipes
                 # read by two threads did not (an error printed last was stored first).
                 self.child = subprocess.Popen(
                     self.spec["command"],

@@ -31,6 +31,13 @@ class RunCreate(Strict):
     in_devserver: bool | None = None
     """Run in the caller's develop server workspace for the project: true requires a running
     one, false never uses it, unset uses it when one is running."""
+    tty: bool = False
+    """Give the command a pseudo-terminal (order as a terminal shows it, colours, progress
+    bars) instead of one pipe; its output is stored unchanged either way."""
+    tty_cols: Annotated[int, Field(ge=10, le=1000)] = 120
+    """Window width of the pseudo-terminal (with ``tty``)."""
+    tty_rows: Annotated[int, Field(ge=2, le=1000)] = 40
+    """Window height of the pseudo-terminal (with ``tty``)."""
 
     @field_validator("cwd")
     @classmethod
@@ -91,6 +98,8 @@ class RunOut(BaseModel):
     log_bytes: int
     log_lines: int
     artifact_globs: list[str]
+    tty: bool = False
+    """Whether the command had a pseudo-terminal."""
 
 
 class ArtifactOut(BaseModel):

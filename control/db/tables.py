@@ -181,6 +181,9 @@ class Run(SQLModel, table=True):
     max_retries: int = 0
     timeout_s: int | None = None
     artifact_globs: list[str] = Field(default_factory=list, sa_type=JSON)
+    # The command gets a pseudo-terminal of this size (``--tty``) instead of one pipe.
+    tty_cols: int | None = None
+    tty_rows: int | None = None
     exit_code: int | None = None
     error: str | None = Field(default=None, max_length=2000)
     agent_id: int | None = Field(default=None, foreign_key="agents.id")

@@ -36,6 +36,8 @@ class RunRequest:
     schedule_id: int | None = None
     tick_id: int | None = None
     devserver_id: int | None = None
+    tty: tuple[int, int] | None = None
+    """``(columns, rows)`` of the pseudo-terminal the command gets; None: one pipe."""
 
 
 def _existing(session: Session, user_id: int, key: str) -> Run | None:
@@ -70,6 +72,8 @@ def create_run(
         schedule_id=request.schedule_id,
         tick_id=request.tick_id,
         devserver_id=request.devserver_id,
+        tty_cols=request.tty[0] if request.tty else None,
+        tty_rows=request.tty[1] if request.tty else None,
         attempt=attempt,
         retry_of_id=retry_of,
         state=states.QUEUED,
@@ -104,6 +108,8 @@ def queue_retry(session: Session, failed: Run) -> Run | None:
         timeout_s=failed.timeout_s,
         max_retries=failed.max_retries,
         artifact_globs=failed.artifact_globs,
+        tty_cols=failed.tty_cols,
+        tty_rows=failed.tty_rows,
         trigger="retry",
         trigger_info={"retry_of": failed.id, **{k: v for k, v in failed.trigger_info.items() if k != "retry_of"}},
         attempt=failed.attempt + 1,

@@ -49,6 +49,7 @@ def run_out(run: Run, project: str, environment: str | None, user: str) -> RunOu
         log_bytes=run.log_bytes,
         log_lines=run.log_lines,
         artifact_globs=run.artifact_globs,
+        tty=run.tty_cols is not None,
     )
 
 

@@ -129,3 +129,47 @@ def test_a_100_mb_line_without_newline(run_stack: Stack, tmp_path: Path) -> None
     assert all(not r.complete for r in records) and max(len(r.text) for r in records) <= 64 * 1024
     # A worker starts at ~25 MiB; holding the line would take 100 MiB more.
     assert 0 < peak < 60 * 1024, f"worker peak RSS {peak} KiB"
+
+
+TTY_SCRIPT = (
+    "import os, sys\n"
+    "print('stdout is a tty' if os.isatty(1) else 'stdout is not a tty')\n"
+    "if os.isatty(1):\n"
+    "    print('size', os.get_terminal_size(1).columns, os.get_terminal_size(1).lines)\n"
+    "print('colour terminal', os.environ.get('TERM', 'dumb') != 'dumb')\n"
+    "for i in range(3):\n"
+    "    print(f'out {i}')\n"
+    "    sys.stderr.write(f'err {i}\\n')\n"
+    "sys.stdout.write('a\\r\\nb\\rc\\x1b[31mred\\x1b[0m\\n\\xff no newline')\n"
+)
+
+
+def test_tty_runs_get_a_terminal_and_keep_its_order_and_bytes(run_stack: Stack) -> None:
+    """Under --tty Python line-buffers stdout as on a terminal, so print() and an unflushed
+    stderr write alternate; the bytes are stored unchanged (no \\n -> \\r\\n)."""
+    final, blob = run_and_read(run_stack, [PY, "-c", TTY_SCRIPT], tty=True, tty_cols=100, tty_rows=30)
+    assert final["state"] == "succeeded" and final["tty"] is True
+    assert raw_output(blob) == (
+        b"stdout is a tty\nsize 100 30\ncolour terminal True\n"
+        b"out 0\nerr 0\nout 1\nerr 1\nout 2\nerr 2\n"
+        b"a\r\nb\rc\x1b[31mred\x1b[0m\n\xc3\xbf no newline"
+    )
+    plain, blob = run_and_read(run_stack, [PY, "-c", TTY_SCRIPT])
+    assert plain["tty"] is False
+    assert raw_output(blob).startswith(b"err 0\nerr 1\nerr 2\nstdout is not a tty\n")
+
+
+def test_tty_output_is_byte_identical_to_the_file(run_stack: Stack, tmp_path: Path) -> None:
+    """What a command writes on the terminal is stored byte for byte: 200,000 lines, binary
+    bytes, carriage returns, no final newline."""
+    script = (
+        "import sys\n"
+        "out = sys.stdout.buffer\n"
+        "for i in range(200000):\n"
+        "    out.write(b'%07d \\x00\\x01\\xfe\\r progress\\n' % i)\n"
+        "out.write(b'tail without newline')\n"
+    )
+    command = [PY, "-c", script]
+    final, blob = run_and_read(run_stack, command, tty=True)
+    assert final["state"] == "succeeded"
+    assert raw_output(blob) == into_file(command, tmp_path)

@@ -21,8 +21,16 @@ YARD = str(Path(sys.executable).parent / "yard")
 def yard(
     *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
+    # No input: stdin is /dev/null, not the test runner's (`yard dev exec` forwards a piped stdin).
+    stdin = subprocess.DEVNULL if input is None else None
     return subprocess.run(
-        [YARD, *args], capture_output=True, text=True, input=input, timeout=timeout, env={**os.environ, **(env or {})}
+        [YARD, *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        stdin=stdin,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 

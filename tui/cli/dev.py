@@ -241,18 +241,33 @@ def exec_command(
     project: ProjectOption = None,
     cwd: Annotated[str | None, typer.Option("--cwd", help="Working directory inside the workspace.")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", min=0.1, help="Stop the command after SECONDS.")] = None,
+    tty: Annotated[
+        bool, typer.Option("--tty", help="Give the command a pseudo-terminal (colours, progress bars, line buffering).")
+    ] = False,
+    no_stdin: Annotated[
+        bool, typer.Option("--no-stdin", "-n", help="Do not forward stdin (it is forwarded when not a terminal).")
+    ] = False,
 ) -> None:
-    """Run COMMAND in your develop server's workspace; its output streams here, its exit code is yours."""
+    """Run COMMAND in your develop server's workspace; its output streams here, its exit code is yours.
+
+    stdin is forwarded when it is not a terminal (`echo hi | yard dev exec -- cat`); its end closes
+    the command's stdin."""
     from devserver.frames import FrameDecoder
+    from tui.cli.closed_pipe import exit_quietly, watch_stdout
+    from tui.cli.exec_request import StdinTooLarge, exec_body
 
     if not command or not command[0].strip():
         fail("Give the command to run after --, e.g. `yard dev exec -- ls -la`.")
     code: int | None = None
     with state.client() as client:
         server = running_server(client, project)
-        body = {"argv": command, "cwd": cwd, "timeout_s": timeout}
+        try:
+            body = exec_body(command, cwd, timeout, tty, not no_stdin)
+        except StdinTooLarge as exc:
+            fail(str(exc))
         decoder = FrameDecoder()
         out, err = sys.stdout.buffer, sys.stderr.buffer
+        watch_stdout()  # `yard dev exec ... | head -1`: leave when the reader does (the command is stopped)
         try:
             for piece in client.devserver_stream(int(server["id"]), "POST", "/exec", json=body):
                 for frame in decoder.feed(piece):
@@ -270,6 +285,8 @@ def exec_command(
         except KeyboardInterrupt:
             # Closing the stream makes the develop server stop the command's process group.
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            exit_quietly()
     if code is None:
         errors.print("The connection to the develop server was lost before the command finished.", highlight=False)
         raise typer.Exit(CONNECTION_LOST)

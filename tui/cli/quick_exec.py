@@ -12,12 +12,12 @@ from tui.cli.quick import CONNECTION_LOST, Http, Refused, parse, profile, read_j
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from typing import Any
 
 # The exec frame header of devserver/frames.py (kind byte + big-endian length), decoded here
 # without that module's dataclass import.
 FRAME = struct.Struct(">cI")
 OPTIONS = {"-p": "project", "--project": "project", "--cwd": "cwd", "--timeout": "timeout"}
+FLAGS = {"--tty": "tty", "--no-stdin": "no_stdin", "-n": "no_stdin"}
 
 
 def frames(stream: Iterator[bytes]) -> Iterator[tuple[bytes, bytes]]:
@@ -34,7 +34,7 @@ def frames(stream: Iterator[bytes]) -> Iterator[tuple[bytes, bytes]]:
 
 
 def run(args: list[str]) -> int | None:
-    parsed = parse(args, OPTIONS)
+    parsed = parse(args, OPTIONS, FLAGS)
     if parsed is None:
         return None
     options, command = parsed
@@ -61,28 +61,40 @@ def run(args: list[str]) -> int | None:
         raise Refused(
             f"Your develop server for project {project} {state_text}; start it with `yard dev start -p {project}`."
         )
-    body: dict[str, Any] = {"argv": command, "cwd": options.get("cwd")}
+    timeout_s = None
     if "timeout" in options:
         try:
-            body["timeout_s"] = float(options["timeout"])
+            timeout_s = float(options["timeout"])
         except ValueError:
             return None
+    from tui.cli.exec_request import StdinTooLarge, exec_body
+
+    try:
+        body = exec_body(command, options.get("cwd"), timeout_s, "tty" in options, "no_stdin" not in options)
+    except StdinTooLarge as exc:
+        raise Refused(str(exc)) from None
     status, stream = http.request("POST", f"/devservers/{server['id']}/exec", json.dumps(body).encode(), stream=True)
     if status >= 400:
         read_json(status, stream)
+    from tui.cli.closed_pipe import exit_quietly, watch_stdout
+
+    watch_stdout()  # `yard dev exec ... | head -1`: leave when the reader does (the command is stopped)
     out, err = sys.stdout.buffer, sys.stderr.buffer
-    for kind, payload in frames(stream):
-        if kind == b"o":
-            out.write(payload)
-            out.flush()
-        elif kind == b"e":
-            err.write(payload)
-            err.flush()
-        elif kind == b"!":
-            err.write(b"error: " + payload + b"\n")
-            err.flush()
-        elif kind == b"x":
-            return int(payload)
+    try:
+        for kind, payload in frames(stream):
+            if kind == b"o":
+                out.write(payload)
+                out.flush()
+            elif kind == b"e":
+                err.write(payload)
+                err.flush()
+            elif kind == b"!":
+                err.write(b"error: " + payload + b"\n")
+                err.flush()
+            elif kind == b"x":
+                return int(payload)
+    except BrokenPipeError:
+        exit_quietly()
     raise Refused("The connection to the develop server was lost before the command finished.", CONNECTION_LOST)
 
 

@@ -1,6 +1,6 @@
 """`yard run` on the standard-library fast path (see :mod:`tui.cli.quick`).
 
-Covers ``yard run [-p P] [-e E] [--timeout S] [--cwd D] [--in-devserver|--no-devserver] -- CMD``:
+Covers ``yard run [-p P] [-e E] [--timeout S] [--cwd D] [--in-devserver|--no-devserver] [--tty] [--raw] -- CMD``:
 create the run, follow its log as a binary frame stream, print it byte for byte and exit with the
 run's exit code — what the full command does, without ~0.25 s of imports in front of every run.
 Ctrl-C hands over to the full CLI, which asks whether to cancel the run or detach.
@@ -30,7 +30,7 @@ OPTIONS = {
     "--timeout": "timeout",
     "--cwd": "cwd",
 }
-FLAGS = {"--in-devserver": "devserver", "--no-devserver": "devserver"}
+FLAGS = {"--in-devserver": "devserver", "--no-devserver": "devserver", "--tty": "tty", "--raw": "raw"}
 FOLLOW_RETRY_S = 30.0
 
 
@@ -101,6 +101,9 @@ def run(args: list[str]) -> int | None:
         body["cwd"] = options["cwd"]
     if "devserver" in options:
         body["in_devserver"] = options["devserver"] == "--in-devserver"
+    from tui.cli.logs import LogPrinter, renders, tty_fields
+
+    body.update(tty_fields("tty" in options))
     if "timeout" in options:
         if not options["timeout"].isdigit() or int(options["timeout"]) < 1:
             return None  # the full CLI words the bad value
@@ -115,10 +118,11 @@ def run(args: list[str]) -> int | None:
                 f"Project {project} does not exist; create it with `yard projects add {project}` or pass --project."
             ) from None
         raise
-    from tui.cli.logs import LogPrinter
+    from tui.cli.closed_pipe import watch_stdout
 
     run_id = int(created["id"])
-    printer = LogPrinter()
+    printer = LogPrinter(render=renders("raw" in options))
+    watch_stdout()  # `yard run ... | head -1`: leave when the reader does; the run goes on
     try:
         final = follow(url, token, run_id, printer)
     except KeyboardInterrupt:

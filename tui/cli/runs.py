@@ -11,8 +11,9 @@ from typing import Annotated, Any
 import typer
 
 from control.client import ConnectionFailed, ControlClient, DevyardError, NotFound
+from tui.cli.closed_pipe import watch_stdout
 from tui.cli.context import default_project, state
-from tui.cli.logs import LogPrinter
+from tui.cli.logs import LogPrinter, renders, tty_fields
 from tui.cli.output import console, details, errors, fail, print_json, table
 from tui.cli.paging import collect
 from tui.cli.run_outcome import DETACHED_EXIT_CODE, exit_code_of, sentence, state_words
@@ -124,6 +125,13 @@ def run(
             help="Run in your develop server's workspace \\[default: when one is running for the project].",
         ),
     ] = None,
+    tty: Annotated[
+        bool,
+        typer.Option("--tty", help="Give the command a pseudo-terminal: colours, progress bars, a terminal's order."),
+    ] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Print the stored bytes untouched (the default when not on a terminal).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Start COMMAND as a run, follow its log, and exit with its exit code."""
@@ -143,6 +151,7 @@ def run(
                 idempotency_key=idempotency_key,
                 trigger="manual",
                 in_devserver=in_devserver,
+                **tty_fields(tty),
             )
         except NotFound as exc:
             if exc.message.startswith(f"Project {name} "):
@@ -152,7 +161,8 @@ def run(
         if detach:
             print_json(created) if as_json else console.print(f"Run {run_id} {state_words(created['state'])}.")
             return
-        printer = LogPrinter(timestamps=timestamps)
+        printer = LogPrinter(timestamps=timestamps, render=renders(raw))
+        watch_stdout()  # `yard run ... | head`: leave when the reader does; the run goes on
         while True:
             try:
                 final = _wait(client, run_id) if as_json else follow(client, run_id, printer)
@@ -250,12 +260,17 @@ def logs(
         bool, typer.Option("--timestamps", "-t", help="Prefix lines with the time they were printed.")
     ] = False,
     stream: Annotated[str, typer.Option("--stream", help="stdout, stderr or both.")] = "both",
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Print the stored bytes untouched (the default when not on a terminal).")
+    ] = False,
 ) -> None:
-    """Print a run's log (stdout lines to stdout, stderr lines to stderr)."""
+    """Print a run's log, in the order it was written (on a terminal, `\\r` rewrites show their final state)."""
     streams = {"stdout": "o", "stderr": "e", "both": "oe"}.get(stream)
     if streams is None:
         fail(f"--stream must be stdout, stderr or both, not '{stream}'.")
-    printer = LogPrinter(timestamps=timestamps, streams=streams)
+    printer = LogPrinter(timestamps=timestamps, streams=streams, render=renders(raw))
+    if follow_:
+        watch_stdout()  # `yard runs logs -f | head`: leave when the reader does; the run goes on
     with state.client() as client:
         blob, last_seq = client.read_logs(run_id, tail=tail)
         printer.write(blob)

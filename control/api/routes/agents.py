@@ -106,6 +106,7 @@ def run_spec(session: Session, run: Run, grace_s: float = 10.0) -> dict[str, Any
         "cancel_grace_s": grace_s,
         "workspace": server.workspace if server else None,
         "devserver_id": run.devserver_id,
+        "tty": {"cols": run.tty_cols, "rows": run.tty_rows or 40} if run.tty_cols else None,
     }
 
 

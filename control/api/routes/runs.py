@@ -85,6 +85,7 @@ def create(body: RunCreate, response: Response, session: DB, who: Writer, svc: S
         trigger_info=body.trigger_info,
         idempotency_key=body.idempotency_key,
         devserver_id=server.id if server else None,
+        tty=(body.tty_cols, body.tty_rows) if body.tty else None,
     )
     run, created = create_run(session, request)
     if not created:
