@@ -128,20 +128,30 @@ class LogPrinter:
                     self.lines += raw.count(b"\n")
                     self._at_line_start[fast] = True
                     return
+        # Records of one stream that follow each other are written as one piece, so a line
+        # stored in pieces (a progress bar that paused) is rendered in its final state.
+        run_stream, run_bytes = "", bytearray()
         for record in decode(blob):
             if record.stream != MERGED and record.stream not in self.streams:
                 continue
             self._note(record.stream)
-            target = self._err if record.stream == "e" else self._out
+            if record.stream != run_stream:
+                self._put(run_stream, bytes(run_bytes))
+                run_stream, run_bytes = record.stream, bytearray()
             if self.timestamps and self._at_line_start.get(record.stream, True):
                 stamp = datetime.fromtimestamp(record.ts_ms / 1000).strftime("%H:%M:%S.%f")[:-3]
-                target.write(f"{stamp} ".encode())
-            target.write(self._shown(record.stream, record.raw))
+                run_bytes += f"{stamp} ".encode()
+            run_bytes += record.raw
             self._at_line_start[record.stream] = record.complete
             self.lines += record.complete
+        self._put(run_stream, bytes(run_bytes))
         self._out.flush()
         if self._err is not self._out:
             self._err.flush()
+
+    def _put(self, stream: str, raw: bytes) -> None:
+        if raw:
+            (self._err if stream == "e" else self._out).write(self._shown(stream, raw))
 
     def _shown(self, stream: str, raw: bytes) -> bytes:
         return self._screens[stream].feed(raw) if self._screens is not None else raw
