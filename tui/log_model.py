@@ -7,6 +7,11 @@ line is decoded until it is shown. A million-line log costs its bytes plus a few
 index; searching it is ``bytes.find`` over the blocks, at C speed, with Python touching only the
 blocks that contain the needle.
 
+A line is what a terminal would show as one line: pieces of a line stored as partial records
+(a progress bar that paused, see ``control.logformat``) are joined into one line as they arrive,
+so ``\r`` rewrites show their final state instead of one row per piece. Until its newline comes,
+a line being drawn is the model's last line and is replaced as it grows (``generation`` moves).
+
 This module never imports Textual: the widget (``tui.widgets.log_view``) only reads from it.
 """
 
@@ -23,6 +28,9 @@ from typing import NamedTuple
 from control.logformat import is_merged
 
 BLOCK_BYTES = 64 * 1024
+JOIN_LIMIT = 256 * 1024
+"""A line stored in pieces is joined up to this size; beyond it, the pieces are rows of their own."""
+PARTIAL_TAGS = (b" M ", b" O ", b" E ")
 SPLIT_CACHE_BLOCKS = 48
 ERROR_PATTERN = re.compile(rb"(?i)\b(error|errors|exception|traceback|fatal|failed|failure|panic)\b")
 
@@ -72,6 +80,8 @@ class LogModel:
         self._byte_count = 0
         self._pending = b""
         self._split_cache: OrderedDict[tuple[int, int], list[bytes]] = OrderedDict()
+        self._open_line = False
+        """The last line is a partial record: the next records may continue it."""
         self.generation = 0
         """Bumped whenever existing lines change (not when lines are appended)."""
         if data:
@@ -91,6 +101,8 @@ class LogModel:
         if not data:
             return 0
         before = self._line_count
+        if self._open_line or any(tag in data for tag in PARTIAL_TAGS):
+            data = self._join(self._take_open_line() + data)
         pos = 0
         # Grow a small last block rather than keep many tiny ones (a followed log arrives in
         # small chunks); a block that changes drops its cached split and lowered copy.
@@ -100,7 +112,7 @@ class LogModel:
             self._blocks[last] += data
             self._line_count += added
             self._byte_count += len(data)
-            return added
+            return self._line_count - before
         while pos < len(data):
             cut = data.rfind(b"\n", pos, pos + BLOCK_BYTES) + 1
             if cut <= pos:
@@ -113,6 +125,52 @@ class LogModel:
             self._byte_count += len(block)
             pos = cut
         return self._line_count - before
+
+    def _take_open_line(self) -> bytes:
+        """Remove the last line when it is still being drawn, and return its framed record."""
+        if not self._open_line:
+            return b""
+        self._open_line = False
+        last = len(self._blocks) - 1
+        block = self._blocks[last]
+        start = block.rfind(b"\n", 0, len(block) - 1) + 1
+        self._blocks[last] = block[:start]
+        self._line_count -= 1
+        self._byte_count -= len(block) - start
+        if not self._blocks[last]:
+            self._blocks.pop()
+            self._lower.pop()
+            self._first_line.pop()
+        self.generation += 1
+        return block[start:]
+
+    def _join(self, data: bytes) -> bytes:
+        """``data`` with each partial record joined to the records that continue its line."""
+        out: list[bytes] = []
+        carry: tuple[bytes, bytes, bytearray] | None = None  # time, stream, text of an unfinished line
+        for raw in data.split(b"\n")[:-1]:
+            space = raw.find(b" ")
+            tag = raw[space + 1 : space + 2]
+            if space <= 0 or raw[space + 2 : space + 3] != b" ":
+                tag = b""
+            text = raw[space + 3 :]
+            if carry is not None and tag.lower() == carry[1] and len(carry[2]) + len(text) <= JOIN_LIMIT:
+                carry[2].extend(text)
+                if tag.islower():
+                    out.append(carry[0] + b" " + tag + b" " + bytes(carry[2]))
+                    carry = None
+                continue
+            if carry is not None:
+                out.append(carry[0] + b" " + carry[1].upper() + b" " + bytes(carry[2]))
+                carry = None
+            if tag.isupper():
+                carry = (raw[:space], tag.lower(), bytearray(text))
+            else:
+                out.append(raw)
+        if carry is not None:
+            out.append(carry[0] + b" " + carry[1].upper() + b" " + bytes(carry[2]))
+            self._open_line = len(carry[2]) < JOIN_LIMIT
+        return b"\n".join(out) + b"\n" if out else b""
 
     # ---------------------------------------------------------------- reading
 
@@ -295,3 +353,7 @@ class VisibleLines:
 
     def extend(self, indices: array[int]) -> None:
         self.indices.extend(indices)
+
+    def drop_from(self, index: int) -> None:
+        """Forget the lines from ``index`` on (they changed and are matched again)."""
+        del self.indices[bisect_right(self.indices, index - 1) :]

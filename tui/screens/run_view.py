@@ -126,13 +126,14 @@ class RunScreen(YardScreen[None]):
         header = self.query_one(RunHeader)
         async for item in self.source.follow():
             if isinstance(item, Appended):
-                if item.lines:
-                    self.log_view.lines_appended()
+                # Also with no new line: the line being drawn may have grown.
+                self.log_view.lines_appended()
                 if header.note:
                     header.note = ""
             elif isinstance(item, Ended):
                 header.note = ""
                 await self._refresh_run()
+                self.call_after_refresh(self._status)
             elif isinstance(item, Interrupted):
                 header.note = item.reason
 
@@ -178,7 +179,17 @@ class RunScreen(YardScreen[None]):
         self._status()
 
     def _status(self) -> None:
-        self.query_one(LogStatus).show(self.log_view, loading=self.loading_history)
+        ended = self.run is not None and self.run.get("state") in FINISHED and not self._following()
+        self.query_one(LogStatus).show(self.log_view, loading=self.loading_history, ended=ended)
+        # The header counts the lines on screen once the whole log is here (the API's count,
+        # updated only when the run's state changes, said 0 while 20 were shown).
+        header = self.query_one(RunHeader)
+        lines = len(self.log_view.model) if self.source.complete else None
+        if header.lines != lines:
+            header.lines = lines
+
+    def _following(self) -> bool:
+        return any(w.group == "run-follow" and w.is_running for w in self.workers)
 
     # ------------------------------------------------------------------ actions
 

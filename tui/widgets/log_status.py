@@ -27,11 +27,15 @@ class LogStatus(Widget):
     def render(self) -> Text:
         return self.text
 
-    def show(self, log: LogView, loading: bool = False) -> None:
+    def show(self, log: LogView, loading: bool = False, ended: bool = False) -> None:
+        """``ended``: the run is over and its whole log is here (nothing more to follow)."""
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append("● following" if log.follow else "‖ paused (end resumes)", style="bold" if log.follow else "")
+        if ended:
+            text.append("■ run ended", style="bold")
+        else:
+            text.append("● following" if log.follow else "‖ paused (end resumes)", style="bold" if log.follow else "")
         total = len(log.model)
-        text.append(f"  │  {total:,} lines")
+        text.append(f"  │  {total:,} line{'' if total == 1 else 's'}")
         if loading:
             text.append(" (loading older lines…)")
         if log.shown_lines is not None:

@@ -145,6 +145,7 @@ class LogView(ScrollView, can_focus=True):
         self._last_flush = 0.0
         self._style_set: LineStyles | None = None
         self._scanned = 0
+        self._model_generation = self.model.generation
 
     # ------------------------------------------------------------------ feeding
 
@@ -152,6 +153,7 @@ class LogView(ScrollView, can_focus=True):
         """Show another model (the full log replacing its tail): ``shift`` lines came before."""
         row = self.scroll_y
         self.model = model
+        self._model_generation = model.generation
         self._invalidate()
         self._refilter(keep_row=None if self.follow else row, shift=shift)
 
@@ -173,6 +175,14 @@ class LogView(ScrollView, can_focus=True):
     def _flush_appended(self) -> None:
         self._flush_pending = False
         self._last_flush = time.monotonic()
+        if self.model.generation != self._model_generation:
+            # The line being drawn (a progress bar) was replaced by its longer self.
+            self._model_generation = self.model.generation
+            self._scanned = min(self._scanned, max(len(self.model) - 1, 0))
+            if self.shown_lines is not None:
+                self.shown_lines.drop_from(self._scanned)
+            self._generation += 1
+            self._cache.clear()
         if self.shown_lines is not None:
             if self._active_filter():
                 self.shown_lines.extend(self.model.matching(self.filter_text, self.streams, self._scanned))

@@ -27,6 +27,8 @@ class RunHeader(Static):
     """The run as the API returns it (None while loading)."""
     note: reactive[str] = reactive("")
     """A short remark about the log stream (reconnecting, missing chunk)."""
+    lines: reactive[int | None] = reactive(None)
+    """Lines of the log as shown, once all of it is loaded; None uses the API's count."""
 
     def render(self) -> Text:
         run = self.run
@@ -57,7 +59,8 @@ class RunHeader(Static):
         third.append(f" · took {span(run_duration(run))}")
         third.append(" · exit ")
         third.append_text(exit_cell(run.get("exit_code"), colours))
-        third.append(f" · {int(run.get('log_lines') or 0):,} lines")
+        count = self.lines if self.lines is not None else int(run.get("log_lines") or 0)
+        third.append(f" · {count:,} line{'' if count == 1 else 's'}")
         if run.get("error"):
             third.append(f" · {run['error']}", style=colours["$error"])
         if self.note:
