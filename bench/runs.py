@@ -364,9 +364,43 @@ def timed_to_file(command: list[str], target: Path, env: dict[str, str] | None =
     return wall, children_cpu_s() - cpu, done.returncode
 
 
+def timed_on_pty(command: list[str], target: Path) -> float:
+    """Run the command on a bare pseudo-terminal (output processing off, as a run's) and copy
+    what it writes to ``target``: the floor of any capture through a terminal. Wall seconds."""
+    import termios
+
+    master, slave = os.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~(termios.OPOST | termios.ONLCR)
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    began = time.perf_counter()
+    child = subprocess.Popen(command, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    with open(target, "wb") as out:
+        while True:
+            try:
+                piece = os.read(master, 1 << 18)
+            except OSError:  # EIO: every holder of the terminal closed it
+                break
+            if not piece:
+                break
+            out.write(piece)
+    child.wait()
+    os.close(master)
+    return time.perf_counter() - began
+
+
 def bench_throughput(
-    stack: Stack, client: Any, project: str, command: list[str], repeats: int, scratch: Path, source: Path
+    stack: Stack,
+    client: Any,
+    project: str,
+    command: list[str],
+    repeats: int,
+    scratch: Path,
+    source: Path,
+    tty: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``tty``: `yard run --tty`; the peer also gets the command on a bare terminal."""
     from control.logformat import raw_output
 
     yard = str(Path(sys.executable).parent / "yard")
@@ -378,6 +412,7 @@ def bench_throughput(
     in_run: list[float] = []
     server_cpu: list[float] = []
     chunks: list[int] = []
+    on_pty: list[float] = []
     identical_stored, identical_stdout, identical_direct = True, True, True
     for i in range(repeats):
         path = scratch / f"direct-{i}.out"
@@ -390,10 +425,16 @@ def bench_throughput(
         identical_direct &= data == reference
         direct.append(wall)
         direct_cpu.append(cpu)
+        if tty:
+            path = scratch / f"pty-{i}.out"
+            on_pty.append(timed_on_pty(command, path))
+            identical_direct &= path.read_bytes() == reference
+            path.unlink()
 
         path = scratch / f"yard-{i}.out"
         server_before = process_cpu_s(stack.process.pid)
-        wall, cpu, code = timed_to_file([yard, "run", "-p", project, "--", *command], path, stack.cli_env)
+        tty_flag = ["--tty"] if tty else []
+        wall, cpu, code = timed_to_file([yard, "run", "-p", project, *tty_flag, "--", *command], path, stack.cli_env)
         server_cpu.append(process_cpu_s(stack.process.pid) - server_before)
         if code != 0:
             raise RuntimeError(f"yard run failed with exit code {code}")
@@ -443,6 +484,11 @@ def bench_throughput(
         "python_import_cli_s": round(statistics.median(cli_import), 3),
         "yard_help_s": round(statistics.median(cli_help), 3),
     }
+    if tty:
+        pty_s = statistics.median(on_pty)
+        peer["direct_on_pty_s"] = round(pty_s, 3)
+        peer["direct_on_pty_all_s"] = [round(x, 3) for x in on_pty]
+        metrics["ratio_to_pty"] = round(yard_s / pty_s, 2)
     log(
         f"throughput: yard run {yard_s:.2f} s vs direct {direct_s:.2f} s (x{metrics['ratio']}), "
         f"stored identical {identical_stored}, stdout identical {identical_stdout}"
@@ -484,6 +530,12 @@ def bench_backend(
                     "command": " ".join(seq),
                     "direct_to_file_s": extra_peer["direct_to_file_s"],
                 }
+                # --tty: the same command on a pseudo-terminal, where Python line-buffers stdout
+                # (one write per line); also against the command on a bare terminal.
+                metrics["throughput_tty"], peer["throughput_tty"] = bench_throughput(
+                    stack, client, "bench", python_lines, args.repeats, scratch, args.source, tty=True
+                )
+                metrics["throughput_tty"]["command"] = metrics["throughput"]["command"] + " under --tty"
     finally:
         stack.stop()
     return metrics, peer
@@ -500,6 +552,10 @@ def judge(figures: dict[str, Any]) -> dict[str, bool]:
         throughput = figures["throughput"]
         met["throughput_ratio"] = throughput["ratio"] <= TARGETS["throughput_ratio_max"]
         met["throughput_byte_identical"] = throughput["stored_log_identical"] and throughput["stdout_identical"]
+    if "throughput_tty" in figures:
+        tty = figures["throughput_tty"]
+        met["throughput_tty_ratio"] = tty["ratio"] <= TARGETS["throughput_ratio_max"]
+        met["throughput_tty_byte_identical"] = tty["stored_log_identical"] and tty["stdout_identical"]
     return met
 
 

@@ -30,7 +30,9 @@ from control.logformat import is_merged
 BLOCK_BYTES = 64 * 1024
 JOIN_LIMIT = 256 * 1024
 """A line stored in pieces is joined up to this size; beyond it, the pieces are rows of their own."""
-PARTIAL_TAGS = (b" M ", b" O ", b" E ")
+PARTIAL_TAG = b" M "
+"""Partial records of merged logs; older logs' partial stdout/stderr pieces (``O``/``E``) stay rows
+of their own, which spares a second and third pass over every block that arrives."""
 SPLIT_CACHE_BLOCKS = 48
 ERROR_PATTERN = re.compile(rb"(?i)\b(error|errors|exception|traceback|fatal|failed|failure|panic)\b")
 
@@ -101,7 +103,7 @@ class LogModel:
         if not data:
             return 0
         before = self._line_count
-        if self._open_line or any(tag in data for tag in PARTIAL_TAGS):
+        if self._open_line or PARTIAL_TAG in data:
             data = self._join(self._take_open_line() + data)
         pos = 0
         # Grow a small last block rather than keep many tiny ones (a followed log arrives in
@@ -163,8 +165,8 @@ class LogModel:
             if carry is not None:
                 out.append(carry[0] + b" " + carry[1].upper() + b" " + bytes(carry[2]))
                 carry = None
-            if tag.isupper():
-                carry = (raw[:space], tag.lower(), bytearray(text))
+            if tag == b"M":
+                carry = (raw[:space], b"m", bytearray(text))
             else:
                 out.append(raw)
         if carry is not None:

@@ -97,3 +97,27 @@ def test_visible_lines_membership_and_rows() -> None:
     shown = VisibleLines(array("q", [2, 5, 9]))
     assert 5 in shown and 6 not in shown
     assert shown.row_of(9) == 2 and shown.row_of(6) == 1 and shown.row_of(0) == 0
+
+
+def test_a_line_stored_in_pieces_is_one_line_however_the_pieces_arrive() -> None:
+    """A progress bar flushed as partial records (``M``) is one line, replaced as it grows;
+    the same lines come out whether the records arrive together or one by one."""
+    records = [
+        b"1 m start\n",
+        b"2 M 10%\n",
+        b"3 M \r50%\n",
+        b"4 m \r100%\n",
+        b"5 M prompt> \n",
+    ]
+    whole = LogModel(b"".join(records))
+    pieces = LogModel()
+    lines_seen = []
+    for record in records:
+        pieces.extend(record)
+        lines_seen.append(len(pieces))
+    for model in (whole, pieces):
+        assert [model.line(i).text for i in range(len(model))] == [b"start", b"10%\r50%\r100%", b"prompt> "]
+        assert [model.line(i).complete for i in range(len(model))] == [True, True, False]
+    assert lines_seen == [1, 2, 2, 2, 3], "the line being drawn is replaced, not added again"
+    assert pieces.generation > 0
+    assert list(pieces.matching("50%")) == [1]
