@@ -27,6 +27,8 @@ class ScheduleCreate(Strict):
     catchup_cap: Annotated[int, Field(ge=1, le=1000)] = 10
     overlap: Overlap = "skip"
     enabled: bool = True
+    tty: bool = False
+    """Its runs get a pseudo-terminal (120x40) instead of one pipe."""
 
     @field_validator("command")
     @classmethod
@@ -47,6 +49,7 @@ class ScheduleUpdate(Patch):
     catchup_cap: Annotated[int, Field(ge=1, le=1000)] | None = None
     overlap: Overlap | None = None
     enabled: bool | None = None
+    tty: bool | None = None
 
 
 class ScheduleOut(BaseModel):
@@ -62,6 +65,7 @@ class ScheduleOut(BaseModel):
     catchup: str
     catchup_cap: int
     overlap: str
+    tty: bool = False
     next_fire_at: datetime | None
     last_tick: dict[str, object] | None
     created_at: datetime

@@ -250,6 +250,8 @@ class Schedule(SQLModel, table=True):
     catchup: str = Field(default="latest", max_length=16)
     catchup_cap: int = 10
     overlap: str = Field(default="skip", max_length=16)
+    tty: bool = False
+    """Its runs get a pseudo-terminal (``--tty``); off by default, see docs/architecture.md."""
     next_fire_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -33,6 +33,9 @@ PENDING, FIRED, SKIPPED = "pending", "fired", "skipped"
 FAR_PAST = timedelta(microseconds=1)
 INSERT_BATCH = 1000
 
+SCHEDULED_TTY = (120, 40)
+"""Window size of a scheduled run's pseudo-terminal: nobody's terminal to take it from."""
+
 
 @dataclass(frozen=True)
 class TickResult:
@@ -146,6 +149,7 @@ def fire_one(session: Session, tick: ScheduleTick, schedule: Schedule) -> TickRe
         trigger_info={"schedule": schedule.name, "scheduled_for": tick.scheduled_for.isoformat()},
         schedule_id=schedule.id,
         tick_id=tick.id,
+        tty=SCHEDULED_TTY if schedule.tty else None,
     )
     run, _ = create_run(session, request)
     tick.state = FIRED

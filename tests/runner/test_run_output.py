@@ -173,3 +173,19 @@ def test_tty_output_is_byte_identical_to_the_file(run_stack: Stack, tmp_path: Pa
     final, blob = run_and_read(run_stack, command, tty=True)
     assert final["state"] == "succeeded"
     assert raw_output(blob) == into_file(command, tmp_path)
+
+
+def test_a_schedule_with_tty_gives_its_runs_a_terminal(run_stack: Stack) -> None:
+    script = "test -t 1 && echo terminal || echo pipe"
+    with run_stack.client() as client:
+        client.create_schedule(name="tty-job", project="demo", command=["sh", "-c", script], cron="0 3 * * *", tty=True)
+        client.create_schedule(name="pipe-job", project="demo", command=["sh", "-c", script], cron="0 3 * * *")
+        assert client.update_schedule("pipe-job", tty=False)["tty"] is False
+        outputs = {}
+        for name in ("tty-job", "pipe-job"):
+            fired = client.trigger_schedule(name)
+            run_id = int(fired["run_id"])
+            final = wait_for_run(client, run_id)
+            blob, _ = client.read_logs(run_id)
+            outputs[name] = (final["tty"], raw_output(blob))
+    assert outputs == {"tty-job": (True, b"terminal\n"), "pipe-job": (False, b"pipe\n")}

@@ -50,6 +50,9 @@ def add(
         str, typer.Option("--overlap", help="Previous run still going: skip, queue or cancel_previous.")
     ] = "skip",
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
+    tty: Annotated[
+        bool, typer.Option("--tty", help="Its runs get a pseudo-terminal (120x40) instead of one pipe.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Add a schedule that runs COMMAND on a cron expression."""
@@ -64,6 +67,7 @@ def add(
         "catchup_cap": catchup_cap,
         "overlap": overlap,
         "enabled": not paused,
+        "tty": tty,
     }
     with state.client() as client:
         created = client.create_schedule(**body)

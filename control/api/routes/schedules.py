@@ -62,6 +62,7 @@ def schedule_out(session: Session, schedule: Schedule) -> ScheduleOut:
         catchup=schedule.catchup,
         catchup_cap=schedule.catchup_cap,
         overlap=schedule.overlap,
+        tty=schedule.tty,
         next_fire_at=schedule.next_fire_at if schedule.enabled else None,
         last_tick=_last_tick(session, schedule.id),
         created_at=schedule.created_at,
@@ -129,6 +130,7 @@ def create_schedule(body: ScheduleCreate, session: DB, who: Writer, svc: Svc) ->
         catchup=body.catchup,
         catchup_cap=body.catchup_cap,
         overlap=body.overlap,
+        tty=body.tty,
     )
     schedule.next_fire_at = first_fire_after(schedule, utcnow())
     session.add(schedule)

@@ -1,4 +1,4 @@
-"""runs: pseudo-terminal size (--tty)
+"""runs: pseudo-terminal size (--tty); schedules: tty
 
 Revision ID: 0005
 Revises: 0004
@@ -21,9 +21,13 @@ def upgrade() -> None:
     with op.batch_alter_table('runs', schema=None) as batch_op:
         batch_op.add_column(sa.Column('tty_cols', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('tty_rows', sa.Integer(), nullable=True))
+    with op.batch_alter_table('schedules', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('tty', sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('schedules', schema=None) as batch_op:
+        batch_op.drop_column('tty')
     with op.batch_alter_table('runs', schema=None) as batch_op:
         batch_op.drop_column('tty_rows')
         batch_op.drop_column('tty_cols')
