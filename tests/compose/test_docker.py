@@ -61,7 +61,8 @@ def test_a_run_runs_in_a_container_with_its_log_and_exit_code(
     out = raw_output(log).decode()
     lines = out.splitlines()
     assert final["exit_code"] == 3
-    stdout = [line for line in lines if line != "to-stderr"]  # the two streams may interleave
+    assert lines[-1] == "to-stderr"  # one channel for both streams: stored in the order written
+    stdout = lines[:-1]
     assert stdout[0].count(".") == 1 and stdout[0][0].isdigit()  # Debian's version file: inside the image
     assert stdout[1] == str(os.getuid())  # files on the volume belong to the agent's user
     assert stdout[2].endswith(f"/volume/runs/{run['id']}")
@@ -73,6 +74,22 @@ def test_a_run_runs_in_a_container_with_its_log_and_exit_code(
     while folder.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not folder.exists()
+
+
+def test_a_run_in_a_container_keeps_its_order_and_gets_a_terminal_with_tty(docker_stack: Stack) -> None:
+    order = 'for i in $(seq 1 2000); do echo "step $i"; done; echo "error: last" >&2'
+    terminal = "test -t 1 && echo terminal; stty size <&1; printf 'a\\nb'"
+    with docker_stack.client() as client:
+        ordered = client.create_run("demo", ["sh", "-c", order])
+        tty = client.create_run("demo", ["sh", "-c", terminal], tty=True, tty_cols=90, tty_rows=20)
+        for run in (ordered, tty):
+            assert wait_for_run(client, run["id"], timeout=60)["state"] == "succeeded"
+        ordered_log, _ = client.read_logs(ordered["id"])
+        tty_log, _ = client.read_logs(tty["id"])
+    from control.logformat import raw_output
+
+    assert raw_output(ordered_log) == "".join(f"step {i}\n" for i in range(1, 2001)).encode() + b"error: last\n"
+    assert raw_output(tty_log) == b"terminal\n20 90\na\nb"  # no \\r added by the terminal
 
 
 def test_containers_are_labelled_and_ended_ones_are_reaped(launcher: DockerLauncher, tmp_path: Path) -> None:
