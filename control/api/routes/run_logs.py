@@ -167,7 +167,17 @@ async def read_logs(
             if lines >= tail:
                 break
         body = tail_records(b"".join(reversed(picked)), tail)
-    else:
-        body = b"".join([await read_current(svc, c) for c in chunks])
     headers = {"X-Devyard-Log-Seq": str(last if chunks else from_seq - 1), "X-Devyard-Run-State": run.state}
+    if tail is None:
+        # Chunk by chunk: the API holds one chunk (at most 4 MiB) of a log of any size. The first
+        # is read before answering, so a store that is down is still a clean error response.
+        first = await read_current(svc, chunks[0]) if chunks else b""
+        stream = _stored(svc, first, chunks[1:])
+        return StreamingResponse(stream, media_type="application/octet-stream", headers=headers)
     return Response(body, media_type="application/octet-stream", headers=headers)
+
+
+async def _stored(svc: Services, first: bytes, rest: list[LogChunk]) -> AsyncIterator[bytes]:
+    yield first
+    for chunk in rest:
+        yield await read_current(svc, chunk)
