@@ -26,10 +26,10 @@ PROGRESS = (
 def test_a_progress_bar_is_one_line_in_its_final_state_and_counters_follow_the_run(
     agent_stack: Stack, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "gates"
-    folder.mkdir()
     with agent_stack.client() as admin:
-        run = admin.create_run("demo", ["sh", "-c", PROGRESS], cwd=str(folder))
+        run = admin.create_run("demo", ["sh", "-c", PROGRESS])
+    # The gates are files in the run's own folder (its working directory) on the agent's volume.
+    folder = tmp_path / "agent" / "volume" / "runs" / str(run["id"])
 
     async def scenario() -> None:
         app = app_for(agent_stack)
@@ -60,8 +60,9 @@ def test_a_progress_bar_is_one_line_in_its_final_state_and_counters_follow_the_r
     try:
         asyncio.run(scenario())
     finally:
-        (folder / "more").touch()
-        (folder / "stop").touch()
+        if folder.is_dir():
+            (folder / "more").touch()
+            (folder / "stop").touch()
         with agent_stack.client() as admin:
             wait_for_run(admin, run["id"])
 
