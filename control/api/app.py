@@ -108,7 +108,54 @@ def _declare_bearer_auth(app: FastAPI) -> None:
             schema = generate()
             schema.setdefault("components", {}).setdefault("securitySchemes", {})["HTTPBearer"] = BEARER_SCHEME
             schema["security"] = [{"HTTPBearer": []}]
+            _declare_error_responses(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+ERROR_BODY = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "What went wrong; clients branch on it."},
+                "message": {"type": "string", "description": "One sentence for a person."},
+                "details": {
+                    "type": "array",
+                    "description": "invalid_request: each field that is wrong.",
+                    "items": {
+                        "type": "object",
+                        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                    },
+                },
+            },
+        }
+    },
+}
+
+
+def _declare_error_responses(schema: dict[str, Any]) -> None:
+    """Every operation may answer an error status with the JSON error body (control.api.errors):
+    declared once as each operation's ``default`` response, so clients and schema checks know it."""
+    schema["components"].setdefault("schemas", {})["ErrorBody"] = ERROR_BODY
+    error = {
+        "description": "An error: 4xx for the caller's mistake, 5xx for the server's.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    invalid = {
+        "description": "The request is invalid: `invalid_request`, with one `details` entry per field.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation["responses"].setdefault("default", error)
+                if "422" in operation["responses"]:  # FastAPI declares its own body; ours is the error body
+                    operation["responses"]["422"] = invalid
+    schema["components"]["schemas"].pop("HTTPValidationError", None)
+    schema["components"]["schemas"].pop("ValidationError", None)
