@@ -293,3 +293,31 @@ def test_the_artifacts_dialog_downloads_to_a_folder(
             assert not isinstance(app.screen, ArtifactsScreen)
 
     asyncio.run(scenario())
+
+
+def test_a_develop_server_whose_environment_changed_says_restart(agent_stack: Stack) -> None:
+    from tests.compose.devserver_helpers import start_and_wait
+    from tui.widgets.devservers_table import DevServersTable
+
+    with agent_stack.client() as admin:
+        admin.create_environment("demo", "dev", variables={"TARGET": "dev"})
+        server = start_and_wait(admin, "demo", environment="dev")
+    key = str(server["id"])
+
+    async def scenario() -> None:
+        app = app_for(agent_stack)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.screen.query_one(DevServersTable)
+            await wait_for(lambda: key in table.items)
+            await pilot.press("1")
+            assert str(table.get_row_at(0)[7]) == "dev"
+            with agent_stack.client() as admin:
+                await asyncio.to_thread(admin.update_environment, "demo", "dev", variables={"TARGET": "prod"})
+            await pilot.press("r")
+            await wait_for(lambda: table.items[key].get("stale_environment") is True)
+            await pilot.pause()
+            assert str(table.get_row_at(0)[7]) == "dev (changed: restart)"
+
+    asyncio.run(scenario())
+    with agent_stack.client() as admin:
+        admin.stop_devserver(int(server["id"]))

@@ -45,7 +45,7 @@ class FormScreen(YardModal[dict[str, Any] | None]):
     DEFAULT_CSS = """
     FormScreen { align: center middle; }
     FormScreen > Vertical {
-        width: 80; max-width: 95%; height: auto; padding: 1 2;
+        width: 80; max-width: 95%; height: auto; max-height: 100%; overflow-y: auto; padding: 1 2;
         border: thick $primary 60%; background: $surface;
     }
     FormScreen #title { text-style: bold; margin-bottom: 1; }
