@@ -38,7 +38,7 @@ def unreachable(url: str, exc: BaseException) -> str:
     if reason.startswith("the URL"):
         hint = "check the URL (of your profile, or DEVYARD_URL)."
     elif any(host in url for host in ("//127.0.0.1", "//localhost", "//[::1]")):
-        hint = "is it running (`yard status`, `yard up`)?"
+        hint = "is it running (`yard up` starts it)?"
     else:
         hint = "check the URL and your network."
     return f"Cannot reach the devyard API at {url}: {reason}; {hint}"

@@ -278,3 +278,11 @@ def test_a_project_with_runs_can_be_deleted_with_them(up: Path) -> None:
     assert not [p for p in objects.rglob("*") if p.is_file() and "runs" in p.parts], "logs and artifacts are gone"
     # The name is free again.
     assert yard("projects", "add", "shop").returncode == 0
+
+
+def test_dev_shell_without_a_terminal_is_one_sentence(up: Path) -> None:
+    result = subprocess.run(
+        [YARD, "dev", "shell", "-p", "demo"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert_one_sentence_error(result, "needs a terminal", "yard dev exec")

@@ -298,6 +298,12 @@ def shell(project: ProjectOption = None) -> None:
     """An interactive shell in your develop server's workspace (a real PTY; resizes follow yours)."""
     from tui.cli.terminal import ShellLost, open_shell
 
+    if not sys.stdin.isatty():
+        # Without a terminal the remote shell would wait for input that never comes.
+        fail(
+            "`yard dev shell` needs a terminal (stdin is not one); in scripts use `yard dev exec -- CMD` instead.",
+            code=2,
+        )
     with state.client() as client:
         server = running_server(client, project)
         url = client.websocket_url(f"/devservers/{server['id']}/pty")
