@@ -267,13 +267,14 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
         scheduler = _local_scheduler(settings, services)
         threading.Thread(target=scheduler.serve, args=(scheduler_stop,), name="scheduler", daemon=True).start()
     data_dir.server_file.write_text(json.dumps({"pid": os.getpid(), "url": url, "started": time.time()}))
-    if ready is not None:
-        ready(url)
-    if threading.current_thread() is threading.main_thread():
-        # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exit that still
-        # runs the cleanup below instead of killing the process on the spot.
-        signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
+        # From "devyard is up" on, Ctrl-C is a stop, also before uvicorn has its own handlers.
+        if ready is not None:
+            ready(url)
+        if threading.current_thread() is threading.main_thread():
+            # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exit that still
+            # runs the cleanup below instead of killing the process on the spot.
+            signal.signal(signal.SIGTERM, _exit_on_signal)
         server.run(sockets=[sock])
     except (SystemExit, KeyboardInterrupt):
         pass  # uvicorn re-raises the signal after its graceful shutdown: a stop, not a failure
@@ -313,7 +314,7 @@ def serve_worker(settings: Settings, sock: socket.socket) -> None:
         server.should_exit = True
 
     threading.Thread(target=exit_when_orphaned, name="lifeline", daemon=True).start()
-    # Ctrl-C in a terminal reaches the whole process group: end quietly, as for SIGTERM.
+    # Its own process group keeps a terminal's Ctrl-C away; a SIGINT sent to it directly ends it quietly too.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
     try:
@@ -423,7 +424,9 @@ class ApiWorkers:
         fd = self._sockets[index].fileno()
         command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(self.settings.data_dir)]
         command += ["--api-worker", "--socket-fd", str(fd)]
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=[fd])
+        # A process group of its own: a terminal's Ctrl-C reaches only the primary, which stops
+        # the workers with SIGTERM (one still importing printed a KeyboardInterrupt traceback).
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=[fd], process_group=0)
         assert process.stdin is not None
         # Settings travel on stdin, not in argv or the environment (the database URL may hold a password).
         process.stdin.write(self.settings.model_dump_json().encode() + b"\n")

@@ -101,15 +101,18 @@ def test_login_without_a_token_or_a_terminal_is_one_sentence(up: Path) -> None:
 
 
 def test_shell_completion(tmp_path: Path) -> None:
-    script = yard("--show-completion", "bash")
-    assert script.returncode == 0 and "_YARD_COMPLETE=complete_bash" in script.stdout
+    # Typed in a shell, as a user does: the shell is detected from the parent process.
+    env = {**os.environ, "HOME": str(tmp_path)}
+    script = subprocess.run(["bash", "-c", f"{YARD} --show-completion"], capture_output=True, text=True, env=env)
+    assert script.returncode == 0 and "_YARD_COMPLETE=complete_bash" in script.stdout, script
     words = yard(env={"_YARD_COMPLETE": "complete_bash", "COMP_WORDS": "yard runs l", "COMP_CWORD": "2"})
     assert words.returncode == 0 and words.stdout.split() == ["ls", "logs"], words
     options = yard(env={"_YARD_COMPLETE": "complete_bash", "COMP_WORDS": "yard run --de", "COMP_CWORD": "2"})
     assert options.stdout.split() == ["--detach"], options
-    installed = yard("--install-completion", "bash", env={"HOME": str(tmp_path)})
+    installed = subprocess.run(["bash", "-c", f"{YARD} --install-completion"], capture_output=True, text=True, env=env)
     assert installed.returncode == 0, installed.stderr
     assert "_YARD_COMPLETE" in (tmp_path / ".bash_completions" / "yard.sh").read_text()
+    assert ".bash_completions/yard.sh" in (tmp_path / ".bashrc").read_text()
 
 
 def test_artifacts_that_cannot_be_saved_are_one_sentence(up: Path, tmp_path: Path) -> None:
