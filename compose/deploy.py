@@ -77,7 +77,7 @@ class DeployOptions:
         if not _names_a_database(self.database_url):
             # Not echoed: the URL may hold a password.
             raise RenderProblem(
-                "--database-url names no host and database (postgresql://... in the docs is a placeholder); "
+                "--database-url names no host and database (a placeholder such as postgresql://... is not enough); "
                 "pass postgresql://USER:PASSWORD@HOST:5432/DB."
             )
         if not self.object_store_url.startswith("s3://"):
@@ -86,7 +86,7 @@ class DeployOptions:
             )
         if not BUCKET.fullmatch(urlsplit(self.object_store_url).netloc):
             raise RenderProblem(
-                f"'{self.object_store_url}' names no valid bucket (s3://... in the docs is a placeholder); "
+                f"'{self.object_store_url}' names no valid bucket (a placeholder such as s3://... is not enough); "
                 "pass --object-store-url s3://BUCKET/PREFIX with your bucket's name."
             )
         if not 1 <= self.replicas <= 50:

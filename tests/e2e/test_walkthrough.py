@@ -180,7 +180,7 @@ def test_the_short_tour(newcomer: Newcomer, tmp_path: Path) -> None:
     doctor = ok("doctor")
     assert re.search(r"^database\s+ok\s", doctor, re.M) and "…" not in doctor, doctor
 
-    # yard deploy render: the README's placeholders are refused, real-looking values render
+    # yard deploy render: placeholders (postgresql://..., s3://...) are refused, real-looking values render
     out = tmp_path / "deploy"
     render = ["deploy", "render", "--target", "kubernetes", "--out", str(out)]
     assert "placeholder" in refused(*render, "--database-url", "postgresql://...", "--object-store-url", "s3://...")
