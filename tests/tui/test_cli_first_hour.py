@@ -101,15 +101,20 @@ def test_login_without_a_token_or_a_terminal_is_one_sentence(up: Path) -> None:
 
 
 def test_shell_completion(tmp_path: Path) -> None:
-    # Typed in a shell, as a user does: the shell is detected from the parent process.
+    # Typed in a shell, as a user does: the shell is detected from the parent process (the
+    # "; exit $?" keeps bash from replacing itself with yard, which would leave no shell to find).
     env = {**os.environ, "HOME": str(tmp_path)}
-    script = subprocess.run(["bash", "-c", f"{YARD} --show-completion"], capture_output=True, text=True, env=env)
+    script = subprocess.run(
+        ["bash", "-c", f"{YARD} --show-completion; exit $?"], capture_output=True, text=True, env=env
+    )
     assert script.returncode == 0 and "_YARD_COMPLETE=complete_bash" in script.stdout, script
     words = yard(env={"_YARD_COMPLETE": "complete_bash", "COMP_WORDS": "yard runs l", "COMP_CWORD": "2"})
     assert words.returncode == 0 and words.stdout.split() == ["ls", "logs"], words
     options = yard(env={"_YARD_COMPLETE": "complete_bash", "COMP_WORDS": "yard run --de", "COMP_CWORD": "2"})
     assert options.stdout.split() == ["--detach"], options
-    installed = subprocess.run(["bash", "-c", f"{YARD} --install-completion"], capture_output=True, text=True, env=env)
+    installed = subprocess.run(
+        ["bash", "-c", f"{YARD} --install-completion; exit $?"], capture_output=True, text=True, env=env
+    )
     assert installed.returncode == 0, installed.stderr
     assert "_YARD_COMPLETE" in (tmp_path / ".bash_completions" / "yard.sh").read_text()
     assert ".bash_completions/yard.sh" in (tmp_path / ".bashrc").read_text()
