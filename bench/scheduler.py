@@ -181,8 +181,8 @@ def bench_burst(url: str, scratch: Path, schedules: int, reps: int) -> tuple[dic
     from control.db.engine import make_engine
     from control.db.tables import Schedule
     from control.objectstore import ObjectStore
+    from control.schedules.scheduler import Scheduler
     from control.settings import load_settings
-    from runner.scheduler import Scheduler
 
     engine = make_engine(url)
     try:
@@ -355,8 +355,8 @@ def bench_one_tick_cycles(url: str, scratch: Path, cycles: int) -> dict[str, Any
     from control.db.engine import make_engine
     from control.db.tables import Schedule
     from control.objectstore import ObjectStore
+    from control.schedules.scheduler import Scheduler
     from control.settings import load_settings
-    from runner.scheduler import Scheduler
 
     engine = make_engine(url)
     try:

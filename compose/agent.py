@@ -24,7 +24,10 @@ from typing import Any
 
 from compose.devservers import DevServerKeeper
 from compose.launcher import Launcher, LaunchError, LaunchSpec, LaunchState, command_home
+from compose.substrates import make_launcher
 from control.client import ControlClient, DevyardError
+from control.datadir import DataDir
+from control.settings import Settings
 from runner.orphans import stop_orphaned_command
 from runner.scratch import remove_run_folder
 
@@ -273,3 +276,26 @@ class Agent:
             pending = list(self._background)
         for thread in pending:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def agent_for(
+    settings: Settings,
+    client: ControlClient,
+    *,
+    substrate: str | None = None,
+    name: str | None = None,
+    queue: str = "default",
+) -> Agent:
+    """An agent for ``substrate`` (default: the settings') with the data dir's volume and spool;
+    raises LaunchError with one sentence when the substrate cannot work here."""
+    substrate = substrate or settings.substrate
+    launcher = make_launcher(substrate, settings)
+    layout = DataDir(settings.data_dir)
+    config = AgentConfig(
+        name=name or f"{socket.gethostname()}-{substrate}",
+        queue=queue,
+        api_url=client.url,
+        volume=layout.volume,
+        spool=layout.spool,
+    )
+    return Agent(config, client, launcher)

@@ -166,3 +166,31 @@ def local_agent_token(engine: Engine) -> str:
         row, secret = issue_token(session, user, LOCAL_AGENT_TOKEN_NAME)
         audit.record(session, None, "token.create", "token", row.id, user=user.name, via="bootstrap")
         return secret
+
+
+def prepare_stack(settings: Settings) -> None:
+    """What a server needs before it starts: the database at head with its secrets sealed, and
+    an object store that answers; raises DatabaseProblem, SecretKeyProblem or ObjectStoreProblem
+    with one sentence (a lost or damaged key is said here, not by a server that fails to start)."""
+    from control.db.engine import make_engine
+    from control.objectstore import ObjectStore
+
+    engine = make_engine(settings.effective_database_url, pool=False)
+    try:
+        prepare_database(engine, settings)
+    finally:
+        engine.dispose()
+    ObjectStore.from_url(
+        settings.effective_object_store_url, s3_endpoint=settings.s3_endpoint, s3_region=settings.s3_region
+    )
+
+
+def new_admin_token(settings: Settings, name: str) -> str:
+    """A fresh admin token for ``name``, created as an admin if needed (a cluster's first admin)."""
+    from control.db.engine import make_engine
+
+    engine = make_engine(settings.effective_database_url, pool=False)
+    try:
+        return local_admin_token(engine, name, None)
+    finally:
+        engine.dispose()

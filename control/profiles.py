@@ -70,6 +70,14 @@ def load_profiles(path: Path | None = None) -> tuple[str | None, dict[str, Profi
     return (default if isinstance(default, str) else None), profiles
 
 
+def find(name: str, path: Path | None = None) -> Profile | None:
+    """The profile called ``name`` in the file; None if there is none or the file is unusable."""
+    try:
+        return load_profiles(path)[1].get(name)
+    except ProfileProblem:
+        return None
+
+
 def resolve(name: str | None = None, path: Path | None = None) -> Profile:
     """The profile to use: ``name``, else ``DEVYARD_PROFILE``, else the file's default, else ``local``."""
     env_url, env_token = os.environ.get("DEVYARD_URL"), os.environ.get("DEVYARD_TOKEN")

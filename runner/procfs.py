@@ -44,3 +44,19 @@ def group_members(pgid: int) -> list[int]:
             if fields is not None and int(fields[GROUP]) == pgid and fields[STATE] != b"Z":
                 found.append(int(entry.name))
     return found
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A zombie does not: a detached server's parent is init, which may
+    take a while to reap it."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    fields = stat_fields(pid)
+    if fields is None:
+        # It went away while the file was read; or there is no /proc (macOS): kill(0) is all there is.
+        return not Path("/proc/self/stat").exists()
+    return fields[STATE] != b"Z"

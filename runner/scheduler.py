@@ -1,158 +1,38 @@
-"""The scheduler daemon: fires cron schedules and does the background cleanup.
-
-`yard scheduler` runs it on its own; `yard up` runs it in-process. Each cycle:
-
-1. on SQLite, hold the ``scheduler`` lease (a second scheduler waits until it lapses); on
-   PostgreSQL several schedulers may run at once, partitioned by row locks;
-2. plan due ticks (phase 1) and fire pending ticks (phase 2) — see control.schedules.ticks;
-3. every ``cleanup_interval_s``: mark lost runs, compact finished runs' logs, apply retention,
-   close orphaned work items, stop idle develop servers.
-
-The clock is injectable so tests drive time by hand, and ``crash_at`` (tests only) kills the
-process with SIGKILL at a named point to prove that ticks are crash-safe.
-"""
+"""The scheduler process: repeats :meth:`~control.schedules.scheduler.Scheduler.run_once` until
+told to stop. `yard scheduler` runs it on its own; `yard up` in a thread of its server."""
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
-
-from control.clock import utcnow
-from control.db.engine import new_session
-from control.objectstore import ObjectStore
-from control.runs.lost import reap_lost_runs
-from control.runs.summary import Publish, Wake
-from control.schedules import cleanup, lease
-from control.schedules.ticks import TickResult, announce_tick, fire_pending, plan_due
+from control.schedules.scheduler import Scheduler, standalone_scheduler
 from control.settings import Settings
-
-if TYPE_CHECKING:
-    from sqlmodel import Session
 
 log = logging.getLogger("devyard.scheduler")
 
-LEASE = "scheduler"
 MAX_SLEEP_S = 0.5
 
 
-@dataclass
-class CycleReport:
-    planned: int = 0
-    fired: list[TickResult] = field(default_factory=list)
-    cleanup: cleanup.CleanupReport | None = None
-    lost: list[int] = field(default_factory=list)
-    leader: bool = True
+def serve(scheduler: Scheduler, stop: threading.Event) -> None:
+    """Run cycles until ``stop`` is set; sleeps at most half a second between cycles."""
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            scheduler.run_once()
+        except Exception:  # keep scheduling through database hiccups
+            log.warning("scheduler cycle failed", exc_info=True)
+        stop.wait(max(0.0, MAX_SLEEP_S - (time.monotonic() - started)))
+    scheduler.resign()
 
 
-@dataclass
-class Scheduler:
-    engine: Engine
-    store: ObjectStore
-    settings: Settings
-    publish: Publish = lambda _type, _data: None
-    wake: Wake = lambda *_keys: None
-    clock: Callable[[], datetime] = utcnow
-    holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
-    crash_at: str | None = None
-    _last_cleanup: datetime | None = None
-
-    def _session(self) -> Session:
-        return new_session(self.engine)
-
-    def _crash(self, point: str) -> None:
-        if self.crash_at == point:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def _leader(self, now: datetime) -> bool:
-        if self.engine.dialect.name != "sqlite":
-            return True
-        with self._session() as session:
-            return lease.hold(session, LEASE, self.holder, now, timedelta(seconds=self.settings.scheduler_lease_s))
-
-    def run_once(self, now: datetime | None = None) -> CycleReport:
-        """One scheduling cycle at ``now`` (default: the clock)."""
-        now = now or self.clock()
-        report = CycleReport()
-        if not self._leader(now):
-            report.leader = False
-            return report
-        with self._session() as session:
-            report.planned = plan_due(session, now, timedelta(seconds=self.settings.misfire_grace_s))
-        self._crash("after_tick_row")
-        report.fired = fire_pending(
-            self._session, on_committed=lambda tick: announce_tick(tick, self.publish, self.wake)
-        )
-        if report.fired:
-            self._crash("after_run_row")
-            self.wake("work")
-        if self._last_cleanup is None or now - self._last_cleanup >= timedelta(
-            seconds=self.settings.cleanup_interval_s
-        ):
-            self._last_cleanup = now
-            report.lost, report.cleanup = self.clean(now)
-        return report
-
-    def clean(self, now: datetime) -> tuple[list[int], cleanup.CleanupReport]:
-        """The background cleanup pass; each step is published as an event when it did something."""
-        settings = self.settings
-        report = cleanup.CleanupReport()
-        lost = reap_lost_runs(
-            self.engine, now - timedelta(seconds=settings.run_lost_after_s), self.publish, self.wake, via="scheduler"
-        )
-        if lost:
-            self.publish("cleanup.lost", {"runs": lost})
-        report.compacted = cleanup.compact_finished(
-            self._session, self.store, now, timedelta(seconds=settings.compact_after_s)
-        )
-        with self._session() as session:
-            report.logs_expired, report.artifacts_expired = cleanup.apply_retention(
-                session,
-                self.store,
-                now,
-                settings.log_retention_days,
-                settings.artifact_retention_days,
-                settings.log_retention_runs,
-            )
-        with self._session() as session:
-            report.orphans_closed, report.items_deleted = cleanup.close_orphan_work_items(
-                session, now, timedelta(days=7)
-            )
-        with self._session() as session:
-            report.devservers_stopped = cleanup.stop_idle_devservers(session, now)
-        for name, value in (
-            ("cleanup.compacted", report.compacted),
-            ("cleanup.logs_expired", report.logs_expired),
-            ("cleanup.artifacts_expired", report.artifacts_expired),
-            ("cleanup.devservers_stopped", report.devservers_stopped),
-        ):
-            if value:
-                self.publish(name, {"ids": value})
-        if report.orphans_closed or report.items_deleted:
-            self.publish("cleanup.work_items", {"closed": report.orphans_closed, "deleted": report.items_deleted})
-        if report.devservers_stopped:
-            self.wake("work")
-        return lost, report
-
-    def serve(self, stop: threading.Event) -> None:
-        """Run cycles until ``stop`` is set; sleeps at most half a second between cycles."""
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                self.run_once()
-            except Exception:  # keep scheduling through database hiccups
-                log.warning("scheduler cycle failed", exc_info=True)
-            stop.wait(max(0.0, MAX_SLEEP_S - (time.monotonic() - started)))
-        if self.engine.dialect.name == "sqlite":
-            with self._session() as session:
-                lease.release(session, LEASE, self.holder)
+def serve_standalone(settings: Settings, stop: threading.Event, started: Callable[[str], None]) -> None:
+    """`yard scheduler`: serve against the configured database until ``stop`` is set;
+    ``started`` is told the database's dialect once it is reachable."""
+    with standalone_scheduler(settings) as scheduler:
+        scheduler.crash_at = os.environ.get("DEVYARD_SCHEDULER_CRASH_AT")  # fault tests only
+        started(scheduler.engine.dialect.name)
+        serve(scheduler, stop)

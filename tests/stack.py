@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from compose.supervisor import bind_socket
+from compose.stack.sockets import bind_socket
 from control.api.app import create_app
 from control.api.connections import protected_protocol
 from control.api.services import Services

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from control.clock import utcnow
@@ -173,16 +174,21 @@ def owned_by_agent(session: Session, agent_id: int) -> list[DevServer]:
     )
 
 
-def mark_stopped(session: Session, server_ids: list[int]) -> None:
-    """Record servers as stopped without an agent report (the embedded stack shutting down)."""
+def record_stopped(engine: Engine, server_ids: list[int]) -> None:
+    """Record servers as stopped without an agent report: the embedded stack stopped them as it
+    shut down, after its API had gone."""
+    if not server_ids:
+        return
     now = utcnow()
-    for server in session.exec(select(DevServer).where(col(DevServer.id).in_(server_ids))):
-        server.state, server.endpoint, server.stopped_at, server.error = STOPPED, None, now, None
-        session.add(server)
-    for item in session.exec(
-        select(WorkItem).where(
-            col(WorkItem.devserver_id).in_(server_ids), col(WorkItem.state).in_(("pending", "claimed"))
-        )
-    ):
-        item.state = "done"
-        session.add(item)
+    with Session(engine) as session:
+        for server in session.exec(select(DevServer).where(col(DevServer.id).in_(server_ids))):
+            server.state, server.endpoint, server.stopped_at, server.error = STOPPED, None, now, None
+            session.add(server)
+        for item in session.exec(
+            select(WorkItem).where(
+                col(WorkItem.devserver_id).in_(server_ids), col(WorkItem.state).in_(("pending", "claimed"))
+            )
+        ):
+            item.state = "done"
+            session.add(item)
+        session.commit()

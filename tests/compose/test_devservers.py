@@ -16,11 +16,11 @@ import pytest
 from sqlmodel import Session
 
 from compose.agent import Agent, AgentConfig
-from compose.supervisor import pid_alive
 from control.client import Conflict, ControlClient, Forbidden, NotFound
 from control.clock import utcnow
 from control.db.tables import DevServer
-from runner.scheduler import Scheduler
+from control.schedules.scheduler import Scheduler
+from runner.procfs import pid_alive
 from tests.compose.devserver_helpers import gateway_exec, pid_of, start_and_wait, wait_for_state
 from tests.stack import Stack, wait_for_run
 

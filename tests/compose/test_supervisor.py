@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from compose.supervisor import pid_alive
+from runner.procfs import pid_alive
 from tests.waiting import wait_until
 
 

@@ -26,11 +26,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from compose.supervisor import pid_alive
 from control.client import ControlClient, DevyardError
 from control.localbus import LocalBus
 from control.logformat import raw_output
 from control.secretbox import new_key
+from runner.procfs import pid_alive
 from tests.e2e.processes import AgentProcess
 from tests.stack import wait_for_run
 from tests.waiting import wait_until
@@ -162,7 +162,7 @@ def test_a_burst_of_connections_is_spread_over_the_api_processes(tmp_path: Path,
     clients: list[httpx.Client] = []
     try:
         workers = children(server.popen.pid)
-        workers = [p for p in workers if b"--api-worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        workers = [p for p in workers if b"--api-process" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert len(workers) == 1
         bus = data_dir / "state" / "bus"
         # The worker has built its app once its bus socket is there (it serves right after; a
@@ -194,7 +194,8 @@ def test_a_burst_of_connections_is_spread_over_the_api_processes(tmp_path: Path,
 
 def test_a_second_server_on_a_taken_port_is_refused(tmp_path: Path) -> None:
     """SO_REUSEPORT must not let a second server share a port that another one listens on."""
-    from compose.supervisor import UpProblem, bind_socket
+    from compose.stack.problem import UpProblem
+    from compose.stack.sockets import bind_socket
 
     first = bind_socket("127.0.0.1", 0, reuse_port=True)
     try:
@@ -212,7 +213,7 @@ def test_workers_exit_and_free_the_port_when_the_primary_is_killed(tmp_path: Pat
     server = supervisor(tmp_path / "data", database_url, "--workers", "3")
     try:
         workers = children(server.popen.pid)
-        workers = [p for p in workers if b"--api-worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        workers = [p for p in workers if b"--api-process" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert len(workers) == 2
         server.popen.kill()
         server.popen.wait(10)
@@ -232,7 +233,7 @@ def test_a_crashed_worker_is_replaced(tmp_path: Path, database_url: str) -> None
 
     def workers() -> list[int]:
         pids = children(server.popen.pid)
-        return [p for p in pids if b"--api-worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        return [p for p in pids if b"--api-process" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
     try:
         (first,) = workers()

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from compose.supervisor import pid_alive
 from devserver import frames
+from runner.procfs import pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 15.0

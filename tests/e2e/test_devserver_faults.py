@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from compose.supervisor import pid_alive as _alive
 from control.client import ControlClient
+from runner.procfs import pid_alive as _alive
 from tests.compose.devserver_helpers import gateway_exec, start_and_wait
 from tests.e2e.processes import Server
 from tests.tui.test_cli_dev import _drive

@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 from control.clock import utcnow
 from control.db.tables import DevServer, LogChunk, Project, Run, User, WorkItem
 from control.logformat import raw_output
-from runner.scheduler import Scheduler
+from control.schedules.scheduler import Scheduler
 from tests.stack import Stack, wait_for_run
 
 

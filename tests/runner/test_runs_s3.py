@@ -13,7 +13,7 @@ import pytest
 
 from control.clock import utcnow
 from control.logformat import raw_output
-from runner.scheduler import Scheduler
+from control.schedules.scheduler import Scheduler
 from tests.services.seaweedfs import S3Service
 from tests.stack import Stack, running_agent, running_stack, wait_for_run
 

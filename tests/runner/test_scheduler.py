@@ -12,8 +12,8 @@ import pytest
 from sqlmodel import Session, col, select
 
 from control.db.tables import Run, Schedule, ScheduleTick
+from control.schedules.scheduler import Scheduler
 from control.schedules.ticks import first_fire_after
-from runner.scheduler import Scheduler
 from tests.stack import Stack, running_stack
 
 

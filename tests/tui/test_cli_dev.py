@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from compose.supervisor import pid_alive as _pid_alive
+from runner.procfs import pid_alive as _pid_alive
 from tests.tui.test_cli import YARD, assert_one_sentence_error, embedded, yard
 from tests.waiting import wait_until
 

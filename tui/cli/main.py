@@ -74,7 +74,7 @@ app.add_typer(deploy.app, name="deploy")
 # have raised one, so they are looked up after the fact instead of imported up front: importing
 # control.db.engine alone pulls in SQLAlchemy (~0.15 s of every `yard` start).
 EXPECTED = (
-    ("compose.supervisor", "UpProblem"),
+    ("compose.stack.problem", "UpProblem"),
     ("compose.deploy", "RenderProblem"),
     ("compose.image", "ImageProblem"),
     ("compose.launcher", "LaunchError"),

@@ -341,46 +341,33 @@ def agent(
 ) -> None:
     """Run an agent: claim work from the control API and launch it on this machine."""
     import logging
-    import socket
     import threading
 
-    from compose.agent import Agent, AgentConfig
+    from compose.agent import agent_for
     from compose.launcher import LaunchError
-    from compose.substrates import make_launcher
     from control.datadir import DataDir, private_umask
     from control.settings import load_settings
 
     private_umask()  # spools, develop server secrets and logs are this user's alone
     settings = load_settings(data_dir)
-    substrate = substrate or settings.substrate
     try:
-        launcher = make_launcher(substrate, settings)
+        agent = agent_for(settings, state.client(), substrate=substrate or None, name=name, queue=queue)
     except LaunchError as exc:
         fail(str(exc))
-    layout = DataDir(settings.data_dir)
-    layout.prepare()
+    DataDir(settings.data_dir).prepare()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    client = state.client()
-    config = AgentConfig(
-        name=name or f"{socket.gethostname()}-{substrate}",
-        queue=queue,
-        api_url=client.url,
-        volume=layout.volume,
-        spool=layout.spool,
-    )
-    worker = Agent(config, client, launcher)
     try:
-        worker.register()
+        agent.register()
     except DevyardError as exc:
         fail(str(exc))
     console.print(
-        f"Agent {config.name} (id {worker.agent_id}) serving queue '{queue}' at {client.url}; Ctrl-C stops it (runs keep going)."
+        f"Agent {agent.config.name} (id {agent.agent_id}) serving queue '{queue}' at {agent.client.url}; Ctrl-C stops it (runs keep going)."
     )
-    thread = threading.Thread(target=worker.serve, daemon=True)
+    thread = threading.Thread(target=agent.serve, daemon=True)
     thread.start()
     try:
         while thread.is_alive():
             thread.join(0.5)
     except KeyboardInterrupt:
-        worker.stop()
+        agent.stop()

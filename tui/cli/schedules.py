@@ -193,40 +193,23 @@ def scheduler(
 ) -> None:
     """Run the scheduler daemon against the configured database (`yard up` runs one in-process)."""
     import logging
-    import os
     import signal
     import threading
 
     from control.datadir import private_umask
-    from control.db.engine import check_connection, make_engine
-    from control.events import EventBus
-    from control.notify import Hub
-    from control.objectstore import ObjectStore
     from control.settings import load_settings
-    from runner.scheduler import Scheduler
+    from runner.scheduler import serve_standalone
 
     private_umask()
     settings = load_settings(data_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    engine = make_engine(settings.effective_database_url)
-    check_connection(engine)
-    store = ObjectStore.from_url(
-        settings.effective_object_store_url, s3_endpoint=settings.s3_endpoint, s3_region=settings.s3_region
-    )
-    hub = Hub(engine)
-    # Events reach API replicas through NOTIFY on PostgreSQL; on SQLite only `yard up`'s
-    # in-process scheduler can publish them.
-    events = EventBus()
-    events.remote = hub.broadcast
-    worker = Scheduler(engine, store, settings, publish=events.publish, wake=hub.publish)
-    worker.crash_at = os.environ.get("DEVYARD_SCHEDULER_CRASH_AT")  # fault tests only
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    console.print(f"Scheduler running on {engine.dialect.name}; Ctrl-C stops it.")
+
+    def started(dialect: str) -> None:
+        console.print(f"Scheduler running on {dialect}; Ctrl-C stops it.")
+
     try:
-        worker.serve(stop)
+        serve_standalone(settings, stop, started)
     except KeyboardInterrupt:
         stop.set()
-    finally:
-        hub.close()
-        engine.dispose()

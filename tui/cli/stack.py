@@ -30,29 +30,31 @@ def up(
     ] = None,
 ) -> None:
     """Start the embedded stack: control API (+ scheduler and agent) on this machine."""
-    from compose import supervisor
+    from compose.stack import detached
+    from compose.stack.server import multi_user_warning, prepare, serve
+    from compose.stack.sockets import bind_socket
     from control.datadir import DataDir
     from control.settings import load_settings
 
     settings = load_settings(data_dir, host=host, port=port, api_workers=workers)
-    existing = supervisor.running_server(DataDir(settings.data_dir))
+    existing = detached.running_server(DataDir(settings.data_dir))
     if existing is not None:
         fail(f"devyard is already running at {existing.url} (pid {existing.pid}); `yard down` stops it.")
-    supervisor.prepare(settings)
-    warning = supervisor.multi_user_warning(settings)
+    prepare(settings)
+    warning = multi_user_warning(settings)
     if warning:
         errors.print(f"[bold red]warning:[/] {warning}")
     if detach:
-        server = supervisor.start_detached(settings)
+        server = detached.start_detached(settings)
         console.print(f"devyard is up at [bold]{server.url}[/] (pid {server.pid}, data in {settings.data_dir}).")
         console.print("Run [bold]yard[/] for the TUI, [bold]yard status[/] to check it, [bold]yard down[/] to stop it.")
         return
-    sock = supervisor.bind_socket(settings.host, settings.port, reuse_port=settings.effective_api_workers > 1)
+    sock = bind_socket(settings.host, settings.port, reuse_port=settings.effective_api_workers > 1)
 
     def ready(url: str) -> None:
         console.print(f"devyard is up at [bold]{url}[/] (data in {settings.data_dir}); Ctrl-C stops it.")
 
-    supervisor.serve(settings, sock, ready=ready)
+    serve(settings, sock, ready=ready)
     console.print("devyard stopped.")
 
 
@@ -60,13 +62,13 @@ def down(data_dir: DataDirOption = None) -> None:
     """Stop the embedded stack started with `yard up --detach`."""
     import os
 
-    from compose import supervisor
+    from compose.stack.detached import stop
     from control.datadir import DataDir
     from control.settings import default_data_dir
 
     # Only the data dir matters here: a broken settings file must not keep you from stopping.
     root = Path(data_dir or os.environ.get("DEVYARD_DATA_DIR") or default_data_dir()).expanduser().resolve()
-    stopped = supervisor.stop(DataDir(root))
+    stopped = stop(DataDir(root))
     if stopped is None:
         console.print(f"devyard is not running (data dir {root}).")
     else:
@@ -143,7 +145,8 @@ def login(
 
 def doctor(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Check the database, object store, docker engine, kubeconfig and the API, and explain problems."""
-    from compose.doctor import Check, run_checks
+    from compose.doctor import run_checks
+    from control.checks import Check
     from control.client import DevyardError
     from control.profiles import ProfileProblem
     from control.settings import load_settings
