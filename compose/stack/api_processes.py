@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 from compose.stack.http_server import api_server, exit_on_signal, tune_gc
 from compose.stack.sockets import sibling_socket
@@ -120,9 +121,36 @@ class ApiProcesses:
                 pause = min(pause * 2, 30.0)
 
 
+class Lifeline:
+    """Ends this API process when the server's end of its stdin closes: the server exited in
+    whatever way, ``kill -9`` included. Watching starts before the slow imports and set-up, so an
+    orphan never outlives its server by more than that."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server: Any = None
+        threading.Thread(target=self._watch, name="lifeline", daemon=True).start()
+
+    def hold(self, server: Any) -> None:
+        """From now on, the end of stdin stops ``server`` (a uvicorn server) gracefully."""
+        with self._lock:
+            self._server = server
+
+    def _watch(self) -> None:
+        # os.read, not sys.stdin: a thread blocked inside the buffered reader holds its lock,
+        # which the interpreter needs at exit.
+        while os.read(0, 512):
+            pass
+        with self._lock:
+            if self._server is None:
+                os._exit(0)  # nothing served yet: nothing to finish
+            self._server.should_exit = True
+
+
 def serve_api_process(settings: Settings, sock: socket.socket) -> None:
     """One extra API process: the API alone on the server's socket, until the server stops it
-    (SIGTERM) or disappears (its end of our stdin closes, even after ``kill -9``)."""
+    (SIGTERM) or disappears (see :class:`Lifeline`)."""
+    lifeline = Lifeline()
     from control.api.app import create_app
     from control.api.services import Services
 
@@ -130,15 +158,7 @@ def serve_api_process(settings: Settings, sock: socket.socket) -> None:
     tune_gc()
     services = Services.from_settings(settings, bus_dir=DataDir(settings.data_dir).state / BUS_FOLDER)
     server = api_server(create_app(services), settings, services.begin_shutdown)
-
-    def exit_when_orphaned() -> None:
-        # os.read, not sys.stdin: a thread blocked inside the buffered reader holds its lock,
-        # which the interpreter needs at exit.
-        while os.read(0, 512):
-            pass
-        server.should_exit = True
-
-    threading.Thread(target=exit_when_orphaned, name="lifeline", daemon=True).start()
+    lifeline.hold(server)
     # An interrupt sent to this process by pid ends it quietly, as SIGTERM does.
     signal.signal(signal.SIGTERM, exit_on_signal)
     signal.signal(signal.SIGINT, exit_on_signal)
