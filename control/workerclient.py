@@ -20,7 +20,7 @@ class Transient(Exception):
     """The API could not be reached or answered 5xx; try again later."""
 
 
-class Refused(Exception):
+class RequestRefused(Exception):
     """The API refused the request (4xx)."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -85,7 +85,7 @@ class WorkerApi:
                 message = json.loads(payload)["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = f"API answered {response.status}"
-            raise Refused(response.status, message)
+            raise RequestRefused(response.status, message)
         return json.loads(payload) if payload else None
 
     def _json(self, method: str, path: str, body: dict[str, Any]) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 
-from control.workerclient import Refused, Transient, WorkerApi
+from control.workerclient import RequestRefused, Transient, WorkerApi
 from runner.spool import Spool
 
 MAX_CHUNK = 4 * 1024 * 1024
@@ -59,7 +59,7 @@ class Shipper(threading.Thread):
                         return  # the spool stays on disk; the outcome report says what is missing
                     time.sleep(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX_S)
-                except Refused as exc:
+                except RequestRefused as exc:
                     # The API will never accept this chunk (e.g. the run was deleted); keep the
                     # spool on disk and stop shipping rather than spin.
                     self.error = str(exc)
@@ -75,5 +75,5 @@ class Shipper(threading.Thread):
         try:
             self.api.heartbeat()
             self._last_contact = time.monotonic()
-        except (Transient, Refused):
+        except (Transient, RequestRefused):
             pass

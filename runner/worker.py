@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from control.clock import utcnow
-from control.workerclient import Refused, Transient, WorkerApi
+from control.workerclient import RequestRefused, Transient, WorkerApi
 from runner.capture import OutputReader, open_channel
 from runner.orphans import forget_command, record_command
 from runner.scratch import remove_run_folder
@@ -160,7 +160,7 @@ class Worker:
 
     def _report_started(self, pid: int, started_at: str) -> None:
         # If the run already ended or the API stayed away, the outcome report settles it.
-        with contextlib.suppress(Transient, Refused):
+        with contextlib.suppress(Transient, RequestRefused):
             retry_forever(self.api.started, pid, started_at, until=lambda: self.shipper.give_up_at)
 
     def _wait(self, timeout_s: int | None) -> int:
@@ -213,7 +213,7 @@ class Worker:
         }
         try:
             retry_forever(self.api.finish, body, until=lambda: self.shipper.give_up_at)
-        except Refused as exc:
+        except RequestRefused as exc:
             print(f"devyard worker: the API refused the run's outcome: {exc}", file=sys.stderr)
             return 1
         except Transient as exc:
@@ -255,7 +255,7 @@ class Worker:
                         path,
                         until=lambda: self.shipper.give_up_at,
                     )
-                except Refused as exc:
+                except RequestRefused as exc:
                     self.artifacts_refused += 1
                     self.spool.path.with_name("artifact-errors").open("a").write(f"{match}: {exc}\n")
 

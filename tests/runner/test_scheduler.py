@@ -79,13 +79,13 @@ def test_each_due_tick_fires_exactly_once(sched_stack: Stack) -> None:
     t0 = move_to(sched_stack, "five", datetime(2030, 1, 1, 12, 1, tzinfo=UTC))
     assert t0 == datetime(2030, 1, 1, 12, 5, tzinfo=UTC)
     events: list[tuple[str, dict[str, Any]]] = []
-    worker = scheduler(sched_stack, events)
-    assert worker.run_once(t0 - timedelta(seconds=1)).fired == []
+    ticker = scheduler(sched_stack, events)
+    assert ticker.run_once(t0 - timedelta(seconds=1)).fired == []
     for now in (t0, t0, t0 + timedelta(seconds=30), t0 + timedelta(minutes=4, seconds=59)):
-        worker.run_once(now)
+        ticker.run_once(now)
     runs = runs_of(sched_stack, "five")
     assert len(runs) == 1 and runs[0].trigger == "schedule" and runs[0].trigger_info["scheduled_for"] == t0.isoformat()
-    worker.run_once(t0 + timedelta(minutes=5))
+    ticker.run_once(t0 + timedelta(minutes=5))
     assert len(runs_of(sched_stack, "five")) == 2
     assert [kind for kind, _ in events].count("schedule.tick") == 2
 
@@ -118,9 +118,9 @@ def test_none_still_fires_ticks_that_are_on_time(sched_stack: Stack) -> None:
 def test_overlap_policies(sched_stack: Stack, overlap: str, runs: int, first_state: str) -> None:
     add(sched_stack, "busy", "* * * * *", overlap=overlap)
     t0 = move_to(sched_stack, "busy", datetime(2030, 1, 1, 0, 0, 30, tzinfo=UTC))
-    worker = scheduler(sched_stack)
-    worker.run_once(t0)
-    worker.run_once(t0 + timedelta(minutes=1))  # the first run is still queued (no agent here)
+    ticker = scheduler(sched_stack)
+    ticker.run_once(t0)
+    ticker.run_once(t0 + timedelta(minutes=1))  # the first run is still queued (no agent here)
     found = runs_of(sched_stack, "busy")
     assert len(found) == runs
     assert found[0].state == first_state
@@ -130,10 +130,10 @@ def test_overlap_policies(sched_stack: Stack, overlap: str, runs: int, first_sta
 
 
 def _walk(stack: Stack, name: str, start: datetime, end: datetime, step: timedelta) -> list[datetime]:
-    worker = scheduler(stack)
+    ticker = scheduler(stack)
     now = start
     while now <= end:
-        worker.run_once(now)
+        ticker.run_once(now)
         now += step
     return [datetime.fromisoformat(r.trigger_info["scheduled_for"]) for r in runs_of(stack, name)]
 
@@ -183,11 +183,11 @@ def test_two_schedulers_fire_each_tick_once(sched_stack: Stack) -> None:
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
 
-    def drive(worker: Scheduler) -> None:
+    def drive(ticker: Scheduler) -> None:
         try:
             for now in minutes:
                 barrier.wait(10)
-                worker.run_once(now)
+                ticker.run_once(now)
         except BaseException as exc:
             errors.append(exc)
 

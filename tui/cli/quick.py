@@ -24,7 +24,7 @@ CONNECTION_LOST = 255
 ANSWER_TIMEOUT_S = 30.0  # a JSON answer; streams (exec output, log follows) may pause for as long as they like
 
 
-class Refused(Exception):
+class CommandFailed(Exception):
     """One sentence for stderr, and the exit code."""
 
     def __init__(self, message: str, code: int = 1) -> None:
@@ -33,7 +33,7 @@ class Refused(Exception):
         self.code = code
 
 
-class Unreachable(Refused):
+class Unreachable(CommandFailed):
     """The API could not be reached or dropped the connection (worth retrying while following)."""
 
 
@@ -164,5 +164,5 @@ def read_json(status: int, body: Iterator[bytes]) -> Any:
         message = data.get("error", {}).get("message") if isinstance(data, dict) else None
         if status == 401 and message:
             message = reach.refused_token(message, reach.token_from_environment(None))
-        raise Refused(message or f"The API answered {status}.")
+        raise CommandFailed(message or f"The API answered {status}.")
     return data

@@ -7,7 +7,7 @@ import json
 import struct
 import sys
 
-from tui.cli.quick import CONNECTION_LOST, Http, Refused, parse, profile, read_json
+from tui.cli.quick import CONNECTION_LOST, CommandFailed, Http, parse, profile, read_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,13 +52,13 @@ def run(args: list[str]) -> int | None:
     if server is None:
         status, _ = http.request("GET", f"/projects/{project}")
         if status == 404:
-            raise Refused(
+            raise CommandFailed(
                 f"Project {project} does not exist; create it with `yard projects add {project}`, "
                 f"then `yard dev start -p {project}`."
             )
     if server is None or server.get("state") != "running":
         state_text = f"is {server['state']}" if server else "does not exist"
-        raise Refused(
+        raise CommandFailed(
             f"Your develop server for project {project} {state_text}; start it with `yard dev start -p {project}`."
         )
     timeout_s = None
@@ -72,7 +72,7 @@ def run(args: list[str]) -> int | None:
     try:
         body = exec_body(command, options.get("cwd"), timeout_s, "tty" in options, "no_stdin" not in options)
     except StdinTooLarge as exc:
-        raise Refused(str(exc)) from None
+        raise CommandFailed(str(exc)) from None
     status, stream = http.request("POST", f"/devservers/{server['id']}/exec", json.dumps(body).encode(), stream=True)
     if status >= 400:
         read_json(status, stream)
@@ -95,14 +95,14 @@ def run(args: list[str]) -> int | None:
                 return int(payload)
     except BrokenPipeError:
         exit_quietly()
-    raise Refused("The connection to the develop server was lost before the command finished.", CONNECTION_LOST)
+    raise CommandFailed("The connection to the develop server was lost before the command finished.", CONNECTION_LOST)
 
 
 def main(args: list[str]) -> int | None:
     """Exit code of the command, or None to let the full CLI handle these arguments."""
     try:
         return run(args)
-    except Refused as exc:
+    except CommandFailed as exc:
         sys.stderr.write(f"error: {exc}\n")
         return exc.code
     except KeyboardInterrupt:

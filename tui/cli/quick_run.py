@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from tui.cli.quick import Http, Refused, Unreachable, parse, profile, read_json
+from tui.cli.quick import CommandFailed, Http, Unreachable, parse, profile, read_json
 from tui.cli.run_outcome import exit_code_of, sentence
 
 TYPE_CHECKING = False
@@ -68,7 +68,7 @@ def follow(url: str, token: str, run_id: int, printer: LogPrinter) -> dict[str, 
                 if event == b"chunk":
                     printer.write_chunk(seq, payload)
                 elif event == b"error":
-                    raise Refused(str(json.loads(payload).get("message", "The log stream failed.")))
+                    raise CommandFailed(str(json.loads(payload).get("message", "The log stream failed.")))
                 elif event == b"end":
                     # A fresh connection: the stream's own is left mid-body.
                     result: dict[str, Any] = read_json(*Http(url, token).request("GET", f"/runs/{run_id}"))
@@ -77,7 +77,7 @@ def follow(url: str, token: str, run_id: int, printer: LogPrinter) -> dict[str, 
             pass  # the API went away (restart, network): resume from the next chunk
         deadline = deadline or time.monotonic() + FOLLOW_RETRY_S
         if time.monotonic() > deadline:
-            raise Refused(
+            raise CommandFailed(
                 f"Lost the devyard API at {url} while following run {run_id}; `yard runs logs {run_id} -f` resumes."
             )
         time.sleep(0.5)
@@ -112,9 +112,9 @@ def run(args: list[str]) -> int | None:
     status, stream = Http(url, token).request("POST", "/runs", json.dumps(body).encode())
     try:
         created = read_json(status, stream)
-    except Refused as exc:
+    except CommandFailed as exc:
         if status == 404 and exc.message.startswith(f"Project {project} "):
-            raise Refused(
+            raise CommandFailed(
                 f"Project {project} does not exist; create it with `yard projects add {project}` or pass --project."
             ) from None
         raise
@@ -138,6 +138,6 @@ def main(args: list[str]) -> int | None:
     """Exit code of the run, or None to let the full CLI handle these arguments."""
     try:
         return run(args)
-    except Refused as exc:
+    except CommandFailed as exc:
         sys.stderr.write(f"error: {exc}\n")
         return exc.code

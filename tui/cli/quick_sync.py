@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from tui.cli.quick import Http, Refused, profile, read_json
+from tui.cli.quick import CommandFailed, Http, profile, read_json
 
 OPTIONS = {"-p", "--project"}
 FLAGS = {"--json"}
@@ -121,7 +121,7 @@ def main(args: list[str]) -> int | None:
 
     try:
         return run(args)
-    except (Refused, OSError, ValueError, KeyError, TypeError, UnknownHead):
+    except (CommandFailed, OSError, ValueError, KeyError, TypeError, UnknownHead):
         return None
     except KeyboardInterrupt:
         return 130
