@@ -135,7 +135,9 @@ def test_a_change_sends_the_fast_start_to_the_full_cli(yard_stack: YardStack, pr
     (workspace / "notes.txt").write_text("made on the develop server\n")  # the workspace changed
     remote = yard(yard_stack, clone, "sync")
     assert not remote.fast and remote.code == 0, remote.stderr
-    assert "conflict: notes.txt" in remote.stderr and list(clone.glob("notes.txt.remote-*"))
+    # Made there and never synced: left in the workspace and reported, not copied here.
+    assert "only in the workspace: notes.txt" in remote.stderr and not list(clone.glob("notes.txt*"))
+    assert (workspace / "notes.txt").read_text() == "made on the develop server\n"
 
 
 def test_what_the_fast_start_leaves_to_the_full_cli(yard_stack: YardStack, project: str, tmp_path: Path) -> None:

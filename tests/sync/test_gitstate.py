@@ -79,7 +79,8 @@ def test_detached_head_and_commits_made_on_the_server(workspace: Workspace, tmp_
     repo.set_head(pygit2.Oid(hex=first))  # detach at the first commit
     repo.checkout_head(strategy=pygit2.enums.CheckoutStrategy.FORCE)  # type: ignore[no-untyped-call]
     report = workspace.engine(root).sync()
-    assert [c["path"] for c in report.conflicts] == ["server.txt"]
+    assert report.conflicts == [] and report.left == ["server.txt"]  # made there: left there, reported
+    assert (workspace.path / "server.txt").read_text() == "made there\n"
     status = remote_status(workspace)
     assert status["detached"] is True and status["head"] == first
     remote = pygit2.Repository(str(workspace.path))
