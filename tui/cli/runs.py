@@ -47,6 +47,7 @@ SHOW = [
     "log_lines",
     "log_bytes",
     "artifact_globs",
+    "tty",
 ]
 FOLLOW_RETRY_S = 30.0
 
