@@ -315,7 +315,7 @@ def bench_log_variant(client: Any, project: str, script: str) -> dict[str, Any]:
     capture: list[float] = []
     for received, data in followed.chunks():
         for record in decode(data):
-            if record.stream != "o" or not record.complete:
+            if record.stream not in ("m", "o") or not record.complete:
                 continue
             printed = float(record.text.split(b" ", 1)[0])
             end_to_end.append((received - printed) * 1000)
