@@ -141,8 +141,10 @@ def test_doctor_with_a_file_as_data_dir_explains_it_in_full(tmp_path: Path) -> N
     result = yard("doctor", "--data-dir", str(a_file))
     assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout
     # The whole sentence: when piped, tables are no longer cut to 80 columns.
-    assert f"Cannot create the SQLite database's folder {a_file} (File exists); pass --data-dir" in result.stdout
-    assert "with a folder you can write." in result.stdout
+    assert (
+        f"The SQLite database {a_file}/devyard.db does not exist and cannot be created: {a_file} is not a folder."
+        in (result.stdout)
+    )
 
 
 def test_connection_problems_are_said_in_words(up: Path) -> None:
