@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 from control import profiles, reach
+from control.transport import refusal
 
 R = TypeVar("R")
 
@@ -62,17 +63,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {401: AuthFailed, 403: Forbidden, 404: N
 def raise_for_error(response: httpx.Response, token_from_environment: bool = False) -> None:
     if response.status_code < 400:
         return
-    code, message, details = "http_error", f"The API answered {response.status_code}.", None
-    try:
-        body = response.json()
-        err = body.get("error", {}) if isinstance(body, dict) else {}
-        code = err.get("code", code)
-        message = err.get("message", message)
-        details = err.get("details")
-    except (ValueError, AttributeError):
-        pass
-    if response.status_code == 401 and code == "unauthenticated" and "disabled" not in message:
-        message = reach.refused_token(message, token_from_environment)
+    code, message, details = refusal(response.status_code, response.content, token_from_environment)
     raise _BY_STATUS.get(response.status_code, ApiError)(response.status_code, code, message, details)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
 LOCAL = "local"
@@ -25,11 +24,25 @@ class ProfileProblem(Exception):
     """The profile cannot be used; the message is one sentence for the user."""
 
 
-@dataclass(frozen=True)
 class Profile:
-    name: str
-    url: str
-    token: str
+    """A named API URL and token. A plain class, not a dataclass: the CLI's fast paths read
+    profiles too, and ``dataclasses`` (through ``inspect``) would be most of their imports."""
+
+    __slots__ = ("name", "token", "url")
+
+    def __init__(self, name: str, url: str, token: str) -> None:
+        self.name = name
+        self.url = url
+        self.token = token
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Profile) and (self.name, self.url, self.token) == (other.name, other.url, other.token)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.url, self.token))
+
+    def __repr__(self) -> str:  # never the token
+        return f"Profile(name={self.name!r}, url={self.url!r})"
 
 
 def config_path() -> Path:

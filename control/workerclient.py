@@ -1,19 +1,20 @@
-"""The run worker's view of the control API, on the standard library only.
+"""The run worker's view of the control API, on :mod:`control.transport` (standard library only).
 
-The worker starts once per run, so its import time is launch latency: ``httpx`` alone costs
-about 110 ms to import, ``http.client`` a few. This client speaks to the handful of worker
-routes with one keep-alive connection and classifies failures as *transient* (retry: the API
-or the store is down) or *refused* (a 4xx the worker cannot fix by retrying).
+The worker starts once per run, so its import time is launch latency (``httpx`` alone costs
+about 110 ms to import). This client speaks to the handful of worker routes with one keep-alive
+connection and classifies failures as *transient* (retry: the API or the store is down) or
+*refused* (a 4xx the worker cannot fix by retrying).
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
+
+from control.transport import Connection, Unreachable, error_of
 
 
 class Transient(Exception):
@@ -30,62 +31,35 @@ class RequestRefused(Exception):
 
 class WorkerApi:
     def __init__(self, url: str, token: str, run_id: int, timeout: float = 15.0) -> None:
-        parts = urlsplit(url)
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._https = parts.scheme == "https"
-        self._base = parts.path.rstrip("/") + f"/api/v1/runs/{run_id}"
-        self._headers = {"Authorization": f"Bearer {token}", "User-Agent": "devyard-worker"}
-        self._timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
+        self._connection = Connection(url, token, timeout=timeout, agent="devyard-worker")
+        self._base = f"/api/v1/runs/{run_id}"
         # One keep-alive connection shared by the worker's threads, one request at a time.
         self._lock = threading.Lock()
 
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._conn = cls(self._host, self._port, timeout=self._timeout)
-        return self._conn
-
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._lock:
+            self._connection.close()
 
     def _request(
         self,
         method: str,
         path: str,
-        body: bytes | Any = None,
+        body: Any = None,
         content_type: str | None = None,
         length: int | None = None,
     ) -> Any:
-        headers = dict(self._headers)
-        if content_type:
-            headers["Content-Type"] = content_type
-        if length is not None:
-            headers["Content-Length"] = str(length)
         with self._lock:
-            return self._send(method, path, body, headers)
-
-    def _send(self, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
-        try:
-            conn = self._connection()
-            conn.request(method, self._base + path, body=body, headers=headers)
-            response = conn.getresponse()
-            payload = response.read()
-        except (TimeoutError, OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise Transient(f"{type(exc).__name__}: {exc}") from exc
-        if response.status >= 500:
-            self.close()
-            raise Transient(f"API answered {response.status}")
-        if response.status >= 400:
             try:
-                message = json.loads(payload)["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = f"API answered {response.status}"
-            raise RequestRefused(response.status, message)
+                status, payload = self._connection.call(
+                    method, self._base + path, body, content_type=content_type, length=length
+                )
+            except Unreachable as exc:
+                raise Transient(str(exc)) from exc
+        if status >= 500:
+            self._connection.close()
+            raise Transient(f"API answered {status}")
+        if status >= 400:
+            raise RequestRefused(status, error_of(status, payload)[1])
         return json.loads(payload) if payload else None
 
     def _json(self, method: str, path: str, body: dict[str, Any]) -> Any:

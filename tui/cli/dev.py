@@ -10,6 +10,7 @@ import typer
 
 from control.client import ControlClient, DevyardError, NotFound
 from tui.cli.context import default_project, state
+from tui.cli.exec_output import CONNECTION_LOST
 from tui.cli.output import console, details, errors, fail, print_json, table
 
 app = typer.Typer(
@@ -41,7 +42,6 @@ SHOW = [
 ]
 START_TIMEOUT_S = 60.0
 # Exit code when the connection drops before the command's own exit code arrived (like ssh).
-CONNECTION_LOST = 255
 
 
 def find_server(client: ControlClient, project: str) -> dict[str, Any] | None:
@@ -258,7 +258,8 @@ def exec_command(
 
     if not command or not command[0].strip():
         fail("Give the command to run after --, e.g. `yard dev exec -- ls -la`.")
-    code: int | None = None
+    from tui.cli.exec_output import write_exec_frames
+
     with state.client() as client:
         server = running_server(client, project)
         try:
@@ -266,30 +267,16 @@ def exec_command(
         except StdinTooLarge as exc:
             fail(str(exc))
         decoder = FrameDecoder()
-        out, err = sys.stdout.buffer, sys.stderr.buffer
+        stream = client.devserver_stream(int(server["id"]), "POST", "/exec", json=body)
+        pieces = ((frame.kind, frame.payload) for piece in stream for frame in decoder.feed(piece))
         watch_stdout()  # `yard dev exec ... | head -1`: leave when the reader does (the command is stopped)
         try:
-            for piece in client.devserver_stream(int(server["id"]), "POST", "/exec", json=body):
-                for frame in decoder.feed(piece):
-                    kind, payload = frame.kind, frame.payload
-                    if kind == b"o":
-                        out.write(payload)
-                        out.flush()
-                    elif kind == b"e":
-                        err.write(payload)
-                        err.flush()
-                    elif kind == b"x":
-                        code = int(payload)
-                    elif kind == b"!":
-                        errors.print(f"[bold red]error:[/] {payload.decode(errors='replace')}", highlight=False)
+            code = write_exec_frames(pieces)
         except KeyboardInterrupt:
             # Closing the stream makes the develop server stop the command's process group.
             raise typer.Exit(130) from None
         except BrokenPipeError:
             exit_quietly()
-    if code is None:
-        errors.print("The connection to the develop server was lost before the command finished.", highlight=False)
-        raise typer.Exit(CONNECTION_LOST)
     raise typer.Exit(code)
 
 

@@ -2,18 +2,18 @@
 
 Covers ``yard run [-p P] [-e E] [--timeout S] [--cwd D] [--in-devserver|--no-devserver] [--tty] [--raw] -- CMD``:
 create the run, follow its log as a binary frame stream, print it byte for byte and exit with the
-run's exit code — what the full command does, without ~0.25 s of imports in front of every run.
-Ctrl-C hands over to the full CLI, which asks whether to cancel the run or detach.
+run's exit code, without ~0.25 s of imports in front of every run. Anything else goes to the full
+CLI: before the run exists, the whole command; once it exists, the rest of the follow (the API
+went away, Ctrl-C's cancel-or-detach question, the retries of a failed run).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 
-from tui.cli.quick import CommandFailed, Http, Unreachable, parse, profile, read_json
-from tui.cli.run_outcome import exit_code_of, sentence
+from control.transport import Unreachable
+from tui.cli.quick import Handover, connect, parse, read
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +31,10 @@ OPTIONS = {
     "--cwd": "cwd",
 }
 FLAGS = {"--in-devserver": "devserver", "--no-devserver": "devserver", "--tty": "tty", "--raw": "raw"}
-FOLLOW_RETRY_S = 30.0
+
+
+class FollowLost(Exception):
+    """The fast follow stopped before the run's end; the full CLI's follow takes over."""
 
 
 def frames(stream: Iterator[bytes]) -> Iterator[tuple[bytes, int, bytes]]:
@@ -53,34 +56,29 @@ def frames(stream: Iterator[bytes]) -> Iterator[tuple[bytes, int, bytes]]:
                 yield event, int(seq), payload
 
 
-def follow(url: str, token: str, run_id: int, printer: LogPrinter) -> dict[str, Any]:
-    """Print the log until the run ends, reconnecting for up to 30 s when the API goes away."""
-    deadline = None
-    while True:
-        try:
-            http = Http(url, token)
-            path = f"/runs/{run_id}/logs?follow=true&format=frames&from_seq={printer.next_seq}"
-            status, stream = http.request("GET", path, stream=True)
-            if status >= 400:
-                read_json(status, stream)
-            for event, seq, payload in frames(stream):
-                deadline = None
-                if event == b"chunk":
-                    printer.write_chunk(seq, payload)
-                elif event == b"error":
-                    raise CommandFailed(str(json.loads(payload).get("message", "The log stream failed.")))
-                elif event == b"end":
-                    # A fresh connection: the stream's own is left mid-body.
-                    result: dict[str, Any] = read_json(*Http(url, token).request("GET", f"/runs/{run_id}"))
-                    return result
-        except (OSError, ValueError, Unreachable):
-            pass  # the API went away (restart, network): resume from the next chunk
-        deadline = deadline or time.monotonic() + FOLLOW_RETRY_S
-        if time.monotonic() > deadline:
-            raise CommandFailed(
-                f"Lost the devyard API at {url} while following run {run_id}; `yard runs logs {run_id} -f` resumes."
-            )
-        time.sleep(0.5)
+def follow(run_id: int, printer: LogPrinter) -> dict[str, Any]:
+    """Print the log until the run ends; the run then. :class:`FollowLost` on anything else."""
+    connection = connect()
+    path = f"/api/v1/runs/{run_id}/logs?follow=true&format=frames&from_seq={printer.next_seq}"
+    try:
+        status, stream = connection.stream("GET", path)
+        if status >= 400:
+            raise FollowLost
+        for event, seq, payload in frames(stream):
+            if event == b"chunk":
+                printer.write_chunk(seq, payload)
+            elif event == b"end":
+                result: dict[str, Any] = read(connection, "GET", f"/runs/{run_id}")
+                return result
+            else:  # an error frame: the full follow says it
+                raise FollowLost
+    except BrokenPipeError:  # `yard run ... | head -1`: the reader left; the run goes on
+        from tui.cli.closed_pipe import exit_quietly
+
+        exit_quietly()
+    except (Unreachable, Handover, ValueError, OSError):
+        raise FollowLost from None
+    raise FollowLost  # the stream ended without its end frame
 
 
 def run(args: list[str]) -> int | None:
@@ -88,49 +86,66 @@ def run(args: list[str]) -> int | None:
     if parsed is None:
         return None
     options, command = parsed
-    chosen = profile()
-    if chosen is None or not chosen[0].startswith("http://") or not command or not command[0].strip():
+    if not command or not command[0].strip():
         return None
     from tui.cli.project_name import default_project
 
-    project = options.get("project") or default_project()
-    body: dict[str, Any] = {"project": project, "command": command, "trigger": "manual"}
+    body: dict[str, Any] = {
+        "project": options.get("project") or default_project(),
+        "command": command,
+        "trigger": "manual",
+    }
     if "env" in options:
         body["environment"] = options["env"]
     if "cwd" in options:
         body["cwd"] = options["cwd"]
     if "devserver" in options:
         body["in_devserver"] = options["devserver"] == "--in-devserver"
-    from tui.cli.logs import LogPrinter, renders, tty_fields
-
-    body.update(tty_fields("tty" in options))
     if "timeout" in options:
         if not options["timeout"].isdigit() or int(options["timeout"]) < 1:
             return None  # the full CLI words the bad value
         body["timeout_s"] = int(options["timeout"])
-    url, token = chosen
-    status, stream = Http(url, token).request("POST", "/runs", json.dumps(body).encode())
+    from tui.cli.logs import LogPrinter, renders, tty_fields
+
+    body.update(tty_fields("tty" in options))
+    connection = connect()
     try:
-        created = read_json(status, stream)
-    except CommandFailed as exc:
-        if status == 404 and exc.message.startswith(f"Project {project} "):
-            raise CommandFailed(
-                f"Project {project} does not exist; create it with `yard projects add {project}` or pass --project."
-            ) from None
-        raise
+        status, answer = connection.call(
+            "POST", "/api/v1/runs", json.dumps(body).encode(), content_type="application/json"
+        )
+    except Unreachable as exc:
+        if not exc.sent:
+            raise Handover from None
+        raise  # sent, and no answer: the run may exist, so no second request (main says it)
+    if status >= 400:
+        raise Handover  # refused: nothing was created, and the full CLI says why
+    connection.close()
+    created = json.loads(answer)
     from tui.cli.closed_pipe import watch_stdout
 
     run_id = int(created["id"])
     printer = LogPrinter(render=renders("raw" in options))
     watch_stdout()  # `yard run ... | head -1`: leave when the reader does; the run goes on
     try:
-        final = follow(url, token, run_id, printer)
+        final = follow(run_id, printer)
     except KeyboardInterrupt:
         from tui.cli.runs import resume_after_interrupt
 
         return resume_after_interrupt(run_id, printer)
+    except FollowLost:
+        from tui.cli.runs import finish_following
+
+        return finish_following(run_id, printer)
+    if final["state"] != "succeeded" and final["attempt"] <= final["max_retries"]:
+        from tui.cli.runs import finish_following
+
+        return finish_following(run_id, printer, final)  # the retries to follow
     if final["state"] != "succeeded":
+        from tui.cli.run_outcome import sentence
+
         sys.stderr.write(sentence(final) + "\n")
+    from tui.cli.run_outcome import exit_code_of
+
     return exit_code_of(final)
 
 
@@ -138,6 +153,8 @@ def main(args: list[str]) -> int | None:
     """Exit code of the run, or None to let the full CLI handle these arguments."""
     try:
         return run(args)
-    except CommandFailed as exc:
+    except Handover:
+        return None
+    except Unreachable as exc:
         sys.stderr.write(f"error: {exc}\n")
-        return exc.code
+        return 1

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from tui.cli.quick import CommandFailed, Http, profile, read_json
+from tui.cli.quick import Handover, connect, read
 
 OPTIONS = {"-p", "--project"}
 FLAGS = {"--json"}
@@ -63,13 +63,8 @@ def run(args: list[str]) -> int | None:
     if parsed is None:
         return None
     path, project, as_json = parsed
-    chosen = profile()
-    if chosen is None:
-        return None
-    url, token = chosen[0].rstrip("/"), chosen[1]  # the URL as control.client.ControlClient keeps it
-    netloc = url.removeprefix("http://")
-    if not url.startswith("http://") or any(mark in netloc for mark in "/?#@"):
-        return None  # https, or more than a host and port
+    connection = connect()
+    url, token = connection.url, connection.token or ""  # the URL as control.client.ControlClient keeps it
     from tui.cli.sync_common import find_tree
 
     root = find_tree(Path(path) if path is not None else None)
@@ -80,12 +75,10 @@ def run(args: list[str]) -> int | None:
     name = project or default_project(os.fspath(root))
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         return None
-    http = Http(url, token)
     try:
-        servers = read_json(*http.request("GET", f"/devservers?project={name}"))
+        servers = read(connection, "GET", f"/devservers?project={name}")
     finally:
-        http.reader.close()
-        http.sock.close()
+        connection.close()
     server = servers[0] if isinstance(servers, list) and servers else None
     if not isinstance(server, dict) or server.get("state") != "running":
         return None  # the full CLI says how to start it
@@ -121,7 +114,7 @@ def main(args: list[str]) -> int | None:
 
     try:
         return run(args)
-    except (CommandFailed, OSError, ValueError, KeyError, TypeError, UnknownHead):
+    except (Handover, OSError, ValueError, KeyError, TypeError, UnknownHead):
         return None
     except KeyboardInterrupt:
         return 130

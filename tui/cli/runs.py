@@ -196,6 +196,27 @@ def resume_after_interrupt(run_id: int, printer: LogPrinter) -> int:
     return exit_code_of(final)
 
 
+def finish_following(run_id: int, printer: LogPrinter, final: dict[str, Any] | None = None) -> int:
+    """The fast path of `yard run` hands over here: follow run ``run_id`` on from ``printer``
+    (unless ``final``, the run already ended), then its retries; the exit code."""
+    try:
+        try:
+            with state.client() as client:
+                while final is None:
+                    try:
+                        final = follow(client, run_id, printer)
+                    except KeyboardInterrupt:
+                        _interrupted(client, run_id)
+                final = _through_retries(client, final, printer, as_json=False)
+        except DevyardError as exc:  # as tui.cli.main says it
+            fail(str(exc))
+    except typer.Exit as leave:
+        return int(leave.exit_code)
+    if final["state"] != "succeeded":
+        errors.print(sentence(final), highlight=False)
+    return exit_code_of(final)
+
+
 def _wait(client: ControlClient, run_id: int) -> dict[str, Any]:
     for event in client.follow_logs(run_id, from_seq=10**9):
         if event.event == "end":
