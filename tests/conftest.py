@@ -65,7 +65,7 @@ def _signals_left_as_found() -> Iterator[None]:
     assert after == before, "the test left the process's signal mask or handlers changed"
 
 
-def _signal_state() -> tuple[object, ...]:
+def _signal_state() -> tuple[set[int], signal._HANDLER, signal._HANDLER]:
     return (
         signal.pthread_sigmask(signal.SIG_BLOCK, ()),
         signal.getsignal(signal.SIGINT),

@@ -17,7 +17,7 @@ T = TypeVar("T")
 POLL_S = 0.01
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 15.0, message: str = "the condition") -> T:
+def wait_until(predicate: Callable[[], T | None], timeout: float = 15.0, message: str = "the condition") -> T:
     """Call ``predicate`` until it returns something truthy and return that; fail after ``timeout``
     seconds with ``message`` (what never held). The predicate is called once more at the deadline,
     so a slow poll never fails a condition that holds."""
@@ -31,7 +31,9 @@ def wait_until(predicate: Callable[[], T], timeout: float = 15.0, message: str =
         time.sleep(POLL_S)
 
 
-async def wait_until_async(predicate: Callable[[], T], timeout: float = 15.0, message: str = "the condition") -> T:
+async def wait_until_async(
+    predicate: Callable[[], T | None], timeout: float = 15.0, message: str = "the condition"
+) -> T:
     """:func:`wait_until` for code on an event loop: the loop keeps running between polls."""
     deadline = time.monotonic() + timeout
     while True:

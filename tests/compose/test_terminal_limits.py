@@ -111,7 +111,7 @@ def test_a_burst_of_terminals_is_bounded_per_user_and_ends_with_its_clients(term
             terminal = open_terminal(terminal_stack, server["id"], alice)
         except InvalidStatus as exc:
             with lock:
-                refused.append((exc.response.status_code, exc.response.body or b""))
+                refused.append((exc.response.status_code, bytes(exc.response.body or b"")))
         else:
             with lock:
                 opened.append(terminal)

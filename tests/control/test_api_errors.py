@@ -21,7 +21,7 @@ def error_of(response: httpx.Response) -> dict[str, str]:
     body = response.json()
     assert set(body) == {"error"}, body
     assert body["error"]["message"].endswith("."), body
-    return body["error"]
+    return dict(body["error"])
 
 
 def test_unknown_route_is_json_404(sqlite_stack: Stack) -> None:

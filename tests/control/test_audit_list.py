@@ -55,7 +55,7 @@ def walk(http: httpx.Client, limit: int, **params: str) -> list[dict[str, Any]]:
     cursor = None
     while True:
         query = {"limit": limit, **params, **({"cursor": cursor} if cursor else {})}
-        page = http.get("/api/v1/audit", params=query)
+        page = http.get("/api/v1/audit", params=query)  # type: ignore[arg-type]
         assert page.status_code == 200, page.text
         assert page.headers["content-type"] == "application/json"
         body = page.json()

@@ -144,8 +144,8 @@ def test_revoked_expired_and_disabled_tokens_stop_working(stack: Stack) -> None:
         expiring = admin.create_token(name="short", user="dana", expires_in_days=1)
     with stack.services.engine.begin() as conn:
         conn.execute(
-            ApiToken.__table__.update()
-            .where(ApiToken.__table__.c.id == expiring["id"])
+            ApiToken.__table__.update()  # type: ignore[attr-defined]
+            .where(ApiToken.__table__.c.id == expiring["id"])  # type: ignore[attr-defined]
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )  # type: ignore[attr-defined]
     response = httpx.get(stack.url + "/api/v1/me", headers={"Authorization": f"Bearer {expiring['token']}"})

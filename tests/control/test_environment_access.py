@@ -43,8 +43,14 @@ def _attempt(stack: Stack, token: str, action: str, env: str, n: int) -> httpx.R
             body = {"name": f"s{n}", "project": "ashop", "environment": env, "cron": "0 3 * * *", "command": ["true"]}
             return http.post("/schedules", json=body)
         trigger = {"run": "api", "watch": "watch"}[action]
-        body = {"project": "ashop", "environment": env, "command": ["true"], "trigger": trigger, "in_devserver": False}
-        return http.post("/runs", json=body)
+        run_body: dict[str, object] = {
+            "project": "ashop",
+            "environment": env,
+            "command": ["true"],
+            "trigger": trigger,
+            "in_devserver": False,
+        }
+        return http.post("/runs", json=run_body)
 
 
 # who → (actions allowed on prod, actions allowed on the protected vault)

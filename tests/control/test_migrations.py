@@ -86,7 +86,9 @@ def test_existing_rows_survive_the_access_and_sealing_upgrades(database_url: str
     upgrade(engine)
     prepare_secrets(engine, load_settings(tmp_path / "data"))
     with engine.connect() as conn:
-        raw = dict(conn.execute(text("SELECT state, secret FROM dev_servers")).all())
+        raw: dict[str, str] = {
+            str(state): str(secret) for state, secret in conn.execute(text("SELECT state, secret FROM dev_servers"))
+        }
     assert raw["running"].startswith("$fernet:") and "plain" not in raw["running"]
     assert raw["stopped"] is None
     with Session(engine) as session:

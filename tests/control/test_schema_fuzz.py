@@ -59,7 +59,7 @@ def api_schema(fuzzed_stack: tuple[Stack, str]) -> Any:
     return schemathesis.openapi.from_url(stack.url + "/api/v1/openapi.json")
 
 
-def _call(case: schemathesis.Case, stack: Stack, token: str) -> Any:
+def _call(case: schemathesis.Case[Any], stack: Stack, token: str) -> Any:
     return case.call_and_validate(
         base_url=stack.url, headers={"Authorization": f"Bearer {token}"}, checks=CHECKS, timeout=10
     )
@@ -77,14 +77,14 @@ FUZZ = settings(
 
 @schema.parametrize()
 @FUZZ
-def test_as_admin(case: schemathesis.Case, fuzzed_stack: tuple[Stack, str]) -> None:
+def test_as_admin(case: schemathesis.Case[Any], fuzzed_stack: tuple[Stack, str]) -> None:
     stack, _ = fuzzed_stack
     _call(case, stack, stack.admin_token)
 
 
 @schema.parametrize()
 @FUZZ
-def test_as_viewer(case: schemathesis.Case, fuzzed_stack: tuple[Stack, str]) -> None:
+def test_as_viewer(case: schemathesis.Case[Any], fuzzed_stack: tuple[Stack, str]) -> None:
     stack, viewer = fuzzed_stack
     response = _call(case, stack, viewer)
     if case.method.upper() in MUTATING:

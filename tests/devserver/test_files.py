@@ -294,7 +294,9 @@ def test_manifest_unchanged_until_a_write_through_the_server(client: httpx.Clien
     assert post_batch(client, put("tokens/b.txt", b"b\n")).status_code == 200
     changed = manifest_since(client, token)
     assert "unchanged" not in changed
-    assert "tokens/b.txt" in {item["path"] for item in changed["entries"]}  # type: ignore[union-attr]
+    entries = changed["entries"]
+    assert isinstance(entries, list)
+    assert "tokens/b.txt" in {item["path"] for item in entries}
     assert changed["token"] != token
 
 

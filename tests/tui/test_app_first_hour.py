@@ -204,7 +204,7 @@ def test_schedules_are_added_paused_and_resumed_from_the_tui(sqlite_stack: Stack
         admin.create_project("demo")
 
     def field(app: object, name: str) -> Input:
-        return app.screen.query_one(f"#field-{name}", Input)  # type: ignore[attr-defined]
+        return app.screen.query_one(f"#field-{name}", Input)  # type: ignore[attr-defined,no-any-return]
 
     async def scenario() -> None:
         app = app_for(sqlite_stack)
