@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
 
 from bench.common import percentile, summary  # noqa: E402
 from control.client import ControlClient  # noqa: E402
-from devserver.frames import FrameDecoder  # noqa: E402
+from control.wire.frames import FrameDecoder  # noqa: E402
 
 YARD = str(Path(sys.executable).parent / "yard")
 TARGETS = {"cold_start_p50_s": 1.0, "exec_p50_ms": 60.0, "status_p99_ms_with_50": 100.0}
@@ -118,9 +118,9 @@ def bench_cold_start(bench: Bench, runs: int) -> dict[str, Any]:
             bench.yard("dev", "stop", "-p", "demo")
             started = time.perf_counter()
             server = client.start_devserver("demo")
-            while server["state"] != "running":
+            while server.state != "running":
                 time.sleep(0.01)
-                server = client.get_devserver(server["id"])
+                server = client.get_devserver(server.id)
             api.append(time.perf_counter() - started)
             log(f"cold start {i + 1}/{runs}: cli {cli[-1]:.3f} s, api {api[-1]:.3f} s")
     bare, alone = [], []
@@ -172,10 +172,10 @@ def bench_exec(bench: Bench, runs: int) -> dict[str, Any]:
         cli.append(bench.timed_yard("dev", "exec", "-p", "demo", "--", "true") * 1000)
     with bench.client() as client:
         server = client.list_devservers(project="demo")[0]
-    endpoint, secret = bench.secret_and_endpoint(int(server["id"]))
+    endpoint, secret = bench.secret_and_endpoint(int(server.id))
     sdk, direct, spawn = [], [], []
     with httpx.Client(timeout=30) as http:
-        gateway_url = f"{bench.url}/api/v1/devservers/{server['id']}/exec"
+        gateway_url = f"{bench.url}/api/v1/devservers/{server.id}/exec"
         user = {"Authorization": f"Bearer {bench.token}"}
         own = {"Authorization": f"Bearer {secret}"}
         for _ in range(5):
@@ -215,14 +215,14 @@ def bench_fifty(bench: Bench, count: int, probes: int) -> dict[str, Any]:
         for i in range(count):
             client.create_project(f"p{i:02d}")
         started = time.perf_counter()
-        ids = [int(client.start_devserver(f"p{i:02d}")["id"]) for i in range(count)]
+        ids = [client.start_devserver(f"p{i:02d}").id for i in range(count)]
         pending = set(ids)
         while pending:
             for server in client.list_devservers():
-                if server["state"] == "running":
-                    pending.discard(server["id"])
-                elif server["state"] == "failed":
-                    raise RuntimeError(f"develop server {server['id']} failed: {server['error']}")
+                if server.state == "running":
+                    pending.discard(server.id)
+                elif server.state == "failed":
+                    raise RuntimeError(f"develop server {server.id} failed: {server.error}")
             time.sleep(0.05)
         all_started = time.perf_counter() - started
         log(f"{count} develop servers running after {all_started:.1f} s")

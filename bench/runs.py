@@ -56,6 +56,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable wi
     sys.path.insert(0, str(ROOT))
 
 from bench.common import percentile, reachable_postgres, scratch_postgres, summary  # noqa: E402
+from control.wire.runs import RunOut  # noqa: E402
 
 HOST = "127.0.0.1"
 # The substrate the measured stack launches on (`--substrate docker`: every run is a container of
@@ -126,8 +127,8 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def epoch(iso: str | None) -> float | None:
-    return datetime.fromisoformat(iso).timestamp() if iso else None
+def epoch(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment else None
 
 
 # ---------------------------------------------------------------- the stack
@@ -213,7 +214,7 @@ class Followed:
     """What a follower saw: each chunk event's arrival time and payload, and the final run."""
 
     events: list[tuple[float, str]]
-    run: dict[str, Any]
+    run: RunOut
 
     def chunks(self) -> Iterator[tuple[float, bytes]]:
         for received, payload in self.events:
@@ -239,9 +240,9 @@ def follow_to_end(client: Any, run_id: int) -> Followed:
     return Followed(events, client.get_run(run_id))
 
 
-def check_succeeded(run: dict[str, Any]) -> None:
-    if run["state"] != "succeeded":
-        raise RuntimeError(f"run {run['id']} ended {run['state']} (exit {run['exit_code']}): {run['error']}")
+def check_succeeded(run: RunOut) -> None:
+    if run.state != "succeeded":
+        raise RuntimeError(f"run {run.id} ended {run.state} (exit {run.exit_code}): {run.error}")
 
 
 # ---------------------------------------------------------------- 1. launch latency
@@ -270,7 +271,7 @@ def bench_launch(
         requested = time.time()
         created = client.create_run(project, LAUNCH_COMMAND)
         answered = time.time()
-        followed = follow_to_end(client, int(created["id"]))
+        followed = follow_to_end(client, created.id)
         check_succeeded(followed.run)
         printed = float(followed.stdout())
         latency = (printed - requested) * 1000
@@ -278,7 +279,7 @@ def bench_launch(
             warm.append(round(latency, 1))
         else:
             total.append(latency)
-            started = epoch(followed.run["started_at"])
+            started = epoch(followed.run.started_at)
             phases["api_call"].append((answered - requested) * 1000)
             if started is not None:
                 phases["to_worker_started"].append((started - requested) * 1000)
@@ -307,7 +308,7 @@ def bench_launch(
 
 def bench_log_variant(client: Any, project: str, script: str) -> dict[str, Any]:
     created = client.create_run(project, [USER_PYTHON, "-c", script])
-    followed = follow_to_end(client, int(created["id"]))
+    followed = follow_to_end(client, created.id)
     check_succeeded(followed.run)
     from control.logformat import decode
 
@@ -442,12 +443,12 @@ def bench_throughput(
         cli_cpu.append(cpu)
         identical_stdout &= path.read_bytes() == reference
         path.unlink()
-        run = client.list_runs(limit=1, project=project)["items"][0]
+        run = client.list_runs(limit=1, project=project).items[0]
         check_succeeded(run)
-        blob, last_seq = client.read_logs(int(run["id"]))
+        blob, last_seq = client.read_logs(run.id)
         identical_stored &= raw_output(blob) == reference
         chunks.append(last_seq)
-        started, finished = epoch(run["started_at"]), epoch(run["finished_at"])
+        started, finished = epoch(run.started_at), epoch(run.finished_at)
         if started is not None and finished is not None:
             in_run.append(finished - started)
         del blob

@@ -527,7 +527,7 @@ def wait_finished(client: Any, run_ids: list[int], timeout: float) -> None:
     pending = set(run_ids)
     while pending and time.monotonic() < deadline:
         for run_id in list(pending):
-            if client.get_run(run_id)["state"] in ("succeeded", "failed", "cancelled", "timed_out", "lost"):
+            if client.get_run(run_id).state in ("succeeded", "failed", "cancelled", "timed_out", "lost"):
                 pending.discard(run_id)
         time.sleep(0.2)
 

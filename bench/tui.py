@@ -308,20 +308,20 @@ def run_command(stack: Stack, argv: list[str], wait: bool = True) -> int:
     with ControlClient(stack.url, stack.token) as client:
         run = client.create_run("bench", argv)
         if not wait:
-            while client.get_run(run["id"])["state"] in ("queued", "starting"):
+            while client.get_run(run.id).state in ("queued", "starting"):
                 time.sleep(0.05)
-            return int(run["id"])
+            return int(run.id)
         deadline = time.monotonic() + 600
         while True:
-            state = client.get_run(run["id"])
-            if state["state"] not in ("queued", "starting", "running"):
+            state = client.get_run(run.id)
+            if state.state not in ("queued", "starting", "running"):
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"run {run['id']} did not finish")
+                raise RuntimeError(f"run {run.id} did not finish")
             time.sleep(0.2)
-        if state["state"] != "succeeded":
-            raise RuntimeError(f"run {run['id']} {state['state']}: {state.get('error')}")
-    return int(run["id"])
+        if state.state != "succeeded":
+            raise RuntimeError(f"run {run.id} {state.state}: {state.error}")
+    return int(run.id)
 
 
 def bench_run_view(stack: Stack, lines: int, repeats: int) -> dict[str, Any]:
@@ -536,7 +536,7 @@ async def child_follow(url: str, token: str, run_id: int, seconds: int) -> dict[
             bottom = view.line_at(int(view.scroll_y) + view.size.height - 1)
             if bottom is not None and view.model is model:
                 screen_lags.append(now - model.line(bottom).ts_ms)
-            if screen.run and screen.run.get("state") == "succeeded":
+            if screen.run and screen.run.state == "succeeded":
                 break
         lines = len(screen.log_view.model)
         await pilot.pause()

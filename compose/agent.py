@@ -28,6 +28,14 @@ from compose.substrates import make_launcher
 from control.client import ControlClient, DevyardError
 from control.datadir import DataDir
 from control.settings import Settings
+from control.wire.work import (
+    CancelWork,
+    ClaimedWork,
+    DevServerStartWork,
+    DevServerStopWork,
+    RunWork,
+    UnknownWork,
+)
 from runner.orphans import stop_orphaned_command
 from runner.scratch import remove_run_folder
 
@@ -86,7 +94,7 @@ class Agent:
         info = self.client.register_agent(
             self.config.name, queue=self.config.queue, substrate=self.launcher.substrate, hostname=socket.gethostname()
         )
-        self.agent_id = int(info["id"])
+        self.agent_id = info.id
         self.devservers.adopt(self.agent_id)
         reap = getattr(self.launcher, "reap", None)
         if reap is not None:
@@ -108,7 +116,7 @@ class Agent:
                     if not beat.is_alive():
                         beat.start()
                 assert self.agent_id is not None
-                items = self.client.claim_work(self.agent_id, wait_s=self.config.poll_wait_s)["items"]
+                items = self.client.claim_work(self.agent_id, wait_s=self.config.poll_wait_s).items
                 delay = 0.2
             except DevyardError as exc:
                 if self.stop_event.is_set():
@@ -120,28 +128,29 @@ class Agent:
             for item in items:
                 self.handle(item)
 
-    def handle(self, item: dict[str, Any]) -> None:
-        if item["kind"] == "run":
-            self._launch_run(item)
-        elif item["kind"] == "cancel":
-            self._cancel(item)
-        elif item["kind"] == "devserver_start":
-            self.devservers.start_item(item, self._report)
-        elif item["kind"] == "devserver_stop":
-            self.devservers.stop_item(item, self._report)
-        else:
-            self._report(item["id"], error=f"This agent does not know work of kind {item['kind']!r}.")
+    def handle(self, item: ClaimedWork) -> None:
+        match item:
+            case RunWork():
+                self._launch_run(item)
+            case CancelWork():
+                self._cancel(item)
+            case DevServerStartWork():
+                self.devservers.start_item(item, self._report)
+            case DevServerStopWork():
+                self.devservers.stop_item(item, self._report)
+            case UnknownWork():
+                self._report(item.id, error=f"This agent does not know work of kind {item.kind!r}.")
 
-    def _launch_run(self, item: dict[str, Any]) -> None:
-        spec = item["run"]
-        run_id = int(spec["id"])
+    def _launch_run(self, item: RunWork) -> None:
+        spec = item.run
+        run_id = spec.id
         # Runs started from a develop server run in that user's workspace; others get a folder
         # of their own, removed when the run is over (by its worker, or here if it was killed).
-        own_folder = not spec.get("workspace")
-        run_dir = self.config.volume / (spec.get("workspace") or f"runs/{run_id}")
+        own_folder = not spec.workspace
+        run_dir = self.config.volume / (spec.workspace or f"runs/{run_id}")
         # The API only accepts a relative cwd without "..": the worker checks it, after symlinks,
         # against code_folder (a link in the workspace may still point elsewhere).
-        cwd = run_dir / (spec.get("cwd") or "")
+        cwd = run_dir / (spec.cwd or "")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             spool_dir = self.config.spool / str(run_id)
@@ -151,7 +160,7 @@ class Agent:
             with os.fdopen(fd, "w") as spec_out:
                 json.dump(
                     {
-                        **spec,
+                        **spec.model_dump(mode="json"),
                         "cwd": str(cwd),
                         "code_folder": str(run_dir),
                         "spool_dir": str(spool_dir),
@@ -162,15 +171,15 @@ class Agent:
             env = {k: v for k, v in os.environ.items() if k in WORKER_ENV}
             env["HOME"] = str(command_home(self.config.volume))
             env["DEVYARD_WORKER_URL"] = self.config.api_url
-            env["DEVYARD_WORKER_TOKEN"] = item["worker_token"]
+            env["DEVYARD_WORKER_TOKEN"] = item.worker_token or ""
             launch = LaunchSpec(
                 name=f"devyard-run-{run_id}",
                 argv=[sys.executable, "-m", "runner.worker", "--spec", str(spec_file)],
                 env=env,
                 cwd=run_dir,
                 labels={"devyard.run": str(run_id)},
-                resources=spec.get("resources") or {},
-                image=spec.get("image"),
+                resources=spec.resources,
+                image=spec.image,
                 paths=(run_dir, spool_dir),
             )
             handle = self.launcher.start(launch)
@@ -178,19 +187,19 @@ class Agent:
             if own_folder:  # only if still empty: the launch may have got further than it says
                 with contextlib.suppress(OSError):
                     run_dir.rmdir()
-            self._report(item["id"], error=str(exc))
+            self._report(item.id, error=str(exc))
             return
         if own_folder:  # first: the heartbeat may see the worker end as soon as it is in runs
             self.run_folders[run_id] = run_dir
         self.runs[run_id] = handle
-        self._report(item["id"], handle=handle)
+        self._report(item.id, handle=handle)
 
-    def _cancel(self, item: dict[str, Any]) -> None:
-        run_id = int(item["run"]["id"])
-        handle = self.runs.get(run_id) or item["run"].get("handle")
+    def _cancel(self, item: CancelWork) -> None:
+        run_id = item.run.id
+        handle = (self.runs.get(run_id) if run_id is not None else None) or item.run.handle
         if handle:
             self.launcher.signal(handle, signal.SIGTERM)
-        self._report(item["id"], handle=handle or "gone")
+        self._report(item.id, handle=handle or "gone")
 
     def _report(self, item_id: int, handle: str | None = None, error: str | None = None) -> None:
         delay = 0.1

@@ -17,12 +17,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from compose.launcher import Launcher, LaunchError, LaunchSpec, LaunchState, command_home
 from control.client import ControlClient, DevyardError
+from control.wire.work import DevServerStartWork, DevServerStopWork
 
 log = logging.getLogger("devyard.agent.devservers")
 
@@ -58,6 +59,12 @@ class Managed:
     stopping: bool = False
 
 
+class ReportItem(Protocol):
+    """Tells the API what became of a work item (the agent's ``_report``)."""
+
+    def __call__(self, item_id: int, handle: str | None = None, error: str | None = None) -> None: ...
+
+
 @dataclass
 class DevServerKeeper:
     client: ControlClient
@@ -71,17 +78,20 @@ class DevServerKeeper:
 
     # ------------------------------------------------------------------ work items
 
-    def start_item(self, item: dict[str, Any], report_item: Any) -> None:
+    def start_item(self, item: DevServerStartWork, report_item: ReportItem) -> None:
         """Handle a ``devserver_start`` item in its own thread (a start takes a moment)."""
-        spec = item["run"]
+        spec = item.run
+        if not spec.workspace or not spec.secret:
+            report_item(item.id, error=f"Develop server {spec.id} has no workspace or secret yet.")
+            return
         server = Managed(
-            id=int(spec["id"]),
-            workspace=self.volume / spec["workspace"],
-            secret=spec["secret"],
-            env=dict(spec.get("env") or {}),
-            resources=dict(spec.get("resources") or {}),
-            image=spec.get("image"),
-            restart_count=int(spec.get("restart_count") or 0),
+            id=spec.id,
+            workspace=self.volume / spec.workspace,
+            secret=spec.secret,
+            env=dict(spec.env),
+            resources=dict(spec.resources),
+            image=spec.image,
+            restart_count=spec.restart_count,
         )
 
         def work() -> None:
@@ -89,22 +99,21 @@ class DevServerKeeper:
                 self._launch(server)
             except StartFailed as exc:
                 self._report(server.id, "failed", error=str(exc))
-                report_item(item["id"], error=str(exc))
+                report_item(item.id, error=str(exc))
                 return
             with self.lock:
                 self.servers[server.id] = server
             self._report(server.id, "running", handle=server.handle, endpoint=server.endpoint)
-            report_item(item["id"], handle=server.handle)
+            report_item(item.id, handle=server.handle)
             self.ensure_monitor()
 
         threading.Thread(target=work, name=f"devserver-start-{server.id}", daemon=True).start()
 
-    def stop_item(self, item: dict[str, Any], report_item: Any) -> None:
-        spec = item["run"]
-        server_id = int(spec["id"])
+    def stop_item(self, item: DevServerStopWork, report_item: ReportItem) -> None:
+        server_id = item.run.id
         with self.lock:
             server = self.servers.pop(server_id, None)
-        handle = server.handle if server else spec.get("handle")
+        handle = server.handle if server else item.run.handle
         if server is not None:
             server.stopping = True
 
@@ -113,7 +122,7 @@ class DevServerKeeper:
                 self.launcher.stop(handle, grace_s=STOP_GRACE_S)
             (self.state_dir / str(server_id) / "ready.json").unlink(missing_ok=True)
             self._report(server_id, "stopped")
-            report_item(item["id"], handle=handle or "gone")
+            report_item(item.id, handle=handle or "gone")
 
         threading.Thread(target=work, name=f"devserver-stop-{server_id}", daemon=True).start()
 
@@ -143,18 +152,18 @@ class DevServerKeeper:
             log.warning("cannot list this agent's develop servers: %s", exc)
             return
         for info in listed:
-            if not info.get("secret") or not info.get("workspace"):
+            if not info.secret or not info.workspace:
                 continue
             server = Managed(
-                id=int(info["id"]),
-                workspace=self.volume / info["workspace"],
-                secret=info["secret"],
-                env=dict(info.get("env") or {}),
-                resources=dict(info.get("resources") or {}),
-                image=info.get("image"),
-                restart_count=int(info.get("restart_count") or 0),
-                handle=info.get("handle"),
-                endpoint=info.get("endpoint"),
+                id=info.id,
+                workspace=self.volume / info.workspace,
+                secret=info.secret,
+                env=dict(info.env),
+                resources=dict(info.resources),
+                image=info.image,
+                restart_count=info.restart_count,
+                handle=info.handle,
+                endpoint=info.endpoint,
                 up_since=time.monotonic(),
             )
             alive = (

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from control.db.tables import DevServer, Environment, Project, ProjectMember, ProjectRole, Role, User
+from control.db.tables import DevServer, Environment, Project, ProjectMember, User
 from control.devservers import lifecycle as devserver_lifecycle
+from control.wire.resources import ProjectRole, Role
 
 
 class AccessRefused(Exception):

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from control.db.tables import Role
+from control.wire.resources import Role
 
 TOKEN_PREFIX = "dy_"
 

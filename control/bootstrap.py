@@ -13,10 +13,11 @@ from control.auth import hash_token
 from control.clock import utcnow
 from control.db.engine import check_connection, session_scope
 from control.db.migrate import upgrade
-from control.db.tables import ApiToken, DevServer, Environment, Project, Role, User
+from control.db.tables import ApiToken, DevServer, Environment, Project, User
 from control.db.types import SEALED, SEALED_TEXT
 from control.secretbox import SecretBox, SecretsUnreadable, bind, box_for
 from control.settings import Settings
+from control.wire.resources import Role
 
 log = logging.getLogger("devyard.bootstrap")
 

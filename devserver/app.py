@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from devserver.batch import BatchFormatError
+from control.wire.batch import BatchFormatError
 from devserver.execute import ExecApi
 from devserver.files import FilesApi
 from devserver.gitapi import GitApi

@@ -29,7 +29,7 @@ import contextlib
 import threading
 from collections import deque
 
-from devserver.batch import BatchDecoder
+from control.wire.batch import BatchDecoder
 from devserver.writer import WorkspaceWriter
 
 QUEUED_LIMIT = 8 * 1024 * 1024  # bytes received but not yet applied, at most (about)

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from devserver import frames
+from control.wire import frames
 from devserver.payload import bad_request, json_object, number, text, text_list, text_map
 from devserver.processes import KILL_GRACE_S, Sessions
 from devserver.responses import ApiError, wait_for_disconnect

@@ -17,9 +17,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from control.wire.batch import MEDIA_TYPE, BatchDecoder, BatchFormatError
+from control.wire.manifest import Entry, scan
 from devserver.applier import BatchApplier
-from devserver.batch import MEDIA_TYPE, BatchDecoder, BatchFormatError
-from devserver.manifest import Entry, scan
 from devserver.paths import BadPath
 from devserver.responses import ApiError, error_response, json_response, wait_for_disconnect
 from devserver.state import ServerState

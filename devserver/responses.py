@@ -1,4 +1,4 @@
-"""JSON responses and the API's error shape: ``{"error": code, "message": one sentence, ...}``."""
+"""JSON responses; errors in the shape of :mod:`control.wire.errors`, the same as the control API's."""
 
 from __future__ import annotations
 
@@ -8,16 +8,9 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive
 
+from control.wire.errors import ApiError, error_body
 
-class ApiError(Exception):
-    """An error the client caused or must handle; becomes a JSON response with ``status``."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
+__all__ = ["ApiError", "error_body", "error_response", "json_response", "wait_for_disconnect"]
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -28,11 +21,6 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     """
     body = json.dumps(data, separators=(",", ":")).encode("ascii")
     return Response(body, status, headers=headers, media_type="application/json")
-
-
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    """The JSON body of an error."""
-    return {"error": code, "message": message, **extra}
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> Response:

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
+from control.wire.manifest import HashCache
 from devserver.changes import ChangeTracker
-from devserver.manifest import HashCache
 from devserver.paths import Workspace
 from devserver.processes import Sessions
 from runner.toolpath import with_tools

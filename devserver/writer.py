@@ -23,8 +23,8 @@ import shutil
 import stat
 from pathlib import Path
 
-from devserver.batch import BatchDecoder, BatchEvent, Delete, EntryEnd, PutDir, PutFile, PutSymlink
-from devserver.manifest import GIT_DIR, HashCache
+from control.wire.batch import BatchDecoder, BatchEvent, Delete, EntryEnd, PutDir, PutFile, PutSymlink
+from control.wire.manifest import GIT_DIR, HashCache
 from devserver.paths import Directories, Workspace
 
 TEMP_PREFIX = ".devyard-tmp-"

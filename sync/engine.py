@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from control.client import ControlClient, NotFound
-from devserver.batch import Delete, Op, PutDir, PutFile, PutSymlink
-from devserver.manifest import Entry
+from control.wire.batch import Delete, Op, PutDir, PutFile, PutSymlink
+from control.wire.manifest import Entry
 from sync import unchanged
 from sync.gitstate import GitSync, local_head
 from sync.ignore import IgnoreRules

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from devserver.manifest import Entry
+from control.wire.manifest import Entry
 from sync.remote import RemoteWorkspace
 
 

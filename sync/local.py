@@ -1,6 +1,6 @@
 """The local side of a sync: the tree as the develop server should see it.
 
-Scanning reuses the develop server's own :func:`devserver.manifest.scan`, so both ends list
+Scanning reuses the develop server's own :func:`control.wire.manifest.scan`, so both ends list
 entries the same way. Hashing is deferred: a scan only fills in digests the cache already
 trusts, and :meth:`LocalTree.hashed` reads a file only when a comparison needs its digest (a
 file the workspace lacks, or holds at a different size, is sent without being hashed first;
@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from devserver.manifest import Entry, HashCache, Row, scan
+from control.wire.manifest import Entry, HashCache, Row, scan
 from sync.ignore import IgnoreRules
 from sync.state import LocalHashCache
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from devserver.manifest import Entry
+from control.wire.manifest import Entry
 from sync.state import Record
 
 

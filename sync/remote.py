@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from control.client import ApiError, ConnectionFailed, ControlClient, DevyardError
-from devserver.batch import MEDIA_TYPE
-from devserver.manifest import Entry
+from control.wire.batch import MEDIA_TYPE
+from control.wire.manifest import Entry
 from sync.ignore import TEMP_PREFIX
 from sync.unchanged import parse_listing as parse_listing  # re-exported: it was defined here
 
@@ -80,9 +80,9 @@ class RemoteWorkspace:
             )
             return result
         except ApiError as exc:
-            details = exc.details if isinstance(exc.details, dict) else {}
-            if exc.status == 400 and isinstance(details.get("applied"), int):
-                raise EntryRefused(str(details.get("path") or "?"), int(details["applied"]), exc.message) from exc
+            applied = exc.extra.get("applied")
+            if exc.status == 400 and isinstance(applied, int):
+                raise EntryRefused(str(exc.extra.get("path") or "?"), applied, exc.message) from exc
             if unavailable(exc):
                 raise DevserverUnavailable(str(exc)) from exc
             raise

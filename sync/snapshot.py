@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devserver.manifest import Row
+from control.wire.manifest import Row
 from sync.state import RACY_NS
 
 SNAPSHOT_FILE = "clean.marshal"
@@ -102,7 +102,7 @@ def stamps(paths: list[str]) -> list[list[Any]]:
 
 def matches(root: Path, skipped: dict[str, bool], expected: list[Row]) -> bool:
     """Whether walking the tree meets exactly the stat rows ``expected``, in the order
-    :func:`devserver.manifest.scan` meets them; False at the first difference, or as soon as
+    :func:`control.wire.manifest.scan` meets them; False at the first difference, or as soon as
     something cannot be compared (unreadable, a skipped path changed kind, rows of another shape).
 
     Compared while walking, not collected first: an unchanged tree costs no list of its own and

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from devserver.manifest import Entry, HashCache, file_sha256
+from control.wire.manifest import Entry, HashCache, file_sha256
 
 FORMAT = 1
 # A file modified this recently may be modified again without its mtime moving (timestamps

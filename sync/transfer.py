@@ -1,6 +1,6 @@
 """Sending a plan: batch requests streamed from the local files, hashed as they are read.
 
-Entries go out in the develop server's batch format (``devserver/batch.py``). Small entries are
+Entries go out in the develop server's batch format (``control/wire/batch.py``). Small entries are
 packed together into writes of a few hundred kilobytes; a big file goes out in 1 MiB chunks
 straight from disk, so nothing is ever held whole in memory. Requests are cut at
 :data:`REQUEST_BYTES`, which keeps a refusal cheap to report (the develop server reads the rest
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from devserver.batch import Delete, Op, PutDir, PutFile, PutSymlink, encode_header
+from control.wire.batch import Delete, Op, PutDir, PutFile, PutSymlink, encode_header
 from sync.remote import EntryRefused, RemoteWorkspace
 from sync.state import SYMLINK_MODE, Record, SyncState
 

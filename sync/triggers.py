@@ -20,9 +20,10 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from control.client import DevyardError
+from control.wire.runs import RunOut
 
 POLICIES = ("queue", "restart", "skip")
 # Files that tools and editors write on their own; a change to them never starts a run
@@ -71,19 +72,19 @@ def _matches(path: str, pattern: str) -> bool:
 class RunBackend(Protocol):
     """Starting, waiting for and cancelling runs."""
 
-    def start(self, paths: list[str]) -> dict[str, Any]: ...
+    def start(self, paths: list[str]) -> RunOut: ...
 
-    def wait(self, run: dict[str, Any]) -> dict[str, Any]: ...
+    def wait(self, run: RunOut) -> RunOut: ...
 
-    def cancel(self, run: dict[str, Any]) -> None: ...
+    def cancel(self, run: RunOut) -> None: ...
 
 
 class DispatchReporter(Protocol):
     """Told about each run and each dropped change."""
 
-    def started(self, run: dict[str, Any], paths: list[str]) -> None: ...
+    def started(self, run: RunOut, paths: list[str]) -> None: ...
 
-    def finished(self, run: dict[str, Any], paths: list[str]) -> None: ...
+    def finished(self, run: RunOut, paths: list[str]) -> None: ...
 
     def skipped(self, paths: list[str]) -> None: ...
 
@@ -100,7 +101,7 @@ class RunDispatcher:
     debounce_s: float = 0.05
     _pending: set[str] = field(default_factory=set)
     _due: float = 0.0
-    _current: dict[str, Any] | None = None
+    _current: RunOut | None = None
     _cancelling: bool = False
     _stopped: bool = False
     _lock: threading.Condition = field(default_factory=threading.Condition)
@@ -138,11 +139,11 @@ class RunDispatcher:
                 threading.Thread(target=self._cancel, args=(run,), daemon=True).start()
             self._lock.notify_all()
 
-    def _cancel(self, run: dict[str, Any]) -> None:
+    def _cancel(self, run: RunOut) -> None:
         try:
             self.backend.cancel(run)
         except DevyardError as exc:  # reported, never fatal: the watch goes on
-            self.reporter.failed(f"Could not cancel run {run.get('id')}: {exc}")
+            self.reporter.failed(f"Could not cancel run {run.id}: {exc}")
 
     def _next_burst(self) -> list[str] | None:
         with self._lock:
@@ -171,7 +172,7 @@ class RunDispatcher:
             try:
                 final = self.backend.wait(run)
             except DevyardError as exc:
-                self.reporter.failed(f"Lost track of run {run.get('id')}: {exc}")
+                self.reporter.failed(f"Lost track of run {run.id}: {exc}")
                 final = run
             with self._lock:
                 self._current = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from devserver.manifest import Entry
+from control.wire.manifest import Entry
 from sync.probe import Question
 from sync.report import GitReport, SyncReport, head_in_sync
 from sync.snapshot import Snapshot

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from control.client import ApiError
-from devserver.manifest import Entry, file_sha256
+from control.wire.manifest import Entry, file_sha256
 
 if TYPE_CHECKING:
     import pygit2

@@ -34,7 +34,7 @@ class Stack:
     def user(self, name: str, role: str) -> str:
         """Create a user with ``role`` and return a token of theirs."""
         with self.client() as admin:
-            token = admin.create_user(name, role=role)["token"]
+            token = admin.create_user(name, role=role).token
         assert isinstance(token, str)
         return token
 

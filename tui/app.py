@@ -29,6 +29,9 @@ from textual.theme import BUILTIN_THEMES
 
 from control.client import AsyncControlClient
 from control.profiles import Profile, resolve
+from control.wire.devservers import DevServerOut
+from control.wire.resources import Me
+from control.wire.runs import RunOut
 from tui import operations
 from tui.actions import bindings
 from tui.cli.project_name import default_project
@@ -92,7 +95,7 @@ class DevyardApp(App[None]):
         self.client = AsyncControlClient(
             profile.url, profile.token, transport=httpx.AsyncHTTPTransport(verify=False) if plain else None
         )
-        self.me: dict[str, Any] | None = None
+        self.me: Me | None = None
         """The token's user, once the API said who it is."""
         self.local_project = default_project()
         """The project of the directory yard was started in."""
@@ -143,7 +146,7 @@ class DevyardApp(App[None]):
         async for item in follow_events(self.client):
             if isinstance(item, Connected):
                 self.me = item.user
-                self.set_status(connection="live", user=f"{item.user['name']} ({item.user['role']})")
+                self.set_status(connection="live", user=f"{item.user.name} ({item.user.role})")
                 if not first or self.first_load_failed:
                     # Events may have been missed while down: every screen reloads what it shows.
                     self._queue(Change(None, "connected", {}))
@@ -202,7 +205,7 @@ class DevyardApp(App[None]):
         else:
             self.push_screen(screen)
 
-    def open_devserver(self, server: dict[str, Any]) -> None:
+    def open_devserver(self, server: DevServerOut) -> None:
         from tui.screens.devserver_view import DevServerScreen
 
         self.push_screen(DevServerScreen(server))
@@ -217,10 +220,10 @@ class DevyardApp(App[None]):
             return
         from tui.screens.new_run import NewRunScreen
 
-        def opened(run: dict[str, Any] | None) -> None:
+        def opened(run: RunOut | None) -> None:
             if run is not None:
-                self.notify(f"Started run {run['id']}.")
-                self.open_run(int(run["id"]))
+                self.notify(f"Started run {run.id}.")
+                self.open_run(run.id)
 
         self.push_screen(NewRunScreen(project=project), opened)
 
@@ -229,9 +232,9 @@ class DevyardApp(App[None]):
             return
         from tui.screens.start_devserver import StartDevServerScreen
 
-        def opened(server: dict[str, Any] | None) -> None:
+        def opened(server: DevServerOut | None) -> None:
             if server is not None:
-                self.notify(f"Develop server {server['id']} for {server['project']} is {server['state']}.")
+                self.notify(f"Develop server {server.id} for {server.project} is {server.state}.")
                 self.open_devserver(server)
 
         self.push_screen(StartDevServerScreen(project=project), opened)

@@ -11,6 +11,8 @@ from typing import Any
 
 from rich.text import Text
 
+from control.wire.runs import RunOut
+
 clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
 """What time it is; tests replace it to get the same screen on every run."""
 
@@ -62,7 +64,10 @@ def palette(variables: Mapping[str, str]) -> Palette:
 
 
 def parse_time(value: object) -> datetime | None:
-    """An API timestamp (ISO 8601, UTC) as an aware datetime; None stays None."""
+    """An API timestamp (a datetime, or ISO 8601 text; UTC when it names no zone) as an aware
+    datetime; None stays None."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -124,14 +129,14 @@ def stamp(value: object) -> str:
     return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def run_duration(run: dict[str, Any]) -> float | None:
+def run_duration(run: RunOut) -> float | None:
     """Seconds the run has taken: final once it finished, still growing while it runs."""
-    if run.get("duration_s") is not None and run.get("state") in FINISHED:
-        return float(run["duration_s"])
-    started = parse_time(run.get("started_at"))
+    if run.duration_s is not None and run.state in FINISHED:
+        return run.duration_s
+    started = parse_time(run.started_at)
     if started is None:
         return None
-    finished = parse_time(run.get("finished_at")) or clock()
+    finished = parse_time(run.finished_at) or clock()
     return max((finished - started).total_seconds(), 0.0)
 
 

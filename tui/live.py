@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from control.client import AsyncControlClient, DevyardError
+from control.wire.resources import Me
 
 RECONNECT_FIRST_S = 0.5
 RECONNECT_MAX_S = 10.0
@@ -24,7 +25,7 @@ RECONNECT_MAX_S = 10.0
 class Connected:
     """The stream is open; ``user`` is the token's user."""
 
-    user: dict[str, Any]
+    user: Me
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from control.client import DevyardError
+from control.wire.devservers import DevServerOut
+from control.wire.runs import RunOut
+from control.wire.schedules import ScheduleOut
 from tui.actions import BY_ID
 from tui.cells import FINISHED, command_line
 
@@ -18,7 +21,6 @@ if TYPE_CHECKING:
     from tui.app import DevyardApp
     from tui.screens.confirm import Act
 
-Item = dict[str, Any]
 YARD = str(Path(sys.executable).parent / "yard")
 
 
@@ -34,88 +36,88 @@ def allowed(app: DevyardApp, action_id: str) -> bool:
     return True
 
 
-def cancel_run(app: DevyardApp, run: Item, action_id: str) -> None:
+def cancel_run(app: DevyardApp, run: RunOut, action_id: str) -> None:
     """Ask, then cancel ``run``."""
     if not allowed(app, action_id):
         return
-    if run.get("state") in FINISHED:
-        app.notify(f"Run {run['id']} already finished ({run['state']}).", severity="warning")
+    if run.state in FINISHED:
+        app.notify(f"Run {run.id} already finished ({run.state}).", severity="warning")
         return
 
     async def act() -> str:
-        await app.client.cancel_run(int(run["id"]))
-        return f"Cancel requested for run {run['id']}."
+        await app.client.cancel_run(int(run.id))
+        return f"Cancel requested for run {run.id}."
 
-    _confirm(app, f"Cancel run {run['id']}?", f"$ {command_line(run.get('command'))}", act, "Cancel run")
+    _confirm(app, f"Cancel run {run.id}?", f"$ {command_line(run.command)}", act, "Cancel run")
 
 
-async def rerun(app: DevyardApp, run: Item, action_id: str) -> Item | None:
+async def rerun(app: DevyardApp, run: RunOut, action_id: str) -> RunOut | None:
     """Start ``run``'s command again in the same project and environment; the new run."""
     if not allowed(app, action_id):
         return None
     try:
-        created: Item = await app.client.create_run(
-            str(run["project"]), list(run["command"]), environment=run.get("environment"), trigger="manual"
+        created = await app.client.create_run(
+            str(run.project), list(run.command), environment=run.environment, trigger="manual"
         )
     except DevyardError as exc:
         app.notify(str(exc), severity="error")
         return None
-    app.notify(f"Started run {created['id']}: {command_line(created.get('command'))}")
+    app.notify(f"Started run {created.id}: {command_line(created.command)}")
     return created
 
 
-def copy_run_id(app: DevyardApp, run: Item) -> None:
-    app.copy_to_clipboard(str(run["id"]))
-    app.notify(f"Copied run id {run['id']}.")
+def copy_run_id(app: DevyardApp, run_id: int) -> None:
+    app.copy_to_clipboard(str(run_id))
+    app.notify(f"Copied run id {run_id}.")
 
 
-def stop_devserver(app: DevyardApp, server: Item, action_id: str) -> None:
+def stop_devserver(app: DevyardApp, server: DevServerOut, action_id: str) -> None:
     """Ask, then stop ``server`` (its workspace stays)."""
     if not allowed(app, action_id):
         return
-    if server.get("state") in ("stopped", "stopping"):
-        app.notify(f"Develop server {server['id']} is already {server['state']}.", severity="warning")
+    if server.state in ("stopped", "stopping"):
+        app.notify(f"Develop server {server.id} is already {server.state}.", severity="warning")
         return
 
     async def act() -> str:
-        stopped = await app.client.stop_devserver(int(server["id"]))
-        return f"Develop server {server['id']} for {server['project']} is {stopped['state']}."
+        stopped = await app.client.stop_devserver(int(server.id))
+        return f"Develop server {server.id} for {server.project} is {stopped.state}."
 
     _confirm(
         app,
-        f"Stop the develop server for {server['project']}?",
+        f"Stop the develop server for {server.project}?",
         "Its workspace stays on the volume; start it again to resume. Open shells end.",
         act,
         "Stop",
     )
 
 
-def trigger_schedule(app: DevyardApp, schedule: Item, action_id: str) -> None:
+def trigger_schedule(app: DevyardApp, schedule: ScheduleOut, action_id: str) -> None:
     """Ask, then fire ``schedule`` now (its overlap policy applies)."""
     if not allowed(app, action_id):
         return
 
     async def act() -> str:
-        tick = await app.client.trigger_schedule(str(schedule["name"]))
-        if tick.get("state") == "fired":
-            return f"Schedule {schedule['name']} fired run {tick.get('run_id')}."
-        return f"Schedule {schedule['name']} did not fire: {tick.get('reason') or tick.get('state')}."
+        tick = await app.client.trigger_schedule(str(schedule.name))
+        if tick.state == "fired":
+            return f"Schedule {schedule.name} fired run {tick.run_id}."
+        return f"Schedule {schedule.name} did not fire: {tick.reason or tick.state}."
 
     _confirm(
         app,
-        f"Fire schedule {schedule['name']} now?",
-        f"$ {command_line(schedule.get('command'))}   (overlap policy: {schedule.get('overlap', 'skip')})",
+        f"Fire schedule {schedule.name} now?",
+        f"$ {command_line(schedule.command)}   (overlap policy: {schedule.overlap})",
         act,
         "Fire",
     )
 
 
-def toggle_schedule(app: DevyardApp, schedule: Item, action_id: str) -> None:
+def toggle_schedule(app: DevyardApp, schedule: ScheduleOut, action_id: str) -> None:
     """Pause ``schedule`` (after asking: ticks while paused are not caught up) or resume it."""
     if not allowed(app, action_id):
         return
-    name = str(schedule["name"])
-    if not schedule.get("enabled", True):
+    name = schedule.name
+    if not schedule.enabled:
         app.run_worker(_resume(app, name), group="schedule-resume")
         return
 
@@ -147,20 +149,20 @@ def add_schedule(app: DevyardApp, project: str, action_id: str) -> None:
         return
     from tui.screens.new_schedule import NewScheduleScreen
 
-    def added(schedule: Item | None) -> None:
+    def added(schedule: ScheduleOut | None) -> None:
         if schedule is not None:
-            app.notify(f"Schedule {schedule['name']} added for {schedule['project']}.")
+            app.notify(f"Schedule {schedule.name} added for {schedule.project}.")
 
     app.push_screen(NewScheduleScreen(project=project), added)
 
 
-def open_shell(app: DevyardApp, server: Item, action_id: str) -> None:
+def open_shell(app: DevyardApp, server: DevServerOut, action_id: str) -> None:
     """Hand the terminal to ``yard dev shell`` for the server's project; come back when it exits."""
     if not allowed(app, action_id):
         return
-    if server.get("state") != "running":
+    if server.state != "running":
         app.notify(
-            f"The develop server for {server['project']} is {server.get('state')}; start it first (s).",
+            f"The develop server for {server.project} is {server.state}; start it first (s).",
             severity="warning",
         )
         return
@@ -168,8 +170,8 @@ def open_shell(app: DevyardApp, server: Item, action_id: str) -> None:
     # The same API and token as the TUI, whatever profile file (if any) it came from.
     env.update(DEVYARD_URL=app.profile.url, DEVYARD_TOKEN=app.profile.token)
     with app.suspend():
-        print(f"devyard: shell in the develop server for {server['project']}; exit it to return to the TUI.")
-        code = subprocess.call([YARD, "dev", "shell", "--project", str(server["project"])], env=env)
+        print(f"devyard: shell in the develop server for {server.project}; exit it to return to the TUI.")
+        code = subprocess.call([YARD, "dev", "shell", "--project", str(server.project)], env=env)
     app.notify(f"The shell ended (exit code {code}).", severity="information" if code in (0, 130) else "warning")
 
 

@@ -11,11 +11,12 @@ from fastapi import Depends, Request
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
-from control.api.errors import ApiError
 from control.api.services import Services
 from control.auth import AGENTS, Principal, hash_token
 from control.clock import utcnow
-from control.db.tables import ApiToken, Role, User
+from control.db.tables import ApiToken, User
+from control.wire.errors import USER_DISABLED, ApiError
+from control.wire.resources import Role
 
 # Writing last_used_at on every request would turn every read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -68,7 +69,7 @@ def authenticate(svc: Services, token: str) -> Principal:
         if api_token.expires_at is not None and api_token.expires_at <= now:
             raise ApiError(401, "unauthenticated", "The token has expired.")
         if user.disabled:
-            raise ApiError(401, "unauthenticated", f"User {user.name} is disabled.")
+            raise ApiError(401, USER_DISABLED, f"User {user.name} is disabled.")
         if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION:
             api_token.last_used_at = now
             session.add(api_token)

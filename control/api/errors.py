@@ -1,4 +1,4 @@
-"""JSON errors: every failure is ``{"error": {"code": ..., "message": ...}}`` with a 4xx/5xx status."""
+"""JSON errors: every failure is the body of :mod:`control.wire.errors` with a 4xx/5xx status."""
 
 from __future__ import annotations
 
@@ -14,19 +14,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from control.access import AccessRefused
 from control.objectstore import ObjectNotFound, ObjectStoreProblem
 from control.secretbox import SecretsUnreadable
+from control.wire.errors import ApiError, error_body
+from control.wire.fields import NAME_PATTERN
 
 log = logging.getLogger("devyard.api")
-
-
-class ApiError(Exception):
-    """An error a client caused (or may retry), rendered as JSON."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
 
 
 def not_found(what: str, ident: object) -> ApiError:
@@ -55,10 +46,6 @@ class SecretsLocked(ApiError):
         )
 
 
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, **extra}}
-
-
 def _location(loc: Any) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "request"
@@ -67,7 +54,6 @@ def _location(loc: Any) -> str:
 OUT_OF_RANGE = "A number in the request is out of range: integers must lie between -2^63 and 2^63-1."
 UNSTORABLE = "A value in the request cannot be stored (a number out of range, or text too long or holding NUL)."
 UNPARSABLE_BODY = "There was an error parsing the body"  # FastAPI's 400: a 100k-deep JSON body hit it
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
 
 def _explain(error: Any) -> str:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
 from fastapi.responses import Response
@@ -40,10 +40,10 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import JSON, TypeDecorator
 from sqlmodel import col
 
-from control.api.errors import ApiError
 from control.api.services import Services
 from control.db.readpool import ReadPool
 from control.db.types import UTCDateTime
+from control.wire.errors import ApiError
 
 T = TypeVar("T")
 
@@ -51,11 +51,6 @@ MAX_LIMIT = 500
 # Keyset queries are short; a few threads keep the GIL hand-offs and pooled connections few
 # (more threads than pooled connections made the pool open and close connections under load).
 PAGE_THREADS = 4
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    next_cursor: str | None = None
 
 
 class PageParams(BaseModel):

@@ -11,7 +11,6 @@ Identifiers are integers so that lists can be paged with a keyset (``id < cursor
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
@@ -20,13 +19,7 @@ from sqlmodel import Field, SQLModel
 
 from control.clock import utcnow
 from control.db.types import SealedSecrets, SealedText, UTCDateTime
-
-
-class Role(StrEnum):
-    admin = "admin"
-    developer = "developer"
-    viewer = "viewer"
-    agent = "agent"
+from control.wire.resources import ProjectRole
 
 
 class User(SQLModel, table=True):
@@ -69,13 +62,6 @@ class Project(SQLModel, table=True):
     max_concurrent_runs: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class ProjectRole(StrEnum):
-    """What a member may do in a project (see control/access.py)."""
-
-    maintainer = "maintainer"
-    developer = "developer"
 
 
 class ProjectMember(SQLModel, table=True):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import func, text
 from sqlmodel import Session, col, select
@@ -171,14 +170,3 @@ def claim(
         session.add(item)
     session.commit()
     return claimed
-
-
-def describe(claimed: Claimed, spec: dict[str, Any]) -> dict[str, Any]:
-    item = claimed.item
-    return {
-        "id": item.id,
-        "kind": item.kind,
-        "payload": item.payload,
-        "run": spec,
-        "worker_token": claimed.worker_token,
-    }

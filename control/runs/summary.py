@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from control.api.run_schemas import RunOut
 from control.db.tables import Environment, Project, Run, User
+from control.wire.runs import RunOut
 
 Publish = Callable[[str, dict[str, Any]], object]
 """Publishes an event (``EventBus.publish``)."""

@@ -18,7 +18,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from control.api.run_schemas import RunOut
 from control.db.engine import begin_write
 from control.db.tables import Environment, Project, Run, Schedule, ScheduleTick
 from control.runs import states
@@ -26,6 +25,7 @@ from control.runs.create import RunRequest, create_run
 from control.runs.lifecycle import TransitionRefused, request_cancel
 from control.runs.summary import Publish, Wake, announce_run, describe_run
 from control.schedules.cron import due_between, fire_times
+from control.wire.runs import RunOut
 
 CATCHUP = ("latest", "all", "none")
 OVERLAP = ("skip", "queue", "cancel_previous")

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from control.client import ControlClient
-from devserver.frames import FrameDecoder
+from control.wire.frames import FrameDecoder
 
 
 def wait_for_state(client: ControlClient, server_id: int, *states: str, timeout: float = 30) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def wait_for_state(client: ControlClient, server_id: int, *states: str, timeout:
 
 def start_and_wait(client: ControlClient, project: str, timeout: float = 30, **options: Any) -> dict[str, Any]:
     server = client.start_devserver(project, **options)
-    return wait_for_state(client, int(server["id"]), "running", timeout=timeout)
+    return wait_for_state(client, int(server.id), "running", timeout=timeout)
 
 
 def gateway_exec(

@@ -37,10 +37,10 @@ def test_start_is_idempotent_and_the_workspace_is_on_the_volume(run_stack: Stack
     with run_stack.client(alice) as client:
         first = client.start_devserver("demo")
         again = client.start_devserver("demo")
-        assert again["id"] == first["id"]
-        server = wait_for_state(client, first["id"], "running")
-        assert client.start_devserver("demo")["state"] == "running"
-        assert [s["id"] for s in client.list_devservers()] == [first["id"]]
+        assert again.id == first.id
+        server = wait_for_state(client, first.id, "running")
+        assert client.start_devserver("demo").state == "running"
+        assert [s.id for s in client.list_devservers()] == [first.id]
         assert server["workspace"] == "workspaces/alice/demo" and server["user"] == "alice"
         assert "secret" not in server and "endpoint" not in server
         health = client.devserver_call(server["id"], "GET", "/health")
@@ -90,7 +90,7 @@ def test_only_the_owner_or_an_admin_gets_through(run_stack: Stack) -> None:
         assert refused.value.response.status_code == status
     # Admins see and reach everyone's.
     with run_stack.client() as admin:
-        assert [s["id"] for s in admin.list_devservers(all_users=True)] == [sid]
+        assert [s.id for s in admin.list_devservers(all_users=True)] == [sid]
         assert admin.list_devservers() == []
         assert admin.devserver_call(sid, "GET", "/health")["ok"] is True
 
@@ -130,7 +130,7 @@ def test_stop_then_start_again_resumes_the_same_workspace(run_stack: Stack) -> N
         assert gateway_exec(client, sid, ["sh", "-c", "echo kept > notes.txt"])[0] == 0
         pid = pid_of(handle_of(run_stack, sid))
         stopping = client.stop_devserver(sid)
-        assert stopping["state"] in ("stopping", "stopped")
+        assert stopping.state in ("stopping", "stopped")
         stopped = wait_for_state(client, sid, "stopped")
         assert stopped["stopped_at"] is not None
         deadline = time.monotonic() + 10
@@ -145,7 +145,7 @@ def test_stop_then_start_again_resumes_the_same_workspace(run_stack: Stack) -> N
         code, out, _ = gateway_exec(client, sid, ["cat", "notes.txt"])
         assert (code, out) == (0, b"kept\n")
     with run_stack.client() as admin:
-        actions = [e["action"] for e in admin.list_audit(limit=50)["items"]]
+        actions = [e.action for e in admin.list_audit(limit=50).items]
     assert actions.count("devserver.start") == 2 and actions.count("devserver.stop") == 1
 
 
@@ -160,12 +160,12 @@ def test_a_crashed_develop_server_is_restarted_with_its_workspace(run_stack: Sta
         deadline = time.monotonic() + 20
         while True:
             current = client.get_devserver(sid)
-            if current["state"] == "running" and current["restart_count"] >= 1:
+            if current.state == "running" and current.restart_count >= 1:
                 break
             assert time.monotonic() < deadline, current
             time.sleep(0.05)
         assert handle_of(run_stack, sid) != first_handle
-        assert "exited" in (current["error"] or "") or current["error"] is None
+        assert "exited" in (current.error or "") or current.error is None
         code, out, _ = gateway_exec(client, sid, ["cat", "state.txt"])
         assert (code, out) == (0, b"survived\n")
 
@@ -205,17 +205,17 @@ def test_runs_run_in_the_develop_server_workspace(run_stack: Stack, tmp_path: Pa
         server = start_and_wait(client, "demo")
         assert gateway_exec(client, server["id"], ["sh", "-c", "echo from-workspace > input.txt"])[0] == 0
         run = client.create_run("demo", ["sh", "-c", "pwd; cat input.txt"])
-        assert run["devserver_id"] == server["id"]
-        assert wait_for_run(client, run["id"])["state"] == "succeeded"
-        log, _ = client.read_logs(run["id"])
+        assert run.devserver_id == server["id"]
+        assert wait_for_run(client, run.id)["state"] == "succeeded"
+        log, _ = client.read_logs(run.id)
     workspace = tmp_path / "agent" / "volume" / "workspaces" / "alice" / "demo"
     assert str(workspace).encode() in log and b"from-workspace" in log
     with run_stack.client() as admin:  # the owner of demo
         outside = admin.create_run("demo", ["pwd"], in_devserver=False)
-        assert outside["devserver_id"] is None
-        assert wait_for_run(admin, outside["id"])["state"] == "succeeded"
-        log, _ = admin.read_logs(outside["id"])
-    assert f"runs/{outside['id']}".encode() in log
+        assert outside.devserver_id is None
+        assert wait_for_run(admin, outside.id)["state"] == "succeeded"
+        log, _ = admin.read_logs(outside.id)
+    assert f"runs/{outside.id}".encode() in log
 
 
 def _agent(stack: Stack, base: Path, token: str) -> tuple[Agent, threading.Thread]:
@@ -257,7 +257,7 @@ def test_a_restarted_agent_re_adopts_its_develop_servers(sqlite_stack: Stack, tm
             # Adopted servers are watched like its own: a crash is restarted by the new agent.
             os.kill(pid_of(handle), signal.SIGKILL)
             deadline = time.monotonic() + 20
-            while handle_of(sqlite_stack, sid) == handle or client.get_devserver(sid)["state"] != "running":
+            while handle_of(sqlite_stack, sid) == handle or client.get_devserver(sid).state != "running":
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
             assert client.devserver_call(sid, "GET", "/health")["ok"] is True

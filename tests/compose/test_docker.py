@@ -53,23 +53,23 @@ def test_a_run_runs_in_a_container_with_its_log_and_exit_code(
     script = "cat /etc/debian_version; id -u; pwd; mkdir out && echo x > out/f; echo to-stderr >&2; exit 3"
     with docker_stack.client() as client:
         run = client.create_run("demo", ["sh", "-c", script])
-        assert wait_for_run(client, run["id"], timeout=60)["state"] == "failed"
-        final = client.get_run(run["id"])
-        log, _ = client.read_logs(run["id"])
+        assert wait_for_run(client, run.id, timeout=60)["state"] == "failed"
+        final = client.get_run(run.id)
+        log, _ = client.read_logs(run.id)
     from control.logformat import raw_output
 
     out = raw_output(log).decode()
     lines = out.splitlines()
-    assert final["exit_code"] == 3
+    assert final.exit_code == 3
     assert lines[-1] == "to-stderr"  # one channel for both streams: stored in the order written
     stdout = lines[:-1]
     assert stdout[0].count(".") == 1 and stdout[0][0].isdigit()  # Debian's version file: inside the image
     assert stdout[1] == str(os.getuid())  # files on the volume belong to the agent's user
-    assert stdout[2].endswith(f"/volume/runs/{run['id']}")
+    assert stdout[2].endswith(f"/volume/runs/{run.id}")
     assert "to-stderr" in lines
     # The worker empties the run's folder (a mount point in its container), and the agent
     # removes it once the container is gone.
-    folder = tmp_path / "agent" / "volume" / "runs" / str(run["id"])
+    folder = tmp_path / "agent" / "volume" / "runs" / str(run.id)
     deadline = time.monotonic() + 20
     while folder.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -136,28 +136,28 @@ def test_an_environment_with_a_missing_image_fails_its_run_saying_so(docker_stac
     with docker_stack.client() as client:
         client.create_environment("demo", "broken", image="devyard-nope:missing")
         run = client.create_run("demo", ["true"], environment="broken")
-        final = wait_for_run(client, run["id"], timeout=60)
+        final = wait_for_run(client, run.id, timeout=60)
     assert final["state"] == "failed"
-    assert "Docker image devyard-nope:missing is not on this host" in str(final["error"])
+    assert "Docker image devyard-nope:missing is not on this host" in str(final.error)
 
 
 def test_a_run_whose_container_is_killed_fails_with_the_reason(docker_stack: Stack, launcher: DockerLauncher) -> None:
     with docker_stack.client() as client:
         run = client.create_run("demo", ["sleep", "60"])
-        wait_for_run(client, run["id"], timeout=60, states=("running",))
-        [container] = containers_of(launcher, "devyard.run", str(run["id"]))
+        wait_for_run(client, run.id, timeout=60, states=("running",))
+        [container] = containers_of(launcher, "devyard.run", str(run.id))
         launcher.client.containers.get(container["id"]).kill()
-        final = wait_for_run(client, run["id"], timeout=30)
+        final = wait_for_run(client, run.id, timeout=30)
     assert final["state"] == "failed"
-    assert "killed" in str(final["error"]) and "137" in str(final["error"])
+    assert "killed" in str(final.error) and "137" in str(final.error)
 
 
 def test_develop_servers_run_in_containers_and_are_restarted(docker_stack: Stack, launcher: DockerLauncher) -> None:
     alice = docker_stack.user("alice", "developer")
     with docker_stack.client(alice) as client:
         server = client.start_devserver("demo")
-        server = wait_for_state(client, server["id"], "running", timeout=60)
-        sid = server["id"]
+        server = wait_for_state(client, server.id, "running", timeout=60)
+        sid = server.id
         code, out, _ = gateway_exec(
             client, sid, ["sh", "-c", "cat /etc/debian_version >/dev/null && pwd && echo kept > f.txt && ls .."]
         )
@@ -170,7 +170,7 @@ def test_develop_servers_run_in_containers_and_are_restarted(docker_stack: Stack
         deadline = time.monotonic() + 60
         while True:
             current = client.get_devserver(sid)
-            if current["state"] == "running" and current["restart_count"] >= 1:
+            if current.state == "running" and current.restart_count >= 1:
                 break
             assert time.monotonic() < deadline, current
             time.sleep(0.1)
@@ -190,7 +190,7 @@ def test_a_restarted_docker_agent_re_adopts_its_containers(
         with sqlite_stack.client() as client:
             sid = start_and_wait(client, "demo", timeout=60)["id"]
             run = client.create_run("demo", ["sh", "-c", "sleep 3; echo finished"])
-            wait_for_run(client, run["id"], timeout=60, states=("running",))
+            wait_for_run(client, run.id, timeout=60, states=("running",))
         # Stopping an agent never stops its work (the fixture would; take the servers away from it).
         first.devservers.servers.clear()
         first.runs.clear()
@@ -201,8 +201,8 @@ def test_a_restarted_docker_agent_re_adopts_its_containers(
             assert time.monotonic() < deadline
             time.sleep(0.05)
         with sqlite_stack.client() as client:
-            assert wait_for_run(client, run["id"], timeout=60)["state"] == "succeeded"
-            assert client.get_devserver(sid)["restart_count"] == 0
+            assert wait_for_run(client, run.id, timeout=60)["state"] == "succeeded"
+            assert client.get_devserver(sid).restart_count == 0
             assert client.devserver_call(sid, "GET", "/health")["ok"] is True
         assert [c["id"] for c in containers_of(launcher, "devyard.devserver", str(sid))] == [container["id"]]
 
@@ -229,9 +229,9 @@ def test_two_docker_agents_on_one_queue_never_launch_a_run_twice(
         sqlite_stack.client() as client,
     ):
         runs = [client.create_run("demo", ["true"]) for _ in range(8)]
-        finals = [wait_for_run(client, r["id"], timeout=90) for r in runs]
+        finals = [wait_for_run(client, r.id, timeout=90) for r in runs]
     assert all(f["state"] == "succeeded" for f in finals), finals
-    assert sorted(launched) == sorted(str(r["id"]) for r in runs)
+    assert sorted(launched) == sorted(str(r.id) for r in runs)
     assert len({f["agent_id"] for f in finals}) >= 1
 
 

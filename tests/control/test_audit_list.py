@@ -10,8 +10,8 @@ import httpx
 from sqlalchemy import create_engine, insert, text
 from sqlmodel import Session, col, select
 
-from control.api.schemas import AuditOut
 from control.db.tables import AuditEvent
+from control.wire.resources import AuditOut
 from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.stack import Stack, running_stack
 

@@ -61,9 +61,9 @@ def test_viewer_can_read(stack: Stack) -> None:
     with stack.client() as admin:
         admin.create_project("shop")
     with stack.client(viewer) as client:
-        assert [p["name"] for p in client.list_projects()["items"]] == ["shop"]
-        assert client.list_users()["items"]
-        assert client.status()["status"] == "ok"
+        assert [p.name for p in client.list_projects().items] == ["shop"]
+        assert client.list_users().items
+        assert client.status().status == "ok"
 
 
 def test_agent_tokens_only_reach_agent_routes(stack: Stack) -> None:
@@ -75,7 +75,7 @@ def test_agent_tokens_only_reach_agent_routes(stack: Stack) -> None:
         response = call(stack, method, path, agent)
         assert response.status_code == 403, (method, path, response.text)
     with stack.client(agent) as client:
-        assert client.me()["role"] == "agent"
+        assert client.me().role == "agent"
 
 
 def test_developer_cannot_touch_other_developers_things(stack: Stack) -> None:
@@ -83,7 +83,7 @@ def test_developer_cannot_touch_other_developers_things(stack: Stack) -> None:
     with stack.client(alice) as client:
         client.create_project("alices")
         client.create_environment("alices", "dev")
-        alice_token_id = client.list_tokens()["items"][0]["id"]
+        alice_token_id = client.list_tokens().items[0].id
     with httpx.Client(base_url=stack.url + "/api/v1", headers={"Authorization": f"Bearer {bob}"}) as bob_http:
         assert bob_http.patch("/projects/alices", json={"description": "mine now"}).status_code == 403
         assert bob_http.delete("/projects/alices").status_code == 403
@@ -100,14 +100,14 @@ def test_developer_cannot_touch_other_developers_things(stack: Stack) -> None:
         mine = bob_http.get("/tokens").json()["items"]
         assert {t["user"] for t in mine} == {"bob"}
     with stack.client() as admin:
-        assert admin.get_project("alices")["description"] == ""
+        assert admin.get_project("alices").description == ""
 
 
 def test_tokens_are_stored_hashed_and_shown_once(stack: Stack) -> None:
     with stack.client() as admin:
         issued = admin.create_token(name="ci")
-        listed = admin.list_tokens()["items"]
-    secret = issued["token"]
+        listed = admin.list_tokens().items
+    secret = issued.token
     assert secret.startswith("dy_") and len(secret) > 40
     assert all("token" not in t for t in listed)
     with stack.services.engine.connect() as conn:
@@ -132,9 +132,9 @@ def test_revoked_expired_and_disabled_tokens_stop_working(stack: Stack) -> None:
     dev = stack.user("dana", "developer")
     with stack.client(dev) as client:
         second = client.create_token(name="laptop")
-        client.revoke_token(second["id"])
+        client.revoke_token(second.id)
     assert (
-        httpx.get(stack.url + "/api/v1/me", headers={"Authorization": f"Bearer {second['token']}"}).json()["error"][
+        httpx.get(stack.url + "/api/v1/me", headers={"Authorization": f"Bearer {second.token}"}).json()["error"][
             "message"
         ]
         == "The token has been revoked."
@@ -145,10 +145,10 @@ def test_revoked_expired_and_disabled_tokens_stop_working(stack: Stack) -> None:
     with stack.services.engine.begin() as conn:
         conn.execute(
             ApiToken.__table__.update()  # type: ignore[attr-defined]
-            .where(ApiToken.__table__.c.id == expiring["id"])  # type: ignore[attr-defined]
+            .where(ApiToken.__table__.c.id == expiring.id)  # type: ignore[attr-defined]
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )  # type: ignore[attr-defined]
-    response = httpx.get(stack.url + "/api/v1/me", headers={"Authorization": f"Bearer {expiring['token']}"})
+    response = httpx.get(stack.url + "/api/v1/me", headers={"Authorization": f"Bearer {expiring.token}"})
     assert response.status_code == 401 and "expired" in response.json()["error"]["message"]
 
     with stack.client() as admin:
@@ -164,8 +164,8 @@ def test_mutations_are_audited(stack: Stack) -> None:
         client.create_environment("audited", "prod", secrets={"API_KEY": "hunter2-very-secret"})
         client.update_project("audited", description="changed")
     with stack.client() as admin:
-        events = admin.list_audit(limit=50)["items"]
-    actions = [(e["actor_name"], e["action"]) for e in events]
+        events = admin.list_audit(limit=50).items
+    actions = [(e.actor_name, e.action) for e in events]
     assert ("erin", "project.create") in actions
     assert ("erin", "environment.create") in actions
     assert ("erin", "project.update") in actions
@@ -177,7 +177,7 @@ def test_secret_values_are_never_returned(stack: Stack) -> None:
     with stack.client() as admin:
         admin.create_project("p")
         env = admin.create_environment("p", "prod", variables={"A": "1"}, secrets={"TOKEN": "s3cr3t-value"})
-        assert env["secret_names"] == ["TOKEN"] and "s3cr3t-value" not in str(env)
+        assert env.secret_names == ["TOKEN"] and "s3cr3t-value" not in str(env)
         updated = admin.update_environment("p", "prod", secrets={"TOKEN": "", "OTHER": "x"})
-        assert updated["secret_names"] == ["OTHER"]
+        assert updated.secret_names == ["OTHER"]
         assert "s3cr3t-value" not in str(admin.list_environments("p"))

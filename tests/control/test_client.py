@@ -46,6 +46,6 @@ def test_async_client_has_the_same_calls(sqlite_stack: Stack) -> None:
             await client.create_project("async-made")
             me = await client.me()
             projects = await client.list_projects()
-        return me["name"], [p["name"] for p in projects["items"]]
+        return me.name, [p.name for p in projects.items]
 
     assert asyncio.run(scenario()) == ("admin", ["async-made"])

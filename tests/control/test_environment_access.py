@@ -80,8 +80,8 @@ def test_the_whole_matrix_through_the_api(stack: Stack) -> None:
                     error = response.json()["error"]
                     assert error["code"] == "forbidden" and SECRET not in error["message"]
     with stack.client() as admin:
-        runs = admin.list_runs()["items"]
-        users_with_runs = {r["user"] for r in runs}
+        runs = admin.list_runs().items
+        users_with_runs = {r.user for r in runs}
     assert users_with_runs == {"admin", "alice", "max", "mia"}
 
 
@@ -98,7 +98,7 @@ def test_a_schedule_cannot_move_to_an_environment_its_author_may_not_use(stack: 
 
 def _grant_and_run(client: ControlClient, env: str, command: list[str], **fields: Any) -> dict[str, Any]:
     run = client.create_run("ashop", command, environment=env, **fields)
-    return wait_for_run(client, int(run["id"]))
+    return wait_for_run(client, int(run.id))
 
 
 def test_the_audit_reproduction_is_refused_and_members_get_the_secret(run_stack: Stack) -> None:
@@ -128,7 +128,7 @@ def test_access_is_checked_again_when_the_work_is_claimed(tmp_path: Path, databa
     with running_stack(tmp_path / "data", database_url, cancel_grace_s=1) as stack:
         tokens = _setup(stack)
         with stack.client() as admin:
-            carol = admin.create_user("carol", role="admin")["token"]
+            carol = admin.create_user("carol", role="admin").token
         with stack.client(carol) as client:
             client.create_schedule(
                 name="vaulted",
@@ -145,7 +145,7 @@ def test_access_is_checked_again_when_the_work_is_claimed(tmp_path: Path, databa
             alice.remove_member("ashop", "mia")
             fired = alice.trigger_schedule("vaulted")
         with running_agent(stack, tmp_path / "agent"), stack.client() as admin:
-            for run_id in (queued["id"], fired["run_id"]):
+            for run_id in (queued.id, fired.run_id):
                 run = wait_for_run(admin, run_id)
                 assert run["state"] == "failed" and "can only be used by" in str(run["error"]), run
                 assert run["log_bytes"] == 0
@@ -159,7 +159,7 @@ def test_access_is_checked_again_when_the_work_is_claimed(tmp_path: Path, databa
                 with pytest.raises(Exception) as refused:
                     max_client.start_devserver("ashop")  # a restart would keep the vault environment
                 assert getattr(refused.value, "status", None) == 403
-            assert [(m["user"], m["role"]) for m in admin.list_members("ashop")] == [("max", "developer")]
+            assert [(m.user, m.role) for m in admin.list_members("ashop")] == [("max", "developer")]
 
 
 def test_membership_is_managed_by_the_owner_or_an_admin(stack: Stack) -> None:
@@ -178,8 +178,8 @@ def test_membership_is_managed_by_the_owner_or_an_admin(stack: Stack) -> None:
         assert alice.put("/projects/ashop/members/bob", json={"role": "owner"}).status_code == 422
         assert alice.delete("/projects/ashop/members/bob").status_code == 404
     with stack.client() as admin:
-        assert admin.set_member("ashop", "bob")["role"] == "developer"
-        actions = {e["action"] for e in admin.list_audit()["items"]}
+        assert admin.set_member("ashop", "bob").role == "developer"
+        actions = {e.action for e in admin.list_audit().items}
         assert {"project.member.set"} <= actions
         admin.delete_project("ashop")  # its members go with it
         admin.create_project("ashop")

@@ -59,7 +59,7 @@ def test_private_events_reach_only_their_audience(sqlite_stack: Stack) -> None:
     bob = sqlite_stack.user("bob", "developer")
     bus = sqlite_stack.services.events
     with sqlite_stack.client() as admin:
-        alice_id = admin.get_user("alice")["id"]
+        alice_id = admin.get_user("alice").id
     start = bus.publish("marker", {}).id
     bus.publish("devserver.started", {"n": 1}, audience=alice_id)
     bus.publish("devserver.public", {"n": 2})

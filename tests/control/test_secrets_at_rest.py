@@ -69,15 +69,15 @@ def test_secrets_are_ciphertext_in_the_database_and_reach_the_run(run_stack: Sta
     url = run_stack.settings.effective_database_url
     with run_stack.client() as client:
         created = client.create_environment("demo", "prod", secrets={"API_TOKEN": SECRET})
-        assert created["secret_names"] == ["API_TOKEN"] and SECRET not in str(created)
+        assert created.secret_names == ["API_TOKEN"] and SECRET not in str(created)
         client.update_environment("demo", "prod", secrets={"OTHER": "second-secret-value"})
         # The command compares a digest: the secret itself must not be in the stored command.
         digest = hashlib.sha256(SECRET.encode()).hexdigest()
         command = f'test "$(printf %s "$API_TOKEN" | sha256sum | cut -c1-64)" = {digest} && echo t=$API_TOKEN o=$OTHER'
         run = client.create_run("demo", ["sh", "-c", command], environment="prod")
-        final = wait_for_run(client, run["id"])
-        blob, _ = client.read_logs(run["id"])
-        assert client.get_environment("demo", "prod")["secret_names"] == ["API_TOKEN", "OTHER"]
+        final = wait_for_run(client, run.id)
+        blob, _ = client.read_logs(run.id)
+        assert client.get_environment("demo", "prod").secret_names == ["API_TOKEN", "OTHER"]
     assert final["state"] == "succeeded", final
     assert raw_output(blob) == b"t=*** o=***\n"
     [stored] = raw_secrets(url)
@@ -95,8 +95,8 @@ def test_legacy_plaintext_is_encrypted_when_the_api_starts(tmp_path: Path, datab
     store_plaintext(database_url, "old", {"LEGACY_TOKEN": LEGACY})
     assert LEGACY in str(raw_secrets(database_url))
     with running_stack(tmp_path / "data", database_url) as stack, stack.client() as client:
-        assert client.get_environment("demo", "old")["secret_names"] == ["LEGACY_TOKEN"]
-        assert client.get_environment("demo", "empty")["secret_names"] == []
+        assert client.get_environment("demo", "old").secret_names == ["LEGACY_TOKEN"]
+        assert client.get_environment("demo", "empty").secret_names == []
     old, empty = raw_secrets(database_url)
     token_of(old)
     assert empty == {}
@@ -117,7 +117,7 @@ def test_a_rotated_key_still_decrypts_and_the_new_key_takes_over(tmp_path: Path,
         running_stack(tmp_path / "data", database_url, secret_keys=f"{new},{old_key}") as stack,
         stack.client() as client,
     ):
-        assert client.get_environment("demo", "prod")["secret_names"] == ["API_TOKEN"]
+        assert client.get_environment("demo", "prod").secret_names == ["API_TOKEN"]
         client.update_environment("demo", "prod", secrets={"OTHER": "x-value"})
     token = token_of(raw_secrets(database_url)[0])
     assert Fernet(new).decrypt(token)
@@ -125,7 +125,7 @@ def test_a_rotated_key_still_decrypts_and_the_new_key_takes_over(tmp_path: Path,
         Fernet(old_key).decrypt(token)
     # The old key can go now: everything is under the new one.
     with running_stack(tmp_path / "data", database_url, secret_keys=new) as stack, stack.client() as client:
-        assert client.get_environment("demo", "prod")["secret_names"] == ["API_TOKEN", "OTHER"]
+        assert client.get_environment("demo", "prod").secret_names == ["API_TOKEN", "OTHER"]
 
 
 def test_a_wrong_key_gives_one_clear_sentence(tmp_path: Path, database_url: str) -> None:
@@ -139,7 +139,7 @@ def test_a_wrong_key_gives_one_clear_sentence(tmp_path: Path, database_url: str)
             with pytest.raises(ApiError) as refused:
                 client.get_environment("demo", "prod")
             # Environments without secrets, and runs, are not affected.
-            assert client.get_environment("demo", "plain")["variables"] == {"A": "1"}
+            assert client.get_environment("demo", "plain").variables == {"A": "1"}
         assert refused.value.status == 500 and refused.value.code == "secrets_unreadable"
         assert "environment demo/prod cannot be decrypted with the configured keys" in refused.value.message
         assert wrong not in refused.value.message
@@ -148,8 +148,8 @@ def test_a_wrong_key_gives_one_clear_sentence(tmp_path: Path, database_url: str)
         # A run of that environment fails with the reason instead of starting without its secrets.
         with running_agent(stack, tmp_path / "agent"), stack.client() as client:
             run = client.create_run("demo", ["true"], environment="prod")
-            final = wait_for_run(client, run["id"])
-            assert client.create_run("demo", ["true"], environment="plain")["id"]
+            final = wait_for_run(client, run.id)
+            assert client.create_run("demo", ["true"], environment="plain").id
     assert final["state"] == "failed"
     assert "demo/prod cannot be decrypted with the configured keys" in str(final["error"])
 
@@ -164,7 +164,7 @@ def test_the_embedded_key_file_is_private_and_reused(tmp_path: Path) -> None:
     key = key_file.read_text().strip()
     Fernet(key).decrypt(token_of(raw_secrets(url)[0]))
     with running_stack(tmp_path / "data", url) as stack, stack.client() as client:
-        assert client.get_environment("demo", "prod")["secret_names"] == ["API_TOKEN"]
+        assert client.get_environment("demo", "prod").secret_names == ["API_TOKEN"]
         assert key not in httpx.get(stack.url + "/api/v1/health").text
     assert key_file.read_text().strip() == key
 

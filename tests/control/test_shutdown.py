@@ -15,7 +15,7 @@ from tests.waiting import wait_until
 def test_an_agent_long_poll_returns_when_the_server_begins_to_stop(sqlite_stack: Stack) -> None:
     token = sqlite_stack.user("agent-1", "agent")
     with sqlite_stack.client(token) as agent:
-        agent_id = agent.register_agent("a1")["id"]
+        agent_id = agent.register_agent("a1").id
         answer: dict[str, Any] = {}
 
         def poll() -> None:

@@ -250,14 +250,14 @@ def test_a_crashed_worker_is_replaced(tmp_path: Path, database_url: str) -> None
 def test_an_agent_polling_one_process_gets_work_created_through_another(pair: Pair) -> None:
     with pair.client(pair.a) as admin:
         admin.create_project("demo")
-        agent_token = admin.create_user("poller", role="agent")["token"]
+        agent_token = admin.create_user("poller", role="agent").token
     with pair.client(pair.a, agent_token) as agent, pair.client(pair.b) as creator:
-        agent_id = agent.register_agent("poller")["id"]
+        agent_id = agent.register_agent("poller").id
         for _ in range(3):
             claimed: list[float] = []
 
             def poll(claimed: list[float] = claimed) -> None:
-                items = agent.claim_work(agent_id, wait_s=20)["items"]
+                items = agent.claim_work(agent_id, wait_s=20).items
                 claimed.append(time.monotonic() if items else float("inf"))
 
             thread = threading.Thread(target=poll, daemon=True)
@@ -276,7 +276,7 @@ def test_an_agent_polling_one_process_gets_work_created_through_another(pair: Pa
 def test_a_log_follower_on_one_process_sees_chunks_stored_through_another(pair: Pair, tmp_path: Path) -> None:
     with pair.client(pair.a) as admin:
         admin.create_project("demo")
-        agent_token = admin.create_user("runner", role="agent")["token"]
+        agent_token = admin.create_user("runner", role="agent").token
     # The agent and its run workers talk to B only; the follower reads from A.
     agent = AgentProcess(pair.b.url, agent_token, tmp_path / "agent", "runner")
     try:
@@ -285,13 +285,13 @@ def test_a_log_follower_on_one_process_sees_chunks_stored_through_another(pair: 
             run = client_b.create_run("demo", [sys.executable, "-c", script])
         lags: list[float] = []
         with pair.client(pair.a) as client_a:
-            for event in client_a.follow_logs(run["id"]):
+            for event in client_a.follow_logs(run.id):
                 if event.event == "chunk":
                     printed = raw_output(base64.b64decode(event.json()["data"])).split()
                     lags += [time.time() - float(line) for line in printed]
                 elif event.event == "end":
                     break
-            final = wait_for_run(client_a, run["id"])
+            final = wait_for_run(client_a, run.id)
     finally:
         agent.stop()
     assert final["state"] == "succeeded"
@@ -333,11 +333,11 @@ def test_events_published_by_one_process_reach_subscribers_of_another(pair: Pair
 def test_a_token_revoked_through_one_process_is_refused_by_another_at_once(pair: Pair) -> None:
     with pair.client(pair.a) as admin:
         created = admin.create_user("leaver", role="developer")
-    token = created["token"]
+    token = created.token
     with pair.client(pair.a, token) as leaver:
-        assert leaver.me()["name"] == "leaver"  # A now holds the token in its 2-second cache
+        assert leaver.me().name == "leaver"  # A now holds the token in its 2-second cache
         with pair.client(pair.b) as admin_b:
-            token_id = next(t["id"] for t in admin_b.list_tokens(user="leaver")["items"])
+            token_id = next(t.id for t in admin_b.list_tokens(user="leaver").items)
             admin_b.revoke_token(token_id)
         with pytest.raises(DevyardError):
             leaver.me()

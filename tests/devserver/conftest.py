@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from devserver import frames
+from control.wire import frames
 from runner.procfs import pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -27,7 +27,7 @@ def test_requests_without_the_secret_get_401(server: RunningServer, header: str 
     for method, path in (("GET", "/health"), ("GET", "/files/manifest"), ("POST", "/exec")):
         response = httpx.request(method, server.url + path, headers=headers, json={"argv": ["true"]})
         assert response.status_code == 401
-        assert response.json()["error"] == "unauthorized"
+        assert response.json()["error"]["code"] == "unauthorized"
 
 
 def test_websocket_without_the_secret_is_refused(server: RunningServer) -> None:
@@ -60,9 +60,9 @@ def test_activity_is_recorded_except_for_health(client: httpx.Client) -> None:
 
 def test_unknown_endpoints_and_methods_answer_json(client: httpx.Client) -> None:
     missing = client.get("/nope")
-    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     wrong = client.get("/exec")
-    assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
 
 
 @pytest.mark.parametrize(
@@ -73,4 +73,4 @@ def test_bad_json_input_is_a_400_with_a_sentence(client: httpx.Client, body: byt
     response = client.post("/exec", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400
     payload = response.json()
-    assert payload["error"] == "bad_request" and payload["message"].endswith(".")
+    assert payload["error"]["code"] == "bad_request" and payload["error"]["message"].endswith(".")

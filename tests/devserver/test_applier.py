@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from control.wire.batch import BatchDecoder, BatchFormatError, Delete, PutFile, encode_entry
 from devserver import applier as applier_module
 from devserver.applier import BatchApplier
-from devserver.batch import BatchDecoder, BatchFormatError, Delete, PutFile, encode_entry
 from devserver.paths import BadPath, Workspace
 from devserver.writer import TEMP_PREFIX, WorkspaceWriter
 from tests.waiting import wait_until_async

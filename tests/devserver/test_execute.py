@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from devserver import frames
+from control.wire import frames
 from tests.devserver.conftest import RunningServer, run, wait_gone
 
 

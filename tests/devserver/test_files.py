@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devserver.batch import MEDIA_TYPE, Delete, Op, PutDir, PutFile, PutSymlink, encode_entry, encode_header
+from control.wire.batch import MEDIA_TYPE, Delete, Op, PutDir, PutFile, PutSymlink, encode_entry, encode_header
 from tests.devserver.conftest import RunningServer, run
 from tests.waiting import wait_until
 
@@ -125,7 +125,7 @@ def test_truncated_body_is_refused_and_leaves_no_temp_file(client: httpx.Client,
     body = put("before.txt", b"kept\n") + encode_header(PutFile("cut.txt", 0o644, MTIME, 1000)) + b"only ten.."
     response = post_batch(client, body)
     assert response.status_code == 400
-    assert response.json() | {"message": ""} == {"error": "truncated", "message": "", "path": "cut.txt", "applied": 1}
+    assert response.json()["error"] | {"message": ""} == {"code": "truncated", "message": "", "path": "cut.txt", "applied": 1}
     assert (server.workspace / "before.txt").read_bytes() == b"kept\n"
     assert not (server.workspace / "cut.txt").exists()
     assert temp_files(server.workspace) == []
@@ -136,7 +136,7 @@ def test_sha_mismatch_is_refused_and_keeps_the_old_file(client: httpx.Client, se
     wrong = encode_entry(PutFile("sha.txt", 0o644, MTIME, 4, hashlib.sha256(b"else").hexdigest()), b"evil")
     response = post_batch(client, put("first.txt", b"1\n") + wrong + put("after.txt", b"never\n"))
     assert response.status_code == 400
-    assert response.json()["error"] == "sha256_mismatch" and response.json()["applied"] == 1
+    assert response.json()["error"]["code"] == "sha256_mismatch" and response.json()["error"]["applied"] == 1
     assert response.json()["path"] == "sha.txt"
     assert (server.workspace / "sha.txt").read_bytes() == b"original\n"
     assert not (server.workspace / "after.txt").exists()
@@ -150,12 +150,12 @@ def test_refusal_mid_stream_still_reaches_the_client(client: httpx.Client) -> No
             yield put("filler.bin", b"\0" * 512 * 1024)
 
     response = post_batch(client, body())
-    assert response.status_code == 400 and response.json()["error"] == "bad_path"
+    assert response.status_code == 400 and response.json()["error"]["code"] == "bad_path"
 
 
 def test_malformed_header_and_media_type(client: httpx.Client) -> None:
     response = post_batch(client, b"\x00\x00\x00\x05nope!")
-    assert response.status_code == 400 and response.json()["error"] == "bad_header"
+    assert response.status_code == 400 and response.json()["error"]["code"] == "bad_header"
     response = client.post("/files/batch", content=b"{}", headers={"content-type": "application/json"})
     assert response.status_code == 415
 
@@ -171,7 +171,7 @@ def test_read_streams_a_file_and_refuses_the_rest(client: httpx.Client, server: 
     assert client.get("/files/read", params={"path": ""}).status_code == 400
     os.mkfifo(server.workspace / "r" / "pipe")  # opening it must not wait for a writer
     fifo = client.get("/files/read", params={"path": "r/pipe"}, timeout=5)
-    assert fifo.status_code == 400 and fifo.json()["error"] == "not_a_file"
+    assert fifo.status_code == 400 and fifo.json()["error"]["code"] == "not_a_file"
 
 
 @pytest.mark.parametrize(
@@ -232,7 +232,7 @@ def test_batch_never_touches_anything_outside(client: httpx.Client, outside: Pat
     before = snapshot(outside)
     response = post_batch(client, body)
     assert response.status_code == 400, response.text
-    assert response.json()["error"] == "bad_path" and response.json()["applied"] == 0
+    assert response.json()["error"]["code"] == "bad_path" and response.json()["error"]["applied"] == 0
     assert snapshot(outside) == before
 
 
@@ -255,7 +255,7 @@ def test_a_symlink_at_the_target_is_replaced_not_followed(
 def test_reads_never_leave_the_workspace(client: httpx.Client, outside: Path, path: str) -> None:
     response = client.get("/files/read", params={"path": path})
     assert response.status_code == 400
-    assert response.json()["error"] == "bad_path"
+    assert response.json()["error"]["code"] == "bad_path"
 
 
 @pytest.mark.parametrize("cwd", ["escape", "../", "/tmp"])
@@ -347,7 +347,7 @@ def test_uploads_at_once_are_bounded(client: httpx.Client, server: RunningServer
         )
         refused = post_batch(client, put("one-more.txt", b"x\n"))
         assert refused.status_code == 429, refused.text
-        assert refused.json()["error"] == "too_many_uploads"
+        assert refused.json()["error"]["code"] == "too_many_uploads"
     finally:
         release.set()
         for thread in threads:

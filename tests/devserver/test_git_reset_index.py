@@ -116,9 +116,9 @@ def test_reset_index_refuses_what_it_cannot_do(client: httpx.Client, ws: Path, t
     assert client.post("/git/objects", content=build_pack(source, tmp_path / "pack").read_bytes()).status_code == 200
     tree = str(source[source.head.target].tree_id)  # type: ignore[attr-defined]
     not_commit = client.post("/git/ref", json={"name": "HEAD", "target": tree})
-    assert not_commit.status_code == 409 and not_commit.json()["error"] == "not_a_commit"
+    assert not_commit.status_code == 409 and not_commit.json()["error"]["code"] == "not_a_commit"
     missing = client.post("/git/ref", json={"name": "HEAD", "target": "1" * 40, "reset_index": True})
-    assert missing.status_code == 409 and missing.json()["error"] == "missing_object"
+    assert missing.status_code == 409 and missing.json()["error"]["code"] == "missing_object"
     assert client.post("/git/ref", json={"name": "ORIG_HEAD", "target": tree}).status_code == 400
     bad_flag = {"name": "HEAD", "target": str(source.head.target), "reset_index": "yes"}
     assert client.post("/git/ref", json=bad_flag).status_code == 400

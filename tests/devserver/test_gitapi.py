@@ -44,7 +44,7 @@ def test_without_a_repository(client: httpx.Client, ws: Path) -> None:
     }
     for method, path in (("GET", "/git/log"), ("GET", "/git/refs"), ("POST", "/git/commit")):
         response = client.request(method, path, json={"message": "m"} if method == "POST" else None)
-        assert response.status_code == 409 and response.json()["error"] == "not_a_repository"
+        assert response.status_code == 409 and response.json()["error"]["code"] == "not_a_repository"
 
 
 def test_init_commit_status_log_diff(client: httpx.Client, ws: Path) -> None:
@@ -95,7 +95,7 @@ def test_checkout_branches_and_local_changes(client: httpx.Client, ws: Path) -> 
 
     (ws / "f.txt").write_text("uncommitted\n")
     refused = client.post("/git/checkout", json={"ref": "main"})
-    assert refused.status_code == 409 and refused.json()["error"] == "local_changes"
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "local_changes"
     assert (ws / "f.txt").read_text() == "uncommitted\n"
     forced = client.post("/git/checkout", json={"ref": "main", "force": True})
     assert forced.status_code == 200 and forced.json()["branch"] == "main"
@@ -120,7 +120,7 @@ def test_pack_round_trip_makes_the_workspace_match(client: httpx.Client, ws: Pat
     missing = client.post("/git/has", json={"oids": [head]}).json()["missing"]
     assert missing == [head]
     refused = client.post("/git/ref", json={"name": "refs/heads/main", "target": head})
-    assert refused.status_code == 409 and refused.json()["error"] == "missing_object"
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "missing_object"
 
     received = client.post("/git/objects", content=pack.read_bytes())
     assert received.status_code == 200, received.text
@@ -145,7 +145,7 @@ def test_pack_round_trip_makes_the_workspace_match(client: httpx.Client, ws: Pat
 
 def test_bad_git_input(client: httpx.Client, ws: Path) -> None:
     client.post("/git/init", json={})
-    assert client.post("/git/objects", content=b"not a pack at all, sorry").json()["error"] == "bad_pack"
+    assert client.post("/git/objects", content=b"not a pack at all, sorry").json()["error"]["code"] == "bad_pack"
     assert not list((ws / ".git" / "objects" / "pack").glob("tmp_*"))
     assert client.post("/git/has", json={"oids": ["xyz"]}).status_code == 400
     assert client.post("/git/ref", json={"name": "main", "target": "0" * 40}).status_code == 400
@@ -204,7 +204,7 @@ def test_a_pack_arriving_in_any_pieces_is_indexed(
     broken = bytearray(data)
     broken[-1] ^= 1  # the checksum itself
     refused = client.post("/git/objects", content=bytes(broken))
-    assert refused.status_code == 400 and refused.json()["error"] == "bad_pack"
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_pack"
     assert not list((ws / ".git" / "objects" / "pack").glob("tmp_*"))
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from devserver import frames
+from control.wire import frames
 from tests.devserver.conftest import ROOT, running_server, wait_gone
 from tests.devserver.test_terminal import read_until
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from control.wire.batch import BatchDecoder, PutFile, encode_entry
+from control.wire.manifest import HashCache, scan
 from devserver import writer as writer_module
-from devserver.batch import BatchDecoder, PutFile, encode_entry
 from devserver.changes import ChangeTracker
-from devserver.manifest import HashCache, scan
 from devserver.paths import BadPath, Workspace
 from devserver.writer import TEMP_PREFIX, WorkspaceWriter, remove_stale_temporaries, temp_name
 

@@ -86,7 +86,7 @@ def test_kill9_of_the_api_ends_the_shell_clearly_and_the_develop_server_lives_on
     server.start()
     with ControlClient(server.url, server.admin_token) as client:
         after = client.get_devserver(started["id"])
-        assert after["state"] == "running" and after["restart_count"] == handle["restart_count"]
+        assert after.state == "running" and after.restart_count == handle.restart_count
         code_, out, _ = gateway_exec(client, started["id"], ["sh", "-c", "echo $PPID"])
         assert code_ == 0 and out.strip()
     assert _alive(devserver_pid)
@@ -102,7 +102,7 @@ def test_kill9_of_a_develop_server_restarts_it_with_its_workspace(server: Server
         deadline = time.monotonic() + 20
         while True:
             info = client.get_devserver(sid)
-            if info["state"] == "running" and info["restart_count"] == 1:
+            if info.state == "running" and info.restart_count == 1:
                 break
             assert time.monotonic() < deadline, info
             time.sleep(0.05)

@@ -24,16 +24,16 @@ def test_kill9_of_a_docker_agent_loses_nothing(sqlite_stack: Stack, docker_image
             client.create_project("demo")
             sid = start_and_wait(client, "demo", timeout=60)["id"]
             run = client.create_run("demo", ["sh", "-c", "sleep 4; echo done"])
-            wait_for_run(client, run["id"], timeout=60, states=("running",))
+            wait_for_run(client, run.id, timeout=60, states=("running",))
             agent.kill9()
             agent = AgentProcess(sqlite_stack.url, token, data_dir, "box", substrate="docker", env=env)
-            assert wait_for_run(client, run["id"], timeout=60)["state"] == "succeeded"
+            assert wait_for_run(client, run.id, timeout=60)["state"] == "succeeded"
             deadline = time.monotonic() + 20
-            while client.get_devserver(sid)["state"] != "running":
+            while client.get_devserver(sid).state != "running":
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
             assert client.devserver_call(sid, "GET", "/health")["ok"] is True
-            assert client.get_devserver(sid)["restart_count"] == 0
+            assert client.get_devserver(sid).restart_count == 0
         servers = [c for c in launcher.labelled() if c["labels"].get("devyard.devserver") and c["id"] not in before]
         assert len(servers) == 1 and servers[0]["status"] == "running"  # re-adopted, not started twice
     finally:

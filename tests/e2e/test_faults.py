@@ -41,14 +41,14 @@ def test_kill9_of_the_api_while_a_run_prints_loses_nothing(server: Server) -> No
     with ControlClient(server.url, server.admin_token) as client:
         client.create_project("demo")
         run = client.create_run("demo", PRINTER)
-        wait_for_run(client, run["id"], states=("running",))
+        wait_for_run(client, run.id, states=("running",))
         time.sleep(1.0)
     server.kill9()
     time.sleep(2.0)  # the command keeps printing into the worker's spool meanwhile
     server.start()
     with ControlClient(server.url, server.admin_token) as client:
-        final = wait_for_run(client, run["id"], timeout=60)
-        blob, _ = client.read_logs(run["id"])
+        final = wait_for_run(client, run.id, timeout=60)
+        blob, _ = client.read_logs(run.id)
     assert final["state"] == "succeeded", final
     assert raw_output(blob) == EXPECTED
     assert final["log_lines"] == LINES
@@ -73,16 +73,16 @@ def test_object_store_stopped_for_30_seconds_loses_nothing(tmp_path: Path, datab
                 client.create_project("demo")
                 script = "import time\nfor i in range(40):\n    print(f'tick {i}', flush=True)\n    time.sleep(1)"
                 run = client.create_run("demo", [sys.executable, "-c", script])
-                wait_for_run(client, run["id"], states=("running",))
+                wait_for_run(client, run.id, states=("running",))
                 time.sleep(3)
                 os.kill(weed, signal.SIGSTOP)
                 try:
                     time.sleep(30)
-                    assert client.get_run(run["id"])["state"] == "running"
+                    assert client.get_run(run.id).state == "running"
                 finally:
                     os.kill(weed, signal.SIGCONT)
-                final = wait_for_run(client, run["id"], timeout=120)
-                blob, _ = client.read_logs(run["id"])
+                final = wait_for_run(client, run.id, timeout=120)
+                blob, _ = client.read_logs(run.id)
         finally:
             running.stop()
     assert final["state"] == "succeeded", final
@@ -120,7 +120,7 @@ def agentless_server(tmp_path: Path, database_url: str) -> Iterator[Server]:
 
 def _agent(server: Server, tmp_path: Path, name: str) -> AgentProcess:
     with ControlClient(server.url, server.admin_token) as client:
-        token = client.create_user(name, role="agent")["token"]
+        token = client.create_user(name, role="agent").token
     return AgentProcess(server.url, token, tmp_path / f"{name}-data", name)
 
 
@@ -130,18 +130,18 @@ def test_kill9_of_agent_and_worker_marks_the_run_lost(agentless_server: Server, 
         with ControlClient(agentless_server.url, agentless_server.admin_token) as client:
             client.create_project("demo")
             run = client.create_run("demo", ["sleep", "120"])
-            running = wait_for_run(client, run["id"], timeout=30, states=("running",))
+            running = wait_for_run(client, run.id, timeout=30, states=("running",))
             handle = None
             deadline = time.monotonic() + 10
             while handle is None and time.monotonic() < deadline:
-                handle = _handle(agentless_server, run["id"])
+                handle = _handle(agentless_server, run.id)
                 time.sleep(0.05)
             assert handle, running
             agent.kill9()
             os.killpg(worker_pid(handle), signal.SIGKILL)
-            final = wait_for_run(client, run["id"], timeout=30)
+            final = wait_for_run(client, run.id, timeout=30)
         assert final["state"] == "lost"
-        assert "No heartbeat" in str(final["error"])
+        assert "No heartbeat" in str(final.error)
     finally:
         agent.stop()
 
@@ -163,15 +163,15 @@ def test_kill9_of_the_agent_alone_lets_the_run_finish(agentless_server: Server, 
         with ControlClient(agentless_server.url, agentless_server.admin_token) as client:
             client.create_project("demo")
             run = client.create_run("demo", ["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do echo $i; sleep 1; done"])
-            wait_for_run(client, run["id"], timeout=30, states=("running",))
+            wait_for_run(client, run.id, timeout=30, states=("running",))
             agent.kill9()
-            final = wait_for_run(client, run["id"], timeout=60)
-            blob, _ = client.read_logs(run["id"])
+            final = wait_for_run(client, run.id, timeout=60)
+            blob, _ = client.read_logs(run.id)
         # The worker lives in its own session and keeps heartbeating, so the run is not lost.
         assert final["state"] == "succeeded", final
         assert raw_output(blob) == b"1\n2\n3\n4\n5\n6\n7\n8\n"
         # With no agent left, the worker still removes the run's own folder once it has reported.
-        folder = tmp_path / "flaky-data" / "volume" / "runs" / str(run["id"])
+        folder = tmp_path / "flaky-data" / "volume" / "runs" / str(run.id)
         deadline = time.monotonic() + 10
         while folder.exists() and time.monotonic() < deadline:
             time.sleep(0.05)

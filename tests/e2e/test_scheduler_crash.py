@@ -83,9 +83,9 @@ def test_crash_at_each_point_then_restart(server: Server, database_url: str, cra
         first = _scheduler(server, None)
         with ControlClient(server.url, server.admin_token) as client:
             deadline = time.monotonic() + 30
-            while len(client.list_runs()["items"]) < TICKS and time.monotonic() < deadline:
+            while len(client.list_runs().items) < TICKS and time.monotonic() < deadline:
                 time.sleep(0.05)
-            wait_for_run(client, client.list_runs()["items"][-1]["id"], timeout=30, states=("running", "succeeded"))
+            wait_for_run(client, client.list_runs().items[-1].id, timeout=30, states=("running", "succeeded"))
         first.kill()
         first.wait(10)
     else:
@@ -96,17 +96,17 @@ def test_crash_at_each_point_then_restart(server: Server, database_url: str, cra
         with ControlClient(server.url, server.admin_token) as client:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                runs = client.list_runs()["items"]
-                if len(runs) >= TICKS and all(r["state"] == "succeeded" for r in runs):
+                runs = client.list_runs().items
+                if len(runs) >= TICKS and all(r.state == "succeeded" for r in runs):
                     break
                 time.sleep(0.1)
             time.sleep(1.5)  # a few more cycles must not add anything
             # ...except the next minute's tick, if one came meanwhile: let its run finish too.
             deadline = time.monotonic() + 30
-            runs = client.list_runs()["items"]
-            while any(r["state"] in ("queued", "starting", "running") for r in runs) and time.monotonic() < deadline:
+            runs = client.list_runs().items
+            while any(r.state in ("queued", "starting", "running") for r in runs) and time.monotonic() < deadline:
                 time.sleep(0.1)
-                runs = client.list_runs()["items"]
+                runs = client.list_runs().items
     finally:
         second.terminate()
         second.wait(15)
@@ -114,4 +114,4 @@ def test_crash_at_each_point_then_restart(server: Server, database_url: str, cra
     assert ticks >= TICKS
     assert scheduled_runs == ticks == distinct, (ticks, scheduled_runs, distinct)
     assert len(runs) == scheduled_runs
-    assert all(r["state"] == "succeeded" for r in runs), [(r["id"], r["state"]) for r in runs]
+    assert all(r.state == "succeeded" for r in runs), [(r.id, r.state) for r in runs]

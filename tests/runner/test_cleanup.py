@@ -23,8 +23,8 @@ def cleaner(stack: Stack, events: list[tuple[str, object]], **settings: object) 
 def finished_run(stack: Stack, script: str) -> int:
     with stack.client() as client:
         run = client.create_run("demo", ["sh", "-c", script])
-        assert wait_for_run(client, run["id"])["state"] == "succeeded"
-        return int(run["id"])
+        assert wait_for_run(client, run.id)["state"] == "succeeded"
+        return int(run.id)
 
 
 def test_a_reader_that_listed_chunks_before_compaction_still_reads_them(run_stack: Stack) -> None:
@@ -132,19 +132,19 @@ def test_orphaned_work_items_and_idle_devservers(run_stack: Stack) -> None:
 def test_lost_runs_are_marked_by_the_cleanup(run_stack: Stack) -> None:
     with run_stack.client() as client:
         run = client.create_run("demo", ["sleep", "30"])
-        wait_for_run(client, run["id"], states=("running",))
+        wait_for_run(client, run.id, states=("running",))
     events: list[tuple[str, object]] = []
     lost, _ = cleaner(run_stack, events).clean(utcnow() + timedelta(minutes=5))
-    assert lost == [run["id"]]
-    assert ("cleanup.lost", {"runs": [run["id"]]}) in events
+    assert lost == [run.id]
+    assert ("cleanup.lost", {"runs": [run.id]}) in events
     with run_stack.client() as client:
-        assert client.get_run(run["id"])["state"] == "lost"
+        assert client.get_run(run.id).state == "lost"
 
 
 def silent_run(stack: Stack) -> int:
     """A run whose worker started and then went silent an hour ago."""
     with stack.client() as client:
-        run_id = int(client.create_run("demo", ["sleep", "30"])["id"])
+        run_id = client.create_run("demo", ["sleep", "30"]).id
     with Session(stack.services.engine) as session:
         run = session.get(Run, run_id)
         assert run is not None
@@ -169,11 +169,11 @@ def test_a_lost_run_is_announced_whole_by_the_api_and_by_the_scheduler(stack: St
             for event in client.events(types=["run.updated"], after=0)
             if event.json()["data"]["id"] == by_api
         )
-        assert announced == client.get_run(by_api) and announced["state"] == "lost"
+        assert announced == client.get_run(by_api).model_dump(mode="json") and announced["state"] == "lost"
     # The scheduler's cleanup, the other caller of the same function.
     by_scheduler = silent_run(stack)
     events: list[tuple[str, object]] = []
     assert cleaner(stack, events).clean(utcnow())[0] == [by_scheduler]
     with stack.client() as client:
-        assert ("run.updated", client.get_run(by_scheduler)) in events
+        assert ("run.updated", client.get_run(by_scheduler).model_dump(mode="json")) in events
     assert ("cleanup.lost", {"runs": [by_scheduler]}) in events

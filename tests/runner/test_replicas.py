@@ -30,7 +30,7 @@ def test_follow_across_replicas_with_listen_notify(tmp_path: Path, database_url:
         gaps: list[float] = []
         last = time.monotonic()
         with replica_b.client() as client_b:
-            for event in client_b.follow_logs(run["id"]):
+            for event in client_b.follow_logs(run.id):
                 if event.event == "chunk":
                     received += base64.b64decode(event.json()["data"])
                     now = time.monotonic()
@@ -38,7 +38,7 @@ def test_follow_across_replicas_with_listen_notify(tmp_path: Path, database_url:
                     last = now
                 elif event.event == "end":
                     break
-            final = wait_for_run(client_b, run["id"])
+            final = wait_for_run(client_b, run.id)
     assert final["state"] == "succeeded"
     assert raw_output(received) == b"".join(b"%d\n" % i for i in range(10))
     # Chunks arrive as they are printed (every ~0.2 s), not in one burst at the end: the wake-up

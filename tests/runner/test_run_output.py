@@ -25,8 +25,8 @@ ALTERNATING = "import sys\nfor i in range(50):\n    print(f'out {i}')\n    sys.s
 def run_and_read(stack: Stack, command: list[str], **fields: object) -> tuple[dict[str, object], bytes]:
     with stack.client() as client:
         run = client.create_run("demo", command, **fields)
-        final = wait_for_run(client, run["id"], timeout=60)
-        blob, _ = client.read_logs(run["id"])
+        final = wait_for_run(client, run.id, timeout=60)
+        blob, _ = client.read_logs(run.id)
     return final, blob
 
 
@@ -118,9 +118,9 @@ def test_a_100_mb_line_without_newline(run_stack: Stack, tmp_path: Path) -> None
     command = [PY, "-c", script]
     with run_stack.client() as client:
         run = client.create_run("demo", command)
-        peak = peak_rss_kib(run["id"])
-        final = wait_for_run(client, run["id"], timeout=120)
-        blob, _ = client.read_logs(run["id"])
+        peak = peak_rss_kib(run.id)
+        final = wait_for_run(client, run.id, timeout=120)
+        blob, _ = client.read_logs(run.id)
     assert final["state"] == "succeeded"
     output = raw_output(blob)
     assert len(output) == 100 * 1024 * 1024 and b"\n" not in output

@@ -46,9 +46,9 @@ def test_output_is_stored_byte_for_byte(run_stack: Stack, tmp_path: Path) -> Non
     )
     with run_stack.client() as client:
         run = client.create_run("demo", [PY, "-c", script])
-        final = wait_for_run(client, run["id"])
+        final = wait_for_run(client, run.id)
     assert final["state"] == "succeeded" and final["exit_code"] == 0
-    blob = stored_log(run_stack, run["id"])
+    blob = stored_log(run_stack, run.id)
     # stdout and stderr share one channel: the log is what `> file 2>&1` holds, in order.
     assert raw_output(blob) == (
         b"plain line\n\x1b[31mred\x1b[0m and invalid utf-8 \xff\xfe\ncarriage\rreturn\nto stderr\nno newline at the end"
@@ -60,7 +60,7 @@ def test_output_is_stored_byte_for_byte(run_stack: Stack, tmp_path: Path) -> Non
     assert final["log_lines"] == len(records) and final["log_bytes"] == len(blob)
     # The worker's spool (spec, log) is gone, folder and all, once it has reported the outcome:
     # nothing piles up per run.
-    spool = tmp_path / "agent" / "spool" / str(run["id"])
+    spool = tmp_path / "agent" / "spool" / str(run.id)
     wait_until(lambda: not spool.exists(), timeout=10, message=f"the spool {spool} to be removed")
 
 
@@ -68,8 +68,8 @@ def test_exit_code_and_missing_command(run_stack: Stack) -> None:
     with run_stack.client() as client:
         failing = client.create_run("demo", ["sh", "-c", "echo bye; exit 7"])
         missing = client.create_run("demo", ["definitely-not-a-command-xyz"])
-        failed = wait_for_run(client, failing["id"])
-        absent = wait_for_run(client, missing["id"])
+        failed = wait_for_run(client, failing.id)
+        absent = wait_for_run(client, missing.id)
     assert (failed["state"], failed["exit_code"]) == ("failed", 7)
     assert absent["state"] == "failed" and absent["exit_code"] == 127
     assert absent["error"] == "Command 'definitely-not-a-command-xyz' was not found on the agent's PATH."
@@ -88,15 +88,15 @@ def test_bad_requests_are_refused_and_store_nothing(run_stack: Stack) -> None:
     with run_stack.client(other) as client, pytest.raises(Forbidden, match="Only the owner of project demo"):
         client.create_run("demo", ["true"])
     with run_stack.client() as admin:
-        assert admin.list_runs()["items"] == []
+        assert admin.list_runs().items == []
 
 
 def test_idempotency_key_returns_the_same_run(run_stack: Stack) -> None:
     with run_stack.client() as client:
         first = client.create_run("demo", ["true"], idempotency_key="deploy-42")
         second = client.create_run("demo", ["true"], idempotency_key="deploy-42")
-        assert first["id"] == second["id"]
-        assert len(client.list_runs()["items"]) == 1
+        assert first.id == second.id
+        assert len(client.list_runs().items) == 1
 
 
 def test_cancel_stops_the_whole_process_group(run_stack: Stack, tmp_path: Path) -> None:
@@ -105,13 +105,13 @@ def test_cancel_stops_the_whole_process_group(run_stack: Stack, tmp_path: Path) 
     script = f"trap '' TERM; sleep 300 & echo $! > {marker}; echo started; wait"
     with run_stack.client() as client:
         run = client.create_run("demo", ["sh", "-c", script])
-        wait_for_run(client, run["id"], states=("running",))
+        wait_for_run(client, run.id, states=("running",))
         child = int(wait_until(lambda: _written(marker), timeout=10, message="the command to record its child"))
-        client.cancel_run(run["id"])
-        final = wait_for_run(client, run["id"], timeout=20)
-    assert final["state"] == "cancelled" and final["cancel_requested"]
+        client.cancel_run(run.id)
+        final = wait_for_run(client, run.id, timeout=20)
+    assert final.state == "cancelled" and final.cancel_requested
     wait_until(lambda: _ended(child), timeout=10, message=f"the command's child {child} to end")
-    assert b"started" in stored_log(run_stack, run["id"])
+    assert b"started" in stored_log(run_stack, run.id)
 
 
 def test_a_cancel_right_after_the_launch_always_ends_cancelled(run_stack: Stack) -> None:
@@ -120,11 +120,11 @@ def test_a_cancel_right_after_the_launch_always_ends_cancelled(run_stack: Stack)
     with run_stack.client() as client:
         for delay in (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5):
             run = client.create_run("demo", ["sh", "-c", "echo started; sleep 30"])
-            run_id = run["id"]
+            run_id = run.id
             wait_until(lambda: client.get_run(run_id)["state"] != "queued", timeout=10, message="the launch")  # noqa: B023
             time.sleep(delay)  # the delay is what is tested: each one cancels in another window of the start
-            client.cancel_run(run["id"])
-            final = wait_for_run(client, run["id"], timeout=20)
+            client.cancel_run(run.id)
+            final = wait_for_run(client, run.id, timeout=20)
             assert final["state"] == "cancelled", (delay, final)
 
 
@@ -133,19 +133,19 @@ def test_cancel_a_queued_run_is_immediate(run_stack: Stack) -> None:
         client.update_project("demo", max_concurrent_runs=1)
         blocker = client.create_run("demo", ["sleep", "30"])
         queued = client.create_run("demo", ["true"])
-        wait_for_run(client, blocker["id"], states=("running",))
-        assert client.get_run(queued["id"])["state"] == "queued"
-        assert client.cancel_run(queued["id"])["state"] == "cancelled"
-        client.cancel_run(blocker["id"])
-        wait_for_run(client, blocker["id"])
+        wait_for_run(client, blocker.id, states=("running",))
+        assert client.get_run(queued.id).state == "queued"
+        assert client.cancel_run(queued.id).state == "cancelled"
+        client.cancel_run(blocker.id)
+        wait_for_run(client, blocker.id)
         with pytest.raises(ApiError, match="already finished"):
-            client.cancel_run(queued["id"])
+            client.cancel_run(queued.id)
 
 
 def test_timeout(run_stack: Stack) -> None:
     with run_stack.client() as client:
         run = client.create_run("demo", ["sleep", "30"], timeout_s=1)
-        final = wait_for_run(client, run["id"], timeout=20)
+        final = wait_for_run(client, run.id, timeout=20)
     assert final["state"] == "timed_out"
 
 
@@ -154,11 +154,11 @@ def test_retries_until_success(run_stack: Stack, tmp_path: Path) -> None:
     script = f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; echo attempt $n; [ $n -ge 2 ]"
     with run_stack.client() as client:
         run = client.create_run("demo", ["sh", "-c", script], max_retries=3)
-        first = wait_for_run(client, run["id"])
+        first = wait_for_run(client, run.id)
         assert first["state"] == "failed"
 
         def succeeded_retry() -> dict[str, Any] | None:
-            retry = next((r for r in client.list_runs()["items"] if r["retry_of_id"] == run["id"]), None)
+            retry = next((r for r in client.list_runs()["items"] if r["retry_of_id"] == run.id), None)
             return retry if retry and retry["state"] == "succeeded" else None
 
         retry = wait_until(succeeded_retry, timeout=20, message="a retry to succeed")
@@ -170,7 +170,7 @@ def test_retries_until_success(run_stack: Stack, tmp_path: Path) -> None:
 def test_project_concurrency_limit_keeps_order(run_stack: Stack) -> None:
     with run_stack.client() as client:
         client.update_project("demo", max_concurrent_runs=1)
-        ids = [client.create_run("demo", ["sh", "-c", "sleep 0.3"])["id"] for _ in range(3)]
+        ids = [client.create_run("demo", ["sh", "-c", "sleep 0.3"]).id for _ in range(3)]
         finals = [wait_for_run(client, i, timeout=30) for i in ids]
     assert all(f["state"] == "succeeded" for f in finals)
     spans = [(f["started_at"], f["finished_at"]) for f in finals]
@@ -184,9 +184,9 @@ def test_secrets_are_masked_in_stored_logs(run_stack: Stack) -> None:
             "demo", "prod", variables={"GREETING": "hello"}, secrets={"API_KEY": "sk-very-secret-42"}
         )
         run = client.create_run("demo", ["sh", "-c", "echo $GREETING key=$API_KEY"], environment="prod")
-        final = wait_for_run(client, run["id"])
+        final = wait_for_run(client, run.id)
     assert final["state"] == "succeeded"
-    assert raw_output(stored_log(run_stack, run["id"])) == b"hello key=***\n"
+    assert raw_output(stored_log(run_stack, run.id)) == b"hello key=***\n"
 
 
 def test_artifacts_with_non_latin1_names_download(run_stack: Stack, tmp_path: Path) -> None:
@@ -196,14 +196,14 @@ def test_artifacts_with_non_latin1_names_download(run_stack: Stack, tmp_path: Pa
     )
     with run_stack.client() as client:
         run = client.create_run("demo", [PY, "-c", script], artifacts=["out/*"])
-        assert wait_for_run(client, run["id"])["state"] == "succeeded"
-        artifacts = {a["path"]: a for a in client.list_artifacts(run["id"])}
+        assert wait_for_run(client, run.id)["state"] == "succeeded"
+        artifacts = {a.path: a for a in client.list_artifacts(run.id)}
     assert sorted(artifacts) == sorted(f"out/{name}" for name in names)
     auth = {"Authorization": f"Bearer {run_stack.admin_token}"}
     with httpx.Client(base_url=run_stack.url + "/api/v1", headers=auth, timeout=10) as http:
         for name in names:
             artifact = artifacts[f"out/{name}"]
-            response = http.get(f"/runs/{run['id']}/artifacts/{artifact['id']}/content")
+            response = http.get(f"/runs/{run.id}/artifacts/{artifact.id}/content")
             assert response.status_code == 200, response.text
             assert response.content == name.encode()
             header = response.headers["content-disposition"]
@@ -230,18 +230,18 @@ def test_artifacts_roundtrip(run_stack: Stack, tmp_path: Path) -> None:
     script = "mkdir -p target/sub && echo '{\"ok\": true}' > target/run.json && head -c 300000 /dev/urandom > target/sub/blob.bin && echo x > other.txt && ln -s /etc/passwd target/escape.json"
     with run_stack.client() as client:
         run = client.create_run("demo", ["sh", "-c", script], artifacts=["target/**/*.json", "target/sub/*.bin"])
-        final = wait_for_run(client, run["id"])
+        final = wait_for_run(client, run.id)
         assert final["state"] == "succeeded"
-        artifacts = client.list_artifacts(run["id"])
-        assert [a["path"] for a in artifacts] == ["target/run.json", "target/sub/blob.bin"]
-        blob = next(a for a in artifacts if a["path"].endswith(".bin"))
+        artifacts = client.list_artifacts(run.id)
+        assert [a.path for a in artifacts] == ["target/run.json", "target/sub/blob.bin"]
+        blob = next(a for a in artifacts if a.path.endswith(".bin"))
         with open(tmp_path / "blob.bin", "wb") as handle:
-            assert client.download_artifact(run["id"], blob["id"], handle) == 300000
+            assert client.download_artifact(run.id, blob.id, handle) == 300000
     import hashlib
 
-    assert hashlib.sha256((tmp_path / "blob.bin").read_bytes()).hexdigest() == blob["sha256"]
+    assert hashlib.sha256((tmp_path / "blob.bin").read_bytes()).hexdigest() == blob.sha256
     # The run's own folder is gone once the artifacts are uploaded and the outcome reported.
-    assert _gone(tmp_path / "agent" / "volume" / "runs" / str(run["id"]))
+    assert _gone(tmp_path / "agent" / "volume" / "runs" / str(run.id))
 
 
 def _gone(path: Path, timeout: float = 10) -> bool:
@@ -290,15 +290,15 @@ def test_the_agent_stops_the_command_and_removes_the_folder_of_a_run_whose_worke
     folder = tmp_path / "agent" / "volume" / "runs"
     with run_stack.client() as client:
         run = client.create_run("demo", ["sh", "-c", script])
-        wait_for_run(client, run["id"], states=("running",))
-        out = folder / str(run["id"]) / "build" / "out.txt"
+        wait_for_run(client, run.id, states=("running",))
+        out = folder / str(run.id) / "build" / "out.txt"
         wait_until(out.exists, timeout=10, message="the command to write its file")
         group = int(wait_until(lambda: _written(marker), timeout=10, message="the command to record its group"))
-        os.kill(_worker_pid(run["id"]), signal.SIGKILL)
+        os.kill(_worker_pid(run.id), signal.SIGKILL)
         try:
-            final = wait_for_run(client, run["id"], timeout=20)
+            final = wait_for_run(client, run.id, timeout=20)
             assert final["state"] == "failed" and "worker was killed" in str(final["error"])
-            assert _gone(folder / str(run["id"]))
+            assert _gone(folder / str(run.id))
             assert not running_in_group(group)
         finally:
             with contextlib.suppress(ProcessLookupError):
@@ -316,10 +316,10 @@ def test_a_folder_holding_a_refused_artifact_stays(tmp_path: Path, database_url:
     ):
         client.create_project("demo")
         run = client.create_run("demo", ["sh", "-c", script], artifacts=["*.bin", "*.txt"])
-        final = wait_for_run(client, run["id"])
-        assert [a["path"] for a in client.list_artifacts(run["id"])] == ["small.txt"]
+        final = wait_for_run(client, run.id)
+        assert [a.path for a in client.list_artifacts(run.id)] == ["small.txt"]
     assert final["state"] == "succeeded"
-    folder = tmp_path / "agent" / "volume" / "runs" / str(run["id"])
+    folder = tmp_path / "agent" / "volume" / "runs" / str(run.id)
     assert (folder / "big.bin").stat().st_size == 100  # that file exists nowhere else
 
 
@@ -329,14 +329,14 @@ def test_follow_streams_live_and_resumes_without_gaps(run_stack: Stack) -> None:
         run = client.create_run("demo", ["sh", "-c", script])
         received: list[bytes] = []
         last_seq = 0
-        for event in client.follow_logs(run["id"]):
+        for event in client.follow_logs(run.id):
             if event.event == "chunk":
                 data = event.json()
                 received.append(base64.b64decode(data["data"]))
                 last_seq = data["seq"]
                 if len(received) == 3:
                     break  # drop the connection mid-run
-        for event in client.follow_logs(run["id"], from_seq=last_seq + 1):
+        for event in client.follow_logs(run.id, from_seq=last_seq + 1):
             if event.event == "chunk":
                 received.append(base64.b64decode(event.json()["data"]))
             elif event.event == "end":
@@ -347,10 +347,10 @@ def test_follow_streams_live_and_resumes_without_gaps(run_stack: Stack) -> None:
 def test_tail_and_ranges(run_stack: Stack) -> None:
     with run_stack.client() as client:
         run = client.create_run("demo", ["seq", "1", "5000"])
-        wait_for_run(client, run["id"])
-        tail, _ = client.read_logs(run["id"], tail=3)
-        whole, last = client.read_logs(run["id"])
-        later, _ = client.read_logs(run["id"], from_seq=last + 1)
+        wait_for_run(client, run.id)
+        tail, _ = client.read_logs(run.id, tail=3)
+        whole, last = client.read_logs(run.id)
+        later, _ = client.read_logs(run.id, from_seq=last + 1)
     assert raw_output(tail) == b"4998\n4999\n5000\n"
     assert raw_output(whole) == b"".join(b"%d\n" % i for i in range(1, 5001))
     assert later == b""
@@ -360,36 +360,36 @@ def test_chunk_protocol_refuses_bad_input(run_stack: Stack) -> None:
     with run_stack.client() as client:
         a = client.create_run("demo", ["sh", "-c", "echo a"])
         b = client.create_run("demo", ["sh", "-c", "echo b"])
-        wait_for_run(client, a["id"])
-        wait_for_run(client, b["id"])
+        wait_for_run(client, a.id)
+        wait_for_run(client, b.id)
     agent_token = run_stack.user("chunk-tester", "agent")
     headers = {"Authorization": f"Bearer {agent_token}"}
     base = run_stack.url + "/api/v1/runs"
     with httpx.Client(headers=headers) as http:
-        stored = http.get(f"{base}/{a['id']}", headers={"Authorization": f"Bearer {run_stack.admin_token}"}).json()
+        stored = http.get(f"{base}/{a.id}", headers={"Authorization": f"Bearer {run_stack.admin_token}"}).json()
         seq = stored["log_chunks"]
-        original, _ = run_stack.client().read_logs(a["id"])
+        original, _ = run_stack.client().read_logs(a.id)
         # The same bytes again under the last sequence number: accepted as a duplicate, nothing added.
-        again = http.put(f"{base}/{a['id']}/logs/{seq}", content=original if seq == 1 else b"")
+        again = http.put(f"{base}/{a.id}/logs/{seq}", content=original if seq == 1 else b"")
         if seq == 1:
             assert again.json()["result"] == "duplicate"
-        assert http.put(f"{base}/{a['id']}/logs/{seq}", content=b"1 o different\n").status_code == 409
-        assert http.put(f"{base}/{a['id']}/logs/{seq + 5}", content=b"1 o gap\n").status_code == 409
-        assert http.put(f"{base}/{a['id']}/logs/0", content=b"1 o zero\n").status_code == 422
-        assert http.put(f"{base}/{a['id']}/logs/{seq + 1}", content=b"1 o torn").status_code == 409
+        assert http.put(f"{base}/{a.id}/logs/{seq}", content=b"1 o different\n").status_code == 409
+        assert http.put(f"{base}/{a.id}/logs/{seq + 5}", content=b"1 o gap\n").status_code == 409
+        assert http.put(f"{base}/{a.id}/logs/0", content=b"1 o zero\n").status_code == 422
+        assert http.put(f"{base}/{a.id}/logs/{seq + 1}", content=b"1 o torn").status_code == 409
         assert http.put(f"{base}/999999/logs/1", content=b"1 o forged\n").status_code == 404
-    assert run_stack.client().read_logs(a["id"])[0] == original
+    assert run_stack.client().read_logs(a.id)[0] == original
     # A run token is good for its own run only: using it on another run id is a 404.
     viewer = run_stack.user("peeker", "viewer")
     assert (
         httpx.put(
-            f"{base}/{b['id']}/logs/9", content=b"1 o x\n", headers={"Authorization": f"Bearer {viewer}"}
+            f"{base}/{b.id}/logs/9", content=b"1 o x\n", headers={"Authorization": f"Bearer {viewer}"}
         ).status_code
         == 403
     )
     assert (
         httpx.put(
-            f"{base}/{b['id']}/logs/9", content=b"1 o x\n", headers={"Authorization": "Bearer dyr_forged"}
+            f"{base}/{b.id}/logs/9", content=b"1 o x\n", headers={"Authorization": "Bearer dyr_forged"}
         ).status_code
         == 401
     )

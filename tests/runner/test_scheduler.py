@@ -219,18 +219,18 @@ def test_pause_resume_next_trigger_and_rm(sched_stack: Stack) -> None:
     add(sched_stack, "daily", "0 6 * * *", timezone="America/New_York")
     with sched_stack.client() as client:
         upcoming = client.schedule_next("daily", count=5)
-        assert len(upcoming) == 5 and all(t.endswith(("10:00:00Z", "11:00:00Z")) for t in upcoming)
-        assert client.update_schedule("daily", enabled=False)["next_fire_at"] is None
-        assert client.update_schedule("daily", enabled=True)["next_fire_at"] is not None
+        assert len(upcoming) == 5 and all(t.hour in (10, 11) and t.minute == 0 and t.utcoffset() == timedelta(0) for t in upcoming)
+        assert client.update_schedule("daily", enabled=False).next_fire_at is None
+        assert client.update_schedule("daily", enabled=True).next_fire_at is not None
         fired = client.trigger_schedule("daily")
-        assert fired["state"] == "fired" and fired["run_id"]
-        assert client.get_run(fired["run_id"])["trigger"] == "schedule"
+        assert fired.state == "fired" and fired.run_id
+        assert client.get_run(fired.run_id).trigger == "schedule"
         ticks = client.schedule_ticks("daily")
-        assert ticks[0]["run_id"] == fired["run_id"]
-        assert client.get_schedule("daily")["last_tick"]["run_id"] == fired["run_id"]
+        assert ticks[0].run_id == fired.run_id
+        assert (client.get_schedule("daily").last_tick or {})["run_id"] == fired.run_id
         client.delete_schedule("daily")
         assert client.list_schedules() == []
-        assert client.get_run(fired["run_id"])["id"] == fired["run_id"]  # runs outlive their schedule
+        assert client.get_run(fired.run_id).id == fired.run_id  # runs outlive their schedule
 
 
 def test_viewers_and_other_developers_cannot_change_schedules(sched_stack: Stack) -> None:
@@ -239,7 +239,7 @@ def test_viewers_and_other_developers_cannot_change_schedules(sched_stack: Stack
     add(sched_stack, "mine", "0 6 * * *")
     viewer, dev = sched_stack.user("vic", "viewer"), sched_stack.user("dee", "developer")
     with sched_stack.client(viewer) as client:
-        assert [s["name"] for s in client.list_schedules()] == ["mine"]
+        assert [s.name for s in client.list_schedules()] == ["mine"]
         with pytest.raises(Forbidden):
             client.trigger_schedule("mine")
     with sched_stack.client(dev) as client:

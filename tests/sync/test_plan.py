@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devserver.manifest import Entry
+from control.wire.manifest import Entry
 from sync.plan import conflict_name, make_plan, needs_digest, outermost
 from sync.state import Record
 

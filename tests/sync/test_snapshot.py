@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devserver.manifest import HashCache, Row, scan
+from control.wire.manifest import HashCache, Row, scan
 from sync.snapshot import matches
 
 

@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 from control.client import ApiError
-from devserver.manifest import Entry
+from control.wire.manifest import Entry
 from sync.workspace_rules import MAX_RULE_FILE, WorkspaceRules
 
 

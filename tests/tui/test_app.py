@@ -71,12 +71,12 @@ def test_dashboard_lists_and_follows_live_events(sqlite_stack: Stack) -> None:
             bar = app.screen.query_one(StatusBar)
             runs = app.screen.query_one(RunsTable)
             await wait_for(lambda: bar.connection == "live" and runs.row_count == 1)
-            assert rows(runs) == [str(first["id"])]
+            assert rows(runs) == [str(first.id)]
             assert "admin (admin)" in str(bar.render())
             newer = await asyncio.to_thread(lambda: sqlite_stack.client().create_run("demo", ["make", "lint"]))
-            await wait_for(lambda: rows(runs) == [str(newer["id"]), str(first["id"])])  # newest first, live
-            await asyncio.to_thread(lambda: sqlite_stack.client().cancel_run(first["id"]))
-            await wait_for(lambda: runs.items[str(first["id"])]["state"] == "cancelled")
+            await wait_for(lambda: rows(runs) == [str(newer.id), str(first.id)])  # newest first, live
+            await asyncio.to_thread(lambda: sqlite_stack.client().cancel_run(first.id))
+            await wait_for(lambda: runs.items[str(first.id)].state == "cancelled")
             await pilot.press("3")
             schedules = app.screen.query_one("#schedules-table", ResourceTable)
             assert rows(schedules) and schedules.items[rows(schedules)[0]]["name"] == "nightly"
@@ -92,7 +92,7 @@ def test_filter_words_and_server_side_state(sqlite_stack: Stack) -> None:
         admin.create_project("shop")
         kept = admin.create_run("shop", ["pytest"])
         dropped = admin.create_run("demo", ["make"])
-        admin.cancel_run(dropped["id"])
+        admin.cancel_run(dropped.id)
 
     async def scenario() -> None:
         app = app_for(sqlite_stack)
@@ -102,13 +102,13 @@ def test_filter_words_and_server_side_state(sqlite_stack: Stack) -> None:
             await pilot.press("slash")
             await pilot.pause()
             await pilot.press(*"pytest")
-            await wait_for(lambda: rows(runs) == [str(kept["id"])])  # as you type
+            await wait_for(lambda: rows(runs) == [str(kept.id)])  # as you type
             await pilot.press("escape")  # undoes the typing
             await wait_for(lambda: runs.row_count == 2)
             await pilot.press("slash")
             await pilot.pause()
             await pilot.press(*"state:cancelled", "enter")
-            await wait_for(lambda: rows(runs) == [str(dropped["id"])])
+            await wait_for(lambda: rows(runs) == [str(dropped.id)])
             assert runs.server_filter == {"state": ["cancelled"]}
             await pilot.press("escape")  # clears the filter
             await wait_for(lambda: runs.row_count == 2)
@@ -135,7 +135,7 @@ def test_run_view_search_filter_streams_and_errors(agent_stack: Stack) -> None:
     script = "for i in $(seq 1 300); do echo line $i; done; echo 'ERROR: disk full' >&2; echo last"
     with agent_stack.client() as admin:
         run = admin.create_run("demo", ["sh", "-c", script])
-        wait_for_run(admin, run["id"])
+        wait_for_run(admin, run.id)
 
     async def scenario() -> None:
         app = app_for(agent_stack)
@@ -184,12 +184,12 @@ def test_run_view_search_filter_streams_and_errors(agent_stack: Stack) -> None:
 def test_following_a_live_run_then_cancelling_it(agent_stack: Stack) -> None:
     with agent_stack.client() as admin:
         run = admin.create_run("demo", ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.05; done"])
-        wait_for_run(admin, run["id"], states=("running",))
+        wait_for_run(admin, run.id, states=("running",))
 
     async def scenario() -> None:
         app = app_for(agent_stack)
         async with app.run_test(size=SIZE) as pilot:
-            app.open_run(int(run["id"]))
+            app.open_run(int(run.id))
             log = await run_log(app)
             await wait_for(lambda: len(log.model) > 5)
             seen = len(log.model)
@@ -231,7 +231,7 @@ def test_new_run_shows_api_errors_inline_then_opens_the_run(agent_stack: Stack) 
 
     asyncio.run(scenario())
     with agent_stack.client() as client:
-        assert "nope" not in [p["name"] for p in client.list_projects()["items"]], "a typo is never created"
+        assert "nope" not in [p.name for p in client.list_projects().items], "a typo is never created"
 
 
 def test_new_run_in_a_new_project_creates_it_on_the_second_start(agent_stack: Stack) -> None:
@@ -247,7 +247,7 @@ def test_new_run_in_a_new_project_creates_it_on_the_second_start(agent_stack: St
 
     asyncio.run(scenario())
     with agent_stack.client() as client:
-        assert "fresh-repo" in [p["name"] for p in client.list_projects()["items"]]
+        assert "fresh-repo" in [p.name for p in client.list_projects().items]
 
 
 def test_read_only_mode_refuses_changes(sqlite_stack: Stack) -> None:
@@ -267,7 +267,7 @@ def test_read_only_mode_refuses_changes(sqlite_stack: Stack) -> None:
             assert any("Read-only mode" in note for note in notes(app))
             assert "READ-ONLY" in str(app.screen.query_one(StatusBar).render())
         with ControlClient(sqlite_stack.url, sqlite_stack.admin_token) as admin:
-            assert admin.get_run(run["id"])["state"] == "queued"
+            assert admin.get_run(run.id).state == "queued"
 
     asyncio.run(scenario())
 
@@ -323,7 +323,7 @@ def test_a_remote_api_reached_with_yard_login_and_the_mouse(sqlite_stack: Stack)
             await pilot.click(RunsTable, offset=(4, 1))
             await run_log(app)
             screen = app.screen
-            assert isinstance(screen, RunScreen) and screen.run_id == run["id"]
+            assert isinstance(screen, RunScreen) and screen.run_id == run.id
 
     asyncio.run(scenario())
 
@@ -335,12 +335,12 @@ def test_artifacts_list_and_rerun_from_the_run_view(agent_stack: Stack) -> None:
 
     with agent_stack.client() as admin:
         run = admin.create_run("demo", ["sh", "-c", "echo made > report.txt"], artifacts=["*.txt"])
-        wait_for_run(admin, run["id"])
+        wait_for_run(admin, run.id)
 
     async def scenario() -> None:
         app = app_for(agent_stack)
         async with app.run_test(size=SIZE) as pilot:
-            app.open_run(int(run["id"]))
+            app.open_run(int(run.id))
             await run_log(app)
             await pilot.press("a")
             await wait_for(lambda: isinstance(app.screen, ArtifactsScreen))
@@ -349,7 +349,7 @@ def test_artifacts_list_and_rerun_from_the_run_view(agent_stack: Stack) -> None:
             assert str(table.get_row_at(0)[0]) == "report.txt"
             await pilot.press("escape")
             await pilot.press("R")  # rerun: a new run of the same command, opened in its place
-            await wait_for(lambda: isinstance(app.screen, RunScreen) and app.screen.run_id != run["id"])
+            await wait_for(lambda: isinstance(app.screen, RunScreen) and app.screen.run_id != run.id)
             assert len(app.screen_stack) == 2
 
     asyncio.run(scenario())

@@ -51,12 +51,12 @@ def test_a_run_that_does_not_exist_goes_back_with_the_error(sqlite_stack: Stack)
 def test_clearing_a_log_filter_mid_stream_choice_stops_filtering(agent_stack: Stack) -> None:
     with agent_stack.client() as admin:
         run = admin.create_run("demo", ["sh", "-c", "for i in $(seq 1 50); do echo line $i; done; echo oops >&2"])
-        wait_for_run(admin, run["id"])
+        wait_for_run(admin, run.id)
 
     async def scenario() -> None:
         app = app_for(agent_stack)
         async with app.run_test(size=SIZE) as pilot:
-            app.open_run(int(run["id"]))
+            app.open_run(int(run.id))
             log = await run_log(app)
             await wait_for(lambda: len(log.model) == 51)
             await pilot.press("slash")
@@ -122,7 +122,7 @@ def test_read_only_hides_and_refuses_what_changes_things(sqlite_stack: Stack) ->
             await pilot.press("R")
             await pilot.pause()
             assert any("Read-only mode: rerun" in note for note in notes(app))
-            app.open_run(int(run["id"]))
+            app.open_run(int(run.id))
             await wait_for(lambda: isinstance(app.screen, RunScreen))
             await pilot.pause()
             assert "c" not in footer_keys(app)
@@ -131,8 +131,8 @@ def test_read_only_hides_and_refuses_what_changes_things(sqlite_stack: Stack) ->
             assert isinstance(app.screen, RunScreen)  # no confirmation dialog
             assert any("Read-only mode: cancel" in note for note in notes(app))
         with sqlite_stack.client() as admin:
-            assert admin.get_run(run["id"])["state"] == "queued"
-            assert len(admin.list_runs()["items"]) == 1
+            assert admin.get_run(run.id).state == "queued"
+            assert len(admin.list_runs().items) == 1
 
     asyncio.run(scenario())
 
@@ -180,13 +180,13 @@ def test_last_activity_of_develop_servers_moves_without_a_refresh(
         async with app.run_test(size=SIZE):
             table = app.screen.query_one(DevServersTable)
             await wait_for(lambda: key in table.items)
-            before = table.items[key]["last_activity_at"]
+            before = table.items[key].last_activity_at
             with agent_stack.client() as admin:
                 code, out, _ = await asyncio.to_thread(gateway_exec, admin, int(server["id"]), ["echo", "hi"])
                 assert (code, out) == (0, b"hi\n")
                 touched = (await asyncio.to_thread(admin.get_devserver, int(server["id"])))["last_activity_at"]
             assert touched != before
-            await wait_for(lambda: table.items[key]["last_activity_at"] == touched)  # no `r` pressed
+            await wait_for(lambda: table.items[key].last_activity_at == touched)  # no `r` pressed
 
     asyncio.run(scenario())
     with agent_stack.client() as admin:

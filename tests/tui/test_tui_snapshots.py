@@ -59,14 +59,14 @@ def snapshot_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             admin.create_project("docs")
             for project, script in (("shop", BUILD), ("shop", TESTS), ("docs", WIDE)):
                 run = admin.create_run(project, ["sh", "-c", script], trigger="manual")
-                wait_for_run(admin, run["id"])
+                wait_for_run(admin, run.id)
             nightly = ["sh", "-c", "echo nightly checks; exit 2"]
             admin.create_schedule(name="nightly", project="shop", command=nightly, cron="30 2 * * *")
             admin.create_schedule(
                 name="weekly-report", project="docs", command=["make", "report"], cron="0 6 * * 1", enabled=False
             )
             tick = admin.trigger_schedule("nightly")
-            wait_for_run(admin, tick["run_id"])
+            wait_for_run(admin, tick.run_id)
         with stack.client() as admin:
             admin.create_run("docs", ["make", "html"])  # stays queued: the agent is gone
         pin_times(stack)
@@ -196,7 +196,7 @@ def test_dashboard_filtered_by_state(snap_compare: Snap, snapshot_stack: Stack) 
         from tui.widgets.runs_table import RunsTable
 
         runs = pilot.app.screen.query_one(RunsTable)
-        await until(lambda: runs.row_count == 2 and all(r["state"] == "failed" for r in runs.items.values()))
+        await until(lambda: runs.row_count == 2 and all(r.state == "failed" for r in runs.items.values()))
 
     assert snap_compare(
         make_app(snapshot_stack),
@@ -272,10 +272,10 @@ def test_devserver_view(snap_compare: Snap, sqlite_stack: Stack, tmp_path: Path)
     with running_agent(sqlite_stack, tmp_path / "agent"), sqlite_stack.client() as admin:
         admin.create_project("shop")
         server = admin.start_devserver("shop")
-        while server["state"] != "running":
-            assert server["state"] in ("pending", "starting"), server
-            server = admin.get_devserver(server["id"])
-        sid = int(server["id"])
+        while server.state != "running":
+            assert server.state in ("pending", "starting"), server
+            server = admin.get_devserver(server.id)
+        sid = int(server.id)
         prepare = "mkdir -p src && printf 'shop\\n' > README.md && printf 'print(1)\\n' > src/app.py"
         list(admin.devserver_stream(sid, "POST", "/exec", json={"argv": ["sh", "-c", prepare]}))
         admin.devserver_call(sid, "POST", "/git/init", json={"branch": "main"})

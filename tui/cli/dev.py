@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from control.client import ControlClient, DevyardError, NotFound
+from control.wire.devservers import DevServerOut
+from control.wire.errors import PROJECT_NOT_FOUND
 from tui.cli.context import default_project, state
 from tui.cli.exec_output import CONNECTION_LOST
 from tui.cli.output import console, details, errors, fail, print_json, table
@@ -44,20 +46,20 @@ START_TIMEOUT_S = 60.0
 # Exit code when the connection drops before the command's own exit code arrived (like ssh).
 
 
-def find_server(client: ControlClient, project: str) -> dict[str, Any] | None:
-    servers: list[dict[str, Any]] = client.list_devservers(project=project)
+def find_server(client: ControlClient, project: str) -> DevServerOut | None:
+    servers = client.list_devservers(project=project)
     return servers[0] if servers else None
 
 
-def running_server(client: ControlClient, project: str | None) -> dict[str, Any]:
+def running_server(client: ControlClient, project: str | None) -> DevServerOut:
     name = project or default_project()
     server = find_server(client, name)
     if server is None and not project_exists(client, name):
         fail(
             f"Project {name} does not exist; create it with `yard projects add {name}`, then `yard dev start -p {name}`."
         )
-    if server is None or server.get("state") != "running":
-        state_text = f"is {server['state']}" if server else "does not exist"
+    if server is None or server.state != "running":
+        state_text = f"is {server.state}" if server else "does not exist"
         fail(f"Your develop server for project {name} {state_text}; start it with `yard dev start -p {name}`.")
     return server
 
@@ -70,16 +72,16 @@ def project_exists(client: ControlClient, name: str) -> bool:
     return True
 
 
-def wait_for(client: ControlClient, server_id: int, wanted: set[str], timeout: float) -> dict[str, Any]:
+def wait_for(client: ControlClient, server_id: int, wanted: set[str], timeout: float) -> DevServerOut:
     """Poll until the server reaches one of ``wanted`` (or failed); the poll is cheap and short."""
     deadline = time.monotonic() + timeout
     delay = 0.01
     while True:
-        server: dict[str, Any] = client.get_devserver(server_id)
-        if server["state"] in wanted or server["state"] == "failed":
+        server = client.get_devserver(server_id)
+        if server.state in wanted or server.state == "failed":
             return server
         if time.monotonic() > deadline:
-            fail(f"Develop server {server_id} is still {server['state']} after {timeout:.0f} s; see `yard dev logs`.")
+            fail(f"Develop server {server_id} is still {server.state} after {timeout:.0f} s; see `yard dev logs`.")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.2)
 
@@ -103,26 +105,26 @@ def start(
         try:
             server = client.start_devserver(name, environment=env, idle_timeout_s=idle_timeout)
         except NotFound as exc:
-            if str(exc).startswith(f"Project {name} "):  # not an unknown --env
+            if exc.code == PROJECT_NOT_FOUND:  # not an unknown --env
                 fail(f"Project {name} does not exist; create it with `yard projects add {name}` first.")
             raise
-        if not no_wait and server["state"] != "running":
-            server = wait_for(client, int(server["id"]), {"running"}, START_TIMEOUT_S)
+        if not no_wait and server.state != "running":
+            server = wait_for(client, server.id, {"running"}, START_TIMEOUT_S)
     if as_json:
         print_json(server)
-    elif server["state"] == "failed":
-        fail(f"Develop server {server['id']} failed to start: {server['error'] or 'see `yard dev logs`'}")
+    elif server.state == "failed":
+        fail(f"Develop server {server.id} failed to start: {server.error or 'see `yard dev logs`'}")
     else:
         console.print(
-            f"Develop server {server['id']} for project {server['project']} is {server['state']}"
-            f" (workspace {server['workspace']})."
+            f"Develop server {server.id} for project {server.project} is {server.state}"
+            f" (workspace {server.workspace})."
         )
-    if server["state"] == "failed":
+    if server.state == "failed":
         raise typer.Exit(1)
-    if not as_json and server["state"] == "running" and sys.stdin.isatty():
+    if not as_json and server.state == "running" and sys.stdin.isatty():
         from tui.cli.sync import offer
 
-        offer(str(server["project"]))
+        offer(server.project)
 
 
 @app.command()
@@ -137,13 +139,13 @@ def stop(
         server = find_server(client, name)
         if server is None:
             fail(f"You have no develop server for project {name}.")
-        server = client.stop_devserver(int(server["id"]))
-        if not no_wait and server["state"] == "stopping":
-            server = wait_for(client, int(server["id"]), {"stopped"}, START_TIMEOUT_S)
+        server = client.stop_devserver(server.id)
+        if not no_wait and server.state == "stopping":
+            server = wait_for(client, server.id, {"stopped"}, START_TIMEOUT_S)
     if as_json:
         print_json(server)
     else:
-        console.print(f"Develop server {server['id']} for project {server['project']} is {server['state']}.")
+        console.print(f"Develop server {server.id} for project {server.project} is {server.state}.")
 
 
 @app.command()
@@ -160,21 +162,21 @@ def status(project: ProjectOption = None, as_json: JsonOption = False) -> None:
                 fail(f"Project {name} does not exist; create it with `yard projects add {name}`.", 3)
             fail(f"You have no develop server for project {name}; start one with `yard dev start -p {name}`.", 3)
         health = None
-        if server["state"] == "running":
+        if server.state == "running":
             try:
-                health = client.devserver_call(int(server["id"]), "GET", "/health")
+                health = client.devserver_call(server.id, "GET", "/health")
             except DevyardError as exc:
                 health = {"ok": False, "error": str(exc)}
-    server["health"] = health
+    shown = {**server.model_dump(mode="json"), "health": health}
     if as_json:
-        print_json(server)
+        print_json(shown)
         return
-    details(server, SHOW)
+    details(shown, SHOW)
     if health is not None:
         console.print(f"health: {'ok' if health.get('ok') else health.get('error', 'not ok')}", highlight=False)
-    if server.get("stale_environment"):
+    if server.stale_environment:
         console.print(
-            STALE.format(env=server["environment"], project=server["project"]), highlight=False, soft_wrap=True
+            STALE.format(env=server.environment, project=server.project), highlight=False, soft_wrap=True
         )
 
 
@@ -198,23 +200,23 @@ def restart(
         server = find_server(client, name)
         if server is None:
             fail(f"You have no develop server for project {name}; start one with `yard dev start -p {name}`.")
-        if server["state"] not in ("stopped", "failed"):
-            stopping = client.stop_devserver(int(server["id"]))
-            if stopping["state"] != "stopped":
-                wait_for(client, int(server["id"]), {"stopped"}, START_TIMEOUT_S)
-        server = client.start_devserver(name, environment=server.get("environment"))
-        if server["state"] != "running":
-            server = wait_for(client, int(server["id"]), {"running"}, START_TIMEOUT_S)
+        if server.state not in ("stopped", "failed"):
+            stopping = client.stop_devserver(server.id)
+            if stopping.state != "stopped":
+                wait_for(client, server.id, {"stopped"}, START_TIMEOUT_S)
+        server = client.start_devserver(name, environment=server.environment)
+        if server.state != "running":
+            server = wait_for(client, server.id, {"running"}, START_TIMEOUT_S)
     if as_json:
         print_json(server)
-    elif server["state"] == "failed":
-        fail(f"Develop server {server['id']} failed to start: {server['error'] or 'see `yard dev logs`'}")
+    elif server.state == "failed":
+        fail(f"Develop server {server.id} failed to start: {server.error or 'see `yard dev logs`'}")
     else:
         console.print(
-            f"Develop server {server['id']} for project {server['project']} restarted"
-            f" with environment {server.get('environment') or '(none)'}'s current values."
+            f"Develop server {server.id} for project {server.project} restarted"
+            f" with environment {server.environment or '(none)'}'s current values."
         )
-    if server["state"] == "failed":
+    if server.state == "failed":
         raise typer.Exit(1)
 
 
@@ -252,7 +254,7 @@ def exec_command(
 
     stdin is forwarded when it is not a terminal (`echo hi | yard dev exec -- cat`); its end closes
     the command's stdin."""
-    from devserver.frames import FrameDecoder
+    from control.wire.frames import FrameDecoder
     from tui.cli.closed_pipe import exit_quietly, watch_stdout
     from tui.cli.exec_request import StdinTooLarge, exec_body
 
@@ -293,7 +295,7 @@ def shell(project: ProjectOption = None) -> None:
         )
     with state.client() as client:
         server = running_server(client, project)
-        url = client.websocket_url(f"/devservers/{server['id']}/pty")
+        url = client.websocket_url(f"/devservers/{server.id}/pty")
         headers = client.auth_headers
     try:
         code = open_shell(url, headers)
@@ -312,6 +314,6 @@ def logs(
     with state.client() as client:
         server = running_server(client, project)
         out = sys.stdout.buffer
-        for piece in client.devserver_stream(int(server["id"]), "GET", "/logs", params={"tail": tail}):
+        for piece in client.devserver_stream(server.id, "GET", "/logs", params={"tail": tail}):
             out.write(piece)
         out.flush()

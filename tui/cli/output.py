@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 import typer
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -31,8 +33,8 @@ errors = _console(stderr=True)
 
 
 def print_json(data: Any) -> None:
-    """One JSON document on stdout and nothing else."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """One JSON document on stdout and nothing else; wire models as the API sent them."""
+    sys.stdout.write(json.dumps(to_jsonable_python(data, fallback=str), indent=2) + "\n")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -45,6 +47,8 @@ def humanize(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.astimezone().strftime("%m-%d %H:%M:%S")
     if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and "T" in value:
         try:
             # Year and UTC offset: "12-07 01:30:00" said neither which year nor which zone.
@@ -69,10 +73,18 @@ HEADERS = {
 }
 
 
-def table(rows: Iterable[dict[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
+Row = BaseModel | dict[str, Any]
+
+
+def field(row: Row, name: str) -> Any:
+    """A column's value: a wire model's attribute or a dict's key (None when absent)."""
+    return row.get(name) if isinstance(row, dict) else getattr(row, name, None)
+
+
+def table(rows: Iterable[Row], columns: Sequence[str], title: str | None = None) -> None:
     """A borderless table; every column keeps its natural width and the last one is cut to fit."""
     headers = [HEADERS.get(c, c.replace("_", " ").upper()) for c in columns]
-    cells = [[humanize(row.get(c)) for c in columns] for row in rows]
+    cells = [[humanize(field(row, c)) for c in columns] for row in rows]
     widths = [max([len(h), *(len(line[i]) for line in cells)]) for i, h in enumerate(headers)]
     room = console.width - sum(widths[:-1]) - 2 * (len(columns) - 1)
     last_width = max(8, min(widths[-1], room))
@@ -85,10 +97,11 @@ def table(rows: Iterable[dict[str, Any]], columns: Sequence[str], title: str | N
     console.print(grid)
 
 
-def details(row: dict[str, Any], keys: Sequence[str] | None = None) -> None:
+def details(row: Row, keys: Sequence[str] | None = None) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    for key in keys or list(row):
-        grid.add_row(key.replace("_", " "), humanize(row.get(key)))
+    names = keys or (list(row) if isinstance(row, dict) else list(type(row).model_fields))
+    for key in names:
+        grid.add_row(key.replace("_", " "), humanize(field(row, key)))
     console.print(grid)

@@ -40,8 +40,9 @@ def show_project(name: str, as_json: JsonOption = False) -> None:
     """Show a project and its environments."""
     with state.client() as client:
         project = client.get_project(name)
-        project["environments"] = [e["name"] for e in client.list_environments(name)]
-    print_json(project) if as_json else details(project, [*PROJECT_COLUMNS, "environments"])
+        environments = [e.name for e in client.list_environments(name)]
+    shown = {**project.model_dump(mode="json"), "environments": environments}
+    print_json(shown) if as_json else details(shown, [*PROJECT_COLUMNS, "environments"])
 
 
 @projects.command("add")
@@ -54,7 +55,7 @@ def add_project(
     """Create a project (you become its owner)."""
     with state.client() as client:
         project = client.create_project(name, description=description, repo_url=repo_url)
-    print_json(project) if as_json else console.print(f"Project [bold]{project['name']}[/] created.")
+    print_json(project) if as_json else console.print(f"Project [bold]{project.name}[/] created.")
 
 
 @projects.command("rm")
@@ -176,7 +177,7 @@ def add_env(
             image=image,
             protected=protected,
         )
-    print_json(env) if as_json else console.print(f"Environment [bold]{project}/{env['name']}[/] created.")
+    print_json(env) if as_json else console.print(f"Environment [bold]{project}/{env.name}[/] created.")
 
 
 @envs.command("set")
@@ -199,16 +200,16 @@ def set_env(
     changes: dict[str, Any] = {} if protected is None else {"protected": protected}
     with state.client() as client:
         if var or venv is not None:
-            current = dict(client.get_environment(project, name)["variables"])
+            current = dict(client.get_environment(project, name).variables)
             merged = _with_venv({**current, **_pairs(var or [], "--var")}, venv)
             changes["variables"] = {key: value for key, value in merged.items() if value != ""}
         env = client.update_environment(project, name, **changes)
     if as_json:
         print_json(env)
         return
-    said = [("protected" if env["protected"] else "not protected")] if protected is not None else []
+    said = [("protected" if env.protected else "not protected")] if protected is not None else []
     if "variables" in changes:
-        said.append(f"variables: {', '.join(sorted(env['variables'])) or 'none'}")
+        said.append(f"variables: {', '.join(sorted(env.variables)) or 'none'}")
     console.print(f"Environment [bold]{project}/{name}[/] changed: {escape('; '.join(said))}.", highlight=False)
     if "variables" in changes:
         console.print(

@@ -16,7 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-# The exec frame header of devserver/frames.py (kind byte + big-endian length), decoded here
+# The exec frame header of control/wire/frames.py (kind byte + big-endian length), decoded here
 # without that module's dataclass import.
 FRAME = struct.Struct(">cI")
 OPTIONS = {"-p": "project", "--project": "project", "--cwd": "cwd", "--timeout": "timeout"}

@@ -6,11 +6,13 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from control.client import ConnectionFailed, ControlClient, DevyardError, NotFound
+from control.wire.errors import PROJECT_NOT_FOUND
+from control.wire.runs import RunOut
 from tui.cli.closed_pipe import watch_stdout
 from tui.cli.context import default_project, state
 from tui.cli.logs import LogPrinter, renders, tty_fields
@@ -52,7 +54,7 @@ SHOW = [
 FOLLOW_RETRY_S = 30.0
 
 
-def follow(client: ControlClient, run_id: int, printer: LogPrinter) -> dict[str, Any]:
+def follow(client: ControlClient, run_id: int, printer: LogPrinter) -> RunOut:
     """Print the run's log until it ends, resuming after connection drops; returns the run."""
     deadline = None
     while True:
@@ -64,8 +66,7 @@ def follow(client: ControlClient, run_id: int, printer: LogPrinter) -> dict[str,
                 elif event == "error":
                     fail(str(json.loads(payload).get("message", "The log stream failed.")))
                 elif event == "end":
-                    run: dict[str, Any] = client.get_run(run_id)
-                    return run
+                    return client.get_run(run_id)
         except ConnectionFailed:
             deadline = deadline or time.monotonic() + FOLLOW_RETRY_S
             if time.monotonic() > deadline:
@@ -155,12 +156,12 @@ def run(
                 **tty_fields(tty),
             )
         except NotFound as exc:
-            if exc.message.startswith(f"Project {name} "):
+            if exc.code == PROJECT_NOT_FOUND:
                 fail(f"Project {name} does not exist; create it with `yard projects add {name}` or pass --project.")
             raise
-        run_id = int(created["id"])
+        run_id = created.id
         if detach:
-            print_json(created) if as_json else console.print(f"Run {run_id} {state_words(created['state'])}.")
+            print_json(created) if as_json else console.print(f"Run {run_id} {state_words(created.state)}.")
             return
         printer = LogPrinter(timestamps=timestamps, render=renders(raw))
         watch_stdout()  # `yard run ... | head`: leave when the reader does; the run goes on
@@ -173,9 +174,9 @@ def run(
         final = _through_retries(client, final, printer, as_json)
     if as_json:
         print_json(final)
-    elif final["state"] != "succeeded":
-        errors.print(sentence(final), highlight=False)
-    raise typer.Exit(exit_code_of(final))
+    elif final.state != "succeeded":
+        errors.print(sentence(final.model_dump()), highlight=False)
+    raise typer.Exit(exit_code_of(final.model_dump()))
 
 
 def resume_after_interrupt(run_id: int, printer: LogPrinter) -> int:
@@ -191,12 +192,12 @@ def resume_after_interrupt(run_id: int, printer: LogPrinter) -> int:
                     continue
         except typer.Exit as leave:
             return int(leave.exit_code)
-    if final["state"] != "succeeded":
-        errors.print(sentence(final), highlight=False)
-    return exit_code_of(final)
+    if final.state != "succeeded":
+        errors.print(sentence(final.model_dump()), highlight=False)
+    return exit_code_of(final.model_dump())
 
 
-def finish_following(run_id: int, printer: LogPrinter, final: dict[str, Any] | None = None) -> int:
+def finish_following(run_id: int, printer: LogPrinter, final: RunOut | None = None) -> int:
     """The fast path of `yard run` hands over here: follow run ``run_id`` on from ``printer``
     (unless ``final``, the run already ended), then its retries; the exit code."""
     try:
@@ -212,35 +213,34 @@ def finish_following(run_id: int, printer: LogPrinter, final: dict[str, Any] | N
             fail(str(exc))
     except typer.Exit as leave:
         return int(leave.exit_code)
-    if final["state"] != "succeeded":
-        errors.print(sentence(final), highlight=False)
-    return exit_code_of(final)
+    if final.state != "succeeded":
+        errors.print(sentence(final.model_dump()), highlight=False)
+    return exit_code_of(final.model_dump())
 
 
-def _wait(client: ControlClient, run_id: int) -> dict[str, Any]:
+def _wait(client: ControlClient, run_id: int) -> RunOut:
     for event in client.follow_logs(run_id, from_seq=10**9):
         if event.event == "end":
             break
-    result: dict[str, Any] = client.get_run(run_id)
-    return result
+    return client.get_run(run_id)
 
 
-def _through_retries(client: ControlClient, run: dict[str, Any], printer: LogPrinter, as_json: bool) -> dict[str, Any]:
+def _through_retries(client: ControlClient, run: RunOut, printer: LogPrinter, as_json: bool) -> RunOut:
     """Follow retries of a failed run until one succeeds or none is left."""
-    while run["state"] != "succeeded" and run["attempt"] <= run["max_retries"]:
+    while run.state != "succeeded" and run.attempt <= run.max_retries:
         retry = next(
-            (r for r in client.list_runs(limit=50, project=run["project"])["items"] if r["retry_of_id"] == run["id"]),
+            (r for r in client.list_runs(limit=50, project=run.project).items if r.retry_of_id == run.id),
             None,
         )
         if retry is None:
             break
         if not as_json:
             errors.print(
-                f"{sentence(run).rstrip('.')}; retrying as run {retry['id']} (attempt {retry['attempt']}).",
+                f"{sentence(run.model_dump()).rstrip('.')}; retrying as run {retry.id} (attempt {retry.attempt}).",
                 highlight=False,
             )
         printer.next_seq = 1  # a new run: its log starts at chunk 1
-        run = _wait(client, retry["id"]) if as_json else follow(client, retry["id"], printer)
+        run = _wait(client, retry.id) if as_json else follow(client, retry.id, printer)
     return run
 
 
@@ -260,9 +260,7 @@ def list_runs(
     if as_json:
         print_json(items)
         return
-    for item in items:
-        item["command"] = " ".join(item["command"])[:60]
-    table(items, COLUMNS)
+    table([{**item.model_dump(), "command": " ".join(item.command)[:60]} for item in items], COLUMNS)
 
 
 @app.command("show")
@@ -319,8 +317,8 @@ def cancel(run_id: int, as_json: JsonOption = False) -> None:
         print_json(result)
     else:
         console.print(
-            f"Run {run_id} {state_words(result['state'])}"
-            + (" (cancel requested)." if result["state"] not in ("cancelled",) else ".")
+            f"Run {run_id} {state_words(result.state)}"
+            + (" (cancel requested)." if result.state not in ("cancelled",) else ".")
         )
 
 
@@ -332,7 +330,7 @@ def artifacts(
 ) -> None:
     """List a run's artifacts, or download them."""
     with state.client() as client:
-        items = client.list_artifacts(run_id)
+        items = [item.model_dump(mode="json") for item in client.list_artifacts(run_id)]
         if download is not None:
             for item in items:
                 target = (download / item["path"]).resolve()

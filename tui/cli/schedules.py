@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from control.wire.schedules import ScheduleOut
 from tui.cli.context import default_project, state
 from tui.cli.output import console, details, fail, humanize, print_json, table
 
@@ -17,10 +17,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 COLUMNS = ["name", "project", "cron", "timezone", "enabled", "next_fire_at", "last", "command"]
 
 
-def _row(schedule: dict[str, Any]) -> dict[str, Any]:
-    last = schedule.get("last_tick")
-    row = dict(schedule)
-    row["command"] = " ".join(schedule["command"])
+def _row(schedule: ScheduleOut) -> dict[str, Any]:
+    last = schedule.last_tick
+    row = schedule.model_dump()
+    row["command"] = " ".join(schedule.command)
     row["last"] = (
         f"{last['state']}" + (f" → run {last['run_id']} {last['run_state']}" if last and last.get("run_id") else "")
         if last
@@ -74,7 +74,7 @@ def add(
     if as_json:
         print_json(created)
     else:
-        console.print(f"Schedule [bold]{name}[/] added; next run {humanize(created['next_fire_at'])}.")
+        console.print(f"Schedule [bold]{name}[/] added; next run {humanize(created.next_fire_at)}.")
 
 
 @app.command("ls")
@@ -97,9 +97,9 @@ def show(
     """Show a schedule and its tick history."""
     with state.client() as client:
         schedule = client.get_schedule(name)
-        schedule["ticks"] = client.schedule_ticks(name, limit=limit)
+        ticks = client.schedule_ticks(name, limit=limit)
     if as_json:
-        print_json(schedule)
+        print_json({**schedule.model_dump(mode="json"), "ticks": ticks})
         return
     details(
         _row(schedule),
@@ -119,7 +119,7 @@ def show(
         ],
     )
     console.print()
-    table(schedule["ticks"], ["scheduled_for", "state", "run_id", "run_state", "reason"], title="Recent ticks")
+    table(ticks, ["scheduled_for", "state", "run_id", "run_state", "reason"], title="Recent ticks")
 
 
 @app.command("next")
@@ -137,9 +137,8 @@ def next_fires(
         return
     from zoneinfo import ZoneInfo
 
-    zone = ZoneInfo(schedule["timezone"])
-    for value in times:
-        moment = datetime.fromisoformat(value)
+    zone = ZoneInfo(schedule.timezone)
+    for moment in times:
         console.print(f"{moment.astimezone(zone):%Y-%m-%d %H:%M %Z}   ({moment.astimezone():%Y-%m-%d %H:%M %Z} local)")
 
 
@@ -149,8 +148,8 @@ def _set(name: str, as_json: bool, **changes: Any) -> None:
     if as_json:
         print_json(updated)
     else:
-        status = "enabled" if updated["enabled"] else "paused"
-        console.print(f"Schedule [bold]{name}[/] {status}; next run {humanize(updated['next_fire_at'])}.")
+        status = "enabled" if updated.enabled else "paused"
+        console.print(f"Schedule [bold]{name}[/] {status}; next run {humanize(updated.next_fire_at)}.")
 
 
 @app.command("pause")
@@ -172,10 +171,10 @@ def trigger(name: str, as_json: JsonOption = False) -> None:
         result = client.trigger_schedule(name)
     if as_json:
         print_json(result)
-    elif result["run_id"] is not None:
-        console.print(f"Schedule [bold]{name}[/] fired: run {result['run_id']} queued.")
+    elif result.run_id is not None:
+        console.print(f"Schedule [bold]{name}[/] fired: run {result.run_id} queued.")
     else:
-        fail(f"Schedule {name} did not fire: {result['reason']}.")
+        fail(f"Schedule {name} did not fire: {result.reason}.")
 
 
 @app.command("rm")

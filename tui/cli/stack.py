@@ -80,30 +80,27 @@ def status(as_json: JsonOption = False) -> None:
     with state.client() as client:
         info = client.status()
         me = client.me()
-        info["agents"] = client.list_agents()
-    info["url"] = client.url
-    info["user"] = {"name": me["name"], "role": me["role"]}
+        agents = client.list_agents()
     if as_json:
-        print_json(info)
-        raise typer.Exit(0 if info["status"] == "ok" else 1)
-    colour = "green" if info["status"] == "ok" else "yellow"
-    console.print(
-        f"[bold {colour}]{info['status']}[/] devyard {info['version']} at {client.url} as {me['name']} ({me['role']})"
-    )
+        user = {"name": me.name, "role": me.role}
+        print_json({**info.model_dump(mode="json"), "agents": agents, "url": client.url, "user": user})
+        raise typer.Exit(0 if info.status == "ok" else 1)
+    colour = "green" if info.status == "ok" else "yellow"
+    console.print(f"[bold {colour}]{info.status}[/] devyard {info.version} at {client.url} as {me.name} ({me.role})")
+    store = info.object_store
     details(
         {
-            "database": f"{info['database']['status']} ({info['database']['backend']})",
-            "object store": f"{info['object_store']['status']} ({info['object_store']['url']})"
-            + (f": {info['object_store']['error']}" if info["object_store"].get("error") else ""),
-            "substrate": info["substrate"],
-            "uptime": f"{info['uptime_s']:.0f} s",
-            **{k: v for k, v in info["counts"].items()},
+            "database": f"{info.database['status']} ({info.database['backend']})",
+            "object store": f"{store['status']} ({store['url']})" + (f": {store['error']}" if store.get("error") else ""),
+            "substrate": info.substrate,
+            "uptime": f"{info.uptime_s:.0f} s",
+            **info.counts,
         }
     )
-    if info["agents"]:
+    if agents:
         console.print()
-        table(info["agents"], ["id", "name", "queue", "substrate", "hostname", "last_heartbeat_at"], title="Agents")
-    if info["status"] != "ok":
+        table(agents, ["id", "name", "queue", "substrate", "hostname", "last_heartbeat_at"], title="Agents")
+    if info.status != "ok":
         raise typer.Exit(1)
 
 
@@ -133,7 +130,7 @@ def login(
     except profiles.ProfileProblem:
         previous = None
     path = profiles.save_profile(profiles.Profile(profile, url.rstrip("/"), token), make_default=True)
-    console.print(f"Logged in to {url} as {me['name']} ({me['role']}); profile '{profile}' saved in {path}.")
+    console.print(f"Logged in to {url} as {me.name} ({me.role}); profile '{profile}' saved in {path}.")
     if previous and previous != profile:
         console.print(
             f"'{profile}' is now the default profile (it was '{previous}'; "
@@ -161,7 +158,7 @@ def doctor(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
                 Check(
                     "control api",
                     True,
-                    f"{client.url} answers; the token belongs to {me['name']} ({me['role']}).",
+                    f"{client.url} answers; the token belongs to {me.name} ({me.role}).",
                     False,
                 )
             )

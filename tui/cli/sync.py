@@ -17,6 +17,7 @@ import typer
 from rich.markup import escape
 
 from control.client import ControlClient, DevyardError
+from control.wire.devservers import DevServerOut
 from tui.cli.context import default_project, state
 from tui.cli.dev import find_server, running_server
 from tui.cli.output import console, errors, fail, print_json
@@ -173,15 +174,15 @@ def sync(
     with state.client() as client:
         server = running_server(client, name)
         if fetch:
-            fetch_paths(client, int(server["id"]), root, fetch, as_json)
+            fetch_paths(client, server.id, root, fetch, as_json)
             return
-        engine = SyncEngine.open(client, int(server["id"]), str(server["workspace"]), root)
+        engine = SyncEngine.open(client, server.id, str(server.workspace), root)
         if watch:
             keep_live(client, engine, name, as_json)
             return
         report = run_once(engine, dry_run=dry_run)
     if as_json:
-        print_json(document(report, root, name, server["id"]))
+        print_json(document(report, root, name, server.id))
     else:
         print_summary(report, root, server)
     if report.refused:
@@ -213,11 +214,11 @@ def fetch_paths(client: ControlClient, server_id: int, root: Path, paths: list[s
         print_json({"fetched": [vars(item) for item in done], "root": os.fspath(root)})
 
 
-def print_summary(report: SyncReport, root: Path, server: dict[str, Any]) -> None:
+def print_summary(report: SyncReport, root: Path, server: DevServerOut) -> None:
     print_warnings(report)
     if report.dry_run:
         console.print(
-            f"Dry run for {escape(str(root))} → develop server {server['id']}: {escape(describe(report))}.",
+            f"Dry run for {escape(str(root))} → develop server {server.id}: {escape(describe(report))}.",
             highlight=False,
             soft_wrap=True,
         )
@@ -226,7 +227,7 @@ def print_summary(report: SyncReport, root: Path, server: dict[str, Any]) -> Non
         if len(report.changes) > DRY_RUN_LIST:
             console.print(f"  … and {len(report.changes) - DRY_RUN_LIST:,} more", highlight=False, soft_wrap=True)
         return
-    console.print(escape(synced_line(report, root, server["id"])), highlight=False, soft_wrap=True)
+    console.print(escape(synced_line(report, root, server.id)), highlight=False, soft_wrap=True)
 
 
 class LinePrinter:
@@ -277,12 +278,12 @@ def reconnector(client: ControlClient, project: str) -> Callable[[], RemoteWorks
             server = find_server(client, project)
         except DevyardError as exc:
             raise DevserverUnavailable(str(exc)) from exc
-        if server is None or server["state"] != "running":
-            state_text = f"is {server['state']}" if server else "does not exist"
+        if server is None or server.state != "running":
+            state_text = f"is {server.state}" if server else "does not exist"
             raise DevserverUnavailable(
                 f"Your develop server for project {project} {state_text}; `yard dev start -p {project}` brings it back"
             )
-        return RemoteWorkspace(client, int(server["id"]))
+        return RemoteWorkspace(client, server.id)
 
     return reconnect
 
@@ -325,7 +326,7 @@ def offer(project: str) -> None:
         return
     with state.client() as client:
         server = running_server(client, project)
-        engine = SyncEngine.open(client, int(server["id"]), str(server["workspace"]), root)
+        engine = SyncEngine.open(client, server.id, str(server.workspace), root)
         report = run_once(engine)
     print_summary(report, root, server)
     console.print("Keep it in sync as you edit with `yard sync --watch`.", highlight=False, soft_wrap=True)

@@ -44,8 +44,8 @@ def create_token(
     if as_json:
         print_json(issued)
         return
-    console.print(f"Token {issued['id']} '{issued['name']}' for {issued['user']} (shown once, store it now):")
-    console.print(issued["token"], highlight=False, soft_wrap=True)
+    console.print(f"Token {issued.id} '{issued.name}' for {issued.user} (shown once, store it now):")
+    console.print(issued.token, highlight=False, soft_wrap=True)
 
 
 @app.command("revoke")
@@ -56,5 +56,5 @@ def revoke_token(
     with state.client() as client:
         token = client.revoke_token(token_id)
     print_json(token) if as_json else console.print(
-        f"Token {token['id']} '{token['name']}' of {token['user']} revoked."
+        f"Token {token.id} '{token.name}' of {token.user} revoked."
     )

@@ -49,10 +49,10 @@ def add_user(
     if as_json:
         print_json(user)
         return
-    console.print(f"User [bold]{user['name']}[/] ({user['role']}) created.")
-    if user.get("token"):
+    console.print(f"User [bold]{user.name}[/] ({user.role}) created.")
+    if user.token:
         console.print("API token (shown once, store it now):")
-        console.print(user["token"], highlight=False, soft_wrap=True)
+        console.print(user.token, highlight=False, soft_wrap=True)
 
 
 def _update(name: str, as_json: bool, **changes: object) -> None:
@@ -61,8 +61,8 @@ def _update(name: str, as_json: bool, **changes: object) -> None:
     if as_json:
         print_json(user)
         return
-    standing = "disabled: their tokens no longer work" if user["disabled"] else "enabled"
-    console.print(f"User [bold]{user['name']}[/] is now a {user['role']} and {standing}.")
+    standing = "disabled: their tokens no longer work" if user.disabled else "enabled"
+    console.print(f"User [bold]{user.name}[/] is now a {user.role} and {standing}.")
 
 
 @app.command("set-role")

@@ -14,6 +14,7 @@ from typer._click.core import Context as ClickContext
 from typer.core import TyperCommand
 
 from control.client import ConnectionFailed, ControlClient, DevyardError
+from control.wire.runs import RunOut
 from tui.cli.context import default_project, state
 from tui.cli.dev import find_server
 from tui.cli.output import console, errors, fail
@@ -63,11 +64,11 @@ class ApiRuns:
         self.devserver = devserver
         self.cwd = cwd
 
-    def start(self, paths: list[str]) -> dict[str, Any]:
+    def start(self, paths: list[str]) -> RunOut:
         info: dict[str, Any] = {"paths": paths[:MAX_TRIGGER_PATHS]}
         if len(paths) > MAX_TRIGGER_PATHS:
             info["more_paths"] = len(paths) - MAX_TRIGGER_PATHS
-        run: dict[str, Any] = self.client.create_run(
+        return self.client.create_run(
             self.project,
             self.command,
             environment=self.env,
@@ -76,23 +77,22 @@ class ApiRuns:
             trigger_info=info,
             in_devserver=self.devserver,
         )
-        return run
 
-    def wait(self, run: dict[str, Any]) -> dict[str, Any]:
+    def wait(self, run: RunOut) -> RunOut:
         try:
-            for event in self.client.follow_logs(int(run["id"]), from_seq=10**9):
+            for event in self.client.follow_logs(run.id, from_seq=10**9):
                 if event.event == "end":
                     break
         except ConnectionFailed:
             pass  # the API restarted: fall back to asking
         while True:
-            current: dict[str, Any] = self.client.get_run(int(run["id"]))
-            if current["state"] in FINISHED:
+            current = self.client.get_run(run.id)
+            if current.state in FINISHED:
                 return current
             time.sleep(0.2)
 
-    def cancel(self, run: dict[str, Any]) -> None:
-        self.client.cancel_run(int(run["id"]))
+    def cancel(self, run: RunOut) -> None:
+        self.client.cancel_run(run.id)
 
 
 def _paths_text(paths: list[str]) -> str:
@@ -105,30 +105,30 @@ class RunLines:
     def __init__(self, client: ControlClient) -> None:
         self.client = client
 
-    def started(self, run: dict[str, Any], paths: list[str]) -> None:
+    def started(self, run: RunOut, paths: list[str]) -> None:
         stamp = datetime.now().strftime("%H:%M:%S")
         console.print(
-            f"{stamp} [dim]run {run['id']} started ({escape(_paths_text(paths))})[/]", highlight=False, soft_wrap=True
+            f"{stamp} [dim]run {run.id} started ({escape(_paths_text(paths))})[/]", highlight=False, soft_wrap=True
         )
 
-    def finished(self, run: dict[str, Any], paths: list[str]) -> None:
+    def finished(self, run: RunOut, paths: list[str]) -> None:
         from tui.cli.logs import LogPrinter
 
         stamp = datetime.now().strftime("%H:%M:%S")
-        took = f" in {run['duration_s']:.1f} s" if run.get("duration_s") is not None else ""
-        if run["state"] == "succeeded":
-            console.print(f"{stamp} [green]✓[/] run {run['id']} succeeded{took}", highlight=False, soft_wrap=True)
+        took = f" in {run.duration_s:.1f} s" if run.duration_s is not None else ""
+        if run.state == "succeeded":
+            console.print(f"{stamp} [green]✓[/] run {run.id} succeeded{took}", highlight=False, soft_wrap=True)
             return
-        if run.get("cancel_requested"):
+        if run.cancel_requested:
             # Restarted by a newer change (whatever state the cancel left it in): no log to show.
-            console.print(f"{stamp} [yellow]✗[/] run {run['id']} cancelled{took}", highlight=False, soft_wrap=True)
+            console.print(f"{stamp} [yellow]✗[/] run {run.id} cancelled{took}", highlight=False, soft_wrap=True)
             return
-        detail = f" (exit code {run['exit_code']})" if run.get("exit_code") is not None else ""
+        detail = f" (exit code {run.exit_code})" if run.exit_code is not None else ""
         console.print(
-            f"{stamp} [red]✗[/] run {run['id']} {run['state']}{detail}{took}", highlight=False, soft_wrap=True
+            f"{stamp} [red]✗[/] run {run.id} {run.state}{detail}{took}", highlight=False, soft_wrap=True
         )
         try:
-            blob, _ = self.client.read_logs(int(run["id"]), tail=LOG_TAIL)
+            blob, _ = self.client.read_logs(run.id, tail=LOG_TAIL)
         except DevyardError as exc:  # the line above already says what matters
             errors.print(f"(its log could not be read: {escape(str(exc))})", highlight=False, soft_wrap=True)
             return
@@ -210,14 +210,14 @@ def watch(
     stop_on_sigterm()
     with state.client() as client:
         server = find_server(client, name)
-        running = server is not None and server["state"] == "running"
+        running = server is not None and server.state == "running"
         if in_devserver and not running:
             fail(f"Your develop server for project {name} is not running; start it with `yard dev start -p {name}`.")
         devserver = running if in_devserver is None else in_devserver
         cwd = (here.relative_to(root).as_posix() if here != root else None) if devserver else os.fspath(here)
         runs = ApiRuns(client, name, command, env=env, devserver=devserver, cwd=cwd)
         dispatcher = RunDispatcher(runs, RunLines(client), on_busy, debounce / 1000)
-        where = f"develop server {server['id']}" if devserver and server else "this machine"
+        where = f"develop server {server.id}" if devserver and server else "this machine"
         try:
             with TreeWatcher(root) as watcher:  # watching from here on: no change is missed
                 errors.print(
@@ -227,7 +227,7 @@ def watch(
                 )
                 dispatcher.start()
                 if devserver and server is not None:
-                    engine = SyncEngine.open(client, int(server["id"]), str(server["workspace"]), root)
+                    engine = SyncEngine.open(client, server.id, str(server.workspace), root)
                     live = LiveSync(engine, watcher, reconnector(client, name), QuietLines(), BarProgress())
                     live.run(after=lambda batch, _: dispatcher.trigger(_relevant(batch, triggers, engine.rules)))
                 else:

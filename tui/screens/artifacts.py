@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import work
@@ -15,6 +15,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from control.client import ControlClient, DevyardError
+from control.wire.runs import ArtifactOut
 from tui.artifact_save import SaveRefused, save_artifacts
 from tui.screens.base import YardModal
 from tui.widgets.prompt_bar import PromptBar
@@ -53,7 +54,7 @@ class ArtifactsScreen(YardModal[None]):
     def __init__(self, run_id: int) -> None:
         super().__init__()
         self.run_id = run_id
-        self.artifacts: list[dict[str, Any]] = []
+        self.artifacts: list[ArtifactOut] = []
         """The run's artifacts, once loaded."""
 
     def compose(self) -> ComposeResult:
@@ -73,7 +74,7 @@ class ArtifactsScreen(YardModal[None]):
     async def load(self) -> None:
         hint = self.query_one("#hint", Static)
         try:
-            artifacts: list[dict[str, Any]] = await self.yard.client.list_artifacts(self.run_id)
+            artifacts = await self.yard.client.list_artifacts(self.run_id)
         except DevyardError as exc:
             hint.update(str(exc))
             return
@@ -81,11 +82,11 @@ class ArtifactsScreen(YardModal[None]):
         table = self.query_one(DataTable)
         for artifact in artifacts:
             table.add_row(
-                Text(str(artifact["path"])),
-                Text(size_text(int(artifact["size"])), justify="right"),
-                Text(str(artifact["sha256"])[:16] + "…"),
-                Text(str(artifact.get("created_at", ""))[:19].replace("T", " ")),
-                key=str(artifact["path"]),
+                Text(artifact.path),
+                Text(size_text(artifact.size), justify="right"),
+                Text(artifact.sha256[:16] + "…"),
+                Text(str(artifact.created_at)[:19].replace("T", " ")),
+                key=artifact.path,
             )
         hint.update(self._hint())
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
+from pydantic import BaseModel
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
@@ -13,6 +14,11 @@ from textual.dom import DOMNode
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane, Tabs
 
 from control.client import AsyncControlClient, DevyardError
+from control.wire.devservers import DevServerOut
+from control.wire.resources import Page
+from control.wire.runs import RunOut
+from control.wire.schedules import ScheduleOut
+from control.wire.work import AgentOut
 from tui import operations
 from tui.actions import BY_ID, bindings
 from tui.commands import key_display
@@ -22,7 +28,7 @@ from tui.widgets.agents_table import AgentsTable
 from tui.widgets.devservers_table import DevServersTable
 from tui.widgets.empty_hint import EmptyHint
 from tui.widgets.prompt_bar import PromptBar
-from tui.widgets.resource_table import Item, ResourceTable
+from tui.widgets.resource_table import ResourceTable
 from tui.widgets.runs_table import RunsTable
 from tui.widgets.schedules_table import SchedulesTable
 from tui.widgets.status_bar import StatusBar
@@ -52,7 +58,8 @@ EMPTY_COMMANDS = {
 }
 """The CLI command that makes a table's first row (the hint of an empty table)."""
 
-Tables = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]
+Tables = tuple[Page[RunOut], list[DevServerOut], list[ScheduleOut], list[AgentOut]]
+Row = TypeVar("Row", bound=BaseModel)
 
 
 async def fetch_tables(client: AsyncControlClient, runs_filter: dict[str, Any]) -> Tables:
@@ -131,7 +138,7 @@ class DashboardScreen(YardScreen[None]):
         return self.query_one(TabbedContent).active or "runs"
 
     @property
-    def active_table(self) -> ResourceTable:
+    def active_table(self) -> ResourceTable[Any]:
         return self.query_one(f"#{self.active_tab}-table", ResourceTable)
 
     def action_scopes(self) -> list[tuple[str, DOMNode]]:
@@ -214,8 +221,8 @@ class DashboardScreen(YardScreen[None]):
             self.yard.first_load_failed = self.yard.first_paint_at is None
             self.notify(str(exc), severity="error")
             return
-        self.runs.next_cursor = runs.get("next_cursor")
-        self.runs.replace(runs["items"])
+        self.runs.next_cursor = runs.next_cursor
+        self.runs.replace(runs.items)
         self.query_one(DevServersTable).replace(servers)
         self.query_one(SchedulesTable).replace(schedules)
         self.query_one(AgentsTable).replace(agents)
@@ -258,8 +265,8 @@ class DashboardScreen(YardScreen[None]):
         except DevyardError as exc:
             self.notify(str(exc), severity="error")
             return
-        self.runs.next_cursor = page.get("next_cursor")
-        self.runs.replace(page["items"])
+        self.runs.next_cursor = page.next_cursor
+        self.runs.replace(page.items)
         self._count_tabs()
 
     @on(RunsTable.MoreWanted)
@@ -276,30 +283,33 @@ class DashboardScreen(YardScreen[None]):
             return
         if table.next_cursor != cursor:
             return
-        table.next_cursor = page.get("next_cursor")
-        table.upsert(page["items"])
+        table.next_cursor = page.next_cursor
+        table.upsert(page.items)
         self._count_tabs()
 
     def on_feed(self, changes: list[Change]) -> None:
         """Events from the app's stream, in batches (a burst of run events rebuilds once)."""
-        runs: list[Item] = []
-        servers: list[Item] = []
+        runs: list[RunOut] = []
+        servers: list[DevServerOut] = []
         schedules_changed = False
         for change in changes:
             if change.type == "connected":
                 self.reload()
                 return
-            if change.kind == "run" and change.data.get("id") is not None:
-                if self.runs.accepts(change.data) or str(change.data["id"]) in self.runs.items:
-                    runs.append(change.data)
-                schedules_changed |= change.data.get("trigger") == "schedule"
-            elif change.type == "devserver.updated" and change.data.get("id") is not None:
-                if self.yard.me is None or change.data.get("user") == self.yard.me.get("name"):
-                    servers.append(change.data)
+            if change.kind == "run" and (run := self.runs.from_event(change.data)) is not None:
+                if self.runs.accepts(run) or str(run.id) in self.runs.items:
+                    runs.append(run)
+                schedules_changed |= run.trigger == "schedule"
+            elif change.type == "devserver.updated":
+                server = self.query_one(DevServersTable).from_event(change.data)
+                if server is not None and (self.yard.me is None or server.user == self.yard.me.name):
+                    servers.append(server)
             elif change.kind == "schedule":
                 schedules_changed = True
             elif change.type == "agent.registered":
-                self.query_one(AgentsTable).upsert([change.data])
+                agents = self.query_one(AgentsTable)
+                if (agent := agents.from_event(change.data)) is not None:
+                    agents.upsert([agent])
         if runs:
             self.runs.upsert(runs, first=True)
         if servers:
@@ -374,9 +384,9 @@ class DashboardScreen(YardScreen[None]):
 
     def action_new_run(self) -> None:
         selected = self.runs.selected
-        self.yard.new_run(project=str(selected["project"]) if selected else self.yard.local_project)
+        self.yard.new_run(project=str(selected.project) if selected else self.yard.local_project)
 
-    def _selected(self, table: type[ResourceTable], what: str) -> Item | None:
+    def _selected(self, table: type[ResourceTable[Row]], what: str) -> Row | None:
         item = self.query_one(table).selected
         if item is None:
             self.notify(f"No {what} is selected.", severity="warning")
@@ -384,7 +394,7 @@ class DashboardScreen(YardScreen[None]):
 
     def action_open_run(self) -> None:
         if (run := self._selected(RunsTable, "run")) is not None:
-            self.yard.open_run(int(run["id"]))
+            self.yard.open_run(run.id)
 
     def action_cancel_run(self) -> None:
         if (run := self._selected(RunsTable, "run")) is not None:
@@ -397,11 +407,11 @@ class DashboardScreen(YardScreen[None]):
 
     def action_artifacts(self) -> None:
         if (run := self._selected(RunsTable, "run")) is not None:
-            self.yard.show_artifacts(int(run["id"]))
+            self.yard.show_artifacts(run.id)
 
     def action_copy_run_id(self) -> None:
         if (run := self._selected(RunsTable, "run")) is not None:
-            operations.copy_run_id(self.yard, run)
+            operations.copy_run_id(self.yard, run.id)
 
     def action_open_devserver(self) -> None:
         if (server := self._selected(DevServersTable, "develop server")) is not None:
@@ -409,7 +419,7 @@ class DashboardScreen(YardScreen[None]):
 
     def action_start_devserver(self) -> None:
         selected = self.query_one(DevServersTable).selected
-        self.yard.start_devserver(project=str(selected["project"]) if selected else self.yard.local_project)
+        self.yard.start_devserver(project=str(selected.project) if selected else self.yard.local_project)
 
     def action_stop_devserver(self) -> None:
         if (server := self._selected(DevServersTable, "develop server")) is not None:
@@ -422,11 +432,11 @@ class DashboardScreen(YardScreen[None]):
     def action_open_schedule_run(self) -> None:
         if (schedule := self._selected(SchedulesTable, "schedule")) is None:
             return
-        tick = schedule.get("last_tick") or {}
+        tick = schedule.last_tick or {}
         if tick.get("run_id"):
-            self.yard.open_run(int(tick["run_id"]))
+            self.yard.open_run(int(str(tick["run_id"])))
         else:
-            self.notify(f"Schedule {schedule['name']} has not fired a run yet.", severity="warning")
+            self.notify(f"Schedule {schedule.name} has not fired a run yet.", severity="warning")
 
     def action_trigger_schedule(self) -> None:
         if (schedule := self._selected(SchedulesTable, "schedule")) is not None:
@@ -439,7 +449,7 @@ class DashboardScreen(YardScreen[None]):
     def action_add_schedule(self) -> None:
         selected = self.query_one(SchedulesTable).selected
         operations.add_schedule(
-            self.yard, str(selected["project"]) if selected else self.yard.local_project, "schedules.add"
+            self.yard, selected.project if selected else self.yard.local_project, "schedules.add"
         )
 
     @on(DataTable.RowSelected)

@@ -14,6 +14,8 @@ from textual.dom import DOMNode
 from textual.widgets import Footer
 
 from control.client import DevyardError
+from control.wire.devservers import DevServerOut
+from control.wire.events import resource_of
 from tui import operations
 from tui.actions import bindings
 from tui.live import Change
@@ -37,7 +39,7 @@ class DevServerScreen(YardScreen[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [*bindings("devserver")]
 
-    def __init__(self, server: dict[str, Any]) -> None:
+    def __init__(self, server: DevServerOut) -> None:
         super().__init__()
         self.server = server
         """The server as last seen."""
@@ -58,7 +60,7 @@ class DevServerScreen(YardScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one(DevServerFacts).server = self.server
-        self.query_one(DevServerFacts).endpoint = f"{self.yard.client.url}/api/v1/devservers/{self.server['id']}/"
+        self.query_one(DevServerFacts).endpoint = f"{self.yard.client.url}/api/v1/devservers/{self.server.id}/"
         self.yard.feed_signal.subscribe(self, self.on_feed)
         self.set_interval(REFRESH_S, self.refresh_all)
         self.set_interval(1.0, self.query_one(DevServerFacts).refresh)
@@ -66,13 +68,13 @@ class DevServerScreen(YardScreen[None]):
 
     @property
     def project(self) -> str:
-        return str(self.server["project"])
+        return self.server.project
 
     @work(exclusive=True, group="devserver-refresh")
     async def refresh_all(self) -> None:
         """The server, its health and git state, and the local sync state, all at once."""
         client = self.yard.client
-        server_id = int(self.server["id"])
+        server_id = self.server.id
         try:
             self.server = await client.get_devserver(server_id)
         except DevyardError as exc:
@@ -81,7 +83,7 @@ class DevServerScreen(YardScreen[None]):
         facts, git = self.query_one(DevServerFacts), self.query_one(GitPanel)
         facts.server = self.server
         sync_task = asyncio.create_task(self._sync_status())
-        if self.server.get("state") == "running":
+        if self.server.state == "running":
             health, status = await asyncio.gather(
                 self._gateway(server_id, "/health"), self._gateway(server_id, "/git/status"), return_exceptions=False
             )
@@ -92,7 +94,7 @@ class DevServerScreen(YardScreen[None]):
                 git.problem, git.status = "", status
         else:
             facts.health = None
-            git.problem = f"The develop server is {self.server.get('state')}; start it (s) to see its git state."
+            git.problem = f"The develop server is {self.server.state}; start it (s) to see its git state."
         await sync_task
 
     async def _gateway(self, server_id: int, path: str) -> dict[str, Any]:
@@ -117,8 +119,8 @@ class DevServerScreen(YardScreen[None]):
 
     def on_feed(self, changes: list[Change]) -> None:
         for change in changes:
-            if change.type == "devserver.updated" and change.data.get("id") == self.server["id"]:
-                self.server = {**self.server, **change.data}
+            if change.type == "devserver.updated" and change.data.get("id") == self.server.id:
+                self.server = resource_of(DevServerOut, change.data, self.server) or self.server
                 self.query_one(DevServerFacts).server = self.server
                 self.refresh_all()
             elif change.type == "connected":
@@ -138,7 +140,7 @@ class DevServerScreen(YardScreen[None]):
             return
         try:
             self.server = await self.yard.client.start_devserver(
-                self.project, environment=self.server.get("environment")
+                self.project, environment=self.server.environment
             )
         except DevyardError as exc:
             self.notify(str(exc), severity="error")

@@ -1,14 +1,14 @@
 """A small dialog of text fields whose submit calls the API and shows its refusals inline.
 
 A 422 from the API names the fields it rejects (``details``); each message goes under its
-field. Other refusals (no such project, not allowed) go under the field they are about when the
-sentence names it, else under the form.
+field. Other refusals go under the field their code is about (:attr:`FormScreen.FIELD_OF_CODE`:
+no such project, no such environment), else under the form.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -18,7 +18,11 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Static
 
 from control.client import ApiError, DevyardError
+from control.wire.errors import ENVIRONMENT_NOT_FOUND, PROJECT_NOT_FOUND
 from tui.screens.base import YardModal
+
+Result = TypeVar("Result")
+"""What a submitted form gives back (the created run, the started server)."""
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,14 @@ class FieldProblem(Exception):
         self.field = field
 
 
-class FormScreen(YardModal[dict[str, Any] | None]):
+class FormScreen(YardModal[Result | None], Generic[Result]):
     """Fields, a submit button, inline errors; dismisses with what :meth:`submit` returned."""
+
+    FIELD_OF_CODE: ClassVar[dict[str, str]] = {
+        PROJECT_NOT_FOUND: "project",
+        ENVIRONMENT_NOT_FOUND: "environment",
+    }
+    """The field an API error code is about (when the form has that field)."""
 
     DEFAULT_CSS = """
     FormScreen { align: center middle; }
@@ -86,7 +96,7 @@ class FormScreen(YardModal[dict[str, Any] | None]):
         """Offer completions for a field (accepted with the right arrow)."""
         self.query_one(f"#field-{name}", Input).suggester = SuggestFromList(options, case_sensitive=False)
 
-    async def submit(self, values: dict[str, str]) -> dict[str, Any]:
+    async def submit(self, values: dict[str, str]) -> Result:
         """Validate and call the API; raise FieldProblem or DevyardError to refuse."""
         raise NotImplementedError
 
@@ -137,13 +147,12 @@ class FormScreen(YardModal[dict[str, Any] | None]):
     def _show_api_error(self, exc: ApiError) -> None:
         names = {spec.name for spec in self.fields}
         shown = False
-        for detail in exc.details or []:
+        for detail in exc.extra.get("details") or []:
             field = str(detail.get("field", "")).split(".")[0] if isinstance(detail, dict) else ""
             if field in names:
                 self._show(field, f"{detail.get('message', exc.message)}.")
                 shown = True
         if shown:
             return
-        lowered = exc.message.lower()
-        field = next((spec.name for spec in self.fields if lowered.startswith(spec.name)), "form")
-        self._show(field, exc.message)
+        field = self.FIELD_OF_CODE.get(exc.code, "form")
+        self._show(field if field in names else "form", exc.message)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import shlex
-from typing import Any
 
 from textual import work
 
 from control.client import DevyardError, NotFound
+from control.wire.errors import PROJECT_NOT_FOUND
+from control.wire.runs import RunOut
 from tui.screens.form import FieldProblem, FormField, FormScreen
 
 
-class NewRunScreen(FormScreen):
+class NewRunScreen(FormScreen[RunOut]):
     """Dismisses with the new run (then the app opens it)."""
 
     TITLE_TEXT = "New run"
@@ -39,9 +40,9 @@ class NewRunScreen(FormScreen):
             projects = await self.yard.client.list_projects(limit=500)
         except DevyardError:
             return
-        self.suggest("project", [p["name"] for p in projects["items"]])
+        self.suggest("project", [p.name for p in projects.items])
 
-    async def submit(self, values: dict[str, str]) -> dict[str, Any]:
+    async def submit(self, values: dict[str, str]) -> RunOut:
         try:
             argv = shlex.split(values["command"])
         except ValueError as exc:
@@ -54,7 +55,7 @@ class NewRunScreen(FormScreen):
         try:
             return await self._create_run(project, argv, values["environment"])
         except NotFound as exc:
-            if not exc.message.startswith(f"Project {project} "):
+            if exc.code != PROJECT_NOT_FOUND:
                 raise
             if self._create_offered != project:
                 self._create_offered = project
@@ -64,8 +65,8 @@ class NewRunScreen(FormScreen):
         await self.yard.client.create_project(project)
         return await self._create_run(project, argv, values["environment"])
 
-    async def _create_run(self, project: str, argv: list[str], environment: str) -> dict[str, Any]:
-        run: dict[str, Any] = await self.yard.client.create_run(
+    async def _create_run(self, project: str, argv: list[str], environment: str) -> RunOut:
+        run = await self.yard.client.create_run(
             project, argv, environment=environment or None, trigger="manual"
         )
         return run

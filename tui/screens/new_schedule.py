@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import shlex
-from typing import Any
 
 from textual import work
 
 from control.client import ApiError, DevyardError
+from control.wire.schedules import ScheduleOut
 from tui.screens.form import FieldProblem, FormField, FormScreen
 
 ABOUT = (("cron", "cron"), ("timezone", "timezone"), ("environment", "environment"), ("project", "project"))
 """Which field an API refusal is about, by a word of its sentence (first match wins)."""
 
 
-class NewScheduleScreen(FormScreen):
+class NewScheduleScreen(FormScreen[ScheduleOut]):
     """Dismisses with the new schedule (the schedules tab then shows it)."""
 
     TITLE_TEXT = "New schedule"
@@ -42,9 +42,9 @@ class NewScheduleScreen(FormScreen):
             projects = await self.yard.client.list_projects(limit=500)
         except DevyardError:
             return
-        self.suggest("project", [p["name"] for p in projects["items"]])
+        self.suggest("project", [p.name for p in projects.items])
 
-    async def submit(self, values: dict[str, str]) -> dict[str, Any]:
+    async def submit(self, values: dict[str, str]) -> ScheduleOut:
         for field, what in (("name", "a name"), ("cron", "a cron expression"), ("project", "the project")):
             if not values[field]:
                 raise FieldProblem(field, f"Give {what}.")
@@ -55,7 +55,7 @@ class NewScheduleScreen(FormScreen):
         if not argv:
             raise FieldProblem("command", "Give the command to run, e.g. dbt build.")
         try:
-            schedule: dict[str, Any] = await self.yard.client.create_schedule(
+            schedule = await self.yard.client.create_schedule(
                 name=values["name"],
                 project=values["project"],
                 environment=values["environment"] or None,
@@ -66,7 +66,7 @@ class NewScheduleScreen(FormScreen):
         except ApiError as exc:
             # The API's sentence names the value, not the field: put it under the field it is about.
             about = next((name for name, word in ABOUT if word in exc.message.lower()), None)
-            if about is None or exc.details:
+            if about is None or exc.extra.get("details"):
                 raise
             raise FieldProblem(about, exc.message) from None
         return schedule

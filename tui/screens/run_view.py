@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -12,6 +12,8 @@ from textual.dom import DOMNode
 from textual.widgets import Footer
 
 from control.client import AsyncControlClient, DevyardError, NotFound
+from control.wire.events import resource_of
+from control.wire.runs import RunOut
 from tui import operations
 from tui.actions import bindings
 from tui.cells import FINISHED
@@ -42,7 +44,7 @@ class RunScreen(YardScreen[None]):
     def __init__(self, client: AsyncControlClient, run_id: int) -> None:
         super().__init__()
         self.run_id = run_id
-        self.run: dict[str, Any] | None = None
+        self.run: RunOut | None = None
         """The run as last seen (API or events)."""
         self.source = RunLogSource(client, run_id)
         self.loading_history = False
@@ -98,7 +100,7 @@ class RunScreen(YardScreen[None]):
         if not self.source.complete:
             self.loading_history = True
             self.load_history()
-        if run["state"] not in FINISHED or self.source.last_seq < int(run.get("log_chunks") or 0):
+        if run.state not in FINISHED or self.source.last_seq < run.log_chunks:
             self.follow()
         self._status()
 
@@ -148,13 +150,13 @@ class RunScreen(YardScreen[None]):
     def on_feed(self, changes: list[Change]) -> None:
         for change in changes:
             if change.kind == "run" and change.data.get("id") == self.run_id:
-                self.run = {**(self.run or {}), **change.data}
+                self.run = resource_of(RunOut, change.data, self.run) or self.run
                 self.query_one(RunHeader).run = self.run
             elif change.type == "connected":
                 self.run_worker(self._refresh_run(), group="run-refresh", exclusive=True)
 
     def _tick(self) -> None:
-        if self.run and self.run.get("state") in ("starting", "running"):
+        if self.run and self.run.state in ("starting", "running"):
             self.query_one(RunHeader).refresh()
 
     # ------------------------------------------------------------------ the log's prompt and status
@@ -179,7 +181,7 @@ class RunScreen(YardScreen[None]):
         self._status()
 
     def _status(self) -> None:
-        ended = self.run is not None and self.run.get("state") in FINISHED and not self._following()
+        ended = self.run is not None and self.run.state in FINISHED and not self._following()
         self.query_one(LogStatus).show(self.log_view, loading=self.loading_history, ended=ended)
         # The header counts the lines on screen once the whole log is here (the API's count,
         # updated only when the run's state changes, said 0 while 20 were shown).
@@ -206,10 +208,10 @@ class RunScreen(YardScreen[None]):
             return
         created = await operations.rerun(self.yard, self.run, "run.rerun")
         if created is not None:
-            self.yard.open_run(int(created["id"]), replace=True)
+            self.yard.open_run(created.id, replace=True)
 
     def action_artifacts(self) -> None:
         self.yard.show_artifacts(self.run_id)
 
     def action_copy_id(self) -> None:
-        operations.copy_run_id(self.yard, {"id": self.run_id})
+        operations.copy_run_id(self.yard, self.run_id)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual import work
 
 from control.client import DevyardError
+from control.wire.devservers import DevServerOut
 from tui.screens.form import FieldProblem, FormField, FormScreen
 
 
-class StartDevServerScreen(FormScreen):
+class StartDevServerScreen(FormScreen[DevServerOut]):
     """Dismisses with the develop server (then the app opens its view)."""
 
     TITLE_TEXT = "Start a develop server"
@@ -34,12 +33,12 @@ class StartDevServerScreen(FormScreen):
             projects = await self.yard.client.list_projects(limit=500)
         except DevyardError:
             return
-        self.suggest("project", [p["name"] for p in projects["items"]])
+        self.suggest("project", [p.name for p in projects.items])
 
-    async def submit(self, values: dict[str, str]) -> dict[str, Any]:
+    async def submit(self, values: dict[str, str]) -> DevServerOut:
         if not values["project"]:
             raise FieldProblem("project", "Give the project whose workspace the server holds.")
-        server: dict[str, Any] = await self.yard.client.start_devserver(
+        server = await self.yard.client.start_devserver(
             values["project"], environment=values["environment"] or None
         )
         return server

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from control.wire.work import AgentOut
 from tui.cells import ago
 from tui.widgets.resource_table import Column, ResourceTable
 
+AgentColumn = Column[AgentOut]
+
 COLUMNS = (
-    Column("name", "name", lambda agent, _: Text(str(agent.get("name")))),
-    Column("queue", "queue", lambda agent, _: Text(str(agent.get("queue") or "-"))),
-    Column("substrate", "substrate", lambda agent, _: Text(str(agent.get("substrate") or "-"))),
-    Column("host", "host", lambda agent, _: Text(str(agent.get("hostname") or "-"))),
-    Column("version", "version", lambda agent, _: Text(str(agent.get("version") or "-"))),
-    Column("heartbeat", "last heartbeat", lambda agent, _: Text(ago(agent.get("last_heartbeat_at")))),
+    AgentColumn("name", "name", lambda agent, _: Text(agent.name)),
+    AgentColumn("queue", "queue", lambda agent, _: Text(agent.queue or "-")),
+    AgentColumn("substrate", "substrate", lambda agent, _: Text(agent.substrate or "-")),
+    AgentColumn("host", "host", lambda agent, _: Text(agent.hostname or "-")),
+    AgentColumn("version", "version", lambda agent, _: Text(agent.version or "-")),
+    AgentColumn("heartbeat", "last heartbeat", lambda agent, _: Text(ago(agent.last_heartbeat_at))),
 )
 
 
-class AgentsTable(ResourceTable):
+class AgentsTable(ResourceTable[AgentOut]):
     """Registered agents; one that stopped stays listed with an old heartbeat."""
 
     COLUMNS = COLUMNS
+    MODEL = AgentOut
     CLOCK_COLUMNS = frozenset({"heartbeat"})

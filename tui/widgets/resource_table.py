@@ -10,21 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
+from pydantic import BaseModel
 from rich.text import Text
 from textual.binding import BindingType
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
+from control.wire.events import resource_of
 from tui.actions import bindings
 from tui.cells import Palette, theme_palette
 
-Item = dict[str, Any]
+Item = TypeVar("Item", bound=BaseModel)
+"""The wire model of the table's resource (``RunOut``, ``DevServerOut``...)."""
 
 
 @dataclass(frozen=True)
-class Column:
+class Column(Generic[Item]):
     """One column: its key, header, and how an item becomes the cell."""
 
     key: str
@@ -33,7 +36,7 @@ class Column:
     width: int | None = None
 
 
-class ResourceTable(DataTable[Text | str]):
+class ResourceTable(DataTable[Text | str], Generic[Item]):
     """Rows of resources, one per id, with vim keys."""
 
     DEFAULT_CSS = """
@@ -41,7 +44,9 @@ class ResourceTable(DataTable[Text | str]):
     ResourceTable > .datatable--header { text-style: bold; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [*bindings("table")]
-    COLUMNS: ClassVar[tuple[Column, ...]] = ()
+    COLUMNS: ClassVar[tuple[Column[Any], ...]] = ()
+    MODEL: ClassVar[type[BaseModel]] = BaseModel
+    """The wire model an event's data is read as."""
     EMPTY = "Nothing here yet."
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -75,7 +80,13 @@ class ResourceTable(DataTable[Text | str]):
         return self.items.get(str(key))
 
     def key_of(self, item: Item) -> str:
-        return str(item["id"])
+        return str(getattr(item, "id"))  # noqa: B009  (every resource has one; the bound type does not say so)
+
+    def from_event(self, data: dict[str, Any]) -> Item | None:
+        """An event's resource as a row: the whole resource, or (an event that names only some
+        fields) the known row with those fields changed; None for a partial unknown row."""
+        known = self.items.get(str(data.get("id")))
+        return resource_of(self.MODEL, data, known)  # type: ignore[return-value]  # MODEL is Item's class
 
     def sort_key(self, item: Item) -> Any:
         """Order of the rows (the API's order by default)."""
@@ -106,7 +117,7 @@ class ResourceTable(DataTable[Text | str]):
         for item in items:
             key = self.key_of(item)
             known = key in self.items
-            merged = {**self.items.get(key, {}), **item}
+            merged = item
             self.items[key] = merged
             if not known:
                 fresh[key] = merged

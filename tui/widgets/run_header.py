@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from control.wire.runs import RunOut
 from tui.cells import FINISHED, command_line, exit_cell, run_duration, span, stamp, state_cell, theme_palette
 
 
@@ -23,7 +22,7 @@ class RunHeader(Static):
     }
     """
 
-    run: reactive[dict[str, Any] | None] = reactive(None, always_update=True)
+    run: reactive[RunOut | None] = reactive(None, always_update=True)
     """The run as the API returns it (None while loading)."""
     note: reactive[str] = reactive("")
     """A short remark about the log stream (reconnecting, missing chunk)."""
@@ -37,32 +36,32 @@ class RunHeader(Static):
             return Text(f"The run could not be loaded: {self.note}" if self.note else "Loading the run…", style="dim")
         colours = theme_palette(self.app)
         first = Text(no_wrap=True, overflow="ellipsis")
-        first.append_text(state_cell(str(run.get("state")), colours))
-        if run.get("cancel_requested") and run.get("state") not in FINISHED:
+        first.append_text(state_cell(str(run.state), colours))
+        if run.cancel_requested and run.state not in FINISHED:
             first.append(" (cancelling)", style=colours["$warning"])
-        first.append(f"   run {run['id']}", style="bold")
-        project = str(run.get("project"))
-        if run.get("environment"):
-            project += f"/{run['environment']}"
-        first.append(f"   {project}   {run.get('trigger')} by {run.get('user')}")
-        if int(run.get("max_retries") or 0):
-            first.append(f"   attempt {run.get('attempt')}/{int(run['max_retries']) + 1}")
-        if run.get("devserver_id"):
-            first.append(f"   in develop server {run['devserver_id']}")
-        command = Text(f"$ {command_line(run.get('command'))}", no_wrap=True, overflow="ellipsis", style="bold")
+        first.append(f"   run {run.id}", style="bold")
+        project = str(run.project)
+        if run.environment:
+            project += f"/{run.environment}"
+        first.append(f"   {project}   {run.trigger} by {run.user}")
+        if int(run.max_retries or 0):
+            first.append(f"   attempt {run.attempt}/{int(run.max_retries) + 1}")
+        if run.devserver_id:
+            first.append(f"   in develop server {run.devserver_id}")
+        command = Text(f"$ {command_line(run.command)}", no_wrap=True, overflow="ellipsis", style="bold")
         third = Text(no_wrap=True, overflow="ellipsis")
-        third.append(f"queued {stamp(run.get('queued_at'))}")
-        if run.get("started_at"):
-            third.append(f" · started {stamp(run.get('started_at'))[11:]}")
-        if run.get("finished_at"):
-            third.append(f" · finished {stamp(run.get('finished_at'))[11:]}")
+        third.append(f"queued {stamp(run.queued_at)}")
+        if run.started_at:
+            third.append(f" · started {stamp(run.started_at)[11:]}")
+        if run.finished_at:
+            third.append(f" · finished {stamp(run.finished_at)[11:]}")
         third.append(f" · took {span(run_duration(run))}")
         third.append(" · exit ")
-        third.append_text(exit_cell(run.get("exit_code"), colours))
-        count = self.lines if self.lines is not None else int(run.get("log_lines") or 0)
+        third.append_text(exit_cell(run.exit_code, colours))
+        count = self.lines if self.lines is not None else run.log_lines
         third.append(f" · {count:,} line{'' if count == 1 else 's'}")
-        if run.get("error"):
-            third.append(f" · {run['error']}", style=colours["$error"])
+        if run.error:
+            third.append(f" · {run.error}", style=colours["$error"])
         if self.note:
             third.append(f" · {self.note}", style=colours["$warning"])
         lines = Text("\n").join([first, command, third])

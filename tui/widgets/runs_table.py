@@ -8,36 +8,40 @@ from rich.text import Text
 from textual.binding import BindingType
 from textual.message import Message
 
+from control.wire.runs import RunOut
 from tui.actions import bindings
 from tui.cells import Palette, ago, command_line, exit_cell, run_duration, span, state_cell
-from tui.widgets.resource_table import Column, Item, ResourceTable
+from tui.widgets.resource_table import Column, ResourceTable
 
 
-def _trigger(run: Item, _: Palette) -> Text:
-    return Text(str(run.get("trigger") or "-"))
+def _trigger(run: RunOut, _: Palette) -> Text:
+    return Text(run.trigger or "-")
 
+
+RunColumn = Column[RunOut]
 
 COLUMNS = (
-    Column("id", "#", lambda run, _: Text(str(run["id"]), justify="right")),
-    Column("state", "state", lambda run, colours: state_cell(str(run.get("state")), colours), width=12),
-    Column("project", "project", lambda run, _: Text(str(run.get("project") or "-"))),
-    Column("environment", "env", lambda run, _: Text(str(run.get("environment") or "-"))),
-    Column("trigger", "trigger", _trigger),
-    Column("duration", "duration", lambda run, _: Text(span(run_duration(run)), justify="right"), width=9),
-    Column("exit", "exit", lambda run, colours: exit_cell(run.get("exit_code"), colours), width=4),
-    Column("queued", "queued", lambda run, _: Text(ago(run.get("queued_at"))), width=9),
-    Column("command", "command", lambda run, _: Text(command_line(run.get("command")), no_wrap=True)),
+    RunColumn("id", "#", lambda run, _: Text(str(run.id), justify="right")),
+    RunColumn("state", "state", lambda run, colours: state_cell(run.state, colours), width=12),
+    RunColumn("project", "project", lambda run, _: Text(run.project or "-")),
+    RunColumn("environment", "env", lambda run, _: Text(run.environment or "-")),
+    RunColumn("trigger", "trigger", _trigger),
+    RunColumn("duration", "duration", lambda run, _: Text(span(run_duration(run)), justify="right"), width=9),
+    RunColumn("exit", "exit", lambda run, colours: exit_cell(run.exit_code, colours), width=4),
+    RunColumn("queued", "queued", lambda run, _: Text(ago(run.queued_at)), width=9),
+    RunColumn("command", "command", lambda run, _: Text(command_line(run.command), no_wrap=True)),
 )
 
 
 NEAR_END = 5
 
 
-class RunsTable(ResourceTable):
+class RunsTable(ResourceTable[RunOut]):
     """Runs, newest first; more pages load as the cursor reaches the end."""
 
     BINDINGS: ClassVar[list[BindingType]] = [*bindings("runs")]
     COLUMNS = COLUMNS
+    MODEL = RunOut
 
     class MoreWanted(Message):
         """The cursor reached the last row and the API has older runs."""
@@ -49,14 +53,14 @@ class RunsTable(ResourceTable):
         self.server_filter: dict[str, Any] = {}
         """``state`` (list), ``project`` and ``trigger`` as list_runs takes them."""
 
-    def accepts(self, run: Item) -> bool:
+    def accepts(self, run: RunOut) -> bool:
         """Whether a run from an event belongs in this list under the server-side filter."""
         states = self.server_filter.get("state")
-        if states and run.get("state") not in states:
+        if states and run.state not in states:
             return False
         for key in ("project", "trigger"):
             wanted = self.server_filter.get(key)
-            if wanted and run.get(key) != wanted:
+            if wanted and getattr(run, key) != wanted:
                 return False
         return True
 
@@ -64,7 +68,7 @@ class RunsTable(ResourceTable):
 
     def live_keys(self) -> list[str]:
         """Rows whose duration still grows."""
-        return [key for key, run in self.items.items() if run.get("state") in ("starting", "running")]
+        return [key for key, run in self.items.items() if run.state in ("starting", "running")]
 
     def watch_cursor_coordinate(self, old: Any, new: Any) -> None:
         super().watch_cursor_coordinate(old, new)

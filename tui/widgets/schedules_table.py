@@ -7,14 +7,15 @@ from typing import ClassVar
 from rich.text import Text
 from textual.binding import BindingType
 
+from control.wire.schedules import ScheduleOut
 from tui.actions import bindings
 from tui.cells import Palette, command_line, state_cell, until
-from tui.widgets.resource_table import Column, Item, ResourceTable
+from tui.widgets.resource_table import Column, ResourceTable
 
 
-def last_result(schedule: Item, colours: Palette) -> Text:
+def last_result(schedule: ScheduleOut, colours: Palette) -> Text:
     """``fired → succeeded`` from the last tick; ``skipped (overlap)``; ``-`` before any."""
-    tick = schedule.get("last_tick")
+    tick = schedule.last_tick
     if not isinstance(tick, dict):
         return Text("-")
     if tick.get("run_state"):
@@ -25,25 +26,28 @@ def last_result(schedule: Item, colours: Palette) -> Text:
     return Text(f"{tick.get('state')}{reason}")
 
 
-def next_fire(schedule: Item, _: Palette) -> Text:
-    if not schedule.get("enabled", True):
+def next_fire(schedule: ScheduleOut, _: Palette) -> Text:
+    if not schedule.enabled:
         return Text("paused", style="dim")
-    return Text(until(schedule.get("next_fire_at")))
+    return Text(until(schedule.next_fire_at))
 
+
+ScheduleColumn = Column[ScheduleOut]
 
 COLUMNS = (
-    Column("name", "name", lambda schedule, _: Text(str(schedule.get("name")))),
-    Column("project", "project", lambda schedule, _: Text(str(schedule.get("project") or "-"))),
-    Column("cron", "cron", lambda schedule, _: Text(f"{schedule.get('cron')} {schedule.get('timezone', '')}".strip())),
-    Column("next", "next fire", next_fire, width=10),
-    Column("last", "last result", last_result),
-    Column("command", "command", lambda schedule, _: Text(command_line(schedule.get("command")), no_wrap=True)),
+    ScheduleColumn("name", "name", lambda schedule, _: Text(schedule.name)),
+    ScheduleColumn("project", "project", lambda schedule, _: Text(schedule.project or "-")),
+    ScheduleColumn("cron", "cron", lambda schedule, _: Text(f"{schedule.cron} {schedule.timezone}".strip())),
+    ScheduleColumn("next", "next fire", next_fire, width=10),
+    ScheduleColumn("last", "last result", last_result),
+    ScheduleColumn("command", "command", lambda schedule, _: Text(command_line(schedule.command), no_wrap=True)),
 )
 
 
-class SchedulesTable(ResourceTable):
+class SchedulesTable(ResourceTable[ScheduleOut]):
     """Schedules, sorted by name as the API returns them."""
 
     BINDINGS: ClassVar[list[BindingType]] = [*bindings("schedules")]
     COLUMNS = COLUMNS
+    MODEL = ScheduleOut
     CLOCK_COLUMNS = frozenset({"next"})

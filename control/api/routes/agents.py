@@ -16,10 +16,9 @@ from starlette.concurrency import run_in_threadpool
 
 from control import __version__, access
 from control.api.deps import DB, AgentCaller, Reader, Svc
-from control.api.errors import ApiError, SecretsLocked, conflict, not_found
+from control.api.errors import SecretsLocked, conflict, not_found
 from control.api.routes.runs import publish_run
 from control.api.routing import SegmentRouter
-from control.api.run_schemas import AgentHeartbeat, AgentOut, AgentRegister, LaunchReport, WorkRequest
 from control.api.services import Services
 from control.auth import Principal
 from control.clock import utcnow
@@ -29,6 +28,25 @@ from control.runs import claims, states
 from control.runs.lifecycle import launch_failed, launched
 from control.runs.summary import describe_run
 from control.secretbox import SecretsUnreadable
+from control.wire.errors import ApiError
+from control.wire.work import (
+    AgentHeartbeat,
+    AgentOut,
+    AgentRegister,
+    CancelSpec,
+    CancelWork,
+    ClaimedWork,
+    DevServerSpec,
+    DevServerStartWork,
+    DevServerStopWork,
+    LaunchReport,
+    LaunchReported,
+    RunSpec,
+    RunWork,
+    UnknownWork,
+    WorkBatch,
+    WorkRequest,
+)
 
 router = SegmentRouter(tags=["agents"])
 
@@ -83,48 +101,49 @@ def _secrets(session: Session, env: Environment | None) -> dict[str, str]:
         raise SecretsLocked(f"{project.name if project else env.project_id}/{env.name}") from None
 
 
-def run_spec(session: Session, run: Run, grace_s: float = 10.0) -> dict[str, Any]:
+def run_spec(session: Session, run: Run, grace_s: float = 10.0) -> RunSpec:
     """What the agent needs to launch the run worker; secrets included (agents are trusted)."""
     project = session.get(Project, run.project_id)
     env = session.get(Environment, run.environment_id) if run.environment_id else None
     variables = dict(env.variables) if env else {}
     secrets = _secrets(session, env)
     server = session.get(DevServer, run.devserver_id) if run.devserver_id else None
-    return {
-        "id": run.id,
-        "project": project.name if project else None,
-        "environment": env.name if env else None,
-        "command": run.command,
-        "cwd": run.cwd,
-        "env": {**variables, **secrets},
-        "secret_values": sorted({v for v in secrets.values() if v}),
-        "timeout_s": run.timeout_s,
-        "artifact_globs": run.artifact_globs,
-        "image": env.image if env else None,
-        "resources": env.resources if env else {},
-        "attempt": run.attempt,
-        "cancel_grace_s": grace_s,
-        "workspace": server.workspace if server else None,
-        "devserver_id": run.devserver_id,
-        "tty": {"cols": run.tty_cols, "rows": run.tty_rows or 40} if run.tty_cols else None,
-    }
+    assert run.id is not None
+    return RunSpec(
+        id=run.id,
+        project=project.name if project else None,
+        environment=env.name if env else None,
+        command=run.command,
+        cwd=run.cwd,
+        env={**variables, **secrets},
+        secret_values=sorted({v for v in secrets.values() if v}),
+        timeout_s=run.timeout_s,
+        artifact_globs=run.artifact_globs,
+        image=env.image if env else None,
+        resources=env.resources if env else {},
+        attempt=run.attempt,
+        cancel_grace_s=grace_s,
+        workspace=server.workspace if server else None,
+        devserver_id=run.devserver_id,
+        tty={"cols": run.tty_cols, "rows": run.tty_rows or 40} if run.tty_cols else None,
+    )
 
 
-def devserver_spec(session: Session, server: DevServer, secrets: bool = True) -> dict[str, Any]:
+def devserver_spec(session: Session, server: DevServer, secrets: bool = True) -> DevServerSpec:
     """What the agent needs to start or stop a develop server; secrets included (agents are trusted)."""
     env = session.get(Environment, server.environment_id) if server.environment_id else None
-    return {
-        "id": server.id,
-        "devserver": True,
-        "state": server.state,
-        "workspace": server.workspace,
-        "secret": server.secret,
-        "handle": server.handle,
-        "restart_count": server.restart_count,
-        "env": {**(env.variables if env else {}), **(_secrets(session, env) if secrets else {})},
-        "image": env.image if env else None,
-        "resources": env.resources if env else {},
-    }
+    assert server.id is not None
+    return DevServerSpec(
+        id=server.id,
+        state=server.state,
+        workspace=server.workspace,
+        secret=server.secret,
+        handle=server.handle,
+        restart_count=server.restart_count,
+        env={**(env.variables if env else {}), **(_secrets(session, env) if secrets else {})},
+        image=env.image if env else None,
+        resources=env.resources if env else {},
+    )
 
 
 def _check_claim(session: Session, item: claims.Claimed, local_only_admins: bool) -> None:
@@ -141,18 +160,25 @@ def _check_claim(session: Session, item: claims.Claimed, local_only_admins: bool
         access.check_local_claim(session, user_id, multi_user=False)
 
 
-def _spec(session: Session, item: claims.Claimed, grace_s: float, local_only_admins: bool) -> dict[str, Any]:
-    _check_claim(session, item, local_only_admins)
-    if item.item.kind == "run" and item.run is not None:
-        return run_spec(session, item.run, grace_s)
-    if item.devserver is not None:
+def _describe(session: Session, claimed: claims.Claimed, grace_s: float, local_only_admins: bool) -> ClaimedWork:
+    """The claimed item as the agent receives it, with what it needs to act on it."""
+    _check_claim(session, claimed, local_only_admins)
+    item = claimed.item
+    assert item.id is not None
+    common: dict[str, Any] = {"id": item.id, "payload": item.payload, "worker_token": claimed.worker_token}
+    if item.kind == "run" and claimed.run is not None:
+        return RunWork(run=run_spec(session, claimed.run, grace_s), **common)
+    if item.kind in ("devserver_start", "devserver_stop") and claimed.devserver is not None:
+        if item.kind == "devserver_start":
+            return DevServerStartWork(run=devserver_spec(session, claimed.devserver), **common)
         try:
-            return devserver_spec(session, item.devserver)
+            spec = devserver_spec(session, claimed.devserver)
         except SecretsLocked:
-            if item.item.kind != "devserver_stop":
-                raise
-            return devserver_spec(session, item.devserver, secrets=False)  # a stop needs none
-    return {"id": item.item.run_id, "handle": item.run.handle if item.run else None}
+            spec = devserver_spec(session, claimed.devserver, secrets=False)  # a stop needs none
+        return DevServerStopWork(run=spec, **common)
+    if item.kind == "cancel":
+        return CancelWork(run=CancelSpec(id=item.run_id, handle=claimed.run.handle if claimed.run else None), **common)
+    return UnknownWork(id=item.id, kind=item.kind)
 
 
 def _fail_locked(session: Session, item: claims.Claimed, message: str) -> bool:
@@ -170,16 +196,15 @@ def _fail_locked(session: Session, item: claims.Claimed, message: str) -> bool:
     return retry is not None
 
 
-def _claim(svc: Services, agent_id: int, queues: list[str], max_items: int) -> list[dict[str, Any]]:
+def _claim(svc: Services, agent_id: int, queues: list[str], max_items: int) -> list[ClaimedWork]:
     with Session(svc.engine, expire_on_commit=False) as session:
         agent = session.get(Agent, agent_id)
         local_only_admins = agent is not None and agent.substrate == "local" and not svc.settings.local_multi_user
         claimed = claims.claim(session, agent_id, queues, max_items, svc.settings.max_concurrent_runs)
-        out = []
+        out: list[ClaimedWork] = []
         for item in claimed:
             try:
-                spec = _spec(session, item, svc.settings.cancel_grace_s, local_only_admins)
-                out.append(claims.describe(item, spec))
+                out.append(_describe(session, item, svc.settings.cancel_grace_s, local_only_admins))
             except SecretsLocked as exc:
                 if _fail_locked(session, item, exc.message):
                     svc.hub.publish("work")
@@ -196,8 +221,8 @@ def _claim(svc: Services, agent_id: int, queues: list[str], max_items: int) -> l
         return out
 
 
-@router.post("/agent/work")
-async def work(body: WorkRequest, who: AgentCaller, session: DB, svc: Svc) -> dict[str, Any]:
+@router.post("/agent/work", response_model=WorkBatch)
+async def work(body: WorkRequest, who: AgentCaller, session: DB, svc: Svc) -> WorkBatch:
     agent = own_agent(session, body.agent_id, who)
     queues = [agent.queue, f"agent:{agent.id}"]
     deadline = time.monotonic() + body.wait_s
@@ -206,14 +231,14 @@ async def work(body: WorkRequest, who: AgentCaller, session: DB, svc: Svc) -> di
             items = await run_in_threadpool(_claim, svc, body.agent_id, queues, body.max_items)
             remaining = deadline - time.monotonic()
             if items or remaining <= 0 or svc.hub.stopping:
-                return {"items": items}
+                return WorkBatch(items=items)
             # Wake on a notice, and poll now and then in case a notice from another replica was lost.
             await wake.wait(min(remaining, 2.0))
             await asyncio.sleep(0)
 
 
-@router.post("/agent/work/{item_id}/launched", response_model=None)
-def report_launch(item_id: int, body: LaunchReport, who: AgentCaller, session: DB, svc: Svc) -> dict[str, Any]:
+@router.post("/agent/work/{item_id}/launched", response_model=LaunchReported)
+def report_launch(item_id: int, body: LaunchReport, who: AgentCaller, session: DB, svc: Svc) -> LaunchReported:
     item = session.get(WorkItem, item_id)
     if item is None or item.claimed_by is None:
         raise not_found("Work item", item_id)
@@ -225,7 +250,7 @@ def report_launch(item_id: int, body: LaunchReport, who: AgentCaller, session: D
         item.state = "done" if body.error is None else "failed"
         session.add(item)
         session.commit()
-        return {"id": item_id, "state": item.state}
+        return LaunchReported(id=item_id, state=item.state)
     before = describe_run(session, run)
     if body.error is not None:
         retry = launch_failed(session, item, run, body.error)
@@ -244,7 +269,7 @@ def report_launch(item_id: int, body: LaunchReport, who: AgentCaller, session: D
         svc.hub.publish(f"run:{run.id}")
     if retry is not None:
         svc.hub.publish("work")
-    return {"id": item_id, "state": item.state}
+    return LaunchReported(id=item_id, state=item.state)
 
 
 @router.post("/agent/heartbeat", status_code=204)

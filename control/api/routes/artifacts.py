@@ -15,8 +15,8 @@ from control.api.errors import not_found
 from control.api.media import BINARY
 from control.api.routes.runs import find_run
 from control.api.routing import SegmentRouter
-from control.api.run_schemas import ArtifactOut
 from control.db.tables import Artifact
+from control.wire.runs import ArtifactOut
 
 router = SegmentRouter(tags=["artifacts"])
 

@@ -16,7 +16,7 @@ import control.db.tables  # noqa: F401  (registers the tables)
 from control.api import paging
 from control.api.deps import Admin, Svc
 from control.api.routing import SegmentRouter
-from control.api.schemas import AuditOut
+from control.wire.resources import AuditOut, Page
 
 router = SegmentRouter(tags=["audit"])
 
@@ -27,7 +27,7 @@ AUDIT = paging.JsonList(
 )
 
 
-@router.get("/audit", response_model=paging.Page[AuditOut])
+@router.get("/audit", response_model=Page[AuditOut])
 async def list_audit(
     svc: Svc,
     _: Admin,

@@ -14,8 +14,7 @@ from sqlmodel import Session, col, select
 
 from control import access, audit
 from control.api.deps import DB, AgentCaller, Reader, Svc, Writer
-from control.api.devserver_schemas import AdoptedDevServer, DevServerCreate, DevServerOut, DevServerReport
-from control.api.errors import ApiError, conflict, not_found
+from control.api.errors import conflict, not_found
 from control.api.routes.agents import devserver_spec, own_agent
 from control.api.routes.environments import find_environment
 from control.api.routes.projects import find_project
@@ -24,6 +23,8 @@ from control.api.services import Services
 from control.auth import Principal
 from control.db.tables import DevServer, Environment, Project, User
 from control.devservers import lifecycle
+from control.wire.devservers import AdoptedDevServer, DevServerCreate, DevServerOut, DevServerReport
+from control.wire.errors import ApiError
 
 router = SegmentRouter(tags=["devservers"])
 
@@ -179,9 +180,9 @@ def adopted(agent_id: int, session: DB, who: AgentCaller, svc: Svc) -> list[Adop
                 workspace=server.workspace,
                 secret=server.secret,
                 restart_count=server.restart_count,
-                env=spec["env"],
-                image=spec["image"],
-                resources=spec["resources"],
+                env=spec.env,
+                image=spec.image,
+                resources=spec.resources,
             )
         )
     return adopted

@@ -13,15 +13,16 @@ from starlette.concurrency import run_in_threadpool
 
 from control import audit
 from control.api.deps import DB, Reader, Svc, Writer
-from control.api.errors import SecretsLocked, conflict, not_found
+from control.api.errors import SecretsLocked, conflict
 from control.api.routes.members import announce_stops, stop_refused_devservers
 from control.api.routes.projects import find_project, require_owner
 from control.api.routing import SegmentRouter
-from control.api.schemas import EnvironmentCreate, EnvironmentOut, EnvironmentUpdate
 from control.bootstrap import prepare_secrets
 from control.clock import utcnow
 from control.db.tables import Environment, Project
 from control.secretbox import SecretsUnreadable
+from control.wire.errors import ENVIRONMENT_NOT_FOUND, ApiError
+from control.wire.resources import EnvironmentCreate, EnvironmentOut, EnvironmentUpdate
 
 
 @asynccontextmanager
@@ -66,7 +67,7 @@ def find_environment(session: Session, project: Project, name: str) -> Environme
         select(Environment).where(Environment.project_id == project.id, Environment.name == name)
     ).first()
     if env is None:
-        raise not_found("Environment", f"{project.name}/{name}")
+        raise ApiError(404, ENVIRONMENT_NOT_FOUND, f"Environment {project.name}/{name} does not exist.")
     return env
 
 

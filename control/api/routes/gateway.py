@@ -25,13 +25,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from control.api.deps import Caller, Svc, authenticate, services
-from control.api.errors import ApiError, error_body, not_found
+from control.api.errors import not_found
 from control.api.routing import SegmentRouter
 from control.api.services import Services
 from control.auth import Principal, hash_token
 from control.clock import utcnow
-from control.db.tables import DevServer, Role
+from control.db.tables import DevServer
 from control.devservers import lifecycle
+from control.wire.errors import ApiError, error_body, parse_error
+from control.wire.resources import Role
 
 log = logging.getLogger("devyard.gateway")
 router = SegmentRouter(tags=["gateway"])
@@ -115,7 +117,8 @@ def _unreachable(server_id: int) -> ApiError:
 
 
 async def _error_response(upstream: httpx.Response, server_id: int) -> Response:
-    """Re-shape the develop server's JSON error into the API's own error body."""
+    """The develop server's JSON error as it came (both speak the body of control.wire.errors);
+    anything else becomes one."""
     body = await upstream.aread()
     await upstream.aclose()
     if upstream.status_code == 401:
@@ -127,12 +130,8 @@ async def _error_response(upstream: httpx.Response, server_id: int) -> Response:
         data = json.loads(body)
     except ValueError:
         data = None
-    if isinstance(data, dict) and isinstance(data.get("error"), str):
-        extra = {k: v for k, v in data.items() if k not in ("error", "message")}
-        message = str(data.get("message") or "The develop server refused the request.")
-        return JSONResponse(error_body(data["error"], message, **extra), upstream.status_code)
-    if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        return JSONResponse(data, upstream.status_code)
+    if parse_error(data) is not None:
+        return Response(body, upstream.status_code, media_type="application/json")
     return JSONResponse(
         error_body("devserver_error", f"The develop server answered {upstream.status_code}."), upstream.status_code
     )

@@ -9,11 +9,11 @@ from sqlmodel import select
 
 from control import __version__
 from control.api.deps import DB, Reader, Svc
-from control.api.errors import ApiError
 from control.api.routing import SegmentRouter
-from control.api.schemas import Health, Status
 from control.db.tables import Agent, DevServer, Project, Run, User
 from control.objectstore import ObjectStoreProblem
+from control.wire.errors import ApiError
+from control.wire.resources import Health, Status
 
 router = SegmentRouter(tags=["health"])
 

@@ -6,13 +6,15 @@ from sqlmodel import Session, col, select
 
 from control import access, audit
 from control.api.deps import DB, Reader, Svc, Writer
-from control.api.errors import ApiError, not_found
+from control.api.errors import not_found
 from control.api.routes.projects import find_project, require_owner
 from control.api.routing import SegmentRouter
-from control.api.schemas import MemberOut, MemberSet, Name
 from control.api.services import Services
-from control.db.tables import DevServer, Project, ProjectMember, ProjectRole, Role, User
+from control.db.tables import DevServer, Project, ProjectMember, User
 from control.devservers import lifecycle
+from control.wire.errors import ApiError
+from control.wire.fields import Name
+from control.wire.resources import MemberOut, MemberSet, ProjectRole, Role
 
 router = SegmentRouter(tags=["projects"])
 

@@ -12,14 +12,15 @@ from sqlmodel import Session, select
 from control import audit
 from control.api import paging
 from control.api.deps import DB, Reader, Svc, Writer
-from control.api.errors import ApiError, conflict, forbidden, not_found
+from control.api.errors import conflict, forbidden
 from control.api.routing import SegmentRouter
-from control.api.schemas import ProjectCreate, ProjectOut, ProjectUpdate
 from control.auth import Principal
 from control.clock import utcnow
 from control.db.tables import DevServer, Environment, Project, ProjectMember, Run, Schedule, User
 from control.objectstore import ObjectStoreProblem
 from control.runs import purge
+from control.wire.errors import PROJECT_NOT_FOUND, ApiError
+from control.wire.resources import Page, ProjectCreate, ProjectOut, ProjectUpdate
 
 router = SegmentRouter(tags=["projects"])
 logger = logging.getLogger("devyard.projects")
@@ -43,7 +44,8 @@ def project_out(row: tuple[Project, User]) -> ProjectOut:
 def find_project(session: Session, name: str) -> Project:
     project = session.exec(select(Project).where(Project.name == name)).first()
     if project is None:
-        raise not_found("Project", name)
+        # A code of its own: a client tells a missing project from a missing environment by it.
+        raise ApiError(404, PROJECT_NOT_FOUND, f"Project {name} does not exist.")
     return project
 
 
@@ -58,7 +60,7 @@ def _with_owner(session: Session, project: Project) -> tuple[Project, User]:
     return project, owner
 
 
-@router.get("/projects", response_model=paging.Page[ProjectOut])
+@router.get("/projects", response_model=Page[ProjectOut])
 def list_projects(
     session: DB, _: Reader, params: Annotated[paging.PageParams, Depends(paging.page_params)]
 ) -> dict[str, object]:

@@ -19,7 +19,6 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from control.api.deps import DB, Reader, Svc
-from control.api.errors import ApiError
 from control.api.media import BINARY
 from control.api.routes.runs import find_run
 from control.api.routing import SegmentRouter
@@ -29,6 +28,7 @@ from control.logformat import tail_records
 from control.objectstore import ObjectNotFound
 from control.runs import states
 from control.runs.logstore import chunks_from, read_chunk
+from control.wire.errors import ApiError
 
 router = SegmentRouter(tags=["run logs"])
 

@@ -17,11 +17,10 @@ from fastapi import Depends, Query, Request
 from sqlmodel import Session, select
 
 from control.api.deps import _bearer, authenticate, db_session, services_dep
-from control.api.errors import ApiError, conflict, not_found
+from control.api.errors import conflict, not_found
 from control.api.media import binary_body
 from control.api.routes.runs import publish_run
 from control.api.routing import SegmentRouter
-from control.api.run_schemas import ArtifactOut, RunOut, WorkerFinish, WorkerStarted
 from control.api.services import Services
 from control.auth import AGENTS, hash_token
 from control.db.tables import Artifact, Run
@@ -29,6 +28,8 @@ from control.runs import states
 from control.runs.lifecycle import TransitionRefused, finish, heartbeat, worker_started
 from control.runs.logstore import ChunkRejected, ChunkResult, store_chunk
 from control.runs.summary import describe_run
+from control.wire.errors import ApiError
+from control.wire.runs import ArtifactOut, RunOut, WorkerFinish, WorkerStarted
 
 router = SegmentRouter(tags=["run worker"])
 

@@ -11,11 +11,10 @@ from sqlmodel import Session, col, select
 from control import access, audit
 from control.api import paging
 from control.api.deps import DB, Reader, Svc, Writer
-from control.api.errors import ApiError, conflict, forbidden, not_found
+from control.api.errors import conflict, forbidden, not_found
 from control.api.routes.environments import find_environment
 from control.api.routes.projects import find_project
 from control.api.routing import SegmentRouter
-from control.api.run_schemas import RunCreate, RunOut
 from control.api.services import Services
 from control.auth import Principal
 from control.db.tables import DevServer, Environment, Project, Run, User
@@ -24,6 +23,9 @@ from control.runs import states
 from control.runs.create import RunRequest, create_run
 from control.runs.lifecycle import TransitionRefused, request_cancel
 from control.runs.summary import announce_run, describe_run, run_out
+from control.wire.errors import ApiError
+from control.wire.resources import Page
+from control.wire.runs import RunCreate, RunOut
 
 router = SegmentRouter(tags=["runs"])
 
@@ -99,7 +101,7 @@ def create(body: RunCreate, response: Response, session: DB, who: Writer, svc: S
     return summary
 
 
-@router.get("/runs", response_model=paging.Page[RunOut])
+@router.get("/runs", response_model=Page[RunOut])
 def list_runs(
     session: DB,
     _: Reader,

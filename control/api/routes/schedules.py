@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Query
 from sqlalchemy.exc import IntegrityError
@@ -11,17 +11,18 @@ from sqlmodel import Session, col, delete, select
 
 from control import access, audit
 from control.api.deps import DB, Reader, Svc, Writer
-from control.api.errors import ApiError, conflict, forbidden, not_found
+from control.api.errors import conflict, forbidden, not_found
 from control.api.routes.environments import find_environment
 from control.api.routes.projects import find_project
 from control.api.routing import SegmentRouter
-from control.api.schedule_schemas import ScheduleCreate, ScheduleOut, ScheduleUpdate, TickOut
 from control.auth import Principal
 from control.clock import utcnow
 from control.db.engine import begin_write
 from control.db.tables import Environment, Project, Run, Schedule, ScheduleTick, User
 from control.schedules.cron import ScheduleInvalid, next_times, validate, zone
 from control.schedules.ticks import announce_tick, first_fire_after, trigger_now
+from control.wire.errors import ApiError
+from control.wire.schedules import ScheduleCreate, ScheduleOut, ScheduleUpdate, TickFired, TickOut
 
 router = SegmentRouter(tags=["schedules"])
 
@@ -204,8 +205,8 @@ def delete_schedule(name: str, session: DB, who: Writer, svc: Svc) -> None:
     svc.events.publish("schedule.deleted", {"id": schedule.id, "name": name})
 
 
-@router.post("/schedules/{name}/trigger", response_model=dict[str, Any])
-def trigger(name: str, session: DB, who: Writer, svc: Svc) -> dict[str, Any]:
+@router.post("/schedules/{name}/trigger", response_model=TickFired)
+def trigger(name: str, session: DB, who: Writer, svc: Svc) -> dict[str, object]:
     """Fire the schedule now (its overlap policy applies)."""
     begin_write(session)
     schedule = find_schedule(session, name)

@@ -10,13 +10,14 @@ from sqlmodel import select
 from control import audit
 from control.api import paging
 from control.api.deps import DB, Reader, Svc, Writer
-from control.api.errors import ApiError, not_found
+from control.api.errors import not_found
 from control.api.routes.users import find_user
 from control.api.routing import SegmentRouter
-from control.api.schemas import TokenCreate, TokenIssued, TokenOut
 from control.api.tokens_issue import issue_token
 from control.clock import utcnow
 from control.db.tables import ApiToken, User
+from control.wire.errors import ApiError
+from control.wire.resources import Page, TokenCreate, TokenIssued, TokenOut
 
 router = SegmentRouter(tags=["tokens"])
 
@@ -37,7 +38,7 @@ def token_out(row: tuple[ApiToken, User] | ApiToken, user: User | None = None) -
     )
 
 
-@router.get("/tokens", response_model=paging.Page[TokenOut])
+@router.get("/tokens", response_model=Page[TokenOut])
 def list_tokens(
     session: DB,
     who: Reader,

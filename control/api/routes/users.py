@@ -11,11 +11,12 @@ from sqlmodel import Session, select
 from control import audit
 from control.api import paging
 from control.api.deps import DB, Admin, Caller, Reader, Svc
-from control.api.errors import ApiError, conflict, not_found
+from control.api.errors import conflict, not_found
 from control.api.routing import SegmentRouter
-from control.api.schemas import Me, UserCreate, UserCreated, UserOut, UserUpdate
 from control.api.tokens_issue import issue_token
-from control.db.tables import Role, User
+from control.db.tables import User
+from control.wire.errors import ApiError
+from control.wire.resources import Me, Page, Role, UserCreate, UserCreated, UserOut, UserUpdate
 
 router = SegmentRouter(tags=["users"])
 
@@ -47,7 +48,7 @@ def me(who: Caller, session: DB) -> Me:
     return Me(**user_out(user).model_dump(), token_id=who.token_id)
 
 
-@router.get("/users", response_model=paging.Page[UserOut])
+@router.get("/users", response_model=Page[UserOut])
 def list_users(
     session: DB, _: Reader, params: Annotated[paging.PageParams, Depends(paging.page_params)]
 ) -> dict[str, object]:

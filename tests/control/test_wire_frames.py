@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devserver import frames
+from control.wire import frames
 
 
 def stream() -> bytes:

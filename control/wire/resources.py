@@ -1,38 +1,38 @@
-"""Request and response bodies of the control API."""
+"""Request and response bodies of the control API's resources: users, tokens, projects, members,
+environments, audit entries, health, and the page every listing returns."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from enum import StrEnum
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints
 
-from control.db.tables import ProjectRole, Role
+from control.wire.fields import Name, Patch, Strict, VarName
 
-Name = Annotated[
-    str,
-    StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$"),
-]
-"""Lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64."""
-
-VarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+T = TypeVar("T")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Role(StrEnum):
+    admin = "admin"
+    developer = "developer"
+    viewer = "viewer"
+    agent = "agent"
 
 
-class Patch(Strict):
-    """A partial update: absent fields stay; ``null`` is allowed only where it means "clear"."""
+class ProjectRole(StrEnum):
+    """What a member may do in a project (see control/access.py)."""
 
-    NULLABLE: ClassVar[frozenset[str]] = frozenset()
+    maintainer = "maintainer"
+    developer = "developer"
 
-    @model_validator(mode="after")
-    def _no_null_for_required(self) -> Patch:
-        for name in sorted(self.model_fields_set):
-            if getattr(self, name) is None and name not in self.NULLABLE:
-                raise ValueError(f"'{name}' cannot be null; leave it out to keep the current value")
-        return self
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing; ``next_cursor`` is None on the last."""
+
+    items: list[T]
+    next_cursor: str | None = None
 
 
 class Health(BaseModel):

@@ -1,4 +1,4 @@
-"""Bodies of the runs, run-worker and agent routes."""
+"""Bodies of the runs and run-worker routes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
-from control.api.schemas import Name, Strict
+from control.wire.fields import Name, Strict
 
 Arg = Annotated[str, StringConstraints(max_length=32_768)]
 Glob = Annotated[str, StringConstraints(min_length=1, max_length=500)]
@@ -124,38 +124,3 @@ class WorkerFinish(Strict):
     finished_at: datetime | None = None
     log_seq: int = Field(ge=0)
     """The last chunk the worker shipped; the API refuses to finish while chunks are missing."""
-
-
-class AgentRegister(Strict):
-    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
-    queue: Name = "default"
-    substrate: Literal["local", "docker", "kubernetes"] = "local"
-    hostname: Annotated[str, StringConstraints(max_length=255)] | None = None
-    version: Annotated[str, StringConstraints(max_length=32)] | None = None
-
-
-class AgentOut(BaseModel):
-    id: int
-    name: str
-    queue: str
-    substrate: str
-    hostname: str | None
-    version: str | None
-    last_heartbeat_at: datetime | None
-
-
-class WorkRequest(Strict):
-    agent_id: int
-    wait_s: Annotated[float, Field(ge=0, le=60)] = 25.0
-    max_items: Annotated[int, Field(ge=1, le=50)] = 10
-
-
-class LaunchReport(Strict):
-    handle: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    error: Annotated[str, StringConstraints(max_length=2000)] | None = None
-
-
-class AgentHeartbeat(Strict):
-    agent_id: int
-    runs: Annotated[list[int], Field(max_length=10_000)] = []
-    """Runs whose workers the agent still sees alive."""

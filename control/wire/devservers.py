@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from control.api.schemas import Name, Strict
+from control.wire.fields import Name, Strict
 
 
 class DevServerCreate(Strict):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devserver.batch import (
+from control.wire.batch import (
     ENTRY_END,
     BatchDecoder,
     BatchEvent,

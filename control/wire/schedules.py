@@ -7,8 +7,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
-from control.api.run_schemas import Arg
-from control.api.schemas import Name, Patch, Strict
+from control.wire.fields import Name, Patch, Strict
+from control.wire.runs import Arg
 
 Catchup = Literal["latest", "all", "none"]
 Overlap = Literal["skip", "queue", "cancel_previous"]
@@ -80,3 +80,15 @@ class TickOut(BaseModel):
     run_id: int | None
     run_state: str | None
     created_at: datetime
+
+
+class TickFired(BaseModel):
+    """What firing a schedule did (the answer of ``POST /schedules/{name}/trigger``, and the
+    ``schedule.tick`` event)."""
+
+    schedule: str
+    tick_id: int
+    scheduled_for: datetime
+    state: str
+    run_id: int | None
+    reason: str | None

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from devserver.manifest import Entry, HashCache, scan
+from control.wire.manifest import Entry, HashCache, scan
 
 
 def build(root: Path) -> None:
