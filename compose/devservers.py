@@ -23,7 +23,8 @@ import httpx
 
 from compose.launcher import Launcher, LaunchError, LaunchSpec, LaunchState, command_home
 from control.client import ControlClient, DevyardError
-from control.wire.work import DevServerStartWork, DevServerStopWork
+from control.wire.devservers import AdoptedDevServer
+from control.wire.work import DevServerSpec, DevServerStartWork, DevServerStopWork
 
 log = logging.getLogger("devyard.agent.devservers")
 
@@ -58,6 +59,22 @@ class Managed:
     restart_at: float | None = None
     stopping: bool = False
 
+    @classmethod
+    def of(cls, spec: DevServerSpec | AdoptedDevServer, volume: Path) -> Managed | None:
+        """The server a start item or an adoption describes; None without a workspace or secret."""
+        if not spec.workspace or not spec.secret:
+            return None
+        return cls(
+            id=spec.id,
+            workspace=volume / spec.workspace,
+            secret=spec.secret,
+            env=dict(spec.env),
+            resources=dict(spec.resources),
+            image=spec.image,
+            restart_count=spec.restart_count,
+            handle=spec.handle,
+        )
+
 
 class ReportItem(Protocol):
     """Tells the API what became of a work item (the agent's ``_report``)."""
@@ -80,19 +97,11 @@ class DevServerKeeper:
 
     def start_item(self, item: DevServerStartWork, report_item: ReportItem) -> None:
         """Handle a ``devserver_start`` item in its own thread (a start takes a moment)."""
-        spec = item.run
-        if not spec.workspace or not spec.secret:
-            report_item(item.id, error=f"Develop server {spec.id} has no workspace or secret yet.")
+        server = Managed.of(item.run, self.volume)
+        if server is None:
+            report_item(item.id, error=f"Develop server {item.run.id} has no workspace or secret yet.")
             return
-        server = Managed(
-            id=spec.id,
-            workspace=self.volume / spec.workspace,
-            secret=spec.secret,
-            env=dict(spec.env),
-            resources=dict(spec.resources),
-            image=spec.image,
-            restart_count=spec.restart_count,
-        )
+        server.handle = None  # a start launches anew
 
         def work() -> None:
             try:
@@ -152,20 +161,10 @@ class DevServerKeeper:
             log.warning("cannot list this agent's develop servers: %s", exc)
             return
         for info in listed:
-            if not info.secret or not info.workspace:
+            server = Managed.of(info, self.volume)
+            if server is None:
                 continue
-            server = Managed(
-                id=info.id,
-                workspace=self.volume / info.workspace,
-                secret=info.secret,
-                env=dict(info.env),
-                resources=dict(info.resources),
-                image=info.image,
-                restart_count=info.restart_count,
-                handle=info.handle,
-                endpoint=info.endpoint,
-                up_since=time.monotonic(),
-            )
+            server.endpoint, server.up_since = info.endpoint, time.monotonic()
             alive = (
                 server.handle is not None
                 and self.launcher.status(server.handle).state is LaunchState.running

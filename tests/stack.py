@@ -19,6 +19,7 @@ from control.api.services import Services
 from control.bootstrap import local_admin_token, prepare_database
 from control.client import ControlClient
 from control.settings import Settings, load_settings
+from control.wire.runs import RunOut
 
 
 @dataclass
@@ -109,14 +110,14 @@ def running_agent(
 
 def wait_for_run(
     client: ControlClient, run_id: int, timeout: float = 30, states: tuple[str, ...] = ()
-) -> dict[str, object]:
+) -> RunOut:
     """Poll until the run is finished (or in one of ``states``)."""
     finished = ("succeeded", "failed", "cancelled", "timed_out", "lost")
     deadline = time.monotonic() + timeout
     while True:
-        run: dict[str, object] = client.get_run(run_id)
-        if run["state"] in (states or finished):
+        run = client.get_run(run_id)
+        if run.state in (states or finished):
             return run
         if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} still {run['state']} after {timeout} s")
+            raise AssertionError(f"run {run_id} still {run.state} after {timeout} s")
         time.sleep(0.05)

@@ -95,36 +95,35 @@ class CancelSpec(BaseModel):
     handle: str | None
 
 
-class RunWork(BaseModel):
+class _Claimed(BaseModel):
+    """What every claimed item carries; each kind narrows ``kind`` and ``run``."""
+
     id: int
+    kind: str
+    payload: dict[str, Any]
+    run: Any
+    worker_token: str | None = None
+    """The run worker's own token (run items only)."""
+
+
+class RunWork(_Claimed):
     kind: Literal["run"] = "run"
-    payload: dict[str, Any]
     run: RunSpec
-    worker_token: str | None
 
 
-class CancelWork(BaseModel):
-    id: int
+class CancelWork(_Claimed):
     kind: Literal["cancel"] = "cancel"
-    payload: dict[str, Any]
     run: CancelSpec
-    worker_token: str | None = None
 
 
-class DevServerStartWork(BaseModel):
-    id: int
+class DevServerStartWork(_Claimed):
     kind: Literal["devserver_start"] = "devserver_start"
-    payload: dict[str, Any]
     run: DevServerSpec
-    worker_token: str | None = None
 
 
-class DevServerStopWork(BaseModel):
-    id: int
+class DevServerStopWork(_Claimed):
     kind: Literal["devserver_stop"] = "devserver_stop"
-    payload: dict[str, Any]
     run: DevServerSpec
-    worker_token: str | None = None
 
 
 class UnknownWork(BaseModel):

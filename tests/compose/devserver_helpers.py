@@ -6,23 +6,24 @@ import time
 from typing import Any
 
 from control.client import ControlClient
+from control.wire.devservers import DevServerOut
 from control.wire.frames import FrameDecoder
 
 
-def wait_for_state(client: ControlClient, server_id: int, *states: str, timeout: float = 30) -> dict[str, Any]:
+def wait_for_state(client: ControlClient, server_id: int, *states: str, timeout: float = 30) -> DevServerOut:
     deadline = time.monotonic() + timeout
     while True:
-        server: dict[str, Any] = client.get_devserver(server_id)
-        if server["state"] in states:
+        server = client.get_devserver(server_id)
+        if server.state in states:
             return server
         if time.monotonic() > deadline:
-            raise AssertionError(f"develop server {server_id} still {server['state']} after {timeout} s: {server}")
+            raise AssertionError(f"develop server {server_id} still {server.state} after {timeout} s: {server}")
         time.sleep(0.05)
 
 
-def start_and_wait(client: ControlClient, project: str, timeout: float = 30, **options: Any) -> dict[str, Any]:
+def start_and_wait(client: ControlClient, project: str, timeout: float = 30, **options: Any) -> DevServerOut:
     server = client.start_devserver(project, **options)
-    return wait_for_state(client, int(server.id), "running", timeout=timeout)
+    return wait_for_state(client, server.id, "running", timeout=timeout)
 
 
 def gateway_exec(

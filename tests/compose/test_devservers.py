@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from compose.agent import Agent, AgentConfig
 from control.client import Conflict, ControlClient, Forbidden, NotFound
+from control.client.calls import untyped
 from control.clock import utcnow
 from control.db.tables import DevServer
 from control.schedules.scheduler import Scheduler
@@ -41,11 +42,12 @@ def test_start_is_idempotent_and_the_workspace_is_on_the_volume(run_stack: Stack
         server = wait_for_state(client, first.id, "running")
         assert client.start_devserver("demo").state == "running"
         assert [s.id for s in client.list_devservers()] == [first.id]
-        assert server["workspace"] == "workspaces/alice/demo" and server["user"] == "alice"
-        assert "secret" not in server and "endpoint" not in server
-        health = client.devserver_call(server["id"], "GET", "/health")
+        assert server.workspace == "workspaces/alice/demo" and server.user == "alice"
+        sent = client.send(untyped("GET", f"/devservers/{server.id}"))  # as sent: no model hides a field
+        assert sent["id"] == server.id and "secret" not in sent and "endpoint" not in sent
+        health = client.devserver_call(server.id, "GET", "/health")
         assert health["ok"] is True
-        code, out, _ = gateway_exec(client, server["id"], ["sh", "-c", "pwd; echo hi > made-here.txt"])
+        code, out, _ = gateway_exec(client, server.id, ["sh", "-c", "pwd; echo hi > made-here.txt"])
     workspace = tmp_path / "agent" / "volume" / "workspaces" / "alice" / "demo"
     assert code == 0 and out.decode().strip() == str(workspace)
     assert (workspace / "made-here.txt").read_text() == "hi\n"
@@ -56,7 +58,7 @@ def test_only_the_owner_or_an_admin_gets_through(run_stack: Stack) -> None:
     viewer = run_stack.user("vera", "viewer")
     with run_stack.client(alice) as client:
         server = start_and_wait(client, "demo")
-    sid = server["id"]
+    sid = server.id
     with run_stack.client(bob) as client:
         assert client.list_devservers() == []
         with pytest.raises(NotFound):
@@ -100,7 +102,7 @@ def test_the_develop_server_refuses_anyone_without_its_secret(run_stack: Stack) 
     with run_stack.client(alice) as client:
         server = start_and_wait(client, "demo")
     with Session(run_stack.services.engine) as session:
-        row = session.get(DevServer, server["id"])
+        row = session.get(DevServer, server.id)
         assert row is not None and row.endpoint is not None
         endpoint = row.endpoint
     assert endpoint.startswith("http://127.0.0.1:")
@@ -114,7 +116,7 @@ def test_paths_outside_the_workspace_are_refused_through_the_gateway(run_stack: 
     alice = run_stack.user("alice", "developer")
     with run_stack.client(alice) as client:
         server = start_and_wait(client, "demo")
-        sid = server["id"]
+        sid = server.id
         for path in ("../secret.txt", "/etc/passwd", "a/../../../x", "a\x00b"):
             with pytest.raises(Exception) as refused:
                 client.devserver_call(sid, "GET", "/files/read", params={"path": path})
@@ -126,13 +128,13 @@ def test_stop_then_start_again_resumes_the_same_workspace(run_stack: Stack) -> N
     alice = run_stack.user("alice", "developer")
     with run_stack.client(alice) as client:
         server = start_and_wait(client, "demo")
-        sid = server["id"]
+        sid = server.id
         assert gateway_exec(client, sid, ["sh", "-c", "echo kept > notes.txt"])[0] == 0
         pid = pid_of(handle_of(run_stack, sid))
         stopping = client.stop_devserver(sid)
         assert stopping.state in ("stopping", "stopped")
         stopped = wait_for_state(client, sid, "stopped")
-        assert stopped["stopped_at"] is not None
+        assert stopped.stopped_at is not None
         deadline = time.monotonic() + 10
         while pid_alive(pid):
             assert time.monotonic() < deadline, "the develop server process outlived its stop"
@@ -141,7 +143,7 @@ def test_stop_then_start_again_resumes_the_same_workspace(run_stack: Stack) -> N
             client.devserver_call(sid, "GET", "/health")
         assert "stopped" in not_running.value.message
         again = start_and_wait(client, "demo")
-        assert again["id"] == sid
+        assert again.id == sid
         code, out, _ = gateway_exec(client, sid, ["cat", "notes.txt"])
         assert (code, out) == (0, b"kept\n")
     with run_stack.client() as admin:
@@ -153,7 +155,7 @@ def test_a_crashed_develop_server_is_restarted_with_its_workspace(run_stack: Sta
     alice = run_stack.user("alice", "developer")
     with run_stack.client(alice) as client:
         server = start_and_wait(client, "demo")
-        sid = server["id"]
+        sid = server.id
         assert gateway_exec(client, sid, ["sh", "-c", "echo survived > state.txt"])[0] == 0
         first_handle = handle_of(run_stack, sid)
         os.kill(pid_of(first_handle), signal.SIGKILL)
@@ -174,7 +176,7 @@ def test_idle_develop_servers_are_stopped_by_the_scheduler_cleanup(run_stack: St
     alice = run_stack.user("alice", "developer")
     with run_stack.client(alice) as client:
         server = start_and_wait(client, "demo", idle_timeout_s=60)
-        sid = server["id"]
+        sid = server.id
         # Recent use through the gateway counts as activity.
         client.devserver_call(sid, "GET", "/git/status")
     scheduler = Scheduler(run_stack.services.engine, run_stack.services.store, run_stack.settings)
@@ -190,7 +192,7 @@ def test_idle_develop_servers_are_stopped_by_the_scheduler_cleanup(run_stack: St
     assert report.devservers_stopped == [sid]
     run_stack.services.hub.publish("work")  # the scheduler runs in-process in `yard up`, which wakes agents
     with run_stack.client(alice) as client:
-        assert wait_for_state(client, sid, "stopped")["state"] == "stopped"
+        assert wait_for_state(client, sid, "stopped").state == "stopped"
 
 
 def test_runs_run_in_the_develop_server_workspace(run_stack: Stack, tmp_path: Path) -> None:
@@ -203,17 +205,17 @@ def test_runs_run_in_the_develop_server_workspace(run_stack: Stack, tmp_path: Pa
             client.create_run("demo", ["true"], in_devserver=True)
         assert "yard dev start" in none_running.value.message
         server = start_and_wait(client, "demo")
-        assert gateway_exec(client, server["id"], ["sh", "-c", "echo from-workspace > input.txt"])[0] == 0
+        assert gateway_exec(client, server.id, ["sh", "-c", "echo from-workspace > input.txt"])[0] == 0
         run = client.create_run("demo", ["sh", "-c", "pwd; cat input.txt"])
-        assert run.devserver_id == server["id"]
-        assert wait_for_run(client, run.id)["state"] == "succeeded"
+        assert run.devserver_id == server.id
+        assert wait_for_run(client, run.id).state == "succeeded"
         log, _ = client.read_logs(run.id)
     workspace = tmp_path / "agent" / "volume" / "workspaces" / "alice" / "demo"
     assert str(workspace).encode() in log and b"from-workspace" in log
     with run_stack.client() as admin:  # the owner of demo
         outside = admin.create_run("demo", ["pwd"], in_devserver=False)
         assert outside.devserver_id is None
-        assert wait_for_run(admin, outside.id)["state"] == "succeeded"
+        assert wait_for_run(admin, outside.id).state == "succeeded"
         log, _ = admin.read_logs(outside.id)
     assert f"runs/{outside.id}".encode() in log
 
@@ -239,7 +241,7 @@ def test_a_restarted_agent_re_adopts_its_develop_servers(sqlite_stack: Stack, tm
     try:
         with sqlite_stack.client(alice) as client:
             server = start_and_wait(client, "demo")
-        sid = server["id"]
+        sid = server.id
         handle = handle_of(sqlite_stack, sid)
     finally:
         first.stop()  # like the agent process ending: its develop servers keep running

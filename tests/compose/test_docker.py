@@ -53,7 +53,7 @@ def test_a_run_runs_in_a_container_with_its_log_and_exit_code(
     script = "cat /etc/debian_version; id -u; pwd; mkdir out && echo x > out/f; echo to-stderr >&2; exit 3"
     with docker_stack.client() as client:
         run = client.create_run("demo", ["sh", "-c", script])
-        assert wait_for_run(client, run.id, timeout=60)["state"] == "failed"
+        assert wait_for_run(client, run.id, timeout=60).state == "failed"
         final = client.get_run(run.id)
         log, _ = client.read_logs(run.id)
     from control.logformat import raw_output
@@ -137,7 +137,7 @@ def test_an_environment_with_a_missing_image_fails_its_run_saying_so(docker_stac
         client.create_environment("demo", "broken", image="devyard-nope:missing")
         run = client.create_run("demo", ["true"], environment="broken")
         final = wait_for_run(client, run.id, timeout=60)
-    assert final["state"] == "failed"
+    assert final.state == "failed"
     assert "Docker image devyard-nope:missing is not on this host" in str(final.error)
 
 
@@ -148,7 +148,7 @@ def test_a_run_whose_container_is_killed_fails_with_the_reason(docker_stack: Sta
         [container] = containers_of(launcher, "devyard.run", str(run.id))
         launcher.client.containers.get(container["id"]).kill()
         final = wait_for_run(client, run.id, timeout=30)
-    assert final["state"] == "failed"
+    assert final.state == "failed"
     assert "killed" in str(final.error) and "137" in str(final.error)
 
 
@@ -188,7 +188,7 @@ def test_a_restarted_docker_agent_re_adopts_its_containers(
         admin.create_project("demo")
     with running_agent(sqlite_stack, tmp_path / "agent", name="box", launcher=launcher, token=token) as first:
         with sqlite_stack.client() as client:
-            sid = start_and_wait(client, "demo", timeout=60)["id"]
+            sid = start_and_wait(client, "demo", timeout=60).id
             run = client.create_run("demo", ["sh", "-c", "sleep 3; echo finished"])
             wait_for_run(client, run.id, timeout=60, states=("running",))
         # Stopping an agent never stops its work (the fixture would; take the servers away from it).
@@ -201,7 +201,7 @@ def test_a_restarted_docker_agent_re_adopts_its_containers(
             assert time.monotonic() < deadline
             time.sleep(0.05)
         with sqlite_stack.client() as client:
-            assert wait_for_run(client, run.id, timeout=60)["state"] == "succeeded"
+            assert wait_for_run(client, run.id, timeout=60).state == "succeeded"
             assert client.get_devserver(sid).restart_count == 0
             assert client.devserver_call(sid, "GET", "/health")["ok"] is True
         assert [c["id"] for c in containers_of(launcher, "devyard.devserver", str(sid))] == [container["id"]]
@@ -230,9 +230,9 @@ def test_two_docker_agents_on_one_queue_never_launch_a_run_twice(
     ):
         runs = [client.create_run("demo", ["true"]) for _ in range(8)]
         finals = [wait_for_run(client, r.id, timeout=90) for r in runs]
-    assert all(f["state"] == "succeeded" for f in finals), finals
+    assert all(f.state == "succeeded" for f in finals), finals
     assert sorted(launched) == sorted(str(r.id) for r in runs)
-    assert len({f["agent_id"] for f in finals}) >= 1
+    assert len({f.agent_id for f in finals}) >= 1
 
 
 def test_docker_unavailable_is_one_sentence() -> None:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sqlmodel import select
 
+from control.client.calls import untyped
 from control.db.tables import ApiToken
 from tests.stack import Stack
 
@@ -106,10 +107,10 @@ def test_developer_cannot_touch_other_developers_things(stack: Stack) -> None:
 def test_tokens_are_stored_hashed_and_shown_once(stack: Stack) -> None:
     with stack.client() as admin:
         issued = admin.create_token(name="ci")
-        listed = admin.list_tokens().items
+        listed = admin.send(untyped("GET", "/tokens"))["items"]  # as sent: no model hides a field
     secret = issued.token
     assert secret.startswith("dy_") and len(secret) > 40
-    assert all("token" not in t for t in listed)
+    assert listed and all("token" not in t for t in listed)
     with stack.services.engine.connect() as conn:
         hashes = [row.token_hash for row in conn.execute(select(ApiToken))]
     assert secret not in hashes and all(len(h) == 64 for h in hashes)

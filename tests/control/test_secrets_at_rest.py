@@ -78,7 +78,7 @@ def test_secrets_are_ciphertext_in_the_database_and_reach_the_run(run_stack: Sta
         final = wait_for_run(client, run.id)
         blob, _ = client.read_logs(run.id)
         assert client.get_environment("demo", "prod").secret_names == ["API_TOKEN", "OTHER"]
-    assert final["state"] == "succeeded", final
+    assert final.state == "succeeded", final
     assert raw_output(blob) == b"t=*** o=***\n"
     [stored] = raw_secrets(url)
     token_of(stored)
@@ -150,8 +150,8 @@ def test_a_wrong_key_gives_one_clear_sentence(tmp_path: Path, database_url: str)
             run = client.create_run("demo", ["true"], environment="prod")
             final = wait_for_run(client, run.id)
             assert client.create_run("demo", ["true"], environment="plain").id
-    assert final["state"] == "failed"
-    assert "demo/prod cannot be decrypted with the configured keys" in str(final["error"])
+    assert final.state == "failed"
+    assert "demo/prod cannot be decrypted with the configured keys" in str(final.error)
 
 
 def test_the_embedded_key_file_is_private_and_reused(tmp_path: Path) -> None:

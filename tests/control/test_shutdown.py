@@ -30,7 +30,7 @@ def test_an_agent_long_poll_returns_when_the_server_begins_to_stop(sqlite_stack:
         sqlite_stack.services.begin_shutdown()
         poller.join(10)
     assert not poller.is_alive(), "the long-poll held on"
-    assert answer["body"] == {"items": []} and answer["seconds"] < 10
+    assert answer["body"].items == [] and answer["seconds"] < 10
 
 
 def test_an_event_stream_ends_when_the_server_begins_to_stop(sqlite_stack: Stack) -> None:

@@ -294,7 +294,7 @@ def test_a_log_follower_on_one_process_sees_chunks_stored_through_another(pair: 
             final = wait_for_run(client_a, run.id)
     finally:
         agent.stop()
-    assert final["state"] == "succeeded"
+    assert final.state == "succeeded"
     assert len(lags) == 10
     # Each line reaches the follower on A soon after it was printed, not at the 15 s keepalive.
     assert max(lags) < 1.5

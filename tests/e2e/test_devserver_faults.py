@@ -46,7 +46,7 @@ def test_kill9_of_the_api_ends_the_shell_clearly_and_the_develop_server_lives_on
     with ControlClient(server.url, server.admin_token) as client:
         client.create_project("demo")
         started = start_and_wait(client, "demo")
-        handle = client.get_devserver(started["id"])
+        handle = client.get_devserver(started.id)
     [devserver_pid] = _devserver_pids(server.data_dir)
     env = {**os.environ, "DEVYARD_URL": server.url, "DEVYARD_TOKEN": server.admin_token}
     leader, follower = os.openpty()
@@ -85,9 +85,9 @@ def test_kill9_of_the_api_ends_the_shell_clearly_and_the_develop_server_lives_on
     # The API comes back; its agent re-adopts the same develop server process.
     server.start()
     with ControlClient(server.url, server.admin_token) as client:
-        after = client.get_devserver(started["id"])
+        after = client.get_devserver(started.id)
         assert after.state == "running" and after.restart_count == handle.restart_count
-        code_, out, _ = gateway_exec(client, started["id"], ["sh", "-c", "echo $PPID"])
+        code_, out, _ = gateway_exec(client, started.id, ["sh", "-c", "echo $PPID"])
         assert code_ == 0 and out.strip()
     assert _alive(devserver_pid)
 
@@ -95,7 +95,7 @@ def test_kill9_of_the_api_ends_the_shell_clearly_and_the_develop_server_lives_on
 def test_kill9_of_a_develop_server_restarts_it_with_its_workspace(server: Server) -> None:
     with ControlClient(server.url, server.admin_token) as client:
         client.create_project("demo")
-        sid = start_and_wait(client, "demo")["id"]
+        sid = start_and_wait(client, "demo").id
         assert gateway_exec(client, sid, ["sh", "-c", "echo precious > data.txt"])[0] == 0
         [pid] = _devserver_pids(server.data_dir)
         os.kill(pid, signal.SIGKILL)

@@ -22,12 +22,12 @@ def test_kill9_of_a_docker_agent_loses_nothing(sqlite_stack: Stack, docker_image
     try:
         with sqlite_stack.client() as client:
             client.create_project("demo")
-            sid = start_and_wait(client, "demo", timeout=60)["id"]
+            sid = start_and_wait(client, "demo", timeout=60).id
             run = client.create_run("demo", ["sh", "-c", "sleep 4; echo done"])
             wait_for_run(client, run.id, timeout=60, states=("running",))
             agent.kill9()
             agent = AgentProcess(sqlite_stack.url, token, data_dir, "box", substrate="docker", env=env)
-            assert wait_for_run(client, run.id, timeout=60)["state"] == "succeeded"
+            assert wait_for_run(client, run.id, timeout=60).state == "succeeded"
             deadline = time.monotonic() + 20
             while client.get_devserver(sid).state != "running":
                 assert time.monotonic() < deadline

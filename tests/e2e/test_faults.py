@@ -49,9 +49,9 @@ def test_kill9_of_the_api_while_a_run_prints_loses_nothing(server: Server) -> No
     with ControlClient(server.url, server.admin_token) as client:
         final = wait_for_run(client, run.id, timeout=60)
         blob, _ = client.read_logs(run.id)
-    assert final["state"] == "succeeded", final
+    assert final.state == "succeeded", final
     assert raw_output(blob) == EXPECTED
-    assert final["log_lines"] == LINES
+    assert final.log_lines == LINES
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -85,7 +85,7 @@ def test_object_store_stopped_for_30_seconds_loses_nothing(tmp_path: Path, datab
                 blob, _ = client.read_logs(run.id)
         finally:
             running.stop()
-    assert final["state"] == "succeeded", final
+    assert final.state == "succeeded", final
     assert raw_output(blob) == b"".join(b"tick %d\n" % i for i in range(40))
 
 
@@ -140,7 +140,7 @@ def test_kill9_of_agent_and_worker_marks_the_run_lost(agentless_server: Server, 
             agent.kill9()
             os.killpg(worker_pid(handle), signal.SIGKILL)
             final = wait_for_run(client, run.id, timeout=30)
-        assert final["state"] == "lost"
+        assert final.state == "lost"
         assert "No heartbeat" in str(final.error)
     finally:
         agent.stop()
@@ -168,7 +168,7 @@ def test_kill9_of_the_agent_alone_lets_the_run_finish(agentless_server: Server, 
             final = wait_for_run(client, run.id, timeout=60)
             blob, _ = client.read_logs(run.id)
         # The worker lives in its own session and keeps heartbeating, so the run is not lost.
-        assert final["state"] == "succeeded", final
+        assert final.state == "succeeded", final
         assert raw_output(blob) == b"1\n2\n3\n4\n5\n6\n7\n8\n"
         # With no agent left, the worker still removes the run's own folder once it has reported.
         folder = tmp_path / "flaky-data" / "volume" / "runs" / str(run.id)

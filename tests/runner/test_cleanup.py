@@ -23,7 +23,7 @@ def cleaner(stack: Stack, events: list[tuple[str, object]], **settings: object) 
 def finished_run(stack: Stack, script: str) -> int:
     with stack.client() as client:
         run = client.create_run("demo", ["sh", "-c", script])
-        assert wait_for_run(client, run.id)["state"] == "succeeded"
+        assert wait_for_run(client, run.id).state == "succeeded"
         return int(run.id)
 
 

@@ -39,7 +39,7 @@ def test_follow_across_replicas_with_listen_notify(tmp_path: Path, database_url:
                 elif event.event == "end":
                     break
             final = wait_for_run(client_b, run.id)
-    assert final["state"] == "succeeded"
+    assert final.state == "succeeded"
     assert raw_output(received) == b"".join(b"%d\n" % i for i in range(10))
     # Chunks arrive as they are printed (every ~0.2 s), not in one burst at the end: the wake-up
     # crossed replicas through NOTIFY rather than waiting for a keepalive.

@@ -13,13 +13,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from control.client import ApiError, Forbidden, NotFound
 from control.logformat import decode, raw_output
+from control.wire.runs import RunOut
 from tests.runner.test_orphans import running_in_group
 from tests.stack import Stack, wait_for_run
 from tests.waiting import wait_until
@@ -47,7 +47,7 @@ def test_output_is_stored_byte_for_byte(run_stack: Stack, tmp_path: Path) -> Non
     with run_stack.client() as client:
         run = client.create_run("demo", [PY, "-c", script])
         final = wait_for_run(client, run.id)
-    assert final["state"] == "succeeded" and final["exit_code"] == 0
+    assert final.state == "succeeded" and final.exit_code == 0
     blob = stored_log(run_stack, run.id)
     # stdout and stderr share one channel: the log is what `> file 2>&1` holds, in order.
     assert raw_output(blob) == (
@@ -57,7 +57,7 @@ def test_output_is_stored_byte_for_byte(run_stack: Stack, tmp_path: Path) -> Non
     assert {r.stream for r in records} == {"m"}
     assert records[-1].complete is False
     assert all(abs(r.ts_ms / 1000 - time.time()) < 120 for r in records)
-    assert final["log_lines"] == len(records) and final["log_bytes"] == len(blob)
+    assert final.log_lines == len(records) and final.log_bytes == len(blob)
     # The worker's spool (spec, log) is gone, folder and all, once it has reported the outcome:
     # nothing piles up per run.
     spool = tmp_path / "agent" / "spool" / str(run.id)
@@ -70,9 +70,9 @@ def test_exit_code_and_missing_command(run_stack: Stack) -> None:
         missing = client.create_run("demo", ["definitely-not-a-command-xyz"])
         failed = wait_for_run(client, failing.id)
         absent = wait_for_run(client, missing.id)
-    assert (failed["state"], failed["exit_code"]) == ("failed", 7)
-    assert absent["state"] == "failed" and absent["exit_code"] == 127
-    assert absent["error"] == "Command 'definitely-not-a-command-xyz' was not found on the agent's PATH."
+    assert (failed.state, failed.exit_code) == ("failed", 7)
+    assert absent.state == "failed" and absent.exit_code == 127
+    assert absent.error == "Command 'definitely-not-a-command-xyz' was not found on the agent's PATH."
 
 
 def test_bad_requests_are_refused_and_store_nothing(run_stack: Stack) -> None:
@@ -125,7 +125,7 @@ def test_a_cancel_right_after_the_launch_always_ends_cancelled(run_stack: Stack)
             time.sleep(delay)  # the delay is what is tested: each one cancels in another window of the start
             client.cancel_run(run.id)
             final = wait_for_run(client, run.id, timeout=20)
-            assert final["state"] == "cancelled", (delay, final)
+            assert final.state == "cancelled", (delay, final)
 
 
 def test_cancel_a_queued_run_is_immediate(run_stack: Stack) -> None:
@@ -146,7 +146,7 @@ def test_timeout(run_stack: Stack) -> None:
     with run_stack.client() as client:
         run = client.create_run("demo", ["sleep", "30"], timeout_s=1)
         final = wait_for_run(client, run.id, timeout=20)
-    assert final["state"] == "timed_out"
+    assert final.state == "timed_out"
 
 
 def test_retries_until_success(run_stack: Stack, tmp_path: Path) -> None:
@@ -155,15 +155,15 @@ def test_retries_until_success(run_stack: Stack, tmp_path: Path) -> None:
     with run_stack.client() as client:
         run = client.create_run("demo", ["sh", "-c", script], max_retries=3)
         first = wait_for_run(client, run.id)
-        assert first["state"] == "failed"
+        assert first.state == "failed"
 
-        def succeeded_retry() -> dict[str, Any] | None:
-            retry = next((r for r in client.list_runs()["items"] if r["retry_of_id"] == run.id), None)
-            return retry if retry and retry["state"] == "succeeded" else None
+        def succeeded_retry() -> RunOut | None:
+            retry = next((r for r in client.list_runs().items if r.retry_of_id == run.id), None)
+            return retry if retry and retry.state == "succeeded" else None
 
         retry = wait_until(succeeded_retry, timeout=20, message="a retry to succeed")
-        runs = client.list_runs()["items"]
-    assert retry is not None and retry["state"] == "succeeded" and retry["attempt"] == 2 and retry["trigger"] == "retry"
+        runs = client.list_runs().items
+    assert retry is not None and retry.state == "succeeded" and retry.attempt == 2 and retry.trigger == "retry"
     assert len(runs) == 2  # no third attempt after a success
 
 
@@ -172,8 +172,8 @@ def test_project_concurrency_limit_keeps_order(run_stack: Stack) -> None:
         client.update_project("demo", max_concurrent_runs=1)
         ids = [client.create_run("demo", ["sh", "-c", "sleep 0.3"]).id for _ in range(3)]
         finals = [wait_for_run(client, i, timeout=30) for i in ids]
-    assert all(f["state"] == "succeeded" for f in finals)
-    spans = [(f["started_at"], f["finished_at"]) for f in finals]
+    assert all(f.state == "succeeded" for f in finals)
+    spans = [(f.started_at, f.finished_at) for f in finals]
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert str(start) >= str(end), "runs of a project limited to 1 overlapped"
 
@@ -185,7 +185,7 @@ def test_secrets_are_masked_in_stored_logs(run_stack: Stack) -> None:
         )
         run = client.create_run("demo", ["sh", "-c", "echo $GREETING key=$API_KEY"], environment="prod")
         final = wait_for_run(client, run.id)
-    assert final["state"] == "succeeded"
+    assert final.state == "succeeded"
     assert raw_output(stored_log(run_stack, run.id)) == b"hello key=***\n"
 
 
@@ -231,7 +231,7 @@ def test_artifacts_roundtrip(run_stack: Stack, tmp_path: Path) -> None:
     with run_stack.client() as client:
         run = client.create_run("demo", ["sh", "-c", script], artifacts=["target/**/*.json", "target/sub/*.bin"])
         final = wait_for_run(client, run.id)
-        assert final["state"] == "succeeded"
+        assert final.state == "succeeded"
         artifacts = client.list_artifacts(run.id)
         assert [a.path for a in artifacts] == ["target/run.json", "target/sub/blob.bin"]
         blob = next(a for a in artifacts if a.path.endswith(".bin"))
@@ -297,7 +297,7 @@ def test_the_agent_stops_the_command_and_removes_the_folder_of_a_run_whose_worke
         os.kill(_worker_pid(run.id), signal.SIGKILL)
         try:
             final = wait_for_run(client, run.id, timeout=20)
-            assert final["state"] == "failed" and "worker was killed" in str(final["error"])
+            assert final.state == "failed" and "worker was killed" in str(final.error)
             assert _gone(folder / str(run.id))
             assert not running_in_group(group)
         finally:
@@ -318,7 +318,7 @@ def test_a_folder_holding_a_refused_artifact_stays(tmp_path: Path, database_url:
         run = client.create_run("demo", ["sh", "-c", script], artifacts=["*.bin", "*.txt"])
         final = wait_for_run(client, run.id)
         assert [a.path for a in client.list_artifacts(run.id)] == ["small.txt"]
-    assert final["state"] == "succeeded"
+    assert final.state == "succeeded"
     folder = tmp_path / "agent" / "volume" / "runs" / str(run.id)
     assert (folder / "big.bin").stat().st_size == 100  # that file exists nowhere else
 

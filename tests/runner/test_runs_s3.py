@@ -46,7 +46,7 @@ def test_logs_artifacts_and_compaction_on_s3(s3_stack: Stack, tmp_path: Path) ->
         with open(tmp_path / "blob.bin", "wb") as handle:
             client.download_artifact(run.id, artifact.id, handle)
     expected = b"".join(b"line %d \x1b[1mbold\x1b[0m\n" % i for i in range(1, 201))
-    assert final["state"] == "succeeded"
+    assert final.state == "succeeded"
     assert raw_output(followed) == raw_output(stored) == expected
     assert hashlib.sha256((tmp_path / "blob.bin").read_bytes()).hexdigest() == artifact.sha256
     cleaner = Scheduler(

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from control.db.tables import Run, Schedule, ScheduleTick
 from control.schedules.scheduler import Scheduler
 from control.schedules.ticks import first_fire_after
+from control.wire.schedules import ScheduleOut
 from tests.stack import Stack, running_stack
 
 
@@ -31,12 +32,9 @@ def scheduler(stack: Stack, events: list[tuple[str, dict[str, Any]]] | None = No
     return Scheduler(stack.services.engine, stack.services.store, stack.settings, publish=publish)
 
 
-def add(stack: Stack, name: str, cron: str, **fields: Any) -> dict[str, Any]:
+def add(stack: Stack, name: str, cron: str, **fields: Any) -> ScheduleOut:
     with stack.client() as client:
-        result: dict[str, Any] = client.create_schedule(
-            name=name, project="demo", command=["echo", name], cron=cron, **fields
-        )
-        return result
+        return client.create_schedule(name=name, project="demo", command=["echo", name], cron=cron, **fields)
 
 
 def move_to(stack: Stack, name: str, start: datetime) -> datetime:

@@ -12,11 +12,11 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from control.client import ControlClient
+from control.wire.devservers import DevServerOut
 from sync.engine import SyncEngine
 from tests.compose.devserver_helpers import start_and_wait
 from tests.stack import Stack, running_agent, running_stack
@@ -58,16 +58,16 @@ class Workspace:
     """A running develop server and where its workspace is on disk (for checking only)."""
 
     client: ControlClient
-    server: dict[str, Any]
+    server: DevServerOut
     path: Path
     base: Path
 
     @property
     def server_id(self) -> int:
-        return int(self.server["id"])
+        return self.server.id
 
     def engine(self, root: Path) -> SyncEngine:
-        return SyncEngine.open(self.client, self.server_id, str(self.server["workspace"]), root)
+        return SyncEngine.open(self.client, self.server_id, str(self.server.workspace), root)
 
     def pid(self) -> int:
         """The develop server's process id, from the ready file its agent keeps."""
@@ -82,8 +82,8 @@ def workspace(agent_stack: AgentStack) -> Iterator[Workspace]:
     with agent_stack.stack.client() as client:
         client.create_project(name)
         server = start_and_wait(client, name)
-        yield Workspace(client, server, agent_stack.volume / server["workspace"], agent_stack.base)
-        client.stop_devserver(int(server["id"]))
+        yield Workspace(client, server, agent_stack.volume / server.workspace, agent_stack.base)
+        client.stop_devserver(server.id)
 
 
 @dataclass

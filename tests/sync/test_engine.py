@@ -96,7 +96,7 @@ def test_changes_made_on_the_develop_server_are_kept_as_conflict_copies(workspac
     assert not (root / "report.csv").exists()
     assert snapshot(root) == {k: v for k, v in snapshot(workspace.path).items() if k != "report.csv"}
     status = local_status(root)  # what the TUI shows for this folder
-    assert status is not None and status["conflicts"] == 1 and status["project"] == workspace.server["project"]
+    assert status is not None and status["conflicts"] == 1 and status["project"] == workspace.server.project
     assert workspace.engine(root).sync().conflicts == []
     assert local_status(root)["conflicts"] == 0  # type: ignore[index]
     assert local_status(tmp_path / "elsewhere") is None
@@ -157,7 +157,7 @@ def test_a_file_over_a_gigabyte_streams(workspace: Workspace, agent_stack: Agent
         "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM')).split()[1])\n"
     )
     argv = [sys.executable, "-c", script, agent_stack.stack.url, agent_stack.stack.admin_token]
-    argv += [str(workspace.server_id), str(workspace.server["workspace"]), str(root)]
+    argv += [str(workspace.server_id), str(workspace.server.workspace), str(root)]
     child = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert child.returncode == 0, child.stderr
     # The child's own VmHWM, not its rusage: at exec the kernel folds the RSS of the process that

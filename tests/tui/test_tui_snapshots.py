@@ -296,11 +296,13 @@ def test_devserver_view(snap_compare: Snap, sqlite_stack: Stack, tmp_path: Path)
             facts, git = app.screen.query_one(DevServerFacts), app.screen.query_one(GitPanel)
             sync = app.screen.query_one(SyncPanel)
             await until(lambda: facts.health is not None and git.status is not None and sync.status is not None)
-            facts.server = {
-                **(facts.server or {}),
-                "started_at": (FROZEN - timedelta(hours=1, minutes=12)).isoformat(),
-                "last_activity_at": (FROZEN - timedelta(seconds=30)).isoformat(),
-            }
+            assert facts.server is not None
+            facts.server = facts.server.model_copy(
+                update={
+                    "started_at": FROZEN - timedelta(hours=1, minutes=12),
+                    "last_activity_at": FROZEN - timedelta(seconds=30),
+                }
+            )
             facts.health = {**(facts.health or {}), "pid": 4242}
             facts.endpoint = facts.endpoint.replace(sqlite_stack.url, SHOWN_URL)
             git.status = {**(git.status or {}), "head": "3f2a9c1d0e4b7a55c0ffee"}
