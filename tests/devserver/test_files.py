@@ -137,7 +137,7 @@ def test_sha_mismatch_is_refused_and_keeps_the_old_file(client: httpx.Client, se
     response = post_batch(client, put("first.txt", b"1\n") + wrong + put("after.txt", b"never\n"))
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "sha256_mismatch" and response.json()["error"]["applied"] == 1
-    assert response.json()["path"] == "sha.txt"
+    assert response.json()["error"]["path"] == "sha.txt"
     assert (server.workspace / "sha.txt").read_bytes() == b"original\n"
     assert not (server.workspace / "after.txt").exists()
     assert temp_files(server.workspace) == []

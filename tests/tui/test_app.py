@@ -79,7 +79,7 @@ def test_dashboard_lists_and_follows_live_events(sqlite_stack: Stack) -> None:
             await wait_for(lambda: runs.items[str(first.id)].state == "cancelled")
             await pilot.press("3")
             schedules = app.screen.query_one("#schedules-table", ResourceTable)
-            assert rows(schedules) and schedules.items[rows(schedules)[0]]["name"] == "nightly"
+            assert rows(schedules) and schedules.items[rows(schedules)[0]].name == "nightly"
             await pilot.press("l")  # next tab, vim style
             assert app.screen.query_one("TabbedContent").active == "agents"  # type: ignore[attr-defined]
 
@@ -202,7 +202,7 @@ def test_following_a_live_run_then_cancelling_it(agent_stack: Stack) -> None:
             await pilot.pause()
             await pilot.press("y")  # the confirmation
             screen = app.screen_stack[-1]
-            await wait_for(lambda: isinstance(screen, RunScreen) and (screen.run or {}).get("state") == "cancelled")
+            await wait_for(lambda: isinstance(screen, RunScreen) and screen.run is not None and screen.run.state == "cancelled")
 
     asyncio.run(scenario())
 
