@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from control.client import ControlClient
+from control.wire.runs import RunOut
 from tests.compose.devserver_helpers import gateway_exec, start_and_wait, wait_for_state
 from tests.stack import Stack, running_agent, running_stack, wait_for_run
 
@@ -96,9 +97,9 @@ def test_a_schedule_cannot_move_to_an_environment_its_author_may_not_use(stack: 
         assert bob.patch("/schedules/nightly", json={"environment": "prod"}).status_code == 403
 
 
-def _grant_and_run(client: ControlClient, env: str, command: list[str], **fields: Any) -> dict[str, Any]:
+def _grant_and_run(client: ControlClient, env: str, command: list[str], **fields: Any) -> RunOut:
     run = client.create_run("ashop", command, environment=env, **fields)
-    return wait_for_run(client, int(run.id))
+    return wait_for_run(client, run.id)
 
 
 def test_the_audit_reproduction_is_refused_and_members_get_the_secret(run_stack: Stack) -> None:
@@ -110,15 +111,15 @@ def test_the_audit_reproduction_is_refused_and_members_get_the_secret(run_stack:
         assert getattr(refused.value, "status", None) == 403
         assert "yard projects members add" in str(refused.value)
         server = start_and_wait(bob, "ashop")  # no environment: still his to have
-        code, out, _ = gateway_exec(bob, server["id"], ["sh", "-c", "echo x${DB_PASSWORD}x"])
+        code, out, _ = gateway_exec(bob, server.id, ["sh", "-c", "echo x${DB_PASSWORD}x"])
         assert (code, out) == (0, b"xx\n")
         with pytest.raises(Exception) as refused:
             bob.create_run("ashop", ["sh", "-c", "echo $DB_PASSWORD | rev"], environment="prod", in_devserver=True)
         assert getattr(refused.value, "status", None) == 403
-        bob.stop_devserver(server["id"])
+        bob.stop_devserver(server.id)
     with run_stack.client(tokens["mia"]) as mia:
         done = _grant_and_run(mia, "prod", ["sh", "-c", f'test "$DB_PASSWORD" = {SECRET}'], in_devserver=False)
-        assert done["state"] == "succeeded", done
+        assert done.state == "succeeded", done
 
 
 def test_access_is_checked_again_when_the_work_is_claimed(tmp_path: Path, database_url: str) -> None:
@@ -147,15 +148,15 @@ def test_access_is_checked_again_when_the_work_is_claimed(tmp_path: Path, databa
         with running_agent(stack, tmp_path / "agent"), stack.client() as admin:
             for run_id in (queued.id, fired.run_id):
                 run = wait_for_run(admin, run_id)
-                assert run["state"] == "failed" and "can only be used by" in str(run["error"]), run
-                assert run["log_bytes"] == 0
+                assert run.state == "failed" and "can only be used by" in str(run.error), run
+                assert run.log_bytes == 0
             with stack.client(tokens["max"]) as max_client:
                 server = start_and_wait(max_client, "ashop", environment="vault")
-                code, out, _ = gateway_exec(max_client, server["id"], ["sh", "-c", "echo $DB_PASSWORD"])
+                code, out, _ = gateway_exec(max_client, server.id, ["sh", "-c", "echo $DB_PASSWORD"])
                 assert (code, out.strip()) == (0, SECRET.encode())
                 with stack.client(tokens["alice"]) as alice:
                     alice.set_member("ashop", "max", "developer")  # no longer allowed on vault
-                assert wait_for_state(max_client, server["id"], "stopped")["state"] == "stopped"
+                assert wait_for_state(max_client, server.id, "stopped").state == "stopped"
                 with pytest.raises(Exception) as refused:
                     max_client.start_devserver("ashop")  # a restart would keep the vault environment
                 assert getattr(refused.value, "status", None) == 403

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from control.logformat import decode, raw_output
+from control.wire.runs import RunOut
 from tests.runner.test_runs import _worker_pid
 from tests.stack import Stack, wait_for_run
 
@@ -22,7 +23,7 @@ ORDER_ERR_THEN_OUT = 'echo "warning: first" >&2; for i in $(seq 1 2000); do echo
 ALTERNATING = "import sys\nfor i in range(50):\n    print(f'out {i}')\n    sys.stderr.write(f'err {i}\\n')\n"
 
 
-def run_and_read(stack: Stack, command: list[str], **fields: object) -> tuple[dict[str, object], bytes]:
+def run_and_read(stack: Stack, command: list[str], **fields: object) -> tuple[RunOut, bytes]:
     with stack.client() as client:
         run = client.create_run("demo", command, **fields)
         final = wait_for_run(client, run.id, timeout=60)
@@ -42,13 +43,13 @@ def into_file(command: list[str], tmp_path: Path) -> bytes:
 def test_an_error_printed_last_is_stored_last(run_stack: Stack, tmp_path: Path) -> None:
     command = ["sh", "-c", ORDER_OUT_THEN_ERR]
     final, blob = run_and_read(run_stack, command)
-    assert final["state"] == "failed" and final["exit_code"] == 42
+    assert final.state == "failed" and final.exit_code == 42
     lines = raw_output(blob).splitlines()
     assert len(lines) == 2001
     assert lines[-1] == b"error: linker failed" and lines[0] == b"build step 1"
     assert raw_output(blob) == into_file(command, tmp_path)
     with run_stack.client() as client:
-        tail, _ = client.read_logs(int(final["id"]), tail=2)  # type: ignore[call-overload]
+        tail, _ = client.read_logs(int(final.id), tail=2)  # type: ignore[call-overload]
     assert raw_output(tail) == b"build step 2000\nerror: linker failed\n"
 
 
@@ -121,7 +122,7 @@ def test_a_100_mb_line_without_newline(run_stack: Stack, tmp_path: Path) -> None
         peak = peak_rss_kib(run.id)
         final = wait_for_run(client, run.id, timeout=120)
         blob, _ = client.read_logs(run.id)
-    assert final["state"] == "succeeded"
+    assert final.state == "succeeded"
     output = raw_output(blob)
     assert len(output) == 100 * 1024 * 1024 and b"\n" not in output
     assert output == into_file(command, tmp_path)

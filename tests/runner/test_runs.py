@@ -196,7 +196,7 @@ def test_artifacts_with_non_latin1_names_download(run_stack: Stack, tmp_path: Pa
     )
     with run_stack.client() as client:
         run = client.create_run("demo", [PY, "-c", script], artifacts=["out/*"])
-        assert wait_for_run(client, run.id)["state"] == "succeeded"
+        assert wait_for_run(client, run.id).state == "succeeded"
         artifacts = {a.path: a for a in client.list_artifacts(run.id)}
     assert sorted(artifacts) == sorted(f"out/{name}" for name in names)
     auth = {"Authorization": f"Bearer {run_stack.admin_token}"}

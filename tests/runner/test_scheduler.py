@@ -274,10 +274,10 @@ def test_a_scheduled_run_is_announced_whole_as_an_api_run_is(sched_stack: Stack)
     )
     ticker.run_once(t0)
     with sched_stack.client() as client:
-        by_api = client.create_run("demo", ["echo", "by hand"])
+        by_api = client.create_run("demo", ["echo", "by hand"]).model_dump(mode="json")
         scheduled, announced_api = created_events(sched_stack, 2)
         assert announced_api == by_api
-        assert scheduled == client.get_run(scheduled["id"])
+        assert scheduled == client.get_run(scheduled["id"]).model_dump(mode="json")
     assert scheduled.keys() == by_api.keys()
     assert (scheduled["trigger"], scheduled["project"], scheduled["user"]) == ("schedule", "demo", "admin")
     # The next tick asks the first run to stop: that change is announced whole too.

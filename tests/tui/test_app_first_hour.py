@@ -173,7 +173,7 @@ def test_last_activity_of_develop_servers_moves_without_a_refresh(
     monkeypatch.setattr("tui.screens.dashboard.DEVSERVERS_EVERY_S", 0.3)
     with agent_stack.client() as admin:
         server = start_and_wait(admin, "demo")
-    key = str(server["id"])
+    key = str(server.id)
 
     async def scenario() -> None:
         app = app_for(agent_stack)
@@ -182,15 +182,15 @@ def test_last_activity_of_develop_servers_moves_without_a_refresh(
             await wait_for(lambda: key in table.items)
             before = table.items[key].last_activity_at
             with agent_stack.client() as admin:
-                code, out, _ = await asyncio.to_thread(gateway_exec, admin, int(server["id"]), ["echo", "hi"])
+                code, out, _ = await asyncio.to_thread(gateway_exec, admin, int(server.id), ["echo", "hi"])
                 assert (code, out) == (0, b"hi\n")
-                touched = (await asyncio.to_thread(admin.get_devserver, int(server["id"])))["last_activity_at"]
+                touched = (await asyncio.to_thread(admin.get_devserver, server.id)).last_activity_at
             assert touched != before
             await wait_for(lambda: table.items[key].last_activity_at == touched)  # no `r` pressed
 
     asyncio.run(scenario())
     with agent_stack.client() as admin:
-        admin.stop_devserver(int(server["id"]))
+        admin.stop_devserver(server.id)
 
 
 def test_schedules_are_added_paused_and_resumed_from_the_tui(sqlite_stack: Stack) -> None:
@@ -232,7 +232,7 @@ def test_schedules_are_added_paused_and_resumed_from_the_tui(sqlite_stack: Stack
             assert any("Schedule nightly added for demo" in note for note in notes(app))
             with sqlite_stack.client() as admin:
                 created = admin.get_schedule("nightly")
-            assert (created["command"], created["timezone"], created["enabled"]) == (
+            assert (created.command, created.timezone, created.enabled) == (
                 ["make", "test"],
                 "Europe/Berlin",
                 True,
@@ -241,13 +241,13 @@ def test_schedules_are_added_paused_and_resumed_from_the_tui(sqlite_stack: Stack
             await pilot.press("p")  # pausing asks first
             await wait_for(lambda: isinstance(app.screen, ConfirmScreen))
             await pilot.press("y")
-            await wait_for(lambda: table.items.get(rows(table)[0], {}).get("enabled") is False)
+            await wait_for(lambda: (item := table.items.get(rows(table)[0])) is not None and item.enabled is False)
             assert "paused" in str(table.get_row_at(0)[3])
             await pilot.press("p")  # resuming does not
-            await wait_for(lambda: table.items.get(rows(table)[0], {}).get("enabled") is True)
+            await wait_for(lambda: (item := table.items.get(rows(table)[0])) is not None and item.enabled is True)
             assert isinstance(app.screen, DashboardScreen)
         with sqlite_stack.client() as admin:
-            assert admin.get_schedule("nightly")["enabled"] is True
+            assert admin.get_schedule("nightly").enabled is True
 
     asyncio.run(scenario())
 
@@ -263,7 +263,7 @@ def test_the_artifacts_dialog_downloads_to_a_folder(
     with agent_stack.client() as admin:
         script = "echo made > report.txt; mkdir -p sub; echo deep > sub/b.txt"
         run = admin.create_run("demo", ["sh", "-c", script], artifacts=["*.txt", "sub/*.txt"])
-        wait_for_run(admin, run["id"])
+        wait_for_run(admin, run.id)
     here = tmp_path / "here"
     here.mkdir()
     monkeypatch.chdir(here)
@@ -273,7 +273,7 @@ def test_the_artifacts_dialog_downloads_to_a_folder(
         app = app_for(agent_stack)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(lambda: app.first_paint_at is not None)
-            app.show_artifacts(int(run["id"]))
+            app.show_artifacts(run.id)
             await wait_for(lambda: isinstance(app.screen, ArtifactsScreen))
             screen = app.screen
             await wait_for(lambda: screen.query(DataTable) and screen.query_one(DataTable).row_count == 2)
@@ -302,7 +302,7 @@ def test_a_develop_server_whose_environment_changed_says_restart(agent_stack: St
     with agent_stack.client() as admin:
         admin.create_environment("demo", "dev", variables={"TARGET": "dev"})
         server = start_and_wait(admin, "demo", environment="dev")
-    key = str(server["id"])
+    key = str(server.id)
 
     async def scenario() -> None:
         app = app_for(agent_stack)
@@ -314,10 +314,10 @@ def test_a_develop_server_whose_environment_changed_says_restart(agent_stack: St
             with agent_stack.client() as admin:
                 await asyncio.to_thread(admin.update_environment, "demo", "dev", variables={"TARGET": "prod"})
             await pilot.press("r")
-            await wait_for(lambda: table.items[key].get("stale_environment") is True)
+            await wait_for(lambda: table.items[key].stale_environment is True)
             await pilot.pause()
             assert str(table.get_row_at(0)[7]) == "dev (changed: restart)"
 
     asyncio.run(scenario())
     with agent_stack.client() as admin:
-        admin.stop_devserver(int(server["id"]))
+        admin.stop_devserver(server.id)
