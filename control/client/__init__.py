@@ -15,6 +15,7 @@ from control.client.errors import (
     DevyardError,
     Forbidden,
     NotFound,
+    UnexpectedAnswer,
     raise_for_error,
 )
 from control.client.streams import LogFrame, LogFrameDecoder, SSEDecoder, SSEEvent
@@ -35,5 +36,6 @@ __all__ = [
     "NotFound",
     "SSEDecoder",
     "SSEEvent",
+    "UnexpectedAnswer",
     "raise_for_error",
 ]

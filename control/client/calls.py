@@ -13,7 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
+
+from control.client.errors import UnexpectedAnswer
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -32,10 +34,18 @@ class Call(Generic[T]):
     content: Any = None
 
     def decode(self, data: Any) -> T:
-        """The answer's JSON as its wire model."""
+        """The answer's JSON as its wire model; :class:`UnexpectedAnswer` when it is not one."""
         if self.answer is None:
             return None  # type: ignore[return-value]  # Call[None]: nothing to decode
-        return _adapter(self.answer).validate_python(data)  # type: ignore[no-any-return]
+        try:
+            return _adapter(self.answer).validate_python(data)  # type: ignore[no-any-return]
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "the answer"
+            raise UnexpectedAnswer(
+                f"The API's answer to {self.method} {self.path} is not what this client expects"
+                f" ({where}: {problem['msg'].lower()}); are yard and the server the same version?"
+            ) from None
 
 
 def call(

@@ -15,6 +15,7 @@ __all__ = [
     "DevyardError",
     "Forbidden",
     "NotFound",
+    "UnexpectedAnswer",
     "connection_failed",
     "raise_for_error",
 ]
@@ -22,6 +23,10 @@ __all__ = [
 
 class ConnectionFailed(DevyardError):
     """The control API could not be reached."""
+
+
+class UnexpectedAnswer(DevyardError):
+    """The API answered, but not in the shape this client knows (another version)."""
 
 
 class AuthFailed(ApiError):

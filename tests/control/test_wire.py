@@ -139,3 +139,13 @@ def _run(**fields: object) -> dict[str, object]:
         "artifact_globs": [],
     }  # fmt: skip
     return base | fields
+
+
+def test_an_answer_of_another_shape_is_one_sentence_not_a_traceback() -> None:
+    from control.client import DevyardError, UnexpectedAnswer
+    from control.client.calls import call
+
+    with pytest.raises(UnexpectedAnswer) as caught:
+        call("GET", "/runs/1", RunOut).decode({"id": 1, "state": "running"})
+    assert isinstance(caught.value, DevyardError)
+    assert str(caught.value).startswith("The API's answer to GET /runs/1 is not what this client expects (")
