@@ -172,8 +172,8 @@ def test_refs_that_look_like_options_are_refused(
     commit(client, "first", paths=["a.txt"])
     response = client.post(route, json=body)
     assert response.status_code == 400, response.text
-    assert response.json()["error"] == "bad_ref_name"
-    assert client.get("/git/log", params={"ref": "--all"}).json()["error"] == "bad_ref_name"
+    assert response.json()["error"]["code"] == "bad_ref_name"
+    assert client.get("/git/log", params={"ref": "--all"}).json()["error"]["code"] == "bad_ref_name"
     assert "-" not in client.get("/git/refs").text
 
 
