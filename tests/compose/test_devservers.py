@@ -285,16 +285,16 @@ def test_a_run_in_the_workspace_keeps_its_develop_server_from_the_idle_stop(run_
             session.commit()
 
     with run_stack.client(alice) as client:
-        sid = start_and_wait(client, "demo", idle_timeout_s=60)["id"]
+        sid = start_and_wait(client, "demo", idle_timeout_s=60).id
         run = client.create_run("demo", ["sh", "-c", "while [ ! -f go-on ]; do sleep 0.05; done; echo done"])
-        assert run["devserver_id"] == sid
-        wait_for_run(client, run["id"], states=("running",))
+        assert run.devserver_id == sid
+        wait_for_run(client, run.id, states=("running",))
         idle_for_five_minutes(sid)
         _, report = scheduler.clean(utcnow())
         assert report.devservers_stopped == []  # the run is activity
-        assert client.get_devserver(sid)["state"] == "running"
+        assert client.get_devserver(sid).state == "running"
         assert gateway_exec(client, sid, ["touch", "go-on"])[0] == 0
-        assert wait_for_run(client, run["id"])["state"] == "succeeded"
+        assert wait_for_run(client, run["id"]).state == "succeeded"
         idle_for_five_minutes(sid)
         _, report = scheduler.clean(utcnow())
         assert report.devservers_stopped == [sid]  # idle again once the run is over

@@ -101,14 +101,14 @@ def test_a_burst_of_terminals_is_bounded_per_user_and_ends_with_its_clients(term
         server = start_and_wait(client, "demo")
     with terminal_stack.client(bob) as client:
         bobs = start_and_wait(client, "demo")
-    server_pid = pid_of(handle_of(terminal_stack, server["id"]))
+    server_pid = pid_of(handle_of(terminal_stack, server.id))
     opened: list[ClientConnection] = []
     refused: list[tuple[int, bytes]] = []
     lock = threading.Lock()
 
     def attempt() -> None:
         try:
-            terminal = open_terminal(terminal_stack, server["id"], alice)
+            terminal = open_terminal(terminal_stack, server.id, alice)
         except InvalidStatus as exc:
             with lock:
                 refused.append((exc.response.status_code, bytes(exc.response.body or b"")))
@@ -126,7 +126,7 @@ def test_a_burst_of_terminals_is_bounded_per_user_and_ends_with_its_clients(term
         assert {status for status, _ in refused} == {429}
         assert all(json.loads(body)["error"]["code"] == "too_many_terminals" for _, body in refused)
         wait_until(lambda: len(shells_of(server_pid)) == PER_USER, 10, f"{PER_USER} shells running")
-        with open_terminal(terminal_stack, bobs["id"], bob) as other:  # the limit is alice's alone
+        with open_terminal(terminal_stack, bobs.id, bob) as other:  # the limit is alice's alone
             assert shell_pid(other) > 0
     finally:
         for terminal in opened:
@@ -134,7 +134,7 @@ def test_a_burst_of_terminals_is_bounded_per_user_and_ends_with_its_clients(term
     took = wait_until(lambda: not shells_of(server_pid), 5, "every shell of a vanished client gone")
     print(f"{PER_USER} shells gone {took:.2f} s after their clients")
     # The count went down with them: alice may open terminals again.
-    with open_terminal(terminal_stack, server["id"], alice) as again:
+    with open_terminal(terminal_stack, server.id, alice) as again:
         assert shell_pid(again) > 0
 
 
@@ -142,7 +142,7 @@ def test_shells_end_promptly_when_their_clients_vanish(terminal_stack: Stack) ->
     alice = terminal_stack.user("alice", "developer")
     with terminal_stack.client(alice) as client:
         server = start_and_wait(client, "demo")
-    terminals = [open_terminal(terminal_stack, server["id"], alice) for _ in range(PER_USER)]
+    terminals = [open_terminal(terminal_stack, server.id, alice) for _ in range(PER_USER)]
     pids = [shell_pid(terminal) for terminal in terminals]
     assert all(alive(pid) for pid in pids)
     for terminal in terminals:

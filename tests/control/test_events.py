@@ -123,11 +123,11 @@ def test_develop_servers_reach_only_their_owner_and_no_event_arrives_twice(run_s
     start = run_stack.services.events.publish("marker.start", {}).id
     with run_stack.client(alice) as client:
         server = start_and_wait(client, "demo")
-        client.stop_devserver(server["id"])
-        client.stop_devserver(server["id"])  # a no-op: nothing to announce
+        client.stop_devserver(server.id)
+        client.stop_devserver(server.id)  # a no-op: nothing to announce
     with run_stack.client() as admin:
         run = admin.create_run("demo", ["true"], in_devserver=False)
-        wait_for_run(admin, run["id"])
+        wait_for_run(admin, run.id)
     run_stack.services.events.publish("marker.end", {})
 
     by_admin = _replay_until_end(run_stack, None, start)

@@ -149,14 +149,14 @@ def test_tty_runs_get_a_terminal_and_keep_its_order_and_bytes(run_stack: Stack) 
     """Under --tty Python line-buffers stdout as on a terminal, so print() and an unflushed
     stderr write alternate; the bytes are stored unchanged (no \\n -> \\r\\n)."""
     final, blob = run_and_read(run_stack, [PY, "-c", TTY_SCRIPT], tty=True, tty_cols=100, tty_rows=30)
-    assert final["state"] == "succeeded" and final["tty"] is True
+    assert final.state == "succeeded" and final["tty"] is True
     assert raw_output(blob) == (
         b"stdout is a tty\nsize 100 30\ncolour terminal True\n"
         b"out 0\nerr 0\nout 1\nerr 1\nout 2\nerr 2\n"
         b"a\r\nb\rc\x1b[31mred\x1b[0m\n\xc3\xbf no newline"
     )
     plain, blob = run_and_read(run_stack, [PY, "-c", TTY_SCRIPT])
-    assert plain["tty"] is False
+    assert plain.tty is False
     assert raw_output(blob).startswith(b"err 0\nerr 1\nerr 2\nstdout is not a tty\n")
 
 
@@ -172,7 +172,7 @@ def test_tty_output_is_byte_identical_to_the_file(run_stack: Stack, tmp_path: Pa
     )
     command = [PY, "-c", script]
     final, blob = run_and_read(run_stack, command, tty=True)
-    assert final["state"] == "succeeded"
+    assert final.state == "succeeded"
     assert raw_output(blob) == into_file(command, tmp_path)
 
 
@@ -181,12 +181,12 @@ def test_a_schedule_with_tty_gives_its_runs_a_terminal(run_stack: Stack) -> None
     with run_stack.client() as client:
         client.create_schedule(name="tty-job", project="demo", command=["sh", "-c", script], cron="0 3 * * *", tty=True)
         client.create_schedule(name="pipe-job", project="demo", command=["sh", "-c", script], cron="0 3 * * *")
-        assert client.update_schedule("pipe-job", tty=False)["tty"] is False
+        assert client.update_schedule("pipe-job", tty=False).tty is False
         outputs = {}
         for name in ("tty-job", "pipe-job"):
             fired = client.trigger_schedule(name)
-            run_id = int(fired["run_id"])
+            run_id = int(fired.run_id)
             final = wait_for_run(client, run_id)
             blob, _ = client.read_logs(run_id)
-            outputs[name] = (final["tty"], raw_output(blob))
+            outputs[name] = (final.tty, raw_output(blob))
     assert outputs == {"tty-job": (True, b"terminal\n"), "pipe-job": (False, b"pipe\n")}

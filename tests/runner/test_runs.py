@@ -121,7 +121,7 @@ def test_a_cancel_right_after_the_launch_always_ends_cancelled(run_stack: Stack)
         for delay in (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5):
             run = client.create_run("demo", ["sh", "-c", "echo started; sleep 30"])
             run_id = run.id
-            wait_until(lambda: client.get_run(run_id)["state"] != "queued", timeout=10, message="the launch")  # noqa: B023
+            wait_until(lambda: client.get_run(run_id).state != "queued", timeout=10, message="the launch")  # noqa: B023
             time.sleep(delay)  # the delay is what is tested: each one cancels in another window of the start
             client.cancel_run(run.id)
             final = wait_for_run(client, run.id, timeout=20)

@@ -29,12 +29,12 @@ def test_a_progress_bar_is_one_line_in_its_final_state_and_counters_follow_the_r
     with agent_stack.client() as admin:
         run = admin.create_run("demo", ["sh", "-c", PROGRESS])
     # The gates are files in the run's own folder (its working directory) on the agent's volume.
-    folder = tmp_path / "agent" / "volume" / "runs" / str(run["id"])
+    folder = tmp_path / "agent" / "volume" / "runs" / str(run.id)
 
     async def scenario() -> None:
         app = app_for(agent_stack)
         async with app.run_test(size=SIZE) as pilot:
-            app.open_run(int(run["id"]))
+            app.open_run(int(run.id))
             log = await run_log(app)
             screen = app.screen_stack[-1]
             assert isinstance(screen, RunScreen)
@@ -48,11 +48,11 @@ def test_a_progress_bar_is_one_line_in_its_final_state_and_counters_follow_the_r
             bar = log.model.line(1)
             assert bar.complete and display_text(bar.text).plain == "downloading 100%"
             # The run is still going: the header counts the 22 lines shown, not the API's 0.
-            assert (screen.run or {}).get("state") == "running"
+            assert (screen.run or {}.state == "running"
             await wait_for(lambda: " 22 lines" in str(header.render()))
             assert "following" in status.text.plain
             (folder / "stop").touch()
-            await wait_for(lambda: (screen.run or {}).get("state") == "succeeded")
+            await wait_for(lambda: (screen.run or {}.state == "succeeded")
             await wait_for(lambda: "run ended" in status.text.plain)
             assert "23 lines" in status.text.plain and " 23 lines" in str(header.render())
             await pilot.pause()
@@ -64,18 +64,18 @@ def test_a_progress_bar_is_one_line_in_its_final_state_and_counters_follow_the_r
             (folder / "more").touch()
             (folder / "stop").touch()
         with agent_stack.client() as admin:
-            wait_for_run(admin, run["id"])
+            wait_for_run(admin, run.id)
 
 
 def test_one_line_is_one_line(agent_stack: Stack) -> None:
     with agent_stack.client() as admin:
         run = admin.create_run("demo", ["echo", "only"])
-        wait_for_run(admin, run["id"])
+        wait_for_run(admin, run.id)
 
     async def scenario() -> None:
         app = app_for(agent_stack)
         async with app.run_test(size=SIZE):
-            app.open_run(int(run["id"]))
+            app.open_run(int(run.id))
             log = await run_log(app)
             screen = app.screen_stack[-1]
             status = screen.query_one(LogStatus)
