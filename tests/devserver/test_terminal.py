@@ -126,7 +126,7 @@ def test_terminals_at_once_are_bounded_per_server(server: RunningServer) -> None
         with pytest.raises(InvalidStatus) as refused:
             connect(f"{server.ws_url}/pty", additional_headers=server.auth, open_timeout=5)
         assert refused.value.response.status_code == 429
-        assert json.loads(refused.value.response.body or b"{}")["error"] == "too_many_terminals"
+        assert json.loads(refused.value.response.body or b"{}")["error"]["code"] == "too_many_terminals"
     # Each closed terminal gave its place back.
     with terminal(server) as again:
         again.send(b"echo back-$((20+22))\n")

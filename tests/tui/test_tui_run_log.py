@@ -48,11 +48,11 @@ def test_a_progress_bar_is_one_line_in_its_final_state_and_counters_follow_the_r
             bar = log.model.line(1)
             assert bar.complete and display_text(bar.text).plain == "downloading 100%"
             # The run is still going: the header counts the 22 lines shown, not the API's 0.
-            assert (screen.run or {}.state == "running"
+            assert (screen.run.state if screen.run else None) == "running"
             await wait_for(lambda: " 22 lines" in str(header.render()))
             assert "following" in status.text.plain
             (folder / "stop").touch()
-            await wait_for(lambda: (screen.run or {}.state == "succeeded")
+            await wait_for(lambda: (screen.run.state if screen.run else None) == "succeeded")
             await wait_for(lambda: "run ended" in status.text.plain)
             assert "23 lines" in status.text.plain and " 23 lines" in str(header.render())
             await pilot.pause()
