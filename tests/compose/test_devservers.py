@@ -294,7 +294,7 @@ def test_a_run_in_the_workspace_keeps_its_develop_server_from_the_idle_stop(run_
         assert report.devservers_stopped == []  # the run is activity
         assert client.get_devserver(sid).state == "running"
         assert gateway_exec(client, sid, ["touch", "go-on"])[0] == 0
-        assert wait_for_run(client, run["id"]).state == "succeeded"
+        assert wait_for_run(client, run.id).state == "succeeded"
         idle_for_five_minutes(sid)
         _, report = scheduler.clean(utcnow())
         assert report.devservers_stopped == [sid]  # idle again once the run is over

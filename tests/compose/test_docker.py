@@ -83,7 +83,7 @@ def test_a_run_in_a_container_keeps_its_order_and_gets_a_terminal_with_tty(docke
         ordered = client.create_run("demo", ["sh", "-c", order])
         tty = client.create_run("demo", ["sh", "-c", terminal], tty=True, tty_cols=90, tty_rows=20)
         for run in (ordered, tty):
-            assert wait_for_run(client, run["id"], timeout=60).state == "succeeded"
+            assert wait_for_run(client, run.id, timeout=60).state == "succeeded"
         ordered_log, _ = client.read_logs(ordered.id)
         tty_log, _ = client.read_logs(tty.id)
     from control.logformat import raw_output

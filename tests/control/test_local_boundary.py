@@ -194,6 +194,6 @@ def test_a_local_agent_refuses_other_users_work_at_claim(tmp_path: Path) -> None
             run = client.create_run("bobs", ["true"], in_devserver=False)
         with running_agent(stack, tmp_path / "agent"), stack.client() as admin:
             done = wait_for_run(admin, run.id)
-            assert done.state == "failed" and "serves one person" in str(done["error"])
+            assert done.state == "failed" and "serves one person" in str(done.error)
             mine = admin.create_run("bobs", ["true"], in_devserver=False)
-            assert wait_for_run(admin, mine["id"]).state == "succeeded"
+            assert wait_for_run(admin, mine.id).state == "succeeded"

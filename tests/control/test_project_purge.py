@@ -15,11 +15,11 @@ def test_a_project_with_runs_retries_and_schedules_is_deleted_with_them(run_stac
         retried = admin.create_run("demo", ["false"], max_retries=1)
         admin.create_schedule(name="nightly", project="demo", cron="0 3 * * *", command=["true"])
         fired = admin.trigger_schedule("nightly")
-        for run_id in (done.id, retried["id"], fired.run_id):
+        for run_id in (done.id, retried.id, fired.run_id):
             wait_for_run(admin, int(run_id))
         runs = admin.list_runs(project="demo").items
-        wait_for_run(admin, max(int(r["id"]) for r in runs))  # the retry
-        assert any(r["retry_of_id"] == retried.id for r in admin.list_runs(project="demo").items)
+        wait_for_run(admin, max(int(r.id) for r in runs))  # the retry
+        assert any(r.retry_of_id == retried.id for r in admin.list_runs(project="demo").items)
         keys = [o.key for o in run_stack.services.store.list("runs/")]
         assert keys, "logs and the artifact are stored"
 
@@ -33,7 +33,7 @@ def test_a_project_with_runs_retries_and_schedules_is_deleted_with_them(run_stac
         assert admin.list_runs().items == []
         assert not admin.list_schedules()
         assert list(run_stack.services.store.list("runs/")) == []
-        assert [e for e in admin.list_audit().items if e["action"] == "project.delete"]
+        assert [e for e in admin.list_audit().items if e.action == "project.delete"]
 
 
 def test_a_project_with_a_run_still_going_is_not_deleted(run_stack: Stack) -> None:
@@ -43,6 +43,6 @@ def test_a_project_with_a_run_still_going_is_not_deleted(run_stack: Stack) -> No
         with pytest.raises(Conflict) as refused:
             admin.delete_project("demo", with_runs=True)
         assert refused.value.code == "in_use" and f"({going.id})" in refused.value.message
-        assert admin.get_run(int(going["id"])).state == "running"
+        assert admin.get_run(int(going.id)).state == "running"
         admin.cancel_run(int(going.id))
         wait_for_run(admin, int(going.id))

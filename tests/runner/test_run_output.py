@@ -149,7 +149,7 @@ def test_tty_runs_get_a_terminal_and_keep_its_order_and_bytes(run_stack: Stack) 
     """Under --tty Python line-buffers stdout as on a terminal, so print() and an unflushed
     stderr write alternate; the bytes are stored unchanged (no \\n -> \\r\\n)."""
     final, blob = run_and_read(run_stack, [PY, "-c", TTY_SCRIPT], tty=True, tty_cols=100, tty_rows=30)
-    assert final.state == "succeeded" and final["tty"] is True
+    assert final.state == "succeeded" and final.tty is True
     assert raw_output(blob) == (
         b"stdout is a tty\nsize 100 30\ncolour terminal True\n"
         b"out 0\nerr 0\nout 1\nerr 1\nout 2\nerr 2\n"
