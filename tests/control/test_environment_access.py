@@ -147,6 +147,7 @@ def test_access_is_checked_again_when_the_work_is_claimed(tmp_path: Path, databa
             fired = alice.trigger_schedule("vaulted")
         with running_agent(stack, tmp_path / "agent"), stack.client() as admin:
             for run_id in (queued.id, fired.run_id):
+                assert run_id is not None
                 run = wait_for_run(admin, run_id)
                 assert run.state == "failed" and "can only be used by" in str(run.error), run
                 assert run.log_bytes == 0

@@ -16,7 +16,8 @@ def test_a_project_with_runs_retries_and_schedules_is_deleted_with_them(run_stac
         admin.create_schedule(name="nightly", project="demo", cron="0 3 * * *", command=["true"])
         fired = admin.trigger_schedule("nightly")
         for run_id in (done.id, retried.id, fired.run_id):
-            wait_for_run(admin, int(run_id))
+            assert run_id is not None
+            wait_for_run(admin, run_id)
         runs = admin.list_runs(project="demo").items
         wait_for_run(admin, max(int(r.id) for r in runs))  # the retry
         assert any(r.retry_of_id == retried.id for r in admin.list_runs(project="demo").items)

@@ -57,7 +57,8 @@ def test_one_api_error_class_serves_server_and_client() -> None:
     from control.client import ApiError, NotFound
     from devserver import responses
 
-    assert api_errors.ApiError is responses.ApiError is ApiError is errors.ApiError
+    assert issubclass(api_errors.SecretsLocked, errors.ApiError)
+    assert responses.ApiError is ApiError is errors.ApiError
     assert issubclass(NotFound, errors.ApiError)
     refused = errors.ApiError(400, "bad_path", "The path leaves the workspace.", path="../x", applied=2)
     assert refused.body() == {

@@ -277,6 +277,7 @@ def test_a_log_follower_on_one_process_sees_chunks_stored_through_another(pair: 
     with pair.client(pair.a) as admin:
         admin.create_project("demo")
         agent_token = admin.create_user("runner", role="agent").token
+        assert agent_token is not None
     # The agent and its run workers talk to B only; the follower reads from A.
     agent = AgentProcess(pair.b.url, agent_token, tmp_path / "agent", "runner")
     try:

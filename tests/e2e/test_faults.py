@@ -121,6 +121,7 @@ def agentless_server(tmp_path: Path, database_url: str) -> Iterator[Server]:
 def _agent(server: Server, tmp_path: Path, name: str) -> AgentProcess:
     with ControlClient(server.url, server.admin_token) as client:
         token = client.create_user(name, role="agent").token
+        assert token is not None
     return AgentProcess(server.url, token, tmp_path / f"{name}-data", name)
 
 

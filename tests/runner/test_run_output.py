@@ -185,7 +185,8 @@ def test_a_schedule_with_tty_gives_its_runs_a_terminal(run_stack: Stack) -> None
         outputs = {}
         for name in ("tty-job", "pipe-job"):
             fired = client.trigger_schedule(name)
-            run_id = int(fired.run_id)
+            assert fired.run_id is not None
+            run_id = fired.run_id
             final = wait_for_run(client, run_id)
             blob, _ = client.read_logs(run_id)
             outputs[name] = (final.tty, raw_output(blob))

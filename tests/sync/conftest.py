@@ -82,6 +82,7 @@ def workspace(agent_stack: AgentStack) -> Iterator[Workspace]:
     with agent_stack.stack.client() as client:
         client.create_project(name)
         server = start_and_wait(client, name)
+        assert server.workspace is not None
         yield Workspace(client, server, agent_stack.volume / server.workspace, agent_stack.base)
         client.stop_devserver(server.id)
 

@@ -44,7 +44,7 @@ async def run_log(app: DevyardApp) -> LogView:
     return app.screen.query_one(LogView)
 
 
-def rows(table: ResourceTable) -> list[str]:
+def rows(table: ResourceTable[Any]) -> list[str]:
     return [str(key.value) for key in table.rows]
 
 

@@ -66,6 +66,7 @@ def snapshot_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 name="weekly-report", project="docs", command=["make", "report"], cron="0 6 * * 1", enabled=False
             )
             tick = admin.trigger_schedule("nightly")
+            assert tick.run_id is not None
             wait_for_run(admin, tick.run_id)
         with stack.client() as admin:
             admin.create_run("docs", ["make", "html"])  # stays queued: the agent is gone

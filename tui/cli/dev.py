@@ -269,7 +269,7 @@ def exec_command(
         except StdinTooLarge as exc:
             fail(str(exc))
         decoder = FrameDecoder()
-        stream = client.devserver_stream(int(server["id"]), "POST", "/exec", json=body)
+        stream = client.devserver_stream(server.id, "POST", "/exec", json=body)
         pieces = ((frame.kind, frame.payload) for piece in stream for frame in decoder.feed(piece))
         watch_stdout()  # `yard dev exec ... | head -1`: leave when the reader does (the command is stopped)
         try:

@@ -137,9 +137,10 @@ def run(args: list[str]) -> int | None:
 
         return finish_following(run_id, printer)
     if final["state"] != "succeeded" and final["attempt"] <= final["max_retries"]:
+        from control.wire.runs import RunOut
         from tui.cli.runs import finish_following
 
-        return finish_following(run_id, printer, final)  # the retries to follow
+        return finish_following(run_id, printer, RunOut.model_validate(final))  # the retries to follow
     if final["state"] != "succeeded":
         from tui.cli.run_outcome import sentence
 
