@@ -48,10 +48,10 @@ def humanize(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, datetime):
-        return value.astimezone().strftime("%m-%d %H:%M:%S")
+        # Year and UTC offset: "12-07 01:30:00" said neither which year nor which zone.
+        return value.astimezone().isoformat(sep=" ", timespec="seconds")
     if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and "T" in value:
         try:
-            # Year and UTC offset: "12-07 01:30:00" said neither which year nor which zone.
             return datetime.fromisoformat(value).astimezone().isoformat(sep=" ", timespec="seconds")
         except ValueError:
             return value
