@@ -149,8 +149,18 @@ class Agent:
         own_folder = not spec.workspace
         run_dir = self.config.volume / (spec.workspace or f"runs/{run_id}")
         # The API only accepts a relative cwd without "..": the worker checks it, after symlinks,
-        # against code_folder (a link in the workspace may still point elsewhere).
-        cwd = run_dir / (spec.cwd or "")
+        # against code_folder (a link in the workspace may still point elsewhere). An absolute cwd
+        # is a local-tree run (only the embedded stack's admin can create one): its tree is its
+        # code folder, and only a local agent, on that machine, may run it.
+        local_tree = Path(spec.cwd) if spec.cwd and spec.cwd.startswith("/") else None
+        if local_tree is not None and self.launcher.substrate != "local":
+            self._report(
+                item.id,
+                error=f"Run {run_id} is meant for a folder of the machine that started it; only a local agent runs it.",
+            )
+            return
+        cwd = local_tree or run_dir / (spec.cwd or "")
+        code_folder = local_tree or run_dir
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             spool_dir = self.config.spool / str(run_id)
@@ -162,7 +172,7 @@ class Agent:
                     {
                         **spec.model_dump(mode="json"),
                         "cwd": str(cwd),
-                        "code_folder": str(run_dir),
+                        "code_folder": str(code_folder),
                         "spool_dir": str(spool_dir),
                         "run_folder": str(run_dir) if own_folder else None,
                     },

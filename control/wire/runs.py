@@ -31,6 +31,11 @@ class RunCreate(Strict):
     in_devserver: bool | None = None
     """Run in the caller's develop server workspace for the project: true requires a running
     one, false never uses it, unset uses it when one is running."""
+    local_tree: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    """An absolute folder on the machine of the embedded stack (``yard up`` with the local
+    substrate) to run in instead of a code folder on the volume: ``yard watch`` without a develop
+    server runs in your own tree. Only the stack's one person (an admin) may ask for it, and only
+    that stack's local agent runs it; ``cwd`` must be unset with it."""
     tty: bool = False
     """Give the command a pseudo-terminal (order as a terminal shows it, colours, progress
     bars) instead of one pipe; its output is stored unchanged either way."""
@@ -51,6 +56,13 @@ class RunCreate(Strict):
                 f"the working directory '{value}' is outside the run's code folder; "
                 "give a path relative to it, without '..'"
             )
+        return value
+
+    @field_validator("local_tree")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and ("\x00" in value or not value.startswith("/")):
+            raise ValueError(f"the local tree '{value}' must be an absolute folder")
         return value
 
     @field_validator("command")

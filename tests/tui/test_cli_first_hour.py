@@ -225,6 +225,39 @@ def test_a_run_cannot_leave_its_code_folder(up: Path) -> None:
     assert json.loads(yard("runs", "ls", "--json").stdout) == []
 
 
+def test_only_the_stacks_admin_runs_in_a_local_tree(up: Path, tmp_path: Path) -> None:
+    """`yard watch` without a develop server runs in the caller's own folder: the one absolute
+    working directory a run may have, only for the embedded stack's admin."""
+    import json
+
+    import httpx
+
+    assert yard("projects", "add", "demo").returncode == 0
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    url = json.loads(yard("status", "--json").stdout)["url"]
+    admin = {"Authorization": f"Bearer {_local_token()}"}
+    body = {"project": "demo", "command": ["sh", "-c", "pwd > here.txt"], "local_tree": str(tree)}
+    created = httpx.post(f"{url}/api/v1/runs", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+    followed = yard("runs", "logs", str(run_id), "-f")
+    assert followed.returncode == 0, followed.stderr
+    assert (tree / "here.txt").read_text().strip() == str(tree)
+
+    both = httpx.post(f"{url}/api/v1/runs", json={**body, "cwd": "sub"}, headers=admin)
+    assert both.status_code == 409 and "no --cwd" in both.json()["error"]["message"]
+    relative = httpx.post(f"{url}/api/v1/runs", json={**body, "local_tree": "tree"}, headers=admin)
+    assert relative.status_code == 422
+
+    added = yard("users", "add", "bob", "--role", "developer")
+    assert added.returncode == 0, added.stderr
+    bob_token = next(word for word in added.stdout.split() if word.startswith("dy_"))
+    assert yard("projects", "members", "add", "demo", "bob").returncode == 0
+    refused = httpx.post(f"{url}/api/v1/runs", json=body, headers={"Authorization": f"Bearer {bob_token}"})
+    assert refused.status_code == 403, refused.text
+
+
 def _local_token() -> str:
     import tomllib
 

@@ -56,6 +56,7 @@ class ApiRuns:
         env: str | None,
         devserver: bool,
         cwd: str | None,
+        local_tree: str | None = None,
     ) -> None:
         self.client = client
         self.project = project
@@ -63,6 +64,7 @@ class ApiRuns:
         self.env = env
         self.devserver = devserver
         self.cwd = cwd
+        self.local_tree = local_tree
 
     def start(self, paths: list[str]) -> RunOut:
         info: dict[str, Any] = {"paths": paths[:MAX_TRIGGER_PATHS]}
@@ -73,6 +75,7 @@ class ApiRuns:
             self.command,
             environment=self.env,
             cwd=self.cwd,
+            local_tree=self.local_tree,
             trigger="watch",
             trigger_info=info,
             in_devserver=self.devserver,
@@ -214,8 +217,11 @@ def watch(
         if in_devserver and not running:
             fail(f"Your develop server for project {name} is not running; start it with `yard dev start -p {name}`.")
         devserver = running if in_devserver is None else in_devserver
-        cwd = (here.relative_to(root).as_posix() if here != root else None) if devserver else os.fspath(here)
-        runs = ApiRuns(client, name, command, env=env, devserver=devserver, cwd=cwd)
+        # In a develop server the run works in the workspace's copy of this folder; without one,
+        # in this folder itself (a local-tree run, which only the embedded stack's admin may ask for).
+        cwd = (here.relative_to(root).as_posix() if here != root else None) if devserver else None
+        local_tree = None if devserver else os.fspath(here)
+        runs = ApiRuns(client, name, command, env=env, devserver=devserver, cwd=cwd, local_tree=local_tree)
         dispatcher = RunDispatcher(runs, RunLines(client), on_busy, debounce / 1000)
         where = f"develop server {server.id}" if devserver and server else "this machine"
         try:

@@ -60,10 +60,28 @@ def devserver_for(session: Session, project: Project, who: Principal, wanted: bo
     return server if running else None
 
 
+def check_local_tree(body: RunCreate, who: Principal, svc: Services) -> None:
+    """A run in a folder of this machine: only the embedded stack's one person may ask for it.
+
+    The row's cwd is then that absolute folder; every other run's cwd is relative to its code
+    folder (the validator refuses absolute ones), so only this path puts one there."""
+    if not (svc.settings.agent and svc.settings.substrate == "local"):
+        raise conflict(
+            "A run in your local tree needs the embedded stack (yard up with the local substrate);"
+            " this control API runs its work elsewhere: start a develop server and watch there."
+        )
+    if not who.is_admin:
+        raise forbidden("Only the person who started this stack (an admin) can run in a folder of its machine.")
+    if body.cwd is not None or body.in_devserver:
+        raise conflict("A run in your local tree takes no --cwd and no develop server.")
+
+
 @router.post("/runs", response_model=RunOut, status_code=201)
 def create(body: RunCreate, response: Response, session: DB, who: Writer, svc: Svc) -> RunOut:
     project = find_project(session, body.project)
-    server = devserver_for(session, project, who, body.in_devserver)
+    if body.local_tree is not None:
+        check_local_tree(body, who, svc)
+    server = devserver_for(session, project, who, False if body.local_tree else body.in_devserver)
     if server is None and not access.works_in(session, project, who.user_id, who.role):
         raise forbidden(
             f"Only the owner of project {project.name}, its members or an admin can start runs in it"
@@ -79,7 +97,7 @@ def create(body: RunCreate, response: Response, session: DB, who: Writer, svc: S
         environment=env,
         user_id=who.user_id,
         command=body.command,
-        cwd=body.cwd,
+        cwd=body.local_tree or body.cwd,
         timeout_s=body.timeout_s,
         max_retries=body.max_retries,
         artifact_globs=body.artifacts,
