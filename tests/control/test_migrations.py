@@ -86,10 +86,12 @@ def test_existing_rows_survive_the_access_and_sealing_upgrades(database_url: str
     upgrade(engine)
     prepare_secrets(engine, load_settings(tmp_path / "data"))
     with engine.connect() as conn:
-        raw: dict[str, str] = {
-            str(state): str(secret) for state, secret in conn.execute(text("SELECT state, secret FROM dev_servers"))
+        raw: dict[str, str | None] = {
+            str(state): None if secret is None else str(secret)
+            for state, secret in conn.execute(text("SELECT state, secret FROM dev_servers"))
         }
-    assert raw["running"].startswith("$fernet:") and "plain" not in raw["running"]
+    running_secret = raw["running"]
+    assert running_secret is not None and running_secret.startswith("$fernet:") and "plain" not in running_secret
     assert raw["stopped"] is None
     with Session(engine) as session:
         running = session.exec(select(DevServer).where(DevServer.state == "running")).one()

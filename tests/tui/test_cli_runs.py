@@ -62,6 +62,12 @@ def test_detach_list_show_logs_and_artifacts(embedded: Path, tmp_path: Path) -> 
     assert_one_sentence_error(yard("runs", "ls", "--status", "sleeping"), "Unknown run state 'sleeping'")
 
 
+def interruptible() -> None:
+    """Ctrl-C reaches `yard run` as it does in a terminal: a suite started in the background (as
+    `cmd &` in a script) ignores SIGINT, and its children inherit that through exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_asks_and_cancels(embedded: Path) -> None:
     assert yard("projects", "add", "demo").returncode == 0
     process = subprocess.Popen(
@@ -70,6 +76,7 @@ def test_ctrl_c_asks_and_cancels(embedded: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     assert process.stdout is not None
     assert process.stdout.readline() == "ready\n"
@@ -89,6 +96,7 @@ def test_ctrl_c_can_detach(embedded: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     assert process.stdout is not None
     assert process.stdout.readline() == "ready\n"
@@ -108,6 +116,7 @@ def test_a_double_ctrl_c_detaches_with_130(embedded: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     assert process.stdout is not None and process.stderr is not None
     assert process.stdout.readline() == "ready\n"

@@ -127,9 +127,7 @@ class RunLines:
             console.print(f"{stamp} [yellow]✗[/] run {run.id} cancelled{took}", highlight=False, soft_wrap=True)
             return
         detail = f" (exit code {run.exit_code})" if run.exit_code is not None else ""
-        console.print(
-            f"{stamp} [red]✗[/] run {run.id} {run.state}{detail}{took}", highlight=False, soft_wrap=True
-        )
+        console.print(f"{stamp} [red]✗[/] run {run.id} {run.state}{detail}{took}", highlight=False, soft_wrap=True)
         try:
             blob, _ = self.client.read_logs(run.id, tail=LOG_TAIL)
         except DevyardError as exc:  # the line above already says what matters
