@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from control.wire.manifest import Entry, HashCache, Row, scan
+from control.wire.manifest import Entry, HashCache, Row, entry_kind, scan
 from sync.ignore import IgnoreRules
 from sync.state import LocalHashCache
 
@@ -72,7 +72,7 @@ class LocalTree:
             st = os.lstat(full)
         except OSError:
             return None
-        kind = _kind(st.st_mode)
+        kind = entry_kind(st.st_mode)
         if kind is None or self.rules.skip(path + "/" if kind == "dir" else path):
             return None
         mode = stat.S_IMODE(st.st_mode)
@@ -116,12 +116,3 @@ class LocalTree:
                 return False
         return True
 
-
-def _kind(mode: int) -> str | None:
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    return None

@@ -150,7 +150,7 @@ def scan(
                 st = item.stat(follow_symlinks=False)
             except OSError:
                 continue
-            kind = _kind(st.st_mode)
+            kind = entry_kind(st.st_mode)
             if kind is None or (skip is not None and skip(rel + "/" if kind == "dir" else rel)):
                 if skipped is not None:
                     skipped[rel] = kind == "dir"
@@ -180,7 +180,8 @@ def scan(
     return entries
 
 
-def _kind(mode: int) -> str | None:
+def entry_kind(mode: int) -> str | None:
+    """The manifest kind of a file mode: file, dir or symlink; None for anything else."""
     if stat.S_ISREG(mode):
         return "file"
     if stat.S_ISDIR(mode):
