@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from compose.launcher import LaunchError, LaunchSpec, LaunchState, LaunchStatus
-from runner.procfs import start_time
+from runner.procfs import signal_group, start_time
 
 LIMITS = {
     "memory_mb": (resource.RLIMIT_AS, 1024 * 1024),
@@ -110,9 +110,7 @@ class LocalLauncher:
         if pid is None:
             return
         for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pid, sig)
-            except ProcessLookupError:
+            if not signal_group(pid, sig):
                 return
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:

@@ -22,7 +22,7 @@ import signal
 import time
 from pathlib import Path
 
-from runner.procfs import group_members, start_time
+from runner.procfs import group_members, signal_group, start_time
 
 RECORD = "command"
 GONE_WAIT_S = 5.0
@@ -52,8 +52,7 @@ def stop_orphaned_command(spool_dir: Path, wait_s: float = GONE_WAIT_S) -> bool:
         return False
     leader = start_time(pid)
     if leader == started:  # the leader is the recorded process, so the group is the command's
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+        signal_group(pid, signal.SIGKILL)
         signalled = True
     elif leader is None:  # the leader is gone: only members that show they are the run's own
         signalled = False

@@ -60,3 +60,19 @@ def pid_alive(pid: int) -> bool:
         # It went away while the file was read; or there is no /proc (macOS): kill(0) is all there is.
         return not Path("/proc/self/stat").exists()
     return fields[STATE] != b"Z"
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid``; whether the group existed.
+
+    Never signals init's group or the caller's own: a recorded pid that turned out to lead the
+    caller's group (a test session, a shell) would otherwise end the caller with its command."""
+    if pgid <= 1 or pgid == os.getpgrp():
+        return False
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

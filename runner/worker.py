@@ -30,6 +30,7 @@ from control.clock import utcnow
 from control.workerclient import RequestRefused, Transient, WorkerApi
 from runner.capture import OutputReader, open_channel
 from runner.orphans import forget_command, record_command
+from runner.procfs import signal_group
 from runner.scratch import remove_run_folder
 from runner.shipper import Shipper
 from runner.spool import Spool
@@ -261,8 +262,7 @@ class Worker:
 
 
 def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+    signal_group(pid, sig)
 
 
 def main(argv: list[str] | None = None) -> int:

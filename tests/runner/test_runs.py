@@ -266,8 +266,11 @@ def _ended(pid: int) -> bool:
         return True
 
 
-def _worker_pid(run_id: int) -> int:
-    """The pid of the run worker of ``run_id`` (its argv names the spec in the run's spool)."""
+def _worker_pid(run_id: int, under: Path) -> int:
+    """The pid of the run worker of ``run_id`` whose spool lies under ``under`` (its argv names
+    the spec in the run's spool). Run ids restart at 1 in every test's database, so a worker left
+    by another test's stack can have the same id: only this test's folder tells them apart."""
+    prefix = str(under.resolve()).encode() + b"/"
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -275,7 +278,9 @@ def _worker_pid(run_id: int) -> int:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"runner.worker" in argv and any(arg.endswith(f"/spool/{run_id}/spec.json".encode()) for arg in argv):
+        if b"runner.worker" in argv and any(
+            arg.startswith(prefix) and arg.endswith(f"/spool/{run_id}/spec.json".encode()) for arg in argv
+        ):
             return int(entry.name)
     raise AssertionError(f"no worker for run {run_id}")
 
@@ -294,7 +299,7 @@ def test_the_agent_stops_the_command_and_removes_the_folder_of_a_run_whose_worke
         out = folder / str(run.id) / "build" / "out.txt"
         wait_until(out.exists, timeout=10, message="the command to write its file")
         group = int(wait_until(lambda: _written(marker), timeout=10, message="the command to record its group"))
-        os.kill(_worker_pid(run.id), signal.SIGKILL)
+        os.kill(_worker_pid(run.id, tmp_path), signal.SIGKILL)
         try:
             final = wait_for_run(client, run.id, timeout=20)
             assert final.state == "failed" and "worker was killed" in str(final.error)
