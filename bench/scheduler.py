@@ -66,6 +66,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the project importable without an install
     sys.path.insert(0, str(ROOT))
@@ -197,7 +199,7 @@ def bench_burst(url: str, scratch: Path, schedules: int, reps: int) -> tuple[dic
         published: list[float] = []
         event.listen(engine, "commit", lambda _conn: commits.append(time.perf_counter()))
 
-        def publish(kind: str, _data: dict[str, Any]) -> None:
+        def publish(kind: str, _data: BaseModel) -> None:
             if kind == "schedule.tick":
                 published.append(time.perf_counter())
 
@@ -368,7 +370,7 @@ def bench_one_tick_cycles(url: str, scratch: Path, cycles: int) -> dict[str, Any
         settings = load_settings(scratch, database_url=url)
         store = ObjectStore.from_url((scratch / "objects").as_uri())
 
-        def publish(kind: str, _data: dict[str, Any]) -> None:
+        def publish(kind: str, _data: BaseModel) -> None:
             if kind == "schedule.tick":
                 published.append(time.perf_counter())
 

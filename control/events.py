@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from control.clock import utcnow
+from control.wire.events import PAYLOADS
 
 SUBSCRIBER_QUEUE = 1000
 REPLAY_EVENTS = 2000
@@ -63,7 +66,15 @@ class EventBus:
         self._subscribers: set[Subscription] = set()
         self._recent: deque[Event] = deque(maxlen=REPLAY_EVENTS)
 
-    def publish(self, type: str, data: dict[str, Any], audience: int | None = None) -> Event:
+    def publish(self, type: str, payload: BaseModel, audience: int | None = None) -> Event:
+        """Publish ``payload``, which must be of the model ``PAYLOADS`` declares for ``type``."""
+        expected = PAYLOADS.get(type)
+        if expected is None or not isinstance(payload, expected):
+            raise TypeError(
+                f"event {type!r} takes a {expected.__name__ if expected else 'declared'} payload "
+                f"(control/wire/events.py PAYLOADS), not {payload.__class__.__name__}"
+            )
+        data = payload.model_dump(mode="json")
         event = self._publish_local(type, data, audience)
         if self.remote is not None:
             self.remote(

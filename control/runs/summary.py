@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
+from pydantic import BaseModel
 from sqlmodel import Session
 
 from control.db.tables import Environment, Project, Run, User
 from control.wire.runs import RunOut
 
-Publish = Callable[[str, dict[str, Any]], object]
+Publish = Callable[[str, BaseModel], object]
 """Publishes an event (``EventBus.publish``)."""
 Wake = Callable[..., None]
 """Wakes the waiters of some keys (``Hub.publish``)."""
@@ -62,5 +62,5 @@ def describe_run(session: Session, run: Run) -> RunOut:
 
 def announce_run(publish: Publish, wake: Wake, summary: RunOut, kind: str = "run.updated") -> None:
     """The event of a run change (the whole summary) and the wake-up of its followers."""
-    publish(kind, summary.model_dump(mode="json"))
+    publish(kind, summary)
     wake(f"run:{summary.id}")

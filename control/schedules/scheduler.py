@@ -37,6 +37,7 @@ from control.runs.summary import Publish, Wake
 from control.schedules import cleanup, lease
 from control.schedules.ticks import TickResult, announce_tick, fire_pending, plan_due
 from control.settings import Settings
+from control.wire.events import CleanedIds, CleanedWorkItems, LostRuns
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -109,7 +110,7 @@ class Scheduler:
             self.engine, now - timedelta(seconds=settings.run_lost_after_s), self.publish, self.wake, via="scheduler"
         )
         if lost:
-            self.publish("cleanup.lost", {"runs": lost})
+            self.publish("cleanup.lost", LostRuns(runs=lost))
         report.compacted = cleanup.compact_finished(
             self._session, self.store, now, timedelta(seconds=settings.compact_after_s)
         )
@@ -135,9 +136,11 @@ class Scheduler:
             ("cleanup.devservers_stopped", report.devservers_stopped),
         ):
             if value:
-                self.publish(name, {"ids": value})
+                self.publish(name, CleanedIds(ids=value))
         if report.orphans_closed or report.items_deleted:
-            self.publish("cleanup.work_items", {"closed": report.orphans_closed, "deleted": report.items_deleted})
+            self.publish(
+                "cleanup.work_items", CleanedWorkItems(closed=report.orphans_closed, deleted=report.items_deleted)
+            )
         if report.devservers_stopped:
             self.wake("work")
         return lost, report

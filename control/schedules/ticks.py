@@ -26,6 +26,7 @@ from control.runs.lifecycle import TransitionRefused, request_cancel
 from control.runs.summary import Publish, Wake, announce_run, describe_run
 from control.schedules.cron import due_between, fire_times
 from control.wire.runs import RunOut
+from control.wire.schedules import TickFired
 
 CATCHUP = ("latest", "all", "none")
 OVERLAP = ("skip", "queue", "cancel_previous")
@@ -54,15 +55,15 @@ class TickResult:
     def run_id(self) -> int | None:
         return self.run.id if self.run is not None else None
 
-    def as_json(self) -> dict[str, object]:
-        return {
-            "schedule": self.schedule,
-            "tick_id": self.tick_id,
-            "scheduled_for": self.scheduled_for.isoformat().replace("+00:00", "Z"),
-            "state": self.state,
-            "run_id": self.run_id,
-            "reason": self.reason,
-        }
+    def fired(self) -> TickFired:
+        return TickFired(
+            schedule=self.schedule,
+            tick_id=self.tick_id,
+            scheduled_for=self.scheduled_for,
+            state=self.state,
+            run_id=self.run_id,
+            reason=self.reason,
+        )
 
 
 def first_fire_after(schedule: Schedule, moment: datetime) -> datetime:
@@ -167,7 +168,7 @@ def fire_one(session: Session, tick: ScheduleTick, schedule: Schedule) -> TickRe
 
 def announce_tick(result: TickResult, publish: Publish, wake: Wake) -> None:
     """The events of a tick: the tick, the run it created (whole), the runs it asked to stop."""
-    publish("schedule.tick", result.as_json())
+    publish("schedule.tick", result.fired())
     if result.run is not None:
         announce_run(publish, wake, result.run, "run.created")
     for cancelled in result.cancelled:

@@ -60,6 +60,25 @@ class ScheduleRef(BaseModel):
     name: str
 
 
+class LostRuns(BaseModel):
+    """``cleanup.lost``: the runs the cleanup pass marked lost (each also has its ``run.updated``)."""
+
+    runs: list[int]
+
+
+class CleanedIds(BaseModel):
+    """``cleanup.compacted`` / ``logs_expired`` / ``artifacts_expired`` / ``devservers_stopped``."""
+
+    ids: list[int]
+
+
+class CleanedWorkItems(BaseModel):
+    """``cleanup.work_items``: orphaned items closed and old ones deleted."""
+
+    closed: int
+    deleted: int
+
+
 PAYLOADS: dict[str, type[BaseModel]] = {
     "run.created": RunOut,
     "run.updated": RunOut,
@@ -77,8 +96,15 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "environment.deleted": EnvironmentRef,
     "user.created": UserRef,
     "user.updated": UserRef,
+    "cleanup.lost": LostRuns,
+    "cleanup.compacted": CleanedIds,
+    "cleanup.logs_expired": CleanedIds,
+    "cleanup.artifacts_expired": CleanedIds,
+    "cleanup.devservers_stopped": CleanedIds,
+    "cleanup.work_items": CleanedWorkItems,
 }
-"""The payload model of every event type the API publishes."""
+"""The payload model of every event type the API publishes: ``EventBus.publish`` refuses a type
+that is not here or a payload of another model, so a new event is declared before it is sent."""
 
 
 def resource_of(model: type[M], data: dict[str, Any], known: M | None = None) -> M | None:

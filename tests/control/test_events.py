@@ -6,9 +6,25 @@ import itertools
 import threading
 from typing import Any
 
+import pytest
+from pydantic import BaseModel
+
 from control.client import SSEDecoder, SSEEvent
+from control.wire.events import PAYLOADS, ProjectRef
 from tests.stack import Stack
 from tests.waiting import wait_until
+
+
+class Marker(BaseModel):
+    """The payload of the test-only events below (the bus refuses undeclared types)."""
+
+    n: int = 0
+
+
+@pytest.fixture(autouse=True)
+def _test_event_types(monkeypatch: pytest.MonkeyPatch) -> None:
+    for kind in ("marker", "marker.start", "marker.end", "devserver.started", "devserver.public"):
+        monkeypatch.setitem(PAYLOADS, kind, Marker)
 
 
 def collect(
@@ -46,7 +62,7 @@ def test_live_events_arrive_in_order(stack: Stack) -> None:
 
 def test_resume_after_an_id_replays_what_was_missed(sqlite_stack: Stack) -> None:
     bus = sqlite_stack.services.events
-    ids = [bus.publish("project.created", {"name": name}).id for name in "abc"]
+    ids = [bus.publish("project.created", ProjectRef(id=None, name=name)).id for name in "abc"]
     assert ids == sorted(ids)
     _connected, received, thread = collect(sqlite_stack, None, 2, types=["project"], after=ids[0])
     thread.join(10)
@@ -60,9 +76,9 @@ def test_private_events_reach_only_their_audience(sqlite_stack: Stack) -> None:
     bus = sqlite_stack.services.events
     with sqlite_stack.client() as admin:
         alice_id = admin.get_user("alice").id
-    start = bus.publish("marker", {}).id
-    bus.publish("devserver.started", {"n": 1}, audience=alice_id)
-    bus.publish("devserver.public", {"n": 2})
+    start = bus.publish("marker", Marker()).id
+    bus.publish("devserver.started", Marker(n=1), audience=alice_id)
+    bus.publish("devserver.public", Marker(n=2))
     _, seen_by_bob, bob_thread = collect(sqlite_stack, bob, 1, types=["devserver"], after=start)
     _, seen_by_alice, alice_thread = collect(sqlite_stack, alice, 2, types=["devserver"], after=start)
     bob_thread.join(10)
@@ -92,7 +108,7 @@ def test_resuming_after_another_process_event_misses_no_later_local_event() -> N
         ahead = time.time_ns() // 1000 + 5_000_000
         payload = {"origin": there.origin, "id": ahead, "at": "2026-01-01T00:00:00+00:00"}
         here.receive_remote(json.dumps({**payload, "type": "project.created", "data": {"name": "remote"}}))
-        here.publish("project.created", {"name": "local"})
+        here.publish("project.created", ProjectRef(id=None, name="local"))
         # A client that saw the remote event and reconnects with its id gets what came after.
         _sub, backlog = here.subscribe(["project"], after=ahead)
         return [e.data["name"] for e in backlog]
@@ -120,7 +136,7 @@ def test_develop_servers_reach_only_their_owner_and_no_event_arrives_twice(run_s
     alice = run_stack.user("alice", "developer")
     viewer = run_stack.user("vic", "viewer")
     bob = run_stack.user("bob", "developer")
-    start = run_stack.services.events.publish("marker.start", {}).id
+    start = run_stack.services.events.publish("marker.start", Marker()).id
     with run_stack.client(alice) as client:
         server = start_and_wait(client, "demo")
         client.stop_devserver(server.id)
@@ -128,7 +144,7 @@ def test_develop_servers_reach_only_their_owner_and_no_event_arrives_twice(run_s
     with run_stack.client() as admin:
         run = admin.create_run("demo", ["true"], in_devserver=False)
         wait_for_run(admin, run.id)
-    run_stack.services.events.publish("marker.end", {})
+    run_stack.services.events.publish("marker.end", Marker())
 
     by_admin = _replay_until_end(run_stack, None, start)
     by_alice = _replay_until_end(run_stack, alice, start)
@@ -144,3 +160,15 @@ def test_develop_servers_reach_only_their_owner_and_no_event_arrives_twice(run_s
     assert [d["state"] for _, d in run_events][-1] == "succeeded"
     for earlier, later in itertools.pairwise(by_admin):
         assert earlier != later, f"the same event twice: {earlier}"
+
+
+def test_the_bus_refuses_an_undeclared_type_or_a_payload_of_another_model() -> None:
+    """Every event is declared in control/wire/events.py with its payload model (issue 14)."""
+    from control.events import EventBus
+
+    bus = EventBus()
+    with pytest.raises(TypeError, match="PAYLOADS"):
+        bus.publish("project.renamed", ProjectRef(id=1, name="x"))
+    with pytest.raises(TypeError, match="ProjectRef"):
+        bus.publish("project.created", Marker())
+    assert bus.publish("project.created", ProjectRef(id=1, name="x")).data == {"id": 1, "name": "x"}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from control.db.tables import Run, Schedule, ScheduleTick
@@ -265,8 +266,8 @@ def test_a_scheduled_run_is_announced_whole_as_an_api_run_is(sched_stack: Stack)
     services = sched_stack.services
     published: list[tuple[str, dict[str, Any]]] = []
 
-    def publish(kind: str, data: dict[str, Any]) -> None:
-        published.append((kind, data))
+    def publish(kind: str, data: BaseModel) -> None:
+        published.append((kind, data.model_dump(mode="json")))
         services.events.publish(kind, data)
 
     ticker = Scheduler(

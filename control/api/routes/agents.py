@@ -87,7 +87,7 @@ def register(body: AgentRegister, session: DB, who: AgentCaller, svc: Svc) -> Ag
     agent.version, agent.last_heartbeat_at = body.version or __version__, utcnow()
     session.add(agent)
     session.commit()
-    svc.events.publish("agent.registered", agent_out(agent).model_dump(mode="json"))
+    svc.events.publish("agent.registered", agent_out(agent))
     return agent_out(agent)
 
 

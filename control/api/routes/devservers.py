@@ -60,7 +60,7 @@ def describe(session: Session, server: DevServer) -> DevServerOut:
 
 def publish(svc: Services, summary: DevServerOut, owner_id: int) -> None:
     # Only its owner (and admins) may see a develop server, on the stream as through GET.
-    svc.events.publish("devserver.updated", summary.model_dump(mode="json"), audience=owner_id)
+    svc.events.publish("devserver.updated", summary, audience=owner_id)
     svc.hub.publish(f"devserver:{summary.id}")
 
 

@@ -22,6 +22,7 @@ from control.clock import utcnow
 from control.db.tables import Environment, Project
 from control.secretbox import SecretsUnreadable
 from control.wire.errors import ENVIRONMENT_NOT_FOUND, ApiError
+from control.wire.events import EnvironmentRef
 from control.wire.resources import EnvironmentCreate, EnvironmentOut, EnvironmentUpdate
 
 
@@ -108,7 +109,7 @@ def create_environment(project: str, body: EnvironmentCreate, session: DB, who: 
         secret_names=sorted(body.secrets),
     )
     session.commit()
-    svc.events.publish("environment.created", {"id": env.id, "project": project, "name": env.name})
+    svc.events.publish("environment.created", EnvironmentRef(id=env.id, project=project, name=env.name))
     return environment_out(env, proj)
 
 
@@ -140,7 +141,7 @@ def update_environment(
         fields=sorted(body.model_dump(exclude_unset=True)),
     )
     session.commit()
-    svc.events.publish("environment.updated", {"id": env.id, "project": project, "name": name})
+    svc.events.publish("environment.updated", EnvironmentRef(id=env.id, project=project, name=name))
     announce_stops(session, svc, stopping)
     return environment_out(env, proj)
 
@@ -157,4 +158,4 @@ def delete_environment(project: str, name: str, session: DB, who: Writer, svc: S
     except IntegrityError:
         session.rollback()
         raise conflict(f"Environment {project}/{name} is still used by runs or schedules.") from None
-    svc.events.publish("environment.deleted", {"id": env.id, "project": project, "name": name})
+    svc.events.publish("environment.deleted", EnvironmentRef(id=env.id, project=project, name=name))

@@ -13,6 +13,7 @@ from control.api.services import Services
 from control.db.tables import DevServer, Project, ProjectMember, User
 from control.devservers import lifecycle
 from control.wire.errors import ApiError
+from control.wire.events import ProjectRef
 from control.wire.fields import Name
 from control.wire.resources import MemberOut, MemberSet, ProjectRole, Role
 
@@ -86,7 +87,7 @@ def set_member(project: str, user: Name, body: MemberSet, session: DB, who: Writ
     audit.record(session, who, "project.member.set", "project", proj.id, project=project, user=user, role=body.role)
     session.commit()
     announce_stops(session, svc, stopping)
-    svc.events.publish("project.updated", {"id": proj.id, "name": proj.name})
+    svc.events.publish("project.updated", ProjectRef(id=proj.id, name=proj.name))
     return member_out(proj, person, member)
 
 
@@ -107,4 +108,4 @@ def remove_member(project: str, user: Name, session: DB, who: Writer, svc: Svc) 
     audit.record(session, who, "project.member.remove", "project", proj.id, project=project, user=user)
     session.commit()
     announce_stops(session, svc, stopping)
-    svc.events.publish("project.updated", {"id": proj.id, "name": proj.name})
+    svc.events.publish("project.updated", ProjectRef(id=proj.id, name=proj.name))

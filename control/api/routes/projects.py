@@ -20,6 +20,7 @@ from control.db.tables import DevServer, Environment, Project, ProjectMember, Ru
 from control.objectstore import ObjectStoreProblem
 from control.runs import purge
 from control.wire.errors import PROJECT_NOT_FOUND, ApiError
+from control.wire.events import ProjectRef
 from control.wire.resources import Page, ProjectCreate, ProjectOut, ProjectUpdate
 
 router = SegmentRouter(tags=["projects"])
@@ -88,7 +89,7 @@ def create_project(body: ProjectCreate, session: DB, who: Writer, svc: Svc) -> P
         raise conflict(f"Project {body.name} already exists.") from None
     audit.record(session, who, "project.create", "project", project.id, name=project.name)
     session.commit()
-    svc.events.publish("project.created", {"id": project.id, "name": project.name})
+    svc.events.publish("project.created", ProjectRef(id=project.id, name=project.name))
     return project_out(_with_owner(session, project))
 
 
@@ -103,7 +104,7 @@ def update_project(name: str, body: ProjectUpdate, session: DB, who: Writer, svc
     session.add(project)
     audit.record(session, who, "project.update", "project", project.id, fields=sorted(changes))
     session.commit()
-    svc.events.publish("project.updated", {"id": project.id, "name": project.name})
+    svc.events.publish("project.updated", ProjectRef(id=project.id, name=project.name))
     return project_out(_with_owner(session, project))
 
 
@@ -148,4 +149,4 @@ def delete_project(
             svc.store.delete(key)
         except ObjectStoreProblem:
             logger.warning("object %s of deleted project %s was left in the store", key, name)
-    svc.events.publish("project.deleted", {"id": project.id, "name": name})
+    svc.events.publish("project.deleted", ProjectRef(id=project.id, name=name))

@@ -22,6 +22,7 @@ from control.db.tables import Environment, Project, Run, Schedule, ScheduleTick,
 from control.schedules.cron import ScheduleInvalid, next_times, validate, zone
 from control.schedules.ticks import announce_tick, first_fire_after, trigger_now
 from control.wire.errors import ApiError
+from control.wire.events import ScheduleRef
 from control.wire.schedules import ScheduleCreate, ScheduleOut, ScheduleUpdate, TickFired, TickOut
 
 router = SegmentRouter(tags=["schedules"])
@@ -145,7 +146,7 @@ def create_schedule(body: ScheduleCreate, session: DB, who: Writer, svc: Svc) ->
     )
     session.commit()
     out = schedule_out(session, schedule)
-    svc.events.publish("schedule.created", out.model_dump(mode="json"))
+    svc.events.publish("schedule.created", out)
     return out
 
 
@@ -185,7 +186,7 @@ def update_schedule(name: str, body: ScheduleUpdate, session: DB, who: Writer, s
     )
     session.commit()
     out = schedule_out(session, schedule)
-    svc.events.publish("schedule.updated", out.model_dump(mode="json"))
+    svc.events.publish("schedule.updated", out)
     return out
 
 
@@ -202,11 +203,11 @@ def delete_schedule(name: str, session: DB, who: Writer, svc: Svc) -> None:
     session.delete(schedule)
     audit.record(session, who, "schedule.delete", "schedule", schedule.id, name=name)
     session.commit()
-    svc.events.publish("schedule.deleted", {"id": schedule.id, "name": name})
+    svc.events.publish("schedule.deleted", ScheduleRef(id=schedule.id, name=name))
 
 
 @router.post("/schedules/{name}/trigger", response_model=TickFired)
-def trigger(name: str, session: DB, who: Writer, svc: Svc) -> dict[str, object]:
+def trigger(name: str, session: DB, who: Writer, svc: Svc) -> TickFired:
     """Fire the schedule now (its overlap policy applies)."""
     begin_write(session)
     schedule = find_schedule(session, name)
@@ -217,7 +218,7 @@ def trigger(name: str, session: DB, who: Writer, svc: Svc) -> dict[str, object]:
     announce_tick(result, svc.events.publish, svc.hub.publish)
     if result.run is not None:
         svc.hub.publish("work")
-    return result.as_json()
+    return result.fired()
 
 
 @router.get("/schedules/{name}/next", response_model=list[datetime])

@@ -16,6 +16,7 @@ from control.api.routing import SegmentRouter
 from control.api.tokens_issue import issue_token
 from control.db.tables import User
 from control.wire.errors import ApiError
+from control.wire.events import UserRef
 from control.wire.resources import Me, Page, Role, UserCreate, UserCreated, UserOut, UserUpdate
 
 router = SegmentRouter(tags=["users"])
@@ -75,7 +76,7 @@ def create_user(body: UserCreate, session: DB, who: Admin, svc: Svc) -> UserCrea
         _, secret = issue_token(session, user, "initial", expires_in_days=svc.settings.token_ttl_days)
     audit.record(session, who, "user.create", "user", user.id, name=user.name, role=user.role)
     session.commit()
-    svc.events.publish("user.created", {"id": user.id, "name": user.name, "role": user.role})
+    svc.events.publish("user.created", UserRef(id=user.id, name=user.name, role=user.role))
     return UserCreated(**user_out(user).model_dump(), token=secret)
 
 
@@ -93,5 +94,5 @@ def update_user(name: str, body: UserUpdate, session: DB, who: Admin, svc: Svc) 
     )
     session.commit()
     svc.principals.clear()
-    svc.events.publish("user.updated", {"id": user.id, "name": user.name})
+    svc.events.publish("user.updated", UserRef(id=user.id, name=user.name))
     return user_out(user)
