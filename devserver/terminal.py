@@ -25,11 +25,10 @@ import termios
 import time
 from typing import Any
 
-from starlette.responses import Response
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from devserver.responses import error_response
+from devserver.responses import error_response, refuse_websocket
 from devserver.state import ServerState
 
 log = logging.getLogger("devyard.devserver")
@@ -64,11 +63,11 @@ class TerminalApi:
             rows = _size(websocket.query_params.get("rows"), 24)
         except ValueError:
             message = f"cols and rows must be integers from 1 to {MAX_SIZE}."
-            await _refuse(websocket, error_response(400, "bad_request", message))
+            await refuse_websocket(websocket, error_response(400, "bad_request", message))
             return
         if self.open >= MAX_TERMINALS:
             message = f"This develop server already has {MAX_TERMINALS} terminals open; close one first."
-            await _refuse(websocket, error_response(429, "too_many_terminals", message), 4429)
+            await refuse_websocket(websocket, error_response(429, "too_many_terminals", message), 4429)
             return
         self.open += 1
         try:
@@ -85,13 +84,6 @@ def _size(raw: str | None, default: int) -> int:
     if not 1 <= value <= MAX_SIZE:
         raise ValueError(raw)
     return value
-
-
-async def _refuse(websocket: WebSocket, response: Response, close_code: int = 4400) -> None:
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(response)
-    else:
-        await websocket.close(code=close_code)
 
 
 def shell_path() -> str:

@@ -115,4 +115,3 @@ class LocalTree:
             except OSError:
                 return False
         return True
-

@@ -108,9 +108,7 @@ def running_agent(
                 agent.launcher.stop(server.handle, grace_s=2)
 
 
-def wait_for_run(
-    client: ControlClient, run_id: int, timeout: float = 30, states: tuple[str, ...] = ()
-) -> RunOut:
+def wait_for_run(client: ControlClient, run_id: int, timeout: float = 30, states: tuple[str, ...] = ()) -> RunOut:
     """Poll until the run is finished (or in one of ``states``)."""
     finished = ("succeeded", "failed", "cancelled", "timed_out", "lost")
     deadline = time.monotonic() + timeout

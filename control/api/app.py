@@ -31,6 +31,7 @@ from control.api.routes import (
     runs,
     schedules,
     tokens,
+    tunnels,
     users,
 )
 from control.api.routing import API_PREFIX
@@ -86,6 +87,7 @@ def create_app(services: Services) -> FastAPI:
         agents,
         schedules,
         devservers,
+        tunnels,  # before the gateway, whose catch-all would take its paths
         gateway,  # after devservers: its catch-all path must not shadow /devservers/{id}/stop
     ):
         app.include_router(module.router, prefix=API_PREFIX)

@@ -48,9 +48,7 @@ class Call(Generic[T]):
             ) from None
 
 
-def call(
-    method: str, path: str, answer: type[T], *, params: dict[str, Any] | None = None, json: Any = None
-) -> Call[T]:
+def call(method: str, path: str, answer: type[T], *, params: dict[str, Any] | None = None, json: Any = None) -> Call[T]:
     """A call answered with JSON of the wire type ``answer``."""
     return Call(method, path, answer, params, json)
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     class ErrorBody(TypedDict):
         error: ErrorDetail
 
+
 # Codes a client decides on (others exist; these are the ones code branches on).
 NOT_FOUND = "not_found"
 PROJECT_NOT_FOUND = "project_not_found"

@@ -125,7 +125,12 @@ def test_truncated_body_is_refused_and_leaves_no_temp_file(client: httpx.Client,
     body = put("before.txt", b"kept\n") + encode_header(PutFile("cut.txt", 0o644, MTIME, 1000)) + b"only ten.."
     response = post_batch(client, body)
     assert response.status_code == 400
-    assert response.json()["error"] | {"message": ""} == {"code": "truncated", "message": "", "path": "cut.txt", "applied": 1}
+    assert response.json()["error"] | {"message": ""} == {
+        "code": "truncated",
+        "message": "",
+        "path": "cut.txt",
+        "applied": 1,
+    }
     assert (server.workspace / "before.txt").read_bytes() == b"kept\n"
     assert not (server.workspace / "cut.txt").exists()
     assert temp_files(server.workspace) == []

@@ -218,7 +218,9 @@ def test_pause_resume_next_trigger_and_rm(sched_stack: Stack) -> None:
     add(sched_stack, "daily", "0 6 * * *", timezone="America/New_York")
     with sched_stack.client() as client:
         upcoming = client.schedule_next("daily", count=5)
-        assert len(upcoming) == 5 and all(t.hour in (10, 11) and t.minute == 0 and t.utcoffset() == timedelta(0) for t in upcoming)
+        assert len(upcoming) == 5 and all(
+            t.hour in (10, 11) and t.minute == 0 and t.utcoffset() == timedelta(0) for t in upcoming
+        )
         assert client.update_schedule("daily", enabled=False).next_fire_at is None
         assert client.update_schedule("daily", enabled=True).next_fire_at is not None
         fired = client.trigger_schedule("daily")

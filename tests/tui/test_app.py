@@ -202,7 +202,9 @@ def test_following_a_live_run_then_cancelling_it(agent_stack: Stack) -> None:
             await pilot.pause()
             await pilot.press("y")  # the confirmation
             screen = app.screen_stack[-1]
-            await wait_for(lambda: isinstance(screen, RunScreen) and screen.run is not None and screen.run.state == "cancelled")
+            await wait_for(
+                lambda: isinstance(screen, RunScreen) and screen.run is not None and screen.run.state == "cancelled"
+            )
 
     asyncio.run(scenario())
 

@@ -116,8 +116,7 @@ def start(
         fail(f"Develop server {server.id} failed to start: {server.error or 'see `yard dev logs`'}")
     else:
         console.print(
-            f"Develop server {server.id} for project {server.project} is {server.state}"
-            f" (workspace {server.workspace})."
+            f"Develop server {server.id} for project {server.project} is {server.state} (workspace {server.workspace})."
         )
     if server.state == "failed":
         raise typer.Exit(1)
@@ -175,9 +174,7 @@ def status(project: ProjectOption = None, as_json: JsonOption = False) -> None:
     if health is not None:
         console.print(f"health: {'ok' if health.get('ok') else health.get('error', 'not ok')}", highlight=False)
     if server.stale_environment:
-        console.print(
-            STALE.format(env=server.environment, project=server.project), highlight=False, soft_wrap=True
-        )
+        console.print(STALE.format(env=server.environment, project=server.project), highlight=False, soft_wrap=True)
 
 
 STALE = (

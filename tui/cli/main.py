@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tui.cli import deploy, dev, projects, runs, schedules, stack, sync, tokens, users, watch
+from tui.cli import deploy, dev, ports, projects, runs, schedules, stack, sync, tokens, users, watch
 from tui.cli.context import state
 from tui.cli.output import errors
 
@@ -64,6 +64,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(projects.projects, name="projects")
 app.add_typer(projects.envs, name="envs")
+dev.app.command()(ports.forward)
 app.add_typer(dev.app, name="dev")
 app.command()(sync.sync)
 app.command(cls=watch.CommandAfterDashes)(watch.watch)

@@ -91,7 +91,8 @@ def status(as_json: JsonOption = False) -> None:
     details(
         {
             "database": f"{info.database['status']} ({info.database['backend']})",
-            "object store": f"{store['status']} ({store['url']})" + (f": {store['error']}" if store.get("error") else ""),
+            "object store": f"{store['status']} ({store['url']})"
+            + (f": {store['error']}" if store.get("error") else ""),
             "substrate": info.substrate,
             "uptime": f"{info.uptime_s:.0f} s",
             **info.counts,

@@ -55,6 +55,4 @@ def revoke_token(
     """Revoke a token; it stops working immediately."""
     with state.client() as client:
         token = client.revoke_token(token_id)
-    print_json(token) if as_json else console.print(
-        f"Token {token.id} '{token.name}' of {token.user} revoked."
-    )
+    print_json(token) if as_json else console.print(f"Token {token.id} '{token.name}' of {token.user} revoked.")

@@ -448,9 +448,7 @@ class DashboardScreen(YardScreen[None]):
 
     def action_add_schedule(self) -> None:
         selected = self.query_one(SchedulesTable).selected
-        operations.add_schedule(
-            self.yard, selected.project if selected else self.yard.local_project, "schedules.add"
-        )
+        operations.add_schedule(self.yard, selected.project if selected else self.yard.local_project, "schedules.add")
 
     @on(DataTable.RowSelected)
     def _row_clicked(self, event: DataTable.RowSelected) -> None:

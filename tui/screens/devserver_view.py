@@ -139,9 +139,7 @@ class DevServerScreen(YardScreen[None]):
         if not operations.allowed(self.yard, "devserver.start"):
             return
         try:
-            self.server = await self.yard.client.start_devserver(
-                self.project, environment=self.server.environment
-            )
+            self.server = await self.yard.client.start_devserver(self.project, environment=self.server.environment)
         except DevyardError as exc:
             self.notify(str(exc), severity="error")
             return

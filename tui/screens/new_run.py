@@ -66,7 +66,5 @@ class NewRunScreen(FormScreen[RunOut]):
         return await self._create_run(project, argv, values["environment"])
 
     async def _create_run(self, project: str, argv: list[str], environment: str) -> RunOut:
-        run = await self.yard.client.create_run(
-            project, argv, environment=environment or None, trigger="manual"
-        )
+        run = await self.yard.client.create_run(project, argv, environment=environment or None, trigger="manual")
         return run

@@ -38,7 +38,5 @@ class StartDevServerScreen(FormScreen[DevServerOut]):
     async def submit(self, values: dict[str, str]) -> DevServerOut:
         if not values["project"]:
             raise FieldProblem("project", "Give the project whose workspace the server holds.")
-        server = await self.yard.client.start_devserver(
-            values["project"], environment=values["environment"] or None
-        )
+        server = await self.yard.client.start_devserver(values["project"], environment=values["environment"] or None)
         return server

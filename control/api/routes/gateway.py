@@ -56,7 +56,7 @@ class Target:
     secret: str
 
 
-def _target(svc: Services, server_id: int, who: Principal) -> Target:
+def find_target(svc: Services, server_id: int, who: Principal) -> Target:
     with Session(svc.engine) as session:
         server = session.get(DevServer, server_id)
         if server is None or (server.user_id != who.user_id and not who.is_admin):
@@ -110,7 +110,7 @@ def http_client(svc: Services) -> httpx.AsyncClient:
     return client
 
 
-def _unreachable(server_id: int) -> ApiError:
+def unreachable(server_id: int) -> ApiError:
     return ApiError(
         502, "devserver_unreachable", f"Develop server {server_id} does not answer; it may be restarting, try again."
     )
@@ -137,7 +137,7 @@ async def _error_response(upstream: httpx.Response, server_id: int) -> Response:
     )
 
 
-def _authorize(who: Principal, read_only: bool) -> None:
+def authorize(who: Principal, read_only: bool) -> None:
     """Reading needs a reader role; anything that can change the workspace needs a writer."""
     if read_only and who.can_read():
         return
@@ -148,8 +148,8 @@ def _authorize(who: Principal, read_only: bool) -> None:
 
 
 async def proxy(server_id: int, path: str, request: Request, who: Caller, svc: Svc) -> Response:
-    _authorize(who, read_only=request.method == "GET")
-    target = await run_in_threadpool(_target, svc, server_id, who)
+    authorize(who, read_only=request.method == "GET")
+    target = await run_in_threadpool(find_target, svc, server_id, who)
     headers = {k: v for k, v in request.headers.items() if k in FORWARD_REQUEST}
     headers["authorization"] = f"Bearer {target.secret}"
     url = f"{target.endpoint}/{path}"
@@ -163,7 +163,7 @@ async def proxy(server_id: int, path: str, request: Request, who: Caller, svc: S
     try:
         upstream = await client.send(outgoing, stream=True)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-        raise _unreachable(server_id) from exc
+        raise unreachable(server_id) from exc
     await touch(svc, server_id)
     if upstream.status_code >= 400 and int(upstream.headers.get("content-length") or 0) <= SMALL_ERROR_BYTES:
         return await _error_response(upstream, server_id)
@@ -199,7 +199,7 @@ async def _relay(upstream: httpx.Response) -> Any:
 # ------------------------------------------------------------------ WebSockets (the PTY)
 
 
-async def _ws_principal(websocket: WebSocket) -> Principal:
+async def ws_principal(websocket: WebSocket) -> Principal:
     header = websocket.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -211,7 +211,7 @@ async def _ws_principal(websocket: WebSocket) -> Principal:
     return await run_in_threadpool(authenticate, svc, token.strip())
 
 
-async def _deny(websocket: WebSocket, exc: ApiError) -> None:
+async def deny(websocket: WebSocket, exc: ApiError) -> None:
     """Refuse the handshake with the JSON error as an HTTP response when the server can, else close."""
     try:
         await websocket.send_denial_response(JSONResponse(error_body(exc.code, exc.message), exc.status))
@@ -223,13 +223,13 @@ async def _deny(websocket: WebSocket, exc: ApiError) -> None:
 async def proxy_websocket(websocket: WebSocket, server_id: int, path: str) -> None:
     svc = services(websocket)  # type: ignore[arg-type]
     try:
-        who = await _ws_principal(websocket)
-        _authorize(who, read_only=False)  # a shell can change anything
-        target = await run_in_threadpool(_target, svc, server_id, who)
+        who = await ws_principal(websocket)
+        authorize(who, read_only=False)  # a shell can change anything
+        target = await run_in_threadpool(find_target, svc, server_id, who)
         terminals = _open_terminals(svc)
         terminals.take(who.user_id, svc.settings.max_terminals_per_user)
     except ApiError as exc:
-        await _deny(websocket, exc)
+        await deny(websocket, exc)
         return
     try:
         await _relay_terminal(websocket, svc, server_id, target, path)
@@ -294,10 +294,10 @@ async def _relay_terminal(websocket: WebSocket, svc: Services, server_id: int, t
         log.warning("gateway websocket to develop server %s failed: %s", server_id, exc)
         if status == 429:
             message = f"Develop server {server_id} has as many terminals open as it allows; close one first."
-            await _deny(websocket, ApiError(429, "too_many_terminals", message))
+            await deny(websocket, ApiError(429, "too_many_terminals", message))
             return
         message = f"Develop server {server_id} did not accept the connection; try again."
-        await _deny(
+        await deny(
             websocket, ApiError(502 if status >= 500 or status == 401 else status, "devserver_unreachable", message)
         )
         return

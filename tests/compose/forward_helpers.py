@@ -1,0 +1,74 @@
+"""Shared steps for forwarding tests: a TCP target started inside a develop server, socket counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from control.client import ControlClient
+from tests.compose.devserver_helpers import gateway_exec
+from tests.waiting import wait_until
+
+TARGET = Path(__file__).resolve().parents[1] / "services" / "tcp_target.py"
+
+
+@dataclass
+class Target:
+    port: int
+    pid: int
+    state: Path
+
+    def sent(self) -> int:
+        """Bytes a ``source`` target has written so far."""
+        try:
+            return int((self.state / "sent").read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+
+@contextmanager
+def target_in_devserver(
+    client: ControlClient, server_id: int, mode: str, state: Path, python: str = sys.executable
+) -> Iterator[Target]:
+    """A :mod:`tests.services.tcp_target` started by the develop server (in its own session, so it
+    outlives the exec that started it, as `nohup cmd &` does), stopped at the end."""
+    state.mkdir(parents=True, exist_ok=True)
+    script = f"nohup {python} {TARGET} {mode} {state} >{state}/log 2>&1 &"
+    code, _, err = gateway_exec(client, server_id, ["sh", "-c", script])
+    assert code == 0, err
+    ready = wait_until(lambda: _read(state / "ready.json"), timeout=20, message=f"the {mode} target to listen")
+    target = Target(int(ready["port"]), int(ready["pid"]), state)
+    try:
+        yield target
+    finally:
+        with suppress(ProcessLookupError):
+            os.kill(target.pid, signal.SIGKILL)
+
+
+def _read(path: Path) -> dict[str, int] | None:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def tcp_sockets(pid: int) -> int:
+    """Open sockets of a process (its fds that are sockets)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+def threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
