@@ -8,6 +8,8 @@ code changed.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import shutil
 import subprocess
 import tempfile
@@ -15,7 +17,11 @@ from pathlib import Path
 from typing import Any
 
 BASE_TAG = "devyard-base:bookworm"
-TEST_TAG = "devyard:test"
+CHECKOUT = Path(__file__).resolve().parents[2]
+# One tag per checkout: several checkouts of the repository (worktrees) share one engine, and
+# a build from one must not replace the image another's tests are starting containers from.
+TEST_TAG = f"devyard:test-{hashlib.sha256(str(CHECKOUT).encode()).hexdigest()[:10]}"
+LOCK = Path(tempfile.gettempdir()) / "devyard-test-image.lock"
 MIRROR = "http://deb.debian.org/debian"
 
 
@@ -60,11 +66,16 @@ def ensure_base(client: Any) -> str:
 
 
 def ensure_test_image(client: Any) -> str:
+    """The test image of this checkout, built if missing or stale. Builds are serialized across
+    processes (test runs of other checkouts, parallel test workers): two ``docker import``s of
+    the base or two builds racing on one tag would leave either one's half."""
     from compose.image import ImageProblem, build_image
 
-    base = ensure_base(client)
-    try:
-        build_image(client, TEST_TAG, base)
-    except ImageProblem as exc:
-        raise DockerSetupFailed(str(exc)) from exc
+    with LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        base = ensure_base(client)
+        try:
+            build_image(client, TEST_TAG, base)
+        except ImageProblem as exc:
+            raise DockerSetupFailed(str(exc)) from exc
     return TEST_TAG
