@@ -170,6 +170,10 @@ class Run(SQLModel, table=True):
     # The command gets a pseudo-terminal of this size (``--tty``) instead of one pipe.
     tty_cols: int | None = None
     tty_rows: int | None = None
+    # Cancel and timeout send these to the command's process group, stop_grace_s apart, then
+    # KILL; empty means the default (TERM) and None the server's cancel_grace_s.
+    stop_signals: list[str] = Field(default_factory=list, sa_type=JSON)
+    stop_grace_s: float | None = None
     exit_code: int | None = None
     error: str | None = Field(default=None, max_length=2000)
     agent_id: int | None = Field(default=None, foreign_key="agents.id")
@@ -188,6 +192,30 @@ class Run(SQLModel, table=True):
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     heartbeat_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class RunStep(SQLModel, table=True):
+    """One step of a run (a run of one command has one): its definition and how it went.
+
+    Rows of their own rather than a JSON column on ``runs``: the worker reports each step as it
+    starts and ends, and a row per step is updated alone instead of rewriting the run's row
+    (which heartbeats and log chunks already update) with a read-modify-write of a list.
+    """
+
+    __tablename__ = "run_steps"
+    __table_args__ = (UniqueConstraint("run_id", "idx"), {"sqlite_autoincrement": True})
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    idx: int
+    name: str = Field(max_length=64)
+    command: list[str] = Field(default_factory=list, sa_type=JSON)
+    state: str = Field(default="pending", max_length=16)
+    exit_code: int | None = None
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The log record (1-based) where the step's output starts.
+    log_line: int | None = None
 
 
 class LogChunk(SQLModel, table=True):

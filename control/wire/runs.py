@@ -6,18 +6,70 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from control.wire.fields import Name, Strict
 
 Arg = Annotated[str, StringConstraints(max_length=32_768)]
 Glob = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+StepName = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f/]{1,64}$", strip_whitespace=True)]
+"""A step's name: 1 to 64 printable characters, no '/' (the log's step markers read ``n/total name``)."""
+
+STEP_STATES = ("pending", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped")
+StepState = Literal["pending", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped"]
+STOP_SIGNALS = ("INT", "TERM", "HUP", "QUIT", "USR1", "USR2")
+"""Signals a run may be stopped with, in the order given; KILL always follows the last grace period."""
+MAX_STEPS = 50
+
+
+def check_command(value: list[str]) -> list[str]:
+    if not value or not value[0].strip():
+        raise ValueError("the command is empty; give the program to run and its arguments")
+    if any("\x00" in part for part in value):
+        raise ValueError("the command contains a NUL byte")
+    return value
+
+
+def stop_signal_names(value: list[str]) -> list[str]:
+    """``["SIGINT", "term"]`` → ``["INT", "TERM"]``; one sentence for anything else."""
+    names = []
+    for raw in value:
+        name = raw.strip().upper().removeprefix("SIG")
+        if name == "KILL":
+            raise ValueError("KILL is always sent after the last grace period; leave it out of the stop signals")
+        if name not in STOP_SIGNALS:
+            raise ValueError(f"unknown stop signal {raw!r}; use some of {', '.join(STOP_SIGNALS)}")
+        if name in names:
+            raise ValueError(f"stop signal {name} is given twice")
+        names.append(name)
+    return names
+
+
+class StepCreate(Strict):
+    """One step of a run: a command run in the run's folder after the steps before it succeeded."""
+
+    name: StepName
+    command: Annotated[list[Arg], Field(max_length=4096)]
+
+    @field_validator("command")
+    @classmethod
+    def _not_empty(cls, value: list[str]) -> list[str]:
+        return check_command(value)
 
 
 class RunCreate(Strict):
     project: Name
     environment: Name | None = None
-    command: Annotated[list[Arg], Field(max_length=4096)]
+    command: Annotated[list[Arg], Field(max_length=4096)] = []
+    """The command of a one-step run; leave it out when ``steps`` are given."""
+    steps: Annotated[list[StepCreate], Field(max_length=MAX_STEPS)] = []
+    """Several commands run in order in the same folder; the run stops at the first that fails."""
+    stop_signals: Annotated[list[str], Field(max_length=len(STOP_SIGNALS))] = []
+    """Signals that stop the command's process group on cancel or timeout, one per grace period,
+    then KILL (default ``["TERM"]``)."""
+    stop_grace_s: Annotated[float, Field(gt=0, le=3600)] | None = None
+    """Seconds to wait after each stop signal before the next one (default: the server's
+    ``cancel_grace_s``, 10 s)."""
     cwd: Annotated[str, StringConstraints(max_length=1000)] | None = None
     """Working directory, relative to the run's code folder (its own folder on the shared volume,
     or the caller's workspace); it never leaves that folder."""
@@ -65,14 +117,21 @@ class RunCreate(Strict):
             raise ValueError(f"the local tree '{value}' must be an absolute folder")
         return value
 
-    @field_validator("command")
+    @field_validator("stop_signals")
     @classmethod
-    def _not_empty(cls, value: list[str]) -> list[str]:
-        if not value or not value[0].strip():
-            raise ValueError("the command is empty; give the program to run and its arguments")
-        if any("\x00" in part for part in value):
-            raise ValueError("the command contains a NUL byte")
-        return value
+    def _known_signals(cls, value: list[str]) -> list[str]:
+        return stop_signal_names(value)
+
+    @model_validator(mode="after")
+    def _command_or_steps(self) -> RunCreate:
+        if self.steps and self.command:
+            raise ValueError("give either a command or steps, not both")
+        if not self.steps:
+            check_command(self.command)
+        names = [step.name for step in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"step names must differ; '{next(n for n in names if names.count(n) > 1)}' is used twice")
+        return self
 
     @field_validator("artifacts")
     @classmethod
@@ -81,6 +140,24 @@ class RunCreate(Strict):
             if glob.startswith("/") or ".." in glob.split("/"):
                 raise ValueError(f"artifact glob {glob!r} must stay inside the working directory")
         return value
+
+
+class StepOut(BaseModel):
+    """A step of a run as it went."""
+
+    index: int
+    """0 for the first step."""
+    name: str
+    command: list[str]
+    state: str
+    """pending, running, succeeded, failed, timed_out, cancelled or skipped."""
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    log_line: int | None = None
+    """The log record (1 = the first) where the step's output starts: its step marker in a run of
+    several steps; None until the step starts."""
 
 
 class RunOut(BaseModel):
@@ -112,6 +189,11 @@ class RunOut(BaseModel):
     artifact_globs: list[str]
     tty: bool = False
     """Whether the command had a pseudo-terminal."""
+    steps: list[StepOut] = []
+    """The run's steps in order (one for a run of one command; none for runs stored before steps)."""
+    stop_signals: list[str] = []
+    """The signals a cancel or timeout sends before KILL (empty: the default, TERM)."""
+    stop_grace_s: float | None = None
 
 
 class ArtifactOut(BaseModel):
@@ -128,6 +210,24 @@ class WorkerStarted(Strict):
     started_at: datetime | None = None
 
 
+class WorkerStep(Strict):
+    """A step's progress, reported by the worker as it happens (and again, all steps, at the end)."""
+
+    index: Annotated[int, Field(ge=0, lt=MAX_STEPS)]
+    state: StepState
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    log_line: Annotated[int, Field(ge=1)] | None = None
+
+
+class LatestArtifacts(BaseModel):
+    """The newest run that matches a query, and its artifacts."""
+
+    run: RunOut
+    artifacts: list[ArtifactOut]
+
+
 class WorkerFinish(Strict):
     outcome: Literal["exited", "failed_to_start", "timed_out", "cancelled", "killed"]
     exit_code: int | None = None
@@ -136,3 +236,5 @@ class WorkerFinish(Strict):
     finished_at: datetime | None = None
     log_seq: int = Field(ge=0)
     """The last chunk the worker shipped; the API refuses to finish while chunks are missing."""
+    steps: Annotated[list[WorkerStep], Field(max_length=MAX_STEPS)] = []
+    """Every step's final state (a worker of an older version sends none)."""

@@ -51,6 +51,11 @@ class AgentHeartbeat(Strict):
     """Runs whose workers the agent still sees alive."""
 
 
+class StepSpec(BaseModel):
+    name: str
+    command: list[str]
+
+
 class RunSpec(BaseModel):
     """What an agent needs to launch a run worker; secrets included (agents are trusted)."""
 
@@ -71,6 +76,11 @@ class RunSpec(BaseModel):
     devserver_id: int | None
     tty: dict[str, int] | None = None
     """``{"cols", "rows"}`` when the command runs in a terminal."""
+    steps: list[StepSpec] = []
+    """The commands to run in order (a run of one command has one step, ``command``)."""
+    stop_signals: list[str] = ["TERM"]
+    """Sent to the command's process group in order on cancel or timeout, ``cancel_grace_s``
+    apart; KILL after the last grace period."""
 
 
 class DevServerSpec(BaseModel):
