@@ -11,7 +11,8 @@ channel so their order is exact, and one channel cannot say which of the two wro
 docs/architecture.md). Logs written before that carry ``o`` / ``e`` (``O`` / ``E``) for stdout and
 stderr read apart; every reader still understands them. The raw bytes are kept as they
 were: ANSI colours, carriage returns and invalid UTF-8 survive, so the original output is
-``b"".join(text + (b"\\n" if complete else b""))`` over the records, byte for byte.
+``b"".join(text + (b"\\n" if complete else b""))`` over the records, byte for byte. A run of
+several steps also has a step marker record (``s``) where each step starts; it is not output.
 
 Encoding works on whole read() buffers with ``bytes.replace`` so its cost is C-speed per
 buffer, not Python-speed per line: a million-line log costs milliseconds to frame.
@@ -26,6 +27,9 @@ from typing import NamedTuple
 STDOUT = "o"
 STDERR = "e"
 MERGED = "m"
+STEP = "s"
+"""A step marker (not output): ``<n>/<steps> <name>: <command>`` where step n of a run of several
+steps starts. Readers that rebuild the command's bytes skip it; runs of one step have none."""
 ALL_STREAMS = "oem"
 
 

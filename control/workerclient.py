@@ -68,6 +68,9 @@ class WorkerApi:
     def started(self, pid: int, started_at: str) -> Any:
         return self._json("POST", "/worker/started", {"pid": pid, "started_at": started_at})
 
+    def step(self, body: dict[str, Any]) -> Any:
+        return self._json("POST", "/worker/step", body)
+
     def heartbeat(self) -> None:
         self._request("POST", "/worker/heartbeat")
 

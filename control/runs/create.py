@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from control.db.tables import Environment, Project, Run, WorkItem
+from control.db.tables import Environment, Project, Run, RunStep, WorkItem
 from control.runs import states
+from control.runs.steps import StepDef, add_steps, step_defs
 
 
 class RunRejected(Exception):
@@ -38,6 +39,10 @@ class RunRequest:
     devserver_id: int | None = None
     tty: tuple[int, int] | None = None
     """``(columns, rows)`` of the pseudo-terminal the command gets; None: one pipe."""
+    steps: list[StepDef] = field(default_factory=list)
+    """Several commands in order; empty: one step, ``command``."""
+    stop_signals: list[str] = field(default_factory=list)
+    stop_grace_s: float | None = None
 
 
 def _existing(session: Session, user_id: int, key: str) -> Run | None:
@@ -61,7 +66,7 @@ def create_run(
         project_id=request.project.id,
         environment_id=request.environment.id if request.environment else None,
         user_id=request.user_id,
-        command=request.command,
+        command=[] if request.steps else request.command,
         cwd=request.cwd,
         timeout_s=request.timeout_s,
         max_retries=request.max_retries,
@@ -74,6 +79,8 @@ def create_run(
         devserver_id=request.devserver_id,
         tty_cols=request.tty[0] if request.tty else None,
         tty_rows=request.tty[1] if request.tty else None,
+        stop_signals=request.stop_signals,
+        stop_grace_s=request.stop_grace_s,
         attempt=attempt,
         retry_of_id=retry_of,
         state=states.QUEUED,
@@ -88,6 +95,7 @@ def create_run(
             if found is not None:
                 return found, False
         raise
+    add_steps(session, run, request.steps or step_defs(request.command))
     queue = request.environment.agent_queue if request.environment else "default"
     session.add(WorkItem(kind="run", queue=queue, run_id=run.id))
     return run, True
@@ -110,6 +118,8 @@ def queue_retry(session: Session, failed: Run) -> Run | None:
         artifact_globs=failed.artifact_globs,
         tty_cols=failed.tty_cols,
         tty_rows=failed.tty_rows,
+        stop_signals=failed.stop_signals,
+        stop_grace_s=failed.stop_grace_s,
         trigger="retry",
         trigger_info={"retry_of": failed.id, **{k: v for k, v in failed.trigger_info.items() if k != "retry_of"}},
         attempt=failed.attempt + 1,
@@ -118,6 +128,8 @@ def queue_retry(session: Session, failed: Run) -> Run | None:
     )
     session.add(retry)
     session.flush()
+    rows = session.exec(select(RunStep).where(RunStep.run_id == failed.id).order_by(RunStep.idx)).all()  # type: ignore[arg-type]
+    add_steps(session, retry, [StepDef(r.name, r.command) for r in rows] or step_defs(failed.command))
     queue = "default"
     if failed.environment_id is not None:
         env = session.get(Environment, failed.environment_id)

@@ -10,6 +10,7 @@ from control.clock import utcnow
 from control.db.tables import Run, WorkItem
 from control.runs import states
 from control.runs.create import queue_retry
+from control.runs.steps import close_open_steps
 
 
 class TransitionRefused(Exception):
@@ -62,6 +63,7 @@ def finish(
     run.started_at = run.started_at or started_at
     run.finished_at = finished_at or utcnow()
     session.add(run)
+    close_open_steps(session, run, state, run.finished_at)
     # A lost run that turns out to have finished already had its retry queued when it was lost.
     return None if was_lost else queue_retry(session, run)
 
@@ -73,6 +75,7 @@ def request_cancel(session: Session, run: Run) -> bool:
     now = utcnow()
     if run.state == states.QUEUED:
         run.state, run.finished_at, run.cancel_requested_at = states.CANCELLED, now, now
+        close_open_steps(session, run, states.CANCELLED, now)
         for item in session.exec(select(WorkItem).where(WorkItem.run_id == run.id, WorkItem.state == "pending")):
             item.state = "done"
             session.add(item)
@@ -98,5 +101,6 @@ def mark_lost(session: Session, cutoff: datetime) -> list[tuple[Run, Run | None]
         run.finished_at = utcnow()
         run.error = "No heartbeat from the run worker or its agent; the run was marked lost."
         session.add(run)
+        close_open_steps(session, run, states.LOST, run.finished_at)
         changed.append((run, queue_retry(session, run)))
     return changed

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from control.db.tables import Environment, Project, Run, User
-from control.wire.runs import RunOut
+from control.db.tables import Artifact, Environment, Project, Run, RunStep, User
+from control.runs.steps import step_out, steps_of
+from control.wire.runs import ArtifactOut, RunOut
 
 Publish = Callable[[str, BaseModel], object]
 """Publishes an event (``EventBus.publish``)."""
@@ -16,7 +17,7 @@ Wake = Callable[..., None]
 """Wakes the waiters of some keys (``Hub.publish``)."""
 
 
-def run_out(run: Run, project: str, environment: str | None, user: str) -> RunOut:
+def run_out(run: Run, project: str, environment: str | None, user: str, steps: list[RunStep] | None = None) -> RunOut:
     assert run.id is not None
     duration = None
     if run.started_at is not None:
@@ -50,6 +51,9 @@ def run_out(run: Run, project: str, environment: str | None, user: str) -> RunOu
         log_lines=run.log_lines,
         artifact_globs=run.artifact_globs,
         tty=run.tty_cols is not None,
+        steps=[step_out(row) for row in steps or []],
+        stop_signals=run.stop_signals,
+        stop_grace_s=run.stop_grace_s,
     )
 
 
@@ -57,10 +61,17 @@ def describe_run(session: Session, run: Run) -> RunOut:
     project = session.get(Project, run.project_id)
     env = session.get(Environment, run.environment_id) if run.environment_id else None
     user = session.get(User, run.user_id)
-    return run_out(run, project.name if project else "?", env.name if env else None, user.name if user else "?")
+    assert run.id is not None
+    steps = steps_of(session, [run.id])[run.id]
+    return run_out(run, project.name if project else "?", env.name if env else None, user.name if user else "?", steps)
 
 
 def announce_run(publish: Publish, wake: Wake, summary: RunOut, kind: str = "run.updated") -> None:
     """The event of a run change (the whole summary) and the wake-up of its followers."""
     publish(kind, summary)
     wake(f"run:{summary.id}")
+
+
+def artifact_out(a: Artifact) -> ArtifactOut:
+    assert a.id is not None
+    return ArtifactOut(id=a.id, run_id=a.run_id, path=a.path, size=a.size, sha256=a.sha256, created_at=a.created_at)

@@ -26,6 +26,7 @@ from control.db.tables import Agent, DevServer, Environment, Project, Run, WorkI
 from control.devservers import lifecycle as devserver_lifecycle
 from control.runs import claims, states
 from control.runs.lifecycle import launch_failed, launched
+from control.runs.steps import default_name, steps_of
 from control.runs.summary import describe_run
 from control.secretbox import SecretsUnreadable
 from control.wire.errors import ApiError
@@ -43,6 +44,7 @@ from control.wire.work import (
     LaunchReported,
     RunSpec,
     RunWork,
+    StepSpec,
     UnknownWork,
     WorkBatch,
     WorkRequest,
@@ -122,10 +124,13 @@ def run_spec(session: Session, run: Run, grace_s: float = 10.0) -> RunSpec:
         image=env.image if env else None,
         resources=env.resources if env else {},
         attempt=run.attempt,
-        cancel_grace_s=grace_s,
+        cancel_grace_s=run.stop_grace_s if run.stop_grace_s is not None else grace_s,
         workspace=server.workspace if server else None,
         devserver_id=run.devserver_id,
         tty={"cols": run.tty_cols, "rows": run.tty_rows or 40} if run.tty_cols else None,
+        steps=[StepSpec(name=step.name, command=step.command) for step in steps_of(session, [run.id])[run.id]]
+        or [StepSpec(name=default_name(run.command), command=run.command)],
+        stop_signals=run.stop_signals or ["TERM"],
     )
 
 

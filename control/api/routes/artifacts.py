@@ -16,6 +16,7 @@ from control.api.media import BINARY
 from control.api.routes.runs import find_run
 from control.api.routing import SegmentRouter
 from control.db.tables import Artifact
+from control.runs.summary import artifact_out
 from control.wire.runs import ArtifactOut
 
 router = SegmentRouter(tags=["artifacts"])
@@ -34,11 +35,6 @@ def content_disposition(name: str) -> str:
     if fallback == name:
         return f'attachment; filename="{name}"'
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-def artifact_out(a: Artifact) -> ArtifactOut:
-    assert a.id is not None
-    return ArtifactOut(id=a.id, run_id=a.run_id, path=a.path, size=a.size, sha256=a.sha256, created_at=a.created_at)
 
 
 @router.get("/runs/{run_id}/artifacts", response_model=list[ArtifactOut])

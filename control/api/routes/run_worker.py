@@ -27,9 +27,10 @@ from control.db.tables import Artifact, Run
 from control.runs import states
 from control.runs.lifecycle import TransitionRefused, finish, heartbeat, worker_started
 from control.runs.logstore import ChunkRejected, ChunkResult, store_chunk
+from control.runs.steps import record as record_steps
 from control.runs.summary import describe_run
 from control.wire.errors import ApiError
-from control.wire.runs import ArtifactOut, RunOut, WorkerFinish, WorkerStarted
+from control.wire.runs import ArtifactOut, RunOut, WorkerFinish, WorkerStarted, WorkerStep
 
 router = SegmentRouter(tags=["run worker"])
 
@@ -72,6 +73,19 @@ def started(run_id: int, body: WorkerStarted, run: WorkerRun, session: DB, svc: 
     session.commit()
     summary = describe_run(session, run)
     publish_run(svc, summary)
+    return summary
+
+
+@router.post("/runs/{run_id}/worker/step", response_model=RunOut)
+def step(run_id: int, body: WorkerStep, run: WorkerRun, session: DB, svc: Svc) -> RunOut:
+    """A step started or ended (a late or repeated report changes nothing)."""
+    if run.state in states.FINISHED:
+        raise conflict(f"Run {run_id} already finished ({run.state}).")
+    changed = record_steps(session, run, [body])
+    session.commit()
+    summary = describe_run(session, run)
+    if changed:
+        publish_run(svc, summary)
     return summary
 
 
@@ -186,6 +200,8 @@ def finished(run_id: int, body: WorkerFinish, run: WorkerRun, session: DB, svc: 
         state = states.CANCELLED
     else:
         state = states.WORKER_OUTCOMES[body.outcome] or states.FAILED
+    if run.state not in states.FINISHED or run.state == states.LOST:
+        record_steps(session, run, body.steps)
     try:
         retry = finish(session, run, state, body.exit_code, body.error, body.started_at, body.finished_at)
     except TransitionRefused as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Response
-from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from control import access, audit
@@ -17,15 +16,17 @@ from control.api.routes.projects import find_project
 from control.api.routing import SegmentRouter
 from control.api.services import Services
 from control.auth import Principal
-from control.db.tables import DevServer, Environment, Project, Run, User
+from control.db.tables import Artifact, DevServer, Project, Run
 from control.devservers import lifecycle as devserver_lifecycle
 from control.runs import states
 from control.runs.create import RunRequest, create_run
 from control.runs.lifecycle import TransitionRefused, request_cancel
-from control.runs.summary import announce_run, describe_run, run_out
+from control.runs.query import RunQuery, narrow, runs_with_names
+from control.runs.steps import StepDef, steps_of
+from control.runs.summary import announce_run, artifact_out, describe_run, run_out
 from control.wire.errors import ApiError
 from control.wire.resources import Page
-from control.wire.runs import RunCreate, RunOut
+from control.wire.runs import LatestArtifacts, RunCreate, RunOut
 
 router = SegmentRouter(tags=["runs"])
 
@@ -106,12 +107,23 @@ def create(body: RunCreate, response: Response, session: DB, who: Writer, svc: S
         idempotency_key=body.idempotency_key,
         devserver_id=server.id if server else None,
         tty=(body.tty_cols, body.tty_rows) if body.tty else None,
+        steps=[StepDef(step.name, step.command) for step in body.steps],
+        stop_signals=body.stop_signals,
+        stop_grace_s=body.stop_grace_s,
     )
     run, created = create_run(session, request)
     if not created:
         response.status_code = 200
         return describe_run(session, run)
-    audit.record(session, who, "run.create", "run", run.id, project=project.name, command=body.command[:20])
+    audit.record(
+        session,
+        who,
+        "run.create",
+        "run",
+        run.id,
+        project=project.name,
+        command=(body.command or body.steps[0].command)[:20],
+    )
     session.commit()
     summary = describe_run(session, run)
     publish_run(svc, summary, "run.created")
@@ -119,15 +131,20 @@ def create(body: RunCreate, response: Response, session: DB, who: Writer, svc: S
     return summary
 
 
-@router.get("/runs", response_model=Page[RunOut])
-def list_runs(
-    session: DB,
-    _: Reader,
-    params: Annotated[paging.PageParams, Depends(paging.page_params)],
-    state: Annotated[list[str] | None, Query(description="Only these states (repeatable).")] = None,
-    project: Annotated[str | None, Query(max_length=64)] = None,
-    trigger: Annotated[str | None, Query(max_length=16)] = None,
-) -> dict[str, Any]:
+StateFilter = Annotated[list[str] | None, Query(description="Only these states (repeatable).")]
+ProjectFilter = Annotated[str | None, Query(max_length=64)]
+EnvironmentFilter = Annotated[str | None, Query(max_length=64, description="Only runs in this environment.")]
+TriggerFilter = Annotated[str | None, Query(max_length=16)]
+
+
+def run_query(
+    session: Session,
+    state: list[str] | None,
+    project: str | None,
+    environment: str | None,
+    trigger: str | None,
+) -> RunQuery:
+    """The filters of a runs query, checked: an unknown state, trigger or project is a 4xx."""
     if state and not set(state) <= states.ALL:
         bad = sorted(set(state) - states.ALL)[0]
         raise ApiError(
@@ -138,24 +155,77 @@ def list_runs(
         raise ApiError(422, "invalid_request", f"Unknown trigger '{trigger}'; use one of {known}.")
     if project and session.exec(select(Project.id).where(Project.name == project)).first() is None:
         raise not_found("Project", project)
-    env_alias = aliased(Environment)
-    statement = (
-        select(Run, Project.name, env_alias.name, User.name)
-        .join(Project, Project.id == Run.project_id)  # type: ignore[arg-type]
-        .join(User, User.id == Run.user_id)  # type: ignore[arg-type]
-        .outerjoin(env_alias, env_alias.id == Run.environment_id)  # type: ignore[arg-type]
-    )
-    if state:
-        statement = statement.where(col(Run.state).in_(state))
-    if project:
-        statement = statement.where(Project.name == project)
-    if trigger:
-        statement = statement.where(Run.trigger == trigger)
-    rows = list(session.exec(paging.apply(statement, Run.id, params)))
+    return RunQuery(tuple(state or ()), project, environment, trigger)
+
+
+@router.get("/runs", response_model=Page[RunOut])
+def list_runs(
+    session: DB,
+    _: Reader,
+    params: Annotated[paging.PageParams, Depends(paging.page_params)],
+    state: StateFilter = None,
+    project: ProjectFilter = None,
+    environment: EnvironmentFilter = None,
+    trigger: TriggerFilter = None,
+) -> dict[str, Any]:
+    query = run_query(session, state, project, environment, trigger)
+    rows = list(session.exec(paging.apply(narrow(runs_with_names(), query), Run.id, params)))
     page = paging.build([r[0] for r in rows], params, lambda r: r)
-    names = {r[0].id: r[1:] for r in rows}
-    page["items"] = [run_out(r, *names[r.id]) for r in page["items"]]
+    names = {r[0].id: (r[1], r[2], r[3]) for r in rows}
+    steps = steps_of(session, [r.id for r in page["items"]])
+    page["items"] = [run_out(r, *names[r.id], steps[r.id]) for r in page["items"]]
     return page
+
+
+def latest_run(session: Session, query: RunQuery) -> RunOut:
+    """The newest run ``query`` means; without a state filter, the newest finished one."""
+    if not query.states:
+        query = RunQuery(tuple(sorted(states.FINISHED)), query.project, query.environment, query.trigger)
+    row = session.exec(narrow(runs_with_names(), query).order_by(col(Run.id).desc()).limit(1)).first()
+    if row is None:
+        wanted = ", ".join(
+            f"{key} {value}"
+            for key, value in (
+                ("project", query.project),
+                ("environment", query.environment),
+                ("trigger", query.trigger),
+                ("state", " or ".join(query.states)),
+            )
+            if value
+        )
+        raise ApiError(404, "not_found", f"No run matches ({wanted}).")
+    run, project, environment, user = row
+    assert run.id is not None
+    return run_out(run, project, environment, user, steps_of(session, [run.id])[run.id])
+
+
+@router.get("/runs/latest", response_model=RunOut)
+def latest(
+    session: DB,
+    _: Reader,
+    state: StateFilter = None,
+    project: ProjectFilter = None,
+    environment: EnvironmentFilter = None,
+    trigger: TriggerFilter = None,
+) -> RunOut:
+    """The newest run that matches the filters (without ``state``: the newest finished one)."""
+    return latest_run(session, run_query(session, state, project, environment, trigger))
+
+
+@router.get("/runs/latest/artifacts", response_model=LatestArtifacts)
+def latest_artifacts(
+    session: DB,
+    _: Reader,
+    state: StateFilter = None,
+    project: ProjectFilter = None,
+    environment: EnvironmentFilter = None,
+    trigger: TriggerFilter = None,
+) -> LatestArtifacts:
+    """The newest matching run and its artifacts (download each from ``/runs/{id}/artifacts/{aid}/content``):
+    what dbt's deferral (``--state``) needs from the last good production run."""
+    run = latest_run(session, run_query(session, state, project, environment, trigger))
+    rows = session.exec(select(Artifact).where(Artifact.run_id == run.id).order_by(col(Artifact.path)))
+    return LatestArtifacts(run=run, artifacts=[artifact_out(a) for a in rows])
 
 
 @router.get("/runs/{run_id}", response_model=RunOut)
