@@ -28,6 +28,8 @@ from compose.substrates import make_launcher
 from control.client import ControlClient, DevyardError
 from control.datadir import DataDir
 from control.settings import Settings
+from control.trust import WORKER_ENV as TRUST_ENV
+from control.trust import TrustProblem
 from control.wire.work import (
     CancelWork,
     ClaimedWork,
@@ -182,6 +184,7 @@ class Agent:
             env["HOME"] = str(command_home(self.config.volume))
             env["DEVYARD_WORKER_URL"] = self.config.api_url
             env["DEVYARD_WORKER_TOKEN"] = item.worker_token or ""
+            env[TRUST_ENV] = self.client.trust.to_json()  # the worker trusts what this agent trusts
             launch = LaunchSpec(
                 name=f"devyard-run-{run_id}",
                 argv=[sys.executable, "-m", "runner.worker", "--spec", str(spec_file)],
@@ -193,7 +196,7 @@ class Agent:
                 paths=(run_dir, spool_dir),
             )
             handle = self.launcher.start(launch)
-        except (LaunchError, OSError) as exc:
+        except (LaunchError, OSError, TrustProblem) as exc:
             if own_folder:  # only if still empty: the launch may have got further than it says
                 with contextlib.suppress(OSError):
                     run_dir.rmdir()

@@ -28,6 +28,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         "--admin-token", metavar="NAME", help="print a new admin token for NAME (created if needed), then exit"
     )
     parser.add_argument("--workers", type=int, help="API processes sharing the port (default: settings)")
+    parser.add_argument("--tls-cert", help="PEM certificate to serve TLS with (default: settings)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert (default: settings)")
+    parser.add_argument("--insecure-http", action="store_true", default=None, help="plain HTTP on a non-loopback host")
     parser.add_argument("--api-process", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--socket-fd", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -48,6 +51,7 @@ def main(argv: list[str]) -> int:
         serve_api_process(settings, socket.socket(fileno=args.socket_fd))
         return 0
     overrides: dict[str, Any] = {"host": args.host, "port": args.port, "api_workers": args.workers}
+    overrides.update(tls_cert=args.tls_cert, tls_key=args.tls_key, insecure_http=args.insecure_http)
     if args.replica:
         overrides.update(agent=False, scheduler=False)
     settings = load_settings(args.data_dir, **overrides)

@@ -4,10 +4,13 @@
 default = "local"
 
 [profiles.local]
-url = "http://127.0.0.1:8421"
+url = "https://devyard.example.com:8421"
 token = "dy_..."
+fingerprint = "SHA256:AB:CD:..."   # or ca_file = "/path/ca.pem"; neither: the system trust store
 ```
-``DEVYARD_URL`` and ``DEVYARD_TOKEN`` override the file (handy for CI and agents).
+``insecure_http = true`` lets the token travel over plain HTTP to another machine.
+``DEVYARD_URL`` and ``DEVYARD_TOKEN`` override the file (handy for CI and agents), with
+``DEVYARD_FINGERPRINT``, ``DEVYARD_CA_FILE`` and ``DEVYARD_INSECURE_HTTP`` (see control.trust).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import os
 import tomllib
 from pathlib import Path
 
+from control.trust import Trust, TrustProblem, parse_fingerprint
+
 LOCAL = "local"
 
 
@@ -25,21 +30,26 @@ class ProfileProblem(Exception):
 
 
 class Profile:
-    """A named API URL and token. A plain class, not a dataclass: the CLI's fast paths read
-    profiles too, and ``dataclasses`` (through ``inspect``) would be most of their imports."""
+    """A named API URL and token, and which certificate the API may present. A plain class, not a
+    dataclass: the CLI's fast paths read profiles too, and ``dataclasses`` (through ``inspect``)
+    would be most of their imports."""
 
-    __slots__ = ("name", "token", "url")
+    __slots__ = ("name", "token", "trust", "url")
 
-    def __init__(self, name: str, url: str, token: str) -> None:
+    def __init__(self, name: str, url: str, token: str, trust: Trust | None = None) -> None:
         self.name = name
         self.url = url
         self.token = token
+        self.trust = trust or Trust()
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.name, self.url, self.token, self.trust)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Profile) and (self.name, self.url, self.token) == (other.name, other.url, other.token)
+        return isinstance(other, Profile) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.name, self.url, self.token))
+        return hash(self._key())
 
     def __repr__(self) -> str:  # never the token
         return f"Profile(name={self.name!r}, url={self.url!r})"
@@ -78,9 +88,25 @@ def load_profiles(path: Path | None = None) -> tuple[str | None, dict[str, Profi
             or not isinstance(entry.get("token"), str)
         ):
             raise ProfileProblem(f"{path}: profile '{name}' needs a url and a token; run `yard login` again.")
-        profiles[name] = Profile(name, entry["url"], entry["token"])
+        profiles[name] = Profile(name, entry["url"], entry["token"], _trust(path, name, entry))
     default = data.get("default")
     return (default if isinstance(default, str) else None), profiles
+
+
+def _trust(path: Path, name: str, entry: dict[str, object]) -> Trust:
+    ca_file, fingerprint, insecure = entry.get("ca_file"), entry.get("fingerprint"), entry.get("insecure_http", False)
+    pin_file = entry.get("certificate_file")
+    if not all(isinstance(value, str | None) for value in (ca_file, fingerprint, pin_file)) or not isinstance(
+        insecure, bool
+    ):
+        raise ProfileProblem(
+            f"{path}: profile '{name}' has an invalid ca_file, fingerprint, certificate_file or insecure_http."
+        )
+    try:
+        pin = parse_fingerprint(fingerprint) if isinstance(fingerprint, str) and fingerprint else None
+    except TrustProblem as exc:
+        raise ProfileProblem(f"{path}: profile '{name}': {exc}") from None
+    return Trust(ca_file=ca_file, fingerprint=pin, pin_file=pin_file, insecure_http=insecure)  # type: ignore[arg-type]
 
 
 def find(name: str, path: Path | None = None) -> Profile | None:
@@ -97,7 +123,10 @@ def resolve(name: str | None = None, path: Path | None = None) -> Profile:
     if name is None and bool(env_url) != bool(env_token):
         raise ProfileProblem("Set both DEVYARD_URL and DEVYARD_TOKEN, or neither.")
     if name is None and env_url and env_token:
-        return Profile("env", env_url, env_token)
+        try:
+            return Profile("env", env_url, env_token, Trust.from_environment())
+        except TrustProblem as exc:
+            raise ProfileProblem(f"DEVYARD_FINGERPRINT: {exc}") from None
     default, profiles = load_profiles(path)
     chosen = name or os.environ.get("DEVYARD_PROFILE") or default or LOCAL
     if chosen not in profiles:
@@ -123,8 +152,16 @@ def save_profile(profile: Profile, *, make_default: bool = False, path: Path | N
             f"[profiles.{json.dumps(p.name)}]",
             f"url = {json.dumps(p.url)}",
             f"token = {json.dumps(p.token)}",
-            "",
         ]
+        if p.trust.fingerprint:
+            lines.append(f"fingerprint = {json.dumps(p.trust.fingerprint)}")
+        if p.trust.pin_file:  # the local profile: the certificate file of the stack on this machine
+            lines.append(f"certificate_file = {json.dumps(p.trust.pin_file)}")
+        if p.trust.ca_file:
+            lines.append(f"ca_file = {json.dumps(p.trust.ca_file)}")
+        if p.trust.insecure_http:
+            lines.append("insecure_http = true")
+        lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -19,6 +19,7 @@ _REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("gaierror", "Name or service not known", "nodename nor servname", "resolution"), "the host name is unknown"),
     (("RemoteProtocolError", "ConnectionReset", "reset by peer", "closed"), "the connection was closed early"),
     (("unreachable",), "the network is unreachable"),
+    (("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure"), "it does not answer TLS (try http://)"),
 )
 
 
@@ -32,8 +33,32 @@ def why(exc: BaseException) -> str:
     return "the connection failed"
 
 
+def certificate_refused(exc: BaseException) -> str | None:
+    """Why the API's certificate was refused, if that is what ``exc`` (or a cause of it) says:
+    a pin that does not match (:class:`control.tlspin.CertificateChanged`) or a failed
+    verification. Matched by class name: this module does not import ``ssl``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        names = {cls.__name__ for cls in type(current).__mro__}
+        if "CertificateChanged" in names:
+            return str(current)
+        if "SSLCertVerificationError" in names:
+            detail = getattr(current, "verify_message", None) or str(current)
+            return (
+                f"its certificate is not trusted ({detail}); log in again with --ca-file or --fingerprint"
+                " (`yard login --help`)"
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def unreachable(url: str, exc: BaseException) -> str:
     """One sentence: the API at ``url`` cannot be reached, why, and what to try."""
+    refused = certificate_refused(exc)
+    if refused is not None:
+        return f"Refusing the devyard API at {url}: {refused}."
     reason = why(exc)
     if reason.startswith("the URL"):
         hint = "check the URL (of your profile, or DEVYARD_URL)."

@@ -91,6 +91,17 @@ class Settings(BaseSettings):
     port: int = Field(default=8421, ge=0, le=65535)
     """Port the control API binds to."""
 
+    tls_cert: Path | None = None
+    """PEM certificate (chain) the API serves TLS with; read again when the file changes. Empty
+    on a non-loopback ``host``: a self-signed one is made in ``<data-dir>/tls/``."""
+
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert``; read again when the file changes."""
+
+    insecure_http: bool = False
+    """Serve plain HTTP on a non-loopback ``host`` (behind a proxy that terminates TLS, or on a
+    network you trust) instead of a self-signed certificate."""
+
     api_workers: int | None = Field(default=None, ge=1, le=64)
     """API processes of `yard up`, sharing its port; none means one per CPU, at most 2."""
 

@@ -17,8 +17,11 @@ import socket
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the fast paths ~2 ms
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Iterator
     from typing import Any, BinaryIO
+
+    from control.trust import Trust
 
 DEFAULT_TIMEOUT_S = 30.0
 SEND_BLOCK = 256 * 1024
@@ -75,8 +78,17 @@ class Connection:
     failure or a stream left unread)."""
 
     def __init__(
-        self, url: str, token: str | None, *, timeout: float | None = None, agent: str = "devyard-client"
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float | None = None,
+        agent: str = "devyard-client",
+        trust: Trust | None = None,
     ) -> None:
+        """``trust``: which certificate an ``https://`` API may present (see :mod:`control.trust`).
+        Raises :class:`control.trust.TrustProblem` for a token that would travel over plain HTTP
+        to another machine without ``trust.insecure_http``."""
         self.url = url.rstrip("/")
         scheme, _, rest = self.url.partition("://")
         if scheme not in ("http", "https") or not rest:
@@ -95,6 +107,12 @@ class Connection:
         self.base = (slash + path).rstrip("/")
         self.timeout = timeout if timeout is not None else DEFAULT_TIMEOUT_S  # connect, send, each answer
         self.token = token
+        self.trust = trust
+        if not self.https:
+            from control.trust import check_plain_http
+
+            check_plain_http(self.url, token, trust)
+        self._ssl: ssl.SSLContext | None = None  # built at the first connection, then reused
         self._head = [f"User-Agent: {agent}", "Accept: */*", "Accept-Encoding: identity"]
         if token:
             self._head.append(f"Authorization: Bearer {token}")
@@ -237,9 +255,15 @@ class Connection:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.https:
-                import ssl
+                if self._ssl is None:
+                    from control.trust import client_context
 
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
+                    self._ssl = client_context(self.trust, system=False)
+                try:
+                    sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
+                except BaseException:
+                    sock.close()
+                    raise
             self._sock = sock
             self._reader = sock.makefile("rb")
         return self._sock

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from control.transport import Connection, Unreachable, error_of
+from control.trust import Trust
 
 
 class Transient(Exception):
@@ -30,8 +31,8 @@ class RequestRefused(Exception):
 
 
 class WorkerApi:
-    def __init__(self, url: str, token: str, run_id: int, timeout: float = 15.0) -> None:
-        self._connection = Connection(url, token, timeout=timeout, agent="devyard-worker")
+    def __init__(self, url: str, token: str, run_id: int, timeout: float = 15.0, trust: Trust | None = None) -> None:
+        self._connection = Connection(url, token, timeout=timeout, agent="devyard-worker", trust=trust)
         self._base = f"/api/v1/runs/{run_id}"
         # One keep-alive connection shared by the worker's threads, one request at a time.
         self._lock = threading.Lock()

@@ -6,7 +6,7 @@ the order the command wrote them, secrets masked), ships
 the spool to the control API, enforces the timeout, turns SIGTERM into a graceful stop of the
 command (SIGTERM to its group, SIGKILL after the grace period), uploads artifacts and reports the
 outcome. Its connection details arrive in the environment (``DEVYARD_WORKER_URL``,
-``DEVYARD_WORKER_TOKEN``) and are removed before the command starts, so the command never sees
+``DEVYARD_WORKER_TOKEN``, ``DEVYARD_WORKER_TLS``) and are removed before the command starts, so the command never sees
 the token.
 """
 
@@ -28,6 +28,8 @@ from typing import Any
 
 from control.clock import utcnow
 from control.logformat import STEP, encode_lines
+from control.trust import WORKER_ENV as TRUST_ENV
+from control.trust import Trust
 from control.workerclient import RequestRefused, Transient, WorkerApi
 from runner.capture import OutputReader, masker, open_channel
 from runner.orphans import forget_command, record_command
@@ -410,8 +412,11 @@ def main(argv: list[str] | None = None) -> int:
     args.spec.unlink(missing_ok=True)
     url = os.environ.pop("DEVYARD_WORKER_URL")
     token = os.environ.pop("DEVYARD_WORKER_TOKEN")
+    # The certificate the agent trusts (pin, CA or the server's file), so this worker talks to
+    # the API over the same TLS; removed with the rest before the command starts.
+    trust = Trust.from_json(os.environ.pop(TRUST_ENV, None))
     spool_dir = Path(spec.pop("spool_dir"))
-    worker = Worker(spec, WorkerApi(url, token, int(spec["id"])), spool_dir)
+    worker = Worker(spec, WorkerApi(url, token, int(spec["id"]), trust=trust), spool_dir)
     signal.signal(signal.SIGTERM, lambda *_: worker.request_stop("cancel"))
     signal.signal(signal.SIGINT, lambda *_: worker.request_stop("cancel"))
     return worker.run()

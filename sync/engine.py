@@ -159,7 +159,7 @@ class SyncEngine:
         if client.token is None:
             return None
         outcome = unchanged.check(
-            self.root, self.directory, client.url, client.token, self.remote.server_id, self._head
+            self.root, self.directory, client.url, client.token, self.remote.server_id, self._head, client.trust
         )
         if outcome.listing is not None:
             self._prefetched = outcome.listing  # the full sync needs no second manifest

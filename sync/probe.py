@@ -21,6 +21,7 @@ import json
 from urllib.parse import urlencode
 
 from control.transport import Connection, Unreachable
+from control.trust import Trust, TrustProblem
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: the fast start does without importing typing
 if TYPE_CHECKING:
@@ -32,15 +33,23 @@ TIMEOUT_S = 30.0
 class Question:
     """One GET sent to a develop server through the gateway; :meth:`answer` reads its reply."""
 
-    def __init__(self, api_url: str, token: str, server_id: int, path: str, params: dict[str, str] | None) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        server_id: int,
+        path: str,
+        params: dict[str, str] | None,
+        trust: Trust | None = None,
+    ) -> None:
         self._connection: Connection | None = None  # None: the question could not be sent
         target = f"/api/v1/devservers/{server_id}/{path.lstrip('/')}"
         if params:
             target += "?" + urlencode(params)
         try:
-            connection = Connection(api_url, token, timeout=TIMEOUT_S)
+            connection = Connection(api_url, token, timeout=TIMEOUT_S, trust=trust)
             connection.send("GET", target, last=True)
-        except (Unreachable, ValueError, UnicodeEncodeError):  # ValueError: not a usable URL
+        except (Unreachable, ValueError, UnicodeEncodeError, TrustProblem):  # ValueError: not a usable URL
             return
         self._connection = connection
 

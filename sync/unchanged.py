@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+    from control.trust import Trust
     from sync.githead import Head
 
 
@@ -45,15 +46,21 @@ def parse_listing(data: dict[str, Any]) -> tuple[dict[str, Entry] | None, str | 
 
 
 def check(
-    root: Path, directory: Path, api_url: str, token: str, server_id: int, head: Callable[[], Head | None]
+    root: Path,
+    directory: Path,
+    api_url: str,
+    token: str,
+    server_id: int,
+    head: Callable[[], Head | None],
+    trust: Trust | None = None,
 ) -> Outcome:
     """Whether the tree at ``root``, the develop server's workspace and the git state are all as
     the snapshot in the sync state ``directory`` recorded them; ``head`` reads the local HEAD."""
     snapshot = Snapshot.load(directory)
     if snapshot is None:
         return Outcome(None)
-    listing = Question(api_url, token, server_id, "/files/manifest", {"since": snapshot.token})
-    refs = Question(api_url, token, server_id, "/git/refs", None) if snapshot.git is not None else None
+    listing = Question(api_url, token, server_id, "/files/manifest", {"since": snapshot.token}, trust)
+    refs = Question(api_url, token, server_id, "/git/refs", None, trust) if snapshot.git is not None else None
     try:
         same = snapshot.tree_unchanged(root) and head() == snapshot.git
         answer = listing.answer()

@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import httpx
 from textual import work
 from textual.app import App
 from textual.binding import BindingType
@@ -90,11 +89,8 @@ class DevyardApp(App[None]):
         self.profile = profile
         self.read_only = read_only
         self.config = config or TuiConfig()
-        # Plain HTTP needs no TLS context, and building httpx's default one costs ~50 ms of start-up.
-        plain = profile.url.startswith("http://")
-        self.client = AsyncControlClient(
-            profile.url, profile.token, transport=httpx.AsyncHTTPTransport(verify=False) if plain else None
-        )
+        # The profile's trust: its pinned certificate or CA file (plain HTTP builds no TLS context).
+        self.client = AsyncControlClient(profile.url, profile.token, trust=profile.trust)
         self.me: Me | None = None
         """The token's user, once the API said who it is."""
         self.local_project = default_project()

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from control.trust import Trust
+
 
 @dataclass(frozen=True)
 class SyncStatus:
@@ -109,12 +111,12 @@ def _from_raw(raw: Any) -> SyncStatus:
     )
 
 
-async def sync_now(path: Path, project: str, url: str, token: str) -> str:
+async def sync_now(path: Path, project: str, url: str, token: str, trust: Trust | None = None) -> str:
     """Run ``yard sync PATH --project P --json`` once against the TUI's API; returns a sentence,
     raises RuntimeError with one."""
     yard = str(Path(sys.executable).parent / "yard")
     env = {k: v for k, v in os.environ.items() if k != "DEVYARD_PROFILE"}
-    env.update(DEVYARD_URL=url, DEVYARD_TOKEN=token, NO_COLOR="1")
+    env.update(DEVYARD_URL=url, DEVYARD_TOKEN=token, NO_COLOR="1", **(trust.environment() if trust else {}))
     process = await asyncio.create_subprocess_exec(
         yard,
         "sync",

@@ -19,6 +19,7 @@ from compose.stack.problem import UpProblem
 from compose.stack.sockets import bind_socket
 from control.datadir import DataDir
 from control.settings import Settings
+from control.trust import client_context
 from runner.procfs import pid_alive
 
 START_TIMEOUT_S = 30.0
@@ -58,11 +59,15 @@ def running_server(data_dir: DataDir) -> RunningServer | None:
 
 def start_detached(settings: Settings) -> RunningServer:
     """Start the stack in the background and wait until it answers its health check."""
+    from compose.stack.server import own_trust
+
     data_dir = DataDir(settings.data_dir)
     # Binding here first gives the user the "port in use" sentence instead of a dead child.
     bind_socket(settings.host, settings.port).close()
     with open(data_dir.server_log, "ab") as log:
         child = _spawn(settings, log)
+    # Its own certificate, exactly (see compose.stack.server.own_trust).
+    verify = client_context(own_trust(settings)) if settings.tls_cert else False
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if child.poll() is not None:
@@ -72,7 +77,7 @@ def start_detached(settings: Settings) -> RunningServer:
         server = running_server(data_dir)
         if server is not None and server.pid == child.pid:
             try:
-                if httpx.get(server.url + "/api/v1/health", timeout=2).status_code == 200:
+                if httpx.get(server.url + "/api/v1/health", timeout=2, verify=verify).status_code == 200:
                     return server
             except httpx.TransportError:
                 pass
@@ -103,6 +108,10 @@ def _spawn(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
     command += ["--host", settings.host, "--port", str(settings.port)]
     if settings.api_workers is not None:
         command += ["--workers", str(settings.api_workers)]
+    if settings.tls_cert and settings.tls_key:
+        command += ["--tls-cert", str(settings.tls_cert), "--tls-key", str(settings.tls_key)]
+    if settings.insecure_http:
+        command.append("--insecure-http")
     return subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,

@@ -33,7 +33,20 @@ def api_server(app: Any, settings: Settings, on_stopping: Callable[[], None] | N
                 on_stopping()
             await super().shutdown(sockets=sockets)
 
-    config = uvicorn.Config(
+    ssl_context = None
+    if settings.tls_cert and settings.tls_key:
+        from compose.stack.tls import ReloadingCertificate
+
+        ssl_context = ReloadingCertificate(settings.tls_cert, settings.tls_key).context
+
+    class Config(uvicorn.Config):  # type: ignore[misc]
+        def load(self) -> None:
+            super().load()
+            if ssl_context is not None:
+                # Our context, not one uvicorn builds from file names: it follows renewed files.
+                self.ssl = ssl_context
+
+    config = Config(
         app,
         log_level="warning",
         access_log=False,

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from control import profiles
+from control.trust import Trust
 
 
 def admin_name() -> str:
@@ -19,12 +20,14 @@ def admin_name() -> str:
     return name or "admin"
 
 
-def save_local_profile(engine: Any, url: str) -> None:
-    """Point the local profile at ``url`` with a working admin token of this stack's database,
-    keeping the current token when it still works there. Called by a server that holds its port."""
+def save_local_profile(engine: Any, url: str, trust: Trust | None = None) -> None:
+    """Point the local profile at ``url`` (trusting its certificate as ``trust`` says) with a
+    working admin token of this stack's database, keeping the current token when it still works
+    there. Called by a server that holds its port."""
     from control.bootstrap import local_admin_token
 
     current = profiles.find(profiles.LOCAL)
     token = local_admin_token(engine, admin_name(), current.token if current else None)
-    if current is None or current.token != token or current.url != url:
-        profiles.save_profile(profiles.Profile(profiles.LOCAL, url, token), make_default=current is None)
+    wanted = profiles.Profile(profiles.LOCAL, url, token, trust)
+    if current != wanted:
+        profiles.save_profile(wanted, make_default=current is None)

@@ -18,8 +18,10 @@ from compose.stack.http_server import api_server, exit_on_signal, tune_gc
 from compose.stack.local_profile import save_local_profile
 from compose.stack.problem import UpProblem
 from compose.stack.sockets import bind_socket, client_url
+from compose.stack.tls import plan, with_plan
 from control.datadir import DataDir, make_private, private_umask, sqlite_files
 from control.settings import Settings
+from control.trust import Trust
 
 logger = logging.getLogger("devyard.supervisor")
 
@@ -69,8 +71,10 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
     if warning:
         logger.warning("%s", warning)
     data_dir = DataDir(settings.data_dir)
+    tls = plan(settings)
+    settings = with_plan(settings, tls)  # the API processes serve the same files
     sock = sock or bind_socket(settings.host, settings.port, reuse_port=settings.effective_api_workers > 1)
-    url = client_url(settings.host, sock.getsockname()[1])
+    url = client_url(settings.host, sock.getsockname()[1], tls.scheme)
     # Started first, so they import and connect while this process does the same.
     processes = ApiProcesses(settings, sock, settings.effective_api_workers - 1)
     processes.start()
@@ -87,7 +91,7 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
 
         server = api_server(create_app(services), settings, stopping)
         if local_profile:
-            save_local_profile(services.engine, url)
+            save_local_profile(services.engine, url, own_trust(settings))
     except BaseException:
         processes.wait()
         raise
@@ -123,6 +127,15 @@ def serve(settings: Settings, sock: socket.socket | None = None, ready: Any = No
         services.engine.dispose()
 
 
+def own_trust(settings: Settings) -> Trust:
+    """How this server's own clients (its agent and run workers, the local profile) trust it:
+    exactly the certificate file it serves, read again when renewed; or plain HTTP, which the
+    server was allowed to serve."""
+    if settings.tls_cert:
+        return Trust(pin_file=str(settings.tls_cert))
+    return Trust(insecure_http=settings.insecure_http)
+
+
 def _check_substrate(settings: Settings) -> None:
     """`yard up` with a container substrate: say now, in one sentence, if it cannot work."""
     from compose.launcher import LaunchError
@@ -139,7 +152,8 @@ def _local_agent(settings: Settings, services: Any, url: str) -> Any:
     from control.bootstrap import local_agent_token
     from control.client import ControlClient
 
-    return agent_for(settings, ControlClient(url, local_agent_token(services.engine)))
+    client = ControlClient(url, local_agent_token(services.engine), trust=own_trust(settings))
+    return agent_for(settings, client)
 
 
 def _after_start(server: Any, actions: list[Callable[[], object]]) -> None:

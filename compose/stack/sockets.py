@@ -63,10 +63,10 @@ def sibling_socket(sock: socket.socket) -> socket.socket:
     return sibling
 
 
-def client_url(host: str, port: int) -> str:
+def client_url(host: str, port: int, scheme: str = "http") -> str:
     """The URL a client on this machine uses to reach a server bound to ``host``."""
     if host in ("0.0.0.0", ""):
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"

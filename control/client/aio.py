@@ -10,9 +10,10 @@ import httpx
 from control import profiles, reach
 from control.client.calls import AsyncSender, Call
 from control.client.endpoints import Endpoints
-from control.client.errors import connection_failed, raise_for_error
+from control.client.errors import ConnectionFailed, connection_failed, raise_for_error
 from control.client.streams import LogFrame, LogFrameDecoder, SSEDecoder, SSEEvent
-from control.client.sync import DEFAULT_TIMEOUT, LOG_READ_TIMEOUT, STREAM_TIMEOUT, headers
+from control.client.sync import DEFAULT_TIMEOUT, LOG_READ_TIMEOUT, STREAM_TIMEOUT, headers, verify_for
+from control.trust import Trust
 
 T = TypeVar("T")
 
@@ -27,17 +28,29 @@ class AsyncControlClient(Endpoints, AsyncSender):
         *,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
+        trust: Trust | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.token_from_environment = False  # a refused token then points at DEVYARD_TOKEN
+        self.trust = trust or Trust()
+        verify, refusal = verify_for(self.url, token, self.trust)
+
+        async def refuse(_request: httpx.Request) -> None:
+            raise ConnectionFailed(refusal or "")
+
         self._http = httpx.AsyncClient(
-            base_url=self.url + "/api/v1", headers=headers(token), timeout=timeout, transport=transport
+            base_url=self.url + "/api/v1",
+            headers=headers(token),
+            timeout=timeout,
+            transport=transport,
+            verify=verify,
+            event_hooks={"request": [refuse]} if refusal else None,
         )
 
     @classmethod
     def from_profile(cls, name: str | None = None) -> AsyncControlClient:
         profile = profiles.resolve(name)
-        client = cls(profile.url, profile.token)
+        client = cls(profile.url, profile.token, trust=profile.trust)
         client.token_from_environment = reach.token_from_environment(name)
         return client
 

@@ -3,6 +3,7 @@ server bodies) a program reads as they come."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, TypeVar
 
@@ -11,8 +12,9 @@ import httpx
 from control import profiles, reach
 from control.client.calls import Call, SyncSender
 from control.client.endpoints import Endpoints
-from control.client.errors import connection_failed, raise_for_error
+from control.client.errors import ConnectionFailed, connection_failed, raise_for_error
 from control.client.streams import LogFrame, LogFrameDecoder, SSEDecoder, SSEEvent
+from control.trust import Trust, TrustProblem, check_plain_http, client_context
 
 T = TypeVar("T")
 
@@ -29,6 +31,17 @@ def headers(token: str | None) -> dict[str, str]:
     return out
 
 
+def verify_for(url: str, token: str | None, trust: Trust | None) -> tuple[ssl.SSLContext | bool, str | None]:
+    """httpx's ``verify`` for ``url`` and ``trust``, and the sentence every request is refused with
+    (a token that would go over plain HTTP to another machine, an unusable CA file), if any."""
+    try:
+        check_plain_http(url, token, trust)
+        # Plain HTTP needs no TLS context, and building one costs ~50 ms of start-up.
+        return (client_context(trust) if url.startswith("https://") else False), None
+    except TrustProblem as exc:
+        return False, str(exc)
+
+
 class ControlClient(Endpoints, SyncSender):
     """Synchronous client. Use as a context manager or call :meth:`close`."""
 
@@ -39,18 +52,31 @@ class ControlClient(Endpoints, SyncSender):
         *,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        trust: Trust | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.token_from_environment = False  # a refused token then points at DEVYARD_TOKEN
         self.token = token  # for callers that open their own connection (sync.probe)
+        self.trust = trust or Trust()  # likewise: they trust what this client trusts
+        verify, refusal = verify_for(self.url, token, self.trust)
+        self.ssl_context = verify if isinstance(verify, ssl.SSLContext) else None
+
+        def refuse(_request: httpx.Request) -> None:
+            raise ConnectionFailed(refusal or "")
+
         self._http = httpx.Client(
-            base_url=self.url + "/api/v1", headers=headers(token), timeout=timeout, transport=transport
+            base_url=self.url + "/api/v1",
+            headers=headers(token),
+            timeout=timeout,
+            transport=transport,
+            verify=verify,
+            event_hooks={"request": [refuse]} if refusal else None,
         )
 
     @classmethod
     def from_profile(cls, name: str | None = None) -> ControlClient:
         profile = profiles.resolve(name)
-        client = cls(profile.url, profile.token)
+        client = cls(profile.url, profile.token, trust=profile.trust)
         client.token_from_environment = reach.token_from_environment(name)
         return client
 

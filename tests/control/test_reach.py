@@ -26,7 +26,7 @@ def test_an_api_that_accepts_but_never_answers_is_said_in_words() -> None:
     ("url", "words"),
     [
         ("ftp://example.com", "the URL is not an http:// or https:// address; check the URL"),
-        ("http://no-such-host.invalid", "the host name is unknown; check the URL and your network."),
+        ("https://no-such-host.invalid", "the host name is unknown; check the URL and your network."),
     ],
 )
 def test_bad_urls_are_said_in_words(url: str, words: str) -> None:

@@ -294,8 +294,9 @@ def shell(project: ProjectOption = None) -> None:
         server = running_server(client, project)
         url = client.websocket_url(f"/devservers/{server.id}/pty")
         headers = client.auth_headers
+        ssl_context = client.ssl_context
     try:
-        code = open_shell(url, headers)
+        code = open_shell(url, headers, ssl_context)
     except ShellLost as exc:
         errors.print(str(exc), highlight=False)
         raise typer.Exit(CONNECTION_LOST) from None

@@ -86,6 +86,7 @@ EXPECTED = (
     ("control.profiles", "ProfileProblem"),
     ("control.secretbox", "SecretKeyProblem"),
     ("control.settings", "SettingsProblem"),
+    ("control.trust", "TrustProblem"),
 )
 
 

@@ -22,7 +22,8 @@ PIPE_WIDTH = 10_000
 
 
 def _console(stderr: bool = False) -> Console:
-    out = Console(stderr=stderr)
+    # No emoji codes: a fingerprint (SHA256:AB:CD:...) or a path with colons must print as it is.
+    out = Console(stderr=stderr, emoji=False)
     if not out.is_terminal and "COLUMNS" not in os.environ:
         out.width = PIPE_WIDTH
     return out

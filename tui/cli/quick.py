@@ -69,11 +69,12 @@ def connect() -> Connection:
         chosen = resolve()
     except ProfileProblem:
         raise Handover from None
-    if not chosen.url.startswith("http://"):
-        raise Handover  # https: the full CLI's HTTP client and its certificate store decide
+    from control.trust import TrustProblem
+
     try:
-        return Connection(chosen.url, chosen.token)
-    except ValueError:  # a URL the full CLI explains
+        # The profile's pin or CA file, or OpenSSL's default paths (the system store on Linux).
+        return Connection(chosen.url, chosen.token, trust=chosen.trust)
+    except (ValueError, TrustProblem):  # a URL or a plain-HTTP refusal the full CLI explains
         raise Handover from None
 
 

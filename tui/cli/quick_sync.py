@@ -92,7 +92,7 @@ def run(args: list[str]) -> int | None:
     read_head(root)  # raises UnknownHead before the walk for a repository only pygit2 reads
     directory = state_dir(url, workspace, root)
     started = time.perf_counter()
-    outcome = unchanged.check(root, directory, url, token, server_id, lambda: read_head(root))
+    outcome = unchanged.check(root, directory, url, token, server_id, lambda: read_head(root), connection.trust)
     report = outcome.report
     if report is None:
         return None

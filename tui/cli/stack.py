@@ -28,22 +28,52 @@ def up(
             "--workers", min=1, max=64, help="API processes sharing the port \\[default: one per CPU, at most 2]."
         ),
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", help="PEM certificate (chain) to serve TLS with; renewed by replacing the file."),
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
+    insecure_http: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-http", help="Serve plain HTTP on a non-loopback --host instead of a self-signed certificate."
+        ),
+    ] = False,
 ) -> None:
     """Start the embedded stack: control API (+ scheduler and agent) on this machine."""
     from compose.stack import detached
     from compose.stack.server import multi_user_warning, prepare, serve
     from compose.stack.sockets import bind_socket
+    from compose.stack.tls import binds_loopback, certificate_fingerprint, plan, with_plan
     from control.datadir import DataDir
     from control.settings import load_settings
 
-    settings = load_settings(data_dir, host=host, port=port, api_workers=workers)
+    settings = load_settings(
+        data_dir,
+        host=host,
+        port=port,
+        api_workers=workers,
+        tls_cert=tls_cert.expanduser().resolve() if tls_cert else None,
+        tls_key=tls_key.expanduser().resolve() if tls_key else None,
+        insecure_http=insecure_http or None,
+    )
     existing = detached.running_server(DataDir(settings.data_dir))
     if existing is not None:
         fail(f"devyard is already running at {existing.url} (pid {existing.pid}); `yard down` stops it.")
     prepare(settings)
+    tls = plan(settings)
+    settings = with_plan(settings, tls)
     warning = multi_user_warning(settings)
     if warning:
         errors.print(f"[bold red]warning:[/] {warning}")
+    if tls.cert is not None:
+        kind = "a self-signed certificate" if tls.self_signed else "the certificate"
+        console.print(
+            f"TLS with {kind} in {tls.cert}, fingerprint [bold]{certificate_fingerprint(tls.cert)}[/]"
+            " (clients: `yard login URL --fingerprint` it, or --ca-file)."
+        )
+    elif not binds_loopback(settings.host):
+        errors.print(f"[bold red]warning:[/] plain HTTP on {settings.host}: tokens cross the network unencrypted.")
     if detach:
         server = detached.start_detached(settings)
         console.print(f"devyard is up at [bold]{server.url}[/] (pid {server.pid}, data in {settings.data_dir}).")
@@ -112,26 +142,55 @@ def login(
         typer.Option("--token", help="An API token (`yard tokens create` prints one); asked for when left out."),
     ] = None,
     profile: Annotated[str, typer.Option("--profile", help="Profile name to save it under.")] = "default",
+    ca_file: Annotated[
+        str | None, typer.Option("--ca-file", help="Trust certificates signed by this PEM CA file (and only those).")
+    ] = None,
+    fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--fingerprint", help="Pin the server's certificate by its SHA256:... fingerprint (`yard up` prints it)."
+        ),
+    ] = None,
+    insecure_http: Annotated[
+        bool, typer.Option("--insecure-http", help="Allow the token over plain http:// to another machine.")
+    ] = False,
 ) -> None:
-    """Attach the CLI and TUI to a (remote) control API and save it as a profile."""
+    """Attach the CLI and TUI to a (remote) control API and save it as a profile.
+
+    An https:// API's certificate is verified by the system trust store, --ca-file or a pinned
+    --fingerprint; a certificate nothing vouches for is shown and pinned if you accept it."""
     from control import profiles
     from control.client import ControlClient
+    from control.login_trust import choose_trust
 
     if not url.startswith(("http://", "https://")):
         fail(f"'{url}' is not an http:// or https:// URL.")
+    url = url.rstrip("/")
+    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    earlier = profiles.find(profile)
+    trust = choose_trust(
+        url,
+        ca_file=ca_file,
+        fingerprint=fingerprint,
+        insecure_http=insecure_http,
+        pinned=earlier.trust if earlier is not None and earlier.url == url else None,
+        ask=(lambda question: typer.confirm(question, default=False, err=True)) if interactive else None,
+    )
     if token is None:
-        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        if not interactive:
             fail("No token given and no terminal to ask for one; pass --token (`yard tokens create` prints one).")
         token = typer.prompt("Token", hide_input=True, err=True)
-    with ControlClient(url, token) as client:
+    with ControlClient(url, token, trust=trust) as client:
         client.health()
         me = client.me()
     try:
         previous = profiles.load_profiles()[0]
     except profiles.ProfileProblem:
         previous = None
-    path = profiles.save_profile(profiles.Profile(profile, url.rstrip("/"), token), make_default=True)
-    console.print(f"Logged in to {url} as {me.name} ({me.role}); profile '{profile}' saved in {path}.")
+    path = profiles.save_profile(profiles.Profile(profile, url, token, trust), make_default=True)
+    console.print(
+        f"Logged in to {url} as {me.name} ({me.role}), trusting {trust.describe()}; profile '{profile}' saved in {path}."
+    )
     if previous and previous != profile:
         console.print(
             f"'{profile}' is now the default profile (it was '{previous}'; "

@@ -14,6 +14,7 @@ import os
 import select
 import shutil
 import signal
+import ssl
 import sys
 import threading
 from typing import Any
@@ -30,17 +31,26 @@ def _size() -> tuple[int, int]:
     return size.columns, size.lines
 
 
-def open_shell(url: str, headers: dict[str, str]) -> int:
-    """Run an interactive session until the remote shell exits; returns its exit code."""
+def open_shell(url: str, headers: dict[str, str], ssl_context: ssl.SSLContext | None = None) -> int:
+    """Run an interactive session until the remote shell exits; returns its exit code.
+    ``ssl_context``: for a ``wss://`` URL, the API client's (its pin or CA file)."""
     from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
     from websockets.sync.client import connect
 
     cols, rows = _size()
     try:
-        ws = connect(f"{url}?cols={cols}&rows={rows}", additional_headers=headers, max_size=None, open_timeout=10)
+        tls: dict[str, Any] = {"ssl": ssl_context} if url.startswith("wss://") and ssl_context else {}
+        ws = connect(
+            f"{url}?cols={cols}&rows={rows}", additional_headers=headers, max_size=None, open_timeout=10, **tls
+        )
     except InvalidStatus as exc:
         raise ShellLost(_refusal(exc.response.status_code, exc.response.body)) from exc
     except (OSError, TimeoutError, InvalidURI) as exc:
+        from control.reach import certificate_refused
+
+        refused = certificate_refused(exc)
+        if refused is not None:
+            raise ShellLost(f"Refusing the devyard API for a shell: {refused}.") from exc
         raise ShellLost(f"Cannot reach the devyard API for a shell ({exc}).") from exc
     result: dict[str, Any] = {}
     done = threading.Event()
