@@ -22,6 +22,7 @@ from control.secretbox import SecretKeyProblem, new_key, parse_keys
 API_PORT = 8421
 DATA_DIR = "/var/lib/devyard"
 HEALTH = "/api/v1/health"
+TLS_DIR = "/etc/devyard/tls"  # where the TLS Secret is mounted
 
 DOCKERFILE = f"""\
 # The devyard image: build it from a checkout of devyard (the build context), e.g.
@@ -42,6 +43,7 @@ class RenderProblem(Exception):
 
 # S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens, a letter or digit at each end.
 BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9.-]{1,61})[a-z0-9]")
+SECRET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?")
 
 
 def _names_a_database(url: str) -> bool:
@@ -66,6 +68,9 @@ class DeployOptions:
     storage_class: str | None = None
     volume_size: str = "50Gi"
     agent_substrate: str = "kubernetes"
+    # Kubernetes: a kubernetes.io/tls Secret the API replicas serve TLS with (cert-manager writes
+    # one); none: plain HTTP inside the cluster, TLS terminated by your ingress.
+    tls_secret: str | None = None
     # Encrypt environment secrets at rest (DEVYARD_SECRET_KEYS); a new key unless one is given.
     secret_keys: str = field(default_factory=new_key, repr=False)
 
@@ -89,6 +94,8 @@ class DeployOptions:
                 f"'{self.object_store_url}' names no valid bucket (a placeholder such as s3://... is not enough); "
                 "pass --object-store-url s3://BUCKET/PREFIX with your bucket's name."
             )
+        if self.tls_secret is not None and not SECRET_NAME.fullmatch(self.tls_secret):
+            raise RenderProblem(f"'{self.tls_secret}' is not a Kubernetes Secret name (lower-case letters, digits, '-', '.').")
         if not 1 <= self.replicas <= 50:
             raise RenderProblem("--replicas must be between 1 and 50.")
         try:
@@ -102,6 +109,11 @@ class DeployOptions:
 
 def _settings_env(options: DeployOptions) -> dict[str, str]:
     env = {
+        # The replicas bind 0.0.0.0 (the pod or container network). With a TLS Secret they serve
+        # TLS; without one they serve plain HTTP on purpose: Kubernetes behind an ingress that
+        # terminates TLS, compose published on the host's loopback only. The agent talks to them
+        # on that same network, so it may too.
+        **({} if options.tls_secret else {"DEVYARD_INSECURE_HTTP": "true"}),
         "DEVYARD_OBJECT_STORE_URL": options.object_store_url,
         "DEVYARD_DATA_DIR": DATA_DIR,
         "DEVYARD_SUBSTRATE": options.agent_substrate,
@@ -136,8 +148,26 @@ def _container(options: DeployOptions, name: str, command: list[str], **extra: A
     }
 
 
+def _tls(options: DeployOptions) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The API container's TLS variables, and the mount and volume of the TLS Secret (if any)."""
+    if not options.tls_secret:
+        return {}, [], []
+    env = [
+        {"name": "DEVYARD_TLS_CERT", "value": f"{TLS_DIR}/tls.crt"},
+        {"name": "DEVYARD_TLS_KEY", "value": f"{TLS_DIR}/tls.key"},
+    ]
+    mounts = [{"name": "tls", "mountPath": TLS_DIR, "readOnly": True}]
+    return {"env": env}, mounts, [{"name": "tls", "secret": {"secretName": options.tls_secret}}]
+
+
 def _deployment(
-    options: DeployOptions, name: str, component: str, replicas: int, container: dict[str, Any], **pod: Any
+    options: DeployOptions,
+    name: str,
+    component: str,
+    replicas: int,
+    container: dict[str, Any],
+    extra_volumes: list[dict[str, Any]] | None = None,
+    **pod: Any,
 ) -> dict[str, Any]:
     selector = {"app.kubernetes.io/name": "devyard", "app.kubernetes.io/component": component}
     return {
@@ -151,7 +181,10 @@ def _deployment(
                 "metadata": {"labels": selector},
                 "spec": {
                     "containers": [container],
-                    "volumes": [{"name": "volume", "persistentVolumeClaim": {"claimName": "devyard-volume"}}],
+                    "volumes": [
+                        {"name": "volume", "persistentVolumeClaim": {"claimName": "devyard-volume"}},
+                        *(extra_volumes or []),
+                    ],
                     **pod,
                 },
             },
@@ -162,7 +195,10 @@ def _deployment(
 def kubernetes_manifests(options: DeployOptions) -> list[dict[str, Any]]:
     """Every object of the deployment, in the order to apply them."""
     options.check()
-    probe = {"httpGet": {"path": HEALTH, "port": API_PORT}, "periodSeconds": 5, "timeoutSeconds": 3}
+    scheme = "HTTPS" if options.tls_secret else "HTTP"
+    get = {"path": HEALTH, "port": API_PORT, "scheme": scheme}  # the kubelet does not verify certificates
+    probe = {"httpGet": get, "periodSeconds": 5, "timeoutSeconds": 3}
+    tls_env, tls_mounts, tls_volumes = _tls(options)
     api = _container(
         options,
         "api",
@@ -182,14 +218,21 @@ def kubernetes_manifests(options: DeployOptions) -> list[dict[str, Any]]:
         readinessProbe={**probe, "failureThreshold": 2},
         livenessProbe={**probe, "initialDelaySeconds": 10, "failureThreshold": 6},
         resources={"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        **tls_env,
     )
+    api["volumeMounts"] += tls_mounts
     scheduler = _container(options, "scheduler", ["yard", "scheduler"])
     agent = _container(
         options,
         "agent",
         ["yard", "agent", "--substrate", "kubernetes", "--name", "cluster-agent", "--data-dir", DATA_DIR],
-        env=[{"name": "DEVYARD_URL", "value": f"http://devyard-api.{options.namespace}.svc:{API_PORT}"}],
+        env=[
+            {"name": "DEVYARD_URL", "value": f"{scheme.lower()}://devyard-api.{options.namespace}.svc:{API_PORT}"},
+            # Exactly the certificate the replicas serve, read again when the Secret is renewed.
+            *([{"name": "DEVYARD_CERTIFICATE_FILE", "value": f"{TLS_DIR}/tls.crt"}] if options.tls_secret else []),
+        ],
     )
+    agent["volumeMounts"] += tls_mounts
     pvc_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteMany"],
         "resources": {"requests": {"storage": options.volume_size}},
@@ -224,7 +267,7 @@ def kubernetes_manifests(options: DeployOptions) -> list[dict[str, Any]]:
             "metadata": _meta(options, "devyard-volume"),
             "spec": pvc_spec,
         },
-        _deployment(options, "devyard-api", "api", options.replicas, api),
+        _deployment(options, "devyard-api", "api", options.replicas, api, extra_volumes=tls_volumes),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -260,7 +303,9 @@ def kubernetes_manifests(options: DeployOptions) -> list[dict[str, Any]]:
             "subjects": [{"kind": "ServiceAccount", "name": "devyard-agent", "namespace": options.namespace}],
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "devyard-agent"},
         },
-        _deployment(options, "devyard-agent", "agent", 1, agent, serviceAccountName="devyard-agent"),
+        _deployment(
+            options, "devyard-agent", "agent", 1, agent, extra_volumes=tls_volumes, serviceAccountName="devyard-agent"
+        ),
     ]
 
 
@@ -349,6 +394,8 @@ DEVYARD_AGENT_TOKEN=
 def render(target: str, options: DeployOptions, out: Path) -> list[Path]:
     """Write the files for ``target`` (compose or kubernetes) into ``out``; returns their paths."""
     options.check()  # before the folder exists: a refused render leaves nothing behind
+    if target == "compose" and options.tls_secret:
+        raise RenderProblem("--tls-secret is for --target kubernetes; compose publishes the API on 127.0.0.1 only.")
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 

@@ -31,8 +31,9 @@ class CertificateChanged(ssl.SSLError):
 
 
 class _Pins:
-    """The accepted fingerprint: a fixed one, or the first certificate of a file, read again
-    whenever the file changes (a renewed certificate of the server next door)."""
+    """The accepted fingerprint: the first certificate of a file, read again whenever the file
+    changes (a renewed certificate of the server next door); else, or when the file cannot be
+    read (a run worker in a container, where the agent's path does not exist), a fixed one."""
 
     def __init__(self, trust: Trust) -> None:
         self.fixed = trust.fingerprint
@@ -42,20 +43,19 @@ class _Pins:
         self._lock = threading.Lock()
 
     def expected(self) -> str:
-        if self.fixed:
+        if self.path is None:
+            assert self.fixed is not None
             return self.fixed
-        assert self.path is not None
         with self._lock:
             try:
                 info = os.stat(self.path)
                 stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
                 if stamp != self._stamp or self._pin is None:
-                    with open(self.path) as handle:
-                        self._pin = fingerprint_of(ssl.PEM_cert_to_DER_cert(_first_pem(handle.read())))
+                    self._pin = file_fingerprint(self.path)
                     self._stamp = stamp
             except (OSError, ValueError):
                 if self._pin is None:
-                    return "SHA256:(unreadable " + self.path + ")"
+                    return self.fixed or f"SHA256:(unreadable {self.path})"
             assert self._pin is not None
             return self._pin
 
@@ -64,6 +64,12 @@ class _Pins:
         seen = fingerprint_of(der or b"")
         if seen != expected:
             raise CertificateChanged(expected, seen)
+
+
+def file_fingerprint(path: str) -> str:
+    """The fingerprint of the first certificate in a PEM file."""
+    with open(path) as handle:
+        return fingerprint_of(ssl.PEM_cert_to_DER_cert(_first_pem(handle.read())))
 
 
 def _first_pem(text: str) -> str:

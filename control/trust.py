@@ -117,6 +117,13 @@ class Trust:
             data["fingerprint"] = self.fingerprint
         if self.pin_file:
             data["pin_file"] = self.pin_file
+            # For a worker that cannot read the file (in a container): the certificate as it is now.
+            from control.tlspin import file_fingerprint
+
+            try:
+                data["fingerprint"] = file_fingerprint(self.pin_file)
+            except (OSError, ValueError) as exc:
+                raise TrustProblem(f"Cannot read the certificate {self.pin_file} ({exc}).") from exc
         ca_pem = self.ca_pem
         if self.ca_file and not ca_pem:
             try:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from compose.stack.problem import UpProblem
 from control.settings import Settings
-from control.trust import fingerprint_of, is_loopback
+from control.trust import is_loopback
 
 logger = logging.getLogger("devyard.tls")
 
@@ -89,9 +89,9 @@ def load_pair(cert: Path, key: Path) -> ssl.SSLContext:
 
 def certificate_fingerprint(cert: Path) -> str:
     """The ``SHA256:...`` fingerprint of the first certificate in a PEM file (what clients pin)."""
-    from control.tlspin import _first_pem
+    from control.tlspin import file_fingerprint
 
-    return fingerprint_of(ssl.PEM_cert_to_DER_cert(_first_pem(cert.read_text())))
+    return file_fingerprint(str(cert))
 
 
 def self_signed(folder: Path, host: str) -> tuple[Path, Path]:

@@ -40,7 +40,7 @@ def test_the_api_is_replicated_with_health_probes_and_the_volume_is_rwx() -> Non
     api = by_name[("Deployment", "devyard-api")]
     assert api["spec"]["replicas"] == 3
     container = api["spec"]["template"]["spec"]["containers"][0]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/api/v1/health", "port": 8421}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/api/v1/health", "port": 8421, "scheme": "HTTP"}
     assert container["livenessProbe"]["httpGet"]["path"] == "/api/v1/health"
     assert "--replica" in container["command"] and container["image"] == "registry.example/devyard:0.1.0"
     pvc = by_name[("PersistentVolumeClaim", "devyard-volume")]
@@ -57,6 +57,34 @@ def test_the_api_is_replicated_with_health_probes_and_the_volume_is_rwx() -> Non
     assert agent["containers"][0]["command"][:4] == ["yard", "agent", "--substrate", "kubernetes"]
     rules = by_name[("Role", "devyard-agent")]["rules"]
     assert {"jobs", "jobs/status"} <= set(rules[1]["resources"])
+
+
+def test_without_a_tls_secret_the_cluster_network_is_plain_http_on_purpose() -> None:
+    by_name = {(m["kind"], m["metadata"]["name"]): m for m in kubernetes_manifests(OPTIONS)}
+    # The replicas bind 0.0.0.0: without this they would each make a self-signed certificate,
+    # and the agent would refuse to send its token over plain HTTP to the Service.
+    assert by_name[("ConfigMap", "devyard-settings")]["data"]["DEVYARD_INSECURE_HTTP"] == "true"
+    agent = by_name[("Deployment", "devyard-agent")]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "DEVYARD_URL", "value": "http://devyard-api.devyard.svc:8421"} in agent["env"]
+    assert compose_file(OPTIONS)["services"]["api"]["environment"]["DEVYARD_INSECURE_HTTP"] == "true"
+
+
+@pytest.mark.parametrize("version", ["1.29.0", kubernetes_validate.latest_version()])
+def test_a_tls_secret_makes_the_replicas_serve_tls_and_the_agent_pin_it(version: str) -> None:
+    manifests = kubernetes_manifests(DeployOptions(**{**OPTIONS.__dict__, "tls_secret": "devyard-tls"}))
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, version, strict=True)
+    by_name = {(m["kind"], m["metadata"]["name"]): m for m in manifests}
+    assert "DEVYARD_INSECURE_HTTP" not in by_name[("ConfigMap", "devyard-settings")]["data"]
+    api = by_name[("Deployment", "devyard-api")]["spec"]["template"]["spec"]
+    container = api["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert {"name": "DEVYARD_TLS_CERT", "value": "/etc/devyard/tls/tls.crt"} in container["env"]
+    assert {"name": "tls", "secret": {"secretName": "devyard-tls"}} in api["volumes"]
+    agent = by_name[("Deployment", "devyard-agent")]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "DEVYARD_URL", "value": "https://devyard-api.devyard.svc:8421"} in agent["env"]
+    assert {"name": "DEVYARD_CERTIFICATE_FILE", "value": "/etc/devyard/tls/tls.crt"} in agent["env"]
+    assert {"name": "tls", "mountPath": "/etc/devyard/tls", "readOnly": True} in agent["volumeMounts"]
 
 
 def test_compose_runs_api_scheduler_and_a_docker_agent_on_one_host() -> None:
@@ -77,6 +105,7 @@ def test_compose_runs_api_scheduler_and_a_docker_agent_on_one_host() -> None:
         ({"object_store_url": "file:///tmp/objects"}, "needs an S3-compatible store"),
         ({"replicas": 0}, "--replicas must be between 1 and 50"),
         ({"secret_keys": "not-a-key"}, "Key 1 of --secret-keys is not a Fernet key"),
+        ({"tls_secret": "Not_A_Name"}, "is not a Kubernetes Secret name"),
     ],
 )
 def test_options_that_cannot_work_are_refused(changes: dict[str, object], message: str) -> None:

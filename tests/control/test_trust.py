@@ -116,3 +116,16 @@ def test_a_worker_gets_a_ca_file_as_its_content(tmp_path: Path) -> None:
     sent = Trust.from_json(Trust(ca_file=str(ca), insecure_http=True).to_json())
     assert sent == Trust(ca_pem=ca.read_text(), insecure_http=True)
     assert Trust.from_json(Trust(fingerprint=HEX).to_json()) == Trust(fingerprint=HEX)
+
+
+def test_a_worker_that_cannot_read_the_servers_certificate_file_falls_back_to_its_fingerprint(tmp_path: Path) -> None:
+    from tests.tlscerts import server_pair
+
+    cert, _, fingerprint = server_pair(tmp_path)
+    sent = Trust.from_json(Trust(pin_file=str(cert)).to_json())
+    assert sent == Trust(pin_file=str(cert), fingerprint=fingerprint)
+    from control.tlspin import _Pins
+
+    assert _Pins(sent).expected() == fingerprint
+    cert.rename(tmp_path / "elsewhere.pem")  # as in a container, where the agent's path does not exist
+    assert _Pins(sent).expected() == fingerprint

@@ -41,6 +41,14 @@ def render(
             "deployment must pass its key \\[default: a new key].",
         ),
     ] = None,
+    tls_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-secret",
+            help="Kubernetes: a kubernetes.io/tls Secret the API replicas serve TLS with \\[default: none: plain HTTP "
+            "inside the cluster, TLS at your ingress].",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the written files as JSON.")] = False,
 ) -> None:
     """Write a docker-compose file or Kubernetes manifests (and a Dockerfile) for the control plane."""
@@ -55,6 +63,7 @@ def render(
         replicas=replicas,
         namespace=namespace,
         storage_class=storage_class,
+        tls_secret=tls_secret,
         **({"secret_keys": secret_keys} if secret_keys else {}),
     )
     try:
