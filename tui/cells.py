@@ -33,6 +33,11 @@ RUN_STATES: dict[str, tuple[str, str]] = {
     "lost": ("?", "$error"),
 }
 FINISHED = frozenset({"succeeded", "failed", "cancelled", "timed_out", "lost"})
+STEP_STATES: dict[str, tuple[str, str]] = {
+    **RUN_STATES,
+    "pending": ("◷", "$text-muted"),
+    "skipped": ("–", "$text-muted"),
+}
 DEVSERVER_STATES: dict[str, tuple[str, str]] = {
     "pending": ("◷", "$text-muted"),
     "starting": ("◌", "$accent"),

@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from control.logformat import is_merged
+from control.logformat import STEP, is_merged
 
 BLOCK_BYTES = 64 * 1024
 JOIN_LIMIT = 256 * 1024
@@ -33,6 +33,8 @@ JOIN_LIMIT = 256 * 1024
 PARTIAL_TAG = b" M "
 """Partial records of merged logs; older logs' partial stdout/stderr pieces (``O``/``E``) stay rows
 of their own, which spares a second and third pass over every block that arrives."""
+STEP_TAG = b" s "
+"""Step markers (``control.logformat.STEP``): where each step of a run of several starts."""
 SPLIT_CACHE_BLOCKS = 48
 ERROR_PATTERN = re.compile(rb"(?i)\b(error|errors|exception|traceback|fatal|failed|failure|panic)\b")
 
@@ -274,6 +276,22 @@ class LogModel:
                 if pattern in (text if sensitive else text.lower()) and (allowed is None or index in allowed):
                     return index
         return None
+
+    def step_starts(self) -> dict[int, int]:
+        """Step number (1 = the first) → the line of its step marker, for the markers loaded so far
+        (a run of one command has none). A block without a marker costs one ``bytes.find``."""
+        found: dict[int, int] = {}
+        for block, data in enumerate(self._blocks):
+            if STEP_TAG not in data:
+                continue
+            base = self._first_line[block]
+            for at, raw in enumerate(self._split(block)):
+                line = parse_record(raw)
+                if line.stream == STEP:
+                    number = line.text.split(b"/", 1)[0]
+                    if number.isdigit():
+                        found[int(number)] = base + at
+        return found
 
     def first_error(self, after: int = -1, allowed: VisibleLines | None = None) -> int | None:
         """The next line after ``after`` that looks like an error (wrapping around); else the first

@@ -52,17 +52,25 @@ def cancel_run(app: DevyardApp, run: RunOut, action_id: str) -> None:
 
 
 async def rerun(app: DevyardApp, run: RunOut, action_id: str) -> RunOut | None:
-    """Start ``run``'s command again in the same project and environment; the new run."""
+    """Start ``run``'s command (or steps) again in the same project and environment; the new run."""
     if not allowed(app, action_id):
         return None
+    steps = [{"name": s.name, "command": s.command} for s in run.steps] if len(run.steps) > 1 else None
     try:
         created = await app.client.create_run(
-            str(run.project), list(run.command), environment=run.environment, trigger="manual"
+            str(run.project),
+            [] if steps else list(run.command),
+            steps=steps,
+            environment=run.environment,
+            trigger="manual",
+            stop_signals=run.stop_signals or None,
+            stop_grace_s=run.stop_grace_s,
         )
     except DevyardError as exc:
         app.notify(str(exc), severity="error")
         return None
-    app.notify(f"Started run {created.id}: {command_line(created.command)}")
+    what = f"{len(created.steps)} steps" if len(created.steps) > 1 else command_line(created.command)
+    app.notify(f"Started run {created.id}: {what}")
     return created
 
 

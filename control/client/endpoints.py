@@ -21,7 +21,7 @@ from control.wire.resources import (
     UserCreated,
     UserOut,
 )
-from control.wire.runs import ArtifactOut, RunOut
+from control.wire.runs import ArtifactOut, LatestArtifacts, RunOut
 from control.wire.schedules import ScheduleOut, TickFired, TickOut
 from control.wire.work import AgentOut, LaunchReported, WorkBatch
 
@@ -153,10 +153,10 @@ class Endpoints:
         state: list[str] | None = None,
         project: str | None = None,
         trigger: str | None = None,
+        environment: str | None = None,
     ) -> Call[Page[RunOut]]:
-        return call(
-            "GET", "/runs", Page[RunOut], params=_page(limit, cursor, state=state, project=project, trigger=trigger)
-        )
+        params = _page(limit, cursor, state=state, project=project, trigger=trigger, environment=environment)
+        return call("GET", "/runs", Page[RunOut], params=params)
 
     @endpoint
     def get_run(self, run_id: int) -> Call[RunOut]:
@@ -169,6 +169,30 @@ class Endpoints:
     @endpoint
     def list_artifacts(self, run_id: int) -> Call[list[ArtifactOut]]:
         return call("GET", f"/runs/{run_id}/artifacts", list[ArtifactOut])
+
+    @endpoint
+    def latest_run(
+        self,
+        project: str | None = None,
+        environment: str | None = None,
+        state: list[str] | None = None,
+        trigger: str | None = None,
+    ) -> Call[RunOut]:
+        """The newest run that matches (without ``state``: the newest finished one)."""
+        params = {"project": project, "environment": environment, "state": state, "trigger": trigger}
+        return call("GET", "/runs/latest", RunOut, params={k: v for k, v in params.items() if v})
+
+    @endpoint
+    def latest_artifacts(
+        self,
+        project: str | None = None,
+        environment: str | None = None,
+        state: list[str] | None = None,
+        trigger: str | None = None,
+    ) -> Call[LatestArtifacts]:
+        """The newest matching run and its artifacts."""
+        params = {"project": project, "environment": environment, "state": state, "trigger": trigger}
+        return call("GET", "/runs/latest/artifacts", LatestArtifacts, params={k: v for k, v in params.items() if v})
 
     @endpoint
     def list_agents(self) -> Call[list[AgentOut]]:

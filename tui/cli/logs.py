@@ -6,7 +6,7 @@ import sys
 from datetime import datetime
 from typing import BinaryIO
 
-from control.logformat import MERGED, complete_only, decode
+from control.logformat import MERGED, STEP, complete_only, decode
 from tui.cli.closed_pipe import exit_quietly
 
 MERGED_NOTE = (
@@ -132,6 +132,12 @@ class LogPrinter:
         # stored in pieces (a progress bar that paused) is rendered in its final state.
         run_stream, run_bytes = "", bytearray()
         for record in decode(blob):
+            if record.stream == STEP and self._screens is not None:
+                # Where a step starts, on a terminal only: piped output stays the command's bytes.
+                self._put(run_stream, bytes(run_bytes))
+                run_stream, run_bytes = "", bytearray()
+                self._out.write(self._step_line(record.text))
+                continue
             if record.stream != MERGED and record.stream not in self.streams:
                 continue
             self._note(record.stream)
@@ -148,6 +154,15 @@ class LogPrinter:
         self._out.flush()
         if self._err is not self._out:
             self._err.flush()
+
+    def _step_line(self, text: bytes) -> bytes:
+        """A step marker as a bold line of its own (after the line a step left unfinished)."""
+        screen = self._screens[MERGED] if self._screens is not None else None
+        before = b"\n" if screen is not None and screen.shown else b""
+        if screen is not None:
+            screen.line, screen.shown, screen.passthrough = b"", False, False
+        self._at_line_start[MERGED] = True
+        return before + b"\x1b[1m\xe2\x96\xb6 step " + text + b"\x1b[0m\n"
 
     def _put(self, stream: str, raw: bytes) -> None:
         if raw:

@@ -31,6 +31,10 @@ def state_words(state: str) -> str:
 def sentence(run: dict[str, Any]) -> str:
     """``Run 24 timed out (...).`` / ``Run 3 failed: exit code 2.``"""
     detail = run.get("error") or (f"exit code {run['exit_code']}" if run["state"] == "failed" else None)
+    steps = run.get("steps") or []
+    failing = next((s for s in steps if s.get("state") == "failed"), None)
+    if run["state"] == "failed" and len(steps) > 1 and failing is not None and not run.get("error"):
+        detail = f"step {failing['index'] + 1} of {len(steps)} ({failing['name']}) exited with {failing['exit_code']}"
     return f"Run {run['id']} {state_words(run['state'])}" + (f": {str(detail).rstrip('.')}." if detail else ".")
 
 

@@ -16,7 +16,7 @@ from control.wire.runs import RunOut
 from tui.cli.closed_pipe import watch_stdout
 from tui.cli.context import default_project, state
 from tui.cli.logs import LogPrinter, renders, tty_fields
-from tui.cli.output import console, details, errors, fail, print_json, table
+from tui.cli.output import console, details, errors, fail, humanize, print_json, table
 from tui.cli.paging import collect
 from tui.cli.run_outcome import DETACHED_EXIT_CODE, exit_code_of, sentence, state_words
 
@@ -50,7 +50,10 @@ SHOW = [
     "log_bytes",
     "artifact_globs",
     "tty",
+    "stop_signals",
+    "stop_grace_s",
 ]
+STEP_COLUMNS = ["step", "name", "state", "exit_code", "duration_s", "log_line", "command"]
 FOLLOW_RETRY_S = 30.0
 
 
@@ -92,7 +95,9 @@ def _interrupted(client: ControlClient, run_id: int) -> None:
 
 
 def run(
-    command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
+    command: Annotated[
+        list[str] | None, typer.Argument(help="The command and its arguments (after --); none with --step.")
+    ] = None,
     project: Annotated[
         str | None,
         typer.Option(
@@ -113,6 +118,24 @@ def run(
     ] = None,
     artifact: Annotated[
         list[str] | None, typer.Option("--artifact", "-a", help="Glob of files to keep after the run, repeatable.")
+    ] = None,
+    step: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--step",
+            help="A step NAME=COMMAND (split like a shell would, not run by one), repeatable: run in order,"
+            " stopping at the first that fails.",
+        ),
+    ] = None,
+    stop_signal: Annotated[
+        str | None,
+        typer.Option(
+            "--stop-signal", help="Signals for cancel and timeout, in order, e.g. INT,TERM (KILL follows) \\[default: TERM]."
+        ),
+    ] = None,
+    stop_grace: Annotated[
+        str | None,
+        typer.Option("--stop-grace", help="Wait this long after each stop signal, e.g. 30s or 2m \\[default: 10s]."),
     ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", help="Retrying with the same key returns the same run.")
@@ -136,15 +159,21 @@ def run(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Start COMMAND as a run, follow its log, and exit with its exit code."""
-    if not command or not command[0].strip():
-        fail("Give the command to run after --, e.g. `yard run -- make test`.")
+    """Start COMMAND (or the --step commands) as a run, follow its log, and exit with its exit code."""
+    steps = [parse_step(text) for text in step or []]
+    if steps and command:
+        fail("Give either a command after -- or --step options, not both.")
+    if not steps and (not command or not command[0].strip()):
+        fail("Give the command to run after --, e.g. `yard run -- make test`, or --step NAME=COMMAND.")
     name = project or default_project()
     with state.client() as client:
         try:
             created = client.create_run(
                 name,
-                command,
+                command or [],
+                steps=steps or None,
+                stop_signals=stop_signal.split(",") if stop_signal else None,
+                stop_grace_s=parse_duration(stop_grace, "--stop-grace") if stop_grace else None,
                 environment=env,
                 timeout_s=timeout,
                 max_retries=retries,
@@ -177,6 +206,36 @@ def run(
     elif final.state != "succeeded":
         errors.print(sentence(final.model_dump()), highlight=False)
     raise typer.Exit(exit_code_of(final.model_dump()))
+
+
+def parse_step(text: str) -> dict[str, object]:
+    """``build=dbt build --select x`` → ``{"name": "build", "command": ["dbt", "build", ...]}``."""
+    import shlex
+
+    name, eq, line = text.partition("=")
+    if not eq or not name.strip():
+        fail(f"--step {text!r} needs a name and a command: --step 'NAME=COMMAND', e.g. --step 'build=dbt build'.")
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        fail(f"The command of step {name.strip()} cannot be read: {exc}.")
+    if not argv:
+        fail(f"Step {name.strip()} has no command; give one after '=', e.g. --step '{name.strip()}=make test'.")
+    return {"name": name.strip(), "command": argv}
+
+
+def parse_duration(text: str, option: str) -> float:
+    """``10``, ``10s``, ``500ms``, ``2m``, ``1h`` → seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    value = text.strip().lower()
+    unit = next((u for u in ("ms", "s", "m", "h") if value.endswith(u)), "")
+    try:
+        seconds = float(value[: len(value) - len(unit)]) * units.get(unit, 1.0)
+    except ValueError:
+        fail(f"{option} {text!r} is not a duration; give seconds or a number with ms, s, m or h, e.g. 30s.")
+    if seconds <= 0:
+        fail(f"{option} must be longer than 0 s.")
+    return seconds
 
 
 def resume_after_interrupt(run_id: int, printer: LogPrinter) -> int:
@@ -260,7 +319,14 @@ def list_runs(
     if as_json:
         print_json(items)
         return
-    table([{**item.model_dump(), "command": " ".join(item.command)[:60]} for item in items], COLUMNS)
+    table([{**item.model_dump(), "command": command_text(item)[:60]} for item in items], COLUMNS)
+
+
+def command_text(run: RunOut) -> str:
+    """The command of a run of one step; the step names of a run of several."""
+    if len(run.steps) > 1:
+        return f"{len(run.steps)} steps: " + ", ".join(step.name for step in run.steps)
+    return " ".join(run.command)
 
 
 @app.command("show")
@@ -268,7 +334,16 @@ def show(run_id: int, as_json: JsonOption = False) -> None:
     """Show one run."""
     with state.client() as client:
         found = client.get_run(run_id)
-    print_json(found) if as_json else details(found, SHOW)
+    if as_json:
+        print_json(found)
+        return
+    details(found, SHOW)
+    if found.steps:
+        console.print()
+        rows = [
+            {**step.model_dump(), "step": step.index + 1, "command": " ".join(step.command)} for step in found.steps
+        ]
+        table(rows, STEP_COLUMNS)
 
 
 @app.command("logs")
@@ -324,13 +399,34 @@ def cancel(run_id: int, as_json: JsonOption = False) -> None:
 
 @app.command("artifacts")
 def artifacts(
-    run_id: int,
+    run_id: Annotated[int | None, typer.Argument(help="The run (or use --latest).")] = None,
+    latest: Annotated[
+        bool, typer.Option("--latest", help="The newest finished run that matches -p, -e and --state.")
+    ] = False,
+    project: Annotated[str | None, typer.Option("--project", "-p", help="With --latest: only this project.")] = None,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="With --latest: only this environment.")] = None,
+    run_state: Annotated[
+        list[str] | None,
+        typer.Option("--state", help="With --latest: only runs in this state (e.g. succeeded), repeatable."),
+    ] = None,
     download: Annotated[Path | None, typer.Option("--download", help="Save every artifact under this folder.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List a run's artifacts, or download them."""
+    """List a run's artifacts, or download them (--latest: of the newest matching run)."""
+    if (run_id is None) == (not latest):
+        fail("Name a run, or ask for --latest (with -p, -e, --state to choose), not both.")
+    if not latest and (project or env or run_state):
+        fail("-p, -e and --state choose the run of --latest; a run named by its id needs none.")
     with state.client() as client:
-        items = [item.model_dump(mode="json") for item in client.list_artifacts(run_id)]
+        if latest:
+            found = client.latest_artifacts(project=project, environment=env, state=run_state)
+            run_id, listed = found.run.id, found.artifacts
+            if not as_json:
+                errors.print(f"Run {run_id} ({found.run.state}, finished {humanize(found.run.finished_at)}).")
+        else:
+            assert run_id is not None
+            listed = client.list_artifacts(run_id)
+        items = [item.model_dump(mode="json") for item in listed]
         if download is not None:
             for item in items:
                 target = (download / item["path"]).resolve()

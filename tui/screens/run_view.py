@@ -213,5 +213,42 @@ class RunScreen(YardScreen[None]):
     def action_artifacts(self) -> None:
         self.yard.show_artifacts(self.run_id)
 
+    # ------------------------------------------------------------------ steps
+
+    def action_next_step(self) -> None:
+        self._jump_step(+1)
+
+    def action_previous_step(self) -> None:
+        self._jump_step(-1)
+
+    def action_failed_step(self) -> None:
+        steps = self.run.steps if self.run else []
+        failed = next((s for s in steps if s.state in ("failed", "timed_out")), None)
+        if failed is None:
+            self.notify("No step failed." if steps else "This run has no steps to jump to.")
+            return
+        self.go_to_step(failed.index + 1)
+
+    def _jump_step(self, direction: int) -> None:
+        starts = self.log_view.model.step_starts()
+        if not starts:
+            self.notify("This run has one step: its output is the whole log.")
+            return
+        here = self.log_view.line_at(int(self.log_view.scroll_y)) or 0
+        numbers = sorted(starts, key=starts.__getitem__)
+        after = [n for n in numbers if starts[n] > here] if direction > 0 else []
+        before = [n for n in numbers if starts[n] < here] if direction < 0 else []
+        target = after[0] if after else (before[-1] if before else numbers[0 if direction < 0 else -1])
+        self.go_to_step(target)
+
+    def go_to_step(self, number: int) -> None:
+        """Show the log from where step ``number`` (1 = the first) starts; following pauses."""
+        starts = self.log_view.model.step_starts()
+        line = starts.get(number, 0 if number == 1 else None)
+        if line is None:
+            self.notify(f"Step {number} has no output in the log yet.")
+            return
+        self.log_view.scroll_to_line(line, at_top=True)
+
     def action_copy_id(self) -> None:
         operations.copy_run_id(self.yard, self.run_id)

@@ -31,6 +31,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.worker import get_current_worker
 
+from control.logformat import STEP
 from tui.actions import bindings
 from tui.log_model import LogModel, VisibleLines
 
@@ -264,11 +265,12 @@ class LogView(ScrollView, can_focus=True):
         if self.follow and self.scroll_y != self.max_scroll_y:
             self._scroll_to_end(again=False)
 
-    def scroll_to_line(self, line: int) -> None:
-        """Bring ``line`` into view, a third of the way down the screen (pauses following)."""
+    def scroll_to_line(self, line: int, at_top: bool = False) -> None:
+        """Bring ``line`` into view, a third of the way down the screen (``at_top``: as the
+        first row) (pauses following)."""
         self.follow = False
         row = self.row_of(line)
-        top = row if self.wrap else max(row - self.size.height // 3, 0)
+        top = row if self.wrap or at_top else max(row - self.size.height // 3, 0)
         self._programmatic += 1
         try:
             self.scroll_to(y=min(top, self.max_scroll_y), animate=False, immediate=True, force=True)
@@ -516,6 +518,9 @@ class LogView(ScrollView, can_focus=True):
         if self.show_timestamps:
             prefix.append(_clock(record.ts_ms) + " ", styles.time)
         text = display_text(record.text)
+        if record.stream == STEP:  # where a step starts: a heading, not output
+            text = Text("▶ step ", style="bold reverse", end="", no_wrap=True) + text
+            text.stylize("bold reverse")
         if self.search_text:
             self._highlight(text)
         if line == self.current_match:

@@ -7,7 +7,39 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from control.wire.runs import RunOut
-from tui.cells import FINISHED, command_line, exit_cell, run_duration, span, stamp, state_cell, theme_palette
+from tui.cells import (
+    FINISHED,
+    STEP_STATES,
+    Palette,
+    command_line,
+    exit_cell,
+    run_duration,
+    span,
+    stamp,
+    state_cell,
+    theme_palette,
+)
+
+HEIGHT, HEIGHT_WITH_STEPS = 4, 5
+
+
+def steps_line(run: RunOut, colours: Palette) -> Text:
+    """``1 deps ✔ 0.4s · 2 build ✘ exit 3 · 3 test – skipped``: the failing step stands out."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+    for step in run.steps:
+        if step.index:
+            line.append(" · ", style="dim")
+        icon, colour = STEP_STATES.get(step.state, ("?", "$text-muted"))
+        failing = step.state in ("failed", "timed_out")
+        style = f"bold reverse {colours[colour]}" if failing else colours[colour]
+        line.append(f"{step.index + 1} {step.name} {icon}", style=style)
+        if failing and step.exit_code is not None:
+            line.append(f" exit {step.exit_code}", style=f"bold {colours[colour]}")
+        elif step.state in ("pending", "skipped", "running", "cancelled"):
+            line.append(f" {step.state}", style=colours[colour])
+        if step.duration_s is not None:
+            line.append(f" {span(step.duration_s)}", style="dim")
+    return line
 
 
 class RunHeader(Static):
@@ -28,6 +60,10 @@ class RunHeader(Static):
     """A short remark about the log stream (reconnecting, missing chunk)."""
     lines: reactive[int | None] = reactive(None)
     """Lines of the log as shown, once all of it is loaded; None uses the API's count."""
+
+    def watch_run(self, run: RunOut | None) -> None:
+        # A line of steps for a run of several; a run of one command keeps its three lines.
+        self.styles.height = HEIGHT_WITH_STEPS if run is not None and len(run.steps) > 1 else HEIGHT
 
     def render(self) -> Text:
         run = self.run
@@ -64,6 +100,10 @@ class RunHeader(Static):
             third.append(f" · {run.error}", style=colours["$error"])
         if self.note:
             third.append(f" · {self.note}", style=colours["$warning"])
-        lines = Text("\n").join([first, command, third])
-        lines.no_wrap, lines.overflow = True, "ellipsis"  # three lines, always: long commands are cut
+        shown = [first, command, third]
+        if len(run.steps) > 1:
+            command.plain = f"{len(run.steps)} steps ([ ] jump between them, ! to the failing one)"
+            shown.append(steps_line(run, colours))
+        lines = Text("\n").join(shown)
+        lines.no_wrap, lines.overflow = True, "ellipsis"  # one line each, always: long commands are cut
         return lines
