@@ -165,6 +165,41 @@ class Settings(BaseSettings):
     log_retention_runs: int | None = Field(default=None, gt=0)
     """Keep logs and artifacts of only the newest N finished runs per project; none keeps all."""
 
+    public_url: str = ""
+    """The address people and git providers reach the API at (``https://yard.example.com``); used in
+    notification links, commit statuses and `yard hooks show`. Empty: ``http://<host>:<port>``."""
+
+    smtp_host: str = ""
+    """SMTP server that sends e-mail notifications; empty: e-mail notifications cannot be added."""
+
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    """Port of the SMTP server (587: submission with STARTTLS)."""
+
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    """``starttls`` upgrades the connection (refusing a server that cannot), ``tls`` connects with
+    TLS (port 465), ``none`` sends in the clear (only for a relay on the same host)."""
+
+    smtp_username: str = ""
+    """Log in to the SMTP server as this user (empty: no login)."""
+
+    smtp_password: str = Field(default="", repr=False)
+    """Password of ``smtp_username``."""
+
+    smtp_from: str = "devyard@localhost"
+    """Sender address of e-mail notifications."""
+
+    smtp_ca_file: Path | None = None
+    """Certificates to trust for the SMTP server's TLS (default: the system's trust store)."""
+
+    notify_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """How long one delivery attempt (a Slack or webhook POST, an e-mail, a commit status) may take."""
+
+    notify_retry_delays_s: list[float] = Field(default=[10.0, 60.0, 300.0, 1800.0, 7200.0], max_length=20)
+    """Pauses before the 2nd, 3rd, ... attempt of a delivery that failed; after the last it is failed."""
+
+    hook_max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+    """Inbound webhook bodies larger than this are refused with 413."""
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -181,6 +216,10 @@ class Settings(BaseSettings):
             except SecretKeyProblem as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def effective_database_url(self) -> str:

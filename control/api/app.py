@@ -25,6 +25,7 @@ from control.api.routes import (
     gateway,
     health,
     members,
+    notifications,
     projects,
     run_logs,
     run_worker,
@@ -36,6 +37,7 @@ from control.api.routes import (
 )
 from control.api.routing import API_PREFIX
 from control.api.services import Services
+from control.notifications.dispatcher import delivery_loop
 
 THREADS = 1100
 MAX_CONCURRENT_REQUESTS = 1000  # uvicorn's limit_concurrency: over it, 503 instead of a stall
@@ -52,8 +54,10 @@ def create_app(services: Services) -> FastAPI:
         # (they are created only when needed) and cap concurrency below it in the server.
         anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
         task = asyncio.create_task(housekeeping_loop(services))
+        deliveries = asyncio.create_task(delivery_loop(services))
         yield
         task.cancel()
+        deliveries.cancel()
         gateway_http = services.extras.pop("gateway_http", None)
         if gateway_http is not None:
             await gateway_http.aclose()
@@ -78,6 +82,7 @@ def create_app(services: Services) -> FastAPI:
         projects,
         members,
         environments,
+        notifications,
         audit,
         events,
         runs,

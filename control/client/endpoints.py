@@ -7,6 +7,7 @@ from typing import Any
 
 from control.client.calls import Call, call, endpoint, no_content, untyped
 from control.wire.devservers import AdoptedDevServer, DevServerOut
+from control.wire.notifications import DeliveryOut, NotificationCreated, NotificationOut
 from control.wire.resources import (
     AuditOut,
     EnvironmentOut,
@@ -297,6 +298,31 @@ class Endpoints:
     def devserver_call(self, /, server_id: int, method: str, path: str, **kwargs: Any) -> Call[Any]:
         """A JSON call to the develop server through the gateway (``path`` as on the server)."""
         return untyped(method, f"/devservers/{server_id}/{path.lstrip('/')}", **kwargs)
+
+    # notifications
+    @endpoint
+    def add_notification(self, /, project: str, name: str, channel: str, **fields: Any) -> Call[NotificationCreated]:
+        body = {"name": name, "channel": channel, **{k: v for k, v in fields.items() if v is not None}}
+        return call("POST", f"/projects/{project}/notifications", NotificationCreated, json=body)
+
+    @endpoint
+    def list_notifications(self, project: str) -> Call[list[NotificationOut]]:
+        return call("GET", f"/projects/{project}/notifications", list[NotificationOut])
+
+    @endpoint
+    def remove_notification(self, project: str, name: str) -> Call[None]:
+        return no_content("DELETE", f"/projects/{project}/notifications/{name}")
+
+    @endpoint
+    def test_notification(self, project: str, name: str) -> Call[DeliveryOut]:
+        return call("POST", f"/projects/{project}/notifications/{name}/test", DeliveryOut)
+
+    @endpoint
+    def list_deliveries(
+        self, project: str | None = None, run: int | None = None, failed: bool = False, limit: int | None = None
+    ) -> Call[list[DeliveryOut]]:
+        params = _page(limit, None, project=project, run=run, failed=failed)
+        return call("GET", "/notifications/deliveries", list[DeliveryOut], params=params)
 
     # audit
     @endpoint

@@ -337,3 +337,114 @@ class Lease(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     holder: str = Field(max_length=128)
     expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+# Notifications (issue 21). The channel's configuration (a Slack URL, a webhook URL and its
+# signing secret, e-mail addresses) is sealed like environment secrets: a Slack incoming-webhook
+# URL is itself the credential. ``target`` is what may be shown (a host, the addresses).
+_NOTIFICATION_CONFIG = Column("config", SealedSecrets, nullable=False, default=dict)
+
+
+class Notification(SQLModel, table=True):
+    """Where to tell someone that a run of a project (or of one job of it) ended."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("project_id", "name"), {"sqlite_autoincrement": True})
+    __mapper_args__ = {"properties": {"config": deferred(_NOTIFICATION_CONFIG)}}
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    # A job's own notifications replace the project's for its runs; None: the project's default.
+    # No foreign key: jobs come from another migration; a deleted job's id is never reused.
+    job_id: int | None = Field(default=None, index=True)
+    name: str = Field(max_length=64)
+    channel: str = Field(max_length=16)
+    events: list[str] = Field(default_factory=list, sa_type=JSON)
+    target: str = Field(max_length=300)
+    config: dict[str, str] = Field(default_factory=dict, sa_column=_NOTIFICATION_CONFIG)
+    enabled: bool = True
+    created_by: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Delivery(SQLModel, table=True):
+    """One message to send (a notification of a run's end, or a commit status), written in the
+    transaction that ended the run and sent later by the API's delivery loop, with retries."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"), {"sqlite_autoincrement": True})
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    run_id: int | None = Field(default=None, foreign_key="runs.id", index=True)
+    # None once the notification is removed (its history stays), and for commit statuses.
+    notification_id: int | None = Field(default=None, foreign_key="notifications.id", index=True)
+    channel: str = Field(max_length=16)
+    target: str = Field(max_length=300)
+    event: str = Field(max_length=16)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    state: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # While a replica sends it; a replica that died mid-send leaves it to be taken again after this.
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """One try of a delivery and what the receiver answered."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="deliveries.id", index=True)
+    number: int
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    duration_ms: int = 0
+    ok: bool = False
+    status_code: int | None = None
+    answer: str = Field(default="", max_length=1000)
+
+
+# Inbound git webhooks (issue 21): the signing secret and the commit-status token are sealed.
+_HOOK_SECRET = Column("secret", SealedText, nullable=False)
+_HOOK_STATUS_TOKEN = Column("status_token", SealedText, nullable=True)
+
+
+class ProjectHook(SQLModel, table=True):
+    """A project's inbound webhook from one provider (github, gitlab, standard)."""
+
+    __tablename__ = "project_hooks"
+    __table_args__ = (UniqueConstraint("project_id", "provider"), {"sqlite_autoincrement": True})
+    __mapper_args__ = {"properties": {"secret": deferred(_HOOK_SECRET), "status_token": deferred(_HOOK_STATUS_TOKEN)}}
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    provider: str = Field(max_length=16)
+    secret: str = Field(sa_column=_HOOK_SECRET)
+    # Commit statuses are posted with this token (none: no statuses) to api_url.
+    status_token: str | None = Field(default=None, sa_column=_HOOK_STATUS_TOKEN)
+    api_url: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class HookDelivery(SQLModel, table=True):
+    """An accepted inbound webhook request; its delivery id is never acted on twice."""
+
+    __tablename__ = "hook_deliveries"
+    __table_args__ = (UniqueConstraint("project_id", "provider", "delivery_id"), {"sqlite_autoincrement": True})
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    provider: str = Field(max_length=16)
+    delivery_id: str = Field(max_length=200)
+    event: str = Field(max_length=64)
+    outcome: str = Field(max_length=16)
+    detail: str = Field(default="", max_length=1000)
+    run_ids: list[int] = Field(default_factory=list, sa_type=JSON)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

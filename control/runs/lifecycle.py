@@ -8,6 +8,7 @@ from sqlmodel import Session, col, select
 
 from control.clock import utcnow
 from control.db.tables import Run, WorkItem
+from control.notifications.outbox import queue_run_end
 from control.runs import states
 from control.runs.create import queue_retry
 from control.runs.steps import close_open_steps
@@ -65,7 +66,9 @@ def finish(
     session.add(run)
     close_open_steps(session, run, state, run.finished_at)
     # A lost run that turns out to have finished already had its retry queued when it was lost.
-    return None if was_lost else queue_retry(session, run)
+    retry = None if was_lost else queue_retry(session, run)
+    queue_run_end(session, run, retried=retry is not None)
+    return retry
 
 
 def request_cancel(session: Session, run: Run) -> bool:
@@ -80,6 +83,7 @@ def request_cancel(session: Session, run: Run) -> bool:
             item.state = "done"
             session.add(item)
         session.add(run)
+        queue_run_end(session, run, retried=False)
         return True
     if run.cancel_requested_at is None:
         run.cancel_requested_at = now
@@ -102,5 +106,7 @@ def mark_lost(session: Session, cutoff: datetime) -> list[tuple[Run, Run | None]
         run.error = "No heartbeat from the run worker or its agent; the run was marked lost."
         session.add(run)
         close_open_steps(session, run, states.LOST, run.finished_at)
-        changed.append((run, queue_retry(session, run)))
+        retry = queue_retry(session, run)
+        queue_run_end(session, run, retried=retry is not None)
+        changed.append((run, retry))
     return changed

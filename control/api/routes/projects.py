@@ -17,6 +17,7 @@ from control.api.routing import SegmentRouter
 from control.auth import Principal
 from control.clock import utcnow
 from control.db.tables import DevServer, Environment, Project, ProjectMember, Run, Schedule, User
+from control.notifications.purge import forget_project
 from control.objectstore import ObjectStoreProblem
 from control.runs import purge
 from control.wire.errors import PROJECT_NOT_FOUND, ApiError
@@ -122,6 +123,7 @@ def delete_project(
     require_owner(project, who)
     assert project.id is not None
     runs_deleted, objects = 0, list[str]()
+    forget_project(session, project.id)  # not committed if the delete is refused below
     if with_runs:
         try:
             purge.refuse_if_in_use(session, project.id, name)

@@ -24,6 +24,7 @@ from control.api.routing import SegmentRouter
 from control.api.services import Services
 from control.auth import AGENTS, hash_token
 from control.db.tables import Artifact, Run
+from control.notifications.outbox import WAKE_KEY as DELIVERIES
 from control.runs import states
 from control.runs.lifecycle import TransitionRefused, finish, heartbeat, worker_started
 from control.runs.logstore import ChunkRejected, ChunkResult, store_chunk
@@ -211,5 +212,5 @@ def finished(run_id: int, body: WorkerFinish, run: WorkerRun, session: DB, svc: 
     publish_run(svc, summary)
     if retry is not None:
         publish_run(svc, describe_run(session, retry), "run.created")
-    svc.hub.publish("work")
+    svc.hub.publish("work", DELIVERIES)  # DELIVERIES: its notifications go now, not at the next poll
     return summary
