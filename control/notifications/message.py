@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from control.db.tables import Environment, LogChunk, Project, Run
+from control.db.tables import Environment, LogChunk, Project, Run, RunStep
 from control.logformat import decode, tail_records
 from control.objectstore import ObjectStore, ObjectStoreProblem
 from control.runs.logstore import chunk_key
@@ -139,11 +139,12 @@ def log_tail(session: Session, store: ObjectStore, run: Run, lines: int = TAIL_L
     return [record.text.decode("utf-8", "replace").rstrip("\r")[:TAIL_LINE_CHARS] for record in decode(blob)]
 
 
-def failing_step(run: Run) -> str | None:
-    """The name of the step that failed, when the run has steps (jobs)."""
-    for step in getattr(run, "steps", None) or []:
-        if isinstance(step, dict) and step.get("state") in ("failed", "timed_out", "cancelled"):
-            return str(step.get("name") or "?")
+def failing_step(session: Session, run: Run) -> str | None:
+    """The step that ended the run badly (``dbt build`` of step ``build``), when it has steps."""
+    for step in session.exec(select(RunStep).where(RunStep.run_id == run.id).order_by(col(RunStep.idx))):
+        if step.state in ("failed", "timed_out", "cancelled"):
+            code = f", exit code {step.exit_code}" if step.exit_code is not None else ""
+            return f"{step.name} (step {step.idx + 1}, {step.state}{code})"
     return None
 
 
@@ -172,7 +173,7 @@ def report_of(session: Session, store: ObjectStore, run: Run, public_url: str) -
         ref=str(ref) if ref else None,
         exit_code=run.exit_code,
         error=mask(run.error, secrets) if run.error else None,
-        failing_step=failing_step(run),
+        failing_step=failing_step(session, run),
         duration_s=duration,
         log_tail=[mask(line, secrets) for line in log_tail(session, store, run)],
         logs_command=f"yard runs logs {run.id}",

@@ -91,6 +91,8 @@ def test_slack_gets_what_ran_how_it_ended_and_the_masked_log_tail(stack: Stack, 
     assert body["text"] == f"demo: {' '.join(FAILING)[:200].replace(SECRET, '***')} failed (run {run_id})"
     text = "\n".join(block["text"]["text"] for block in body["blocks"] if "text" in block)
     assert "exit code 3" in text and "environment prod" in text
+    program = FAILING[0].rsplit("/", 1)[-1]
+    assert f"Failing step: {program} (step 1, failed, exit code 3)" in text
     assert "token is ***" in text and "boom" in text and SECRET not in request.body.decode()
     assert f"`yard runs logs {run_id}`" in request.body.decode()
     assert done.channel == "slack" and done.event == "failed" and done.notification == "team"

@@ -1,7 +1,7 @@
 """notifications, deliveries and their attempts; project webhooks and their deliveries
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-06 22:17:58.774655
 """
 
@@ -15,7 +15,7 @@ import control.db.types
 
 
 revision: str = '0011'
-down_revision: str | None = '0007'
+down_revision: str | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
