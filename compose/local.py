@@ -37,15 +37,19 @@ def _limits(resources: dict[str, Any]) -> list[tuple[int, int]]:
 
 class LocalLauncher:
     substrate = "local"
-    bind_host = "127.0.0.1"
     devserver_port = 0  # the develop server binds an ephemeral port and reports it
 
-    def endpoint(self, handle: str, port: int) -> str:
-        return f"http://127.0.0.1:{port}"
-
-    def __init__(self) -> None:
+    def __init__(self, devserver_host: str = "127.0.0.1") -> None:
+        # Develop servers listen on this address and the API's gateway reaches them there:
+        # loopback when the API runs on this machine, an address of this machine the API hosts
+        # can reach when it does not (the server still requires its per-server secret).
+        self.bind_host = devserver_host
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
+
+    def endpoint(self, handle: str, port: int) -> str:
+        host = f"[{self.bind_host}]" if ":" in self.bind_host else self.bind_host
+        return f"http://{host}:{port}"
 
     def start(self, spec: LaunchSpec) -> str:
         limits = _limits(spec.resources)

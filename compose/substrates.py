@@ -12,7 +12,7 @@ def make_launcher(substrate: str, settings: Any) -> Launcher:
     if substrate == "local":
         from compose.local import LocalLauncher
 
-        return LocalLauncher()
+        return LocalLauncher(settings.devserver_host)
     if substrate == "docker":
         from compose.docker import DockerLauncher
 

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     """Address the control API binds to."""
 
+    devserver_host: str = "127.0.0.1"
+    """Local substrate: the address develop servers listen on and the API reaches them at. Keep
+    loopback when the API runs on the agent's machine; an agent on another machine sets an address
+    of its own that the API hosts can reach (each develop server still requires its secret)."""
+
     port: int = Field(default=8421, ge=0, le=65535)
     """Port the control API binds to."""
 
@@ -129,8 +134,10 @@ class Settings(BaseSettings):
     max_concurrent_runs: int | None = Field(default=None, gt=0)
     """Runs in starting/running state across the whole installation; more wait in the queue."""
 
-    run_lost_after_s: float = Field(default=30.0, gt=0)
-    """A running run whose worker and agent have been silent this long is marked lost."""
+    run_lost_after_s: float = Field(default=90.0, gt=0)
+    """A running run whose worker and agent have been silent this long is marked lost. It is the
+    network outage an agent's host may have without its runs being lost: a 30 s cut leaves the
+    worker silent for up to ~50 s (its heartbeat period, a request timing out, the back-off)."""
 
     cancel_grace_s: float = Field(default=10.0, ge=0)
     """After SIGTERM, a cancelled or timed-out command gets this long before SIGKILL."""

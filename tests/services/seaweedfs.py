@@ -94,8 +94,12 @@ def find_weed() -> str | None:
 
 
 @contextlib.contextmanager
-def seaweedfs_s3(workdir: Path, bucket: str = "devyard-test", *, stop_timeout: float = 2.0) -> Iterator[S3Service]:
+def seaweedfs_s3(
+    workdir: Path, bucket: str = "devyard-test", *, stop_timeout: float = 2.0, host: str = "127.0.0.1"
+) -> Iterator[S3Service]:
     """Run SeaweedFS with an S3 gateway and ``bucket`` created (and empty); stop it on exit.
+    ``host``: the one address every port binds to (another host's view of this one, in the
+    multi-host test).
 
     Raises RuntimeError (with the tail of weed's log) if it is not serving S3 within 60 s.
     """
@@ -109,7 +113,7 @@ def seaweedfs_s3(workdir: Path, bucket: str = "devyard-test", *, stop_timeout: f
     log_path = workdir / "weed.log"
     for attempt in range(1, PORT_ATTEMPTS + 1):
         try:
-            server = _start(weed, workdir, bucket, log_path, attempt, stop_timeout)
+            server = _start(weed, workdir, bucket, log_path, attempt, stop_timeout, host)
             break
         except _StartFailed as exc:
             # Another process can take a port between our picking it and weed binding it: retry.
@@ -132,6 +136,7 @@ class _Server:
     proc: subprocess.Popen[bytes]
     ports: dict[str, int]
     service: S3Service
+    host: str = "127.0.0.1"
 
     def stop(self, timeout: float) -> None:
         """SIGTERM by PID, wait up to ``timeout`` seconds, then SIGKILL."""
@@ -158,15 +163,17 @@ class _StartFailed(Exception):
         self.port_clash = port_clash
 
 
-def _start(weed: str, workdir: Path, bucket: str, log_path: Path, attempt: int, stop_timeout: float) -> _Server:
+def _start(
+    weed: str, workdir: Path, bucket: str, log_path: Path, attempt: int, stop_timeout: float, host: str
+) -> _Server:
     config_dir = workdir / "config"
     s3_config = _write_config(config_dir)
     data_dir = workdir / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
-    ports = dict(zip(_PORT_NAMES, _free_ports(len(_PORT_NAMES)), strict=True))
+    ports = dict(zip(_PORT_NAMES, _free_ports(len(_PORT_NAMES), host), strict=True))
     service = S3Service(
-        endpoint=f"http://127.0.0.1:{ports['s3']}",
+        endpoint=f"http://{host}:{ports['s3']}",
         bucket=bucket,
         access_key_id=ACCESS_KEY_ID,
         secret_access_key=SECRET_ACCESS_KEY,
@@ -176,8 +183,8 @@ def _start(weed: str, workdir: Path, bucket: str, log_path: Path, attempt: int, 
         weed,
         *_global_flags(workdir, config_dir),
         "server",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
+        f"-ip={host}",
+        f"-ip.bind={host}",
         f"-dir={data_dir}",
         "-master.peers=none",  # single-master mode: leader at once, no raft bootstrap race
         f"-master.port={ports['master']}",
@@ -212,10 +219,10 @@ def _start(weed: str, workdir: Path, bucket: str, log_path: Path, attempt: int, 
             cwd=workdir,
             start_new_session=True,  # a terminal's Ctrl-C goes to pytest, whose teardown stops weed
         )
-    server = _Server(proc, ports, service)
+    server = _Server(proc, ports, service, host)
     try:
         _wait_port(server, "filer", log_path, deadline)
-        _create_bucket(weed, workdir, config_dir, ports, bucket, deadline)
+        _create_bucket(weed, workdir, config_dir, ports, bucket, deadline, host)
         _wait_put_works(server, deadline)
     except BaseException as exc:
         server.stop(stop_timeout)
@@ -255,14 +262,14 @@ def _write_config(config_dir: Path) -> Path:
     return s3_config
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (held open together so none repeats)."""
+def _free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Distinct free ports on ``host`` (held open together so none repeats)."""
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sockets.append(sock)
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((host, 0))
         return [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:
@@ -283,7 +290,7 @@ def _wait_port(server: _Server, name: str, log_path: Path, deadline: float) -> N
         if server.proc.poll() is not None:
             clash = "address already in use" in _log_tail(log_path, 200)
             raise _StartFailed(f"weed exited with status {server.proc.returncode}", port_clash=clash)
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with contextlib.suppress(OSError), socket.create_connection((server.host, port), timeout=0.5):
             return
         if time.monotonic() > deadline:
             raise _StartFailed(f"the {name} port {port} never opened")
@@ -291,9 +298,9 @@ def _wait_port(server: _Server, name: str, log_path: Path, deadline: float) -> N
 
 
 def _create_bucket(
-    weed: str, workdir: Path, config_dir: Path, ports: dict[str, int], bucket: str, deadline: float
+    weed: str, workdir: Path, config_dir: Path, ports: dict[str, int], bucket: str, deadline: float, host: str
 ) -> None:
-    master = f"127.0.0.1:{ports['master']}.{ports['master_grpc']}"  # host:port.grpcPort
+    master = f"{host}:{ports['master']}.{ports['master_grpc']}"  # host:port.grpcPort
     output = ""
     while time.monotonic() < deadline:
         try:

@@ -454,6 +454,14 @@ def agent(
         str, typer.Option("--queue", help="Queue to serve (environments route work by queue).")
     ] = "default",
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the volume and spools live.")] = None,
+    devserver_host: Annotated[
+        str | None,
+        typer.Option(
+            "--devserver-host",
+            help="Local substrate: an address of this machine the API reaches develop servers at"
+            " \\[default: DEVYARD_DEVSERVER_HOST or 127.0.0.1, for an API on this machine].",
+        ),
+    ] = None,
 ) -> None:
     """Run an agent: claim work from the control API and launch it on this machine."""
     import logging
@@ -465,7 +473,7 @@ def agent(
     from control.settings import load_settings
 
     private_umask()  # spools, develop server secrets and logs are this user's alone
-    settings = load_settings(data_dir)
+    settings = load_settings(data_dir, devserver_host=devserver_host)
     try:
         agent = agent_for(settings, state.client(), substrate=substrate or None, name=name, queue=queue)
     except LaunchError as exc:
