@@ -1,7 +1,9 @@
 """Shared fixtures: real PostgreSQL and SeaweedFS S3 when available, a real API on loopback.
 
-``DEVYARD_REQUIRE=postgres,s3,docker`` (set by CI) turns a missing service into a failure instead of
-a skip, so a green run means those tests really ran.
+``DEVYARD_REQUIRE=postgres,s3,docker,netns`` (set by CI) turns a missing service into a failure
+instead of a skip, so a green run means those tests really ran. ``netns``: network namespaces made
+with iproute2's ``ip`` as root, and Debian's PostgreSQL binaries, for the multi-host test
+(tests/e2e/test_multihost.py, tests/services/netns.py).
 """
 
 from __future__ import annotations

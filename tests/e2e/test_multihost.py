@@ -16,12 +16,15 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -50,7 +53,7 @@ pytestmark = pytest.mark.timeout(240)
 class Replica:
     address: str
     data_dir: Path
-    process: object = None
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -78,11 +81,16 @@ class Cluster:
                 return ControlClient(replica.url, self.admin_token)
         raise AssertionError("no API replica answers")
 
-    def start_replica(self, replica: Replica) -> None:
-        argv = [PYTHON, "-m", "compose.supervisor", "--replica", "--data-dir", str(replica.data_dir)]
-        argv += ["--host", replica.address, "--port", str(PORT)]
-        replica.process = self.api.start(argv, self.replica_env, self.work / f"replica-{replica.address}.log")
-        wait_until(lambda: _healthy(replica.url), timeout=60, message=f"replica {replica.address} to be healthy")
+    def start_replicas(self, *replicas: Replica, wait: bool = True) -> None:
+        """Start the replicas not running; with ``wait``, wait until every one is healthy."""
+        for replica in replicas:
+            if replica.process is not None and replica.process.poll() is None:
+                continue
+            argv = [PYTHON, "-m", "compose.supervisor", "--replica", "--data-dir", str(replica.data_dir)]
+            argv += ["--host", replica.address, "--port", str(PORT)]
+            replica.process = self.api.start(argv, self.replica_env, self.work / f"replica-{replica.address}.log")
+        for url in [r.url for r in replicas] if wait else []:
+            wait_until(partial(_healthy, url), timeout=60, message=f"the replica at {url} to be healthy")
 
     def yard(self, *args: str, timeout: float = 60) -> str:
         """Run `yard ARGS` on the client host; its stdout (stderr in the failure message)."""
@@ -102,7 +110,7 @@ class Cluster:
 class Follower:
     """A CLI process whose output lines are collected with the time each arrived."""
 
-    process: object
+    process: subprocess.Popen[bytes]
     stdout: IO[bytes]
     lines: list[tuple[float, bytes]] = field(default_factory=list)
     thread: threading.Thread | None = None
@@ -119,9 +127,6 @@ class Follower:
         return b"".join(line for _, line in self.lines)
 
     def wait(self, timeout: float) -> int:
-        import subprocess
-
-        assert isinstance(self.process, subprocess.Popen)
         code = int(self.process.wait(timeout))
         assert self.thread is not None
         self.thread.join(10)
@@ -164,11 +169,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         agent = net.add_host("agent")
         client = net.add_host("client")
         net.add_name(API_NAME, api.addresses)
-        try:
-            database_url = stack.enter_context(postgres_server(net.gateway, secrets.token_hex(12)))
-        except PostgresUnavailable as exc:
-            unavailable("netns", str(exc))
-        s3 = stack.enter_context(seaweedfs_s3(work / "weed", bucket="multihost", host=net.gateway))
+        # Both servers start at once (each takes about 2 s, mostly waiting).
+        weed = seaweedfs_s3(work / "weed", bucket="multihost", host=net.gateway)
+        with ThreadPoolExecutor(1) as pool:
+            s3_started = pool.submit(weed.__enter__)
+            try:
+                database_url = stack.enter_context(postgres_server(net.gateway, secrets.token_hex(12)))
+            except PostgresUnavailable as exc:
+                unavailable("netns", str(exc))
+            finally:
+                s3 = s3_started.result()  # a server that failed to start has stopped itself
+                stack.push(weed)
         from cryptography.fernet import Fernet
 
         replica_env = {
@@ -182,13 +193,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "AWS_ENDPOINT_URL": s3.endpoint,
         }
         replicas = [Replica(address, work / f"replica-{i}") for i, address in enumerate(api.addresses)]
-        # The first admin, minted once on the API host as docs/deploying.md says (it migrates too).
-        minted = api.run(
-            [PYTHON, "-m", "compose.supervisor", "--data-dir", str(replicas[0].data_dir), "--admin-token", "alice"],
-            replica_env,
-        )
-        assert minted.returncode == 0, minted.stderr.decode()[-2000:]
-        admin_token = minted.stdout.decode().strip().splitlines()[-1]
         cluster = Cluster(
             net,
             api,
@@ -196,13 +200,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             client,
             replicas,
             replica_env,
-            admin_token,
+            "",
             _base_env(work / "client-home"),
             work,
             work / "agent-data",
         )
-        for replica in replicas:
-            cluster.start_replica(replica)
+        cluster.start_replicas(*replicas, wait=False)
+        # The first admin, minted on the API host as docs/deploying.md says, while the replicas
+        # start: all three migrate the database, one at a time under PostgreSQL's advisory lock.
+        minted = api.run(
+            [PYTHON, "-m", "compose.supervisor", "--data-dir", str(work / "mint"), "--admin-token", "alice"],
+            replica_env,
+        )
+        assert minted.returncode == 0, minted.stderr.decode()[-2000:]
+        cluster.admin_token = minted.stdout.decode().strip().splitlines()[-1]
+        cluster.start_replicas(*replicas, wait=True)
         with cluster.admin() as admin:
             admin.create_project("demo")
             agent_token = admin.create_user("agent-host", role="agent").token
@@ -211,13 +223,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         argv = [YARD, "agent", "--name", "agent-host", "--data-dir", str(cluster.agent_data)]
         argv += ["--devserver-host", agent.address]
         agent.start(argv, agent_env, work / "agent.log")
+        cluster.yard("login", API_URL, "--token", cluster.admin_token)
 
         def registered() -> bool:
             with cluster.admin() as admin:
                 return any(a.name == "agent-host" for a in admin.list_agents())
 
         wait_until(registered, timeout=60, message="the agent on its host to register")
-        cluster.yard("login", API_URL, "--token", admin_token)
         yield cluster
 
 
@@ -319,12 +331,16 @@ def test_stopping_the_replica_a_client_follows_is_survived_through_the_other(clu
     replica = next(r for r in cluster.replicas if r.address == followed)
     other = next(r for r in cluster.replicas if r is not replica)
     try:
-        netns.stop(replica.process)  # type: ignore[arg-type]
+        assert replica.process is not None
+        netns.stop(replica.process)
         stopped_at = len(follower.lines)
         wait_until(lambda: len(follower.lines) > stopped_at + 3, timeout=30, message="lines after the stop")
         assert serving() in (other.address, None)  # None: the run may have ended meanwhile
         assert follower.wait(60) == 0
         assert follower.output() == _expected(cluster, lines, "fail")
+        arrivals = [at for at, _ in follower.lines]
+        pause = max(b - a for a, b in itertools.pairwise(arrivals))
+        assert pause < 5.0, f"the follow paused {pause:.1f} s"  # lines come every 0.1 s otherwise
         with ControlClient(other.url, cluster.admin_token) as admin:
             run = admin.list_runs(limit=1, project="demo").items[0]
             final = wait_for_run(admin, run.id)
@@ -332,5 +348,5 @@ def test_stopping_the_replica_a_client_follows_is_survived_through_the_other(clu
         assert final.state == "succeeded"
         assert raw_output(blob) == _expected(cluster, lines, "fail")
     finally:
-        if replica.process is not None and replica.process.poll() is not None:  # type: ignore[attr-defined]
-            cluster.start_replica(replica)
+        if replica.process is None or replica.process.poll() is not None:
+            cluster.start_replicas(replica)

@@ -199,7 +199,7 @@ def _free_subnet() -> ipaddress.IPv4Network:
     """A /24 in 10.0.0.0/8 that no interface of the root namespace is on."""
     used = [ipaddress.ip_interface(a).network for a in re.findall(r"inet (\S+)", ip("-o", "-4", "addr").stdout)]
     for _ in range(200):
-        candidate = ipaddress.ip_network(f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24")
+        candidate = ipaddress.IPv4Network(f"10.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24")
         if not any(candidate.overlaps(u) for u in used):
             return candidate
     raise NetnsUnavailable("no free 10.x.y.0/24 subnet for the test network")

@@ -63,7 +63,6 @@ def postgres_server(host: str, password: str) -> Iterator[str]:
         pwfile = base / "pwfile"
         pwfile.write_text(password + "\n")
         os.chown(pwfile, owner.pw_uid, owner.pw_gid)
-        as_postgres = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
         subprocess.run(
             [
                 str(bin_dir / "initdb"),
@@ -81,7 +80,9 @@ def postgres_server(host: str, password: str) -> Iterator[str]:
             check=True,
             capture_output=True,
             cwd=base,
-            **as_postgres,  # type: ignore[arg-type]
+            user=owner.pw_uid,
+            group=owner.pw_gid,
+            extra_groups=[],
         )
         with (data / "pg_hba.conf").open("a") as hba:
             hba.write("host all all 0.0.0.0/0 scram-sha-256\n")
@@ -108,7 +109,9 @@ def postgres_server(host: str, password: str) -> Iterator[str]:
                 stderr=subprocess.STDOUT,
                 cwd=base,
                 start_new_session=True,
-                **as_postgres,  # type: ignore[arg-type]
+                user=owner.pw_uid,
+                group=owner.pw_gid,
+                extra_groups=[],
             )
         admin = f"postgresql+psycopg://{USER}:{password}@{host}:{port}/postgres"
         _wait_ready(process, admin, base / "server.log")
