@@ -1,0 +1,24 @@
+"""Where a local agent's develop servers listen, and the address the API is told (multi-host)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compose.local import LocalLauncher
+from compose.substrates import make_launcher
+from control.settings import load_settings
+
+
+def test_develop_servers_listen_on_loopback_unless_told_otherwise(tmp_path: Path) -> None:
+    launcher = make_launcher("local", load_settings(tmp_path))
+    assert isinstance(launcher, LocalLauncher)
+    assert launcher.bind_host == "127.0.0.1"
+    assert launcher.endpoint("1:2", 4100) == "http://127.0.0.1:4100"
+
+
+def test_an_agent_on_another_host_advertises_its_own_address(tmp_path: Path) -> None:
+    launcher = make_launcher("local", load_settings(tmp_path, devserver_host="10.0.1.4"))
+    assert isinstance(launcher, LocalLauncher)
+    assert launcher.bind_host == "10.0.1.4"
+    assert launcher.endpoint("1:2", 4100) == "http://10.0.1.4:4100"
+    assert LocalLauncher("fd00::4").endpoint("1:2", 4100) == "http://[fd00::4]:4100"
