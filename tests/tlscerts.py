@@ -26,7 +26,9 @@ def _name(text: str) -> x509.Name:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 @dataclass
@@ -51,21 +53,24 @@ def authority(name: str = "test CA") -> Authority:
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .sign(key, hashes.SHA256())
     )
     return Authority(key, certificate)
 
 
-def server_pair(folder: Path, signer: Authority | None = None, name: str = "server") -> tuple[Path, Path, str]:
-    """A certificate for 127.0.0.1 and localhost (signed by ``signer``, else self-signed) and its
-    key, written as ``name.pem`` / ``name.key`` under ``folder`` by rename (as a renewal does);
-    returns the paths and the certificate's fingerprint."""
+def server_pair(
+    folder: Path,
+    signer: Authority | None = None,
+    name: str = "server",
+    hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
+) -> tuple[Path, Path, str]:
+    """A certificate for ``hosts`` (names and addresses; signed by ``signer``, else self-signed)
+    and its key, written as ``name.pem`` / ``name.key`` under ``folder`` by rename (as a renewal
+    does); returns the paths and the certificate's fingerprint."""
     key = _key()
     now = datetime.now(UTC)
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    names = [_alt_name(host) for host in hosts]
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name("devyard test server"))
@@ -85,3 +90,10 @@ def server_pair(folder: Path, signer: Authority | None = None, name: str = "serv
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     return cert_path, key_path, fingerprint_of(der)
+
+
+def _alt_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)

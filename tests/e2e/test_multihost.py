@@ -4,8 +4,11 @@
 this host (root namespace)  PostgreSQL and SeaweedFS S3, each a server of this test's own
 api host                     two API replicas (`python -m compose.supervisor --replica`), one address each
 agent host                   `yard agent`, its run workers and develop servers
-client host                  the `yard` CLI, logged in to http://api.devyard.test:8421
+client host                  the `yard` CLI, logged in to https://api.devyard.test:8421
 ```
+All over TLS: both replicas serve one certificate for ``api.devyard.test`` signed by a CA of the
+test's own, which the CLI (``yard login --ca-file``), the agent (``DEVYARD_CA_FILE``) and through
+it the run workers verify; the operator's view from this host pins the certificate's fingerprint.
 ``api.devyard.test`` has both replicas' addresses, as round-robin DNS gives them (see
 docs/deploying.md): every client (CLI, agent, run worker) connects to the first that answers.
 The replicas run with their production timeouts (``run_lost_after_s``, heartbeats, housekeeping).
@@ -33,14 +36,16 @@ import pytest
 
 from control.client import ControlClient
 from control.logformat import raw_output
+from control.trust import Trust, client_context
 from tests.conftest import unavailable
 from tests.services import netns
 from tests.stack import wait_for_run
+from tests.tlscerts import authority, server_pair
 from tests.waiting import wait_until
 
 PORT = 8421
 API_NAME = "api.devyard.test"
-API_URL = f"http://{API_NAME}:{PORT}"
+API_URL = f"https://{API_NAME}:{PORT}"
 OUTAGE_S = 30.0  # the issue's outage length: a duration of the scenario, not a wait for something
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
@@ -57,7 +62,7 @@ class Replica:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}:{PORT}"
+        return f"https://{self.address}:{PORT}"
 
 
 @dataclass
@@ -72,14 +77,25 @@ class Cluster:
     client_env: dict[str, str]
     work: Path
     agent_data: Path
+    ca_file: Path
+    operator_trust: Trust
     logs: list[Path] = field(default_factory=list)
 
     def admin(self) -> ControlClient:
         """The operator's view, from this host: the first replica that is up."""
         for replica in self.replicas:
-            if _healthy(replica.url):
-                return ControlClient(replica.url, self.admin_token)
+            if self.healthy(replica.url):
+                return self.replica_client(replica)
         raise AssertionError("no API replica answers")
+
+    def replica_client(self, replica: Replica) -> ControlClient:
+        return ControlClient(replica.url, self.admin_token, trust=self.operator_trust)
+
+    def healthy(self, url: str) -> bool:
+        try:
+            return httpx.get(url + "/api/v1/health", timeout=1, verify=client_context(self.operator_trust)).is_success
+        except httpx.TransportError:
+            return False
 
     def start_replicas(self, *replicas: Replica, wait: bool = True) -> None:
         """Start the replicas not running; with ``wait``, wait until every one is healthy."""
@@ -90,7 +106,7 @@ class Cluster:
             argv += ["--host", replica.address, "--port", str(PORT)]
             replica.process = self.api.start(argv, self.replica_env, self.work / f"replica-{replica.address}.log")
         for url in [r.url for r in replicas] if wait else []:
-            wait_until(partial(_healthy, url), timeout=60, message=f"the replica at {url} to be healthy")
+            wait_until(partial(self.healthy, url), timeout=60, message=f"the replica at {url} to be healthy")
 
     def yard(self, *args: str, timeout: float = 60) -> str:
         """Run `yard ARGS` on the client host; its stdout (stderr in the failure message)."""
@@ -131,13 +147,6 @@ class Follower:
         assert self.thread is not None
         self.thread.join(10)
         return code
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url + "/api/v1/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _base_env(home: Path) -> dict[str, str]:
@@ -182,8 +191,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 stack.push(weed)
         from cryptography.fernet import Fernet
 
+        # One certificate for the name, from the organisation's CA, served by every replica.
+        (work / "tls").mkdir()
+        signer = authority("devyard test CA")
+        ca_file = signer.write(work / "tls" / "ca.pem")
+        cert, key, fingerprint = server_pair(work / "tls", signer, "api", hosts=(API_NAME,))
         replica_env = {
             **_base_env(work / "api-home"),
+            "DEVYARD_TLS_CERT": str(cert),
+            "DEVYARD_TLS_KEY": str(key),
             "DEVYARD_DATABASE_URL": database_url,
             "DEVYARD_OBJECT_STORE_URL": f"s3://{s3.bucket}/devyard",
             "DEVYARD_SECRET_KEYS": Fernet.generate_key().decode(),
@@ -204,6 +220,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             _base_env(work / "client-home"),
             work,
             work / "agent-data",
+            ca_file,
+            Trust(fingerprint=fingerprint),
         )
         cluster.start_replicas(*replicas, wait=False)
         # The first admin, minted on the API host as docs/deploying.md says, while the replicas
@@ -219,11 +237,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             admin.create_project("demo")
             agent_token = admin.create_user("agent-host", role="agent").token
             assert agent_token is not None
-        agent_env = {**_base_env(work / "agent-home"), "DEVYARD_URL": API_URL, "DEVYARD_TOKEN": agent_token}
+        agent_env = {
+            **_base_env(work / "agent-home"),
+            "DEVYARD_URL": API_URL,
+            "DEVYARD_TOKEN": agent_token,
+            "DEVYARD_CA_FILE": str(ca_file),
+        }
         argv = [YARD, "agent", "--name", "agent-host", "--data-dir", str(cluster.agent_data)]
         argv += ["--devserver-host", agent.address]
         agent.start(argv, agent_env, work / "agent.log")
-        cluster.yard("login", API_URL, "--token", cluster.admin_token)
+        cluster.yard("login", API_URL, "--token", cluster.admin_token, "--ca-file", str(ca_file))
 
         def registered() -> bool:
             with cluster.admin() as admin:
@@ -341,7 +364,7 @@ def test_stopping_the_replica_a_client_follows_is_survived_through_the_other(clu
         arrivals = [at for at, _ in follower.lines]
         pause = max(b - a for a, b in itertools.pairwise(arrivals))
         assert pause < 5.0, f"the follow paused {pause:.1f} s"  # lines come every 0.1 s otherwise
-        with ControlClient(other.url, cluster.admin_token) as admin:
+        with cluster.replica_client(other) as admin:
             run = admin.list_runs(limit=1, project="demo").items[0]
             final = wait_for_run(admin, run.id)
             blob, _ = admin.read_logs(run.id)
@@ -350,3 +373,16 @@ def test_stopping_the_replica_a_client_follows_is_survived_through_the_other(clu
     finally:
         if replica.process is None or replica.process.poll() is not None:
             cluster.start_replicas(replica)
+
+
+def test_every_hop_to_the_api_is_tls(cluster: Cluster) -> None:
+    for replica in cluster.replicas:
+        plain = replica.url.replace("https://", "http://", 1)
+        try:
+            answered = httpx.get(plain + "/api/v1/health", timeout=5).status_code
+        except httpx.TransportError:
+            answered = None
+        assert answered != 200, f"{plain} answers plain HTTP"
+    # The client host trusts the organisation's CA, and it was verified at login.
+    profile = (Path(cluster.client_env["XDG_CONFIG_HOME"]) / "devyard" / "config.toml").read_text()
+    assert f'url = "{API_URL}"' in profile and str(cluster.ca_file) in profile
