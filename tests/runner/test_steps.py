@@ -177,3 +177,26 @@ def test_a_stale_file_of_an_earlier_run_is_not_this_runs_artifact(run_stack: Sta
             "target/old.json",
             "target/run_results.json",
         ]
+
+
+def test_two_concurrent_runs_do_not_share_files(run_stack: Stack, tmp_path: Path) -> None:
+    """Each run works in a folder of its own: both write target/run_results.json at the same time,
+    neither finds the other's, and each run's artifact is its own."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    script = (
+        f'touch {gate}/$DEVYARD_RUN_ID; while [ $(ls {gate} | wc -l) -lt 2 ]; do sleep 0.05; done; '
+        "test ! -e target/run_results.json || { echo shared; exit 9; }; "
+        "mkdir -p target && echo $DEVYARD_RUN_ID > target/run_results.json && sleep 0.3 && cat target/run_results.json"
+    )
+    with run_stack.client() as client:
+        runs = [client.create_run("demo", ["sh", "-c", script], artifacts=["target/*.json"]) for _ in range(2)]
+        finals = [wait_for_run(client, run.id, timeout=40) for run in runs]
+        assert [f.state for f in finals] == ["succeeded", "succeeded"]
+        for run in runs:
+            assert raw_output(stored_log(run_stack, run.id)) == f"{run.id}\n".encode()
+            (artifact,) = client.list_artifacts(run.id)
+            target = tmp_path / f"artifact-{run.id}"
+            with open(target, "wb") as handle:
+                client.download_artifact(run.id, artifact.id, handle)
+            assert target.read_text() == f"{run.id}\n"
