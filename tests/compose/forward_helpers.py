@@ -72,3 +72,27 @@ def tcp_sockets(pid: int) -> int:
 
 def threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def established(*, local_port: int | None = None, remote_port: int | None = None) -> int:
+    """Established TCP connections on this host with that local or remote port (IPv4 and IPv6)."""
+    return len(peers(local_port=local_port, remote_port=remote_port))
+
+
+def peers(*, local_port: int | None = None, remote_port: int | None = None) -> list[tuple[int, int]]:
+    """``(local port, remote port)`` of the established TCP connections that match."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                local, remote, state = fields[1], fields[2], fields[3]
+                if state != "01":
+                    continue
+                if local_port is not None and int(local.rsplit(":", 1)[1], 16) != local_port:
+                    continue
+                if remote_port is not None and int(remote.rsplit(":", 1)[1], 16) != remote_port:
+                    continue
+                found.append((int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)))
+    return found

@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from control.client.forward import Forwarder, ForwardEvent, LocalPortTaken, PortSpec
-from tests.compose.devserver_helpers import start_and_wait
-from tests.compose.forward_helpers import Target, target_in_devserver
+from tests.compose.devserver_helpers import start_and_wait, wait_for_state
+from tests.compose.forward_helpers import Target, established, peers, target_in_devserver, tcp_sockets, threads
 from tests.stack import Stack, running_agent, running_stack
 from tests.tui.test_cli import YARD, assert_one_sentence_error
 from tests.waiting import wait_until
@@ -72,13 +72,21 @@ class Running:
     def call(self, coro: object) -> object:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)  # type: ignore[arg-type]
 
+    async def _shutdown(self) -> None:
+        await self.forwarder.close()
+        # Connections closed just now finish closing on the next turns of the loop.
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
     def listen(self, remote: int, local: int = 0) -> int:
         bound = self.call(self.forwarder.listen(PortSpec(local, remote)))
         assert isinstance(bound, PortSpec)
         return bound.local
 
     def close(self) -> None:
-        self.call(self.forwarder.close())
+        self.call(self._shutdown())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
@@ -223,3 +231,145 @@ def test_yard_dev_forward_end_to_end(env: Env, echo: Target) -> None:
         [YARD, "dev", "forward", "8080:99999"], capture_output=True, text=True, env=cli_env, stdin=subprocess.DEVNULL
     )
     assert_one_sentence_error(taken, "Port 99999 is not a TCP port")
+
+
+def devserver_pid(env: Env, server_id: int) -> int:
+    from sqlmodel import Session
+
+    from control.db.tables import DevServer
+
+    with Session(env.stack.services.engine) as session:
+        row = session.get(DevServer, server_id)
+        assert row is not None and row.handle
+        return int(row.handle.split(":")[0])
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def steady(read: Callable[[], int], polls: int = 20) -> int:
+    """Wait until ``read()`` stops changing for ``polls`` polls in a row; return its value."""
+    last, same = read(), 0
+
+    def settled() -> bool:
+        nonlocal last, same
+        now = read()
+        same = same + 1 if now == last else 0
+        last = now
+        return same >= polls
+
+    wait_until(settled, timeout=30, message="the value to settle")
+    return last
+
+
+def test_a_slow_reader_does_not_make_the_develop_server_buffer(env: Env, tmp_path: Path) -> None:
+    """The laptop side reads nothing: the target in the develop server must be held up after a
+    bounded amount (socket buffers and a few queued messages per hop), and no process grows."""
+    pid = devserver_pid(env, env.server_id)
+    with (
+        env.stack.client(env.token) as client,
+        target_in_devserver(client, env.server_id, "source", tmp_path) as source,
+        forwarding(env) as running,
+    ):
+        local = running.listen(source.port)
+        rss_before = rss_kib(pid)
+        with socket.create_connection(("127.0.0.1", local), timeout=30) as conn:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            wait_until(lambda: source.sent() > 0, message="the source to start sending")
+            held = steady(source.sent)
+            grown_kib = rss_kib(pid) - rss_before
+            # Whatever was sent is still delivered, in order, once the reader reads.
+            pattern = bytes(range(256)) * 256
+            received = 0
+            while received < held + 8 * 1024 * 1024:
+                chunk = conn.recv(1 << 20)
+                assert chunk, "the stream ended early"
+                offset = received % len(pattern)
+                expected = (pattern * (len(chunk) // len(pattern) + 2))[offset : offset + len(chunk)]
+                assert chunk == expected, f"bytes out of order at {received}"
+                received += len(chunk)
+    assert held < 64 * 1024 * 1024, f"{held} bytes left the target while nobody read"
+    assert grown_kib < 16 * 1024, f"the develop server grew by {grown_kib} KiB"
+
+
+def read_some(conn: socket.socket, amount: int) -> None:
+    got = 0
+    while got < amount:
+        chunk = conn.recv(1 << 20)
+        assert chunk, "the stream ended early"
+        got += len(chunk)
+
+
+def test_killing_the_client_mid_transfer_leaks_nothing_on_either_side(env: Env, tmp_path: Path) -> None:
+    pid = devserver_pid(env, env.server_id)
+    api_port = int(env.stack.url.rsplit(":", 1)[1])
+    cli_env = {**os.environ, "DEVYARD_URL": env.stack.url, "DEVYARD_TOKEN": env.token, "DEVYARD_PROJECT": "demo"}
+    with (
+        env.stack.client(env.token) as client,
+        target_in_devserver(client, env.server_id, "source", tmp_path) as source,
+    ):
+        sockets_before, threads_before = tcp_sockets(pid), threads(pid)
+        api_before = set(peers(local_port=api_port))
+        target_threads = threads(source.pid)
+        child = subprocess.Popen(
+            [YARD, "dev", "forward", f"0:{source.port}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            env=cli_env,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            local = int(child.stdout.readline().split("127.0.0.1:")[1].split()[0])
+            conns = [socket.create_connection(("127.0.0.1", local), timeout=30) for _ in range(4)]
+            for conn in conns:
+                read_some(conn, 4 * 1024 * 1024)
+            assert established(remote_port=source.port) == 4  # the develop server's ends
+            tunnels = set(peers(local_port=api_port)) - api_before  # the yard process's, at the API
+            assert len(tunnels) >= 4
+            child.kill()
+            child.wait(10)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        wait_until(lambda: established(remote_port=source.port) == 0, message="the develop server to let go")
+        wait_until(lambda: tcp_sockets(pid) == sockets_before, message="the develop server's sockets to close")
+        wait_until(lambda: threads(pid) <= threads_before, message="the develop server's threads to end")
+        wait_until(lambda: threads(source.pid) == target_threads, message="the target to see its peers go")
+        wait_until(lambda: not tunnels & set(peers(local_port=api_port)), message="the API's tunnels to close")
+        for conn in conns:
+            conn.close()
+
+
+def test_the_develop_server_stopped_mid_transfer_then_back(env: Env, tmp_path: Path) -> None:
+    """Stopping the server cuts a transfer with a reset (never a clean end); a connection made
+    while it is down waits, and goes through once it is back, with the same forward."""
+    carol = env.stack.user("carol", "developer")
+    with env.stack.client(carol) as client:
+        server = start_and_wait(client, "demo")
+        with (
+            target_in_devserver(client, server.id, "source", tmp_path) as source,
+            forwarding(env, token=carol, server_id=server.id, retry_s=60) as running,
+        ):
+            local = running.listen(source.port)
+            with socket.create_connection(("127.0.0.1", local), timeout=30) as conn:
+                read_some(conn, 2 * 1024 * 1024)
+                client.stop_devserver(server.id)
+                with pytest.raises(ConnectionResetError):
+                    while conn.recv(1 << 20):
+                        pass
+            wait_for_state(client, server.id, "stopped")
+            later = socket.create_connection(("127.0.0.1", local), timeout=30)
+            wait_until(lambda: any(e.kind == "waiting" for e in running.events), message="the forward to wait")
+            client.start_devserver("demo")
+            with later:
+                read_some(later, 2 * 1024 * 1024)
+            assert [e.kind for e in running.events] == ["waiting", "recovered"]
+            client.stop_devserver(server.id)
+            wait_for_state(client, server.id, "stopped")
