@@ -24,7 +24,7 @@ from devserver.paths import BadPath
 from devserver.responses import ApiError, error_body, error_response, json_response
 from devserver.state import ServerState, iso_utc, version
 from devserver.terminal import TerminalApi
-from devserver.tunnel import TunnelApi
+from devserver.tunnel import PortsApi
 
 log = logging.getLogger("devyard.devserver")
 
@@ -129,7 +129,7 @@ def create_app(state: ServerState) -> ASGIApp:
     routes += FilesApi(state).routes()
     routes += ExecApi(state).routes()
     routes += TerminalApi(state).routes()
-    routes += TunnelApi(state).routes()
+    routes += PortsApi(state).routes()
     routes += GitApi(state).routes()
     routes += LogsApi(state).routes()
     handlers: dict[Any, Any] = {

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from control.wire.manifest import HashCache
 from devserver.changes import ChangeTracker
+from devserver.listening import MARKER
 from devserver.paths import Workspace
 from devserver.processes import Sessions
 from runner.toolpath import with_tools
@@ -61,6 +62,7 @@ class ServerState:
             if not _SECRET_NAME.fullmatch(name) and secret not in value and secret not in name
         }
         env.update(extra or {})
+        env[MARKER] = str(os.getpid())  # what is started here is found again (devserver.listening)
         return with_tools(env, self.root)
 
 

@@ -1,4 +1,5 @@
-"""``WS /tunnel/{port}``: one TCP connection to a port inside this develop server, over a WebSocket.
+"""``GET /ports`` lists what listens in this develop server (:mod:`devserver.listening`);
+``WS /tunnel/{port}`` is one TCP connection to a port inside this develop server, over a WebSocket.
 
 The protocol is :mod:`control.wire.ports`': binary messages are the stream's bytes, the text
 message ``EOF`` is a half-close, and the WebSocket closes when both directions have ended. The
@@ -19,7 +20,10 @@ import logging
 import socket
 from typing import Any
 
-from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from control.tcpreset import reset
@@ -31,7 +35,8 @@ from control.wire.ports import (
     TOO_MANY_TUNNELS,
     port_problem,
 )
-from devserver.responses import error_response, refuse_websocket
+from devserver.listening import listening_ports
+from devserver.responses import error_response, json_response, refuse_websocket
 from devserver.state import ServerState
 
 log = logging.getLogger("devyard.devserver")
@@ -64,8 +69,8 @@ async def connect_loopback(port: int) -> tuple[asyncio.StreamReader, asyncio.Str
     raise ConnectionRefusedError(str(last))
 
 
-class TunnelApi:
-    """``WS /tunnel/{port}``."""
+class PortsApi:
+    """``GET /ports`` (what listens here) and ``WS /tunnel/{port}``."""
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -73,7 +78,11 @@ class TunnelApi:
 
     def routes(self) -> list[BaseRoute]:
         """The routes of this API."""
-        return [WebSocketRoute("/tunnel/{port}", self.tunnel)]
+        return [Route("/ports", self.ports, methods=["GET"]), WebSocketRoute("/tunnel/{port}", self.tunnel)]
+
+    async def ports(self, request: Request) -> Response:
+        """The TCP ports this server's processes listen on (``ListeningPort`` objects)."""
+        return json_response(await run_in_threadpool(listening_ports))
 
     async def tunnel(self, websocket: WebSocket) -> None:
         """Connect to the port, then relay both ways until both directions have ended."""

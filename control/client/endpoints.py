@@ -8,6 +8,7 @@ from typing import Any
 from control.client.calls import Call, call, endpoint, no_content, untyped
 from control.wire.devservers import AdoptedDevServer, DevServerOut
 from control.wire.notifications import DeliveryOut, NotificationCreated, NotificationOut
+from control.wire.ports import ListeningPort
 from control.wire.resources import (
     AuditOut,
     EnvironmentOut,
@@ -293,6 +294,11 @@ class Endpoints:
     @endpoint
     def stop_devserver(self, server_id: int) -> Call[DevServerOut]:
         return call("POST", f"/devservers/{server_id}/stop", DevServerOut)
+
+    @endpoint
+    def list_ports(self, server_id: int) -> Call[list[ListeningPort]]:
+        """What listens inside the develop server (through the gateway)."""
+        return call("GET", f"/devservers/{server_id}/ports", list[ListeningPort])
 
     @endpoint
     def devserver_call(self, /, server_id: int, method: str, path: str, **kwargs: Any) -> Call[Any]:

@@ -20,7 +20,7 @@ import errno
 import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -36,7 +36,10 @@ RETRY_S = 30.0
 # Codes after which trying again cannot help (the token, the role or the server id is wrong).
 FATAL_STATUSES = frozenset({400, 401, 403, 404})
 
-EventKind = Literal["refused", "not_listening", "waiting", "recovered", "broken", "fatal"]
+EventKind = Literal[
+    "refused", "not_listening", "waiting", "recovered", "broken", "fatal", "forwarding", "stopped", "local_taken"
+]
+AUTO_POLL_S = 1.0
 
 
 class LocalPortTaken(DevyardError):
@@ -238,6 +241,51 @@ async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ws:
         with contextlib.suppress(ConnectionClosed, OSError):
             await ws.close(code=1000 if clean else 4000)
     return clean
+
+
+async def follow_ports(
+    forwarder: Forwarder,
+    listening: Callable[[], Awaitable[Iterable[int]]],
+    interval_s: float = AUTO_POLL_S,
+    exclude: frozenset[int] = frozenset(),
+) -> None:
+    """Forward each port that starts listening in the develop server, from the same local port
+    when it is free (else any free one), and stop when it goes away; runs until cancelled.
+
+    ``listening()`` answers the remote ports (``list_ports`` through the API); a failure of it
+    (the API restarting) only skips a turn. Ports in ``exclude`` are left alone (forwarded
+    explicitly by the caller)."""
+    auto: set[int] = set()
+    failing = False
+    while True:
+        try:
+            now = set(await listening()) - exclude
+        except DevyardError as exc:
+            if not failing:
+                forwarder.notify(ForwardEvent("waiting", 0, f"Cannot list the ports ({exc}); trying again."))
+            failing = True
+            await asyncio.sleep(interval_s)
+            continue
+        if failing:
+            failing = False
+            forwarder.notify(ForwardEvent("recovered", 0, "Listing the ports works again."))
+        for remote in sorted(now - auto):
+            try:
+                bound = await forwarder.listen(PortSpec(remote, remote))
+            except LocalPortTaken:
+                bound = await forwarder.listen(PortSpec(0, remote))
+                forwarder.notify(
+                    ForwardEvent("local_taken", remote, f"Local port {remote} is taken; using {bound.local} instead.")
+                )
+            auto.add(remote)
+            forwarder.notify(
+                ForwardEvent("forwarding", remote, f"Forwarding 127.0.0.1:{bound.local} -> port {remote}.")
+            )
+        for remote in sorted(auto - now):
+            await forwarder.stop(remote)
+            auto.discard(remote)
+            forwarder.notify(ForwardEvent("stopped", remote, f"Port {remote} stopped listening; no longer forwarded."))
+        await asyncio.sleep(interval_s)
 
 
 async def _both(first: asyncio.Event, second: asyncio.Event) -> None:

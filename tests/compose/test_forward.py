@@ -373,3 +373,67 @@ def test_the_develop_server_stopped_mid_transfer_then_back(env: Env, tmp_path: P
             assert [e.kind for e in running.events] == ["waiting", "recovered"]
             client.stop_devserver(server.id)
             wait_for_state(client, server.id, "stopped")
+
+
+def test_ports_lists_what_the_develop_servers_programs_listen_on(env: Env, echo: Target) -> None:
+    import datetime as dt
+    import json
+
+    with socket.socket() as outsider:  # listens on this host, but is not the develop server's
+        outsider.bind(("127.0.0.1", 0))
+        outsider.listen()
+        with env.stack.client(env.token) as client:
+            listed = client.list_ports(env.server_id)
+        mine = [p for p in listed if p.port == echo.port]
+        assert [(p.address, p.pid) for p in mine] == [("127.0.0.1", echo.pid)]
+        assert mine[0].process is not None and "tcp_target.py echo" in mine[0].process
+        assert mine[0].since is not None
+        assert dt.timedelta(0) <= dt.datetime.now(dt.UTC) - mine[0].since < dt.timedelta(minutes=5)
+        ports = {p.port for p in listed}
+        assert outsider.getsockname()[1] not in ports
+        own = devserver_pid(env, env.server_id)
+        assert all(p.pid != own for p in listed), "the develop server's own port is not the user's"
+    cli_env = {"DEVYARD_URL": env.stack.url, "DEVYARD_TOKEN": env.token, "DEVYARD_PROJECT": "demo"}
+    shown = subprocess.run(
+        [YARD, "dev", "ports", "--json"], capture_output=True, text=True, env={**os.environ, **cli_env}, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert echo.port in [p["port"] for p in json.loads(shown.stdout)]
+    human = subprocess.run([YARD, "dev", "ports"], capture_output=True, text=True, env={**os.environ, **cli_env})
+    assert str(echo.port) in human.stdout and "tcp_target.py" in human.stdout
+
+
+def test_auto_forwards_ports_as_they_appear_and_stops_when_they_go(env: Env, tmp_path: Path) -> None:
+    cli_env = {**os.environ, "DEVYARD_URL": env.stack.url, "DEVYARD_TOKEN": env.token, "DEVYARD_PROJECT": "demo"}
+    child = subprocess.Popen(
+        [YARD, "dev", "forward", "--auto"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=cli_env,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(child.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+
+    def said(fragment: str) -> str | None:
+        return next((line for line in list(lines) if fragment in line), None)
+
+    try:
+        wait_until(lambda: said("Press Ctrl-C"), message="the forward to start")
+        with env.stack.client(env.token) as client, target_in_devserver(client, env.server_id, "echo", tmp_path) as t:
+            # On the local substrate the port is this machine's own, so the same number is taken.
+            taken = wait_until(lambda: said(f"Local port {t.port} is taken; using "), message="the port to be seen")
+            local = int(taken.split("using ")[1].split()[0])
+            assert said(f"Forwarding 127.0.0.1:{local} -> port {t.port}.")
+            assert exchange(local, b"auto") == b"autobye 4"
+        wait_until(lambda: said(f"Port {t.port} stopped listening; no longer forwarded."), message="the stop")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", local), timeout=5)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(10) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
