@@ -21,6 +21,7 @@ from devserver.files import FilesApi
 from devserver.gitapi import GitApi
 from devserver.logs import LogsApi
 from devserver.paths import BadPath
+from devserver.preview import PreviewApi
 from devserver.responses import ApiError, error_body, error_response, json_response
 from devserver.state import ServerState, iso_utc, version
 from devserver.terminal import TerminalApi
@@ -130,6 +131,7 @@ def create_app(state: ServerState) -> ASGIApp:
     routes += ExecApi(state).routes()
     routes += TerminalApi(state).routes()
     routes += PortsApi(state).routes()
+    routes += PreviewApi(state).routes()
     routes += GitApi(state).routes()
     routes += LogsApi(state).routes()
     handlers: dict[Any, Any] = {

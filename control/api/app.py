@@ -26,6 +26,7 @@ from control.api.routes import (
     health,
     members,
     notifications,
+    previews,
     projects,
     run_logs,
     run_worker,
@@ -92,7 +93,8 @@ def create_app(services: Services) -> FastAPI:
         agents,
         schedules,
         devservers,
-        tunnels,  # before the gateway, whose catch-all would take its paths
+        tunnels,  # before the gateway, whose catch-all would take their paths
+        previews,
         gateway,  # after devservers: its catch-all path must not shadow /devservers/{id}/stop
     ):
         app.include_router(module.router, prefix=API_PREFIX)

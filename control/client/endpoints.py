@@ -8,7 +8,7 @@ from typing import Any
 from control.client.calls import Call, call, endpoint, no_content, untyped
 from control.wire.devservers import AdoptedDevServer, DevServerOut
 from control.wire.notifications import DeliveryOut, NotificationCreated, NotificationOut
-from control.wire.ports import ListeningPort
+from control.wire.ports import ListeningPort, PreviewIssued, PreviewOut
 from control.wire.resources import (
     AuditOut,
     EnvironmentOut,
@@ -299,6 +299,24 @@ class Endpoints:
     def list_ports(self, server_id: int) -> Call[list[ListeningPort]]:
         """What listens inside the develop server (through the gateway)."""
         return call("GET", f"/devservers/{server_id}/ports", list[ListeningPort])
+
+    @endpoint
+    def create_preview(self, server_id: int, port: int, ttl_s: int | None = None) -> Call[PreviewIssued]:
+        body = {"port": port, "ttl_s": ttl_s}
+        return call(
+            "POST",
+            f"/devservers/{server_id}/previews",
+            PreviewIssued,
+            json={k: v for k, v in body.items() if v is not None},
+        )
+
+    @endpoint
+    def list_previews(self, server_id: int) -> Call[list[PreviewOut]]:
+        return call("GET", f"/devservers/{server_id}/previews", list[PreviewOut])
+
+    @endpoint
+    def revoke_preview(self, server_id: int, preview_id: int) -> Call[PreviewOut]:
+        return call("DELETE", f"/devservers/{server_id}/previews/{preview_id}", PreviewOut)
 
     @endpoint
     def devserver_call(self, /, server_id: int, method: str, path: str, **kwargs: Any) -> Call[Any]:

@@ -141,6 +141,24 @@ class DevServer(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class PreviewLink(SQLModel, table=True):
+    """A link that opens one port of one develop server in a browser (``yard dev preview``)."""
+
+    __tablename__ = "preview_links"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    server_id: int = Field(foreign_key="dev_servers.id", index=True)
+    port: int
+    # Who made it: the link works only while they may still reach the server.
+    user_id: int = Field(foreign_key="users.id")
+    # sha256 of the link's secret; the secret is in the link, shown once, never stored.
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 class Run(SQLModel, table=True):
     __tablename__ = "runs"
     __table_args__ = (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, delete, select, update
 
-from control.db.tables import Artifact, DevServer, LogChunk, Run, Schedule, ScheduleTick, WorkItem
+from control.db.tables import Artifact, DevServer, LogChunk, PreviewLink, Run, Schedule, ScheduleTick, WorkItem
 from control.devservers import lifecycle as devserver_states
 from control.runs import states
 
@@ -62,5 +62,6 @@ def purge_history(session: Session, project_id: int) -> tuple[int, list[str]]:
         session.exec(delete(Schedule).where(col(Schedule.id).in_(schedule_ids)))  # type: ignore[call-overload]
     if server_ids:
         session.exec(delete(WorkItem).where(col(WorkItem.devserver_id).in_(server_ids)))  # type: ignore[call-overload]
+        session.exec(delete(PreviewLink).where(col(PreviewLink.server_id).in_(server_ids)))  # type: ignore[call-overload]
         session.exec(delete(DevServer).where(col(DevServer.id).in_(server_ids)))  # type: ignore[call-overload]
     return len(run_ids), sorted(keys)

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from control.client import ControlClient
-from tests.compose.devserver_helpers import gateway_exec
+from tests.compose.devserver_helpers import gateway_exec, start_and_wait
+from tests.stack import Stack, running_agent, running_stack
 from tests.waiting import wait_until
 
-TARGET = Path(__file__).resolve().parents[1] / "services" / "tcp_target.py"
+SERVICES = Path(__file__).resolve().parents[1] / "services"
+TARGET = SERVICES / "tcp_target.py"
+WEB_TARGET = SERVICES / "web_target.py"
 
 
 @dataclass
@@ -38,17 +41,23 @@ def target_in_devserver(
 ) -> Iterator[Target]:
     """A :mod:`tests.services.tcp_target` started by the develop server (in its own session, so it
     outlives the exec that started it, as `nohup cmd &` does), stopped at the end."""
+    with started_in_devserver(client, server_id, f"{python} {TARGET} {mode} {state}", state) as ready:
+        yield Target(int(ready["port"]), int(ready["pid"]), state)
+
+
+@contextmanager
+def started_in_devserver(client: ControlClient, server_id: int, command: str, state: Path) -> Iterator[dict[str, int]]:
+    """``command`` started in the background by the develop server; its ``ready.json`` (which
+    names its ``pid``) once written; the process is killed at the end."""
     state.mkdir(parents=True, exist_ok=True)
-    script = f"nohup {python} {TARGET} {mode} {state} >{state}/log 2>&1 &"
-    code, _, err = gateway_exec(client, server_id, ["sh", "-c", script])
+    code, _, err = gateway_exec(client, server_id, ["sh", "-c", f"nohup {command} >{state}/log 2>&1 &"])
     assert code == 0, err
-    ready = wait_until(lambda: _read(state / "ready.json"), timeout=20, message=f"the {mode} target to listen")
-    target = Target(int(ready["port"]), int(ready["pid"]), state)
+    ready = wait_until(lambda: _read(state / "ready.json"), timeout=20, message=f"{command} to be ready")
     try:
-        yield target
+        yield ready
     finally:
         with suppress(ProcessLookupError):
-            os.kill(target.pid, signal.SIGKILL)
+            os.kill(int(ready["pid"]), signal.SIGKILL)
 
 
 def _read(path: Path) -> dict[str, int] | None:
@@ -96,3 +105,43 @@ def peers(*, local_port: int | None = None, remote_port: int | None = None) -> l
                     continue
                 found.append((int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)))
     return found
+
+
+@dataclass
+class Env:
+    """A stack, an agent and alice's running develop server for project demo."""
+
+    stack: Stack
+    token: str
+    server_id: int
+    base: Path
+
+    def cli_env(self, token: str | None = None) -> dict[str, str]:
+        """The environment of a `yard` process acting as alice (or ``token``'s user)."""
+        extra = {"DEVYARD_URL": self.stack.url, "DEVYARD_TOKEN": token or self.token, "DEVYARD_PROJECT": "demo"}
+        return {**os.environ, **extra}
+
+
+@contextmanager
+def forward_env(base: Path) -> Iterator[Env]:
+    with (
+        running_stack(base / "data", f"sqlite:///{base / 'devyard.db'}") as stack,
+        running_agent(stack, base / "agent"),
+    ):
+        with stack.client() as admin:
+            admin.create_project("demo")
+        token = stack.user("alice", "developer")
+        with stack.client(token) as client:
+            server = start_and_wait(client, "demo")
+        yield Env(stack, token, server.id, base)
+
+
+def devserver_pid(env: Env, server_id: int) -> int:
+    from sqlmodel import Session
+
+    from control.db.tables import DevServer
+
+    with Session(env.stack.services.engine) as session:
+        row = session.get(DevServer, server_id)
+        assert row is not None and row.handle
+        return int(row.handle.split(":")[0])

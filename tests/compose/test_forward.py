@@ -16,40 +16,31 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from control.client.forward import Forwarder, ForwardEvent, LocalPortTaken, PortSpec
 from tests.compose.devserver_helpers import start_and_wait, wait_for_state
-from tests.compose.forward_helpers import Target, established, peers, target_in_devserver, tcp_sockets, threads
-from tests.stack import Stack, running_agent, running_stack
+from tests.compose.forward_helpers import (
+    Env,
+    Target,
+    devserver_pid,
+    established,
+    forward_env,
+    peers,
+    target_in_devserver,
+    tcp_sockets,
+    threads,
+)
 from tests.tui.test_cli import YARD, assert_one_sentence_error
 from tests.waiting import wait_until
 
 
-@dataclass
-class Env:
-    stack: Stack
-    token: str
-    server_id: int
-    base: Path
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    base = tmp_path_factory.mktemp("forward")
-    with (
-        running_stack(base / "data", f"sqlite:///{base / 'devyard.db'}") as stack,
-        running_agent(stack, base / "agent"),
-    ):
-        with stack.client() as admin:
-            admin.create_project("demo")
-        token = stack.user("alice", "developer")
-        with stack.client(token) as client:
-            server = start_and_wait(client, "demo")
-        yield Env(stack, token, server.id, base)
+    with forward_env(tmp_path_factory.mktemp("forward")) as running:
+        yield running
 
 
 @pytest.fixture
@@ -233,17 +224,6 @@ def test_yard_dev_forward_end_to_end(env: Env, echo: Target) -> None:
     assert_one_sentence_error(taken, "Port 99999 is not a TCP port")
 
 
-def devserver_pid(env: Env, server_id: int) -> int:
-    from sqlmodel import Session
-
-    from control.db.tables import DevServer
-
-    with Session(env.stack.services.engine) as session:
-        row = session.get(DevServer, server_id)
-        assert row is not None and row.handle
-        return int(row.handle.split(":")[0])
-
-
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -339,7 +319,8 @@ def test_killing_the_client_mid_transfer_leaks_nothing_on_either_side(env: Env, 
                 child.kill()
                 child.wait()
         wait_until(lambda: established(remote_port=source.port) == 0, message="the develop server to let go")
-        wait_until(lambda: tcp_sockets(pid) == sockets_before, message="the develop server's sockets to close")
+        # At most as many as before: a kept-alive gateway connection may have closed meanwhile.
+        wait_until(lambda: tcp_sockets(pid) <= sockets_before, message="the develop server's sockets to close")
         wait_until(lambda: threads(pid) <= threads_before, message="the develop server's threads to end")
         wait_until(lambda: threads(source.pid) == target_threads, message="the target to see its peers go")
         wait_until(lambda: not tunnels & set(peers(local_port=api_port)), message="the API's tunnels to close")

@@ -28,6 +28,7 @@ TABLES = {
     "work_items",
     "audit_events",
     "project_members",
+    "preview_links",
 }
 
 

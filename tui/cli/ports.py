@@ -126,3 +126,80 @@ async def _forward(
         return await stopped
     finally:
         await forwarder.close()
+
+
+TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> int:
+    """``90``, ``30m``, ``8h`` or ``2d`` as seconds; ValueError with one sentence otherwise."""
+    text = text.strip().lower()
+    unit = TTL_UNITS.get(text[-1:]) if text else None
+    number = text[:-1] if unit else text
+    if not number.isdigit():
+        raise ValueError(f"--ttl {text!r} is not a duration; give e.g. 30m, 8h or 2d.")
+    return int(number) * (unit or 1)
+
+
+def preview(
+    port: Annotated[str | None, typer.Argument(help="The port inside the develop server to open in a browser.")] = None,
+    project: ProjectOption = None,
+    ttl: Annotated[str, typer.Option("--ttl", help="How long the link works: 30m, 8h, 2d (1m to 7d).")] = "8h",
+    list_links: Annotated[bool, typer.Option("--list", help="List the links that still work.")] = False,
+    revoke: Annotated[int | None, typer.Option("--revoke", help="Revoke the link with this id.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print a link that opens PORT of your develop server in a browser (no token in it).
+
+    The link is for that server and port only, works for --ttl, and can be revoked. Anyone who
+    has it can open the app until then: share it as you would share the app."""
+    from control.wire.ports import port_problem
+
+    if port is None and not list_links and revoke is None:
+        fail("Give the port to preview, e.g. `yard dev preview 8000` (or --list, or --revoke ID).")
+    if port is not None and port_problem(port):
+        fail(str(port_problem(port)))
+    try:
+        ttl_s = parse_ttl(ttl)
+    except ValueError as exc:
+        fail(str(exc))
+    if not 60 <= ttl_s <= 7 * 86400:
+        fail(f"--ttl {ttl} is out of range; a link works from one minute to seven days.")
+    with state.client() as client:
+        server = running_server(client, project)
+        if revoke is not None:
+            revoked = client.revoke_preview(server.id, revoke)
+            if as_json:
+                print_json(revoked)
+            else:
+                console.print(f"Preview link {revoked.id} (port {revoked.port}) is revoked.", highlight=False)
+            return
+        if list_links:
+            links = client.list_previews(server.id)
+            if as_json:
+                print_json(links)
+            elif not links:
+                console.print("No preview links work now; `yard dev preview PORT` makes one.")
+            else:
+                table(links, ["id", "port", "created_at", "expires_at", "path"])
+            return
+        assert port is not None
+        issued = client.create_preview(server.id, int(port), ttl_s)
+        listening = {p.port for p in client.list_ports(server.id)}
+    if as_json:
+        print_json(issued)
+        return
+    console.print(issued.url, highlight=False, soft_wrap=True)
+    errors.print(
+        f"Preview link {issued.id} opens port {issued.port} until"
+        f" {issued.expires_at.astimezone().isoformat(sep=' ', timespec='minutes')};"
+        f" revoke it with `yard dev preview --revoke {issued.id}`.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if issued.port not in listening:
+        errors.print(
+            f"Nothing listens on port {issued.port} in the develop server yet; the link works once something does.",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlmodel import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
 from control.api.deps import Caller, Svc, authenticate, services
@@ -56,10 +57,12 @@ class Target:
     secret: str
 
 
-def find_target(svc: Services, server_id: int, who: Principal) -> Target:
+def find_target(svc: Services, server_id: int, who: Principal | None) -> Target:
+    """Where to reach a running develop server the caller owns (or any, for an admin). ``who``
+    None: the caller was let in by other means (a preview link for this server)."""
     with Session(svc.engine) as session:
         server = session.get(DevServer, server_id)
-        if server is None or (server.user_id != who.user_id and not who.is_admin):
+        if server is None or (who is not None and server.user_id != who.user_id and not who.is_admin):
             raise not_found("Develop server", server_id)
         if server.state != lifecycle.RUNNING or not server.endpoint or not server.secret:
             raise ApiError(
@@ -199,7 +202,8 @@ async def _relay(upstream: httpx.Response) -> Any:
 # ------------------------------------------------------------------ WebSockets (the PTY)
 
 
-async def ws_principal(websocket: WebSocket) -> Principal:
+async def ws_principal(websocket: HTTPConnection) -> Principal:
+    """The caller of a WebSocket (or any connection) by its bearer token; 401 without a valid one."""
     header = websocket.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

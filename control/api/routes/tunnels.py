@@ -21,9 +21,9 @@ from control.api.deps import services
 from control.api.routes.gateway import TOUCH_EVERY_S, Target, authorize, deny, find_target, touch, ws_principal
 from control.api.routing import SegmentRouter
 from control.api.services import Services
-from control.api.wsrelay import relay
 from control.wire.errors import ApiError, parse_error
 from control.wire.ports import BAD_PORT, port_problem
+from control.wsrelay import relay
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
