@@ -95,7 +95,9 @@ class DeployOptions:
                 "pass --object-store-url s3://BUCKET/PREFIX with your bucket's name."
             )
         if self.tls_secret is not None and not SECRET_NAME.fullmatch(self.tls_secret):
-            raise RenderProblem(f"'{self.tls_secret}' is not a Kubernetes Secret name (lower-case letters, digits, '-', '.').")
+            raise RenderProblem(
+                f"'{self.tls_secret}' is not a Kubernetes Secret name (lower-case letters, digits, '-', '.')."
+            )
         if not 1 <= self.replicas <= 50:
             raise RenderProblem("--replicas must be between 1 and 50.")
         try:

@@ -19,10 +19,11 @@ import contextlib
 import errno
 import json
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from control.tcpreset import reset
 from control.wire.errors import DevyardError, parse_error
@@ -93,6 +94,8 @@ class Forwarder:
     server_id: int
     notify: Callable[[ForwardEvent], None] = lambda event: None
     retry_s: float = RETRY_S
+    ssl_context: ssl.SSLContext | None = None
+    """For a ``wss://`` API: the client's context (its pinned certificate or CA file)."""
     host: str = "127.0.0.1"
     listeners: dict[int, _Listener] = field(default_factory=dict)  # by remote port
     connections: set[asyncio.Task[None]] = field(default_factory=set)
@@ -157,6 +160,7 @@ class Forwarder:
         from websockets.exceptions import InvalidHandshake, InvalidStatus
 
         url = self.websocket_url(f"/devservers/{self.server_id}/tunnel/{remote}")
+        tls: dict[str, Any] = {"ssl": self.ssl_context} if url.startswith("wss://") and self.ssl_context else {}
         deadline = time.monotonic() + self.retry_s
         delay = 0.1
         while True:
@@ -169,6 +173,7 @@ class Forwarder:
                     max_queue=4,
                     open_timeout=10,
                     close_timeout=2,
+                    **tls,
                 )
             except InvalidStatus as exc:
                 status = exc.response.status_code

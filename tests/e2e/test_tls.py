@@ -139,7 +139,9 @@ def test_a_wrong_fingerprint_is_refused_and_nothing_is_saved(tls_server: TlsServ
     other = "SHA256:" + ":".join(["AB"] * 32)
     done = yard("login", tls_server.url, "--token", tls_server.token, "--fingerprint", other)
     assert done.returncode == 1
-    assert done.stderr.count("\n") == 1 and f"has the fingerprint {tls_server.fingerprint}, not the {other}" in done.stderr
+    assert (
+        done.stderr.count("\n") == 1 and f"has the fingerprint {tls_server.fingerprint}, not the {other}" in done.stderr
+    )
     assert not profiles.config_path().exists()
 
 

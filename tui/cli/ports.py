@@ -72,7 +72,9 @@ def forward(
         fail("Each remote port can be forwarded once per command; drop the repeated one.")
     with state.client() as client:
         server = running_server(client, project)
-        forwarder = Forwarder(client.websocket_url, client.auth_headers, server.id, retry_s=retry)
+        forwarder = Forwarder(
+            client.websocket_url, client.auth_headers, server.id, retry_s=retry, ssl_context=client.ssl_context
+        )
     where = f"develop server {server.id} (project {server.project})"
     watch = _port_lister(server.id) if auto else None
     code = asyncio.run(_forward(forwarder, specs, where, watch))
