@@ -38,6 +38,8 @@ from control.wire.work import (
     RunWork,
     UnknownWork,
 )
+from runner.checkout import check_out
+from runner.gitcommand import CheckoutFailed
 from runner.orphans import stop_orphaned_command
 from runner.scratch import remove_run_folder
 
@@ -83,6 +85,10 @@ class Agent:
     stop_event: threading.Event = field(default_factory=threading.Event)
     runs: dict[int, str] = field(default_factory=dict)
     run_folders: dict[int, Path] = field(default_factory=dict)
+    preparing: set[int] = field(default_factory=set)
+    """Runs whose code is being checked out (no worker yet)."""
+    cancelled_early: set[int] = field(default_factory=set)
+    """Runs cancelled while their code was being checked out."""
     _background: list[threading.Thread] = field(default_factory=list)
     _background_lock: threading.Lock = field(default_factory=threading.Lock)
     agent_id: int | None = None
@@ -145,9 +151,47 @@ class Agent:
 
     def _launch_run(self, item: RunWork) -> None:
         spec = item.run
+        if spec.code is not None and spec.code.source == "repository" and not spec.workspace:
+            # A checkout can take a while (a first clone): in a thread of its own, so claiming,
+            # cancelling and other launches go on meanwhile.
+            self.preparing.add(spec.id)
+            self._in_background(f"run-{spec.id}-checkout", self._check_out_and_launch, item)
+            return
+        self._start_worker(item)
+
+    def _check_out_and_launch(self, item: RunWork) -> None:
+        spec = item.run
+        assert spec.code is not None
+        run_dir = self.config.volume / f"runs/{spec.id}"
+        scratch = self.config.spool / str(spec.id) / "checkout"
+        try:
+            done = check_out(spec.code, spec.env, self.config.volume, run_dir, scratch)
+        except CheckoutFailed as exc:
+            self.preparing.discard(spec.id)
+            self.cancelled_early.discard(spec.id)
+            remove_run_folder(run_dir)
+            self._report(item.id, error=str(exc))
+            return
+        log.info("run %s: checked out %s in %.2f s", spec.id, done.commit[:12], done.seconds)
+        self.preparing.discard(spec.id)
+        if spec.id in self.cancelled_early:
+            self.cancelled_early.discard(spec.id)
+            remove_run_folder(run_dir)
+            self._report(
+                item.id, error=f"Run {spec.id} was cancelled before its command started.", code_commit=done.commit
+            )
+            return
+        extra = {"DEVYARD_GIT_COMMIT": done.commit, "DEVYARD_GIT_REF": spec.code.ref or done.commit}
+        self._start_worker(
+            item.model_copy(update={"run": spec.model_copy(update={"env": {**spec.env, **extra}})}), done.commit
+        )
+
+    def _start_worker(self, item: RunWork, code_commit: str | None = None) -> None:
+        spec = item.run
         run_id = spec.id
         # Runs started from a develop server run in that user's workspace; others get a folder
-        # of their own, removed when the run is over (by its worker, or here if it was killed).
+        # of their own (with their checkout, if any), removed when the run is over (by its
+        # worker, or here if it was killed).
         own_folder = not spec.workspace
         run_dir = self.config.volume / (spec.workspace or f"runs/{run_id}")
         # The API only accepts a relative cwd without "..": the worker checks it, after symlinks,
@@ -197,28 +241,35 @@ class Agent:
             )
             handle = self.launcher.start(launch)
         except (LaunchError, OSError, TrustProblem) as exc:
-            if own_folder:  # only if still empty: the launch may have got further than it says
-                with contextlib.suppress(OSError):
-                    run_dir.rmdir()
-            self._report(item.id, error=str(exc))
+            if own_folder:
+                if code_commit is not None:
+                    remove_run_folder(run_dir)  # holds the checkout, and nothing else yet
+                else:  # only if still empty: the launch may have got further than it says
+                    with contextlib.suppress(OSError):
+                        run_dir.rmdir()
+            self._report(item.id, error=str(exc), code_commit=code_commit)
             return
         if own_folder:  # first: the heartbeat may see the worker end as soon as it is in runs
             self.run_folders[run_id] = run_dir
         self.runs[run_id] = handle
-        self._report(item.id, handle=handle)
+        self._report(item.id, handle=handle, code_commit=code_commit)
 
     def _cancel(self, item: CancelWork) -> None:
         run_id = item.run.id
         handle = (self.runs.get(run_id) if run_id is not None else None) or item.run.handle
+        if handle is None and run_id in self.preparing:
+            self.cancelled_early.add(run_id)  # the checkout thread reports it cancelled
         if handle:
             self.launcher.signal(handle, signal.SIGTERM)
         self._report(item.id, handle=handle or "gone")
 
-    def _report(self, item_id: int, handle: str | None = None, error: str | None = None) -> None:
+    def _report(
+        self, item_id: int, handle: str | None = None, error: str | None = None, code_commit: str | None = None
+    ) -> None:
         delay = 0.1
         while not self.stop_event.is_set():
             try:
-                self.client.report_launch(item_id, handle=handle, error=error)
+                self.client.report_launch(item_id, handle=handle, error=error, code_commit=code_commit)
                 return
             except DevyardError as exc:
                 if getattr(exc, "status", None) in (404, 409, 422):

@@ -97,8 +97,10 @@ class Endpoints:
         return call("GET", f"/projects/{name}", ProjectOut)
 
     @endpoint
-    def create_project(self, name: str, description: str = "", repo_url: str | None = None) -> Call[ProjectOut]:
-        body = {"name": name, "description": description, "repo_url": repo_url}
+    def create_project(
+        self, /, name: str, description: str = "", repo_url: str | None = None, **fields: Any
+    ) -> Call[ProjectOut]:
+        body = {"name": name, "description": description, "repo_url": repo_url, **fields}
         return call("POST", "/projects", ProjectOut, json={k: v for k, v in body.items() if v is not None})
 
     @endpoint
@@ -248,8 +250,10 @@ class Endpoints:
         )
 
     @endpoint
-    def report_launch(self, item_id: int, handle: str | None = None, error: str | None = None) -> Call[LaunchReported]:
-        body = {"handle": handle, "error": error}
+    def report_launch(
+        self, item_id: int, handle: str | None = None, error: str | None = None, code_commit: str | None = None
+    ) -> Call[LaunchReported]:
+        body = {"handle": handle, "error": error, "code_commit": code_commit}
         return call(
             "POST",
             f"/agent/work/{item_id}/launched",

@@ -57,7 +57,11 @@ class Project(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=64, unique=True, index=True)
     description: str = Field(default="", max_length=1000)
+    # Where runs get their code (see control/runs/code.py); never holds a credential: the
+    # validator refuses a URL with a password, and repo_secret names an environment secret.
     repo_url: str | None = Field(default=None, max_length=1000)
+    default_branch: str = Field(default="main", max_length=255, sa_column_kwargs={"server_default": "main"})
+    repo_secret: str | None = Field(default=None, max_length=128)
     owner_id: int = Field(foreign_key="users.id", index=True)
     max_concurrent_runs: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -100,6 +104,10 @@ class Environment(SQLModel, table=True):
     max_concurrent_runs: int | None = None
     # Only the project's owner, its maintainers and admins may use a protected environment.
     protected: bool = False
+    # "deployment": runs check out ``branch`` (default: the project's default branch) of the
+    # project's repository; "development": runs use the caller's workspace when there is one.
+    kind: str = Field(default="development", max_length=16, sa_column_kwargs={"server_default": "development"})
+    branch: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -192,6 +200,13 @@ class Run(SQLModel, table=True):
     # KILL; empty means the default (TERM) and None the server's cancel_grace_s.
     stop_signals: list[str] = Field(default_factory=list, sa_type=JSON)
     stop_grace_s: float | None = None
+    # Where the run's code comes from (repository | workspace | none; NULL: a run from before
+    # code sources were recorded). For a repository: the URL and ref asked for, and the commit
+    # the agent resolved the ref to (a retry or rerun checks out that commit again).
+    code_source: str | None = Field(default=None, max_length=16)
+    code_repo_url: str | None = Field(default=None, max_length=1000)
+    code_ref: str | None = Field(default=None, max_length=255)
+    code_commit: str | None = Field(default=None, max_length=40)
     exit_code: int | None = None
     error: str | None = Field(default=None, max_length=2000)
     agent_id: int | None = Field(default=None, foreign_key="agents.id")

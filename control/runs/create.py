@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from control.db.tables import Environment, Project, Run, RunStep, WorkItem
 from control.runs import states
+from control.runs.code import CodeChoice, choose_code
 from control.runs.steps import StepDef, add_steps, step_defs
 
 
@@ -43,6 +44,8 @@ class RunRequest:
     """Several commands in order; empty: one step, ``command``."""
     stop_signals: list[str] = field(default_factory=list)
     stop_grace_s: float | None = None
+    code: CodeChoice | None = None
+    """Where its code comes from (control/runs/code.py); None: decided by the rule here."""
 
 
 def _existing(session: Session, user_id: int, key: str) -> Run | None:
@@ -62,6 +65,9 @@ def create_run(
         if found is not None:
             return found, False
     assert request.project.id is not None
+    code = request.code or choose_code(
+        session, request.project, request.environment, request.user_id, workspace_allowed=False
+    )
     run = Run(
         project_id=request.project.id,
         environment_id=request.environment.id if request.environment else None,
@@ -76,7 +82,10 @@ def create_run(
         idempotency_key=request.idempotency_key,
         schedule_id=request.schedule_id,
         tick_id=request.tick_id,
-        devserver_id=request.devserver_id,
+        devserver_id=code.devserver.id if code.devserver else request.devserver_id,
+        code_source=code.source,
+        code_repo_url=code.repo_url,
+        code_ref=code.ref,
         tty_cols=request.tty[0] if request.tty else None,
         tty_rows=request.tty[1] if request.tty else None,
         stop_signals=request.stop_signals,
@@ -120,6 +129,11 @@ def queue_retry(session: Session, failed: Run) -> Run | None:
         tty_rows=failed.tty_rows,
         stop_signals=failed.stop_signals,
         stop_grace_s=failed.stop_grace_s,
+        # The same code: the commit the failed attempt ran (its ref may have moved since).
+        code_source=failed.code_source,
+        code_repo_url=failed.code_repo_url,
+        code_ref=failed.code_ref,
+        code_commit=failed.code_commit,
         trigger="retry",
         trigger_info={"retry_of": failed.id, **{k: v for k, v in failed.trigger_info.items() if k != "retry_of"}},
         attempt=failed.attempt + 1,

@@ -25,8 +25,12 @@ def launched(session: Session, item: WorkItem, run: Run, handle: str) -> None:
 
 
 def launch_failed(session: Session, item: WorkItem, run: Run, error: str) -> Run | None:
+    """The agent could not start the run; a run cancelled while the agent prepared it (checking
+    out its code, say) ends cancelled, not failed, and is not retried."""
     item.state = "failed"
     session.add(item)
+    if run.cancel_requested_at is not None:
+        return finish(session, run, states.CANCELLED, None, error)
     return finish(session, run, states.FAILED, None, error)
 
 

@@ -54,6 +54,10 @@ def run_out(run: Run, project: str, environment: str | None, user: str, steps: l
         steps=[step_out(row) for row in steps or []],
         stop_signals=run.stop_signals,
         stop_grace_s=run.stop_grace_s,
+        code_source=run.code_source,
+        code_repo_url=run.code_repo_url,
+        code_ref=run.code_ref,
+        code_commit=run.code_commit,
     )
 
 

@@ -21,10 +21,12 @@ from sqlmodel import Session, col, select
 from control.db.engine import begin_write
 from control.db.tables import Environment, Project, Run, Schedule, ScheduleTick
 from control.runs import states
+from control.runs.code import choose_code
 from control.runs.create import RunRequest, create_run
 from control.runs.lifecycle import TransitionRefused, request_cancel
 from control.runs.summary import Publish, Wake, announce_run, describe_run
 from control.schedules.cron import due_between, fire_times
+from control.wire.errors import ApiError
 from control.wire.runs import RunOut
 from control.wire.schedules import TickFired
 
@@ -141,6 +143,12 @@ def fire_one(session: Session, tick: ScheduleTick, schedule: Schedule) -> TickRe
         session.add(tick)
         return TickResult(schedule.id, schedule.name, tick.id, tick.scheduled_for, SKIPPED, reason=tick.reason)
     env = session.get(Environment, schedule.environment_id) if schedule.environment_id else None
+    try:  # a schedule's run never uses anyone's workspace: nobody asked for it in person
+        code = choose_code(session, project, env, schedule.user_id, workspace_allowed=False)
+    except ApiError as exc:
+        tick.state, tick.reason = SKIPPED, exc.message
+        session.add(tick)
+        return TickResult(schedule.id, schedule.name, tick.id, tick.scheduled_for, SKIPPED, reason=tick.reason)
     request = RunRequest(
         project=project,
         environment=env,
@@ -151,6 +159,7 @@ def fire_one(session: Session, tick: ScheduleTick, schedule: Schedule) -> TickRe
         schedule_id=schedule.id,
         tick_id=tick.id,
         tty=SCHEDULED_TTY if schedule.tty else None,
+        code=code,
     )
     run, _ = create_run(session, request)
     tick.state = FIRED

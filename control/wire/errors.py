@@ -33,6 +33,10 @@ FORBIDDEN = "forbidden"
 UNAUTHENTICATED = "unauthenticated"
 USER_DISABLED = "user_disabled"
 INVALID_REQUEST = "invalid_request"
+NO_WORKSPACE = "no_workspace"
+"""A run asked for the caller's workspace and there is no running develop server."""
+NO_REPOSITORY = "no_repository"
+"""A run needs the project's repository and the project has none."""
 
 
 class DevyardError(Exception):

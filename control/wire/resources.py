@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from control.wire.code import Ref, RepoUrl
 from control.wire.fields import Name, Patch, Strict, VarName
 
 T = TypeVar("T")
+EnvironmentKind = Literal["deployment", "development"]
 
 
 class Role(StrEnum):
@@ -113,6 +115,10 @@ class ProjectOut(BaseModel):
     name: str
     description: str
     repo_url: str | None
+    default_branch: str = "main"
+    """What a deployment environment without a branch of its own checks out."""
+    repo_secret: str | None = None
+    """The environment secret that holds the repository's HTTPS token or SSH deploy key."""
     owner: str
     max_concurrent_runs: int | None
     created_at: datetime
@@ -125,15 +131,20 @@ Limit = Annotated[int, Field(gt=0, le=10_000)]
 class ProjectCreate(Strict):
     name: Name
     description: Annotated[str, StringConstraints(max_length=1000)] = ""
-    repo_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    repo_url: RepoUrl | None = None
+    default_branch: Ref = "main"
+    repo_secret: VarName | None = None
     max_concurrent_runs: Limit | None = None
 
 
 class ProjectUpdate(Patch):
-    NULLABLE = frozenset({"repo_url", "max_concurrent_runs"})
+    NULLABLE = frozenset({"repo_url", "repo_secret", "max_concurrent_runs"})
 
     description: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    repo_url: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    repo_url: RepoUrl | None = None
+    default_branch: Ref | None = None
+    repo_secret: VarName | None = None
+    """The environment secret holding the HTTPS token (or SSH deploy key) for ``repo_url``."""
     max_concurrent_runs: Limit | None = None
 
 
@@ -149,6 +160,10 @@ class EnvironmentOut(BaseModel):
     max_concurrent_runs: int | None
     protected: bool
     """Only the project's owner, its maintainers and admins may use it."""
+    kind: EnvironmentKind = "development"
+    """deployment: runs check out ``branch`` of the repository; development: the caller's workspace."""
+    branch: str | None = None
+    """A deployment environment's branch; unset: the project's default branch."""
     created_at: datetime
     updated_at: datetime
 
@@ -166,10 +181,12 @@ class EnvironmentCreate(Strict):
     max_concurrent_runs: Limit | None = None
     protected: bool = False
     """Only the project's owner, its maintainers and admins may use it."""
+    kind: EnvironmentKind = "development"
+    branch: Ref | None = None
 
 
 class EnvironmentUpdate(Patch):
-    NULLABLE = frozenset({"image", "max_concurrent_runs"})
+    NULLABLE = frozenset({"image", "max_concurrent_runs", "branch"})
 
     variables: (
         Annotated[dict[VarName, Annotated[str, StringConstraints(max_length=8192)]], Field(max_length=500)] | None
@@ -183,6 +200,8 @@ class EnvironmentUpdate(Patch):
     resources: Resources | None = None
     max_concurrent_runs: Limit | None = None
     protected: bool | None = None
+    kind: EnvironmentKind | None = None
+    branch: Ref | None = None
 
 
 class MemberOut(BaseModel):

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
+from control.wire.code import CodeSource, Ref
 from control.wire.fields import Name, Strict
 
 Arg = Annotated[str, StringConstraints(max_length=32_768)]
@@ -80,9 +81,15 @@ class RunCreate(Strict):
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     trigger: Literal["manual", "api", "watch"] = "api"
     trigger_info: Annotated[dict[str, Any], Field(max_length=20)] = {}
+    code: CodeSource | None = None
+    """Where the code comes from: ``repository`` (a fresh checkout of ``ref``), ``workspace``
+    (the caller's running develop server's; refused when there is none) or ``none`` (an empty
+    folder). Unset: the rule in docs/runs.md ("Where a run's code comes from")."""
+    ref: Ref | None = None
+    """A branch, tag or commit of the project's repository (implies ``code: repository``)."""
     in_devserver: bool | None = None
-    """Run in the caller's develop server workspace for the project: true requires a running
-    one, false never uses it, unset uses it when one is running."""
+    """Older clients' switch: true is ``code: workspace``; false keeps the rule but never picks
+    the workspace."""
     local_tree: Annotated[str, StringConstraints(max_length=4096)] | None = None
     """An absolute folder on the machine of the embedded stack (``yard up`` with the local
     substrate) to run in instead of a code folder on the volume: ``yard watch`` without a develop
@@ -109,6 +116,18 @@ class RunCreate(Strict):
                 "give a path relative to it, without '..'"
             )
         return value
+
+    @model_validator(mode="after")
+    def _one_code_source(self) -> RunCreate:
+        if self.ref is not None and self.code not in (None, "repository"):
+            raise ValueError(f"a ref picks a commit of the repository; it cannot go with code '{self.code}'")
+        if self.in_devserver and self.code not in (None, "workspace"):
+            raise ValueError(f"in_devserver cannot go with code '{self.code}'")
+        if self.in_devserver and self.ref is not None:
+            raise ValueError("in_devserver cannot go with a ref")
+        if self.local_tree is not None and (self.code not in (None, "workspace") or self.ref is not None):
+            raise ValueError("a run in your local tree takes no ref and no other code source")
+        return self
 
     @field_validator("local_tree")
     @classmethod
@@ -194,6 +213,13 @@ class RunOut(BaseModel):
     stop_signals: list[str] = []
     """The signals a cancel or timeout sends before KILL (empty: the default, TERM)."""
     stop_grace_s: float | None = None
+    code_source: str | None = None
+    """repository | workspace | none (None: a run from before code sources were recorded)."""
+    code_repo_url: str | None = None
+    code_ref: str | None = None
+    """The branch, tag or commit asked for (repository runs)."""
+    code_commit: str | None = None
+    """The commit the agent checked out (set once the agent resolved ``code_ref``)."""
 
 
 class ArtifactOut(BaseModel):

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Discriminator, Field, StringConstraints, Tag
 
+from control.wire.code import CodeSpec
 from control.wire.fields import Name, Strict
 
 
@@ -43,6 +44,8 @@ class WorkRequest(Strict):
 class LaunchReport(Strict):
     handle: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     error: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    code_commit: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")] | None = None
+    """The commit the agent resolved the run's ref to and checked out (repository runs)."""
 
 
 class AgentHeartbeat(Strict):
@@ -81,6 +84,8 @@ class RunSpec(BaseModel):
     stop_signals: list[str] = ["TERM"]
     """Sent to the command's process group in order on cancel or timeout, ``cancel_grace_s``
     apart; KILL after the last grace period."""
+    code: CodeSpec | None = None
+    """What the agent puts in the run's folder (None: an empty folder, or the workspace)."""
 
 
 class DevServerSpec(BaseModel):

@@ -21,7 +21,20 @@ projects.add_typer(members, name="members")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 PROJECT_COLUMNS = ["id", "name", "owner", "description", "repo_url", "created_at"]
-ENV_COLUMNS = ["id", "project", "name", "protected", "agent_queue", "image", "variables", "secret_names"]
+PROJECT_SHOW = [*PROJECT_COLUMNS[:5], "default_branch", "repo_secret", "max_concurrent_runs", "created_at"]
+ENV_COLUMNS = [
+    "id",
+    "project",
+    "name",
+    "kind",
+    "branch",
+    "protected",
+    "agent_queue",
+    "image",
+    "variables",
+    "secret_names",
+]
+ENV_SHOW = [*ENV_COLUMNS, "resources", "max_concurrent_runs", "updated_at"]
 MEMBER_COLUMNS = ["user", "role", "created_at"]
 
 
@@ -42,20 +55,57 @@ def show_project(name: str, as_json: JsonOption = False) -> None:
         project = client.get_project(name)
         environments = [e.name for e in client.list_environments(name)]
     shown = {**project.model_dump(mode="json"), "environments": environments}
-    print_json(shown) if as_json else details(shown, [*PROJECT_COLUMNS, "environments"])
+    print_json(shown) if as_json else details(shown, [*PROJECT_SHOW, "environments"])
 
 
 @projects.command("add")
 def add_project(
     name: str,
     description: Annotated[str, typer.Option(help="What it is.")] = "",
-    repo_url: Annotated[str | None, typer.Option(help="Git remote URL.")] = None,
+    repo_url: RepoUrlOption = None,
+    default_branch: DefaultBranchOption = None,
+    repo_secret: RepoSecretOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a project (you become its owner)."""
+    extra = {"default_branch": default_branch, "repo_secret": repo_secret}
     with state.client() as client:
-        project = client.create_project(name, description=description, repo_url=repo_url)
+        project = client.create_project(
+            name, description=description, repo_url=repo_url, **{k: v for k, v in extra.items() if v}
+        )
     print_json(project) if as_json else console.print(f"Project [bold]{project.name}[/] created.")
+
+
+@projects.command("set")
+def set_project(
+    name: str,
+    repo_url: RepoUrlOption = None,
+    default_branch: DefaultBranchOption = None,
+    repo_secret: RepoSecretOption = None,
+    description: Annotated[str | None, typer.Option(help="What it is.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a project: its repository, default branch, credential secret, description."""
+    changes: dict[str, Any] = {}
+    if repo_url is not None:
+        changes["repo_url"] = repo_url or None
+    if default_branch is not None:
+        if not default_branch:
+            fail("--default-branch cannot be empty; give the branch deployment environments run.")
+        changes["default_branch"] = default_branch
+    if repo_secret is not None:
+        changes["repo_secret"] = repo_secret or None
+    if description is not None:
+        changes["description"] = description
+    if not changes:
+        fail("Nothing to change; pass --repo-url, --default-branch, --repo-secret or --description.")
+    with state.client() as client:
+        project = client.update_project(name, **changes)
+    if as_json:
+        print_json(project)
+        return
+    said = [f"{key.replace('_', ' ')}: {getattr(project, key) or 'none'}" for key in changes]
+    console.print(f"Project [bold]{name}[/] changed: {escape('; '.join(said))}.", highlight=False, soft_wrap=True)
 
 
 @projects.command("rm")
@@ -112,6 +162,64 @@ def remove_member(project: str, user: str) -> None:
     console.print(f"[bold]{user}[/] is no longer a member of project [bold]{project}[/].")
 
 
+RepoUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--repo-url",
+        metavar="URL",
+        help="Git repository runs check out: https://, ssh://, user@host:path or file:// (admins); '' removes it."
+        " Never put a token in it: see --repo-secret.",
+    ),
+]
+DefaultBranchOption = Annotated[
+    str | None,
+    typer.Option("--default-branch", metavar="BRANCH", help="Branch deployment environments run by default (main)."),
+]
+RepoSecretOption = Annotated[
+    str | None,
+    typer.Option(
+        "--repo-secret",
+        metavar="NAME",
+        help="Environment secret holding the repository's HTTPS token or SSH deploy key; '' removes it.",
+    ),
+]
+KindOption = Annotated[
+    str | None,
+    typer.Option(
+        "--kind",
+        metavar="KIND",
+        help="deployment: runs check out the environment's branch; development: runs use your workspace.",
+    ),
+]
+BranchOption = Annotated[
+    str | None,
+    typer.Option(
+        "--branch", metavar="BRANCH", help="Branch a deployment environment runs ('' : the project's default)."
+    ),
+]
+
+
+def _kind(kind: str | None) -> str | None:
+    if kind is not None and kind not in ("deployment", "development"):
+        fail(f"--kind must be deployment or development, not {kind!r}.")
+    return kind
+
+
+def _resources(values: list[str]) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    for key, value in _pairs(values, "--resource").items():
+        if key not in ("cpus", "memory_mb", "cpu_request"):
+            fail(f"--resource {key} is not one of cpus, memory_mb, cpu_request.")
+        if value == "":
+            resources[key] = None
+            continue
+        try:
+            resources[key] = int(value) if key == "memory_mb" else float(value)
+        except ValueError:
+            fail(f"--resource {key}={value} is not a number.")
+    return resources
+
+
 VenvOption = Annotated[
     str | None,
     typer.Option(
@@ -150,6 +258,14 @@ def list_envs(project: str, as_json: JsonOption = False) -> None:
     print_json(items) if as_json else table(items, ENV_COLUMNS)
 
 
+@envs.command("show")
+def show_env(project: str, name: str, as_json: JsonOption = False) -> None:
+    """Show an environment (secret names only, never their values)."""
+    with state.client() as client:
+        env = client.get_environment(project, name)
+    print_json(env) if as_json else details(env, ENV_SHOW)
+
+
 @envs.command("add")
 def add_env(
     project: str,
@@ -164,9 +280,12 @@ def add_env(
     protected: Annotated[
         bool, typer.Option("--protected", help="Only the owner, maintainers and admins may use it.")
     ] = False,
+    kind: KindOption = None,
+    branch: BranchOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create an environment."""
+    code = {"kind": _kind(kind), "branch": branch or None}
     with state.client() as client:
         env = client.create_environment(
             project,
@@ -176,6 +295,7 @@ def add_env(
             agent_queue=queue,
             image=image,
             protected=protected,
+            **{k: v for k, v in code.items() if v is not None},
         )
     print_json(env) if as_json else console.print(f"Environment [bold]{project}/{env.name}[/] created.")
 
@@ -192,17 +312,48 @@ def set_env(
         list[str] | None, typer.Option("--var", help="KEY=VALUE, repeatable; KEY= removes the variable.")
     ] = None,
     venv: VenvOption = None,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option("--secret", help="KEY=VALUE, repeatable; never shown again; KEY= removes the secret."),
+    ] = None,
+    kind: KindOption = None,
+    branch: BranchOption = None,
+    image: Annotated[
+        str | None, typer.Option(help="Container image (docker/kubernetes substrates); '' removes it.")
+    ] = None,
+    resource: Annotated[
+        list[str] | None,
+        typer.Option("--resource", help="cpus=N, memory_mb=N or cpu_request=N, repeatable; KEY= removes it."),
+    ] = None,
+    queue: Annotated[str | None, typer.Option(help="Agent queue that runs this environment's work.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change an environment."""
-    if protected is None and not var and venv is None:
-        fail("Nothing to change; pass --protected, --unprotected, --var KEY=VALUE or --venv DIR.")
+    """Change an environment: variables, secrets, kind and branch, image, resources, queue, protection."""
     changes: dict[str, Any] = {} if protected is None else {"protected": protected}
+    if secret:
+        changes["secrets"] = _pairs(secret, "--secret")  # merged by the API; KEY= removes
+    if kind is not None:
+        changes["kind"] = _kind(kind)
+    if branch is not None:
+        changes["branch"] = branch or None
+    if image is not None:
+        changes["image"] = image or None
+    if queue is not None:
+        changes["agent_queue"] = queue
+    if not changes and not var and venv is None and not resource:
+        fail(
+            "Nothing to change; pass --var, --secret, --venv, --kind, --branch, --image, --resource, --queue"
+            " or --protected/--unprotected."
+        )
     with state.client() as client:
-        if var or venv is not None:
-            current = dict(client.get_environment(project, name).variables)
-            merged = _with_venv({**current, **_pairs(var or [], "--var")}, venv)
-            changes["variables"] = {key: value for key, value in merged.items() if value != ""}
+        if var or venv is not None or resource:
+            current = client.get_environment(project, name)
+            if var or venv is not None:
+                merged = _with_venv({**current.variables, **_pairs(var or [], "--var")}, venv)
+                changes["variables"] = {key: value for key, value in merged.items() if value != ""}
+            if resource:
+                wanted = {**current.resources, **_resources(resource)}
+                changes["resources"] = {key: value for key, value in wanted.items() if value is not None}
         env = client.update_environment(project, name, **changes)
     if as_json:
         print_json(env)
@@ -210,8 +361,19 @@ def set_env(
     said = [("protected" if env.protected else "not protected")] if protected is not None else []
     if "variables" in changes:
         said.append(f"variables: {', '.join(sorted(env.variables)) or 'none'}")
+    if "secrets" in changes:
+        said.append(f"secrets: {', '.join(env.secret_names) or 'none'}")
+    if "kind" in changes or "branch" in changes:
+        runs = f"runs branch {env.branch}" if env.branch else "runs the project's default branch"
+        said.append(f"{env.kind} environment" + (f", {runs}" if env.kind == "deployment" else ""))
+    if "image" in changes:
+        said.append(f"image: {env.image or 'none'}")
+    if "resources" in changes:
+        said.append("resources: " + (", ".join(f"{k}={v}" for k, v in sorted(env.resources.items())) or "none"))
+    if "agent_queue" in changes:
+        said.append(f"queue: {env.agent_queue}")
     console.print(f"Environment [bold]{project}/{name}[/] changed: {escape('; '.join(said))}.", highlight=False)
-    if "variables" in changes:
+    if {"variables", "secrets", "image", "resources"} & set(changes):
         console.print(
             "Develop servers started before this change keep the old values; `yard dev restart` updates yours.",
             soft_wrap=True,

@@ -1,6 +1,6 @@
 """`yard run` on the standard-library fast path (see :mod:`tui.cli.quick`).
 
-Covers ``yard run [-p P] [-e E] [--timeout S] [--cwd D] [--in-devserver|--no-devserver] [--tty] [--raw] -- CMD``:
+Covers ``yard run [-p P] [-e E] [--timeout S] [--cwd D] [--ref R|--workspace|--no-checkout] [--tty] [--raw] -- CMD``:
 create the run, follow its log as a binary frame stream, print it byte for byte and exit with the
 run's exit code, without ~0.25 s of imports in front of every run. Anything else goes to the full
 CLI: before the run exists, the whole command; once it exists, the rest of the follow (the API
@@ -29,8 +29,16 @@ OPTIONS = {
     "--env": "env",
     "--timeout": "timeout",
     "--cwd": "cwd",
+    "--ref": "ref",
 }
-FLAGS = {"--in-devserver": "devserver", "--no-devserver": "devserver", "--tty": "tty", "--raw": "raw"}
+FLAGS = {
+    "--in-devserver": "devserver",
+    "--no-devserver": "devserver",
+    "--workspace": "workspace",
+    "--no-checkout": "no_checkout",
+    "--tty": "tty",
+    "--raw": "raw",
+}
 
 
 class FollowLost(Exception):
@@ -101,6 +109,12 @@ def run(args: list[str]) -> int | None:
         body["cwd"] = options["cwd"]
     if "devserver" in options:
         body["in_devserver"] = options["devserver"] == "--in-devserver"
+    if sum(key in options for key in ("ref", "workspace", "no_checkout")) > 1:
+        return None  # the full CLI words the conflict
+    if "ref" in options:
+        body["ref"] = options["ref"]
+    if "workspace" in options or "no_checkout" in options:
+        body["code"] = "workspace" if "workspace" in options else "none"
     if "timeout" in options:
         if not options["timeout"].isdigit() or int(options["timeout"]) < 1:
             return None  # the full CLI words the bad value

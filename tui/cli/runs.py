@@ -52,6 +52,10 @@ SHOW = [
     "tty",
     "stop_signals",
     "stop_grace_s",
+    "code_source",
+    "code_repo_url",
+    "code_ref",
+    "code_commit",
 ]
 STEP_COLUMNS = ["step", "name", "state", "exit_code", "duration_s", "log_line", "command"]
 FOLLOW_RETRY_S = 30.0
@@ -143,12 +147,20 @@ def run(
     timestamps: Annotated[
         bool, typer.Option("--timestamps", "-t", help="Prefix lines with the time they were printed.")
     ] = False,
+    ref: Annotated[
+        str | None,
+        typer.Option("--ref", help="Run a fresh checkout of this branch, tag or commit of the project's repository."),
+    ] = None,
+    workspace: Annotated[
+        bool,
+        typer.Option("--workspace", help="Run in your develop server's workspace (fails if it is not running)."),
+    ] = False,
+    no_checkout: Annotated[
+        bool, typer.Option("--no-checkout", help="Run in an empty folder: for commands that need no code.")
+    ] = False,
     in_devserver: Annotated[
         bool | None,
-        typer.Option(
-            "--in-devserver/--no-devserver",
-            help="Run in your develop server's workspace \\[default: when one is running for the project].",
-        ),
+        typer.Option("--in-devserver/--no-devserver", hidden=True, help="Older spelling of --workspace."),
     ] = None,
     tty: Annotated[
         bool,
@@ -165,6 +177,9 @@ def run(
         fail("Give either a command after -- or --step options, not both.")
     if not steps and (not command or not command[0].strip()):
         fail("Give the command to run after --, e.g. `yard run -- make test`, or --step NAME=COMMAND.")
+    if sum((ref is not None, workspace, no_checkout)) > 1:
+        fail("Give at most one of --ref, --workspace and --no-checkout.")
+    code = "workspace" if workspace else "none" if no_checkout else None
     name = project or default_project()
     with state.client() as client:
         try:
@@ -182,6 +197,8 @@ def run(
                 idempotency_key=idempotency_key,
                 trigger="manual",
                 in_devserver=in_devserver,
+                code=code,
+                ref=ref,
                 **tty_fields(tty),
             )
         except NotFound as exc:

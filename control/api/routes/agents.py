@@ -8,6 +8,7 @@ queue, where cancel requests for its runs go) or the wait runs out.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from control.runs.lifecycle import launch_failed, launched
 from control.runs.steps import default_name, steps_of
 from control.runs.summary import describe_run
 from control.secretbox import SecretsUnreadable
+from control.wire.code import CodeSpec
 from control.wire.errors import ApiError
 from control.wire.work import (
     AgentHeartbeat,
@@ -131,6 +133,25 @@ def run_spec(session: Session, run: Run, grace_s: float = 10.0) -> RunSpec:
         steps=[StepSpec(name=step.name, command=step.command) for step in steps_of(session, [run.id])[run.id]]
         or [StepSpec(name=default_name(run.command), command=run.command)],
         stop_signals=run.stop_signals or ["TERM"],
+        code=code_spec(run, project),
+    )
+
+
+def code_spec(run: Run, project: Project | None) -> CodeSpec | None:
+    """What the agent checks out for a repository run: the URL and ref recorded at creation (the
+    project's URL may have changed since), the commit when an earlier attempt resolved it."""
+    if run.code_source != "repository" or not run.code_repo_url:
+        return None
+    digest = hashlib.sha256(run.code_repo_url.encode()).hexdigest()[:16]
+    return CodeSpec(
+        source="repository",
+        repo_url=run.code_repo_url,
+        ref=run.code_ref,
+        commit=run.code_commit,
+        credential_secret=project.repo_secret if project else None,
+        # One mirror per project and repository: a commit fetched with one project's credentials
+        # is never checked out for another project that could not fetch it.
+        mirror=f"{run.project_id}-{digest}",
     )
 
 
@@ -257,6 +278,9 @@ def report_launch(item_id: int, body: LaunchReport, who: AgentCaller, session: D
         session.commit()
         return LaunchReported(id=item_id, state=item.state)
     before = describe_run(session, run)
+    if body.code_commit is not None and run.code_source == "repository":
+        run.code_commit = body.code_commit
+        session.add(run)
     if body.error is not None:
         retry = launch_failed(session, item, run, body.error)
     elif body.handle:

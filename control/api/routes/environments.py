@@ -58,6 +58,8 @@ def environment_out(env: Environment, project: Project) -> EnvironmentOut:
         resources=env.resources,
         max_concurrent_runs=env.max_concurrent_runs,
         protected=env.protected,
+        kind=env.kind,  # type: ignore[arg-type]
+        branch=env.branch,
         created_at=env.created_at,
         updated_at=env.updated_at,
     )

@@ -36,6 +36,8 @@ def project_out(row: tuple[Project, User]) -> ProjectOut:
         name=project.name,
         description=project.description,
         repo_url=project.repo_url,
+        default_branch=project.default_branch,
+        repo_secret=project.repo_secret,
         owner=owner.name,
         max_concurrent_runs=project.max_concurrent_runs,
         created_at=project.created_at,
@@ -54,6 +56,16 @@ def find_project(session: Session, name: str) -> Project:
 def require_owner(project: Project, who: Principal) -> None:
     if project.owner_id != who.user_id and not who.is_admin:
         raise forbidden(f"Only the owner of project {project.name} or an admin can change it.")
+
+
+def check_repo_url(url: str | None, who: Principal) -> None:
+    """A file:// repository is read from the agents' own disks (any repository there, as the
+    agent's user): only an admin may point a project at one."""
+    if url and url.startswith("file:") and not who.is_admin:
+        raise forbidden(
+            "A file:// repository is read from the agent's own disk; only an admin can set one"
+            " (use an https:// or ssh:// URL)."
+        )
 
 
 def _with_owner(session: Session, project: Project) -> tuple[Project, User]:
@@ -81,6 +93,7 @@ def get_project(name: str, session: DB, _: Reader) -> ProjectOut:
 
 @router.post("/projects", response_model=ProjectOut, status_code=201)
 def create_project(body: ProjectCreate, session: DB, who: Writer, svc: Svc) -> ProjectOut:
+    check_repo_url(body.repo_url, who)
     project = Project(**body.model_dump(), owner_id=who.user_id)
     session.add(project)
     try:
@@ -99,6 +112,7 @@ def update_project(name: str, body: ProjectUpdate, session: DB, who: Writer, svc
     project = find_project(session, name)
     require_owner(project, who)
     changes = body.model_dump(exclude_unset=True)
+    check_repo_url(changes.get("repo_url"), who)
     for key, value in changes.items():
         setattr(project, key, value)
     project.updated_at = utcnow()

@@ -16,9 +16,9 @@ from control.api.routes.projects import find_project
 from control.api.routing import SegmentRouter
 from control.api.services import Services
 from control.auth import Principal
-from control.db.tables import Artifact, DevServer, Project, Run
-from control.devservers import lifecycle as devserver_lifecycle
+from control.db.tables import Artifact, Project, Run
 from control.runs import states
+from control.runs.code import CodeChoice, choose_code
 from control.runs.create import RunRequest, create_run
 from control.runs.lifecycle import TransitionRefused, request_cancel
 from control.runs.query import RunQuery, narrow, runs_with_names
@@ -46,21 +46,6 @@ def can_control(run: Run, project: Project, who: Principal) -> bool:
     return who.is_admin or run.user_id == who.user_id or project.owner_id == who.user_id
 
 
-def devserver_for(session: Session, project: Project, who: Principal, wanted: bool | None) -> DevServer | None:
-    """The caller's running develop server for the project when the run should use it."""
-    if wanted is False:
-        return None
-    server = devserver_lifecycle.find_for(session, who.user_id, project.id or 0)
-    running = server is not None and server.state == devserver_lifecycle.RUNNING
-    if wanted and not running:
-        state = f"is {server.state}" if server else "does not exist"
-        raise conflict(
-            f"Your develop server for project {project.name} {state}; start it with `yard dev start`"
-            " or run without --in-devserver."
-        )
-    return server if running else None
-
-
 def check_local_tree(body: RunCreate, who: Principal, svc: Services) -> None:
     """A run in a folder of this machine: only the embedded stack's one person may ask for it.
 
@@ -73,22 +58,33 @@ def check_local_tree(body: RunCreate, who: Principal, svc: Services) -> None:
         )
     if not who.is_admin:
         raise forbidden("Only the person who started this stack (an admin) can run in a folder of its machine.")
-    if body.cwd is not None or body.in_devserver:
+    if body.cwd is not None or body.in_devserver or body.code == "workspace":
         raise conflict("A run in your local tree takes no --cwd and no develop server.")
 
 
 @router.post("/runs", response_model=RunOut, status_code=201)
 def create(body: RunCreate, response: Response, session: DB, who: Writer, svc: Svc) -> RunOut:
     project = find_project(session, body.project)
+    env = find_environment(session, project, body.environment) if body.environment else None
     if body.local_tree is not None:
         check_local_tree(body, who, svc)
-    server = devserver_for(session, project, who, False if body.local_tree else body.in_devserver)
+        code = CodeChoice("workspace")  # the caller's own tree, on the stack's machine
+    else:
+        code = choose_code(
+            session,
+            project,
+            env,
+            who.user_id,
+            code="workspace" if body.in_devserver else body.code,
+            ref=body.ref,
+            workspace_allowed=body.in_devserver is not False,
+        )
+    server = code.devserver
     if server is None and not access.works_in(session, project, who.user_id, who.role):
         raise forbidden(
             f"Only the owner of project {project.name}, its members or an admin can start runs in it"
             " (anyone can run in their own develop server: `yard dev start`)."
         )
-    env = find_environment(session, project, body.environment) if body.environment else None
     if env is not None:
         access.check_environment(session, project, env, who.user_id, who.role)
     if svc.settings.agent and svc.settings.substrate == "local":  # the embedded stack's own agent
@@ -110,6 +106,7 @@ def create(body: RunCreate, response: Response, session: DB, who: Writer, svc: S
         steps=[StepDef(step.name, step.command) for step in body.steps],
         stop_signals=body.stop_signals,
         stop_grace_s=body.stop_grace_s,
+        code=code,
     )
     run, created = create_run(session, request)
     if not created:
