@@ -73,7 +73,7 @@ def test_processes_racing_on_one_new_mirror_all_get_the_commit(gits: GitServer, 
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for i in range(6)
     ]
     results = [r.communicate(timeout=120) for r in racers]
