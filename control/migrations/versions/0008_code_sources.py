@@ -1,7 +1,7 @@
 """projects: default branch, credential secret; environments: kind, branch; runs: their code
 
 Revision ID: 0008
-Revises: 0009
+Revises: 0011
 Create Date: 2026-12-06 22:30:00
 """
 
