@@ -1,7 +1,7 @@
 """projects: default branch, credential secret; environments: kind, branch; runs: their code
 
 Revision ID: 0008
-Revises: 0011
+Revises: 0013
 Create Date: 2026-12-06 22:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = "0008"
-down_revision: str | None = "0011"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
