@@ -7,6 +7,7 @@ from typing import Any
 
 from control.client.calls import Call, call, endpoint, no_content, untyped
 from control.wire.devservers import AdoptedDevServer, DevServerOut
+from control.wire.hooks import HookCreated, HookDeliveryOut, HookOut
 from control.wire.notifications import DeliveryOut, NotificationCreated, NotificationOut
 from control.wire.ports import ListeningPort, PreviewIssued, PreviewOut
 from control.wire.resources import (
@@ -351,6 +352,24 @@ class Endpoints:
     ) -> Call[list[DeliveryOut]]:
         params = _page(limit, None, project=project, run=run, failed=failed)
         return call("GET", "/notifications/deliveries", list[DeliveryOut], params=params)
+
+    # git webhooks
+    @endpoint
+    def set_hook(self, /, project: str, provider: str, **fields: Any) -> Call[HookCreated]:
+        """Create or change the project's webhook; a field given as None is cleared."""
+        return call("PUT", f"/projects/{project}/hooks/{provider}", HookCreated, json=fields)
+
+    @endpoint
+    def list_hooks(self, project: str) -> Call[list[HookOut]]:
+        return call("GET", f"/projects/{project}/hooks", list[HookOut])
+
+    @endpoint
+    def remove_hook(self, project: str, provider: str) -> Call[None]:
+        return no_content("DELETE", f"/projects/{project}/hooks/{provider}")
+
+    @endpoint
+    def list_hook_deliveries(self, project: str, limit: int | None = None) -> Call[list[HookDeliveryOut]]:
+        return call("GET", f"/projects/{project}/hooks/deliveries", list[HookDeliveryOut], params=_page(limit, None))
 
     # audit
     @endpoint

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from control.api.services import Services
 from control.clock import utcnow
 from control.db.tables import Delivery, DeliveryAttempt, Notification, Run
+from control.hooks import status
 from control.notifications import channels
 from control.notifications.channels import Answer
 from control.notifications.message import RunReport, report_of
@@ -37,9 +37,6 @@ IDLE_WAIT_S = 1.0
 """The longest the loop sleeps without a wake-up: deliveries queued by another process (the
 scheduler's lost runs) or coming due after a back-off are seen within this."""
 
-Sender = Callable[["Prepared", Services], Awaitable[Answer]]
-SENDERS: dict[str, Sender] = {}
-"""How each channel sends; commit statuses register theirs (control/hooks/status.py)."""
 
 
 @dataclass
@@ -52,6 +49,7 @@ class Prepared:
     config: dict[str, str]
     payload: dict[str, Any]
     report: RunReport | None
+    run_id: int | None = None
 
 
 def _lease(svc: Services) -> timedelta:
@@ -84,17 +82,41 @@ def claim_due(svc: Services, limit: int = BATCH) -> list[int]:
     return [i for i in claimed if i is not None]
 
 
+def _status_config(session: Session, delivery: Delivery) -> dict[str, str] | None:
+    """A commit status's token, or None (and the delivery closed) when it should not be sent:
+    a newer status of the run exists (an older one retried must not land after it), or the
+    project's statuses were turned off."""
+    newer = session.exec(
+        select(Delivery.id).where(
+            Delivery.run_id == delivery.run_id, Delivery.channel == delivery.channel, col(Delivery.id) > delivery.id
+        )
+    ).first()
+    config = None if newer is not None else status.status_config(session, delivery)
+    if config is None:
+        delivery.state, delivery.finished_at, delivery.lease_until = "superseded", utcnow(), None
+        delivery.last_error = (
+            "A newer status of the run replaced it." if newer is not None else "The project no longer posts statuses."
+        )
+        session.add(delivery)
+        session.commit()
+    return config
+
+
 def prepare(svc: Services, delivery_id: int) -> Prepared | None:
-    """What sending needs; None (and the delivery failed) when its notification was removed."""
+    """What sending needs; None when it is not to be sent after all (its notification was
+    removed, a newer status replaced it), the delivery then closed with the reason."""
     with Session(svc.engine, expire_on_commit=False) as session:
         delivery = session.get(Delivery, delivery_id)
         if delivery is None:
             return None
-        config: dict[str, str] = {}
-        if delivery.notification_id is not None:
-            notification = session.get(Notification, delivery.notification_id)
-            config = dict(notification.config) if notification is not None else {}
-        elif delivery.channel in ("slack", "email", "webhook"):
+        payload = dict(delivery.payload)
+        if delivery.channel in status.CHANNELS.values():
+            config = _status_config(session, delivery)
+            if config is None:
+                return None
+            return Prepared(delivery_id, delivery.channel, delivery.event, config, payload, None, delivery.run_id)
+        notification = session.get(Notification, delivery.notification_id) if delivery.notification_id else None
+        if notification is None:
             delivery.state, delivery.finished_at = "failed", utcnow()
             delivery.last_error = "Its notification was removed before it could be sent."
             session.add(delivery)
@@ -102,8 +124,8 @@ def prepare(svc: Services, delivery_id: int) -> Prepared | None:
             return None
         run = session.get(Run, delivery.run_id) if delivery.run_id is not None else None
         report = report_of(session, svc.store, run, svc.settings.effective_public_url) if run is not None else None
-        assert delivery.id is not None
-        return Prepared(delivery.id, delivery.channel, delivery.event, config, dict(delivery.payload), report)
+        config = dict(notification.config)
+        return Prepared(delivery_id, delivery.channel, delivery.event, config, payload, report, delivery.run_id)
 
 
 async def send(prepared: Prepared, svc: Services) -> Answer:
@@ -120,10 +142,17 @@ async def send(prepared: Prepared, svc: Services) -> Answer:
         )
     if prepared.channel == "email":
         return await channels.send_email(settings, prepared.config["to"].split(","), report, prepared.delivery_id)
-    sender = SENDERS.get(prepared.channel)
-    if sender is None:
-        return Answer(False, None, f"This server cannot send {prepared.channel} deliveries.")
-    return await sender(prepared, svc)
+    if prepared.channel in status.CHANNELS.values():
+        return await status.send_status(
+            prepared.channel,
+            prepared.config,
+            prepared.payload,
+            prepared.event,
+            prepared.run_id,
+            settings.effective_public_url,
+            settings.notify_timeout_s,
+        )
+    return Answer(False, None, f"This server cannot send {prepared.channel} deliveries.")
 
 
 def test_report(project: str, public_url: str) -> RunReport:

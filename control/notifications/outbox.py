@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlmodel import Session, col, select
 
 from control.db.tables import Delivery, Notification, Run
+from control.hooks.status import queue_status
 from control.runs import states
 
 WAKE_KEY = "deliveries"
@@ -36,6 +37,9 @@ def queue_run_end(session: Session, run: Run, retried: bool) -> list[Delivery]:
     if retried or run.state not in states.FINISHED:
         return []
     queued = []
+    posted = queue_status(session, run, run.state)  # a run a git webhook started: its commit status
+    if posted is not None:
+        queued.append(posted)
     for notification in notifications_for(session, run):
         if run.state not in notification.events:
             continue

@@ -25,6 +25,7 @@ from control.auth import Principal
 from control.clock import utcnow
 from control.db.tables import Agent, DevServer, Environment, Project, Run, WorkItem
 from control.devservers import lifecycle as devserver_lifecycle
+from control.hooks.origin import git_variables
 from control.runs import claims, states
 from control.runs.lifecycle import launch_failed, launched
 from control.runs.steps import default_name, steps_of
@@ -119,7 +120,7 @@ def run_spec(session: Session, run: Run, grace_s: float = 10.0) -> RunSpec:
         environment=env.name if env else None,
         command=run.command,
         cwd=run.cwd,
-        env={**variables, **secrets},
+        env={**variables, **git_variables(session, run), **secrets},
         secret_values=sorted({v for v in secrets.values() if v}),
         timeout_s=run.timeout_s,
         artifact_globs=run.artifact_globs,
