@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tui.cli import deploy, dev, notify, ports, projects, runs, schedules, stack, sync, tokens, users, watch
+from tui.cli import deploy, dev, hooks, notify, ports, projects, runs, schedules, stack, sync, tokens, users, watch
 from tui.cli.context import state
 from tui.cli.output import errors
 
@@ -71,6 +71,7 @@ app.add_typer(dev.app, name="dev")
 app.command()(sync.sync)
 app.command(cls=watch.CommandAfterDashes)(watch.watch)
 app.add_typer(deploy.app, name="deploy")
+app.add_typer(hooks.app, name="hooks")
 app.add_typer(notify.app, name="notify")
 app.add_typer(notify.deliveries_app, name="notifications")
 
