@@ -271,3 +271,29 @@ def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path) -> No
             assert b"after renewal" in client.read_logs(run.id)[0]
     finally:
         stop_server(server)
+
+
+def test_the_tui_follows_a_pinned_api_and_refuses_a_changed_certificate(tls_server: TlsServer) -> None:
+    import asyncio
+
+    from tests.tui.test_app import SIZE, rows, wait_for
+    from tui.app import DevyardApp
+    from tui.widgets.runs_table import RunsTable
+    from tui.widgets.status_bar import StatusBar
+
+    with tls_server.client() as admin:
+        run = admin.create_run("tlsproj", ["true"])
+    pinned = profiles.Profile("t", tls_server.url, tls_server.token, Trust(fingerprint=tls_server.fingerprint))
+    changed = Trust(fingerprint="SHA256:" + ":".join(["22"] * 32))
+
+    async def scenario() -> None:
+        app = DevyardApp(pinned)
+        async with app.run_test(size=SIZE):
+            bar, runs = app.screen.query_one(StatusBar), app.screen.query_one(RunsTable)
+            await wait_for(lambda: bar.connection == "live" and str(run.id) in rows(runs), timeout=30)
+        refused = DevyardApp(profiles.Profile("t", tls_server.url, tls_server.token, changed))
+        async with refused.run_test(size=SIZE):
+            bar = refused.screen.query_one(StatusBar)
+            await wait_for(lambda: "not the pinned" in bar.connection, timeout=30)
+
+    asyncio.run(scenario())
