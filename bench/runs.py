@@ -1,6 +1,6 @@
 """Runs on the embedded stack: launch latency, live log latency and log throughput.
 
-Three measurements against the real server (``python -m compose.supervisor`` with its in-process
+Four measurements against the real server (``python -m compose.supervisor`` with its in-process
 local agent, started as a separate process on 127.0.0.1), on SQLite and, when reachable, on
 PostgreSQL; each with its peer measured in the same run:
 
@@ -20,6 +20,10 @@ PostgreSQL; each with its peer measured in the same run:
    program that formats its output costs something per line, as real tools do (``seq`` writes
    its 6.9 MB in ~10 ms, which would measure the pipeline against nothing; it is reported as an
    extra, not judged).
+
+4. TLS: launch and log latency (1 and 2) over TLS, against the same over plain HTTP; two SQLite
+   servers run at once and the measurements alternate between them round by round. Over TLS
+   everything is TLS: the follower, the agent and the run worker shipping the log.
 
     .venv/bin/python bench/runs.py            # the figures in docs/benchmarks.md (~3 min)
     .venv/bin/python bench/runs.py --quick    # a smoke test: few runs, 100,000 lines
@@ -74,6 +78,7 @@ TARGETS = {
     "log_p50_ms": 50.0,
     "log_p99_ms": 200.0,
     "throughput_ratio_max": 1.5,
+    "tls_log_p50_ratio_max": 1.2,
 }
 
 LAUNCH_COMMAND = ["sh", "-c", "date +%s.%N"]
@@ -143,6 +148,12 @@ class Stack:
     token: str
     cli_env: dict[str, str]
     log_path: Path
+    trust: Any = None  # control.trust.Trust of a TLS stack: exactly its certificate file
+
+    def client(self) -> Any:
+        from control.client import ControlClient
+
+        return ControlClient(self.url, self.token, trust=self.trust)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -167,12 +178,19 @@ def isolated_env(scratch: Path, source: Path) -> dict[str, str]:
     return env
 
 
-def start_stack(data_dir: Path, database_url: str | None, scratch: Path, source: Path) -> Stack:
-    """``python -m compose.supervisor`` on a free port; returns once it answers its health check."""
+def start_stack(
+    data_dir: Path, database_url: str | None, scratch: Path, source: Path, tls: tuple[Path, Path] | None = None
+) -> Stack:
+    """``python -m compose.supervisor`` on a free port (serving TLS with ``tls``, a certificate and
+    its key); returns once it answers its health check."""
     import httpx
 
     from control import profiles
     from control.datadir import DataDir
+    from control.trust import Trust, client_context
+
+    trust = Trust(pin_file=str(tls[0])) if tls else None
+    verify = client_context(trust) if trust else False
 
     env = isolated_env(scratch, source)
     env.update(SUBSTRATE_ENV)
@@ -180,10 +198,13 @@ def start_stack(data_dir: Path, database_url: str | None, scratch: Path, source:
         env["DEVYARD_DATABASE_URL"] = database_url
     log_path = scratch / f"server-{data_dir.name}.log"
     command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(data_dir), "--host", HOST, "--port", "0"]
+    if tls:
+        command += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     with open(log_path, "ab") as out:
         process = subprocess.Popen(command, cwd=source, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     server_file = DataDir(data_dir).server_file
     deadline = time.monotonic() + START_TIMEOUT_S
+    answered = 0  # healthy on several fresh connections in a row: every API process took one
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
@@ -192,11 +213,17 @@ def start_stack(data_dir: Path, database_url: str | None, scratch: Path, source:
             info = json.loads(server_file.read_text())
             if info.get("pid") == process.pid:
                 url = str(info["url"])
-                with suppress(httpx.TransportError):
-                    if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
-                        config = Path(env["XDG_CONFIG_HOME"]) / "devyard" / "config.toml"
-                        token = profiles.load_profiles(config)[1][profiles.LOCAL].token
-                        return Stack(process, url, token, env, log_path)
+                try:
+                    healthy = httpx.get(url + "/api/v1/health", timeout=2, verify=verify).status_code == 200
+                except httpx.TransportError:
+                    healthy = False
+                answered = answered + 1 if healthy else 0
+                if answered >= 8:
+                    config = Path(env["XDG_CONFIG_HOME"]) / "devyard" / "config.toml"
+                    token = profiles.load_profiles(config)[1][profiles.LOCAL].token
+                    return Stack(process, url, token, env, log_path, trust)
+                if healthy:
+                    continue
         time.sleep(0.05)
     process.terminate()
     process.wait()
@@ -261,9 +288,11 @@ def worker_start_ms(source: Path) -> float:
     return (time.perf_counter() - began) * 1000
 
 
-def bench_launch(
-    client: Any, project: str, runs: int, warmup: int, source: Path
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def launch_latencies(
+    client: Any, project: str, runs: int, warmup: int
+) -> tuple[list[float], dict[str, list[float]], list[float]]:
+    """Launch latencies of ``runs`` sequential runs (after ``warmup`` ones), their phases, and
+    the warm-up runs' latencies."""
     total: list[float] = []
     phases: dict[str, list[float]] = {"api_call": [], "to_worker_started": [], "worker_to_command": []}
     warm: list[float] = []
@@ -285,6 +314,13 @@ def bench_launch(
                 phases["to_worker_started"].append((started - requested) * 1000)
                 phases["worker_to_command"].append((printed - started) * 1000)
         time.sleep(PAUSE_BETWEEN_RUNS_S)
+    return total, phases, warm
+
+
+def bench_launch(
+    client: Any, project: str, runs: int, warmup: int, source: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    total, phases, warm = launch_latencies(client, project, runs, warmup)
     bare = [bare_launch_ms() for _ in range(runs)]
     worker = [worker_start_ms(source) for _ in range(5)]
     launch, bare_launch = summary(total), summary(bare, 2)
@@ -306,7 +342,9 @@ def bench_launch(
 # ---------------------------------------------------------------- 2. log latency
 
 
-def bench_log_variant(client: Any, project: str, script: str) -> dict[str, Any]:
+def log_latencies(client: Any, project: str, script: str) -> tuple[list[float], list[float], int]:
+    """Per line: from its print to its arrival at the follower, and to its capture by the worker;
+    and the number of chunk events."""
     created = client.create_run(project, [USER_PYTHON, "-c", script])
     followed = follow_to_end(client, created.id)
     check_succeeded(followed.run)
@@ -322,9 +360,14 @@ def bench_log_variant(client: Any, project: str, script: str) -> dict[str, Any]:
             end_to_end.append((received - printed) * 1000)
             capture.append(record.ts_ms - printed * 1000)
     time.sleep(PAUSE_BETWEEN_RUNS_S)
+    return end_to_end, capture, len(followed.events)
+
+
+def bench_log_variant(client: Any, project: str, script: str) -> dict[str, Any]:
+    end_to_end, capture, chunks = log_latencies(client, project, script)
     return {
         "lines": len(end_to_end),
-        "chunks": len(followed.events),
+        "chunks": chunks,
         "latency_ms": summary(end_to_end),
         # When the worker read the line (its record stamp, 1 ms resolution), and from there on.
         "capture_p50_ms": round(percentile(sorted(capture), 50), 1),
@@ -497,6 +540,82 @@ def bench_throughput(
     return metrics, peer
 
 
+# ---------------------------------------------------------------- 4. TLS against plain HTTP
+
+
+def bench_tls(args: argparse.Namespace, scratch: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Launch and log latency over TLS (the CLI's client, the agent, the run worker all on TLS,
+    a self-signed certificate pinned as the embedded stack pins its own) against the same on
+    plain HTTP, SQLite both. Both servers run at once and the measurements alternate between
+    them round by round (who goes first alternating too), so load on the machine falls on both."""
+    from compose.stack.tls import self_signed
+
+    cert, key = self_signed(scratch / "tls-files", HOST)
+    stacks = {
+        "plain": start_stack((scratch / "plain-peer").resolve(), None, scratch, args.source),
+        "tls": start_stack((scratch / "tls").resolve(), None, scratch, args.source, tls=(cert, key)),
+    }
+    launch: dict[str, list[float]] = {name: [] for name in stacks}
+    logs: dict[str, dict[str, list[float]]] = {name: {"sparse": [], "bursts": []} for name in stacks}
+    capture: dict[str, dict[str, list[float]]] = {name: {"sparse": [], "bursts": []} for name in stacks}
+    # p50 of each round, TLS over plain: how much of a ratio is the machine's noise.
+    round_ratios: dict[str, list[float]] = {"sparse": [], "bursts": []}
+    scripts = {
+        "sparse": SPARSE_SCRIPT.format(lines=args.sparse_lines, interval=0.02),
+        "bursts": BURST_SCRIPT.format(bursts=args.bursts, per_burst=1000, interval=0.1),
+    }
+    clients = {name: stack.client() for name, stack in stacks.items()}
+    try:
+        for name, stack in stacks.items():
+            log(f"tls: {name} server pid {stack.process.pid} at {stack.url}")
+            clients[name].create_project("bench")
+        rounds = args.tls_rounds
+        for round_ in range(rounds):
+            order = ["plain", "tls"] if round_ % 2 == 0 else ["tls", "plain"]
+            this_round: dict[str, dict[str, float]] = {}
+            for name in order:
+                total, _, _ = launch_latencies(clients[name], "bench", max(1, args.runs // rounds), 1)
+                launch[name] += total
+                for variant, script in scripts.items():
+                    end_to_end, captured, _ = log_latencies(clients[name], "bench", script)
+                    logs[name][variant] += end_to_end
+                    capture[name][variant] += captured
+                    this_round.setdefault(variant, {})[name] = percentile(sorted(end_to_end), 50)
+            for variant, p50 in this_round.items():
+                round_ratios[variant].append(round(p50["tls"] / p50["plain"], 2))
+    finally:
+        for client in clients.values():
+            client.close()
+        for stack in stacks.values():
+            stack.stop()
+    metrics: dict[str, Any] = {
+        "what": "the same launches and log scripts over TLS and over plain HTTP, alternating, SQLite",
+        "rounds": args.tls_rounds,
+        "launch_latency_ms": summary(launch["tls"]),
+        "log_latency_ms": {variant: summary(logs["tls"][variant]) for variant in scripts},
+        "capture_p50_ms": {variant: round(percentile(sorted(capture["tls"][variant]), 50), 1) for variant in scripts},
+        "log_p50_ratio_per_round": round_ratios,
+    }
+    peer: dict[str, Any] = {
+        "launch_latency_ms": summary(launch["plain"]),
+        "log_latency_ms": {variant: summary(logs["plain"][variant]) for variant in scripts},
+        "capture_p50_ms": {
+            variant: round(percentile(sorted(capture["plain"][variant]), 50), 1) for variant in scripts
+        },
+    }
+    metrics["ratio_p50"] = {
+        "launch": round(metrics["launch_latency_ms"]["p50"] / peer["launch_latency_ms"]["p50"], 2),
+        **{
+            f"log_{variant}": round(
+                metrics["log_latency_ms"][variant]["p50"] / peer["log_latency_ms"][variant]["p50"], 2
+            )
+            for variant in scripts
+        },
+    }
+    log(f"tls: p50 ratios over plain HTTP {metrics['ratio_p50']}")
+    return metrics, peer
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -560,6 +679,23 @@ def judge(figures: dict[str, Any]) -> dict[str, bool]:
     return met
 
 
+def bench_backends(args: argparse.Namespace, scratch: Path, metrics: dict[str, Any], peer: dict[str, Any]) -> None:
+    """Parts 1 to 3 on SQLite and, when reachable, PostgreSQL."""
+    metrics["sqlite"], peer["sqlite"] = bench_backend("sqlite", None, args, scratch)
+    if args.no_postgres:
+        metrics["postgresql"] = {"skipped": "--no-postgres"}
+        return
+    candidates = [(u, 30.0) for u in (args.postgres, os.environ.get("DEVYARD_TEST_DATABASE_URL")) if u]
+    candidates.append((LOCAL_POSTGRES, 5.0))
+    url, why = reachable_postgres(candidates)
+    if url is None:
+        log(f"PostgreSQL skipped: {why}")
+        metrics["postgresql"] = {"skipped": f"no reachable PostgreSQL ({why})"}
+        return
+    with scratch_postgres(url, "devyard_bench_runs") as bench_url:
+        metrics["postgresql"], peer["postgresql"] = bench_backend("postgresql", bench_url, args, scratch)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     load_at_start = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews the figures
     scratch = Path(tempfile.mkdtemp(prefix="devyard-bench-runs-"))
@@ -567,19 +703,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     peer: dict[str, Any] = {}
     met: dict[str, Any] = {}
     try:
-        metrics["sqlite"], peer["sqlite"] = bench_backend("sqlite", None, args, scratch)
-        if args.no_postgres:
-            metrics["postgresql"] = {"skipped": "--no-postgres"}
-        else:
-            candidates = [(u, 30.0) for u in (args.postgres, os.environ.get("DEVYARD_TEST_DATABASE_URL")) if u]
-            candidates.append((LOCAL_POSTGRES, 5.0))
-            url, why = reachable_postgres(candidates)
-            if url is None:
-                log(f"PostgreSQL skipped: {why}")
-                metrics["postgresql"] = {"skipped": f"no reachable PostgreSQL ({why})"}
-            else:
-                with scratch_postgres(url, "devyard_bench_runs") as bench_url:
-                    metrics["postgresql"], peer["postgresql"] = bench_backend("postgresql", bench_url, args, scratch)
+        if args.only & {"launch", "logs", "throughput"}:  # not for --only tls
+            bench_backends(args, scratch, metrics, peer)
+        if "tls" in args.only:
+            metrics["tls"], peer["tls"] = bench_tls(args, scratch)
     finally:
         if args.keep:
             log(f"scratch folder kept: {scratch}")
@@ -588,6 +715,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for backend, figures in metrics.items():
         if "server_pid" in figures:
             met[backend] = judge(figures)
+    if "ratio_p50" in metrics.get("tls", {}):
+        ratios = metrics["tls"]["ratio_p50"]
+        limit = TARGETS["tls_log_p50_ratio_max"]
+        met["tls"] = {f"{name}_p50_ratio": ratios[name] <= limit for name in ("log_sparse", "log_bursts")}
     met["all"] = bool(met) and all(all(v.values()) for v in met.values())
     return {
         "name": "runs",
@@ -610,6 +741,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "python": sys.version.split()[0],
             "source": str(args.source),
             "parts": sorted(args.only),
+            "tls_rounds": args.tls_rounds,
         },
     }
 
@@ -630,8 +762,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        default="launch,logs,throughput",
-        help="comma-separated parts to measure: launch, logs, throughput (default: all three)",
+        default="launch,logs,throughput,tls",
+        help="comma-separated parts to measure: launch, logs, throughput, tls (default: all four)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (server logs)")
     parser.add_argument("--substrate", choices=["local", "docker"], default="local", help="where runs are launched")
@@ -642,9 +774,9 @@ def main(argv: list[str] | None = None) -> int:
         SUBSTRATE_ENV.update(DEVYARD_SUBSTRATE="docker", DEVYARD_DOCKER_IMAGE=args.image)
         USER_PYTHON = "python3"
     args.only = {part.strip() for part in args.only.split(",") if part.strip()}
-    unknown = args.only - {"launch", "logs", "throughput"}
+    unknown = args.only - {"launch", "logs", "throughput", "tls"}
     if unknown:
-        parser.error(f"--only takes launch, logs and throughput, not {', '.join(sorted(unknown))}")
+        parser.error(f"--only takes launch, logs, throughput and tls, not {', '.join(sorted(unknown))}")
     args.source = args.source.resolve()
     if args.source != ROOT:
         sys.path.insert(0, str(args.source))  # before the first import of control
@@ -654,6 +786,7 @@ def main(argv: list[str] | None = None) -> int:
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.sparse_lines = 50 if args.quick else 400
     args.bursts = 5 if args.quick else 50
+    args.tls_rounds = 1 if args.quick else 6
     print(json.dumps(run(args), indent=2))
     return 0
 

@@ -18,9 +18,13 @@ from control.trust import Trust, TrustProblem, check_plain_http, client_context
 
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
-STREAM_TIMEOUT = httpx.Timeout(None, connect=5.0)
-LOG_READ_TIMEOUT = httpx.Timeout(300.0, connect=5.0)
+# Connecting includes the TLS handshake, which waits for an API process to take the connection
+# from its queue: one that is (re)starting on a busy machine can take several seconds, and a
+# plain-HTTP request would wait for it under the read timeout.
+CONNECT_S = 10.0
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=CONNECT_S)
+STREAM_TIMEOUT = httpx.Timeout(None, connect=CONNECT_S)
+LOG_READ_TIMEOUT = httpx.Timeout(300.0, connect=CONNECT_S)
 
 
 def headers(token: str | None) -> dict[str, str]:
@@ -180,7 +184,7 @@ class ControlClient(Endpoints, SyncSender):
                 content=body,
                 headers={"content-type": media_type},
                 params=params,
-                timeout=httpx.Timeout(timeout_s, connect=5.0),
+                timeout=httpx.Timeout(timeout_s, connect=CONNECT_S),
             )
         except httpx.TransportError as exc:
             raise connection_failed(self.url, exc) from exc
