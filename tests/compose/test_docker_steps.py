@@ -21,13 +21,15 @@ def _log(stack: Stack, run_id: int) -> bytes:
 
 def test_three_steps_in_a_container_stop_at_the_failing_one(docker_stack: Stack) -> None:
     steps = [
-        {"name": "deps", "command": ["sh", "-c", "echo deps; touch made-by-deps"]},
+        {"name": "deps", "command": ["sh", "-c", "echo deps; touch made-by-deps; mkdir out; echo a > out/a.txt"]},
         {"name": "build", "command": ["sh", "-c", "test -e made-by-deps && echo same folder; exit 6"]},
         {"name": "test", "command": ["echo", "never"]},
     ]
     with docker_stack.client() as client:
-        run = client.create_run("demo", [], steps=steps)
+        run = client.create_run("demo", [], steps=steps, artifacts=["out/*"])
         final = wait_for_run(client, run.id, timeout=60)
+        # Written during the run, judged by the clock of the container's file system view.
+        assert [a.path for a in client.list_artifacts(run.id)] == ["out/a.txt"]
     assert (final.state, final.exit_code) == ("failed", 6)
     assert [(s.state, s.exit_code) for s in final.steps] == [("succeeded", 0), ("failed", 6), ("skipped", None)]
     blob = _log(docker_stack, run.id)

@@ -402,7 +402,7 @@ def logs(
 
 @app.command("cancel")
 def cancel(run_id: int, as_json: JsonOption = False) -> None:
-    """Cancel a run (queued: at once; running: SIGTERM, then SIGKILL after a grace period)."""
+    """Cancel a run (queued: at once; running: its stop signals, TERM by default, then KILL)."""
     with state.client() as client:
         result = client.cancel_run(run_id)
     if as_json:

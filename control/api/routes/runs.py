@@ -135,13 +135,15 @@ TriggerFilter = Annotated[str | None, Query(max_length=16)]
 
 
 def run_query(
-    session: Session,
-    state: list[str] | None,
-    project: str | None,
-    environment: str | None,
-    trigger: str | None,
+    session: DB,
+    state: StateFilter = None,
+    project: ProjectFilter = None,
+    environment: EnvironmentFilter = None,
+    trigger: TriggerFilter = None,
 ) -> RunQuery:
-    """The filters of a runs query, checked: an unknown state, trigger or project is a 4xx."""
+    """The filters of ``GET /runs`` and ``GET /runs/latest`` (one dependency: a new filter is a
+    parameter here, a field of RunQuery and a line in ``narrow``), checked: an unknown state,
+    trigger or project is a 4xx."""
     if state and not set(state) <= states.ALL:
         bad = sorted(set(state) - states.ALL)[0]
         raise ApiError(
@@ -155,17 +157,16 @@ def run_query(
     return RunQuery(tuple(state or ()), project, environment, trigger)
 
 
+Filters = Annotated[RunQuery, Depends(run_query)]
+
+
 @router.get("/runs", response_model=Page[RunOut])
 def list_runs(
     session: DB,
     _: Reader,
     params: Annotated[paging.PageParams, Depends(paging.page_params)],
-    state: StateFilter = None,
-    project: ProjectFilter = None,
-    environment: EnvironmentFilter = None,
-    trigger: TriggerFilter = None,
+    query: Filters,
 ) -> dict[str, Any]:
-    query = run_query(session, state, project, environment, trigger)
     rows = list(session.exec(paging.apply(narrow(runs_with_names(), query), Run.id, params)))
     page = paging.build([r[0] for r in rows], params, lambda r: r)
     names = {r[0].id: (r[1], r[2], r[3]) for r in rows}
@@ -197,30 +198,16 @@ def latest_run(session: Session, query: RunQuery) -> RunOut:
 
 
 @router.get("/runs/latest", response_model=RunOut)
-def latest(
-    session: DB,
-    _: Reader,
-    state: StateFilter = None,
-    project: ProjectFilter = None,
-    environment: EnvironmentFilter = None,
-    trigger: TriggerFilter = None,
-) -> RunOut:
+def latest(session: DB, _: Reader, query: Filters) -> RunOut:
     """The newest run that matches the filters (without ``state``: the newest finished one)."""
-    return latest_run(session, run_query(session, state, project, environment, trigger))
+    return latest_run(session, query)
 
 
 @router.get("/runs/latest/artifacts", response_model=LatestArtifacts)
-def latest_artifacts(
-    session: DB,
-    _: Reader,
-    state: StateFilter = None,
-    project: ProjectFilter = None,
-    environment: EnvironmentFilter = None,
-    trigger: TriggerFilter = None,
-) -> LatestArtifacts:
+def latest_artifacts(session: DB, _: Reader, query: Filters) -> LatestArtifacts:
     """The newest matching run and its artifacts (download each from ``/runs/{id}/artifacts/{aid}/content``):
     what dbt's deferral (``--state``) needs from the last good production run."""
-    run = latest_run(session, run_query(session, state, project, environment, trigger))
+    run = latest_run(session, query)
     rows = session.exec(select(Artifact).where(Artifact.run_id == run.id).order_by(col(Artifact.path)))
     return LatestArtifacts(run=run, artifacts=[artifact_out(a) for a in rows])
 
@@ -232,7 +219,8 @@ def show(run_id: int, session: DB, _: Reader) -> RunOut:
 
 @router.post("/runs/{run_id}/cancel", response_model=RunOut)
 def cancel(run_id: int, session: DB, who: Writer, svc: Svc) -> RunOut:
-    """Cancel a run: at once if queued, otherwise its worker is told to stop (SIGTERM, then SIGKILL)."""
+    """Cancel a run: at once if queued, otherwise its worker is told to stop (the run's stop
+    signals to the command's process group, then SIGKILL)."""
     run = find_run(session, run_id)
     project = session.get(Project, run.project_id)
     assert project is not None
