@@ -23,7 +23,7 @@ ADDRESS = "10.77.0.1"
 # Runs inside the namespace; prints one JSON object of what it saw.
 INSIDE = textwrap.dedent(
     """
-    import json, os, re, socket, stat, subprocess, sys
+    import json, os, re, socket, stat, subprocess, sys, tomllib
     from pathlib import Path
 
     import httpx
@@ -41,16 +41,28 @@ INSIDE = textwrap.dedent(
     ):
         subprocess.run(command.split(), check=True)
     yard = str(Path(sys.executable).parent / "yard")
-    env = {**os.environ, "XDG_CONFIG_HOME": str(base / "config"), "NO_COLOR": "1", "COLUMNS": "400"}
 
     def free_port():
         with socket.socket() as probe:
             probe.bind((address, 0))
             return probe.getsockname()[1]
 
-    def run(*args):
-        done = subprocess.run([yard, *args], capture_output=True, text=True, env=env, timeout=90)
+    # Two stacks started at once, each with its own profiles: TLS by default, and --insecure-http.
+    stacks = {
+        "tls": {"port": free_port(), "flags": []},
+        "plain": {"port": free_port(), "flags": ["--insecure-http"]},
+    }
+    for name, stack in stacks.items():
+        stack["data"] = base / f"{name}-data"
+        stack["env"] = {**os.environ, "XDG_CONFIG_HOME": str(base / f"{name}-config"), "NO_COLOR": "1", "COLUMNS": "400"}
+
+    def run(stack, *args):
+        done = subprocess.run([yard, *args], capture_output=True, text=True, env=stack["env"], timeout=90)
         return {"code": done.returncode, "out": done.stdout, "err": done.stderr}
+
+    def token(stack):
+        config = Path(stack["env"]["XDG_CONFIG_HOME"]) / "devyard" / "config.toml"
+        return tomllib.loads(config.read_text())["profiles"]["local"]["token"]
 
     def plain_get(url):
         try:
@@ -59,40 +71,35 @@ INSIDE = textwrap.dedent(
             return type(exc).__name__
 
     seen = {}
-    port, data = free_port(), base / "tls-data"
-    up = run("up", "--data-dir", str(data), "--host", address, "--port", str(port), "--detach")
-    seen["up"] = up
+    starting = {
+        name: subprocess.Popen(
+            [yard, "up", "--data-dir", str(stack["data"]), "--host", address, "--port", str(stack["port"]), "--detach",
+             *stack["flags"]],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=stack["env"],
+        )
+        for name, stack in stacks.items()
+    }
+    for name, process in starting.items():
+        out, err = process.communicate(timeout=120)
+        seen[f"{name}_up"] = {"code": process.returncode, "out": out, "err": err}
     try:
-        printed = re.search(r"fingerprint (SHA256:[0-9A-F:]+)", up["out"])
+        tls, plain = stacks["tls"], stacks["plain"]
+        printed = re.search(r"fingerprint (SHA256:[0-9A-F:]+)", seen["tls_up"]["out"])
         seen["printed"] = printed.group(1) if printed else None
-        seen["served"] = fingerprint_of(peer_certificate(address, port))
-        seen["key_mode"] = oct(stat.S_IMODE((data / "tls" / "self-signed.key").stat().st_mode))
-        seen["plain_to_tls_port"] = plain_get(f"http://{address}:{port}")
-        with open(base / "config" / "devyard" / "config.toml", "rb") as handle:
-            import tomllib
-
-            token = tomllib.load(handle)["profiles"]["local"]["token"]
-        url = f"https://{address}:{port}"
-        seen["login_pinned"] = run("login", url, "--token", token, "--fingerprint", seen["served"], "--profile", "p")
-        seen["status"] = run("--profile", "p", "status")
-        seen["login_plain"] = run("login", f"http://{address}:{port}", "--token", token, "--profile", "plain")
+        seen["served"] = fingerprint_of(peer_certificate(address, tls["port"]))
+        seen["key_mode"] = oct(stat.S_IMODE((tls["data"] / "tls" / "self-signed.key").stat().st_mode))
+        seen["plain_to_tls_port"] = plain_get(f"http://{address}:{tls['port']}")
+        url = f"https://{address}:{tls['port']}"
+        seen["login_pinned"] = run(tls, "login", url, "--token", token(tls), "--fingerprint", seen["served"])
+        seen["login_plain"] = run(tls, "login", f"http://{address}:{tls['port']}", "--token", token(tls), "--profile", "p")
+        seen["insecure_tls_folder"] = (plain["data"] / "tls").exists()
+        seen["insecure_plain"] = plain_get(f"http://{address}:{plain['port']}")
+        url = f"http://{address}:{plain['port']}"
+        seen["insecure_refused"] = run(plain, "login", url, "--token", token(plain), "--profile", "q")
+        seen["insecure_login"] = run(plain, "login", url, "--token", token(plain), "--insecure-http", "--profile", "q")
     finally:
-        seen["down"] = run("down", "--data-dir", str(data))
-
-    port, data = free_port(), base / "plain-data"
-    up = run("up", "--data-dir", str(data), "--host", address, "--port", str(port), "--detach", "--insecure-http")
-    seen["insecure_up"] = up
-    try:
-        seen["insecure_tls_folder"] = (data / "tls").exists()
-        seen["insecure_plain"] = plain_get(f"http://{address}:{port}")
-        with open(base / "config" / "devyard" / "config.toml", "rb") as handle:
-            import tomllib
-
-            token = tomllib.load(handle)["profiles"]["local"]["token"]
-        url = f"http://{address}:{port}"
-        seen["insecure_login"] = run("login", url, "--token", token, "--insecure-http", "--profile", "q")
-    finally:
-        seen["insecure_down"] = run("down", "--data-dir", str(data))
+        for name, stack in stacks.items():
+            seen[f"{name}_down"] = run(stack, "down", "--data-dir", str(stack["data"]))
     print(json.dumps(seen))
     """
 )
@@ -117,20 +124,19 @@ def test_off_loopback_the_api_serves_a_self_signed_certificate_and_plain_http_mu
     )
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["up"]["code"] == 0, seen["up"]
-    assert f"devyard is up at https://{ADDRESS}:" in seen["up"]["out"]
-    assert "self-signed certificate" in seen["up"]["out"]
+    assert seen["tls_up"]["code"] == 0, seen["tls_up"]
+    assert f"devyard is up at https://{ADDRESS}:" in seen["tls_up"]["out"]
+    assert "self-signed certificate" in seen["tls_up"]["out"]
     assert seen["printed"] == seen["served"]
     assert seen["key_mode"] == "0o600"
     assert seen["plain_to_tls_port"] != 200  # TLS only: a plain request gets no answer
     assert seen["login_pinned"]["code"] == 0, seen["login_pinned"]
-    assert seen["status"]["code"] == 0 and seen["status"]["out"].startswith("ok devyard"), seen["status"]
     assert seen["login_plain"]["code"] == 1
     assert f"Refusing to send a token over plain HTTP to {ADDRESS}" in seen["login_plain"]["err"]
-    assert seen["down"]["code"] == 0
-    assert seen["insecure_up"]["code"] == 0, seen["insecure_up"]
-    assert f"plain HTTP on {ADDRESS}" in seen["insecure_up"]["err"]  # the warning
+    assert seen["plain_up"]["code"] == 0, seen["plain_up"]
+    assert f"plain HTTP on {ADDRESS}" in seen["plain_up"]["err"]  # the warning
     assert seen["insecure_tls_folder"] is False
     assert seen["insecure_plain"] == 200
+    assert seen["insecure_refused"]["code"] == 1 and "--insecure-http" in seen["insecure_refused"]["err"]
     assert seen["insecure_login"]["code"] == 0, seen["insecure_login"]
-    assert seen["insecure_down"]["code"] == 0
+    assert seen["tls_down"]["code"] == 0 and seen["plain_down"]["code"] == 0
