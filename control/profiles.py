@@ -8,7 +8,9 @@ url = "https://devyard.example.com:8421"
 token = "dy_..."
 fingerprint = "SHA256:AB:CD:..."   # or ca_file = "/path/ca.pem"; neither: the system trust store
 ```
-``insecure_http = true`` lets the token travel over plain HTTP to another machine.
+``insecure_http = true`` lets the token travel over plain HTTP to another machine. A profile made
+by `yard login --sso` also holds its session's ``refresh_token`` and the access token's
+``expires_at`` (Unix seconds); :mod:`control.renewal` renews them.
 ``DEVYARD_URL`` and ``DEVYARD_TOKEN`` override the file (handy for CI and agents), with
 ``DEVYARD_FINGERPRINT``, ``DEVYARD_CA_FILE`` and ``DEVYARD_INSECURE_HTTP`` (see control.trust).
 """
@@ -34,16 +36,27 @@ class Profile:
     dataclass: the CLI's fast paths read profiles too, and ``dataclasses`` (through ``inspect``)
     would be most of their imports."""
 
-    __slots__ = ("name", "token", "trust", "url")
+    __slots__ = ("expires_at", "name", "refresh_token", "token", "trust", "url")
 
-    def __init__(self, name: str, url: str, token: str, trust: Trust | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        token: str,
+        trust: Trust | None = None,
+        *,
+        refresh_token: str | None = None,
+        expires_at: float | None = None,
+    ) -> None:
         self.name = name
         self.url = url
         self.token = token
         self.trust = trust or Trust()
+        self.refresh_token = refresh_token  # a single sign-on session's; None for an API token
+        self.expires_at = expires_at  # when the access token expires (Unix seconds), if known
 
     def _key(self) -> tuple[object, ...]:
-        return (self.name, self.url, self.token, self.trust)
+        return (self.name, self.url, self.token, self.trust, self.refresh_token, self.expires_at)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Profile) and self._key() == other._key()
@@ -88,7 +101,15 @@ def load_profiles(path: Path | None = None) -> tuple[str | None, dict[str, Profi
             or not isinstance(entry.get("token"), str)
         ):
             raise ProfileProblem(f"{path}: profile '{name}' needs a url and a token; run `yard login` again.")
-        profiles[name] = Profile(name, entry["url"], entry["token"], _trust(path, name, entry))
+        refresh, expires = entry.get("refresh_token"), entry.get("expires_at")
+        profiles[name] = Profile(
+            name,
+            entry["url"],
+            entry["token"],
+            _trust(path, name, entry),
+            refresh_token=refresh if isinstance(refresh, str) else None,
+            expires_at=float(expires) if isinstance(expires, int | float) else None,
+        )
     default = data.get("default")
     return (default if isinstance(default, str) else None), profiles
 
@@ -161,6 +182,10 @@ def save_profile(profile: Profile, *, make_default: bool = False, path: Path | N
             lines.append(f"ca_file = {json.dumps(p.trust.ca_file)}")
         if p.trust.insecure_http:
             lines.append("insecure_http = true")
+        if p.refresh_token:
+            lines.append(f"refresh_token = {json.dumps(p.refresh_token)}")
+        if p.expires_at is not None:
+            lines.append(f"expires_at = {p.expires_at!r}")
         lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(".tmp")

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -131,6 +131,55 @@ class Settings(BaseSettings):
     token_ttl_days: int | None = Field(default=None, gt=0)
     """Default lifetime of new API tokens; none means they never expire unless asked."""
 
+    public_url: str = ""
+    """The URL people and clients reach the API at (``https://devyard.example.com``): single
+    sign-on's verification link and the identity provider's redirect use it. Empty: the URL each
+    request came to (right for one host; set it behind a load balancer)."""
+
+    oidc_issuer: str = ""
+    """Single sign-on: the OpenID Connect provider's issuer URL; empty turns single sign-on off."""
+
+    oidc_client_id: str = ""
+    """Single sign-on: devyard's client id at the provider."""
+
+    oidc_client_secret: str = Field(default="", repr=False)
+    """Single sign-on: devyard's client secret at the provider (empty for a public client).
+    Set it in the environment or devyard.toml, never on a command line."""
+
+    oidc_scopes: str = "openid email profile"
+    """Single sign-on: the scopes asked for (``openid`` is required; add ``groups`` if the
+    provider needs it to send group claims)."""
+
+    oidc_match: Literal["email", "subject"] = "email"
+    """Single sign-on: how a signed-in identity finds its devyard user: by ``email`` (the first
+    sign-in links the provider's subject, later ones use it) or by ``subject`` only."""
+
+    oidc_auto_create: bool = False
+    """Single sign-on: create a devyard user for an identity that matches none."""
+
+    oidc_default_role: Literal["admin", "developer", "viewer", "none"] = "developer"
+    """Single sign-on: the role of an auto-created user, and of anyone in no mapped group when
+    ``oidc_group_roles`` is set; ``none`` refuses them instead."""
+
+    oidc_groups_claim: str = "groups"
+    """Single sign-on: the ID token or userinfo claim that lists the person's groups."""
+
+    oidc_group_roles: dict[str, Literal["admin", "developer", "viewer"]] = Field(default_factory=dict)
+    """Single sign-on: group name to role (JSON in ``DEVYARD_OIDC_GROUP_ROLES``). When set, the
+    provider manages roles: each sign-in sets the highest role of the person's mapped groups."""
+
+    sso_access_token_ttl_s: int = Field(default=3600, gt=0, le=7 * 86400)
+    """Lifetime of an access token made by single sign-on; clients renew it with the refresh token."""
+
+    sso_refresh_token_ttl_days: float = Field(default=30.0, gt=0, le=3650)
+    """A single sign-on session ends when it has not been renewed for this long."""
+
+    sso_device_code_ttl_s: int = Field(default=600, ge=10, le=3600)
+    """How long `yard login --sso` waits for the approval in the browser."""
+
+    sso_poll_interval_s: float = Field(default=5.0, ge=0.05, le=60)
+    """How often `yard login --sso` may ask whether the approval happened."""
+
     max_concurrent_runs: int | None = Field(default=None, gt=0)
     """Runs in starting/running state across the whole installation; more wait in the queue."""
 
@@ -223,6 +272,25 @@ class Settings(BaseSettings):
             except SecretKeyProblem as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("oidc_issuer", "public_url", mode="after")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError(f"'{value}' is not an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if bool(self.oidc_issuer) != bool(self.oidc_client_id):
+            raise ValueError("single sign-on needs both oidc_issuer and oidc_client_id (or neither)")
+        if self.oidc_issuer and "openid" not in self.oidc_scopes.split():
+            raise ValueError("oidc_scopes must include 'openid'")
+        return self
+
+    @property
+    def sso_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
 
     @property
     def effective_public_url(self) -> str:

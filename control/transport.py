@@ -66,7 +66,7 @@ def refusal(status: int, body: bytes, token_from_environment: bool | None = None
     from control import reach
 
     code, message, details = error_of(status, body)
-    if status == 401 and code == "unauthenticated":  # a disabled user has a code of its own
+    if status == 401 and code in ("unauthenticated", "token_expired"):  # a disabled user has a code of its own
         if token_from_environment is None:
             token_from_environment = reach.token_from_environment(None)
         message = reach.refused_token(message, token_from_environment)

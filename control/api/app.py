@@ -19,6 +19,8 @@ from control.api.routes import (
     agents,
     artifacts,
     audit,
+    auth,
+    device_pages,
     devservers,
     environments,
     events,
@@ -79,6 +81,7 @@ def create_app(services: Services) -> FastAPI:
     errors.install(app)
     for module in (
         health,
+        auth,
         users,
         tokens,
         projects,
@@ -100,6 +103,7 @@ def create_app(services: Services) -> FastAPI:
         gateway,  # after devservers: its catch-all path must not shadow /devservers/{id}/stop
     ):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(device_pages.router)  # browser pages, outside the API's prefix
     _declare_bearer_auth(app)
     app.add_middleware(
         BodySizeLimit,

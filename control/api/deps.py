@@ -15,7 +15,7 @@ from control.api.services import Services
 from control.auth import AGENTS, Principal, hash_token
 from control.clock import utcnow
 from control.db.tables import ApiToken, User
-from control.wire.errors import USER_DISABLED, ApiError
+from control.wire.errors import TOKEN_EXPIRED, USER_DISABLED, ApiError
 from control.wire.resources import Role
 
 # Writing last_used_at on every request would turn every read into a write.
@@ -67,7 +67,7 @@ def authenticate(svc: Services, token: str) -> Principal:
         if api_token.revoked_at is not None:
             raise ApiError(401, "unauthenticated", "The token has been revoked.")
         if api_token.expires_at is not None and api_token.expires_at <= now:
-            raise ApiError(401, "unauthenticated", "The token has expired.")
+            raise ApiError(401, TOKEN_EXPIRED, "The token has expired.")
         if user.disabled:
             raise ApiError(401, USER_DISABLED, f"User {user.name} is disabled.")
         if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION:

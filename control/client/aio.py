@@ -11,6 +11,7 @@ from control import profiles, reach
 from control.client.calls import AsyncSender, Call
 from control.client.endpoints import Endpoints
 from control.client.errors import ConnectionFailed, connection_failed, raise_for_error
+from control.client.session_auth import SessionAuth
 from control.client.streams import LogFrame, LogFrameDecoder, SSEDecoder, SSEEvent
 from control.client.sync import DEFAULT_TIMEOUT, LOG_READ_TIMEOUT, STREAM_TIMEOUT, headers, verify_for
 from control.trust import Trust
@@ -29,7 +30,9 @@ class AsyncControlClient(Endpoints, AsyncSender):
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
         trust: Trust | None = None,
+        profile: profiles.Profile | None = None,
     ) -> None:
+        """``profile``: a single sign-on profile, renewed when its access token expires."""
         self.url = url.rstrip("/")
         self.token_from_environment = False  # a refused token then points at DEVYARD_TOKEN
         self.trust = trust or Trust()
@@ -38,19 +41,21 @@ class AsyncControlClient(Endpoints, AsyncSender):
         async def refuse(_request: httpx.Request) -> None:
             raise ConnectionFailed(refusal or "")
 
+        session = SessionAuth(profile) if profile is not None and profile.refresh_token else None
         self._http = httpx.AsyncClient(
             base_url=self.url + "/api/v1",
-            headers=headers(token),
+            headers=headers(None if session else token),
             timeout=timeout,
             transport=transport,
             verify=verify,
             event_hooks={"request": [refuse]} if refusal else None,
+            auth=session,
         )
 
     @classmethod
     def from_profile(cls, name: str | None = None) -> AsyncControlClient:
         profile = profiles.resolve(name)
-        client = cls(profile.url, profile.token, trust=profile.trust)
+        client = cls(profile.url, profile.token, trust=profile.trust, profile=profile)
         client.token_from_environment = reach.token_from_environment(name)
         return client
 

@@ -26,6 +26,7 @@ from control.wire.resources import (
 )
 from control.wire.runs import ArtifactOut, LatestArtifacts, RunOut
 from control.wire.schedules import ScheduleOut, TickFired, TickOut
+from control.wire.sso import DeviceAuthorization, TokenGrant
 from control.wire.work import AgentOut, LaunchReported, WorkBatch
 
 
@@ -49,6 +50,18 @@ class Endpoints:
     @endpoint
     def me(self) -> Call[Me]:
         return call("GET", "/me", Me)
+
+    # single sign-on (the device authorization grant; public endpoints)
+    @endpoint
+    def start_device_login(self, client_name: str = "yard") -> Call[DeviceAuthorization]:
+        return call("POST", "/auth/device", DeviceAuthorization, json={"client_name": client_name})
+
+    @endpoint
+    def grant_token(
+        self, grant_type: str, device_code: str | None = None, refresh_token: str | None = None
+    ) -> Call[TokenGrant]:
+        body = {"grant_type": grant_type, "device_code": device_code, "refresh_token": refresh_token}
+        return call("POST", "/auth/token", TokenGrant, json={k: v for k, v in body.items() if v is not None})
 
     # users
     @endpoint

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from control import reach
-from control.wire.errors import UNAUTHENTICATED, ApiError, DevyardError, parse_error
+from control.wire.errors import TOKEN_EXPIRED, UNAUTHENTICATED, ApiError, DevyardError, parse_error
 
 __all__ = [
     "ApiError",
@@ -60,7 +60,7 @@ def raise_for_error(response: httpx.Response, token_from_environment: bool = Fal
     fallback = f"The API answered {response.status_code}."
     code, message, extra = parsed or ("http_error", fallback, {})
     message = message or fallback
-    if response.status_code == 401 and code == UNAUTHENTICATED:
+    if response.status_code == 401 and code in (UNAUTHENTICATED, TOKEN_EXPIRED):
         message = reach.refused_token(message, token_from_environment)
     raise _BY_STATUS.get(response.status_code, ApiError)(response.status_code, code, message, **extra)
 

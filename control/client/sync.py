@@ -13,6 +13,7 @@ from control import profiles, reach
 from control.client.calls import Call, SyncSender
 from control.client.endpoints import Endpoints
 from control.client.errors import ConnectionFailed, connection_failed, raise_for_error
+from control.client.session_auth import SessionAuth
 from control.client.streams import LogFrame, LogFrameDecoder, SSEDecoder, SSEEvent
 from control.trust import Trust, TrustProblem, check_plain_http, client_context
 
@@ -57,11 +58,15 @@ class ControlClient(Endpoints, SyncSender):
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
         trust: Trust | None = None,
+        profile: profiles.Profile | None = None,
     ) -> None:
+        """``profile``: a single sign-on profile, whose access token is renewed when it expires
+        (``token`` is then its first one)."""
         self.url = url.rstrip("/")
         self.token_from_environment = False  # a refused token then points at DEVYARD_TOKEN
-        self.token = token  # for callers that open their own connection (sync.probe)
-        self.trust = trust or Trust()  # likewise: they trust what this client trusts
+        self._session = SessionAuth(profile) if profile is not None and profile.refresh_token else None
+        self._token = token
+        self.trust = trust or Trust()  # callers that open their own connection trust what this client trusts
         verify, refusal = verify_for(self.url, token, self.trust)
         self.ssl_context = verify if isinstance(verify, ssl.SSLContext) else None
 
@@ -70,17 +75,23 @@ class ControlClient(Endpoints, SyncSender):
 
         self._http = httpx.Client(
             base_url=self.url + "/api/v1",
-            headers=headers(token),
+            headers=headers(None if self._session else token),
             timeout=timeout,
             transport=transport,
             verify=verify,
             event_hooks={"request": [refuse]} if refusal else None,
+            auth=self._session,
         )
+
+    @property
+    def token(self) -> str | None:
+        """The current token, for callers that open their own connection (sync.probe)."""
+        return self._session.fresh_token() if self._session else self._token
 
     @classmethod
     def from_profile(cls, name: str | None = None) -> ControlClient:
         profile = profiles.resolve(name)
-        client = cls(profile.url, profile.token, trust=profile.trust)
+        client = cls(profile.url, profile.token, trust=profile.trust, profile=profile)
         client.token_from_environment = reach.token_from_environment(name)
         return client
 
@@ -198,7 +209,9 @@ class ControlClient(Endpoints, SyncSender):
 
     @property
     def auth_headers(self) -> dict[str, str]:
-        return {k: v for k, v in self._http.headers.items() if k.lower() == "authorization"}
+        """The Authorization header, for connections made outside this client (WebSockets)."""
+        token = self.token
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def _stream(self, method: str, path: str, *, raw: bool = True, **request: Any) -> Iterator[bytes]:
         """A response body as it arrives (``raw``: as sent, else decoded); errors raised first."""

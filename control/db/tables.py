@@ -32,6 +32,8 @@ class User(SQLModel, table=True):
     role: str = Field(max_length=16)
     disabled: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # The identity provider's ``sub`` for this user, once linked by a single sign-on.
+    sso_subject: str | None = Field(default=None, max_length=255, unique=True, index=True)
 
 
 class ApiToken(SQLModel, table=True):
@@ -48,6 +50,12 @@ class ApiToken(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # "api": made by `yard tokens create` or with a user; "sso": one single sign-on session,
+    # whose access token (token_hash) is short-lived and renewed with its refresh token.
+    kind: str = Field(default="api", max_length=8)
+    # sha256 of the session's current refresh token; each refresh replaces both secrets.
+    refresh_hash: str | None = Field(default=None, max_length=64, unique=True, index=True)
+    refresh_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Project(SQLModel, table=True):
@@ -481,3 +489,39 @@ class HookDelivery(SQLModel, table=True):
     detail: str = Field(default="", max_length=1000)
     run_ids: list[int] = Field(default_factory=list, sa_type=JSON)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class DeviceCode(SQLModel, table=True):
+    """One `yard login --sso` (RFC 8628): the CLI polls with the device code while a person
+    approves the user code in a browser. Both codes are stored as SHA-256 only."""
+
+    __tablename__ = "device_codes"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_code_hash: str = Field(max_length=64, unique=True)
+    user_code_hash: str = Field(max_length=64, unique=True)
+    client_name: str = Field(max_length=64)
+    # pending -> approved (a user signed in) -> used (its token was issued); or denied.
+    state: str = Field(default="pending", max_length=16)
+    user_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    interval_s: float = 5.0
+    last_polled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class OidcLogin(SQLModel, table=True):
+    """One trip of a browser to the identity provider for a device code: the state (stored
+    hashed), nonce and PKCE verifier that its callback must match. Removed when used."""
+
+    __tablename__ = "oidc_logins"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    state_hash: str = Field(max_length=64, unique=True)
+    nonce: str = Field(max_length=128)
+    code_verifier: str = Field(max_length=128)
+    redirect_uri: str = Field(max_length=1000)
+    device_code_id: int = Field(foreign_key="device_codes.id", index=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime)

@@ -37,6 +37,14 @@ NO_WORKSPACE = "no_workspace"
 """A run asked for the caller's workspace and there is no running develop server."""
 NO_REPOSITORY = "no_repository"
 """A run needs the project's repository and the project has none."""
+TOKEN_EXPIRED = "token_expired"  # 401: renew it with the refresh token, if there is one
+# The device authorization grant (RFC 8628 section 3.5) and the refresh grant: the codes are the RFC's.
+AUTHORIZATION_PENDING = "authorization_pending"
+SLOW_DOWN = "slow_down"
+EXPIRED_TOKEN = "expired_token"  # the device code, not an access token
+ACCESS_DENIED = "access_denied"
+INVALID_GRANT = "invalid_grant"
+SSO_NOT_CONFIGURED = "sso_not_configured"
 
 
 class DevyardError(Exception):

@@ -88,6 +88,10 @@ class TokenOut(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    kind: Literal["api", "sso"] = "api"
+    """``sso``: a single sign-on session; ``expires_at`` is its access token's, renewed until
+    ``refresh_expires_at``."""
+    refresh_expires_at: datetime | None = None
 
 
 class TokenCreate(Strict):

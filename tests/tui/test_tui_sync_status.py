@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from control.profiles import Profile
 from tui.sync_status import _from_raw, local_status, sync_now, tree_root
 
 
@@ -37,5 +38,5 @@ def test_what_the_summary_fields_mean() -> None:
 
 def test_sync_now_says_why_it_failed_in_one_sentence(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError) as caught:
-        asyncio.run(sync_now(tmp_path, "shop", "http://127.0.0.1:9", "dy_x"))
+        asyncio.run(sync_now(tmp_path, "shop", Profile("t", "http://127.0.0.1:9", "dy_x")))
     assert "Traceback" not in str(caught.value) and str(caught.value)

@@ -69,8 +69,14 @@ def connect() -> Connection:
         chosen = resolve()
     except ProfileProblem:
         raise Handover from None
+    from control import renewal
     from control.trust import TrustProblem
 
+    if renewal.due(chosen):  # a single sign-on token about to expire: renew it as the full CLI would
+        try:
+            chosen = renewal.renew(chosen)
+        except renewal.SessionEnded:
+            raise Handover from None
     try:
         # The profile's pin or CA file, or OpenSSL's default paths (the system store on Linux).
         return Connection(chosen.url, chosen.token, trust=chosen.trust)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tui.cli.context import state
 from tui.cli.output import console, details, errors, fail, print_json, table
+
+if TYPE_CHECKING:
+    from control.profiles import Profile
+    from control.trust import Trust
 
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Data dir of the embedded stack \\[default: ~/.local/share/devyard].")
@@ -141,6 +145,10 @@ def login(
         str | None,
         typer.Option("--token", help="An API token (`yard tokens create` prints one); asked for when left out."),
     ] = None,
+    sso: Annotated[
+        bool,
+        typer.Option("--sso", help="Sign in through your organisation's identity provider (a code and a link to open)."),
+    ] = False,
     profile: Annotated[str, typer.Option("--profile", help="Profile name to save it under.")] = "default",
     ca_file: Annotated[
         str | None, typer.Option("--ca-file", help="Trust certificates signed by this PEM CA file (and only those).")
@@ -165,6 +173,8 @@ def login(
 
     if not url.startswith(("http://", "https://")):
         fail(f"'{url}' is not an http:// or https:// URL.")
+    if sso and token is not None:
+        fail("Pass --token or --sso, not both.")
     url = url.rstrip("/")
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     earlier = profiles.find(profile)
@@ -176,18 +186,22 @@ def login(
         pinned=earlier.trust if earlier is not None and earlier.url == url else None,
         ask=(lambda question: typer.confirm(question, default=False, err=True)) if interactive else None,
     )
-    if token is None:
-        if not interactive:
-            fail("No token given and no terminal to ask for one; pass --token (`yard tokens create` prints one).")
-        token = typer.prompt("Token", hide_input=True, err=True)
-    with ControlClient(url, token, trust=trust) as client:
+    if sso:
+        saved = _sign_in(url, profile, trust)
+    else:
+        if token is None:
+            if not interactive:
+                fail("No token given and no terminal to ask for one; pass --token (`yard tokens create` prints one).")
+            token = typer.prompt("Token", hide_input=True, err=True)
+        saved = profiles.Profile(profile, url, token, trust)
+    with ControlClient(url, saved.token, trust=trust, profile=saved) as client:
         client.health()
         me = client.me()
     try:
         previous = profiles.load_profiles()[0]
     except profiles.ProfileProblem:
         previous = None
-    path = profiles.save_profile(profiles.Profile(profile, url, token, trust), make_default=True)
+    path = profiles.save_profile(saved, make_default=True)
     console.print(
         f"Logged in to {url} as {me.name} ({me.role}), trusting {trust.describe()}; profile '{profile}' saved in {path}."
     )
@@ -198,6 +212,47 @@ def login(
         )
     else:
         console.print(f"'{profile}' is the default profile.")
+
+
+def _sign_in(url: str, profile: str, trust: Trust) -> Profile:
+    """`yard login --sso`: show the code and link, wait for the approval in a browser."""
+    import socket
+    import time
+
+    from control.client import ControlClient
+    from control.client.device_login import sign_in
+    from control.profiles import Profile
+    from control.trust import TrustProblem, check_plain_http
+    from control.wire.sso import DeviceAuthorization
+
+    try:  # the tokens come back over this connection: the same rule as sending one
+        check_plain_http(url, "the session's tokens", trust)
+    except TrustProblem as exc:
+        fail(str(exc))
+
+    def show(started: DeviceAuthorization) -> None:
+        console.print("To sign in, open this link in a browser (on this or any other device):", highlight=False)
+        console.print(f"  {started.verification_uri_complete}", highlight=False, soft_wrap=True)
+        console.print(
+            f"and check that the page shows the code [bold]{started.user_code}[/] "
+            f"(or open {started.verification_uri} and type it in).",
+            highlight=False,
+            soft_wrap=True,
+        )
+        minutes = max(1, round(started.expires_in / 60))
+        console.print(f"Waiting for the sign-in (the code works for {minutes} min; Ctrl-C stops)...", highlight=False)
+
+    with ControlClient(url, trust=trust) as client:
+        client.health()
+        grant = sign_in(client, socket.gethostname(), show)
+    return Profile(
+        profile,
+        url,
+        grant.access_token,
+        trust,
+        refresh_token=grant.refresh_token,
+        expires_at=time.time() + grant.expires_in,
+    )
 
 
 def doctor(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:

@@ -118,7 +118,7 @@ class ArtifactsScreen(YardModal[None]):
         profile = self.yard.profile
 
         def save() -> list[Path]:
-            with ControlClient(profile.url, profile.token, trust=profile.trust) as client:
+            with ControlClient(profile.url, profile.token, trust=profile.trust, profile=profile) as client:
                 return save_artifacts(client, self.run_id, self.artifacts, Path(folder))
 
         try:

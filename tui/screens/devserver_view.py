@@ -165,9 +165,7 @@ class DevServerScreen(YardScreen[None]):
         root = tree_root(Path.cwd())
         self.notify(f"Syncing {root}…")
         try:
-            sentence = await sync_now(
-                root, self.project, self.yard.profile.url, self.yard.profile.token, self.yard.profile.trust
-            )
+            sentence = await sync_now(root, self.project, self.yard.profile)
         except RuntimeError as exc:
             self.notify(f"Sync failed: {exc}", severity="error")
             return

@@ -35,6 +35,8 @@ def token_out(row: tuple[ApiToken, User] | ApiToken, user: User | None = None) -
         expires_at=token.expires_at,
         revoked_at=token.revoked_at,
         last_used_at=token.last_used_at,
+        kind="sso" if token.kind == "sso" else "api",
+        refresh_expires_at=token.refresh_expires_at,
     )
 
 

@@ -15,6 +15,7 @@ from control.api.errors import conflict, not_found
 from control.api.routing import SegmentRouter
 from control.api.tokens_issue import issue_token
 from control.db.tables import User
+from control.sso import sessions
 from control.wire.errors import ApiError
 from control.wire.events import UserRef
 from control.wire.resources import Me, Page, Role, UserCreate, UserCreated, UserOut, UserUpdate
@@ -89,6 +90,12 @@ def update_user(name: str, body: UserUpdate, session: DB, who: Admin, svc: Svc) 
     for key, value in changes.items():
         setattr(user, key, value.value if isinstance(value, Role) else value)
     session.add(user)
+    if changes.get("disabled"):
+        # Sign-in sessions end for good; API tokens are only refused while the user is disabled.
+        assert user.id is not None
+        ended = sessions.revoke_all(session, user.id)
+        if ended:
+            audit.record(session, who, "token.revoke", "user", user.id, name=user.name, sso_sessions=ended)
     audit.record(
         session, who, "user.update", "user", user.id, name=user.name, **{k: str(v) for k, v in changes.items()}
     )

@@ -1,0 +1,157 @@
+"""`yard login URL --sso` as a person runs it: a real `yard up` configured with a real OpenID
+Connect provider, the CLI printing a code and a link, a browser-less approval (httpx following
+the real redirects), transparent renewal of the access token, and no secret in the server's
+log, the audit log or any error body."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from control.profiles import Profile
+from tests.services.oidc import Browser, OidcProvider, callback_of
+from tests.stack import Stack
+from tests.tui.test_cli import YARD, assert_one_sentence_error, yard
+
+CLIENT_SECRET = "cs-e2e-1234567890-must-never-be-logged"
+
+
+@pytest.fixture
+def sso_up(tmp_path: Path, oidc_provider: OidcProvider) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    """`yard up --detach` with single sign-on from the environment; its URL, data dir and env."""
+    data_dir = tmp_path / "data"
+    env = {
+        "DEVYARD_OIDC_ISSUER": oidc_provider.url,
+        "DEVYARD_OIDC_CLIENT_ID": "devyard-e2e",
+        "DEVYARD_OIDC_CLIENT_SECRET": CLIENT_SECRET,
+        "DEVYARD_OIDC_AUTO_CREATE": "true",
+        "DEVYARD_SSO_POLL_INTERVAL_S": "0.1",
+    }
+    up = yard("up", "--detach", "--data-dir", str(data_dir), "--port", "0", env=env)
+    assert up.returncode == 0, up.stderr
+    url = json.loads((data_dir / "state" / "server.json").read_text())["url"]
+    try:
+        yield url, data_dir, env
+    finally:
+        assert yard("down", "--data-dir", str(data_dir)).returncode == 0
+
+
+def config() -> dict[str, object]:
+    path = Path(os.environ["XDG_CONFIG_HOME"]) / "devyard" / "config.toml"
+    return tomllib.loads(path.read_text())
+
+
+def profile_entry(name: str) -> dict[str, object]:
+    profiles = config()["profiles"]
+    assert isinstance(profiles, dict)
+    return dict(profiles[name])
+
+
+def test_login_with_sso_renews_by_itself_and_leaks_nothing(
+    sso_up: tuple[str, Path, dict[str, str]], oidc_provider: OidcProvider
+) -> None:
+    url, data_dir, _ = sso_up
+    oidc_provider.set_user("erin-sub", email="erin@example.com")
+    login = subprocess.Popen(
+        [YARD, "login", url, "--sso", "--profile", "work"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert login.stdout is not None
+    printed = []
+    for line in login.stdout:
+        printed.append(line)
+        if "/device?user_code=" in line:
+            break
+    link = printed[-1].strip()
+    assert link.startswith(url + "/device?user_code=")
+    user_code = link.rpartition("=")[2]
+
+    browser = Browser()
+    try:
+        form = browser.confirm(browser.open_link(link))
+        callback, query = callback_of(browser.log_in_at_provider(form, "erin-sub", follow=False))
+        assert browser.http.get(callback).status_code == 200
+        replayed = browser.http.get(callback)  # the same code and state once more
+    finally:
+        browser.close()
+    out, err = login.communicate(timeout=30)
+    assert login.returncode == 0, err
+    assert user_code in "".join(printed) and f"Logged in to {url} as erin (developer)" in " ".join(out.split())
+
+    entry = profile_entry("work")
+    first_token, first_refresh = str(entry["token"]), str(entry["refresh_token"])
+    assert first_refresh.startswith("dys_") and isinstance(entry["expires_at"], float)
+    assert config()["default"] == "work"
+
+    # The access token expires at the API while the profile still believes it valid: the first
+    # call meets 401 token_expired, renews the session and is sent again.
+    expire_access_tokens(data_dir)
+    listed = yard("tokens", "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (session,) = json.loads(listed.stdout)
+    assert session["kind"] == "sso" and session["user"] == "erin"
+    renewed = profile_entry("work")
+    assert renewed["token"] != first_token and renewed["refresh_token"] != first_refresh
+
+    # The fast paths renew a token about to expire before they connect.
+    from control import profiles
+    from tui.cli.quick import connect
+
+    stale = Profile("work", url, str(renewed["token"]), refresh_token=str(renewed["refresh_token"]), expires_at=0.0)
+    profiles.save_profile(stale)
+    expire_access_tokens(data_dir)
+    connection = connect()
+    status, body = connection.call("GET", "/api/v1/me")
+    connection.close()
+    assert status == 200 and json.loads(body)["name"] == "erin"
+    assert profile_entry("work")["token"] not in (renewed["token"], first_token)
+
+    # What a person or program sees when it goes wrong, and what the server keeps.
+    bodies = [replayed.text]
+    spent = httpx.post(url + "/api/v1/auth/token", json={"grant_type": "refresh_token", "refresh_token": first_refresh})
+    bodies.append(spent.text)
+    assert spent.status_code == 400 and spent.json()["error"]["code"] == "invalid_grant"
+    admin = profile_entry("local")["token"]
+    audit = httpx.get(url + "/api/v1/audit", params={"limit": 500}, headers={"Authorization": f"Bearer {admin}"})
+    assert audit.status_code == 200 and "sso.approve" in audit.text
+    server_log = (data_dir / "state" / "server.log").read_text()
+    secrets = {
+        "client secret": CLIENT_SECRET,
+        "authorization code": query["code"],
+        "state": query["state"],
+        "first access token": first_token,
+        "first refresh token": first_refresh,
+        "renewed access token": str(renewed["token"]),
+        "renewed refresh token": str(renewed["refresh_token"]),
+        "current refresh token": str(profile_entry("work")["refresh_token"]),
+    }
+    for where, text_ in {"server log": server_log, "audit log": audit.text, "error bodies": "\n".join(bodies)}.items():
+        for what, secret in secrets.items():
+            assert secret not in text_, f"the {what} is in the {where}"
+    assert "sso sign-in approved for erin" in server_log  # the log was written: the search above means something
+
+
+def expire_access_tokens(data_dir: Path) -> None:
+    engine = create_engine(f"sqlite:///{data_dir / 'devyard.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE api_tokens SET expires_at = '2020-01-01 00:00:00.000000' WHERE kind = 'sso'"))
+    engine.dispose()
+
+
+def test_login_sso_refusals_are_one_sentence(sqlite_stack: Stack) -> None:
+    assert_one_sentence_error(yard("login", sqlite_stack.url, "--sso", "--token", "dy_x"), "--token or --sso")
+    assert_one_sentence_error(
+        yard("login", sqlite_stack.url, "--sso"), "Single sign-on is not configured on this devyard"
+    )
