@@ -29,6 +29,13 @@ class SettingsProblem(Exception):
     """Settings could not be loaded; the message is one sentence for the user."""
 
 
+def _loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def default_data_dir() -> Path:
     """Where the embedded stack keeps its state unless told otherwise."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -286,6 +293,9 @@ class Settings(BaseSettings):
             raise ValueError("single sign-on needs both oidc_issuer and oidc_client_id (or neither)")
         if self.oidc_issuer and "openid" not in self.oidc_scopes.split():
             raise ValueError("oidc_scopes must include 'openid'")
+        if self.oidc_issuer.startswith("http://") and not _loopback(self.oidc_issuer):
+            # Codes, tokens and the client secret travel to the provider: plain HTTP only on this machine.
+            raise ValueError("oidc_issuer must be https:// (plain http:// only for a provider on loopback)")
         return self
 
     @property

@@ -103,6 +103,17 @@ def stop(data_dir: DataDir) -> RunningServer | None:
     return server
 
 
+def _sso_environment(settings: Settings) -> dict[str, str]:
+    """Single sign-on given as `yard up` options: to the server through its environment, never
+    its command line (which every user of the machine can read)."""
+    if not settings.sso_enabled:
+        return {}
+    env = {"DEVYARD_OIDC_ISSUER": settings.oidc_issuer, "DEVYARD_OIDC_CLIENT_ID": settings.oidc_client_id}
+    if settings.oidc_client_secret:
+        env["DEVYARD_OIDC_CLIENT_SECRET"] = settings.oidc_client_secret
+    return env
+
+
 def _spawn(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(settings.data_dir)]
     command += ["--host", settings.host, "--port", str(settings.port)]
@@ -118,5 +129,5 @@ def _spawn(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
         stdout=log,
         stderr=log,
         start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **_sso_environment(settings)},
     )

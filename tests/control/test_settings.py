@@ -39,3 +39,25 @@ def test_invalid_values_name_the_setting(tmp_path: Path, text: str, field: str) 
     (tmp_path / "devyard.toml").write_text(text + "\n")
     with pytest.raises(SettingsProblem, match=f"Setting '{field}' is invalid"):
         load_settings(tmp_path)
+
+
+def test_single_sign_on_settings_are_checked_and_the_secret_is_never_shown(tmp_path: Path) -> None:
+    from control.settings import SettingsProblem, load_settings
+
+    good = load_settings(
+        tmp_path, oidc_issuer="https://login.example.com/", oidc_client_id="devyard", oidc_client_secret="s3cr3t-v4lue"
+    )
+    assert good.sso_enabled and good.oidc_issuer == "https://login.example.com"
+    assert "s3cr3t-v4lue" not in repr(good) and "s3cr3t-v4lue" not in str(good)
+    assert load_settings(tmp_path, oidc_issuer="http://127.0.0.1:9400", oidc_client_id="d").sso_enabled
+    assert not load_settings(tmp_path).sso_enabled
+    for bad, words in (
+        ({"oidc_issuer": "https://login.example.com"}, "needs both oidc_issuer and oidc_client_id"),
+        ({"oidc_issuer": "http://login.example.com", "oidc_client_id": "d"}, "must be https://"),
+        ({"oidc_issuer": "login.example.com", "oidc_client_id": "d"}, "is not an http:// or https:// URL"),
+        ({"oidc_issuer": "https://x.example", "oidc_client_id": "d", "oidc_scopes": "email"}, "include 'openid'"),
+        ({"oidc_group_roles": {"g": "agent"}}, "oidc_group_roles"),
+    ):
+        with pytest.raises(SettingsProblem) as caught:
+            load_settings(tmp_path, oidc_client_secret="s3cr3t-v4lue", **bad)
+        assert words in str(caught.value) and "s3cr3t-v4lue" not in str(caught.value)

@@ -26,16 +26,15 @@ CLIENT_SECRET = "cs-e2e-1234567890-must-never-be-logged"
 
 @pytest.fixture
 def sso_up(tmp_path: Path, oidc_provider: OidcProvider) -> Iterator[tuple[str, Path, dict[str, str]]]:
-    """`yard up --detach` with single sign-on from the environment; its URL, data dir and env."""
+    """`yard up --detach` with single sign-on from its options (the rest from the environment);
+    its URL, data dir and env."""
     data_dir = tmp_path / "data"
-    env = {
-        "DEVYARD_OIDC_ISSUER": oidc_provider.url,
-        "DEVYARD_OIDC_CLIENT_ID": "devyard-e2e",
-        "DEVYARD_OIDC_CLIENT_SECRET": CLIENT_SECRET,
-        "DEVYARD_OIDC_AUTO_CREATE": "true",
-        "DEVYARD_SSO_POLL_INTERVAL_S": "0.1",
-    }
-    up = yard("up", "--detach", "--data-dir", str(data_dir), "--port", "0", env=env)
+    env = {"DEVYARD_OIDC_AUTO_CREATE": "true", "DEVYARD_SSO_POLL_INTERVAL_S": "0.1"}
+    secret_file = tmp_path / "client-secret"
+    secret_file.write_text(CLIENT_SECRET + "\n")
+    sso = ["--oidc-issuer", oidc_provider.url, "--oidc-client-id", "devyard-e2e"]
+    sso += ["--oidc-client-secret-file", str(secret_file)]
+    up = yard("up", "--detach", "--data-dir", str(data_dir), "--port", "0", *sso, env=env)
     assert up.returncode == 0, up.stderr
     url = json.loads((data_dir / "state" / "server.json").read_text())["url"]
     try:

@@ -43,6 +43,19 @@ def up(
             "--insecure-http", help="Serve plain HTTP on a non-loopback --host instead of a self-signed certificate."
         ),
     ] = False,
+    oidc_issuer: Annotated[
+        str | None, typer.Option("--oidc-issuer", help="Single sign-on: the OpenID Connect provider's issuer URL.")
+    ] = None,
+    oidc_client_id: Annotated[
+        str | None, typer.Option("--oidc-client-id", help="Single sign-on: devyard's client id at the provider.")
+    ] = None,
+    oidc_client_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--oidc-client-secret-file",
+            help="Single sign-on: a file holding the client secret (or set DEVYARD_OIDC_CLIENT_SECRET).",
+        ),
+    ] = None,
 ) -> None:
     """Start the embedded stack: control API (+ scheduler and agent) on this machine."""
     from compose.stack import detached
@@ -52,6 +65,12 @@ def up(
     from control.datadir import DataDir
     from control.settings import load_settings
 
+    secret = None
+    if oidc_client_secret_file is not None:
+        try:
+            secret = oidc_client_secret_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"Cannot read the client secret from {oidc_client_secret_file} ({type(exc).__name__}).")
     settings = load_settings(
         data_dir,
         host=host,
@@ -60,6 +79,9 @@ def up(
         tls_cert=tls_cert.expanduser().resolve() if tls_cert else None,
         tls_key=tls_key.expanduser().resolve() if tls_key else None,
         insecure_http=insecure_http or None,
+        oidc_issuer=oidc_issuer,
+        oidc_client_id=oidc_client_id,
+        oidc_client_secret=secret,
     )
     existing = detached.running_server(DataDir(settings.data_dir))
     if existing is not None:
