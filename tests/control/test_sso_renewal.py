@@ -35,7 +35,9 @@ def signed_in_profile(stack: Stack, provider: OidcProvider, *, expires_at: float
         grant = sign_in(stack, browser)
     finally:
         browser.close()
-    profile = profiles.Profile("work", stack.url, grant.access_token, grant.refresh_token, expires_at)
+    profile = profiles.Profile(
+        "work", stack.url, grant.access_token, refresh_token=grant.refresh_token, expires_at=expires_at
+    )
     profiles.save_profile(profile, make_default=True)
     return profile
 
