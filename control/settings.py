@@ -138,11 +138,6 @@ class Settings(BaseSettings):
     token_ttl_days: int | None = Field(default=None, gt=0)
     """Default lifetime of new API tokens; none means they never expire unless asked."""
 
-    public_url: str = ""
-    """The URL people and clients reach the API at (``https://devyard.example.com``): single
-    sign-on's verification link and the identity provider's redirect use it. Empty: the URL each
-    request came to (right for one host; set it behind a load balancer)."""
-
     oidc_issuer: str = ""
     """Single sign-on: the OpenID Connect provider's issuer URL; empty turns single sign-on off."""
 
@@ -230,7 +225,8 @@ class Settings(BaseSettings):
 
     public_url: str = ""
     """The address people and git providers reach the API at (``https://yard.example.com``); used in
-    notification links, commit statuses and `yard hooks show`. Empty: ``http://<host>:<port>``."""
+    notification links, commit statuses and `yard hooks show`. Empty: ``http://<host>:<port>``
+    (single sign-on's verification link and redirect URI: the URL each request came to)."""
 
     smtp_host: str = ""
     """SMTP server that sends e-mail notifications; empty: e-mail notifications cannot be added."""
