@@ -1,7 +1,7 @@
 """single sign-on: device codes, OIDC logins, SSO tokens with refresh, users' IdP subject
 
 Revision ID: 0012
-Revises: 0011
+Revises: 0008
 Create Date: 2026-12-06 22:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from control.db.types import UTCDateTime
 
 revision: str = '0012'
-down_revision: str | None = '0011'
+down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
