@@ -30,6 +30,12 @@ from tests.e2e.processes import free_port
 from tests.tlscerts import Authority, authority, server_pair
 
 YARD = str(Path(sys.executable).parent / "yard")
+# `yard run`'s fast path alone (tui/cli/entry.py calls it first): its exit code, None if it
+# handed the command to the full CLI.
+FAST_RUN = (
+    "import sys; from tui.cli import quick_run; code = quick_run.main(sys.argv[1:]); "
+    "print(f'handled: {code}, httpx imported: {\"httpx\" in sys.modules}')"
+)
 
 
 @dataclass
@@ -122,6 +128,17 @@ def test_login_with_the_fingerprint_pins_it_and_runs_and_develop_servers_work_ov
     run = yard("run", "--project", "tlsproj", "--", "sh", "-c", "echo first line; echo second line")
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-2:] == ["first line", "second line"]
+    # That was the standard-library fast path itself, over TLS: it took the command, no handover.
+    fast = subprocess.run(
+        [sys.executable, "-c", FAST_RUN, "--project", "tlsproj", "--", "echo", "fast over tls"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert fast.returncode == 0, fast.stderr
+    assert fast.stdout.splitlines()[-2:] == ["fast over tls", "handled: 0, httpx imported: False"]
     listing = yard("runs", "ls", "--json")  # the httpx client
     assert listing.returncode == 0, listing.stderr
     assert json.loads(listing.stdout)[0]["state"] == "succeeded"
