@@ -142,6 +142,8 @@ def test_login_with_the_fingerprint_pins_it_and_runs_and_develop_servers_work_ov
     listing = yard("runs", "ls", "--json")  # the httpx client
     assert listing.returncode == 0, listing.stderr
     assert json.loads(listing.stdout)[0]["state"] == "succeeded"
+    status = yard("status", "--json")
+    assert json.loads(status.stdout)["tls"] == f"pinned certificate {tls_server.fingerprint}"
     # A develop server, reached through the gateway over TLS.
     assert yard("dev", "start", "--project", "tlsproj").returncode == 0
     try:

@@ -137,9 +137,11 @@ def status(as_json: JsonOption = False) -> None:
         info = client.status()
         me = client.me()
         agents = client.list_agents()
+    # What this client trusts of the API's certificate (None: plain HTTP).
+    tls = client.trust.describe() if client.url.startswith("https://") else None
     if as_json:
         user = {"name": me.name, "role": me.role}
-        print_json({**info.model_dump(mode="json"), "agents": agents, "url": client.url, "user": user})
+        print_json({**info.model_dump(mode="json"), "agents": agents, "url": client.url, "user": user, "tls": tls})
         raise typer.Exit(0 if info.status == "ok" else 1)
     colour = "green" if info.status == "ok" else "yellow"
     console.print(f"[bold {colour}]{info.status}[/] devyard {info.version} at {client.url} as {me.name} ({me.role})")
@@ -151,6 +153,7 @@ def status(as_json: JsonOption = False) -> None:
             + (f": {store['error']}" if store.get("error") else ""),
             "substrate": info.substrate,
             "uptime": f"{info.uptime_s:.0f} s",
+            **({"tls": f"trusting {tls}"} if tls else {}),
             **info.counts,
         }
     )
