@@ -265,6 +265,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Failed step",
         "Jump to the step that failed (or timed out).",
         "run",
+        show=False,
     ),
     A("run.copy_id", "y", "copy_id", "Copy id", "Copy the run's id to the clipboard.", "run", show=False),
     # the log

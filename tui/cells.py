@@ -171,6 +171,14 @@ def command_line(command: object) -> str:
     return shlex.join(str(part) for part in command)
 
 
+def run_command(run: RunOut) -> str:
+    """What a run runs, on one line: its command, or the names of its steps (``3 steps: deps,
+    build, test``) for a run of several."""
+    if len(run.steps) > 1:
+        return f"{len(run.steps)} steps: " + ", ".join(step.name for step in run.steps)
+    return command_line(run.command)
+
+
 def exit_cell(code: object, colours: Palette = DEFAULT_PALETTE) -> Text:
     """An exit code, green when 0 and red otherwise."""
     if code is None:

@@ -14,7 +14,7 @@ from control.wire.devservers import DevServerOut
 from control.wire.runs import RunOut
 from control.wire.schedules import ScheduleOut
 from tui.actions import BY_ID
-from tui.cells import FINISHED, command_line
+from tui.cells import FINISHED, command_line, run_command
 
 if TYPE_CHECKING:
     from tui.app import DevyardApp
@@ -47,7 +47,7 @@ def cancel_run(app: DevyardApp, run: RunOut, action_id: str) -> None:
         await app.client.cancel_run(int(run.id))
         return f"Cancel requested for run {run.id}."
 
-    _confirm(app, f"Cancel run {run.id}?", f"$ {command_line(run.command)}", act, "Cancel run")
+    _confirm(app, f"Cancel run {run.id}?", f"$ {run_command(run)}", act, "Cancel run")
 
 
 async def rerun(app: DevyardApp, run: RunOut, action_id: str) -> RunOut | None:
@@ -68,8 +68,7 @@ async def rerun(app: DevyardApp, run: RunOut, action_id: str) -> RunOut | None:
     except DevyardError as exc:
         app.notify(str(exc), severity="error")
         return None
-    what = f"{len(created.steps)} steps" if len(created.steps) > 1 else command_line(created.command)
-    app.notify(f"Started run {created.id}: {what}")
+    app.notify(f"Started run {created.id}: {run_command(created)}")
     return created
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from control.db.tables import Environment, Project, Run, RunStep, WorkItem
 from control.runs import states
@@ -142,7 +142,7 @@ def queue_retry(session: Session, failed: Run) -> Run | None:
     )
     session.add(retry)
     session.flush()
-    rows = session.exec(select(RunStep).where(RunStep.run_id == failed.id).order_by(RunStep.idx)).all()  # type: ignore[arg-type]
+    rows = session.exec(select(RunStep).where(RunStep.run_id == failed.id).order_by(col(RunStep.idx))).all()
     add_steps(session, retry, [StepDef(r.name, r.command) for r in rows] or step_defs(failed.command))
     queue = "default"
     if failed.environment_id is not None:

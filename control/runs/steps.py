@@ -73,19 +73,21 @@ def step_out(row: RunStep) -> StepOut:
     )
 
 
-def record(session: Session, run: Run, reports: Iterable[WorkerStep]) -> int:
+def record(session: Session, run: Run, reports: Iterable[WorkerStep], final: bool = False) -> int:
     """Apply the worker's step reports (the caller commits); how many steps changed.
 
-    A report that would move a step backwards (a late "running" after its end) is ignored."""
+    A live report that would move a step backwards (a late "running" after its end) is ignored.
+    The ``final`` report (the worker's outcome) is the truth about every step it names, also over
+    the ends written when the run was thought lost."""
     assert run.id is not None
     rows = {row.idx: row for row in session.exec(select(RunStep).where(RunStep.run_id == run.id))}
     changed = 0
     for report in reports:
         row = rows.get(report.index)
-        if row is None or _RANK[report.state] < _RANK.get(row.state, 0):
+        if row is None:
             continue
-        if _RANK[report.state] == _RANK.get(row.state, 0) and row.state in ENDED:
-            continue  # an end is final
+        if not final and (_RANK[report.state] < _RANK.get(row.state, 0) or row.state in ENDED):
+            continue  # a live report never moves a step backwards, and an end stays
         row.state = report.state
         row.exit_code = report.exit_code if report.exit_code is not None else row.exit_code
         row.started_at = _first(row.started_at, report.started_at)

@@ -185,7 +185,7 @@ def test_two_concurrent_runs_do_not_share_files(run_stack: Stack, tmp_path: Path
     gate = tmp_path / "gate"
     gate.mkdir()
     script = (
-        f'touch {gate}/$DEVYARD_RUN_ID; while [ $(ls {gate} | wc -l) -lt 2 ]; do sleep 0.05; done; '
+        f"touch {gate}/$DEVYARD_RUN_ID; while [ $(ls {gate} | wc -l) -lt 2 ]; do sleep 0.05; done; "
         "test ! -e target/run_results.json || { echo shared; exit 9; }; "
         "mkdir -p target && echo $DEVYARD_RUN_ID > target/run_results.json && sleep 0.3 && cat target/run_results.json"
     )
@@ -200,3 +200,58 @@ def test_two_concurrent_runs_do_not_share_files(run_stack: Stack, tmp_path: Path
             with open(target, "wb") as handle:
                 client.download_artifact(run.id, artifact.id, handle)
             assert target.read_text() == f"{run.id}\n"
+
+
+def test_step_reports_only_move_forward_but_the_outcome_report_is_the_truth(stack: Stack) -> None:
+    """A late "running" never undoes a step's end; the worker's outcome report does override the
+    ends written when its run was marked lost (the worker was only out of reach)."""
+    from sqlmodel import Session, col, select
+
+    from control.db.tables import RunStep
+    from control.runs.steps import close_open_steps, record
+    from control.wire.runs import WorkerStep
+
+    with stack.client() as client:
+        client.create_project("demo")
+        run_id = client.create_run(
+            "demo", [], steps=[{"name": "a", "command": ["true"]}, {"name": "b", "command": ["true"]}]
+        ).id
+    with Session(stack.services.engine) as session:
+        from control.db.tables import Run
+
+        run = session.get(Run, run_id)
+        assert run is not None
+        assert record(session, run, [WorkerStep(index=0, state="running", log_line=1)]) == 1
+        assert record(session, run, [WorkerStep(index=0, state="succeeded", exit_code=0)]) == 1
+        assert record(session, run, [WorkerStep(index=0, state="running")]) == 0  # late: ignored
+        assert record(session, run, [WorkerStep(index=1, state="running", log_line=5)]) == 1
+        close_open_steps(session, run, "lost", run.queued_at)  # the run was thought lost
+        session.commit()
+        states = [
+            (s.state, s.log_line)
+            for s in session.exec(select(RunStep).where(RunStep.run_id == run_id).order_by(col(RunStep.idx)))
+        ]
+        assert states == [("succeeded", 1), ("failed", 5)]
+        assert record(session, run, [WorkerStep(index=1, state="succeeded", exit_code=0)]) == 0
+        assert record(session, run, [WorkerStep(index=1, state="succeeded", exit_code=0)], final=True) == 1
+        session.commit()
+        (second,) = session.exec(select(RunStep).where(RunStep.run_id == run_id, RunStep.idx == 1))
+        assert (second.state, second.exit_code, second.log_line) == ("succeeded", 0, 5)
+
+
+def test_a_retry_runs_the_same_steps_with_the_same_stop_signals(run_stack: Stack) -> None:
+    steps = [{"name": "one", "command": ["true"]}, {"name": "two", "command": ["sh", "-c", "exit 1"]}]
+    with run_stack.client() as client:
+        run = client.create_run("demo", [], steps=steps, max_retries=1, stop_signals=["INT"], stop_grace_s=3)
+        assert wait_for_run(client, run.id).state == "failed"
+        retry = wait_until(
+            lambda: next((r for r in client.list_runs().items if r.retry_of_id == run.id), None),
+            timeout=20,
+            message="the retry",
+        )
+        final = wait_for_run(client, retry.id)
+    assert [(s.name, s.command, s.state) for s in final.steps] == [
+        ("one", ["true"], "succeeded"),
+        ("two", ["sh", "-c", "exit 1"], "failed"),
+    ]
+    assert (final.stop_signals, final.stop_grace_s, final.attempt) == (["INT"], 3, 2)

@@ -13,6 +13,7 @@ from tui.cells import (
     Palette,
     command_line,
     exit_cell,
+    run_command,
     run_duration,
     span,
     stamp,
@@ -102,7 +103,7 @@ class RunHeader(Static):
             third.append(f" · {self.note}", style=colours["$warning"])
         shown = [first, command, third]
         if len(run.steps) > 1:
-            command.plain = f"{len(run.steps)} steps ([ ] jump between them, ! to the failing one)"
+            command.plain = f"{run_command(run)}   ([ ] jump between steps, ! to the failing one)"
             shown.append(steps_line(run, colours))
         lines = Text("\n").join(shown)
         lines.no_wrap, lines.overflow = True, "ellipsis"  # one line each, always: long commands are cut

@@ -10,7 +10,7 @@ from textual.message import Message
 
 from control.wire.runs import RunOut
 from tui.actions import bindings
-from tui.cells import Palette, ago, command_line, exit_cell, run_duration, span, state_cell
+from tui.cells import Palette, ago, exit_cell, run_command, run_duration, span, state_cell
 from tui.widgets.resource_table import Column, ResourceTable
 
 
@@ -29,7 +29,7 @@ COLUMNS = (
     RunColumn("duration", "duration", lambda run, _: Text(span(run_duration(run)), justify="right"), width=9),
     RunColumn("exit", "exit", lambda run, colours: exit_cell(run.exit_code, colours), width=4),
     RunColumn("queued", "queued", lambda run, _: Text(ago(run.queued_at)), width=9),
-    RunColumn("command", "command", lambda run, _: Text(command_line(run.command), no_wrap=True)),
+    RunColumn("command", "command", lambda run, _: Text(run_command(run), no_wrap=True)),
 )
 
 

@@ -202,7 +202,7 @@ def finished(run_id: int, body: WorkerFinish, run: WorkerRun, session: DB, svc: 
     else:
         state = states.WORKER_OUTCOMES[body.outcome] or states.FAILED
     if run.state not in states.FINISHED or run.state == states.LOST:
-        record_steps(session, run, body.steps)
+        record_steps(session, run, body.steps, final=True)
     try:
         retry = finish(session, run, state, body.exit_code, body.error, body.started_at, body.finished_at)
     except TransitionRefused as exc:
