@@ -317,6 +317,15 @@ ACTIONS: tuple[ActionSpec, ...] = (
         writes=True,
     ),
     A(
+        "devserver.forward",
+        "f",
+        "forward",
+        "Forward",
+        "Forward the selected port to this machine (127.0.0.1, the same number when free); again: stop.",
+        "devserver",
+        writes=True,
+    ),
+    A(
         "devserver.shell",
         "o",
         "shell",

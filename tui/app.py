@@ -27,6 +27,7 @@ from textual.signal import Signal
 from textual.theme import BUILTIN_THEMES
 
 from control.client import AsyncControlClient
+from control.client.forward import Forwarder
 from control.profiles import Profile, resolve
 from control.wire.devservers import DevServerOut
 from control.wire.resources import Me
@@ -106,6 +107,8 @@ class DevyardApp(App[None]):
         """When the dashboard first showed data (for the start-up benchmark)."""
         self.first_load_failed = False
         """The dashboard's first load failed (the API was down): reload once the stream is up."""
+        self.forwarders: dict[int, Forwarder] = {}
+        """Ports forwarded from the develop server view, by server id; they end with the app."""
         self._pending: list[Change] = []
         self._first_load: asyncio.Future[Tables] | None = None
         self.theme = self.config.theme
@@ -128,6 +131,8 @@ class DevyardApp(App[None]):
         self.follow_events()
 
     async def on_unmount(self) -> None:
+        for forwarder in self.forwarders.values():
+            await forwarder.close()
         await self.client.aclose()
 
     # ------------------------------------------------------------------ live state

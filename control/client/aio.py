@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -37,6 +38,7 @@ class AsyncControlClient(Endpoints, AsyncSender):
         self.token_from_environment = False  # a refused token then points at DEVYARD_TOKEN
         self.trust = trust or Trust()
         verify, refusal = verify_for(self.url, token, self.trust)
+        self.ssl_context = verify if isinstance(verify, ssl.SSLContext) else None
 
         async def refuse(_request: httpx.Request) -> None:
             raise ConnectionFailed(refusal or "")
@@ -67,6 +69,15 @@ class AsyncControlClient(Endpoints, AsyncSender):
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def websocket_url(self, path: str) -> str:
+        """``ws://`` (or ``wss://``) URL of an API path, for WebSocket clients."""
+        base = self.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        return f"{base}/api/v1/{path.lstrip('/')}"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {k: v for k, v in self._http.headers.items() if k.lower() == "authorization"}
 
     async def send(self, call: Call[T]) -> T:
         try:

@@ -1,4 +1,5 @@
-"""The develop server view: its facts, its workspace's git state and this directory's sync."""
+"""The develop server view: its facts, its workspace's git state, this directory's sync, and its
+ports (forwarded here with a key)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from textual.dom import DOMNode
 from textual.widgets import Footer
 
 from control.client import DevyardError
+from control.client.forward import Forwarder, LocalPortTaken, PortSpec
 from control.wire.devservers import DevServerOut
 from control.wire.events import resource_of
 from tui import operations
@@ -23,6 +25,7 @@ from tui.screens.base import YardScreen
 from tui.sync_status import local_status, sync_now, tree_root
 from tui.widgets.devserver_facts import DevServerFacts
 from tui.widgets.git_panel import GitPanel
+from tui.widgets.ports_table import PortsTable
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.sync_panel import SyncPanel
 
@@ -52,6 +55,7 @@ class DevServerScreen(YardScreen[None]):
                     yield GitPanel()
                 with Vertical():
                     yield SyncPanel()
+            yield PortsTable()
         yield StatusBar()
         yield Footer()
 
@@ -88,6 +92,7 @@ class DevServerScreen(YardScreen[None]):
                 self._gateway(server_id, "/health"), self._gateway(server_id, "/git/status"), return_exceptions=False
             )
             facts.health = health
+            await self._ports(server_id)
             if "error" in status and "initialized" not in status:
                 git.problem = f"Git status unavailable: {status['error']}"
             else:
@@ -96,6 +101,17 @@ class DevServerScreen(YardScreen[None]):
             facts.health = None
             git.problem = f"The develop server is {self.server.state}; start it (s) to see its git state."
         await sync_task
+
+    async def _ports(self, server_id: int) -> None:
+        table = self.query_one(PortsTable)
+        try:
+            listening = await self.yard.client.list_ports(server_id)
+        except DevyardError as exc:
+            table.border_subtitle = str(exc)
+            return
+        forwarder = self.yard.forwarders.get(server_id)
+        forwarded = {remote: lst.spec.local for remote, lst in forwarder.listeners.items()} if forwarder else {}
+        table.show(listening, forwarded)
 
     async def _gateway(self, server_id: int, path: str) -> dict[str, Any]:
         try:
@@ -148,6 +164,37 @@ class DevServerScreen(YardScreen[None]):
 
     def action_stop(self) -> None:
         operations.stop_devserver(self.yard, self.server, "devserver.stop")
+
+    @work(group="devserver-forward")
+    async def action_forward(self) -> None:
+        """Forward the selected port here (the same local number when free), or stop forwarding it."""
+        if not operations.allowed(self.yard, "devserver.forward"):
+            return
+        port = self.query_one(PortsTable).selected_port()
+        if port is None:
+            self.notify("Nothing listens in the develop server yet; start a program there first.", severity="warning")
+            return
+        forwarder = self.yard.forwarders.get(self.server.id)
+        if forwarder is None:
+            client = self.yard.client
+            forwarder = Forwarder(
+                client.websocket_url,
+                client.auth_headers,
+                self.server.id,
+                notify=lambda event: self.yard.notify(event.message, severity="warning"),
+                ssl_context=client.ssl_context,
+            )
+            self.yard.forwarders[self.server.id] = forwarder
+        if port in forwarder.listeners:
+            await forwarder.stop(port)
+            self.notify(f"Port {port} is no longer forwarded.")
+        else:
+            try:
+                bound = await forwarder.listen(PortSpec(port, port))
+            except LocalPortTaken:
+                bound = await forwarder.listen(PortSpec(0, port))
+            self.notify(f"Forwarding 127.0.0.1:{bound.local} -> port {port} (until yard exits; f again stops).")
+        await self._ports(self.server.id)
 
     def action_shell(self) -> None:
         operations.open_shell(self.yard, self.server, "devserver.shell")
