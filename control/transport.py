@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     from control.trust import Trust
 
 DEFAULT_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 5.0
+"""Each of a name's addresses gets this long to accept a connection before the next is tried (the
+httpx clients' connect timeout too): an API replica whose host went silent, still in DNS, costs
+5 s, not the whole request timeout."""
+
+_answered: dict[tuple[str, int], Any] = {}
+"""Per (host, port), the address that last accepted a connection in this process. It is tried
+first, so a silent address of a name costs one connect timeout per process, not one per new
+connection; the others keep the resolver's order."""
 SEND_BLOCK = 256 * 1024
 
 
@@ -252,7 +261,8 @@ class Connection:
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
-            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            sock = _open(self.host, self.port, min(self.timeout, CONNECT_TIMEOUT_S))
+            sock.settimeout(self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.https:
                 if self._ssl is None:
@@ -276,6 +286,28 @@ class Connection:
         sock.sendall(request)
         while block := body.read(SEND_BLOCK):
             sock.sendall(block)
+
+
+def _open(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the first of ``host``'s addresses that accepts one (the one that last
+    did first), as :func:`socket.create_connection` but remembering which answered."""
+    key = (host, port)
+    candidates = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    known = _answered.get(key)
+    candidates.sort(key=lambda candidate: candidate[4] != known)  # stable: the rest keep their order
+    error: OSError | None = None
+    for family, kind, proto, _name, address in candidates:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        _answered[key] = address
+        return sock
+    raise error or OSError(f"{host} has no address")
 
 
 def _streamed(sock: socket.socket, reader: BinaryIO, headers: dict[str, str]) -> Iterator[bytes]:

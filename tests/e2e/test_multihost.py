@@ -375,6 +375,26 @@ def test_stopping_the_replica_a_client_follows_is_survived_through_the_other(clu
             cluster.start_replicas(replica)
 
 
+def test_a_replica_whose_host_went_silent_costs_a_new_connection_seconds(cluster: Cluster) -> None:
+    """No refusal comes from a host that is switched off: each connection to it waits for its
+    connect timeout (5 s per address) before the next address of the name is tried."""
+    silent = cluster.replicas[0].address  # the name's first address
+    # From the client host, frames to it go to a hardware address nobody has: its SYNs vanish.
+    neighbour = ["ip", "neigh", "replace", silent, "lladdr", "02:00:00:00:00:01", "dev", "eth0", "nud", "permanent"]
+    assert cluster.client.run(neighbour, cluster.client_env).returncode == 0
+    try:
+        started = time.monotonic()
+        out = cluster.yard("run", "-p", "demo", "--", *_printer(3, 0, "gone"), timeout=120)
+        took = time.monotonic() - started
+    finally:
+        cluster.client.run(["ip", "neigh", "del", silent, "dev", "eth0"], cluster.client_env)
+    assert out == _expected(cluster, 3, "gone").decode()
+    # The first connection waits 5 s on the silent address, the next ones (follow the log, read
+    # the run) go to the address that answered. A request timeout (30 s) per new connection, as
+    # before, took 91 s here; 5 s per connection 16 s; this 7 s.
+    assert took < 14, f"yard run took {took:.1f} s"
+
+
 def test_every_hop_to_the_api_is_tls(cluster: Cluster) -> None:
     for replica in cluster.replicas:
         plain = replica.url.replace("https://", "http://", 1)
