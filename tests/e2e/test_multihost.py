@@ -256,16 +256,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield cluster
 
 
-def _printer(lines: int, every_s: float, label: str) -> list[str]:
+def _printer(lines: int, every_s: float, label: str, until: Path | None = None) -> list[str]:
     """A command printing, first, the address its host reaches the API from (which host ran
-    it), then ``lines`` numbered lines, one every ``every_s``."""
+    it), then ``lines`` numbered lines, one every ``every_s``. With ``until``: numbered lines
+    until that file exists, then ``end N`` (N: how many it printed)."""
+    loop = f"for i in range({lines}):\n" if until is None else "for i in itertools.count():\n"
     script = (
-        "import socket, sys, time\n"
+        "import itertools, os, socket, sys, time\n"
         "probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
         f"probe.connect(({API_NAME!r}, {PORT}))\n"
         "print('host', probe.getsockname()[0], flush=True)\n"
-        f"for i in range({lines}):\n"
-        f"    print(f'{label} {{i:04d}}', flush=True)\n"
+        + loop
+        + (
+            f"    if os.path.exists({str(until)!r}):\n        print('end', i, flush=True)\n        break\n"
+            if until
+            else ""
+        )
+        + f"    print(f'{label} {{i:04d}}', flush=True)\n"
         f"    time.sleep({every_s})\n"
     )
     return [PYTHON, "-u", "-c", script]
@@ -304,8 +311,9 @@ def test_a_develop_server_on_the_agent_host_is_reached_through_the_gateway(clust
 def test_the_agent_host_cut_off_for_30_s_loses_no_line_and_nothing_running_is_lost(cluster: Cluster) -> None:
     server = cluster.yard("dev", "start", "-p", "demo", "--json", timeout=90)
     assert '"running"' in server
-    lines = 250  # 50 s: before, during and after the outage
-    follower = cluster.yard_process("run", "-p", "demo", "--", *_printer(lines, 0.2, "tick"), name="outage-run")
+    stop = cluster.work / "outage-stop"
+    printer = _printer(0, 0.2, "tick", until=stop)  # before, during and after the outage
+    follower = cluster.yard_process("run", "-p", "demo", "--", *printer, name="outage-run")
     wait_until(lambda: len(follower.lines) >= 10, timeout=60, message="the first lines at the client")
     with cluster.admin() as admin:
         run = next(r for r in admin.list_runs(limit=5, project="demo").items if r.state == "running")
@@ -324,60 +332,40 @@ def test_the_agent_host_cut_off_for_30_s_loses_no_line_and_nothing_running_is_lo
         assert stored[10] == stored[-1], stored
         assert admin.list_devservers()[0].state == "running"
 
+        def shipped_again() -> bool:
+            seen = admin.get_run(run.id)
+            assert seen.state == "running", f"{seen.state} after the outage: {seen.error}"
+            return seen.log_lines > stored[-1] + 10
+
+        # The command is still running, and what it printed meanwhile reaches the API.
+        wait_until(shipped_again, timeout=60, message="lines shipped after the outage")
+        stop.touch()
+
         def finished() -> object:
             seen = admin.get_run(run.id)
             assert seen.state != "lost", seen.error
             return seen if seen.state not in ("starting", "running") else None
 
-        final = wait_until(finished, timeout=120, message="the run to finish after the outage")
+        final = wait_until(finished, timeout=60, message="the run to finish after the outage")
         blob, _ = admin.read_logs(run.id)
         lost = [e for e in admin.list_audit(action="run.lost").items if e.target_id == str(run.id)]
     assert final.state == "succeeded", final  # type: ignore[attr-defined]
-    assert raw_output(blob) == _expected(cluster, lines, "tick")
     assert follower.wait(60) == 0
-    assert follower.output() == _expected(cluster, lines, "tick")
+    printed = follower.output()
+    count = int(printed.rsplit(b"end ", 1)[-1])
+    expected = _expected(cluster, count, "tick") + b"end %d\n" % count
+    assert count > 5 * (OUTAGE_S + 2)  # ticks every 0.2 s through the whole outage
+    assert raw_output(blob) == expected
+    assert printed == expected
     assert lost == []
     # The develop server came through too: the gateway reaches it again.
     assert cluster.yard("dev", "exec", "-p", "demo", "--", "echo", "still here") == "still here\n"
 
 
-def test_stopping_the_replica_a_client_follows_is_survived_through_the_other(cluster: Cluster) -> None:
-    lines = 60
-    follower = cluster.yard_process("run", "-p", "demo", "--", *_printer(lines, 0.1, "fail"), name="failover-run")
-    wait_until(lambda: len(follower.lines) >= 5, timeout=60, message="the first lines at the client")
-
-    def serving() -> str | None:
-        peers = [local for local, peer in cluster.api.established(PORT) if peer == cluster.client.address]
-        return peers[0] if peers else None
-
-    followed = wait_until(serving, timeout=10, message="the client's follow connection on a replica")
-    replica = next(r for r in cluster.replicas if r.address == followed)
-    other = next(r for r in cluster.replicas if r is not replica)
-    try:
-        assert replica.process is not None
-        netns.stop(replica.process)
-        stopped_at = len(follower.lines)
-        wait_until(lambda: len(follower.lines) > stopped_at + 3, timeout=30, message="lines after the stop")
-        assert serving() in (other.address, None)  # None: the run may have ended meanwhile
-        assert follower.wait(60) == 0
-        assert follower.output() == _expected(cluster, lines, "fail")
-        arrivals = [at for at, _ in follower.lines]
-        pause = max(b - a for a, b in itertools.pairwise(arrivals))
-        assert pause < 5.0, f"the follow paused {pause:.1f} s"  # lines come every 0.1 s otherwise
-        with cluster.replica_client(other) as admin:
-            run = admin.list_runs(limit=1, project="demo").items[0]
-            final = wait_for_run(admin, run.id)
-            blob, _ = admin.read_logs(run.id)
-        assert final.state == "succeeded"
-        assert raw_output(blob) == _expected(cluster, lines, "fail")
-    finally:
-        if replica.process is None or replica.process.poll() is not None:
-            cluster.start_replicas(replica)
-
-
 def test_a_replica_whose_host_went_silent_costs_a_new_connection_seconds(cluster: Cluster) -> None:
     """No refusal comes from a host that is switched off: each connection to it waits for its
     connect timeout (5 s per address) before the next address of the name is tried."""
+    cluster.start_replicas(*cluster.replicas)  # both up: the first only stops answering
     silent = cluster.replicas[0].address  # the name's first address
     # From the client host, frames to it go to a hardware address nobody has: its SYNs vanish.
     neighbour = ["ip", "neigh", "replace", silent, "lladdr", "02:00:00:00:00:01", "dev", "eth0", "nud", "permanent"]
@@ -396,6 +384,7 @@ def test_a_replica_whose_host_went_silent_costs_a_new_connection_seconds(cluster
 
 
 def test_every_hop_to_the_api_is_tls(cluster: Cluster) -> None:
+    cluster.start_replicas(*cluster.replicas)
     for replica in cluster.replicas:
         plain = replica.url.replace("https://", "http://", 1)
         try:
@@ -406,3 +395,34 @@ def test_every_hop_to_the_api_is_tls(cluster: Cluster) -> None:
     # The client host trusts the organisation's CA, and it was verified at login.
     profile = (Path(cluster.client_env["XDG_CONFIG_HOME"]) / "devyard" / "config.toml").read_text()
     assert f'url = "{API_URL}"' in profile and str(cluster.ca_file) in profile
+
+
+def test_stopping_the_replica_a_client_follows_is_survived_through_the_other(cluster: Cluster) -> None:
+    cluster.start_replicas(*cluster.replicas)
+    lines = 60
+    follower = cluster.yard_process("run", "-p", "demo", "--", *_printer(lines, 0.1, "fail"), name="failover-run")
+    wait_until(lambda: len(follower.lines) >= 5, timeout=60, message="the first lines at the client")
+
+    def serving() -> str | None:
+        peers = [local for local, peer in cluster.api.established(PORT) if peer == cluster.client.address]
+        return peers[0] if peers else None
+
+    followed = wait_until(serving, timeout=10, message="the client's follow connection on a replica")
+    replica = next(r for r in cluster.replicas if r.address == followed)
+    other = next(r for r in cluster.replicas if r is not replica)
+    assert replica.process is not None
+    netns.stop(replica.process)
+    stopped_at = len(follower.lines)
+    wait_until(lambda: len(follower.lines) > stopped_at + 3, timeout=30, message="lines after the stop")
+    assert serving() in (other.address, None)  # None: the run may have ended meanwhile
+    assert follower.wait(60) == 0
+    assert follower.output() == _expected(cluster, lines, "fail")
+    arrivals = [at for at, _ in follower.lines]
+    pause = max(b - a for a, b in itertools.pairwise(arrivals))
+    assert pause < 5.0, f"the follow paused {pause:.1f} s"  # lines come every 0.1 s otherwise
+    with cluster.replica_client(other) as admin:
+        run = admin.list_runs(limit=1, project="demo").items[0]
+        final = wait_for_run(admin, run.id)
+        blob, _ = admin.read_logs(run.id)
+    assert final.state == "succeeded"
+    assert raw_output(blob) == _expected(cluster, lines, "fail")
