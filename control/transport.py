@@ -25,9 +25,10 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5.0
-"""Each of a name's addresses gets this long to accept a connection before the next is tried (the
-httpx clients' connect timeout too): an API replica whose host went silent, still in DNS, costs
-5 s, not the whole request timeout."""
+"""Each of a name's addresses gets this long to accept a TCP connection before the next is tried:
+an API replica whose host went silent, still in DNS, costs 5 s, not the whole request timeout.
+Only the kernel's handshake is under it; the TLS handshake, which waits for an API process to
+take the connection, has the request timeout."""
 
 _answered: dict[tuple[str, int], Any] = {}
 """Per (host, port), the address that last accepted a connection in this process. It is tried

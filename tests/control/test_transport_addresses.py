@@ -21,7 +21,7 @@ def two_addresses(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, l
             probe.bind(("127.0.0.1", 0))
             dead = probe.getsockname()
         answers = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", dead), (socket.AF_INET, socket.SOCK_STREAM, 6, "", live)]
-        monkeypatch.setattr(transport.socket, "getaddrinfo", lambda *_args: list(answers))
+        monkeypatch.setattr(socket, "getaddrinfo", lambda *_args: list(answers))
         monkeypatch.setattr(transport, "_answered", {})
         tried: list[Any] = []
         connect = socket.socket.connect
@@ -51,8 +51,6 @@ def test_no_address_answering_is_the_last_error(
     two_addresses: tuple[Any, Any, list[Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dead, _live, _tried = two_addresses
-    monkeypatch.setattr(
-        transport.socket, "getaddrinfo", lambda *_args: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", dead)]
-    )
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_args: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", dead)])
     with pytest.raises(ConnectionRefusedError):
         transport._open("api.example", 8421, 1.0)
