@@ -43,6 +43,15 @@ def steps_line(run: RunOut, colours: Palette) -> Text:
     return line
 
 
+def code_words(run: RunOut) -> str:
+    """``code main @ 3f1c9a2e8d7b``: the checkout a repository run ran (empty for the others,
+    whose develop server, if any, is shown already)."""
+    if run.code_source != "repository":
+        return ""
+    commit = run.code_commit[:12] if run.code_commit else "(resolving)"
+    return f"code {run.code_ref} @ {commit}" if run.code_ref != run.code_commit else f"code @ {commit}"
+
+
 class RunHeader(Static):
     """Three lines: state and identity, the command, times and outcome."""
 
@@ -85,6 +94,9 @@ class RunHeader(Static):
             first.append(f"   attempt {run.attempt}/{int(run.max_retries) + 1}")
         if run.devserver_id:
             first.append(f"   in develop server {run.devserver_id}")
+        code = code_words(run)
+        if code:
+            first.append(f"   {code}", style=colours["$accent"])
         command = Text(f"$ {command_line(run.command)}", no_wrap=True, overflow="ellipsis", style="bold")
         third = Text(no_wrap=True, overflow="ellipsis")
         third.append(f"queued {stamp(run.queued_at)}")
