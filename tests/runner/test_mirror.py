@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,6 +20,7 @@ from runner.checkout import check_out
 from runner.gitcommand import CheckoutFailed
 from tests.services.gitserver import GitServer, git, git_server
 from tests.stack import Stack, running_agent, wait_for_run
+from tests.waiting import wait_until
 
 CHECKOUT = """
 import json, sys
@@ -138,3 +140,46 @@ def test_two_agents_on_one_queue_share_one_mirror(stack: Stack, gits: GitServer,
     assert len(made) == 1  # one mirror per project and repository, shared by both agents
     assert git("--git-dir", str(first.config.volume / "git" / made[0]), "fsck", "--strict", "--no-dangling") == ""
     assert {f.agent_id for f in finals} <= {first.agent_id, second.agent_id}
+
+
+def test_a_commit_no_branch_reaches_and_a_pull_request_ref(gits: GitServer, tmp_path: Path) -> None:
+    """What a webhook's run asks for: a pull request's head, by commit or by its forge ref."""
+    repo = gits.create("shop", private=True)
+    head = repo.commit({"VERSION": "pr\n"}, branch="contributor")
+    repo.push_ref("refs/pull/7/head", head)
+    repo.delete_branch("contributor")  # only refs/pull/7/head reaches it now, and no branch or tag
+    volume = tmp_path / "volume"
+    secrets = {"T": gits.token}
+    spec = CodeSpec(source="repository", repo_url=repo.http_url, ref=head, credential_secret="T", mirror="1-shop")
+    assert check_out(spec, secrets, volume, volume / "runs/1", tmp_path / "s1").commit == head
+    assert (volume / "runs/1/VERSION").read_text() == "pr\n"
+    by_ref = spec.model_copy(update={"ref": "refs/pull/7/head", "mirror": "2-shop"})
+    assert check_out(by_ref, secrets, volume, volume / "runs/2", tmp_path / "s2").commit == head
+
+
+def test_a_run_cancelled_while_its_code_is_fetched_ends_cancelled(run_stack: Stack, gits: GitServer) -> None:
+    repo = gits.create("slow", private=True)
+    with run_stack.client() as client:
+        client.update_project("demo", repo_url=repo.http_url, repo_secret="GIT_TOKEN")
+        client.create_environment("demo", "prod", kind="deployment", secrets={"GIT_TOKEN": gits.token})
+        gits.gate = threading.Event()  # the server holds every request until the test lets go
+        run = client.create_run("demo", ["sh", "-c", "echo never"], environment="prod")
+        wait_until(lambda: gits.waiting > 0, timeout=30, message="the agent's fetch to reach the server")
+        client.cancel_run(run.id)
+        # The agent took the cancel (it reports it done after noting it) while the fetch still waits.
+        wait_until(lambda: _cancel_taken(run_stack, run.id), timeout=30, message="the agent to take the cancel")
+        gits.gate.set()
+        final = wait_for_run(client, run.id)
+        log, _ = client.read_logs(run.id)
+    assert final.state == "cancelled" and log == b""
+    assert final.error == f"Run {run.id} was cancelled before its command started."
+
+
+def _cancel_taken(stack: Stack, run_id: int) -> bool:
+    from sqlmodel import Session, select
+
+    from control.db.tables import WorkItem
+
+    with Session(stack.services.engine) as session:
+        item = session.exec(select(WorkItem).where(WorkItem.run_id == run_id, WorkItem.kind == "cancel")).first()
+        return item is not None and item.state == "done"

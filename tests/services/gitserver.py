@@ -96,6 +96,10 @@ class Repo:
     def delete_branch(self, branch: str) -> None:
         git("push", "--quiet", "origin", f":{branch}", cwd=self.work)
 
+    def push_ref(self, ref: str, commit: str) -> None:
+        """Point any ref at ``commit`` on the server (``refs/pull/7/head``, as a forge does)."""
+        git("--git-dir", str(self.bare), "update-ref", ref, commit)
+
 
 @dataclass
 class GitServer:
@@ -104,6 +108,10 @@ class GitServer:
     url: str = ""
     requests: list[tuple[str, str, int]] = field(default_factory=list)
     """(method, path, status) of every HTTP request, in order."""
+    gate: threading.Event | None = None
+    """When set to an Event, every HTTP request waits for it (a slow server, held by the test)."""
+    waiting: int = 0
+    """Requests waiting at the gate now."""
     _http: ThreadingHTTPServer | None = None
 
     def create(self, name: str, private: bool = False, files: dict[str, str | bytes] | None = None) -> Repo:
@@ -154,6 +162,11 @@ class GitServer:
         return secrets.compare_digest(password, self.token)
 
     def _serve(self, request: BaseHTTPRequestHandler) -> None:
+        gate = self.gate
+        if gate is not None:
+            self.waiting += 1
+            gate.wait(60)
+            self.waiting -= 1
         path, _, query = request.path.partition("?")
         name = path.lstrip("/").split(".git/", 1)[0]
         bare = self.root / "repos" / f"{name}.git"
