@@ -54,9 +54,11 @@ class TlsServer:
         return ControlClient(self.url, self.token, trust=trust or Trust(fingerprint=self.fingerprint))
 
 
-def start_server(folder: Path, cert: Path, key: Path, signer: Authority, fingerprint: str) -> TlsServer:
+def start_server(
+    folder: Path, cert: Path, key: Path, signer: Authority, fingerprint: str, env: dict[str, str] | None = None
+) -> TlsServer:
     port = free_port()
-    env = {**os.environ, "XDG_CONFIG_HOME": str(folder / "server-config"), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "XDG_CONFIG_HOME": str(folder / "server-config"), "PYTHONUNBUFFERED": "1", **(env or {})}
     command = [sys.executable, "-m", "compose.supervisor", "--data-dir", str(folder / "data"), "--host", "127.0.0.1"]
     command += ["--port", str(port), "--tls-cert", str(cert), "--tls-key", str(key)]
     log = open(folder / "server.log", "ab")  # noqa: SIM115 - the server writes it while it runs
@@ -316,3 +318,24 @@ def test_the_tui_follows_a_pinned_api_and_refuses_a_changed_certificate(tls_serv
             await wait_for(lambda: "not the pinned" in bar.connection, timeout=30)
 
     asyncio.run(scenario())
+
+
+def test_a_run_in_a_container_ships_its_log_over_tls(tmp_path: Path, docker_image: str) -> None:
+    """The Docker substrate: the worker runs in a container, where the path of the server's
+    certificate file does not exist, and trusts the fingerprint the agent passed instead."""
+    signer = authority()
+    cert, key, fingerprint = server_pair(tmp_path, signer)
+    docker = {"DEVYARD_SUBSTRATE": "docker", "DEVYARD_DOCKER_IMAGE": docker_image, "DEVYARD_DOCKER_PYTHON": "python3"}
+    server = start_server(tmp_path, cert, key, signer, fingerprint, env=docker)
+    try:
+        with server.client() as client:
+            client.create_project("boxed")
+            run = client.create_run("boxed", ["sh", "-c", "test ! -e " + str(cert) + " && echo shipped from a container"])
+            deadline = time.monotonic() + 90
+            while client.get_run(run.id).state not in ("succeeded", "failed", "lost"):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert client.get_run(run.id).state == "succeeded", client.get_run(run.id)
+            assert b"shipped from a container" in client.read_logs(run.id)[0]
+    finally:
+        stop_server(server)
