@@ -56,6 +56,9 @@ class ApiToken(SQLModel, table=True):
     # sha256 of the session's current refresh token; each refresh replaces both secrets.
     refresh_hash: str | None = Field(default=None, max_length=64, unique=True, index=True)
     refresh_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The refresh token this one replaced: presented again, it means a copy was stolen (or a
+    # client lost an answer), and the session is ended (RFC 9700 section 4.14.2).
+    previous_refresh_hash: str | None = Field(default=None, max_length=64, index=True)
 
 
 class Project(SQLModel, table=True):

@@ -40,6 +40,7 @@ USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 USER_CODE_LENGTH = 8
 LOGIN_TTL = timedelta(minutes=10)
 SLOW_DOWN_STEP_S = 5.0
+UNKNOWN_USER_CODE = "unknown_user_code"
 
 
 def format_user_code(code: str) -> str:
@@ -76,7 +77,7 @@ def waiting(session: Session, user_code: str) -> DeviceCode:
     if len(code) == USER_CODE_LENGTH:
         row = session.exec(select(DeviceCode).where(DeviceCode.user_code_hash == hash_token(code))).first()
     if row is None:
-        raise SsoProblem("unknown_user_code", "No sign-in is waiting for that code; check it, or run `yard login --sso` again.")
+        raise SsoProblem(UNKNOWN_USER_CODE, "No sign-in is waiting for that code; check it, or run `yard login --sso` again.")
     if row.expires_at <= utcnow():
         raise SsoProblem(EXPIRED_TOKEN, "That code has expired; run `yard login --sso` again for a new one.")
     if row.state != "pending":

@@ -3,6 +3,9 @@ short-lived access token and of the refresh token that renews it.
 
 Every refresh replaces both secrets in one conditional update on the old refresh token's hash,
 so a refresh token works once: of two refreshes racing with the same one, exactly one wins. The
+one it replaced, presented again, ends the session: someone else holds a copy (RFC 9700
+section 4.14.2). Clients sharing a profile renew under a lock (control/renewal.py), so they
+never do that by themselves. The
 row, and so the session, keeps its id: `yard tokens ls` shows it and `yard tokens revoke` ends it
 (access and refresh token at once); disabling the user revokes it.
 """
@@ -15,6 +18,7 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from control import audit
 from control.auth import display_prefix, hash_token, new_token
 from control.clock import utcnow
 from control.db.tables import ApiToken, User
@@ -51,7 +55,10 @@ def refresh(session: Session, settings: Settings, refresh_token: str) -> TokenGr
     """New access and refresh tokens for a live session; ``invalid_grant`` otherwise."""
     old_hash = hash_token(refresh_token)
     found = session.exec(select(ApiToken, User).join(User).where(ApiToken.refresh_hash == old_hash)).first()
-    if found is None or found[0].kind != SSO:
+    if found is None:
+        _end_if_replayed(session, old_hash)
+        raise SsoProblem(INVALID_GRANT, "The refresh token is not valid (it may have been used already).")
+    if found[0].kind != SSO:
         raise SsoProblem(INVALID_GRANT, "The refresh token is not valid (it may have been used already).")
     row, user = found
     now = utcnow()
@@ -73,6 +80,7 @@ def refresh(session: Session, settings: Settings, refresh_token: str) -> TokenGr
             expires_at=expires_at,
             refresh_hash=hash_token(new_refresh),
             refresh_expires_at=refresh_expires_at,
+            previous_refresh_hash=old_hash,
         )
     )
     if changed.rowcount != 1:
@@ -81,6 +89,26 @@ def refresh(session: Session, settings: Settings, refresh_token: str) -> TokenGr
     session.commit()
     row.expires_at, row.refresh_expires_at = expires_at, refresh_expires_at
     return _grant(settings, row, access, new_refresh)
+
+
+def _end_if_replayed(session: Session, presented_hash: str) -> None:
+    """A live session whose previous refresh token this is gets revoked (and the change committed)."""
+    replayed = session.exec(
+        select(ApiToken).where(
+            ApiToken.previous_refresh_hash == presented_hash, ApiToken.kind == SSO, col(ApiToken.revoked_at).is_(None)
+        )
+    ).first()
+    if replayed is None:
+        return
+    replayed.revoked_at = utcnow()
+    session.add(replayed)
+    audit.record(session, None, "token.revoke", "token", replayed.id, reason="refresh token used twice")
+    session.commit()
+    raise SsoProblem(
+        INVALID_GRANT,
+        "This refresh token was used before, so the sign-in has been ended as a precaution.",
+        ended_session=True,
+    )
 
 
 def revoke_all(session: Session, user_id: int) -> int:

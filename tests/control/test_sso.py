@@ -117,12 +117,17 @@ def test_device_login_end_to_end_then_refresh_rotates_both_tokens(
         renewed = anonymous.grant_token(REFRESH_GRANT, refresh_token=grant.refresh_token)
         assert renewed.token_id == grant.token_id
         assert {renewed.access_token, renewed.refresh_token}.isdisjoint({grant.access_token, grant.refresh_token})
-        # A refresh token works once; the access token it replaced stops working.
-        assert refused(lambda: anonymous.grant_token(REFRESH_GRANT, refresh_token=grant.refresh_token)).code == (
-            "invalid_grant"
-        )
+    # The access token it replaced stops working.
     assert bearer(stack, grant.access_token).status_code == 401
     assert bearer(stack, renewed.access_token).json()["name"] == "alice"
+    with stack.client("") as anonymous:
+        # A refresh token works once; presented again, someone holds a copy: the session ends.
+        replay = refused(lambda: anonymous.grant_token(REFRESH_GRANT, refresh_token=grant.refresh_token))
+        assert replay.code == "invalid_grant" and "ended as a precaution" in replay.message
+        assert refused(lambda: anonymous.grant_token(REFRESH_GRANT, refresh_token=renewed.refresh_token)).code == (
+            "invalid_grant"
+        )
+    assert bearer(stack, renewed.access_token).json()["error"]["message"] == "The token has been revoked."
 
     with stack.services.engine.connect() as conn:
         stored = {str(v) for row in conn.execute(ApiToken.__table__.select()) for v in row}  # type: ignore[attr-defined]
@@ -380,3 +385,66 @@ def test_without_sso_configured_the_endpoints_say_so(sqlite_stack: Stack) -> Non
 def test_client_settings_never_show_the_secret(sso_stack: Stack) -> None:
     assert CLIENT_SECRET not in repr(sso_stack.settings)
     assert CLIENT_SECRET not in repr(ControlClient)
+
+
+def test_guessing_user_codes_is_throttled(sso_stack: Stack, browser: Browser) -> None:
+    from control.sso.throttle import MAX_WRONG
+
+    started = start(sso_stack)
+    for n in range(MAX_WRONG):
+        wrong = browser.open_link(f"{sso_stack.url}/device?user_code=BCDF-{'GHJKLMNPQR'[n]}XZZ")
+        assert wrong.status_code == 400 and "No sign-in is waiting for that code" in wrong.text
+    # Now even the right code gets no answer from this address.
+    page = browser.open_link(started.verification_uri_complete)
+    assert page.status_code == 429 and "Too many wrong codes" in page.text
+    assert started.user_code not in page.text
+
+
+def test_failed_sign_ins_leak_no_secret_into_logs_or_answers(
+    sso_stack: Stack, oidc_provider: OidcProvider, browser: Browser, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    add_alice(sso_stack, oidc_provider)
+    answers: list[str] = []
+    secrets = {"client secret": CLIENT_SECRET}
+
+    first, second = start(sso_stack, "one"), start(sso_stack, "two")
+    secrets |= {"device code 1": first.device_code, "device code 2": second.device_code}
+    form = browser.confirm(browser.open_link(first.verification_uri_complete))
+    callback, query = callback_of(browser.log_in_at_provider(form, "alice-sub", follow=False))
+    secrets |= {"code 1": query["code"], "state 1": query["state"]}
+    answers.append(browser.http.get(callback.replace(query["state"], "x" * 40)).text)  # state mismatch
+    other = Browser()
+    try:
+        form2 = other.confirm(other.open_link(second.verification_uri_complete))
+        callback2, query2 = callback_of(other.log_in_at_provider(form2, "alice-sub", follow=False))
+        secrets |= {"code 2": query2["code"], "state 2": query2["state"]}
+        answers.append(other.http.get(callback2.replace(query2["code"], query["code"])).text)  # nonce mismatch
+        answers.append(other.http.get(callback2).text)  # that state is spent
+    finally:
+        other.close()
+    # The provider spent code 1 on the forged callback: the real one is refused now, in words.
+    answers.append(browser.http.get(callback).text)
+    grant = sign_in(sso_stack, browser)
+    secrets |= {"access token": grant.access_token, "refresh token": grant.refresh_token}
+    for body in (
+        {"grant_type": DEVICE_GRANT, "device_code": first.device_code},  # used
+        {"grant_type": REFRESH_GRANT, "refresh_token": grant.refresh_token + "x"},  # unknown
+        {"grant_type": REFRESH_GRANT, "refresh_token": grant.access_token},  # wrong kind
+        {"grant_type": REFRESH_GRANT, "refresh_token": "y" * 300},  # too long
+    ):
+        answers.append(httpx.post(sso_stack.url + "/api/v1/auth/token", json=body).text)
+    answers.append(bearer(sso_stack, grant.refresh_token).text)
+    with sso_stack.client() as admin:
+        audit = admin.list_audit(limit=500).model_dump_json()
+    # The test's own browser and CLI share this process's httpx loggers (they log the URLs they
+    # fetch, the callback's code included); the API's own records are everything else. (The
+    # server log of a real `yard up` is searched whole in tests/tui/test_login_sso.py.)
+    server_log = "\n".join(
+        r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))
+    )
+    assert "sso.approve" in audit and "nonce mismatch" in answers[1] and "refused the sign-in" in answers[3]
+    assert "sso sign-in refused: nonce_mismatch" in server_log
+    for where, text_ in {"server log": server_log, "audit log": audit, "answers": "\n".join(answers)}.items():
+        for what, secret in secrets.items():
+            assert secret not in text_, f"the {what} is in the {where}"

@@ -13,7 +13,7 @@ from tui.cli.paging import collect
 app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-COLUMNS = ["id", "user", "prefix", "expires_at", "revoked_at", "last_used_at", "name"]
+COLUMNS = ["id", "user", "kind", "prefix", "expires_at", "revoked_at", "last_used_at", "name"]
 
 
 @app.command("ls")

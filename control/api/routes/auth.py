@@ -67,4 +67,6 @@ def grant_token(body: TokenRequest, session: DB, svc: Svc) -> TokenGrant:
         svc.principals.clear()  # the replaced access token stops working in every process now
         return grant
     except SsoProblem as problem:
+        if problem.ended_session:
+            svc.principals.clear()
         raise ApiError(problem.status, problem.code, problem.message) from None

@@ -29,8 +29,10 @@ from control.auth import hash_token
 from control.clock import utcnow
 from control.db.tables import DeviceCode, OidcLogin
 from control.sso import device, pages
+from control.sso.device import UNKNOWN_USER_CODE
 from control.sso.oidc import IdentityProvider
 from control.sso.problem import SsoProblem
+from control.sso.throttle import WrongCodes
 from control.wire.errors import ACCESS_DENIED
 
 router = APIRouter(include_in_schema=False)
@@ -46,6 +48,20 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
 }
 MAX_FORM_BYTES = 4096
+
+
+TOO_MANY = "Too many wrong codes from your address; wait a few minutes, then check the code and try again."
+
+
+def wrong_codes(svc: Services) -> WrongCodes:
+    limiter = svc.extras.get("sso_wrong_codes")
+    if not isinstance(limiter, WrongCodes):
+        limiter = svc.extras["sso_wrong_codes"] = WrongCodes()
+    return limiter
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "?"
 
 
 def identity_provider(svc: Services) -> IdentityProvider:
@@ -70,11 +86,17 @@ async def device_page(request: Request, user_code: str = "") -> Response:
     if not svc.settings.sso_enabled:
         return _html(pages.failed("Single sign-on is not configured on this devyard."), 404)
     csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
-    if user_code:
+    limiter, address = wrong_codes(svc), _address(request)
+    if user_code and limiter.blocked(address):
+        response = _html(pages.enter_code(csrf, TOO_MANY), 429)
+    elif user_code:
         try:
             row = await run_in_threadpool(_waiting, svc, user_code)
-            response = _html(pages.confirm_code(csrf, device.format_user_code(device.normalize_user_code(user_code)), row.client_name))
+            shown = device.format_user_code(device.normalize_user_code(user_code))
+            response = _html(pages.confirm_code(csrf, shown, row.client_name))
         except SsoProblem as problem:
+            if problem.code == UNKNOWN_USER_CODE:
+                limiter.wrong(address)
             response = _html(pages.enter_code(csrf, problem.message), 400)
     else:
         response = _html(pages.enter_code(csrf))
@@ -96,9 +118,14 @@ async def device_submit(request: Request) -> Response:
     if not cookie or not hmac.compare_digest(cookie, form.get("csrf", "")):
         return _html(pages.failed("This form did not come from this devyard's sign-in page; open the link again."), 403)
     base = public_base(svc.settings, request)
+    limiter, address = wrong_codes(svc), _address(request)
+    if limiter.blocked(address):
+        return _html(pages.enter_code(cookie, TOO_MANY), 429)
     try:
         url, state = await run_in_threadpool(_begin, svc, form.get("user_code", ""), base + "/device/callback")
     except SsoProblem as problem:
+        if problem.code == UNKNOWN_USER_CODE:
+            limiter.wrong(address)
         return _html(pages.enter_code(cookie, problem.message), problem.status)
     response = RedirectResponse(url, 303, headers=HEADERS)
     response.set_cookie(

@@ -27,6 +27,8 @@ def upgrade() -> None:
     op.add_column('api_tokens', sa.Column('refresh_hash', sa.String(length=64), nullable=True))
     op.add_column('api_tokens', sa.Column('refresh_expires_at', UTCDateTime(timezone=True), nullable=True))
     op.create_index('ix_api_tokens_refresh_hash', 'api_tokens', ['refresh_hash'], unique=True)
+    op.add_column('api_tokens', sa.Column('previous_refresh_hash', sa.String(length=64), nullable=True))
+    op.create_index('ix_api_tokens_previous_refresh_hash', 'api_tokens', ['previous_refresh_hash'])
     op.create_table(
         'device_codes',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -68,6 +70,8 @@ def downgrade() -> None:
     op.drop_table('oidc_logins')
     op.drop_index('ix_device_codes_expires_at', table_name='device_codes')
     op.drop_table('device_codes')
+    op.drop_index('ix_api_tokens_previous_refresh_hash', table_name='api_tokens')
+    op.drop_column('api_tokens', 'previous_refresh_hash')
     op.drop_index('ix_api_tokens_refresh_hash', table_name='api_tokens')
     op.drop_column('api_tokens', 'refresh_expires_at')
     op.drop_column('api_tokens', 'refresh_hash')
