@@ -61,7 +61,8 @@ def http_receiver() -> Iterator[Receiver]:
                 answer = b"ok" if status < 400 else b"receiver says no"
             try:
                 self.send_response(status)
-                self.send_header("content-type", "text/plain")
+                kind = "application/json" if answer.startswith(b"{") else "text/plain"
+                self.send_header("content-type", kind)
                 self.send_header("content-length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
