@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -74,8 +75,8 @@ def _drain(process: subprocess.Popen[bytes], into: list[str]) -> None:
 class Browser:
     """What a person's browser does in the flow: follows redirects, keeps cookies, submits forms."""
 
-    def __init__(self) -> None:
-        self.http = httpx.Client(timeout=10, follow_redirects=True)
+    def __init__(self, verify: ssl.SSLContext | bool = True) -> None:
+        self.http = httpx.Client(timeout=10, follow_redirects=True, verify=verify)
 
     def close(self) -> None:
         self.http.close()

@@ -1,15 +1,18 @@
-"""`yard login URL --sso` as a person runs it: a real `yard up` configured with a real OpenID
-Connect provider, the CLI printing a code and a link, a browser-less approval (httpx following
-the real redirects), transparent renewal of the access token, and no secret in the server's
-log, the audit log or any error body."""
+"""`yard login https://... --sso --fingerprint ...` as a person runs it: a real `yard up` serving
+TLS and configured with a real OpenID Connect provider, the CLI printing a code and a link, a
+browser-less approval (httpx following the real redirects), transparent renewal of the access
+token over the pinned TLS connection, and no secret in the server's log, the audit log or any
+error body."""
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import tomllib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -17,28 +20,42 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from control.profiles import Profile
+from control.trust import Trust
 from tests.services.oidc import Browser, OidcProvider, callback_of
 from tests.stack import Stack
+from tests.tlscerts import authority, server_pair
 from tests.tui.test_cli import YARD, assert_one_sentence_error, yard
 
 CLIENT_SECRET = "cs-e2e-1234567890-must-never-be-logged"
 
 
+@dataclass
+class SsoServer:
+    url: str
+    data_dir: Path
+    ca: Path
+    fingerprint: str
+
+
 @pytest.fixture
-def sso_up(tmp_path: Path, oidc_provider: OidcProvider) -> Iterator[tuple[str, Path, dict[str, str]]]:
-    """`yard up --detach` with single sign-on from its options (the rest from the environment);
-    its URL, data dir and env."""
+def sso_up(tmp_path: Path, oidc_provider: OidcProvider) -> Iterator[SsoServer]:
+    """`yard up --detach` over TLS (a certificate of a CA made here) with single sign-on from its
+    options (the rest from the environment)."""
     data_dir = tmp_path / "data"
+    signer = authority()
+    cert, key, fingerprint = server_pair(tmp_path, signer)
     env = {"DEVYARD_OIDC_AUTO_CREATE": "true", "DEVYARD_SSO_POLL_INTERVAL_S": "0.1"}
     secret_file = tmp_path / "client-secret"
     secret_file.write_text(CLIENT_SECRET + "\n")
-    sso = ["--oidc-issuer", oidc_provider.url, "--oidc-client-id", "devyard-e2e"]
-    sso += ["--oidc-client-secret-file", str(secret_file)]
-    up = yard("up", "--detach", "--data-dir", str(data_dir), "--port", "0", *sso, env=env)
+    options = ["--tls-cert", str(cert), "--tls-key", str(key)]
+    options += ["--oidc-issuer", oidc_provider.url, "--oidc-client-id", "devyard-e2e"]
+    options += ["--oidc-client-secret-file", str(secret_file)]
+    up = yard("up", "--detach", "--data-dir", str(data_dir), "--port", "0", *options, env=env)
     assert up.returncode == 0, up.stderr
     url = json.loads((data_dir / "state" / "server.json").read_text())["url"]
+    assert url.startswith("https://"), url
     try:
-        yield url, data_dir, env
+        yield SsoServer(url, data_dir, signer.write(tmp_path / "ca.pem"), fingerprint)
     finally:
         assert yard("down", "--data-dir", str(data_dir)).returncode == 0
 
@@ -54,13 +71,13 @@ def profile_entry(name: str) -> dict[str, object]:
     return dict(profiles[name])
 
 
-def test_login_with_sso_renews_by_itself_and_leaks_nothing(
-    sso_up: tuple[str, Path, dict[str, str]], oidc_provider: OidcProvider
+def test_login_with_sso_over_pinned_tls_renews_by_itself_and_leaks_nothing(
+    sso_up: SsoServer, oidc_provider: OidcProvider
 ) -> None:
-    url, data_dir, _ = sso_up
+    url, data_dir = sso_up.url, sso_up.data_dir
     oidc_provider.set_user("erin-sub", email="erin@example.com")
     login = subprocess.Popen(
-        [YARD, "login", url, "--sso", "--profile", "work"],
+        [YARD, "login", url, "--sso", "--profile", "work", "--fingerprint", sso_up.fingerprint],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -77,7 +94,7 @@ def test_login_with_sso_renews_by_itself_and_leaks_nothing(
     assert link.startswith(url + "/device?user_code=")
     user_code = link.rpartition("=")[2]
 
-    browser = Browser()
+    browser = Browser(verify=ssl.create_default_context(cafile=str(sso_up.ca)))
     try:
         form = browser.confirm(browser.open_link(link))
         callback, query = callback_of(browser.log_in_at_provider(form, "erin-sub", follow=False))
@@ -91,6 +108,7 @@ def test_login_with_sso_renews_by_itself_and_leaks_nothing(
 
     entry = profile_entry("work")
     first_token, first_refresh = str(entry["token"]), str(entry["refresh_token"])
+    assert entry["fingerprint"] == sso_up.fingerprint  # pinned with the session
     assert first_refresh.startswith("dys_") and isinstance(entry["expires_at"], float)
     assert config()["default"] == "work"
 
@@ -108,7 +126,8 @@ def test_login_with_sso_renews_by_itself_and_leaks_nothing(
     from control import profiles
     from tui.cli.quick import connect
 
-    stale = Profile("work", url, str(renewed["token"]), refresh_token=str(renewed["refresh_token"]), expires_at=0.0)
+    pinned = Trust(fingerprint=sso_up.fingerprint)
+    stale = Profile("work", url, str(renewed["token"]), pinned, refresh_token=str(renewed["refresh_token"]), expires_at=0.0)
     profiles.save_profile(stale)
     expire_access_tokens(data_dir)
     connection = connect()
@@ -119,11 +138,13 @@ def test_login_with_sso_renews_by_itself_and_leaks_nothing(
 
     # What a person or program sees when it goes wrong, and what the server keeps.
     bodies = [replayed.text]
-    spent = httpx.post(url + "/api/v1/auth/token", json={"grant_type": "refresh_token", "refresh_token": first_refresh})
+    https = httpx.Client(verify=ssl.create_default_context(cafile=str(sso_up.ca)))
+    spent = https.post(url + "/api/v1/auth/token", json={"grant_type": "refresh_token", "refresh_token": first_refresh})
     bodies.append(spent.text)
     assert spent.status_code == 400 and spent.json()["error"]["code"] == "invalid_grant"
     admin = profile_entry("local")["token"]
-    audit = httpx.get(url + "/api/v1/audit", params={"limit": 500}, headers={"Authorization": f"Bearer {admin}"})
+    audit = https.get(url + "/api/v1/audit", params={"limit": 500}, headers={"Authorization": f"Bearer {admin}"})
+    https.close()
     assert audit.status_code == 200 and "sso.approve" in audit.text
     server_log = (data_dir / "state" / "server.log").read_text()
     secrets = {
@@ -150,6 +171,8 @@ def expire_access_tokens(data_dir: Path) -> None:
 
 
 def test_login_sso_refusals_are_one_sentence(sqlite_stack: Stack) -> None:
+    # The session's tokens would come back over plain HTTP from another machine: refused first.
+    assert_one_sentence_error(yard("login", "http://192.0.2.1:8421", "--sso"), "Refusing to send a token over plain HTTP")
     assert_one_sentence_error(yard("login", sqlite_stack.url, "--sso", "--token", "dy_x"), "--token or --sso")
     assert_one_sentence_error(
         yard("login", sqlite_stack.url, "--sso"), "Single sign-on is not configured on this devyard"
