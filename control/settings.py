@@ -264,6 +264,21 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("devserver_host", mode="after")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        import ipaddress
+        import re
+
+        try:
+            ipaddress.ip_address(value)
+            return value
+        except ValueError:
+            pass
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", value):
+            raise ValueError(f"'{value[:100]}' is not an IP address or host name (no scheme, port or path)")
+        return value
+
     @field_validator("secret_keys", mode="after")
     @classmethod
     def _fernet_keys(cls, value: str) -> str:

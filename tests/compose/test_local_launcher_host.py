@@ -22,3 +22,14 @@ def test_an_agent_on_another_host_advertises_its_own_address(tmp_path: Path) -> 
     assert launcher.bind_host == "10.0.1.4"
     assert launcher.endpoint("1:2", 4100) == "http://10.0.1.4:4100"
     assert LocalLauncher("fd00::4").endpoint("1:2", 4100) == "http://[fd00::4]:4100"
+
+
+def test_a_devserver_host_that_is_not_an_address_is_one_sentence(tmp_path: Path) -> None:
+    import pytest
+
+    from control.settings import SettingsProblem
+
+    for bad in ("http://10.0.1.4", "10.0.1.4:8000", "", "build host"):
+        with pytest.raises(SettingsProblem, match="devserver_host.*not an IP address or host name"):
+            load_settings(tmp_path, devserver_host=bad)
+    assert load_settings(tmp_path, devserver_host="build-1.internal").devserver_host == "build-1.internal"
