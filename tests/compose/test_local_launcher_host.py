@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from compose.local import LocalLauncher
 from compose.substrates import make_launcher
-from control.settings import load_settings
+from control.settings import SettingsProblem, load_settings
 
 
 def test_develop_servers_listen_on_loopback_unless_told_otherwise(tmp_path: Path) -> None:
@@ -25,11 +27,7 @@ def test_an_agent_on_another_host_advertises_its_own_address(tmp_path: Path) -> 
 
 
 def test_a_devserver_host_that_is_not_an_address_is_one_sentence(tmp_path: Path) -> None:
-    import pytest
-
-    from control.settings import SettingsProblem
-
     for bad in ("http://10.0.1.4", "10.0.1.4:8000", "", "build host"):
-        with pytest.raises(SettingsProblem, match="devserver_host.*not an IP address or host name"):
+        with pytest.raises(SettingsProblem, match=r"devserver_host.*not an IP address or host name"):
             load_settings(tmp_path, devserver_host=bad)
     assert load_settings(tmp_path, devserver_host="build-1.internal").devserver_host == "build-1.internal"
