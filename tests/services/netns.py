@@ -144,7 +144,8 @@ class Network:
         return str(self.subnet.network_address + 1)
 
     def add_host(self, name: str, count: int = 1) -> Host:
-        """A namespace plugged into the switch with ``count`` addresses."""
+        """A namespace plugged into the switch with ``count`` addresses. ``name`` is also its
+        switch port's name: a word `ip` does not take for a keyword ("a", "up" are)."""
         start = 2 + sum(len(h.addresses) for h in self.hosts.values())
         addresses = [str(self.subnet.network_address + start + i) for i in range(count)]
         host = Host(self, name, addresses)
@@ -180,6 +181,7 @@ def network() -> Iterator[Network]:
     check_available()
     remove_stale()
     net = Network(f"{PREFIX}{os.getpid()}", _free_subnet())
+    made_etc = not NETNS_ETC.exists()
     try:
         ip("netns", "add", net.switch)
         ip("-n", net.switch, "link", "set", "lo", "up")
@@ -193,6 +195,9 @@ def network() -> Iterator[Network]:
         yield net
     finally:
         _take_down(net)
+        if made_etc:  # only if this made it and nothing else is in it now
+            with contextlib.suppress(OSError):
+                NETNS_ETC.rmdir()
 
 
 def _free_subnet() -> ipaddress.IPv4Network:
