@@ -37,19 +37,24 @@ def certificate_refused(exc: BaseException) -> str | None:
     """Why the API's certificate was refused, if that is what ``exc`` (or a cause of it) says:
     a pin that does not match (:class:`control.tlspin.CertificateChanged`) or a failed
     verification. Matched by class name: this module does not import ``ssl``."""
+    from_environment = token_from_environment(None)  # DEVYARD_URL: the fix is a variable, not a login
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         names = {cls.__name__ for cls in type(current).__mro__}
         if "CertificateChanged" in names:
-            return str(current)
+            now, pinned = getattr(current, "seen", "?"), getattr(current, "expected", "?")
+            fix = f"set DEVYARD_FINGERPRINT={now}" if from_environment else f"log in again with --fingerprint {now}"
+            return f"the server's certificate changed: it is {now}, not the pinned {pinned}; if it was replaced on purpose, {fix}"
         if "SSLCertVerificationError" in names:
             detail = getattr(current, "verify_message", None) or str(current)
-            return (
-                f"its certificate is not trusted ({detail}); log in again with --ca-file or --fingerprint"
-                " (`yard login --help`)"
+            fix = (
+                "set DEVYARD_CA_FILE or DEVYARD_FINGERPRINT (with DEVYARD_URL)"
+                if from_environment
+                else "log in again with --ca-file or --fingerprint (`yard login --help`)"
             )
+            return f"its certificate is not trusted ({detail}); {fix}"
         current = current.__cause__ or current.__context__
     return None
 

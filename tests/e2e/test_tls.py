@@ -176,6 +176,18 @@ def test_a_ca_file_is_verified(tls_server: TlsServer, tmp_path: Path) -> None:
     assert refused.returncode == 1 and "is not trusted by" in refused.stderr and "x" not in profiles.load_profiles()[1]
 
 
+def test_a_certificate_the_system_store_trusts_needs_no_flag(tls_server: TlsServer) -> None:
+    # SSL_CERT_FILE replaces OpenSSL's default store, which truststore reads on Linux: the test's
+    # CA stands in for the system's authorities.
+    done = yard("login", tls_server.url, "--token", tls_server.token, env={"SSL_CERT_FILE": str(tls_server.ca)})
+    assert done.returncode == 0, done.stderr
+    assert "trusting the system trust store" in done.stdout
+    assert saved("default").trust == Trust()
+    assert yard("runs", "ls", env={"SSL_CERT_FILE": str(tls_server.ca)}).returncode == 0
+    refused = yard("runs", "ls")  # the real system store does not know the test's CA
+    assert refused.returncode == 1 and "its certificate is not trusted" in refused.stderr
+
+
 def test_without_a_terminal_an_unknown_certificate_is_one_sentence(tls_server: TlsServer) -> None:
     done = yard("login", tls_server.url, "--token", tls_server.token)
     assert done.returncode == 1
