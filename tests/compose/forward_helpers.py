@@ -46,18 +46,27 @@ def target_in_devserver(
 
 
 @contextmanager
-def started_in_devserver(client: ControlClient, server_id: int, command: str, state: Path) -> Iterator[dict[str, int]]:
+def started_in_devserver(
+    client: ControlClient, server_id: int, command: str, state: Path, remote_state: str | None = None
+) -> Iterator[dict[str, int]]:
     """``command`` started in the background by the develop server; its ``ready.json`` (which
-    names its ``pid``) once written; the process is killed at the end."""
+    names its ``pid``) once written to ``state``; the process is killed at the end.
+
+    ``remote_state``: the same folder as the develop server sees it, when that differs (a
+    container: its pid is then the container's, and it is killed from inside)."""
     state.mkdir(parents=True, exist_ok=True)
-    code, _, err = gateway_exec(client, server_id, ["sh", "-c", f"nohup {command} >{state}/log 2>&1 &"])
+    log = f"{remote_state or state}/log"
+    code, _, err = gateway_exec(client, server_id, ["sh", "-c", f"nohup {command} >{log} 2>&1 &"])
     assert code == 0, err
-    ready = wait_until(lambda: _read(state / "ready.json"), timeout=20, message=f"{command} to be ready")
+    ready = wait_until(lambda: _read(state / "ready.json"), timeout=30, message=f"{command} to be ready")
     try:
         yield ready
     finally:
-        with suppress(ProcessLookupError):
-            os.kill(int(ready["pid"]), signal.SIGKILL)
+        if remote_state is None:
+            with suppress(ProcessLookupError):
+                os.kill(int(ready["pid"]), signal.SIGKILL)
+        else:
+            gateway_exec(client, server_id, ["kill", "-9", str(ready["pid"])])
 
 
 def _read(path: Path) -> dict[str, int] | None:
