@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -241,9 +241,24 @@ def ssh_forward(scratch: Path, remotes: list[int]) -> Iterator[dict[int, int] | 
         forwards = [arg for r, loc in locals_.items() for arg in ("-L", f"127.0.0.1:{loc}:127.0.0.1:{r}")]
         user = os.environ.get("USER") or "root"
         client = subprocess.Popen(
-            ["ssh", "-N", "-p", str(port), "-i", str(home / "client_key"), "-o", "StrictHostKeyChecking=no",
-             "-o", f"UserKnownHostsFile={home / 'known_hosts'}", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
-             *forwards, f"{user}@127.0.0.1"],
+            [
+                "ssh",
+                "-N",
+                "-p",
+                str(port),
+                "-i",
+                str(home / "client_key"),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                f"UserKnownHostsFile={home / 'known_hosts'}",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                *forwards,
+                f"{user}@127.0.0.1",
+            ],
             stderr=open(home / "ssh.log", "wb"),  # noqa: SIM115
         )
         for local in locals_.values():
@@ -339,10 +354,14 @@ def main() -> None:
         load = os.getloadavg()
         results: dict[str, Any] = {"direct": measure("direct", {"bulk": bulk, "http": http}, size, requests, repeats)}
         with yard_forward(stack, [bulk, http]) as ports:
-            results["yard"] = measure("yard dev forward", {"bulk": ports[bulk], "http": ports[http]}, size, requests, repeats)
+            results["yard"] = measure(
+                "yard dev forward", {"bulk": ports[bulk], "http": ports[http]}, size, requests, repeats
+            )
         with ssh_forward(scratch, [bulk, http]) as ssh_ports:
             if ssh_ports is not None:
-                results["ssh"] = measure("ssh -L", {"bulk": ssh_ports[bulk], "http": ssh_ports[http]}, size, requests, repeats)
+                results["ssh"] = measure(
+                    "ssh -L", {"bulk": ssh_ports[bulk], "http": ssh_ports[http]}, size, requests, repeats
+                )
         direct, yard = results["direct"], results["yard"]
         metrics: dict[str, Any] = {
             "bytes": size,
@@ -370,10 +389,8 @@ def main() -> None:
         print(json.dumps({"name": "forward", "metrics": metrics, "peer": peer, "targets": TARGETS}, indent=2))
     finally:
         for pid in pids:
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         stack.down()
         shutil.rmtree(scratch, ignore_errors=True)
 
