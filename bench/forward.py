@@ -261,8 +261,7 @@ def ssh_forward(scratch: Path, remotes: list[int]) -> Iterator[dict[int, int] | 
             ],
             stderr=open(home / "ssh.log", "wb"),  # noqa: SIM115
         )
-        for local in locals_.values():
-            wait_for(lambda local=local: listening(local), 15, "ssh -L to listen")
+        wait_for(lambda: all(listening(local) for local in locals_.values()), 15, "ssh -L to listen")
         yield locals_
     finally:
         for process in (client, sshd):
