@@ -1,7 +1,7 @@
 """preview_links: browser links to a port of a develop server (yard dev preview)
 
 Revision ID: 0013
-Revises: 0012
+Revises: 0011
 Create Date: 2026-12-06 23:00:00
 """
 
@@ -15,7 +15,7 @@ import sqlmodel
 import control.db.types
 
 revision: str = '0013'
-down_revision: str | None = '0012'
+down_revision: str | None = '0011'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
