@@ -123,29 +123,48 @@ def owner_and_project(engine: Any) -> tuple[int, int]:
 
 
 def insert_schedules(engine: Any, user_id: int, project_id: int, count: int, due: datetime) -> None:
-    from sqlalchemy import insert
+    """``count`` jobs of one step, each with a cron trigger (a schedule row) due at ``due``."""
+    from sqlalchemy import insert, select
+    from sqlmodel import col
 
-    from control.db.tables import Schedule
+    from control.db.tables import Job, Schedule
 
-    rows = [
+    jobs = [
         {
-            "name": f"burst-{i:05d}",
             "project_id": project_id,
+            "name": f"burst-{i:05d}",
+            "description": "",
             "user_id": user_id,
-            "command": ["true"],
-            "cron": "* * * * *",
-            "timezone": "UTC",
-            "enabled": True,
-            "catchup": "latest",
-            "catchup_cap": 10,
-            "overlap": "queue",
-            "next_fire_at": due,
+            "steps": [{"name": "true", "command": ["true"]}],
+            "artifact_globs": [],
+            "max_retries": 0,
+            "stop_signals": [],
+            "tty": False,
             "created_at": due,
             "updated_at": due,
         }
         for i in range(count)
     ]
     with engine.begin() as conn:
+        conn.execute(insert(Job), jobs)
+        job_ids = dict(conn.execute(select(col(Job.name), col(Job.id)).where(col(Job.project_id) == project_id)).all())
+        rows = [
+            {
+                "name": f"burst-{i:05d}",
+                "project_id": project_id,
+                "job_id": job_ids[f"burst-{i:05d}"],
+                "cron": "* * * * *",
+                "timezone": "UTC",
+                "enabled": True,
+                "catchup": "latest",
+                "catchup_cap": 10,
+                "overlap": "queue",
+                "next_fire_at": due,
+                "created_at": due,
+                "updated_at": due,
+            }
+            for i in range(count)
+        ]
         conn.execute(insert(Schedule), rows)
 
 

@@ -65,7 +65,9 @@ def _refresh(profile: profiles.Profile) -> profiles.Profile:
         connection.close()
     if status != 200:
         message = error_of(status, data)[1].rstrip(".")
-        raise SessionEnded(f"Your sign-in to {profile.url} has ended ({message}); run `yard login {profile.url} --sso` again.")
+        raise SessionEnded(
+            f"Your sign-in to {profile.url} has ended ({message}); run `yard login {profile.url} --sso` again."
+        )
     grant = json.loads(data)
     return profiles.Profile(
         profile.name,

@@ -52,6 +52,9 @@ JUMP_ALIASES = {
     "dev": "devservers",
     "devservers": "devservers",
     "d": "devservers",
+    "jobs": "jobs",
+    "job": "jobs",
+    "j": "jobs",
     "schedules": "schedules",
     "schedule": "schedules",
     "s": "schedules",
@@ -285,7 +288,8 @@ class DevyardApp(App[None]):
             self.dashboard().action_show_tab(tab)
         else:
             self.notify(
-                f"Unknown view {target!r}; try runs, dev, schedules, agents, run 42 or dev PROJECT.", severity="warning"
+                f"Unknown view {target!r}; try runs, dev, jobs, schedules, agents, run 42 or dev PROJECT.",
+                severity="warning",
             )
 
     @work(exclusive=True, group="jump")

@@ -29,6 +29,7 @@ MODIFIERS = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
 VIEWS: dict[str, tuple[str, ...]] = {
     "the dashboard's runs": ("runs", "table", "dashboard", "app"),
     "the dashboard's develop servers": ("devservers", "table", "dashboard", "app"),
+    "the dashboard's jobs": ("jobs", "table", "dashboard", "app"),
     "the dashboard's schedules": ("schedules", "table", "dashboard", "app"),
     "the run view": ("log", "run", "app"),
     "the develop server view": ("devserver", "app"),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from control.client import DevyardError
 from control.wire.devservers import DevServerOut
+from control.wire.jobs import JobOut
 from control.wire.runs import RunOut
 from control.wire.schedules import ScheduleOut
 from tui.actions import BY_ID
@@ -96,6 +97,31 @@ def stop_devserver(app: DevyardApp, server: DevServerOut, action_id: str) -> Non
         act,
         "Stop",
     )
+
+
+def run_job(app: DevyardApp, job: JobOut, action_id: str) -> None:
+    """Ask, then start a run of ``job`` now and open it."""
+    if not allowed(app, action_id):
+        return
+
+    from tui.screens.confirm import ConfirmScreen
+
+    started: list[int] = []
+
+    async def act() -> str:
+        run = await app.client.run_job(job.project, job.name, trigger="manual")
+        started.append(run.id)
+        return f"Job {job.name} started run {run.id}."
+
+    def done(outcome: str | None) -> None:
+        if outcome:
+            app.notify(outcome)
+        if started:  # after the dialog is gone, so the run view is not under it
+            app.open_run(started[0])
+
+    steps = "\n".join(f"{i}. $ {command_line(step.command)}" for i, step in enumerate(job.steps, start=1))
+    where = f" in {job.environment}" if job.environment else ""
+    app.push_screen(ConfirmScreen(f"Run job {job.name} of {job.project}{where} now?", steps, act, yes="Run"), done)
 
 
 def trigger_schedule(app: DevyardApp, schedule: ScheduleOut, action_id: str) -> None:

@@ -27,6 +27,7 @@ from control.api.routes import (
     gateway,
     health,
     hooks,
+    jobs,
     members,
     notifications,
     previews,
@@ -97,6 +98,7 @@ def create_app(services: Services) -> FastAPI:
         artifacts,
         agents,
         schedules,
+        jobs,
         devservers,
         tunnels,  # before the gateway, whose catch-all would take their paths
         previews,

@@ -8,6 +8,7 @@ from typing import Any
 from control.client.calls import Call, call, endpoint, no_content, untyped
 from control.wire.devservers import AdoptedDevServer, DevServerOut
 from control.wire.hooks import HookCreated, HookDeliveryOut, HookOut
+from control.wire.jobs import JobOut
 from control.wire.notifications import DeliveryOut, NotificationCreated, NotificationOut
 from control.wire.ports import ListeningPort, PreviewIssued, PreviewOut
 from control.wire.resources import (
@@ -172,8 +173,9 @@ class Endpoints:
         project: str | None = None,
         trigger: str | None = None,
         environment: str | None = None,
+        job: str | None = None,
     ) -> Call[Page[RunOut]]:
-        params = _page(limit, cursor, state=state, project=project, trigger=trigger, environment=environment)
+        params = _page(limit, cursor, state=state, project=project, trigger=trigger, environment=environment, job=job)
         return call("GET", "/runs", Page[RunOut], params=params)
 
     @endpoint
@@ -195,9 +197,10 @@ class Endpoints:
         environment: str | None = None,
         state: list[str] | None = None,
         trigger: str | None = None,
+        job: str | None = None,
     ) -> Call[RunOut]:
         """The newest run that matches (without ``state``: the newest finished one)."""
-        params = {"project": project, "environment": environment, "state": state, "trigger": trigger}
+        params = {"project": project, "environment": environment, "state": state, "trigger": trigger, "job": job}
         return call("GET", "/runs/latest", RunOut, params={k: v for k, v in params.items() if v})
 
     @endpoint
@@ -207,9 +210,10 @@ class Endpoints:
         environment: str | None = None,
         state: list[str] | None = None,
         trigger: str | None = None,
+        job: str | None = None,
     ) -> Call[LatestArtifacts]:
         """The newest matching run and its artifacts."""
-        params = {"project": project, "environment": environment, "state": state, "trigger": trigger}
+        params = {"project": project, "environment": environment, "state": state, "trigger": trigger, "job": job}
         return call("GET", "/runs/latest/artifacts", LatestArtifacts, params={k: v for k, v in params.items() if v})
 
     @endpoint
@@ -248,6 +252,33 @@ class Endpoints:
     @endpoint
     def schedule_ticks(self, name: str, limit: int = 50) -> Call[list[TickOut]]:
         return call("GET", f"/schedules/{name}/ticks", list[TickOut], params={"limit": limit})
+
+    # jobs
+    @endpoint
+    def create_job(self, /, project: str, name: str, **body: Any) -> Call[JobOut]:
+        fields = {k: v for k, v in body.items() if v is not None}
+        return call("POST", f"/projects/{project}/jobs", JobOut, json={"name": name, **fields})
+
+    @endpoint
+    def list_jobs(self, project: str | None = None) -> Call[list[JobOut]]:
+        return call("GET", "/jobs", list[JobOut], params={"project": project} if project else None)
+
+    @endpoint
+    def get_job(self, project: str, name: str) -> Call[JobOut]:
+        return call("GET", f"/projects/{project}/jobs/{name}", JobOut)
+
+    @endpoint
+    def update_job(self, /, project: str, name: str, **changes: Any) -> Call[JobOut]:
+        return call("PATCH", f"/projects/{project}/jobs/{name}", JobOut, json=changes)
+
+    @endpoint
+    def delete_job(self, project: str, name: str) -> Call[None]:
+        return no_content("DELETE", f"/projects/{project}/jobs/{name}")
+
+    @endpoint
+    def run_job(self, /, project: str, name: str, **body: Any) -> Call[RunOut]:
+        fields = {k: v for k, v in body.items() if v is not None}
+        return call("POST", f"/projects/{project}/jobs/{name}/runs", RunOut, json=fields)
 
     # agents
     @endpoint

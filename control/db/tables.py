@@ -192,6 +192,10 @@ class Run(SQLModel, table=True):
     user_id: int = Field(foreign_key="users.id", index=True)
     devserver_id: int | None = Field(default=None, foreign_key="dev_servers.id")
     schedule_id: int | None = Field(default=None, foreign_key="schedules.id", index=True)
+    job_id: int | None = Field(default=None, foreign_key="jobs.id", index=True)
+    # True until the scheduler has started the runs of jobs chained after this run's end
+    # (control/jobs/chain.py); set on every run of a job, cleared once its end was handled.
+    chain_pending: bool = Field(default=False, index=True)
     tick_id: int | None = Field(default=None, foreign_key="schedule_ticks.id", unique=True)
     retry_of_id: int | None = Field(default=None, foreign_key="runs.id")
     command: list[str] = Field(default_factory=list, sa_type=JSON)
@@ -292,24 +296,67 @@ class Artifact(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class Job(SQLModel, table=True):
+    """A saved run definition of a project: what to run, how to stop it, what to keep."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("project_id", "name"), {"sqlite_autoincrement": True})
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", index=True)
+    name: str = Field(max_length=64)
+    description: str = Field(default="", max_length=1000)
+    environment_id: int | None = Field(default=None, foreign_key="environments.id")
+    # Runs started by a trigger (cron, another job's end) are this user's: the claim checks
+    # again that they may still use the environment.
+    user_id: int = Field(foreign_key="users.id")
+    # [{"name": ..., "command": [...]}, ...], run in order in one checkout.
+    steps: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    artifact_globs: list[str] = Field(default_factory=list, sa_type=JSON)
+    timeout_s: int | None = None
+    max_retries: int = 0
+    stop_signals: list[str] = Field(default_factory=list, sa_type=JSON)
+    stop_grace_s: float | None = None
+    tty: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class JobTrigger(SQLModel, table=True):
+    """What starts a job besides a person, other than its cron schedule: a kind and its config.
+
+    ``job``: ``{"job_id": upstream, "states": [...]}``, a run when the upstream job ends in one
+    of those states. Cron triggers are ``schedules`` rows (their ticks need the row).
+    """
+
+    __tablename__ = "job_triggers"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="jobs.id", index=True)
+    kind: str = Field(max_length=32)
+    config: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    enabled: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class Schedule(SQLModel, table=True):
+    """A job's cron trigger (at most one per job). What runs is the job's; the row holds the
+    cron state (next fire time, catch-up, overlap) that its ticks need."""
+
     __tablename__ = "schedules"
     __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=64, unique=True, index=True)
     project_id: int = Field(foreign_key="projects.id", index=True)
-    environment_id: int | None = Field(default=None, foreign_key="environments.id")
-    user_id: int = Field(foreign_key="users.id")
-    command: list[str] = Field(default_factory=list, sa_type=JSON)
+    job_id: int = Field(foreign_key="jobs.id", unique=True)
     cron: str = Field(max_length=200)
     timezone: str = Field(default="UTC", max_length=64)
     enabled: bool = True
     catchup: str = Field(default="latest", max_length=16)
     catchup_cap: int = 10
     overlap: str = Field(default="skip", max_length=16)
-    tty: bool = False
-    """Its runs get a pseudo-terminal (``--tty``); off by default, see docs/architecture.md."""
     next_fire_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -100,7 +100,9 @@ def github(event: str, payload: Any) -> GitEvent:
         sha = _text(payload, "after")
         if _get(payload, "deleted") is True or sha == ZERO_SHA:
             raise Ignored(f"Branch {branch} was deleted; nothing to run.")
-        return GitEvent("push", "push", repository, sha, branch, sender=_text(payload, "sender", "login", required=False))
+        return GitEvent(
+            "push", "push", repository, sha, branch, sender=_text(payload, "sender", "login", required=False)
+        )
     if event == "pull_request":
         raw = _text(payload, "action")
         action = GITHUB_PR_ACTIONS.get(raw)

@@ -38,7 +38,6 @@ IDLE_WAIT_S = 1.0
 scheduler's lost runs) or coming due after a back-off are seen within this."""
 
 
-
 @dataclass
 class Prepared:
     """A delivery with what sending it needs, read in one short transaction."""

@@ -38,6 +38,7 @@ class RunRequest:
     schedule_id: int | None = None
     tick_id: int | None = None
     devserver_id: int | None = None
+    job_id: int | None = None
     tty: tuple[int, int] | None = None
     """``(columns, rows)`` of the pseudo-terminal the command gets; None: one pipe."""
     steps: list[StepDef] = field(default_factory=list)
@@ -72,7 +73,8 @@ def create_run(
         project_id=request.project.id,
         environment_id=request.environment.id if request.environment else None,
         user_id=request.user_id,
-        command=[] if request.steps else request.command,
+        # A run of several steps has no one command; a one-step job's run shows its step's.
+        command=request.command if len(request.steps) <= 1 else [],
         cwd=request.cwd,
         timeout_s=request.timeout_s,
         max_retries=request.max_retries,
@@ -86,6 +88,8 @@ def create_run(
         code_source=code.source,
         code_repo_url=code.repo_url,
         code_ref=code.ref,
+        job_id=request.job_id,
+        chain_pending=request.job_id is not None,
         tty_cols=request.tty[0] if request.tty else None,
         tty_rows=request.tty[1] if request.tty else None,
         stop_signals=request.stop_signals,
@@ -120,6 +124,8 @@ def queue_retry(session: Session, failed: Run) -> Run | None:
         user_id=failed.user_id,
         devserver_id=failed.devserver_id,
         schedule_id=failed.schedule_id,
+        job_id=failed.job_id,
+        chain_pending=failed.job_id is not None,
         command=failed.command,
         cwd=failed.cwd,
         timeout_s=failed.timeout_s,

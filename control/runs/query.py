@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
-from control.db.tables import Environment, Project, Run, User
+from control.db.tables import Environment, Job, Project, Run, User
 
 EnvironmentAlias = aliased(Environment)
 
@@ -23,6 +23,8 @@ class RunQuery:
     project: str | None = None
     environment: str | None = None
     trigger: str | None = None
+    job: str | None = None
+    """Runs of the jobs of this name (in every project unless ``project`` says which)."""
 
 
 def runs_with_names() -> Any:
@@ -45,4 +47,14 @@ def narrow(statement: Any, query: RunQuery) -> Any:
         statement = statement.where(EnvironmentAlias.name == query.environment)
     if query.trigger:
         statement = statement.where(Run.trigger == query.trigger)
+    if query.job:
+        statement = statement.where(col(Run.job_id).in_(select(Job.id).where(Job.name == query.job)))
     return statement
+
+
+def job_names(session: Any, runs: list[Run]) -> dict[int, str]:
+    """Job id → name for the runs' jobs (one query)."""
+    ids = {run.job_id for run in runs if run.job_id is not None}
+    if not ids:
+        return {}
+    return dict(session.exec(select(Job.id, Job.name).where(col(Job.id).in_(ids))).all())

@@ -27,4 +27,5 @@ WORKER_OUTCOMES = {
 
 RETRYABLE = frozenset({FAILED, TIMED_OUT, LOST})
 
-TRIGGERS = frozenset({"manual", "api", "schedule", "watch", "retry"})
+TRIGGERS = frozenset({"manual", "api", "schedule", "watch", "retry", "job"})
+"""``job``: started by another job's end (a chained job)."""

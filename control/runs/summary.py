@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pydantic import BaseModel
 from sqlmodel import Session
 
-from control.db.tables import Artifact, Environment, Project, Run, RunStep, User
+from control.db.tables import Artifact, Environment, Job, Project, Run, RunStep, User
 from control.runs.steps import step_out, steps_of
 from control.wire.runs import ArtifactOut, RunOut
 
@@ -17,7 +17,14 @@ Wake = Callable[..., None]
 """Wakes the waiters of some keys (``Hub.publish``)."""
 
 
-def run_out(run: Run, project: str, environment: str | None, user: str, steps: list[RunStep] | None = None) -> RunOut:
+def run_out(
+    run: Run,
+    project: str,
+    environment: str | None,
+    user: str,
+    steps: list[RunStep] | None = None,
+    job: str | None = None,
+) -> RunOut:
     assert run.id is not None
     duration = None
     if run.started_at is not None:
@@ -58,6 +65,7 @@ def run_out(run: Run, project: str, environment: str | None, user: str, steps: l
         code_repo_url=run.code_repo_url,
         code_ref=run.code_ref,
         code_commit=run.code_commit,
+        job=job,
     )
 
 
@@ -67,7 +75,15 @@ def describe_run(session: Session, run: Run) -> RunOut:
     user = session.get(User, run.user_id)
     assert run.id is not None
     steps = steps_of(session, [run.id])[run.id]
-    return run_out(run, project.name if project else "?", env.name if env else None, user.name if user else "?", steps)
+    job = session.get(Job, run.job_id) if run.job_id else None
+    return run_out(
+        run,
+        project.name if project else "?",
+        env.name if env else None,
+        user.name if user else "?",
+        steps,
+        job.name if job else None,
+    )
 
 
 def announce_run(publish: Publish, wake: Wake, summary: RunOut, kind: str = "run.updated") -> None:

@@ -5,6 +5,7 @@ Each cycle (:meth:`Scheduler.run_once`):
 1. on SQLite, hold the ``scheduler`` lease (a second scheduler waits until it lapses); on
    PostgreSQL several schedulers may run at once, partitioned by row locks;
 2. plan due ticks (phase 1) and fire pending ticks (phase 2) — see control.schedules.ticks;
+   start the runs of jobs chained after runs that ended (control.jobs.chain);
 3. every ``cleanup_interval_s``: mark lost runs, compact finished runs' logs, apply retention,
    close orphaned work items, stop idle develop servers.
 
@@ -30,6 +31,7 @@ from sqlalchemy import Engine
 from control.clock import utcnow
 from control.db.engine import check_connection, make_engine, new_session
 from control.events import EventBus
+from control.jobs.chain import start_followers
 from control.notify import Hub
 from control.objectstore import ObjectStore
 from control.runs.lost import reap_lost_runs
@@ -38,6 +40,7 @@ from control.schedules import cleanup, lease
 from control.schedules.ticks import TickResult, announce_tick, fire_pending, plan_due
 from control.settings import Settings
 from control.wire.events import CleanedIds, CleanedWorkItems, LostRuns
+from control.wire.runs import RunOut
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -49,6 +52,8 @@ LEASE = "scheduler"
 class CycleReport:
     planned: int = 0
     fired: list[TickResult] = field(default_factory=list)
+    chained: list[RunOut] = field(default_factory=list)
+    """Runs of jobs started because a run of the job they follow ended."""
     cleanup: cleanup.CleanupReport | None = None
     lost: list[int] = field(default_factory=list)
     leader: bool = True
@@ -95,6 +100,7 @@ class Scheduler:
         if report.fired:
             self._crash("after_run_row")
             self.wake("work")
+        report.chained = start_followers(self._session, self.publish, self.wake)
         if self._last_cleanup is None or now - self._last_cleanup >= timedelta(
             seconds=self.settings.cleanup_interval_s
         ):

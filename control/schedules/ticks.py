@@ -19,10 +19,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from control.db.engine import begin_write
-from control.db.tables import Environment, Project, Run, Schedule, ScheduleTick
+from control.db.tables import Environment, Job, Project, Run, Schedule, ScheduleTick
+from control.jobs.definition import run_request
 from control.runs import states
 from control.runs.code import choose_code
-from control.runs.create import RunRequest, create_run
+from control.runs.create import create_run
 from control.runs.lifecycle import TransitionRefused, request_cancel
 from control.runs.summary import Publish, Wake, announce_run, describe_run
 from control.schedules.cron import due_between, fire_times
@@ -35,9 +36,6 @@ OVERLAP = ("skip", "queue", "cancel_previous")
 PENDING, FIRED, SKIPPED = "pending", "fired", "skipped"
 FAR_PAST = timedelta(microseconds=1)
 INSERT_BATCH = 1000
-
-SCHEDULED_TTY = (120, 40)
-"""Window size of a scheduled run's pseudo-terminal: nobody's terminal to take it from."""
 
 
 @dataclass(frozen=True)
@@ -138,28 +136,21 @@ def fire_one(session: Session, tick: ScheduleTick, schedule: Schedule) -> TickRe
             except TransitionRefused:
                 pass
     project = session.get(Project, schedule.project_id)
-    if project is None:
-        tick.state, tick.reason = SKIPPED, "the project no longer exists"
+    job = session.get(Job, schedule.job_id)
+    if project is None or job is None:
+        tick.state, tick.reason = SKIPPED, "the project no longer exists" if project is None else "the job was removed"
         session.add(tick)
         return TickResult(schedule.id, schedule.name, tick.id, tick.scheduled_for, SKIPPED, reason=tick.reason)
-    env = session.get(Environment, schedule.environment_id) if schedule.environment_id else None
-    try:  # a schedule's run never uses anyone's workspace: nobody asked for it in person
-        code = choose_code(session, project, env, schedule.user_id, workspace_allowed=False)
+    env = session.get(Environment, job.environment_id) if job.environment_id else None
+    try:  # a scheduled run never uses anyone's workspace: nobody asked for it in person
+        code = choose_code(session, project, env, job.user_id, workspace_allowed=False)
     except ApiError as exc:
         tick.state, tick.reason = SKIPPED, exc.message
         session.add(tick)
         return TickResult(schedule.id, schedule.name, tick.id, tick.scheduled_for, SKIPPED, reason=tick.reason)
-    request = RunRequest(
-        project=project,
-        environment=env,
-        user_id=schedule.user_id,
-        command=schedule.command,
-        trigger="schedule",
-        trigger_info={"schedule": schedule.name, "scheduled_for": tick.scheduled_for.isoformat()},
-        schedule_id=schedule.id,
-        tick_id=tick.id,
-        tty=SCHEDULED_TTY if schedule.tty else None,
-        code=code,
+    info = {"schedule": schedule.name, "scheduled_for": tick.scheduled_for.isoformat()}
+    request = run_request(
+        job, project, env, job.user_id, "schedule", info, code=code, schedule_id=schedule.id, tick_id=tick.id
     )
     run, _ = create_run(session, request)
     tick.state = FIRED

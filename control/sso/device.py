@@ -77,7 +77,9 @@ def waiting(session: Session, user_code: str) -> DeviceCode:
     if len(code) == USER_CODE_LENGTH:
         row = session.exec(select(DeviceCode).where(DeviceCode.user_code_hash == hash_token(code))).first()
     if row is None:
-        raise SsoProblem(UNKNOWN_USER_CODE, "No sign-in is waiting for that code; check it, or run `yard login --sso` again.")
+        raise SsoProblem(
+            UNKNOWN_USER_CODE, "No sign-in is waiting for that code; check it, or run `yard login --sso` again."
+        )
     if row.expires_at <= utcnow():
         raise SsoProblem(EXPIRED_TOKEN, "That code has expired; run `yard login --sso` again for a new one.")
     if row.state != "pending":
@@ -122,7 +124,13 @@ def finish_login(
     device.state, device.user_id = "approved", user.id
     session.add(device)
     audit.record(
-        session, _as_principal(user), "sso.approve", "device_code", device.id, subject=str(claims["sub"]), client=device.client_name
+        session,
+        _as_principal(user),
+        "sso.approve",
+        "device_code",
+        device.id,
+        subject=str(claims["sub"]),
+        client=device.client_name,
     )
     return device, user
 
@@ -163,7 +171,9 @@ def poll(session: Session, settings: Settings, device_code: str) -> TokenGrant:
         session.rollback()
         raise SsoProblem(INVALID_GRANT, "This device code has already been used; run `yard login --sso` again.")
     token, grant = sessions.open_session(session, settings, user, f"sso: {row.client_name}")
-    audit.record(session, _as_principal(user), "token.create", "token", token.id, user=user.name, name=token.name, kind="sso")
+    audit.record(
+        session, _as_principal(user), "token.create", "token", token.id, user=user.name, name=token.name, kind="sso"
+    )
     session.commit()
     return grant
 

@@ -34,12 +34,16 @@ def user_for(session: Session, settings: Settings, claims: dict[str, Any]) -> Us
     if user is None and settings.oidc_match == "email" and email:
         user = session.exec(select(User).where(func.lower(User.email) == email.lower())).first()
         if user is not None and user.sso_subject not in (None, subject):
-            raise SsoProblem(ACCESS_DENIED, f"The devyard user with {email} is linked to another identity; ask an admin.", 403)
+            raise SsoProblem(
+                ACCESS_DENIED, f"The devyard user with {email} is linked to another identity; ask an admin.", 403
+            )
     role = _mapped_role(settings, claims)
     if user is None:
         if not settings.oidc_auto_create:
             who = email or subject
-            raise SsoProblem(ACCESS_DENIED, f"No devyard user matches {who}; ask an admin to add you (`yard users add`).", 403)
+            raise SsoProblem(
+                ACCESS_DENIED, f"No devyard user matches {who}; ask an admin to add you (`yard users add`).", 403
+            )
         return _create(session, role or settings.oidc_default_role, subject, email, claims)
     if user.disabled:
         raise SsoProblem(USER_DISABLED, f"User {user.name} is disabled.", 403)

@@ -83,7 +83,9 @@ class IdentityProvider:
         answer = self._post_form(self._endpoint("token_endpoint"), data, auth)
         id_token = answer.get("id_token")
         if not isinstance(id_token, str):
-            raise SsoProblem("idp_error", "The identity provider's answer has no ID token; is the 'openid' scope allowed?", 502)
+            raise SsoProblem(
+                "idp_error", "The identity provider's answer has no ID token; is the 'openid' scope allowed?", 502
+            )
         claims = self.verify_id_token(id_token, nonce)
         access_token = answer.get("access_token")
         userinfo_endpoint = self.metadata().get("userinfo_endpoint")
@@ -111,12 +113,16 @@ class IdentityProvider:
             registry.validate(claims)
         except JoseError as exc:
             claim = getattr(exc, "claim", None) or "a claim"
-            raise SsoProblem("invalid_id_token", f"The ID token is not valid for this devyard ({claim}: {exc.error}).") from None
+            raise SsoProblem(
+                "invalid_id_token", f"The ID token is not valid for this devyard ({claim}: {exc.error})."
+            ) from None
         audience = claims["aud"]
         if isinstance(audience, list) and len(audience) > 1 and claims.get("azp") != self.client_id:
             raise SsoProblem("invalid_id_token", "The ID token was issued to another party (azp).")
         if claims.get("nonce") != nonce:
-            raise SsoProblem("nonce_mismatch", "The ID token does not belong to this sign-in (nonce mismatch); start again.")
+            raise SsoProblem(
+                "nonce_mismatch", "The ID token does not belong to this sign-in (nonce mismatch); start again."
+            )
         return claims
 
     def metadata(self) -> dict[str, Any]:
@@ -164,7 +170,9 @@ class IdentityProvider:
             response = httpx.get(url, timeout=HTTP_TIMEOUT, follow_redirects=False)
         except httpx.HTTPError as exc:
             raise SsoProblem(
-                "idp_unreachable", f"The identity provider at {self.issuer} cannot be reached ({type(exc).__name__}).", 502
+                "idp_unreachable",
+                f"The identity provider at {self.issuer} cannot be reached ({type(exc).__name__}).",
+                502,
             ) from None
         data = _json(response)
         if response.status_code != 200 or not isinstance(data, dict):
@@ -176,14 +184,17 @@ class IdentityProvider:
             response = httpx.post(url, data=data, auth=auth, timeout=HTTP_TIMEOUT, follow_redirects=False)
         except httpx.HTTPError as exc:
             raise SsoProblem(
-                "idp_unreachable", f"The identity provider at {self.issuer} cannot be reached ({type(exc).__name__}).", 502
+                "idp_unreachable",
+                f"The identity provider at {self.issuer} cannot be reached ({type(exc).__name__}).",
+                502,
             ) from None
         answer = _json(response)
         if response.status_code != 200 or not isinstance(answer, dict):
             error = answer.get("error") if isinstance(answer, dict) else None
             reason = f" ({error})" if isinstance(error, str) and re.fullmatch(r"[a-z_]{1,40}", error) else ""
             raise SsoProblem(
-                "idp_refused", f"The identity provider refused the sign-in{reason}; start again from `yard login --sso`."
+                "idp_refused",
+                f"The identity provider refused the sign-in{reason}; start again from `yard login --sso`.",
             )
         return answer
 

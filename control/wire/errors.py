@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 NOT_FOUND = "not_found"
 PROJECT_NOT_FOUND = "project_not_found"
 ENVIRONMENT_NOT_FOUND = "environment_not_found"
+JOB_NOT_FOUND = "job_not_found"
 CONFLICT = "conflict"
 FORBIDDEN = "forbidden"
 UNAUTHENTICATED = "unauthenticated"

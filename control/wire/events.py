@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from control.wire.devservers import DevServerOut
+from control.wire.jobs import JobOut
 from control.wire.runs import RunOut
 from control.wire.schedules import ScheduleOut, TickFired
 from control.wire.work import AgentOut
@@ -53,6 +54,14 @@ class UserRef(BaseModel):
     role: str | None = None
 
 
+class JobRef(BaseModel):
+    """``job.deleted``."""
+
+    id: int | None
+    project: str
+    name: str
+
+
 class ScheduleRef(BaseModel):
     """``schedule.deleted``."""
 
@@ -88,6 +97,9 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "schedule.updated": ScheduleOut,
     "schedule.deleted": ScheduleRef,
     "schedule.tick": TickFired,
+    "job.created": JobOut,
+    "job.updated": JobOut,
+    "job.deleted": JobRef,
     "project.created": ProjectRef,
     "project.updated": ProjectRef,
     "project.deleted": ProjectRef,

@@ -220,6 +220,8 @@ class RunOut(BaseModel):
     """The branch, tag or commit asked for (repository runs)."""
     code_commit: str | None = None
     """The commit the agent checked out (set once the agent resolved ``code_ref``)."""
+    job: str | None = None
+    """The job this is a run of (its name in the run's project), if any."""
 
 
 class ArtifactOut(BaseModel):

@@ -17,6 +17,8 @@ Tz = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 class ScheduleCreate(Strict):
+    """A job named ``name`` with one step (``command``) and this cron trigger."""
+
     name: Name
     project: Name
     environment: Name | None = None
@@ -53,12 +55,17 @@ class ScheduleUpdate(Patch):
 
 
 class ScheduleOut(BaseModel):
+    """A job's cron trigger, with what the job runs (a schedule is one since jobs came)."""
+
     id: int
     name: str
     project: str
+    job: str | None = None
+    """The job this schedule fires; `yard jobs show` shows all of it."""
     environment: str | None
     user: str
     command: list[str]
+    """The job's command; for a job of several steps, the first step's."""
     cron: str
     timezone: str
     enabled: bool

@@ -29,6 +29,8 @@ TABLES = {
     "audit_events",
     "project_members",
     "preview_links",
+    "jobs",
+    "job_triggers",
 }
 
 
@@ -99,4 +101,61 @@ def test_existing_rows_survive_the_access_and_sealing_upgrades(database_url: str
         assert running.secret == "plain-running-secret"
         assert session.exec(select(Environment)).one().protected is False
         assert session.exec(select(ProjectMember)).all() == []
+    engine.dispose()
+
+
+def test_every_schedule_becomes_a_job_with_a_cron_trigger(database_url: str) -> None:
+    """Data written at 0007: a schedule with its command, environment and tty becomes a job of the
+    same name whose cron trigger is that schedule (next fire time kept); its runs name the job."""
+    from sqlalchemy import text
+
+    from control.db.tables import Job, Run, Schedule
+
+    engine = make_engine(database_url, pool=False)
+    upgrade(engine, "0007")
+    now = "2026-01-01 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO users (name, role, disabled, created_at) VALUES ('al', 'developer', false, :t)"),
+            {"t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO projects (name, description, owner_id, created_at, updated_at) VALUES ('p', '', 1, :t, :t)"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO environments (project_id, name, variables, secrets, agent_queue, resources, protected,"
+                " created_at, updated_at) VALUES (1, 'prod', '{}', '{}', 'default', '{}', false, :t, :t)"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO schedules (name, project_id, environment_id, user_id, command, cron, timezone, enabled,"
+                " catchup, catchup_cap, overlap, tty, next_fire_at, created_at, updated_at) VALUES ('nightly', 1, 1, 1,"
+                " :cmd, '30 2 * * *', 'UTC', true, 'latest', 10, 'skip', true, '2026-01-02 02:30:00', :t, :t)"
+            ),
+            {"cmd": '["dbt", "build"]', "t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO runs (project_id, environment_id, user_id, schedule_id, command, state, trigger,"
+                " trigger_info, attempt, max_retries, artifact_globs, log_seq, log_bytes, log_lines, logs_compacted,"
+                " queued_at) VALUES (1, 1, 1, 1, :cmd, 'succeeded', 'schedule', '{}', 1, 0, '[]', 0, 0, 0, false, :t)"
+            ),
+            {"cmd": '["dbt", "build"]', "t": now},
+        )
+    upgrade(engine)
+    with Session(engine) as session:
+        job = session.exec(select(Job)).one()
+        assert (job.name, job.project_id, job.environment_id, job.user_id, job.tty) == ("nightly", 1, 1, 1, True)
+        assert job.steps == [{"name": "dbt build", "command": ["dbt", "build"]}]
+        schedule = session.exec(select(Schedule)).one()
+        assert schedule.job_id == job.id and schedule.cron == "30 2 * * *" and schedule.next_fire_at is not None
+        assert schedule.next_fire_at.isoformat() == "2026-01-02T02:30:00+00:00"
+        run = session.exec(select(Run)).one()
+        assert run.job_id == job.id and run.chain_pending is False
     engine.dispose()

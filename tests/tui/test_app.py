@@ -78,6 +78,9 @@ def test_dashboard_lists_and_follows_live_events(sqlite_stack: Stack) -> None:
             await asyncio.to_thread(lambda: sqlite_stack.client().cancel_run(first.id))
             await wait_for(lambda: runs.items[str(first.id)].state == "cancelled")
             await pilot.press("3")
+            jobs = app.screen.query_one("#jobs-table", ResourceTable)
+            assert [jobs.items[key].name for key in rows(jobs)] == ["nightly"]  # the schedule's job
+            await pilot.press("4")
             schedules = app.screen.query_one("#schedules-table", ResourceTable)
             assert rows(schedules) and schedules.items[rows(schedules)[0]].name == "nightly"
             await pilot.press("l")  # next tab, vim style

@@ -85,7 +85,7 @@ def test_each_tab_keeps_its_own_filter(agent_stack: Stack) -> None:
             await pilot.pause()
             await pilot.press(*"pytest", "enter")
             await wait_for(lambda: runs.row_count == 0)
-            await pilot.press("4")
+            await pilot.press("5")
             assert agents.row_count == 1  # the runs' filter is not the agents' filter
             tabs = app.screen.query_one(TabbedContent)
             assert str(tabs.get_tab("agents").label) == "Agents (1)"
@@ -210,7 +210,7 @@ def test_schedules_are_added_paused_and_resumed_from_the_tui(sqlite_stack: Stack
         app = app_for(sqlite_stack)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(lambda: app.first_paint_at is not None)
-            await pilot.press("3")
+            await pilot.press("4")
             hint = app.screen.query_one("#schedules-empty", EmptyHint)
             assert "Press a to add one" in str(hint.render())
             await pilot.press("a")

@@ -65,6 +65,12 @@ def snapshot_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             admin.create_schedule(
                 name="weekly-report", project="docs", command=["make", "report"], cron="0 6 * * 1", enabled=False
             )
+            admin.create_job(
+                "shop",
+                "deploy",
+                steps=[{"command": ["make", "build"]}, {"command": ["make", "deploy"], "name": "deploy"}],
+                triggers=[{"kind": "job", "job": "nightly"}],
+            )
             tick = admin.trigger_schedule("nightly")
             assert tick.run_id is not None
             wait_for_run(admin, tick.run_id)
@@ -206,17 +212,27 @@ def test_dashboard_filtered_by_state(snap_compare: Snap, snapshot_stack: Stack) 
     )
 
 
-def test_dashboard_schedules(snap_compare: Snap, snapshot_stack: Stack) -> None:
-    """Next fire and last result; a paused schedule."""
+def test_dashboard_jobs(snap_compare: Snap, snapshot_stack: Stack) -> None:
+    """Each job's last run and state, next fire time and triggers (cron, paused, after a job)."""
     assert snap_compare(make_app(snapshot_stack), terminal_size=SIZE, run_before=scenario("3"))
 
 
+def test_confirm_before_running_a_job(snap_compare: Snap, snapshot_stack: Stack) -> None:
+    """`t` on a job asks first, listing its steps."""
+    assert snap_compare(make_app(snapshot_stack), terminal_size=SIZE, run_before=scenario("3", "t"))
+
+
+def test_dashboard_schedules(snap_compare: Snap, snapshot_stack: Stack) -> None:
+    """Next fire and last result; a paused schedule."""
+    assert snap_compare(make_app(snapshot_stack), terminal_size=SIZE, run_before=scenario("4"))
+
+
 def test_dashboard_agents_read_only(snap_compare: Snap, snapshot_stack: Stack) -> None:
-    assert snap_compare(make_app(snapshot_stack, read_only=True), terminal_size=SIZE, run_before=scenario("4"))
+    assert snap_compare(make_app(snapshot_stack, read_only=True), terminal_size=SIZE, run_before=scenario("5"))
 
 
 def test_confirm_before_firing_a_schedule(snap_compare: Snap, snapshot_stack: Stack) -> None:
-    assert snap_compare(make_app(snapshot_stack), terminal_size=SIZE, run_before=scenario("3", "t"))
+    assert snap_compare(make_app(snapshot_stack), terminal_size=SIZE, run_before=scenario("4", "t"))
 
 
 def test_help_lists_the_keys_of_the_view(snap_compare: Snap, snapshot_stack: Stack) -> None:

@@ -8,7 +8,22 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tui.cli import deploy, dev, hooks, notify, ports, projects, runs, schedules, stack, sync, tokens, users, watch
+from tui.cli import (
+    deploy,
+    dev,
+    hooks,
+    jobs,
+    notify,
+    ports,
+    projects,
+    runs,
+    schedules,
+    stack,
+    sync,
+    tokens,
+    users,
+    watch,
+)
 from tui.cli.context import state
 from tui.cli.output import errors
 
@@ -58,6 +73,7 @@ app.command()(stack.doctor)
 app.command(context_settings={"allow_interspersed_args": False})(runs.run)
 app.add_typer(runs.app, name="runs")
 app.command()(runs.agent)
+app.add_typer(jobs.app, name="jobs")
 app.add_typer(schedules.app, name="schedule")
 app.command()(schedules.scheduler)
 app.add_typer(users.app, name="users")

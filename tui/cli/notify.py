@@ -20,7 +20,18 @@ ProjectOption = Annotated[
     typer.Option("--project", "-p", help="Project \\[default: DEVYARD_PROJECT or the current folder's name]."),
 ]
 COLUMNS = ["name", "channel", "target", "events", "job", "enabled"]
-DELIVERY_COLUMNS = ["id", "run_id", "notification", "channel", "target", "event", "state", "tries", "answer", "created_at"]
+DELIVERY_COLUMNS = [
+    "id",
+    "run_id",
+    "notification",
+    "channel",
+    "target",
+    "event",
+    "state",
+    "tries",
+    "answer",
+    "created_at",
+]
 EVENTS = ("succeeded", "failed", "timed_out", "cancelled", "lost")
 
 

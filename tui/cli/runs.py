@@ -23,11 +23,12 @@ from tui.cli.run_outcome import DETACHED_EXIT_CODE, exit_code_of, sentence, stat
 app = typer.Typer(help="Inspect runs: list, show, logs, cancel, artifacts.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-COLUMNS = ["id", "state", "project", "trigger", "exit_code", "duration_s", "queued_at", "user", "command"]
+COLUMNS = ["id", "state", "project", "job", "trigger", "exit_code", "duration_s", "queued_at", "user", "command"]
 SHOW = [
     "id",
     "state",
     "project",
+    "job",
     "environment",
     "user",
     "command",
@@ -134,7 +135,8 @@ def run(
     stop_signal: Annotated[
         str | None,
         typer.Option(
-            "--stop-signal", help="Signals for cancel and timeout, in order, e.g. INT,TERM (KILL follows) \\[default: TERM]."
+            "--stop-signal",
+            help="Signals for cancel and timeout, in order, e.g. INT,TERM (KILL follows) \\[default: TERM].",
         ),
     ] = None,
     stop_grace: Annotated[
@@ -169,14 +171,48 @@ def run(
     raw: Annotated[
         bool, typer.Option("--raw", help="Print the stored bytes untouched (the default when not on a terminal).")
     ] = False,
+    job: Annotated[
+        str | None,
+        typer.Option("--job", "-j", help="Run this saved job of the project (`yard jobs ls`) instead of a command."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Start COMMAND (or the --step commands) as a run, follow its log, and exit with its exit code."""
+    """Start COMMAND (the --step commands, or a saved job with --job) as a run, follow its log, and exit with its exit code."""
+    if job is not None:
+        given = [
+            flag
+            for flag, value in (
+                ("a command", command),
+                ("--env", env),
+                ("--timeout", timeout),
+                ("--retries", retries),
+                ("--cwd", cwd),
+                ("--artifact", artifact),
+                ("--tty", tty),
+                ("--in-devserver", in_devserver),
+                ("--step", step),
+                ("--stop-signal", stop_signal),
+                ("--stop-grace", stop_grace),
+                ("--workspace", workspace),
+                ("--no-checkout", no_checkout),
+            )
+            if value
+        ]
+        if given:
+            fail(f"--job runs the job as saved, so it takes no {given[0]}; change the job with `yard jobs edit {job}`.")
+        with state.client() as client:
+            created = client.run_job(
+                project or default_project(), job, ref=ref, trigger="manual", idempotency_key=idempotency_key
+            )
+            follow_to_exit(client, created, detach=detach, as_json=as_json, timestamps=timestamps, raw=raw)
+        return
     steps = [parse_step(text) for text in step or []]
     if steps and command:
         fail("Give either a command after -- or --step options, not both.")
     if not steps and (not command or not command[0].strip()):
-        fail("Give the command to run after --, e.g. `yard run -- make test`, or --step NAME=COMMAND.")
+        fail(
+            "Give the command to run after --, e.g. `yard run -- make test`, --step NAME=COMMAND, or a saved job with --job NAME."
+        )
     if sum((ref is not None, workspace, no_checkout)) > 1:
         fail("Give at most one of --ref, --workspace and --no-checkout.")
     code = "workspace" if workspace else "none" if no_checkout else None
@@ -205,19 +241,26 @@ def run(
             if exc.code == PROJECT_NOT_FOUND:
                 fail(f"Project {name} does not exist; create it with `yard projects add {name}` or pass --project.")
             raise
-        run_id = created.id
-        if detach:
-            print_json(created) if as_json else console.print(f"Run {run_id} {state_words(created.state)}.")
-            return
-        printer = LogPrinter(timestamps=timestamps, render=renders(raw))
-        watch_stdout()  # `yard run ... | head`: leave when the reader does; the run goes on
-        while True:
-            try:
-                final = _wait(client, run_id) if as_json else follow(client, run_id, printer)
-                break
-            except KeyboardInterrupt:
-                _interrupted(client, run_id)
-        final = _through_retries(client, final, printer, as_json)
+        follow_to_exit(client, created, detach=detach, as_json=as_json, timestamps=timestamps, raw=raw)
+
+
+def follow_to_exit(
+    client: ControlClient, created: RunOut, *, detach: bool, as_json: bool, timestamps: bool, raw: bool
+) -> None:
+    """Print a run's log (unless ``detach``) through its retries, then exit with its exit code."""
+    run_id = created.id
+    if detach:
+        print_json(created) if as_json else console.print(f"Run {run_id} {state_words(created.state)}.")
+        return
+    printer = LogPrinter(timestamps=timestamps, render=renders(raw))
+    watch_stdout()  # `yard run ... | head`: leave when the reader does; the run goes on
+    while True:
+        try:
+            final = _wait(client, run_id) if as_json else follow(client, run_id, printer)
+            break
+        except KeyboardInterrupt:
+            _interrupted(client, run_id)
+    final = _through_retries(client, final, printer, as_json)
     if as_json:
         print_json(final)
     elif final.state != "succeeded":
@@ -326,13 +369,16 @@ def list_runs(
         list[str] | None, typer.Option("--status", "-s", help="Only runs in this state, repeatable.")
     ] = None,
     project: Annotated[str | None, typer.Option("--project", "-p", help="Only this project.")] = None,
-    trigger: Annotated[str | None, typer.Option("--trigger", help="manual, api, schedule, watch or retry.")] = None,
+    trigger: Annotated[
+        str | None, typer.Option("--trigger", help="manual, api, schedule, watch, retry or job.")
+    ] = None,
+    job: Annotated[str | None, typer.Option("--job", "-j", help="Only runs of jobs of this name.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many, newest first.")] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
     with state.client() as client:
-        items = collect(client.list_runs, limit, state=status, project=project, trigger=trigger)
+        items = collect(client.list_runs, limit, state=status, project=project, trigger=trigger, job=job)
     if as_json:
         print_json(items)
         return
@@ -418,9 +464,10 @@ def cancel(run_id: int, as_json: JsonOption = False) -> None:
 def artifacts(
     run_id: Annotated[int | None, typer.Argument(help="The run (or use --latest).")] = None,
     latest: Annotated[
-        bool, typer.Option("--latest", help="The newest finished run that matches -p, -e and --state.")
+        bool, typer.Option("--latest", help="The newest finished run that matches -p, -e, --job and --state.")
     ] = False,
     project: Annotated[str | None, typer.Option("--project", "-p", help="With --latest: only this project.")] = None,
+    job: Annotated[str | None, typer.Option("--job", "-j", help="With --latest: only runs of this job.")] = None,
     env: Annotated[str | None, typer.Option("--env", "-e", help="With --latest: only this environment.")] = None,
     run_state: Annotated[
         list[str] | None,
@@ -431,12 +478,12 @@ def artifacts(
 ) -> None:
     """List a run's artifacts, or download them (--latest: of the newest matching run)."""
     if (run_id is None) == (not latest):
-        fail("Name a run, or ask for --latest (with -p, -e, --state to choose), not both.")
-    if not latest and (project or env or run_state):
-        fail("-p, -e and --state choose the run of --latest; a run named by its id needs none.")
+        fail("Name a run, or ask for --latest (with -p, -e, --job, --state to choose), not both.")
+    if not latest and (project or env or job or run_state):
+        fail("-p, -e, --job and --state choose the run of --latest; a run named by its id needs none.")
     with state.client() as client:
         if latest:
-            found = client.latest_artifacts(project=project, environment=env, state=run_state)
+            found = client.latest_artifacts(project=project, environment=env, state=run_state, job=job)
             run_id, listed = found.run.id, found.artifacts
             if not as_json:
                 errors.print(f"Run {run_id} ({found.run.state}, finished {humanize(found.run.finished_at)}).")

@@ -172,7 +172,9 @@ def login(
     ] = None,
     sso: Annotated[
         bool,
-        typer.Option("--sso", help="Sign in through your organisation's identity provider (a code and a link to open)."),
+        typer.Option(
+            "--sso", help="Sign in through your organisation's identity provider (a code and a link to open)."
+        ),
     ] = False,
     profile: Annotated[str, typer.Option("--profile", help="Profile name to save it under.")] = "default",
     ca_file: Annotated[

@@ -1,4 +1,4 @@
-"""The dashboard: develop servers, runs, schedules and agents, live from the events stream."""
+"""The dashboard: develop servers, runs, jobs, schedules and agents, live from the events stream."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, TabbedContent, TabPane, Tabs
 
 from control.client import AsyncControlClient, DevyardError
 from control.wire.devservers import DevServerOut
+from control.wire.jobs import JobOut
 from control.wire.resources import Page
 from control.wire.runs import RunOut
 from control.wire.schedules import ScheduleOut
@@ -27,6 +28,7 @@ from tui.screens.base import YardScreen
 from tui.widgets.agents_table import AgentsTable
 from tui.widgets.devservers_table import DevServersTable
 from tui.widgets.empty_hint import EmptyHint
+from tui.widgets.jobs_table import JobsTable
 from tui.widgets.prompt_bar import PromptBar
 from tui.widgets.resource_table import ResourceTable
 from tui.widgets.runs_table import RunsTable
@@ -37,10 +39,12 @@ RUNS_PAGE = 60
 DEVSERVERS_EVERY_S = 10.0
 """How often the develop servers are reloaded: their last activity is not sent as events."""
 AGES_EVERY_TICKS = 10
-TABS = ("devservers", "runs", "schedules", "agents")
-TAB_TITLES = {"devservers": "Dev servers", "runs": "Runs", "schedules": "Schedules", "agents": "Agents"}
-RUN_FILTER_KEYS = ("state", "project", "trigger")
-FILTER_HINT = "filter: words, or state:failed,running project:NAME trigger:schedule — enter keeps it, esc undoes"
+TABS = ("devservers", "runs", "jobs", "schedules", "agents")
+TAB_TITLES = {"devservers": "Dev servers", "runs": "Runs", "jobs": "Jobs", "schedules": "Schedules", "agents": "Agents"}
+RUN_FILTER_KEYS = ("state", "project", "trigger", "job")
+FILTER_HINT = (
+    "filter: words, or state:failed,running project:NAME trigger:schedule job:NAME — enter keeps it, esc undoes"
+)
 FILTER_HINT_OTHERS = "filter this tab: words every row must contain — enter keeps it, esc undoes"
 
 
@@ -53,28 +57,30 @@ EMPTY_KEYS = {
 EMPTY_COMMANDS = {
     "devservers": "`yard dev start` in your project's folder.",
     "runs": "`yard run -- make test` in your project's folder.",
+    "jobs": "`yard jobs add nightly -e prod --cron '30 2 * * *' --step 'dbt build'`.",
     "schedules": "`yard schedule add nightly --cron '0 2 * * *' -- make test`.",
     "agents": "`yard up` (it runs one), or `yard agent` on the machine that should run the work.",
 }
 """The CLI command that makes a table's first row (the hint of an empty table)."""
 
-Tables = tuple[Page[RunOut], list[DevServerOut], list[ScheduleOut], list[AgentOut]]
+Tables = tuple[Page[RunOut], list[DevServerOut], list[JobOut], list[ScheduleOut], list[AgentOut]]
 Row = TypeVar("Row", bound=BaseModel)
 
 
 async def fetch_tables(client: AsyncControlClient, runs_filter: dict[str, Any]) -> Tables:
     """Everything the dashboard shows, in one round of concurrent requests."""
-    runs, servers, schedules, agents = await asyncio.gather(
+    runs, servers, jobs, schedules, agents = await asyncio.gather(
         client.list_runs(limit=RUNS_PAGE, **runs_filter),
         client.list_devservers(),
+        client.list_jobs(),
         client.list_schedules(),
         client.list_agents(),
     )
-    return runs, servers, schedules, agents
+    return runs, servers, jobs, schedules, agents
 
 
 def parse_filter(text: str) -> tuple[dict[str, Any], list[str]]:
-    """``state:failed,running project:shop make`` → server filter for runs, and plain words."""
+    """``state:failed,running project:shop job:nightly make`` → server filter for runs, and plain words."""
     server: dict[str, Any] = {}
     words: list[str] = []
     for token in text.split():
@@ -87,7 +93,7 @@ def parse_filter(text: str) -> tuple[dict[str, Any], list[str]]:
 
 
 class DashboardScreen(YardScreen[None]):
-    """Four tabs of tables; `enter` opens a run or a develop server."""
+    """Five tabs of tables; `enter` opens a run or a develop server."""
 
     DEFAULT_CSS = """
     DashboardScreen TabbedContent { height: 1fr; }
@@ -112,6 +118,9 @@ class DashboardScreen(YardScreen[None]):
             with TabPane(TAB_TITLES["runs"], id="runs"):
                 yield RunsTable(id="runs-table")
                 yield EmptyHint(id="runs-empty")
+            with TabPane(TAB_TITLES["jobs"], id="jobs"):
+                yield JobsTable(id="jobs-table")
+                yield EmptyHint(id="jobs-empty")
             with TabPane(TAB_TITLES["schedules"], id="schedules"):
                 yield SchedulesTable(id="schedules-table")
                 yield EmptyHint(id="schedules-empty")
@@ -144,7 +153,7 @@ class DashboardScreen(YardScreen[None]):
     def action_scopes(self) -> list[tuple[str, DOMNode]]:
         table = self.active_table
         scopes: list[tuple[str, DOMNode]] = [("dashboard", self), ("table", table)]
-        if self.active_tab in ("runs", "devservers", "schedules"):
+        if self.active_tab in ("runs", "devservers", "jobs", "schedules"):
             scopes.append((self.active_tab, table))
         return scopes
 
@@ -213,7 +222,7 @@ class DashboardScreen(YardScreen[None]):
         # The first load was started by the app before this screen existed (see DevyardApp.on_load).
         pending = self.yard.take_first_load()
         try:
-            runs, servers, schedules, agents = await (
+            runs, servers, jobs, schedules, agents = await (
                 pending or fetch_tables(self.yard.client, self.runs.server_filter)
             )
         except DevyardError as exc:
@@ -224,6 +233,7 @@ class DashboardScreen(YardScreen[None]):
         self.runs.next_cursor = runs.next_cursor
         self.runs.replace(runs.items)
         self.query_one(DevServersTable).replace(servers)
+        self.query_one(JobsTable).replace(jobs)
         self.query_one(SchedulesTable).replace(schedules)
         self.query_one(AgentsTable).replace(agents)
         self._count_tabs()
@@ -237,6 +247,16 @@ class DashboardScreen(YardScreen[None]):
         except DevyardError:
             return
         self.query_one(SchedulesTable).replace(schedules)
+        self._count_tabs()
+
+    @work(exclusive=True, group="dashboard-jobs")
+    async def reload_jobs(self) -> None:
+        await asyncio.sleep(0.2)  # a run's events and its job's come together: load once
+        try:
+            jobs = await self.yard.client.list_jobs()
+        except DevyardError:
+            return
+        self.query_one(JobsTable).replace(jobs)
         self._count_tabs()
 
     @work(exclusive=True, group="dashboard-devservers")
@@ -291,7 +311,7 @@ class DashboardScreen(YardScreen[None]):
         """Events from the app's stream, in batches (a burst of run events rebuilds once)."""
         runs: list[RunOut] = []
         servers: list[DevServerOut] = []
-        schedules_changed = False
+        schedules_changed = jobs_changed = False
         for change in changes:
             if change.type == "connected":
                 self.reload()
@@ -300,12 +320,15 @@ class DashboardScreen(YardScreen[None]):
                 if self.runs.accepts(run) or str(run.id) in self.runs.items:
                     runs.append(run)
                 schedules_changed |= run.trigger == "schedule"
+                jobs_changed |= run.job is not None
             elif change.type == "devserver.updated":
                 server = self.query_one(DevServersTable).from_event(change.data)
                 if server is not None and (self.yard.me is None or server.user == self.yard.me.name):
                     servers.append(server)
             elif change.kind == "schedule":
                 schedules_changed = True
+            elif change.kind == "job":
+                jobs_changed = True
             elif change.type == "agent.registered":
                 agents = self.query_one(AgentsTable)
                 if (agent := agents.from_event(change.data)) is not None:
@@ -316,6 +339,8 @@ class DashboardScreen(YardScreen[None]):
             self.query_one(DevServersTable).upsert(servers, first=True)
         if schedules_changed:
             self.reload_schedules()
+        if jobs_changed:
+            self.reload_jobs()
         if runs or servers:
             self._count_tabs()
 
@@ -438,6 +463,23 @@ class DashboardScreen(YardScreen[None]):
         else:
             self.notify(f"Schedule {schedule.name} has not fired a run yet.", severity="warning")
 
+    def action_open_job_run(self) -> None:
+        if (job := self._selected(JobsTable, "job")) is None:
+            return
+        if job.last_run is not None:
+            self.yard.open_run(job.last_run.id)
+        else:
+            self.notify(f"Job {job.name} has not run yet; press t to run it now.", severity="warning")
+
+    def action_run_job(self) -> None:
+        if (job := self._selected(JobsTable, "job")) is not None:
+            operations.run_job(self.yard, job, "jobs.run")
+
+    def action_job_runs(self) -> None:
+        if (job := self._selected(JobsTable, "job")) is not None:
+            self.action_show_tab("runs")
+            self.apply_filter(f"project:{job.project} job:{job.name}")
+
     def action_trigger_schedule(self) -> None:
         if (schedule := self._selected(SchedulesTable, "schedule")) is not None:
             operations.trigger_schedule(self.yard, schedule, "schedules.trigger")
@@ -457,5 +499,7 @@ class DashboardScreen(YardScreen[None]):
             self.action_open_run()
         elif isinstance(event.data_table, DevServersTable):
             self.action_open_devserver()
+        elif isinstance(event.data_table, JobsTable):
+            self.action_open_job_run()
         elif isinstance(event.data_table, SchedulesTable):
             self.action_open_schedule_run()

@@ -1,5 +1,5 @@
 """`:` — jump to a view by name, k9s style: ``runs``, ``dev``, ``schedules``, ``agents``,
-``run 42`` (or just ``42``), ``dev shop``, ``help``, ``quit``."""
+``jobs``, ``run 42`` (or just ``42``), ``dev shop``, ``help``, ``quit``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from textual.widgets import Input, Static
 
 from tui.screens.base import YardModal
 
-TARGETS = ["runs", "dev", "schedules", "agents", "run ", "dev ", "new run", "help", "quit"]
+TARGETS = ["runs", "dev", "jobs", "schedules", "agents", "run ", "dev ", "new run", "help", "quit"]
 
 
 class JumpScreen(YardModal[str | None]):
@@ -37,7 +37,9 @@ class JumpScreen(YardModal[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Input(placeholder=":", suggester=SuggestFromList(self.suggestions, case_sensitive=False))
-            yield Static("runs · dev · schedules · agents · run 42 · dev PROJECT · new run · help · quit", id="hint")
+            yield Static(
+                "runs · dev · jobs · schedules · agents · run 42 · dev PROJECT · new run · help · quit", id="hint"
+            )
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip().lstrip(":").strip() or None)

@@ -89,7 +89,10 @@ class RunHeader(Static):
         project = str(run.project)
         if run.environment:
             project += f"/{run.environment}"
-        first.append(f"   {project}   {run.trigger} by {run.user}")
+        first.append(f"   {project}")
+        if run.job:
+            first.append(f"   job {run.job}", style="bold")
+        first.append(f"   {run.trigger} by {run.user}")
         if int(run.max_retries or 0):
             first.append(f"   attempt {run.attempt}/{int(run.max_retries) + 1}")
         if run.devserver_id:

@@ -1,4 +1,4 @@
-"""The dashboard's runs: newest first, filtered by state, project and trigger on the server."""
+"""The dashboard's runs: newest first, filtered by state, project, trigger and job on the server."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ COLUMNS = (
     RunColumn("state", "state", lambda run, colours: state_cell(run.state, colours), width=12),
     RunColumn("project", "project", lambda run, _: Text(run.project or "-")),
     RunColumn("environment", "env", lambda run, _: Text(run.environment or "-")),
+    RunColumn("job", "job", lambda run, _: Text(run.job or "-")),
     RunColumn("trigger", "trigger", _trigger),
     RunColumn("duration", "duration", lambda run, _: Text(span(run_duration(run)), justify="right"), width=9),
     RunColumn("exit", "exit", lambda run, colours: exit_cell(run.exit_code, colours), width=4),
@@ -51,14 +52,14 @@ class RunsTable(ResourceTable[RunOut]):
         self.next_cursor: str | None = None
         """The API's cursor for the next (older) page; None when every run is loaded."""
         self.server_filter: dict[str, Any] = {}
-        """``state`` (list), ``project`` and ``trigger`` as list_runs takes them."""
+        """``state`` (list), ``project``, ``trigger`` and ``job`` as list_runs takes them."""
 
     def accepts(self, run: RunOut) -> bool:
         """Whether a run from an event belongs in this list under the server-side filter."""
         states = self.server_filter.get("state")
         if states and run.state not in states:
             return False
-        for key in ("project", "trigger"):
+        for key in ("project", "trigger", "job"):
             wanted = self.server_filter.get(key)
             if wanted and getattr(run, key) != wanted:
                 return False

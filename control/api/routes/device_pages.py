@@ -101,7 +101,13 @@ async def device_page(request: Request, user_code: str = "") -> Response:
     else:
         response = _html(pages.enter_code(csrf))
     response.set_cookie(
-        CSRF_COOKIE, csrf, path=COOKIE_PATH, httponly=True, samesite="strict", secure=_secure(svc, request), max_age=3600
+        CSRF_COOKIE,
+        csrf,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(svc, request),
+        max_age=3600,
     )
     return response
 
@@ -129,7 +135,13 @@ async def device_submit(request: Request) -> Response:
         return _html(pages.enter_code(cookie, problem.message), problem.status)
     response = RedirectResponse(url, 303, headers=HEADERS)
     response.set_cookie(
-        STATE_COOKIE, state, path=COOKIE_PATH, httponly=True, samesite="lax", secure=base.startswith("https://"), max_age=600
+        STATE_COOKIE,
+        state,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=base.startswith("https://"),
+        max_age=600,
     )
     return response
 

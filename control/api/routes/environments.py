@@ -159,5 +159,5 @@ def delete_environment(project: str, name: str, session: DB, who: Writer, svc: S
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise conflict(f"Environment {project}/{name} is still used by runs or schedules.") from None
+        raise conflict(f"Environment {project}/{name} is still used by runs or jobs.") from None
     svc.events.publish("environment.deleted", EnvironmentRef(id=env.id, project=project, name=name))

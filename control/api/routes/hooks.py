@@ -131,7 +131,10 @@ def list_hook_deliveries(
     proj = find_project(session, project)
     require_worker(session, proj, who)
     rows = session.exec(
-        select(HookDelivery).where(HookDelivery.project_id == proj.id).order_by(col(HookDelivery.id).desc()).limit(limit)
+        select(HookDelivery)
+        .where(HookDelivery.project_id == proj.id)
+        .order_by(col(HookDelivery.id).desc())
+        .limit(limit)
     )
     return [
         HookDeliveryOut(
@@ -221,14 +224,18 @@ def _act(
     except ValueError:
         raise ApiError(400, "bad_request", "The webhook body is not a JSON object.") from None
     event_name = str(headers.get("x-github-event") or payload.get("object_kind") or payload.get("type") or "?")
-    record = HookDelivery(project_id=project.id, provider=provider, delivery_id=delivery_id, event="?", outcome="ignored")
+    record = HookDelivery(
+        project_id=project.id, provider=provider, delivery_id=delivery_id, event="?", outcome="ignored"
+    )
     try:
         event_name, event = _parse(provider, headers, payload)
     except events.Ignored as exc:
         record.event, record.detail = event_name[:64], str(exc)[:1000]
         return _record(session, record, delivery_id, 202)
     except events.Malformed as exc:
-        raise ApiError(422, "invalid_payload", f"The {event_name} payload is not what {provider} sends: {exc}") from None
+        raise ApiError(
+            422, "invalid_payload", f"The {event_name} payload is not what {provider} sends: {exc}"
+        ) from None
     record.event = event_name[:64]
     session.add(record)
     try:

@@ -16,7 +16,7 @@ from control.api.errors import conflict, forbidden
 from control.api.routing import SegmentRouter
 from control.auth import Principal
 from control.clock import utcnow
-from control.db.tables import DevServer, Environment, Project, ProjectMember, Run, Schedule, User
+from control.db.tables import DevServer, Environment, Job, Project, ProjectMember, Run, User
 from control.notifications.purge import forget_project
 from control.objectstore import ObjectStoreProblem
 from control.runs import purge
@@ -130,7 +130,7 @@ def delete_project(
     who: Writer,
     svc: Svc,
     with_runs: Annotated[
-        bool, Query(description="Also delete its finished runs, schedules and stopped develop servers.")
+        bool, Query(description="Also delete its finished runs, jobs, schedules and stopped develop servers.")
     ] = False,
 ) -> None:
     project = find_project(session, name)
@@ -145,7 +145,7 @@ def delete_project(
             raise ApiError(409, "in_use", str(exc)) from None
         runs_deleted, objects = purge.purge_history(session, project.id)
     else:
-        for table, what in ((Run, "runs"), (Schedule, "schedules"), (DevServer, "develop servers")):
+        for table, what in ((Run, "runs"), (Job, "jobs"), (DevServer, "develop servers")):
             if session.exec(select(table.id).where(table.project_id == project.id).limit(1)).first() is not None:  # type: ignore[attr-defined]
                 raise ApiError(
                     409,

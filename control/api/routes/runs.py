@@ -16,15 +16,15 @@ from control.api.routes.projects import find_project
 from control.api.routing import SegmentRouter
 from control.api.services import Services
 from control.auth import Principal
-from control.db.tables import Artifact, Project, Run
+from control.db.tables import Artifact, Job, Project, Run
 from control.runs import states
 from control.runs.code import CodeChoice, choose_code
 from control.runs.create import RunRequest, create_run
 from control.runs.lifecycle import TransitionRefused, request_cancel
-from control.runs.query import RunQuery, narrow, runs_with_names
+from control.runs.query import RunQuery, job_names, narrow, runs_with_names
 from control.runs.steps import StepDef, steps_of
 from control.runs.summary import announce_run, artifact_out, describe_run, run_out
-from control.wire.errors import ApiError
+from control.wire.errors import JOB_NOT_FOUND, ApiError
 from control.wire.resources import Page
 from control.wire.runs import LatestArtifacts, RunCreate, RunOut
 
@@ -132,6 +132,7 @@ StateFilter = Annotated[list[str] | None, Query(description="Only these states (
 ProjectFilter = Annotated[str | None, Query(max_length=64)]
 EnvironmentFilter = Annotated[str | None, Query(max_length=64, description="Only runs in this environment.")]
 TriggerFilter = Annotated[str | None, Query(max_length=16)]
+JobFilter = Annotated[str | None, Query(max_length=64, description="Only runs of jobs of this name.")]
 
 
 def run_query(
@@ -140,6 +141,7 @@ def run_query(
     project: ProjectFilter = None,
     environment: EnvironmentFilter = None,
     trigger: TriggerFilter = None,
+    job: JobFilter = None,
 ) -> RunQuery:
     """The filters of ``GET /runs`` and ``GET /runs/latest`` (one dependency: a new filter is a
     parameter here, a field of RunQuery and a line in ``narrow``), checked: an unknown state,
@@ -154,7 +156,11 @@ def run_query(
         raise ApiError(422, "invalid_request", f"Unknown trigger '{trigger}'; use one of {known}.")
     if project and session.exec(select(Project.id).where(Project.name == project)).first() is None:
         raise not_found("Project", project)
-    return RunQuery(tuple(state or ()), project, environment, trigger)
+    if job and session.exec(select(Job.id).where(Job.name == job)).first() is None:
+        raise ApiError(
+            404, JOB_NOT_FOUND, f"Job {job} does not exist" + (f" in project {project}." if project else ".")
+        )
+    return RunQuery(tuple(state or ()), project, environment, trigger, job)
 
 
 Filters = Annotated[RunQuery, Depends(run_query)]
@@ -171,14 +177,15 @@ def list_runs(
     page = paging.build([r[0] for r in rows], params, lambda r: r)
     names = {r[0].id: (r[1], r[2], r[3]) for r in rows}
     steps = steps_of(session, [r.id for r in page["items"]])
-    page["items"] = [run_out(r, *names[r.id], steps[r.id]) for r in page["items"]]
+    jobs = job_names(session, page["items"])
+    page["items"] = [run_out(r, *names[r.id], steps[r.id], jobs.get(r.job_id or 0)) for r in page["items"]]
     return page
 
 
 def latest_run(session: Session, query: RunQuery) -> RunOut:
     """The newest run ``query`` means; without a state filter, the newest finished one."""
     if not query.states:
-        query = RunQuery(tuple(sorted(states.FINISHED)), query.project, query.environment, query.trigger)
+        query = RunQuery(tuple(sorted(states.FINISHED)), query.project, query.environment, query.trigger, query.job)
     row = session.exec(narrow(runs_with_names(), query).order_by(col(Run.id).desc()).limit(1)).first()
     if row is None:
         wanted = ", ".join(
@@ -187,6 +194,7 @@ def latest_run(session: Session, query: RunQuery) -> RunOut:
                 ("project", query.project),
                 ("environment", query.environment),
                 ("trigger", query.trigger),
+                ("job", query.job),
                 ("state", " or ".join(query.states)),
             )
             if value
@@ -194,7 +202,8 @@ def latest_run(session: Session, query: RunQuery) -> RunOut:
         raise ApiError(404, "not_found", f"No run matches ({wanted}).")
     run, project, environment, user = row
     assert run.id is not None
-    return run_out(run, project, environment, user, steps_of(session, [run.id])[run.id])
+    job = job_names(session, [run]).get(run.job_id or 0)
+    return run_out(run, project, environment, user, steps_of(session, [run.id])[run.id], job)
 
 
 @router.get("/runs/latest", response_model=RunOut)

@@ -1,4 +1,6 @@
-"""Schedules: cron runs of a project. Readers list them; the project's owner (or an admin) changes them."""
+"""Schedules: the cron triggers of jobs. Readers list them; the project's owner, maintainers and admins change them.
+
+`POST /schedules` still takes a command: it makes a job of one step with this cron trigger."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Query
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, select
 
 from control import access, audit
 from control.api.deps import DB, Reader, Svc, Writer
@@ -18,11 +20,14 @@ from control.api.routing import SegmentRouter
 from control.auth import Principal
 from control.clock import utcnow
 from control.db.engine import begin_write
-from control.db.tables import Environment, Project, Run, Schedule, ScheduleTick, User
-from control.schedules.cron import ScheduleInvalid, next_times, validate, zone
+from control.db.tables import Environment, Job, Project, Run, Schedule, ScheduleTick, User
+from control.jobs.definition import may_change, stored_steps
+from control.jobs.triggers import TriggerRefused, checked_cron, remove_schedule
+from control.schedules.cron import next_times
 from control.schedules.ticks import announce_tick, first_fire_after, trigger_now
 from control.wire.errors import ApiError
 from control.wire.events import ScheduleRef
+from control.wire.jobs import JobStep
 from control.wire.schedules import ScheduleCreate, ScheduleOut, ScheduleUpdate, TickFired, TickOut
 
 router = SegmentRouter(tags=["schedules"])
@@ -49,22 +54,24 @@ def _last_tick(session: Session, schedule_id: int) -> dict[str, object] | None:
 def schedule_out(session: Session, schedule: Schedule) -> ScheduleOut:
     assert schedule.id is not None
     project = session.get(Project, schedule.project_id)
-    env = session.get(Environment, schedule.environment_id) if schedule.environment_id else None
-    user = session.get(User, schedule.user_id)
+    job = session.get(Job, schedule.job_id)
+    env = session.get(Environment, job.environment_id) if job and job.environment_id else None
+    user = session.get(User, job.user_id) if job else None
     return ScheduleOut(
         id=schedule.id,
         name=schedule.name,
         project=project.name if project else "?",
+        job=job.name if job else None,
         environment=env.name if env else None,
         user=user.name if user else "?",
-        command=schedule.command,
+        command=list(job.steps[0]["command"]) if job and job.steps else [],
         cron=schedule.cron,
         timezone=schedule.timezone,
         enabled=schedule.enabled,
         catchup=schedule.catchup,
         catchup_cap=schedule.catchup_cap,
         overlap=schedule.overlap,
-        tty=schedule.tty,
+        tty=job.tty if job else False,
         next_fire_at=schedule.next_fire_at if schedule.enabled else None,
         last_tick=_last_tick(session, schedule.id),
         created_at=schedule.created_at,
@@ -81,18 +88,18 @@ def find_schedule(session: Session, name: str) -> Schedule:
 
 def _may_change(session: Session, schedule: Schedule, who: Principal) -> None:
     project = session.get(Project, schedule.project_id)
-    if not who.is_admin and (project is None or project.owner_id != who.user_id):
+    if project is None or not may_change(session, project, who.user_id, who.role):
         raise forbidden(
-            f"Only the owner of project {project.name if project else '?'} or an admin can change schedule {schedule.name}."
+            f"Only the owner of project {project.name if project else '?'}, its maintainers or an admin"
+            f" can change schedule {schedule.name}."
         )
 
 
 def _checked(cron: str, timezone: str) -> str:
     try:
-        zone(timezone)
-        return validate(cron)
-    except ScheduleInvalid as exc:
-        raise ApiError(422, "invalid_request", str(exc)) from None
+        return checked_cron(cron, timezone)
+    except TriggerRefused as exc:
+        raise ApiError(exc.status, "invalid_request", exc.message) from None
 
 
 @router.get("/schedules", response_model=list[ScheduleOut])
@@ -114,25 +121,42 @@ def get_schedule(name: str, session: DB, _: Reader) -> ScheduleOut:
 def create_schedule(body: ScheduleCreate, session: DB, who: Writer, svc: Svc) -> ScheduleOut:
     cron = _checked(body.cron, body.timezone)
     project = find_project(session, body.project)
-    if project.owner_id != who.user_id and not who.is_admin:
-        raise forbidden(f"Only the owner of project {project.name} or an admin can schedule runs in it.")
+    if not may_change(session, project, who.user_id, who.role):
+        raise forbidden(
+            f"Only the owner of project {project.name}, its maintainers or an admin can schedule runs in it."
+        )
     env = find_environment(session, project, body.environment) if body.environment else None
     if env is not None:
         access.check_environment(session, project, env, who.user_id, who.role)
     assert project.id is not None
+    if session.exec(select(Schedule.id).where(Schedule.name == body.name)).first() is not None:
+        raise conflict(f"Schedule {body.name} already exists.")
+    if session.exec(select(Job.id).where(Job.project_id == project.id, Job.name == body.name)).first() is not None:
+        raise conflict(
+            f"Job {body.name} already exists in project {project.name}; give it a cron trigger with"
+            f" `yard jobs edit {body.name} -p {project.name} --cron EXPR`."
+        )
+    job = Job(
+        project_id=project.id,
+        name=body.name,
+        environment_id=env.id if env else None,
+        user_id=who.user_id,
+        steps=stored_steps([JobStep(command=body.command)]),
+        tty=body.tty,
+    )
+    session.add(job)
+    session.flush()
+    assert job.id is not None
     schedule = Schedule(
         name=body.name,
         project_id=project.id,
-        environment_id=env.id if env else None,
-        user_id=who.user_id,
-        command=body.command,
+        job_id=job.id,
         cron=cron,
         timezone=body.timezone,
         enabled=body.enabled,
         catchup=body.catchup,
         catchup_cap=body.catchup_cap,
         overlap=body.overlap,
-        tty=body.tty,
     )
     schedule.next_fire_at = first_fire_after(schedule, utcnow())
     session.add(schedule)
@@ -150,6 +174,31 @@ def create_schedule(body: ScheduleCreate, session: DB, who: Writer, svc: Svc) ->
     return out
 
 
+def _change_job(session: Session, schedule: Schedule, who: Principal, changes: dict[str, object]) -> None:
+    """What a schedule used to hold itself (environment, command, tty) is now its job's."""
+    job = session.get(Job, schedule.job_id)
+    project = session.get(Project, schedule.project_id)
+    assert job is not None and project is not None
+    if "environment" in changes:
+        env_name = changes.pop("environment")
+        env = find_environment(session, project, str(env_name)) if env_name else None
+        if env is not None:
+            # The job's runs are its author's: both the caller and the author must be allowed.
+            access.check_environment(session, project, env, who.user_id, who.role)
+            access.check_user_environment(session, env.id, job.user_id)
+        job.environment_id = env.id if env else None
+    if "command" in changes:
+        if len(job.steps) > 1:
+            raise conflict(
+                f"Job {job.name} has {len(job.steps)} steps; change them with `yard jobs edit {job.name} --step ...`."
+            )
+        job.steps = stored_steps([JobStep(command=list(changes.pop("command")))])  # type: ignore[call-overload]
+    if "tty" in changes:
+        job.tty = bool(changes.pop("tty"))
+    job.updated_at = utcnow()
+    session.add(job)
+
+
 @router.patch("/schedules/{name}", response_model=ScheduleOut)
 def update_schedule(name: str, body: ScheduleUpdate, session: DB, who: Writer, svc: Svc) -> ScheduleOut:
     schedule = find_schedule(session, name)
@@ -157,16 +206,8 @@ def update_schedule(name: str, body: ScheduleUpdate, session: DB, who: Writer, s
     changes = body.model_dump(exclude_unset=True)
     if "cron" in changes or "timezone" in changes:
         changes["cron"] = _checked(changes.get("cron", schedule.cron), changes.get("timezone", schedule.timezone))
-    if "environment" in changes:
-        project = session.get(Project, schedule.project_id)
-        assert project is not None
-        env_name = changes.pop("environment")
-        env = find_environment(session, project, env_name) if env_name else None
-        if env is not None:
-            # The schedule's runs are its author's: both the caller and the author must be allowed.
-            access.check_environment(session, project, env, who.user_id, who.role)
-            access.check_user_environment(session, env.id, schedule.user_id)
-        schedule.environment_id = env.id if env else None
+    if {"environment", "command", "tty"} & set(changes):
+        _change_job(session, schedule, who, changes)
     resumed = changes.get("enabled") is True and not schedule.enabled
     for key, value in changes.items():
         setattr(schedule, key, value)
@@ -192,18 +233,14 @@ def update_schedule(name: str, body: ScheduleUpdate, session: DB, who: Writer, s
 
 @router.delete("/schedules/{name}", status_code=204)
 def delete_schedule(name: str, session: DB, who: Writer, svc: Svc) -> None:
+    """Remove the schedule (the job's cron trigger); the job and every run stay."""
     schedule = find_schedule(session, name)
     _may_change(session, schedule, who)
-    # Runs keep their history; only the link to the schedule and its ticks go.
-    for run in session.exec(select(Run).where(Run.schedule_id == schedule.id)):
-        run.schedule_id, run.tick_id = None, None
-        session.add(run)
-    session.flush()
-    session.execute(delete(ScheduleTick).where(col(ScheduleTick.schedule_id) == schedule.id))
-    session.delete(schedule)
-    audit.record(session, who, "schedule.delete", "schedule", schedule.id, name=name)
+    schedule_id = schedule.id
+    remove_schedule(session, schedule)
+    audit.record(session, who, "schedule.delete", "schedule", schedule_id, name=name)
     session.commit()
-    svc.events.publish("schedule.deleted", ScheduleRef(id=schedule.id, name=name))
+    svc.events.publish("schedule.deleted", ScheduleRef(id=schedule_id, name=name))
 
 
 @router.post("/schedules/{name}/trigger", response_model=TickFired)
