@@ -3,9 +3,9 @@
 - ``http://``: nothing to verify; a token may go to another machine only with ``--insecure-http``.
 - ``--fingerprint``: the server's certificate must have exactly that fingerprint; it is pinned.
 - ``--ca-file``: the certificate must chain to that CA and name the host.
-- neither: the profile's earlier pin for the same URL if it has one (a changed certificate is
-  refused, as ssh refuses a changed host key); else the system trust store; else trust on first
-  use: the fingerprint is shown and pinned if the person at the terminal accepts it.
+- neither: what the profile trusted before for the same URL (its CA file, or its pin: a changed
+  certificate is refused, as ssh refuses a changed host key); else the system trust store; else
+  trust on first use: the fingerprint is shown and pinned if the person at the terminal accepts it.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def choose_trust(
                 " address, and the fingerprint with the server's administrator."
             )
         return Trust(fingerprint=pin)
+    if not ca_file and pinned is not None and pinned.ca_file and not pinned.fingerprint:
+        ca_file = pinned.ca_file  # logging in again keeps the CA file this profile was given
     if ca_file:
         trust = Trust(ca_file=os.path.abspath(os.path.expanduser(ca_file)))
         problem = _problem(url, trust)

@@ -171,6 +171,9 @@ def test_a_ca_file_is_verified(tls_server: TlsServer, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert saved("default").trust == Trust(ca_file=str(tls_server.ca))
     assert yard("runs", "ls").returncode == 0
+    again = yard("login", tls_server.url, "--token", tls_server.token)  # keeps the profile's CA file
+    assert again.returncode == 0, again.stderr
+    assert saved("default").trust == Trust(ca_file=str(tls_server.ca))
     stranger = authority("another CA").write(tmp_path / "other-ca.pem")
     refused = yard("login", tls_server.url, "--token", tls_server.token, "--ca-file", str(stranger), "--profile", "x")
     assert refused.returncode == 1 and "is not trusted by" in refused.stderr and "x" not in profiles.load_profiles()[1]
