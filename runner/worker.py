@@ -233,11 +233,11 @@ class Worker:
             self._stop_child(child)
         reader = OutputReader(read_end, self.spool.append, self.spec.get("secret_values", []))
         reader.start()
-        step.state = "running"
-        self.step_reports.report(step.report())
         if step.index == 0:
             # Reported from a thread: capture and the timeout must not wait for an API outage.
             threading.Thread(target=self._report_started, args=(child.pid, step.started_at), daemon=True).start()
+        step.state = "running"
+        self.step_reports.report(step.report())
         code = self._wait(child, deadline)
         reader.join(ORPHAN_WAIT_S)
         if reader.is_alive():
