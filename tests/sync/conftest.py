@@ -107,7 +107,7 @@ class YardStack:
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def yard_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[YardStack]:
     base = tmp_path_factory.mktemp("yard")
     home = {
