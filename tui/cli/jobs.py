@@ -323,6 +323,9 @@ def _edited_triggers(
 def run(
     name: str,
     project: ProjectOption = None,
+    ref: Annotated[
+        str | None, typer.Option("--ref", help="Run this branch, tag or commit instead of the environment's branch.")
+    ] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the run id and return at once.")] = False,
     timestamps: Annotated[
         bool, typer.Option("--timestamps", "-t", help="Prefix lines with the time they were printed.")
@@ -334,7 +337,7 @@ def run(
     from tui.cli.runs import follow_to_exit
 
     with state.client() as client:
-        created = client.run_job(project or default_project(), name, trigger="manual")
+        created = client.run_job(project or default_project(), name, ref=ref, trigger="manual")
         follow_to_exit(client, created, detach=detach, as_json=as_json, timestamps=timestamps, raw=raw)
 
 
