@@ -35,7 +35,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "jobs.md"
 DOCUMENTED_URL = "https://git.example.com/acme/shop.git"
 DOCUMENTED_VENV = "/opt/dbt-venv"
 
-DBT_PROJECT = {
+DBT_PROJECT: dict[str, str | bytes] = {
     "dbt_project.yml": (
         "name: shop\nversion: '1.0'\nconfig-version: 2\nprofile: shop\n"
         "seed-paths: [seeds]\nmodel-paths: [models]\ntarget-path: target\n"
