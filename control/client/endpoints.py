@@ -75,9 +75,14 @@ class Endpoints:
 
     @endpoint
     def create_user(
-        self, name: str, role: str = "developer", email: str | None = None, issue_token: bool = True
+        self,
+        name: str,
+        role: str = "developer",
+        email: str | None = None,
+        issue_token: bool = True,
+        sso_subject: str | None = None,
     ) -> Call[UserCreated]:
-        body = {"name": name, "role": role, "email": email, "issue_token": issue_token}
+        body = {"name": name, "role": role, "email": email, "issue_token": issue_token, "sso_subject": sso_subject}
         return call("POST", "/users", UserCreated, json={k: v for k, v in body.items() if v is not None})
 
     @endpoint

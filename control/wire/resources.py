@@ -60,6 +60,11 @@ class UserOut(BaseModel):
     role: Role
     disabled: bool
     created_at: datetime
+    sso_subject: str | None = None
+    """The identity provider's subject this user signs in as (single sign-on), once linked."""
+
+
+SsoSubject = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 
 class UserCreate(Strict):
@@ -68,14 +73,18 @@ class UserCreate(Strict):
     email: Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
     issue_token: bool = True
     """Also create a first API token and return it once."""
+    sso_subject: SsoSubject | None = None
+    """Link the user to this subject of the identity provider (``sub``) for single sign-on."""
 
 
 class UserUpdate(Patch):
-    NULLABLE = frozenset({"email"})
+    NULLABLE = frozenset({"email", "sso_subject"})
 
     role: Role | None = None
     email: Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
     disabled: bool | None = None
+    sso_subject: SsoSubject | None = None
+    """Link to another subject of the identity provider, or ``null`` to unlink (ends sign-ins)."""
 
 
 class TokenOut(BaseModel):

@@ -448,3 +448,44 @@ def test_failed_sign_ins_leak_no_secret_into_logs_or_answers(
     for where, text_ in {"server log": server_log, "audit log": audit, "answers": "\n".join(answers)}.items():
         for what, secret in secrets.items():
             assert secret not in text_, f"the {what} is in the {where}"
+
+
+def test_matching_by_subject_and_links_made_by_admins(
+    tmp_path: Path, oidc_provider: OidcProvider, browser: Browser
+) -> None:
+    with running_stack(tmp_path / "m", "", None, **sso_settings(oidc_provider, oidc_match="subject")) as stack:
+        with stack.client() as admin:
+            admin.create_user("frank", email="frank@example.com", issue_token=False)
+            admin.create_user("gina", issue_token=False, sso_subject="gina-sub")
+            assert refused(lambda: admin.create_user("imposter", sso_subject="gina-sub")).status == 409
+        oidc_provider.set_user("frank-sub", email="frank@example.com")
+        oidc_provider.set_user("gina-sub", email="someone-else@example.com")
+        # By subject only: the address of an unlinked user does not sign anybody in.
+        started = start(stack)
+        page = browser.sign_in(started.verification_uri_complete, "frank-sub")
+        assert page.status_code == 403 and "No devyard user matches frank@example.com" in page.text
+        gina = sign_in(stack, browser, "gina-sub")
+        assert bearer(stack, gina.access_token).json()["name"] == "gina"
+        with stack.client() as admin:
+            linked = admin.update_user("frank", sso_subject="frank-sub")
+            assert linked.sso_subject == "frank-sub"
+            assert refused(lambda: admin.update_user("frank", sso_subject="gina-sub")).status == 409
+            admin.update_user("gina", sso_subject=None)  # unlinking ends her sign-ins
+        # The terminal that was refused still waits; now frank's identity is his.
+        assert browser.sign_in(started.verification_uri_complete, "frank-sub").status_code == 200
+        assert bearer(stack, poll(stack, started).access_token).json()["name"] == "frank"
+        assert bearer(stack, gina.access_token).status_code == 401
+
+
+def test_unverified_or_taken_addresses_match_nobody(
+    sso_stack: Stack, oidc_provider: OidcProvider, browser: Browser
+) -> None:
+    add_alice(sso_stack, oidc_provider)
+    oidc_provider.set_user("mallory-sub", email="alice@example.com", email_verified=False)
+    started = start(sso_stack)
+    page = browser.sign_in(started.verification_uri_complete, "mallory-sub")
+    assert page.status_code == 403 and "No devyard user matches mallory-sub" in page.text
+    assert sign_in(sso_stack, browser).access_token  # alice links alice-sub by her address
+    oidc_provider.set_user("mallory-sub", email="alice@example.com", email_verified=True)
+    page = browser.sign_in(start(sso_stack).verification_uri_complete, "mallory-sub")
+    assert page.status_code == 403 and "linked to another identity" in page.text

@@ -14,7 +14,7 @@ app = typer.Typer(help="Manage users (admins).", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 ROLES = "admin, developer, viewer or agent"
-COLUMNS = ["id", "name", "role", "email", "disabled", "created_at"]
+COLUMNS = ["id", "name", "role", "email", "disabled", "created_at", "sso_subject"]
 
 
 @app.command("ls")
@@ -41,11 +41,14 @@ def add_user(
     role: Annotated[str, typer.Option(help=f"One of {ROLES}.")] = "developer",
     email: Annotated[str | None, typer.Option(help="Contact address.")] = None,
     token: Annotated[bool, typer.Option("--token/--no-token", help="Also issue a first API token.")] = True,
+    sso_subject: Annotated[
+        str | None, typer.Option("--sso-subject", help="Single sign-on: the identity provider's subject (sub).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a user; prints their first API token once."""
     with state.client() as client:
-        user = client.create_user(name, role=role, email=email, issue_token=token)
+        user = client.create_user(name, role=role, email=email, issue_token=token, sso_subject=sso_subject)
     if as_json:
         print_json(user)
         return
@@ -75,6 +78,22 @@ def set_role(name: str, role: Annotated[str, typer.Argument(help=ROLES)], as_jso
 def disable(name: str, as_json: JsonOption = False) -> None:
     """Disable a user: every token of theirs stops working at once."""
     _update(name, as_json, disabled=True)
+
+
+@app.command("link")
+def link(
+    name: str,
+    subject: Annotated[str, typer.Argument(help="The identity provider's subject (sub) of this person.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Single sign-on: sign this user in as that identity (ends their current sign-ins)."""
+    _update(name, as_json, sso_subject=subject)
+
+
+@app.command("unlink")
+def unlink(name: str, as_json: JsonOption = False) -> None:
+    """Single sign-on: forget the user's identity (ends their sign-ins; by email they link again)."""
+    _update(name, as_json, sso_subject=None)
 
 
 @app.command("enable")

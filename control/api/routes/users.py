@@ -32,7 +32,12 @@ def user_out(user: User) -> UserOut:
         role=Role(user.role),
         disabled=user.disabled,
         created_at=user.created_at,
+        sso_subject=user.sso_subject,
     )
+
+
+def _subject_taken(session: Session, subject: str) -> bool:
+    return session.exec(select(User.id).where(User.sso_subject == subject)).first() is not None
 
 
 def find_user(session: Session, name: str) -> User:
@@ -65,12 +70,14 @@ def get_user(name: str, session: DB, _: Reader) -> UserOut:
 
 @router.post("/users", response_model=UserCreated, status_code=201)
 def create_user(body: UserCreate, session: DB, who: Admin, svc: Svc) -> UserCreated:
-    user = User(name=body.name, email=body.email, role=body.role.value)
+    user = User(name=body.name, email=body.email, role=body.role.value, sso_subject=body.sso_subject)
     session.add(user)
     try:
         session.flush()
     except IntegrityError:
         session.rollback()
+        if body.sso_subject is not None and _subject_taken(session, body.sso_subject):
+            raise conflict(f"Another user is already linked to subject {body.sso_subject}.") from None
         raise conflict(f"User {body.name} already exists.") from None
     secret = None
     if body.issue_token:
@@ -90,8 +97,14 @@ def update_user(name: str, body: UserUpdate, session: DB, who: Admin, svc: Svc) 
     for key, value in changes.items():
         setattr(user, key, value.value if isinstance(value, Role) else value)
     session.add(user)
-    if changes.get("disabled"):
-        # Sign-in sessions end for good; API tokens are only refused while the user is disabled.
+    try:
+        session.flush()
+    except IntegrityError:  # the only unique column a change can hit
+        session.rollback()
+        raise conflict(f"Another user is already linked to subject {changes.get('sso_subject')}.") from None
+    if changes.get("disabled") or "sso_subject" in changes:
+        # Sign-in sessions end for good (a new link: the old identity's too); API tokens are
+        # only refused while the user is disabled.
         assert user.id is not None
         ended = sessions.revoke_all(session, user.id)
         if ended:
