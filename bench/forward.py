@@ -148,6 +148,10 @@ class Stack:
         self.yard("projects", "add", "bench")
         self.server_id = json.loads(self.yard("dev", "start", "-p", "bench", "--json"))["id"]
 
+    def server_pid(self) -> int:
+        """The `yard up` server process (its tree holds the API, the agent, the develop server)."""
+        return int(json.loads((self.data_dir / "state" / "server.json").read_text())["pid"])
+
     def down(self) -> None:
         subprocess.run([YARD, "down", "--data-dir", str(self.data_dir)], env=self.env, capture_output=True)
 
@@ -168,8 +172,8 @@ class Stack:
 
 
 @contextmanager
-def yard_forward(stack: Stack, remotes: list[int]) -> Iterator[dict[int, int]]:
-    """`yard dev forward 0:R ...` running; remote port -> local port."""
+def yard_forward(stack: Stack, remotes: list[int]) -> Iterator[tuple[dict[int, int], int]]:
+    """`yard dev forward 0:R ...` running; remote port -> local port, and its pid."""
     child = subprocess.Popen(
         [YARD, "dev", "forward", "-p", "bench", *[f"0:{r}" for r in remotes]],
         env=stack.env,
@@ -189,7 +193,7 @@ def yard_forward(stack: Stack, remotes: list[int]) -> Iterator[dict[int, int]]:
                 local = int(line.split("127.0.0.1:")[1].split()[0])
                 remote = int(line.split("-> port ")[1].split()[0])
                 ports[remote] = local
-        yield ports
+        yield ports, child.pid
     finally:
         child.send_signal(signal.SIGINT)
         try:
@@ -200,8 +204,9 @@ def yard_forward(stack: Stack, remotes: list[int]) -> Iterator[dict[int, int]]:
 
 
 @contextmanager
-def ssh_forward(scratch: Path, remotes: list[int]) -> Iterator[dict[int, int] | None]:
-    """``ssh -N -L`` through a private sshd on loopback; None when sshd is not installed."""
+def ssh_forward(scratch: Path, remotes: list[int]) -> Iterator[tuple[dict[int, int], list[int]] | None]:
+    """``ssh -N -L`` through a private sshd on loopback: remote -> local ports and the pids of
+    ssh and sshd; None when sshd is not installed."""
     if not os.path.exists(SSHD) or shutil.which("ssh") is None:
         log(f"{SSHD} or ssh is missing (apt-get install openssh-server): the ssh -L peer is skipped")
         yield None
@@ -262,12 +267,47 @@ def ssh_forward(scratch: Path, remotes: list[int]) -> Iterator[dict[int, int] | 
             stderr=open(home / "ssh.log", "wb"),  # noqa: SIM115
         )
         wait_for(lambda: all(listening(local) for local in locals_.values()), 15, "ssh -L to listen")
-        yield locals_
+        yield locals_, [client.pid, sshd.pid]
     finally:
         for process in (client, sshd):
             if process is not None:
                 process.terminate()
                 process.wait(10)
+
+
+# ------------------------------------------------------------------ CPU used (robust to load)
+
+
+def tree(root: int) -> list[int]:
+    """``root`` and its descendants."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_bytes()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
+            children.setdefault(ppid, []).append(int(name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_s(roots: list[int]) -> float:
+    """CPU seconds (user + system) used so far by ``roots`` and their descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in {p for root in roots for p in tree(root)}:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 # ------------------------------------------------------------------ measurements
@@ -317,16 +357,26 @@ def http_latencies_ms(port: int, requests: int, reuse: bool) -> list[float]:
     return out
 
 
-def measure(name: str, ports: dict[str, int], size: int, requests: int, repeats: int) -> dict[str, Any]:
+def measure(
+    name: str, ports: dict[str, int], size: int, requests: int, repeats: int, relays: list[int]
+) -> dict[str, Any]:
+    """Bulk and HTTP figures through ``ports``; ``relays``: the processes (trees) that carry the
+    bytes on the way, whose CPU time per GiB and per request is counted."""
     log(f"{name}: bulk {size >> 20} MiB x {repeats}")
+    before = cpu_s(relays)
     rates = [bulk_mib_s(ports["bulk"], size) for _ in range(repeats)]
+    bulk_cpu = cpu_s(relays) - before
     log(f"{name}: {', '.join(f'{r:.0f}' for r in rates)} MiB/s; {requests} HTTP requests")
     http_latencies_ms(ports["http"], 50, reuse=True)  # warm up
+    before = cpu_s(relays)
     kept = http_latencies_ms(ports["http"], requests, reuse=True)
+    http_cpu = cpu_s(relays) - before
     fresh = http_latencies_ms(ports["http"], max(20, requests // 10), reuse=False)
     return {
         "bulk_mib_s": {"runs": [round(r, 1) for r in rates], "median": round(statistics.median(rates), 1)},
+        "relay_cpu_s_per_gib": round(bulk_cpu / (repeats * size / (1 << 30)), 2) if relays else 0.0,
         "http_keepalive_ms": summary(kept, 3),
+        "relay_cpu_us_per_request": round(http_cpu / requests * 1e6, 1) if relays else 0.0,
         "http_new_connection_ms": summary(fresh, 3),
     }
 
@@ -351,21 +401,28 @@ def main() -> None:
         http, http_pid = stack.start_target("http", HTTP_RESPONDER)
         pids += [bulk_pid, http_pid]
         load = os.getloadavg()
-        results: dict[str, Any] = {"direct": measure("direct", {"bulk": bulk, "http": http}, size, requests, repeats)}
-        with yard_forward(stack, [bulk, http]) as ports:
+        results: dict[str, Any] = {
+            "direct": measure("direct", {"bulk": bulk, "http": http}, size, requests, repeats, [])
+        }
+        with yard_forward(stack, [bulk, http]) as (ports, forward_pid):
+            # The relays: `yard dev forward`, and the server's tree (API, agent, develop server).
+            relays = [forward_pid, stack.server_pid()]
             results["yard"] = measure(
-                "yard dev forward", {"bulk": ports[bulk], "http": ports[http]}, size, requests, repeats
+                "yard dev forward", {"bulk": ports[bulk], "http": ports[http]}, size, requests, repeats, relays
             )
-        with ssh_forward(scratch, [bulk, http]) as ssh_ports:
-            if ssh_ports is not None:
+        with ssh_forward(scratch, [bulk, http]) as ssh:
+            if ssh is not None:
+                ssh_ports, ssh_pids = ssh
                 results["ssh"] = measure(
-                    "ssh -L", {"bulk": ssh_ports[bulk], "http": ssh_ports[http]}, size, requests, repeats
+                    "ssh -L", {"bulk": ssh_ports[bulk], "http": ssh_ports[http]}, size, requests, repeats, ssh_pids
                 )
         direct, yard = results["direct"], results["yard"]
         metrics: dict[str, Any] = {
             "bytes": size,
             "yard_bulk_mib_s": yard["bulk_mib_s"]["median"],
             "yard_http_added_p50_ms": added(yard, direct, "http_keepalive_ms"),
+            "yard_relay_cpu_us_per_request": yard["relay_cpu_us_per_request"],
+            "yard_relay_cpu_s_per_gib": yard["relay_cpu_s_per_gib"],
             "yard_http_new_connection_added_p50_ms": added(yard, direct, "http_new_connection_ms"),
             "direct": direct,
             "yard": yard,
@@ -379,6 +436,8 @@ def main() -> None:
             peer = {
                 "ssh_bulk_mib_s": ssh["bulk_mib_s"]["median"],
                 "ssh_http_added_p50_ms": added(ssh, direct, "http_keepalive_ms"),
+                "ssh_relay_cpu_us_per_request": ssh["relay_cpu_us_per_request"],
+                "ssh_relay_cpu_s_per_gib": ssh["relay_cpu_s_per_gib"],
                 "ssh_http_new_connection_added_p50_ms": added(ssh, direct, "http_new_connection_ms"),
                 "ssh": ssh,
             }

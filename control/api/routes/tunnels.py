@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from fastapi import WebSocket
@@ -21,6 +22,7 @@ from control.api.deps import services
 from control.api.routes.gateway import TOUCH_EVERY_S, Target, authorize, deny, find_target, touch, ws_principal
 from control.api.routing import SegmentRouter
 from control.api.services import Services
+from control.auth import Principal
 from control.wire.errors import ApiError, parse_error
 from control.wire.ports import BAD_PORT, port_problem
 from control.wsrelay import relay
@@ -79,6 +81,27 @@ async def open_upstream(
         ) from exc
 
 
+# A browser opens several connections at once, each its own tunnel: the lookup of where the server
+# is (a database read in a worker thread) is kept this long per caller, like a verified token.
+TARGET_TTL_S = 2.0
+
+
+async def recent_target(svc: Services, server_id: int, who: Principal) -> Target:
+    """:func:`find_target`, remembered for TARGET_TTL_S per (server, caller). A server stopped in
+    that time answers the develop server's own 502, which the forward retries like a 409."""
+    cache: dict[tuple[int, int], tuple[Target, float]] = svc.extras.setdefault("tunnel_targets", {})
+    key = (server_id, who.user_id)
+    now = time.monotonic()
+    hit = cache.get(key)
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    target = await run_in_threadpool(find_target, svc, server_id, who)
+    if len(cache) > 10_000:
+        cache.clear()
+    cache[key] = (target, now + TARGET_TTL_S)
+    return target
+
+
 @router.websocket("/devservers/{server_id}/tunnel/{port}")
 async def tunnel(websocket: WebSocket, server_id: int, port: str) -> None:
     """One TCP connection to ``port`` inside the develop server (owner or admin; not viewers)."""
@@ -89,7 +112,7 @@ async def tunnel(websocket: WebSocket, server_id: int, port: str) -> None:
         problem = port_problem(port)
         if problem:
             raise ApiError(400, BAD_PORT, problem)
-        target = await run_in_threadpool(find_target, svc, server_id, who)
+        target = await recent_target(svc, server_id, who)
         upstream = await open_upstream(target, f"/tunnel/{int(port)}")
     except ApiError as exc:
         await deny(websocket, exc)
