@@ -16,7 +16,7 @@ from tui.cli.exec_output import CONNECTION_LOST
 from tui.cli.output import console, details, errors, fail, print_json, table
 
 app = typer.Typer(
-    help="Your develop server for a project: start, stop, status, exec, shell, logs.", no_args_is_help=True
+    help="Your develop server for a project: start, stop, status, exec, shell, logs, ports, forward, preview.", no_args_is_help=True
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
