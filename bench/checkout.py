@@ -4,7 +4,8 @@
    away), served as a bare repository over file://. The mirror is warmed by one checkout; then,
    interleaved, ``runner.checkout.check_out`` of the commit into a new folder (what a retry or a
    run at a known commit does: no fetch) and, the peer, ``git worktree add --detach`` of the same
-   commit from the same mirror into a new folder, each removed after (not timed). A third variant
+   commit from the same mirror into a new folder, with git's defaults and with the same
+   ``checkout.workers`` our checkout uses, each removed after (not timed). A third variant
    checks out by branch name, which adds a fetch that finds nothing new. Medians, ratio ours/peer.
 2. launch: the embedded server (``python -m compose.supervisor``, as bench/runs.py starts it) with
    a project whose repository is a small one (50 files) over file://, mirror warm; wall time from
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -38,7 +40,7 @@ if str(ROOT) not in sys.path:
 from bench.common import summary  # noqa: E402
 from bench.runs import check_succeeded, follow_to_end, start_stack  # noqa: E402
 from control.wire.code import CodeSpec  # noqa: E402
-from runner.checkout import check_out  # noqa: E402
+from runner.checkout import CHECKOUT_WORKERS, check_out  # noqa: E402
 
 GIT_ENV = {
     **os.environ,
@@ -94,22 +96,25 @@ def bench_checkout(scratch: Path, files: int, total_bytes: int, rounds: int) -> 
     ours: list[float] = []
     by_branch: list[float] = []
     peer: list[float] = []
+    peer_parallel: list[float] = []
     known = spec.model_copy(update={"commit": commit})
+
+    def worktree_add(tree: Path, *config: str) -> None:
+        git("--git-dir", str(mirror), *config, "worktree", "add", "-q", "--detach", str(tree), commit)
+
     for i in range(rounds):
         ours.append(timed(lambda i=i: check_out(known, {}, volume, volume / f"runs/o{i}", scratch / "s")))
         shutil.rmtree(volume / f"runs/o{i}")
-        tree = scratch / f"worktree{i}"
-        peer.append(
-            timed(
-                lambda tree=tree: git("--git-dir", str(mirror), "worktree", "add", "-q", "--detach", str(tree), commit)
-            )
-        )
-        shutil.rmtree(tree)
-        git("--git-dir", str(mirror), "worktree", "prune")
+        for times, config in ((peer, ()), (peer_parallel, ("-c", f"checkout.workers={CHECKOUT_WORKERS}"))):
+            tree = scratch / f"worktree{i}"
+            times.append(timed(lambda tree=tree, config=config: worktree_add(tree, *config)))
+            shutil.rmtree(tree)
+            git("--git-dir", str(mirror), "worktree", "prune")
         by_branch.append(timed(lambda i=i: check_out(spec, {}, volume, volume / f"runs/b{i}", scratch / "s")))
         shutil.rmtree(volume / f"runs/b{i}")
         log(
-            f"  round {i + 1}: ours {ours[-1]:.2f} s, by branch {by_branch[-1]:.2f} s, git worktree add {peer[-1]:.2f} s"
+            f"  round {i + 1}: ours {ours[-1]:.2f} s, by branch {by_branch[-1]:.2f} s, git worktree add"
+            f" {peer[-1]:.2f} s, with checkout.workers={CHECKOUT_WORKERS} {peer_parallel[-1]:.2f} s"
         )
     ours_p50, peer_p50 = statistics.median(ours), statistics.median(peer)
     return {
@@ -119,7 +124,10 @@ def bench_checkout(scratch: Path, files: int, total_bytes: int, rounds: int) -> 
         "checkout_at_commit_s": summary(ours, 3, with_min=True),
         "checkout_by_branch_s": summary(by_branch, 3, with_min=True),
         "peer_git_worktree_add_s": summary(peer, 3, with_min=True),
+        "peer_git_worktree_add_same_workers_s": summary(peer_parallel, 3, with_min=True),
+        "checkout_workers": CHECKOUT_WORKERS,
         "ratio_p50": round(ours_p50 / peer_p50, 3),
+        "ratio_p50_same_workers": round(ours_p50 / statistics.median(peer_parallel), 3),
     }
 
 
@@ -147,7 +155,10 @@ def bench_launch(scratch: Path, runs: int) -> dict[str, Any]:
                     time.sleep(0.2)
     finally:
         stack.stop()
+    # The agent logs each checkout's own duration: the part of the overhead that is git's.
+    agent = [float(m) * 1000 for m in re.findall(r"checked out \w+ in ([0-9.]+) s", stack.log_path.read_text())]
     return {
+        "agent_checkout_ms": summary(agent[2:]),
         "repository_ms": summary(latencies["repository"]),
         "peer_no_checkout_ms": summary(latencies["none"]),
         "checkout_overhead_p50_ms": round(
@@ -178,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     met = {}
     if "checkout" in metrics:
-        met["checkout_ratio"] = metrics["checkout"]["ratio_p50"] <= TARGETS["checkout_ratio_max"]
+        figures = metrics["checkout"]
+        met["checkout_ratio"] = (
+            max(figures["ratio_p50"], figures["ratio_p50_same_workers"]) <= TARGETS["checkout_ratio_max"]
+        )
     if "launch" in metrics:
         met["launch_p50"] = metrics["launch"]["repository_ms"]["p50"] <= TARGETS["launch_p50_ms"]
     print(
