@@ -25,6 +25,7 @@ from tests.services.oidc import Browser, OidcProvider, callback_of
 from tests.stack import Stack
 from tests.tlscerts import authority, server_pair
 from tests.tui.test_cli import YARD, assert_one_sentence_error, yard
+from tests.waiting import wait_until
 
 CLIENT_SECRET = "cs-e2e-1234567890-must-never-be-logged"
 
@@ -115,6 +116,7 @@ def test_login_with_sso_over_pinned_tls_renews_by_itself_and_leaks_nothing(
     # The access token expires at the API while the profile still believes it valid: the first
     # call meets 401 token_expired, renews the session and is sent again.
     expire_access_tokens(data_dir)
+    refused_at_api(sso_up, first_token)
     listed = yard("tokens", "ls", "--json")
     assert listed.returncode == 0, listed.stderr
     (session,) = json.loads(listed.stdout)
@@ -130,6 +132,7 @@ def test_login_with_sso_over_pinned_tls_renews_by_itself_and_leaks_nothing(
     stale = Profile("work", url, str(renewed["token"]), pinned, refresh_token=str(renewed["refresh_token"]), expires_at=0.0)
     profiles.save_profile(stale)
     expire_access_tokens(data_dir)
+    refused_at_api(sso_up, str(renewed["token"]))
     connection = connect()
     status, body = connection.call("GET", "/api/v1/me")
     connection.close()
@@ -161,6 +164,19 @@ def test_login_with_sso_over_pinned_tls_renews_by_itself_and_leaks_nothing(
         for what, secret in secrets.items():
             assert secret not in text_, f"the {what} is in the {where}"
     assert "sso sign-in approved for erin" in server_log  # the log was written: the search above means something
+
+
+def refused_at_api(server: SsoServer, token: str) -> None:
+    """Wait until every API process refuses ``token`` as expired: a process that verified it a
+    moment ago keeps it in its cache for up to 2 s (docs/api.md)."""
+    verify = ssl.create_default_context(cafile=str(server.ca))
+
+    def refused() -> bool:
+        with httpx.Client(verify=verify) as fresh:  # a new connection: maybe another API process
+            answer = fresh.get(server.url + "/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        return answer.status_code == 401 and answer.json()["error"]["code"] == "token_expired"
+
+    wait_until(lambda: all(refused() for _ in range(4)), message="the API to refuse the expired token")
 
 
 def expire_access_tokens(data_dir: Path) -> None:
