@@ -15,9 +15,19 @@ from sqlmodel import Session, col, delete, select, update
 from control.db.tables import Job, JobTrigger, Run, Schedule, ScheduleTick
 from control.schedules.cron import ScheduleInvalid, validate, zone
 from control.schedules.ticks import first_fire_after
-from control.wire.jobs import AfterJobTrigger, CronTrigger, TriggerOut, TriggerSpec
+from control.wire.jobs import (
+    AfterJobTrigger,
+    CronTrigger,
+    PullRequestTrigger,
+    PushTrigger,
+    TriggerOut,
+    TriggerSpec,
+)
 
 AFTER_JOB = "job"
+PUSH = "push"
+PULL_REQUEST = "pull_request"
+GIT_KINDS = (PUSH, PULL_REQUEST)
 
 
 class TriggerRefused(Exception):
@@ -132,6 +142,16 @@ def set_triggers(session: Session, job: Job, project: str, specs: list[TriggerSp
     crons = [s for s in specs if isinstance(s, CronTrigger)]
     set_cron(session, job, project, crons[0] if crons else None, now)
     set_after_jobs(session, job, [s for s in specs if isinstance(s, AfterJobTrigger)])
+    set_git_triggers(session, job, [s for s in specs if isinstance(s, PushTrigger | PullRequestTrigger)])
+
+
+def set_git_triggers(session: Session, job: Job, specs: list[PushTrigger | PullRequestTrigger]) -> None:
+    """Replace the job's push and pull-request triggers (control/hooks/triggers.py fires them)."""
+    assert job.id is not None
+    session.exec(delete(JobTrigger).where(col(JobTrigger.job_id) == job.id, col(JobTrigger.kind).in_(GIT_KINDS)))  # type: ignore[call-overload]
+    for spec in specs:
+        config = spec.model_dump(exclude={"kind", "enabled"})
+        session.add(JobTrigger(job_id=job.id, kind=spec.kind, config=config, enabled=spec.enabled))
 
 
 def followers_of(session: Session, job: Job) -> list[Job]:
@@ -177,7 +197,15 @@ def _describe_row(session: Session, trigger: JobTrigger) -> TriggerOut:
         return TriggerOut(
             kind=AFTER_JOB, summary=f"after job {name} {' or '.join(states)}", enabled=trigger.enabled, config=config
         )
-    return TriggerOut(kind=trigger.kind, summary=trigger.kind, enabled=trigger.enabled, config=dict(trigger.config))
+    config = dict(trigger.config)
+    branches = ", ".join(config.get("branches") or ["**"])
+    if trigger.kind == PUSH:
+        return TriggerOut(kind=PUSH, summary=f"push to {branches}", enabled=trigger.enabled, config=config)
+    if trigger.kind == PULL_REQUEST:
+        keeps = "" if config.get("cancel_in_progress", True) else " (older runs keep running)"
+        summary = f"pull request into {branches}{keeps}"
+        return TriggerOut(kind=PULL_REQUEST, summary=summary, enabled=trigger.enabled, config=config)
+    return TriggerOut(kind=trigger.kind, summary=trigger.kind, enabled=trigger.enabled, config=config)
 
 
 def remove_all(session: Session, job: Job) -> None:

@@ -27,5 +27,5 @@ WORKER_OUTCOMES = {
 
 RETRYABLE = frozenset({FAILED, TIMED_OUT, LOST})
 
-TRIGGERS = frozenset({"manual", "api", "schedule", "watch", "retry", "job"})
+TRIGGERS = frozenset({"manual", "api", "schedule", "watch", "retry", "job", "webhook"})
 """``job``: started by another job's end (a chained job)."""

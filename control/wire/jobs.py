@@ -48,8 +48,35 @@ class AfterJobTrigger(Strict):
     enabled: bool = True
 
 
-TriggerSpec = Annotated[CronTrigger | AfterJobTrigger, Field(discriminator="kind")]
-"""A trigger as written; new kinds (git pushes, pull requests) join this union."""
+BranchGlob = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s~^:\\\x00-\x1f]+$")]
+"""A branch name or glob: ``*`` within one path segment, ``**`` across them, ``?`` one character."""
+
+
+class PushTrigger(Strict):
+    """Run the job at the pushed commit when a branch matching ``branches`` is pushed (a git
+    webhook, docs/webhooks.md)."""
+
+    kind: Literal["push"] = "push"
+    branches: Annotated[list[BranchGlob], Field(min_length=1, max_length=20)]
+    enabled: bool = True
+
+
+class PullRequestTrigger(Strict):
+    """Run the job at a pull (merge) request's head commit when one into a branch matching
+    ``branches`` is opened, updated with new commits or reopened."""
+
+    kind: Literal["pull_request"] = "pull_request"
+    branches: Annotated[list[BranchGlob], Field(min_length=1, max_length=20)] = ["**"]
+    """The pull request's base (target) branch."""
+    cancel_in_progress: bool = True
+    """A newer update cancels the job's older runs of the same pull request still going."""
+    enabled: bool = True
+
+
+TriggerSpec = Annotated[
+    CronTrigger | AfterJobTrigger | PushTrigger | PullRequestTrigger, Field(discriminator="kind")
+]
+"""A trigger as written."""
 
 
 def _globs_inside(value: list[str]) -> list[str]:

@@ -272,3 +272,21 @@ def test_who_may_add_and_what_is_refused(stack: Stack, receiver: Receiver) -> No
             admin.remove_notification("demo", "team")
         audit = [e.action for e in admin.list_audit().items]
     assert "notification.create" in audit and "notification.delete" in audit
+
+
+def test_a_jobs_own_notifications_replace_the_projects(stack: Stack) -> None:
+    with http_receiver() as own, http_receiver() as default, stack.client() as client:
+        client.create_job("demo", "nightly", steps=[{"command": FAILING}], environment="prod")
+        client.add_notification("demo", "job-team", "slack", url=own.url, job="nightly")
+        client.add_notification("demo", "everyone", "slack", url=default.url)
+        listed = {n.name: n.job for n in client.list_notifications("demo")}
+        assert listed == {"everyone": None, "job-team": "nightly"}
+        job_run = client.run_job("demo", "nightly")
+        assert wait_for_run(client, job_run.id).state == "failed"
+        assert delivery(client, "delivered", job_run.id).notification == "job-team"
+        plain = failed_run(client)
+        assert delivery(client, "delivered", plain).notification == "everyone"
+        assert len(own.requests) == 1 and len(default.requests) == 1
+        assert own.requests[0].json()["text"] == f"demo: job nightly failed (run {job_run.id})"
+        client.delete_job("demo", "nightly")  # its own notifications go with it
+        assert [n.name for n in client.list_notifications("demo")] == ["everyone"]

@@ -37,6 +37,22 @@ AfterOption = Annotated[
         help="Run when job JOB of the project ends: JOB (succeeded) or JOB:failed,cancelled; repeatable.",
     ),
 ]
+OnPushOption = Annotated[
+    list[str] | None,
+    typer.Option("--on-push", help="Run at the pushed commit when a branch matching this glob is pushed; repeatable."),
+]
+OnPrOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--on-pr",
+        help="Run at a pull request's head when one into a branch matching this glob is opened, updated or"
+        " reopened; repeatable.",
+    ),
+]
+KeepRunningOption = Annotated[
+    bool,
+    typer.Option("--pr-keep-running", help="A newer pull request update does not cancel the older runs still going."),
+]
 COLUMNS = ["name", "project", "environment", "steps", "triggers", "next_fire_at", "last_run"]
 SHOW = [
     "name",
@@ -85,6 +101,16 @@ def _after(values: list[str]) -> list[dict[str, Any]]:
         if states:
             trigger["states"] = [s.strip() for s in states.split(",") if s.strip()]
         triggers.append(trigger)
+    return triggers
+
+
+def _git(on_push: list[str] | None, on_pr: list[str] | None, keep_running: bool) -> list[dict[str, Any]]:
+    """Push and pull-request triggers (git webhooks, docs/webhooks.md)."""
+    triggers: list[dict[str, Any]] = []
+    if on_push:
+        triggers.append({"kind": "push", "branches": on_push})
+    if on_pr:
+        triggers.append({"kind": "pull_request", "branches": on_pr, "cancel_in_progress": not keep_running})
     return triggers
 
 
@@ -148,6 +174,9 @@ def add(
         str, typer.Option("--overlap", help="Cron run while the last one still goes: skip, queue or cancel_previous.")
     ] = "skip",
     after: AfterOption = None,
+    on_push: OnPushOption = None,
+    on_pr: OnPrOption = None,
+    pr_keep_running: KeepRunningOption = False,
     description: Annotated[str, typer.Option("--description", help="What the job is for.")] = "",
     as_json: JsonOption = False,
 ) -> None:
@@ -155,7 +184,7 @@ def add(
     steps = _steps(step, command)
     if steps is None:
         fail("Give the job's steps with --step 'CMD ...' (repeatable) or one command after --.")
-    triggers = _after(after or [])
+    triggers = _after(after or []) + _git(on_push, on_pr, pr_keep_running)
     if cron is not None:
         triggers.insert(0, {"kind": "cron", "cron": cron, "timezone": tz, "overlap": overlap})
     body = {
@@ -216,6 +245,26 @@ def show(name: str, project: ProjectOption = None, as_json: JsonOption = False) 
             ["kind", "trigger", "enabled", "next_fire_at"],
             title="Triggers",
         )
+    console.print()
+    _notifications(job)
+
+
+def _notifications(job: JobOut) -> None:
+    """The notifications a run of the job sends: its own, else the project's defaults."""
+    from control.client import Forbidden
+
+    try:
+        with state.client() as client:
+            every = client.list_notifications(job.project)
+    except Forbidden:
+        return  # only the project's members see where its news goes
+    own = [n for n in every if n.job == job.name]
+    applying = own or [n for n in every if n.job is None]
+    if not applying:
+        console.print(f"No notifications: `yard notify add NAME -p {job.project} --job {job.name} ...` adds one.")
+        return
+    rows = [{**n.model_dump(), "events": ",".join(n.events), "from": "job" if own else "project"} for n in applying]
+    table(rows, ["name", "channel", "target", "events", "from"], title="Notifications")
 
 
 @app.command("edit")
@@ -246,6 +295,10 @@ def edit(
     ] = None,
     after: AfterOption = None,
     no_after: Annotated[bool, typer.Option("--no-after", help="Remove its triggers on other jobs' ends.")] = False,
+    on_push: OnPushOption = None,
+    on_pr: OnPrOption = None,
+    pr_keep_running: KeepRunningOption = False,
+    no_git: Annotated[bool, typer.Option("--no-git", help="Remove its push and pull-request triggers.")] = False,
     description: Annotated[str | None, typer.Option("--description", help="What the job is for.")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -272,9 +325,13 @@ def edit(
     if stop_signals is not None:
         changes["stop_signals"] = _signals(stop_signals)
     with state.client() as client:
+        git_changed = on_push is not None or on_pr is not None or no_git
         if cron is not None or tz is not None or no_cron or pause is not None or after is not None or no_after:
             current = client.get_job(project_name, name)
             changes["triggers"] = _edited_triggers(current, cron, tz, no_cron, pause, after, no_after)
+        if git_changed:
+            kept = changes.get("triggers") or [_trigger_body(t) for t in client.get_job(project_name, name).triggers]
+            changes["triggers"] = _edited_git(kept, on_push, on_pr, pr_keep_running, no_git)
         if not changes:
             fail(
                 f"Nothing to change; give an option (see `yard jobs edit --help`) or look with `yard jobs show {name}`."
@@ -317,6 +374,15 @@ def _edited_triggers(
     if after is not None:
         chained = _after(after)
     return [*([old_cron] if old_cron else []), *chained, *others]
+
+
+def _edited_git(
+    kept: list[dict[str, Any]], on_push: list[str] | None, on_pr: list[str] | None, keep_running: bool, no_git: bool
+) -> list[dict[str, Any]]:
+    """``kept`` with its push and pull-request triggers replaced by the ones given (or removed)."""
+    given = _git(on_push, on_pr, keep_running)
+    replaced = {"push", "pull_request"} if no_git else {t["kind"] for t in given}
+    return [t for t in kept if t["kind"] not in replaced] + given
 
 
 @app.command("run")

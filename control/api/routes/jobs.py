@@ -24,6 +24,7 @@ from control.db.tables import Environment, Job, Project, Run
 from control.jobs.definition import job_code, may_change, run_request, stored_steps
 from control.jobs.summary import describe_job
 from control.jobs.triggers import TriggerRefused, followers_of, remove_all, set_triggers
+from control.notifications.purge import forget_job
 from control.runs.create import create_run
 from control.runs.summary import describe_run
 from control.wire.errors import JOB_NOT_FOUND, ApiError
@@ -168,6 +169,7 @@ def delete_job(project: str, name: str, session: DB, who: Writer, svc: Svc) -> N
         )
     job_id = job.id
     remove_all(session, job)
+    forget_job(session, job_id)  # its own notifications go with it (deliveries stay as history)
     session.exec(update(Run).where(col(Run.job_id) == job_id).values(job_id=None, chain_pending=False))  # type: ignore[call-overload]
     session.delete(job)
     audit.record(session, who, "job.delete", "job", job_id, project=found.name, name=name)
