@@ -15,6 +15,7 @@ from sqlalchemy import inspect, text
 
 from control.client import ApiError
 from control.logformat import raw_output
+from control.wire.runs import RunOut
 from tests.services.gitserver import GitServer, Repo, git_server
 from tests.stack import Stack, wait_for_run
 
@@ -31,7 +32,7 @@ def output(stack: Stack, run_id: int) -> str:
     return raw_output(blob).decode()
 
 
-def run_to_end(stack: Stack, command: str, **fields: object) -> tuple[object, str]:
+def run_to_end(stack: Stack, command: str, **fields: object) -> tuple[RunOut, str]:
     with stack.client() as client:
         run = client.create_run("demo", ["sh", "-c", command], **fields)
         final = wait_for_run(client, run.id)
@@ -50,13 +51,13 @@ def test_a_deployment_environment_runs_a_fresh_checkout_of_its_branch(run_stack:
         "cat VERSION; ls; test ! -e leftover && touch leftover && echo $DEVYARD_GIT_COMMIT",
         environment="prod",
     )
-    assert ran.state == "succeeded", ran.error  # type: ignore[attr-defined]
-    assert (ran.code_source, ran.code_ref, ran.code_commit) == ("repository", "main", first)  # type: ignore[attr-defined]
-    assert ran.code_repo_url == repo.file_url  # type: ignore[attr-defined]
+    assert ran.state == "succeeded", ran.error
+    assert (ran.code_source, ran.code_ref, ran.code_commit) == ("repository", "main", first)
+    assert ran.code_repo_url == repo.file_url
     assert log.splitlines()[0] == "two" and "models" in log and first in log
     assert ".git" not in log.split()  # the run's folder holds the commit's files and nothing else
     again, log = run_to_end(run_stack, "test ! -e leftover && cat VERSION", environment="prod")
-    assert again.state == "succeeded" and log == "two\n"  # type: ignore[attr-defined]
+    assert again.state == "succeeded" and log == "two\n"
 
 
 def test_refs_branches_tags_commits_and_a_force_push(run_stack: Stack, gits: GitServer) -> None:
@@ -73,17 +74,17 @@ def test_refs_branches_tags_commits_and_a_force_push(run_stack: Stack, gits: Git
         ("feature", feature, "feature"),
     ):
         ran, log = run_to_end(run_stack, "cat VERSION", ref=ref)
-        assert ran.state == "succeeded", (ref, ran.error)  # type: ignore[attr-defined]
-        assert (ran.code_ref, ran.code_commit, log) == (ref, commit, content + "\n")  # type: ignore[attr-defined]
+        assert ran.state == "succeeded", (ref, ran.error)
+        assert (ran.code_ref, ran.code_commit, log) == (ref, commit, content + "\n")
     # main is rewritten from nothing: the next run sees the new history, not the old tip.
     rewritten = repo.commit({"VERSION": "rewritten\n"}, force=True)
     ran, log = run_to_end(run_stack, "cat VERSION", ref="main")
-    assert (ran.code_commit, log) == (rewritten, "rewritten\n")  # type: ignore[attr-defined]
+    assert (ran.code_commit, log) == (rewritten, "rewritten\n")
     # The old tip is still a commit of the repository's history in the mirror; a missing branch is not.
     missing, log = run_to_end(run_stack, "true", ref="no-such-branch")
-    assert missing.state == "failed" and log == ""  # type: ignore[attr-defined]
-    assert missing.error == f"'no-such-branch' is not a branch, tag or commit of the repository {repo.file_url}."  # type: ignore[attr-defined]
-    assert missing.code_commit is None  # type: ignore[attr-defined]
+    assert missing.state == "failed" and log == ""
+    assert missing.error == f"'no-such-branch' is not a branch, tag or commit of the repository {repo.file_url}."
+    assert missing.code_commit is None
 
 
 def test_a_retry_runs_the_same_commit_even_when_the_branch_moved(run_stack: Stack, gits: GitServer) -> None:
@@ -163,27 +164,27 @@ def test_a_private_repository_over_http_with_a_token_and_with_a_wrong_one(
         client.create_environment("demo", "stale", kind="deployment", secrets={"GIT_TOKEN": wrong})
         client.create_environment("demo", "none", kind="deployment")
     good, log = run_to_end(run_stack, "cat VERSION", environment="prod")
-    assert (good.state, log) == ("succeeded", "secret-code\n"), good.error  # type: ignore[attr-defined]
+    assert (good.state, log) == ("succeeded", "secret-code\n"), good.error
     refused, log = run_to_end(run_stack, "cat VERSION", environment="stale")
-    assert refused.state == "failed" and log == ""  # type: ignore[attr-defined]
-    assert refused.error == (  # type: ignore[attr-defined]
+    assert refused.state == "failed" and log == ""
+    assert refused.error == (
         f"The repository {repo.http_url} refused the credentials in secret GIT_TOKEN;"
         " check the token or deploy key and its access to the repository."
     )
     anonymous, _ = run_to_end(run_stack, "true", environment="none")
-    assert anonymous.error.startswith(f"The repository {repo.http_url} asks for credentials")  # type: ignore[attr-defined]
+    assert (anonymous.error or "").startswith(f"The repository {repo.http_url} asks for credentials")
     # Neither token is anywhere: the run's log, the events, the API's answers, the database, the agent's log.
     with run_stack.client() as client:
         answers = json.dumps(
             [
-                client.get_run(refused.id).model_dump(mode="json"),  # type: ignore[attr-defined]
+                client.get_run(refused.id).model_dump(mode="json"),
                 client.get_project("demo").model_dump(mode="json"),
                 [e.model_dump(mode="json") for e in client.list_environments("demo")],
                 [r.model_dump(mode="json") for r in client.list_runs(limit=50).items],
                 client.list_audit().model_dump(mode="json"),
             ]
         )
-        logs = "".join(output(run_stack, r) for r in (good.id, refused.id, anonymous.id))  # type: ignore[attr-defined]
+        logs = "".join(output(run_stack, r) for r in (good.id, refused.id, anonymous.id))
     events = json.dumps([e.as_json() for e in run_stack.services.events._recent])
     stored = _everything_stored(run_stack)
     assert "refused the credentials" in events and "refused the credentials" in stored  # the places were looked at
