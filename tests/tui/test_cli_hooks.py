@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,3 +34,23 @@ def test_set_show_rm(stack: Stack) -> None:
     assert_one_sentence_error(yard("hooks", "set", "shop", "bitbucket", env=env), "not one of github, gitlab, standard")
     assert yard("hooks", "rm", "shop", "github", env=env).returncode == 0
     assert "has no webhook yet" in yard("hooks", "show", "shop", env=env).stdout
+
+
+def test_jobs_with_git_triggers_and_their_notifications(stack: Stack) -> None:
+    env = {"DEVYARD_URL": stack.url, "DEVYARD_TOKEN": stack.admin_token, "DEVYARD_PROJECT": "shop"}
+    with stack.client() as admin:
+        admin.add_notification("shop", "team", "webhook", url="http://127.0.0.1:9/hook")
+    added = yard("jobs", "add", "ci", "--on-push", "main", "--on-push", "release/*", "--on-pr", "main", "--", "true", env=env)
+    assert added.returncode == 0, added.stderr
+    shown = yard("jobs", "show", "ci", env=env)
+    assert "push to main, release/*" in shown.stdout and "pull request into main" in shown.stdout
+    assert "team" in shown.stdout and "project" in shown.stdout  # the project's notification applies
+    edited = yard("jobs", "edit", "ci", "--on-pr", "dev", "--pr-keep-running", "--json", env=env)
+    assert edited.returncode == 0, edited.stderr
+    kinds = {t["kind"]: t["config"] for t in json.loads(edited.stdout)["triggers"]}
+    assert kinds == {
+        "push": {"branches": ["main", "release/*"]},
+        "pull_request": {"branches": ["dev"], "cancel_in_progress": False},
+    }
+    cleared = yard("jobs", "edit", "ci", "--no-git", "--json", env=env)
+    assert json.loads(cleared.stdout)["triggers"] == []
