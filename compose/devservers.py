@@ -2,8 +2,10 @@
 
 A develop server is ``python -m devserver`` started through the agent's :class:`Launcher`. The
 agent writes the per-server secret to a 0600 file the server reads and deletes, waits for the
-server's ready file (it binds an ephemeral port itself, so no port is ever raced), checks
-``/health`` with the secret and reports the endpoint. A monitor thread restarts a crashed
+server's ready file (it binds an ephemeral port itself, so no port is ever raced, and makes a
+TLS certificate of its own), checks ``/health`` over HTTPS pinning that certificate's fingerprint
+(from the ready file) with the secret, and reports the endpoint with the fingerprint, which the
+gateway then pins on every connection. A monitor thread restarts a crashed
 server with exponential back-off; the workspace lives on the shared volume, so it survives.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import ssl
 import sys
 import threading
 import time
@@ -23,6 +26,7 @@ import httpx
 
 from compose.launcher import Launcher, LaunchError, LaunchSpec, LaunchState, command_home
 from control.client import ControlClient, DevyardError
+from control.tlspin import pinned_context
 from control.wire.devservers import AdoptedDevServer
 from control.wire.work import DevServerSpec, DevServerStartWork, DevServerStopWork
 
@@ -54,6 +58,7 @@ class Managed:
     restart_count: int = 0
     handle: str | None = None
     endpoint: str | None = None
+    fingerprint: str | None = None
     up_since: float = 0.0
     quick_failures: int = 0
     restart_at: float | None = None
@@ -112,7 +117,9 @@ class DevServerKeeper:
                 return
             with self.lock:
                 self.servers[server.id] = server
-            self._report(server.id, "running", handle=server.handle, endpoint=server.endpoint)
+            self._report(
+                server.id, "running", handle=server.handle, endpoint=server.endpoint, tls_fingerprint=server.fingerprint
+            )
             report_item(item.id, handle=server.handle)
             self.ensure_monitor()
 
@@ -164,12 +171,12 @@ class DevServerKeeper:
             server = Managed.of(info, self.volume)
             if server is None:
                 continue
-            server.endpoint, server.up_since = info.endpoint, time.monotonic()
+            server.endpoint, server.fingerprint, server.up_since = info.endpoint, info.tls_fingerprint, time.monotonic()
             alive = (
                 server.handle is not None
                 and self.launcher.status(server.handle).state is LaunchState.running
                 and server.endpoint is not None
-                and self._healthy(server.endpoint, server.secret)
+                and self._healthy(server.endpoint, server.secret, server.fingerprint)
             )
             if not alive:
                 if server.handle:
@@ -232,19 +239,28 @@ class DevServerKeeper:
                 secret_file.unlink(missing_ok=True)
                 raise StartFailed(f"The develop server did not start within {READY_TIMEOUT_S:.0f} s; {_tail(log_file)}")
             time.sleep(0.01)
-        port = int(json.loads(ready_file.read_text())["port"])
+        ready = json.loads(ready_file.read_text())
+        port, fingerprint = int(ready["port"]), str(ready.get("fingerprint") or "")
         endpoint = self.launcher.endpoint(handle, port)
-        if not self._healthy(endpoint, server.secret):
+        if not fingerprint or not self._healthy(endpoint, server.secret, fingerprint):
             self.launcher.stop(handle, grace_s=1.0)
             raise StartFailed("The develop server started but does not answer its health check.")
-        server.handle, server.endpoint, server.up_since = handle, endpoint, time.monotonic()
+        server.handle, server.endpoint, server.fingerprint = handle, endpoint, fingerprint
+        server.up_since = time.monotonic()
         log.info("develop server %s running at %s (handle %s)", server.id, endpoint, handle)
 
     @staticmethod
-    def _healthy(endpoint: str, secret: str) -> bool:
+    def _healthy(endpoint: str, secret: str, fingerprint: str | None) -> bool:
+        """Whether the server answers ``/health``; over HTTPS only with the certificate of
+        ``fingerprint`` (the secret is never sent to anything else)."""
+        if endpoint.startswith("https://") and not fingerprint:
+            return False
+        verify = pinned_context(fingerprint) if fingerprint else True
         try:
-            response = httpx.get(f"{endpoint}/health", headers={"Authorization": f"Bearer {secret}"}, timeout=3.0)
-        except httpx.HTTPError:
+            response = httpx.get(
+                f"{endpoint}/health", headers={"Authorization": f"Bearer {secret}"}, timeout=3.0, verify=verify
+            )
+        except (httpx.HTTPError, ssl.SSLError):
             return False
         return response.status_code == 200
 
@@ -306,7 +322,12 @@ class DevServerKeeper:
             server.restart_at = time.monotonic() + delay
             return
         self._report(
-            server.id, "running", handle=server.handle, endpoint=server.endpoint, restart_count=server.restart_count
+            server.id,
+            "running",
+            handle=server.handle,
+            endpoint=server.endpoint,
+            tls_fingerprint=server.fingerprint,
+            restart_count=server.restart_count,
         )
 
     def _report(self, server_id: int, state: str, **details: Any) -> None:

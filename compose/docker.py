@@ -58,7 +58,7 @@ class DockerLauncher:
     devserver_port = 0  # the develop server binds an ephemeral port and reports it
 
     def endpoint(self, handle: str, port: int) -> str:
-        return f"http://127.0.0.1:{port}"
+        return f"https://127.0.0.1:{port}"
 
     def __init__(self, client: Any, default_image: str, python: str) -> None:
         self.client = client

@@ -125,7 +125,7 @@ class KubernetesLauncher:
 
     def endpoint(self, handle: str, port: int) -> str:
         _kind, namespace, name = handle.split("/", 2)
-        return f"http://{name}.{namespace}.svc:{DEVSERVER_PORT}"
+        return f"https://{name}.{namespace}.svc:{DEVSERVER_PORT}"
 
     # ------------------------------------------------------------------ control
 

@@ -49,7 +49,7 @@ class LocalLauncher:
 
     def endpoint(self, handle: str, port: int) -> str:
         host = f"[{self.bind_host}]" if ":" in self.bind_host else self.bind_host
-        return f"http://{host}:{port}"
+        return f"https://{host}:{port}"
 
     def start(self, spec: LaunchSpec) -> str:
         limits = _limits(spec.resources)

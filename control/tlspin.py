@@ -8,6 +8,7 @@ checks it the same way, before a byte of the request (and its token) is sent.
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 import threading
@@ -157,3 +158,21 @@ def why_refused(problem: ssl.SSLError) -> str:
     if isinstance(problem, CertificateChanged):
         return str(problem)
     return str(getattr(problem, "verify_message", None) or problem.reason or problem)
+
+
+@functools.lru_cache(maxsize=512)
+def pinned_context(fingerprint: str) -> ssl.SSLContext:
+    """A client context accepting exactly the certificate ``fingerprint`` names (a develop
+    server's, as its agent reported it); one per fingerprint, so connections can share it."""
+    return _pinned_context(_Pins(Trust(fingerprint=fingerprint)))
+
+
+def refused_pin(exc: BaseException | None) -> CertificateChanged | None:
+    """The pin refusal behind ``exc`` (httpx and websockets wrap it), None if there is none."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, CertificateChanged):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -1,8 +1,10 @@
 """``python -m devserver``: run one develop server for one workspace.
 
 The secret arrives in a file (deleted once read) so it never shows in argv or the environment.
-The server binds its own socket (port 0 = any free port) and writes ``{"port", "pid"}`` to the
-ready file once it accepts connections; the agent waits for that file, then calls ``/health``.
+The server binds its own socket (port 0 = any free port), makes a certificate of its own next to
+the ready file (devserver.tls; it always serves HTTPS) and writes ``{"port", "pid",
+"fingerprint"}`` to the ready file once it accepts connections; the agent waits for that file,
+then calls ``/health`` pinning that fingerprint, and reports both to the control plane.
 SIGTERM stops it gracefully: running commands and shells are stopped, then it exits 0.
 """
 
@@ -25,6 +27,7 @@ import uvicorn
 from devserver.app import create_app
 from devserver.paths import Workspace
 from devserver.state import ServerState
+from devserver.tls import make_certificate
 from devserver.writer import remove_stale_temporaries
 
 log = logging.getLogger("devyard.devserver")
@@ -39,7 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--secret-file", required=True, type=Path, help="file holding the bearer secret (deleted)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", default=0, type=int, help="port to listen on (0: any free port)")
-    parser.add_argument("--ready-file", required=True, type=Path, help='written with {"port", "pid"} when ready')
+    parser.add_argument(
+        "--ready-file", required=True, type=Path, help='written with {"port", "pid", "fingerprint"} when ready'
+    )
     parser.add_argument("--log-file", type=Path, help="the file stderr goes to (served by GET /logs)")
     return parser.parse_args(argv)
 
@@ -68,32 +73,35 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def write_ready(path: Path, port: int) -> None:
+def write_ready(path: Path, port: int, fingerprint: str) -> None:
     """Write the ready file atomically (write a temporary file, rename it into place)."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # 0600: it sits next to the server's secret in the agent's private state, and this process
     # runs with the users' umask.
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(json.dumps({"port": port, "pid": os.getpid()}))
+        out.write(json.dumps({"port": port, "pid": os.getpid(), "fingerprint": fingerprint}))
     os.replace(temp, path)
 
 
 class DevServer(uvicorn.Server):
     """uvicorn's server, plus the ready file and stopping our process sessions on SIGTERM."""
 
-    def __init__(self, config: uvicorn.Config, state: ServerState, ready_file: Path, port: int) -> None:
+    def __init__(
+        self, config: uvicorn.Config, state: ServerState, ready_file: Path, port: int, fingerprint: str
+    ) -> None:
         super().__init__(config)
         self.state = state
         self.ready_file = ready_file
         self.port = port
+        self.fingerprint = fingerprint
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         await super().startup(sockets)
         if self.started:
-            write_ready(self.ready_file, self.port)
+            write_ready(self.ready_file, self.port, self.fingerprint)
             log.info("develop server ready on port %d for %s", self.port, self.state.workspace.root)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -137,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         secret = read_secret(args.secret_file)
         args.workspace.mkdir(parents=True, exist_ok=True)
         sock = bind(args.host, args.port)
+        # A new key at every start, in the agent's private folder for this server (0700).
+        cert, key, fingerprint = make_certificate(args.ready_file.parent)
     except (OSError, ValueError) as exc:
         print(f"devserver: cannot start: {exc}", file=sys.stderr)
         return 2
@@ -154,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
     )
-    server = DevServer(config, state, args.ready_file, sock.getsockname()[1])
+    server = DevServer(config, state, args.ready_file, sock.getsockname()[1], fingerprint)
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, _exit_quietly)
     try:

@@ -63,8 +63,7 @@ def create_app(services: Services) -> FastAPI:
         yield
         task.cancel()
         deliveries.cancel()
-        gateway_http = services.extras.pop("gateway_http", None)
-        if gateway_http is not None:
+        for gateway_http in services.extras.pop("gateway_http", {}).values():
             await gateway_http.aclose()
         await paging.close_read_pool(services)
         services.events.close()

@@ -145,6 +145,9 @@ class DevServer(SQLModel, table=True):
     workspace: str | None = Field(default=None, max_length=300)
     handle: str | None = Field(default=None, max_length=200)
     endpoint: str | None = Field(default=None, max_length=500)
+    # SHA256:... of the certificate the develop server made at its start (reported with the
+    # endpoint): the gateway accepts exactly it. None with an https endpoint is never reached.
+    tls_fingerprint: str | None = Field(default=None, max_length=120)
     # Per-server secret the gateway presents; it never leaves the control plane and agent, and is
     # stored sealed (control/db/types.SealedText).
     secret: str | None = Field(default=None, sa_column=_DEVSERVER_SECRET)

@@ -73,6 +73,7 @@ def request_start(
     server.environment_id = environment.id if environment else server.environment_id
     server.workspace = workspace_of(user, project)
     server.state, server.error, server.handle, server.endpoint = PENDING, None, None, None
+    server.tls_fingerprint = None
     # A fresh secret per start: one that leaked from a stopped server is worth nothing.
     server.secret = secrets.token_urlsafe(32)
     server.restart_count, server.stopped_at, server.last_activity_at = 0, None, now
@@ -138,8 +139,10 @@ def report(
     endpoint: str | None,
     error: str | None,
     restart_count: int | None,
+    tls_fingerprint: str | None = None,
 ) -> None:
-    """Apply what the owning agent saw. A stop in progress is not undone by a late 'running'."""
+    """Apply what the owning agent saw. A stop in progress is not undone by a late 'running'.
+    The endpoint and its certificate's fingerprint are set and cleared together."""
     if state not in AGENT_REPORTS:
         raise TransitionRefused(f"An agent cannot report state {state!r}.")
     if server.state in (STOPPED, PENDING) and state != STOPPED:
@@ -153,12 +156,12 @@ def report(
     if restart_count is not None:
         server.restart_count = restart_count
     if state == RUNNING:
-        server.endpoint, server.started_at = endpoint, now
+        server.endpoint, server.tls_fingerprint, server.started_at = endpoint, tls_fingerprint, now
         server.last_activity_at = max(server.last_activity_at or now, now)
     elif state in (STOPPED, FAILED):
-        server.endpoint, server.stopped_at = None, now
+        server.endpoint, server.tls_fingerprint, server.stopped_at = None, None, now
     elif state == STARTING:
-        server.endpoint = None
+        server.endpoint = server.tls_fingerprint = None
 
 
 def touch(server: DevServer, now: datetime) -> None:
@@ -183,6 +186,7 @@ def record_stopped(engine: Engine, server_ids: list[int]) -> None:
     with Session(engine) as session:
         for server in session.exec(select(DevServer).where(col(DevServer.id).in_(server_ids))):
             server.state, server.endpoint, server.stopped_at, server.error = STOPPED, None, now, None
+            server.tls_fingerprint = None
             session.add(server)
         for item in session.exec(
             select(WorkItem).where(

@@ -9,6 +9,9 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from control.wire.fields import Name, Strict
 
+FINGERPRINT_PATTERN = r"^SHA256:[0-9A-F]{2}(:[0-9A-F]{2}){31}$"
+"""A certificate's SHA-256 as control.trust.fingerprint_of writes it."""
+
 
 class DevServerCreate(Strict):
     project: Name
@@ -41,6 +44,8 @@ class DevServerReport(Strict):
     state: Literal["starting", "running", "stopped", "failed"]
     handle: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     endpoint: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=500)] | None = None
+    tls_fingerprint: Annotated[str, StringConstraints(pattern=FINGERPRINT_PATTERN)] | None = None
+    """The develop server's certificate (required with an https endpoint); the gateway pins it."""
     error: Annotated[str, StringConstraints(max_length=2000)] | None = None
     restart_count: Annotated[int, Field(ge=0)] | None = None
 
@@ -52,6 +57,7 @@ class AdoptedDevServer(BaseModel):
     state: str
     handle: str | None
     endpoint: str | None
+    tls_fingerprint: str | None = None
     workspace: str | None
     secret: str | None
     restart_count: int

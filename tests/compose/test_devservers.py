@@ -21,8 +21,11 @@ from control.client.calls import untyped
 from control.clock import utcnow
 from control.db.tables import DevServer
 from control.schedules.scheduler import Scheduler
+from control.tlspin import peer_certificate, pinned_context
+from control.trust import fingerprint_of
 from runner.procfs import pid_alive
 from tests.compose.devserver_helpers import gateway_exec, pid_of, start_and_wait, wait_for_state
+from tests.devserver.conftest import running_server
 from tests.stack import Stack, wait_for_run
 
 
@@ -105,11 +108,61 @@ def test_the_develop_server_refuses_anyone_without_its_secret(run_stack: Stack) 
         row = session.get(DevServer, server.id)
         assert row is not None and row.endpoint is not None
         endpoint = row.endpoint
-    assert endpoint.startswith("http://127.0.0.1:")
+        assert row.tls_fingerprint is not None
+        verify = pinned_context(row.tls_fingerprint)
+    assert endpoint.startswith("https://127.0.0.1:")
     # Even a valid API token is useless directly against the develop server.
     for headers in ({}, {"Authorization": f"Bearer {alice}"}, {"Authorization": "Bearer wrong"}):
-        response = httpx.post(endpoint + "/exec", json={"argv": ["true"]}, headers=headers)
+        response = httpx.post(endpoint + "/exec", json={"argv": ["true"]}, headers=headers, verify=verify)
         assert response.status_code == 401
+
+
+def test_the_gateway_accepts_only_the_certificate_the_agent_reported(run_stack: Stack, tmp_path: Path) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    alice = run_stack.user("alice", "developer")
+    with run_stack.client(alice) as client:
+        server = start_and_wait(client, "demo")
+    with Session(run_stack.services.engine) as session:
+        row = session.get(DevServer, server.id)
+        assert row is not None and row.endpoint and row.secret and row.tls_fingerprint
+        endpoint, secret, fingerprint = row.endpoint, row.secret, row.tls_fingerprint
+    host, port = endpoint.removeprefix("https://").rsplit(":", 1)
+    assert fingerprint_of(peer_certificate(host, int(port))) == fingerprint  # what the agent reported
+    api = f"{run_stack.url}/api/v1/devservers/{server.id}"
+    auth = {"Authorization": f"Bearer {alice}"}
+    assert httpx.get(f"{api}/health", headers=auth, timeout=20).status_code == 200
+
+    def point_at(url: str) -> None:
+        with Session(run_stack.services.engine) as session:
+            row = session.get(DevServer, server.id)
+            assert row is not None
+            row.endpoint = url
+            session.add(row)
+            session.commit()
+
+    # An impostor on another port that knows the secret (the worst case): it would answer.
+    with running_server(tmp_path / "impostor", secret=secret) as impostor:
+        assert httpx.get(impostor.url + "/health", headers=impostor.auth, verify=impostor.ssl).status_code == 200
+        point_at(impostor.url)
+        try:
+            for method, path in (("GET", "/health"), ("GET", "/files/manifest"), ("POST", "/exec")):
+                refused = httpx.request(method, f"{api}{path}", headers=auth, json={"argv": ["true"]}, timeout=20)
+                assert refused.status_code == 502
+                error = refused.json()["error"]
+                assert error["code"] == "devserver_certificate_mismatch"
+                assert error["message"].count(". ") == 0 and "certificate" in error["message"]
+                assert secret not in refused.text
+            ws_api = api.replace("http://", "ws://")
+            for path in ("/pty", f"/tunnel/{impostor.port}"):
+                with pytest.raises(InvalidStatus) as denied:
+                    connect(ws_api + path, additional_headers=auth, open_timeout=10)
+                assert denied.value.response.status_code == 502
+                assert b"devserver_certificate_mismatch" in (denied.value.response.body or b"")
+        finally:
+            point_at(endpoint)
+    assert httpx.get(f"{api}/health", headers=auth, timeout=20).status_code == 200
 
 
 def test_paths_outside_the_workspace_are_refused_through_the_gateway(run_stack: Stack, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ def test_develop_servers_listen_on_loopback_unless_told_otherwise(tmp_path: Path
     launcher = make_launcher("local", load_settings(tmp_path))
     assert isinstance(launcher, LocalLauncher)
     assert launcher.bind_host == "127.0.0.1"
-    assert launcher.endpoint("1:2", 4100) == "http://127.0.0.1:4100"
+    assert launcher.endpoint("1:2", 4100) == "https://127.0.0.1:4100"
 
 
 def test_an_agent_on_another_host_advertises_its_own_address(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from control.tlspin import pinned_context
 from control.wire import frames
 from runner.procfs import pid_alive
 
@@ -35,28 +37,36 @@ class RunningServer:
     log_file: Path
     secret_file: Path
     ready_file: Path
+    fingerprint: str
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"wss://127.0.0.1:{self.port}"
+
+    @property
+    def ssl(self) -> ssl.SSLContext:
+        """Accepts exactly the certificate the server made (what the gateway does)."""
+        return pinned_context(self.fingerprint)
 
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret}"}
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers=self.auth, timeout=30.0, **kwargs)
+        return httpx.Client(base_url=self.url, headers=self.auth, timeout=30.0, verify=self.ssl, **kwargs)
 
 
 @contextmanager
-def running_server(base: Path, *, leak_secret_in_env: bool = False) -> Iterator[RunningServer]:
+def running_server(
+    base: Path, *, leak_secret_in_env: bool = False, secret: str | None = None
+) -> Iterator[RunningServer]:
     """Start a develop server in ``base`` and stop it (SIGTERM, then SIGKILL) afterwards."""
     base.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(24)
+    secret = secret or secrets.token_urlsafe(24)
     secret_file, ready_file, log_file = base / "secret", base / "ready.json", base / "server.log"
     fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
@@ -75,8 +85,8 @@ def running_server(base: Path, *, leak_secret_in_env: bool = False) -> Iterator[
     with open(log_file, "ab") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     try:
-        port = wait_ready(process, ready_file, log_file)
-        yield RunningServer(process, port, secret, workspace, log_file, secret_file, ready_file)
+        port, fingerprint = wait_ready(process, ready_file, log_file)
+        yield RunningServer(process, port, secret, workspace, log_file, secret_file, ready_file, fingerprint)
     finally:
         if process.poll() is None:
             process.terminate()
@@ -87,7 +97,7 @@ def running_server(base: Path, *, leak_secret_in_env: bool = False) -> Iterator[
                 process.wait()
 
 
-def wait_ready(process: subprocess.Popen[bytes], ready_file: Path, log_file: Path) -> int:
+def wait_ready(process: subprocess.Popen[bytes], ready_file: Path, log_file: Path) -> tuple[int, str]:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not ready_file.exists():
         if process.poll() is not None:
@@ -97,7 +107,7 @@ def wait_ready(process: subprocess.Popen[bytes], ready_file: Path, log_file: Pat
         time.sleep(0.005)
     ready = json.loads(ready_file.read_text())
     assert ready["pid"] == process.pid
-    return int(ready["port"])
+    return int(ready["port"]), str(ready["fingerprint"])
 
 
 @pytest.fixture(scope="module")

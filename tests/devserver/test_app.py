@@ -25,7 +25,7 @@ def test_health_reports_the_server(client: httpx.Client, server: RunningServer) 
 def test_requests_without_the_secret_get_401(server: RunningServer, header: str | None) -> None:
     headers = {"Authorization": header} if header else {}
     for method, path in (("GET", "/health"), ("GET", "/files/manifest"), ("POST", "/exec")):
-        response = httpx.request(method, server.url + path, headers=headers, json={"argv": ["true"]})
+        response = httpx.request(method, server.url + path, headers=headers, json={"argv": ["true"]}, verify=server.ssl)
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "unauthorized"
 
@@ -33,7 +33,7 @@ def test_requests_without_the_secret_get_401(server: RunningServer, header: str 
 def test_websocket_without_the_secret_is_refused(server: RunningServer) -> None:
     for headers in ({}, {"Authorization": "Bearer nope"}):
         with pytest.raises(InvalidStatus) as caught:
-            connect(server.ws_url + "/pty", additional_headers=headers, open_timeout=5)
+            connect(server.ws_url + "/pty", additional_headers=headers, open_timeout=5, ssl=server.ssl)
         assert caught.value.response.status_code == 401
 
 

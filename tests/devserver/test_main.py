@@ -6,6 +6,7 @@ import contextlib
 import json
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -15,6 +16,8 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from control.tlspin import file_fingerprint, peer_certificate, pinned_context, refused_pin
+from control.trust import fingerprint_of
 from control.wire import frames
 from tests.devserver.conftest import ROOT, running_server, wait_gone
 from tests.devserver.test_terminal import read_until
@@ -23,11 +26,29 @@ from tests.devserver.test_terminal import read_until
 def test_ready_file_and_secret_file(tmp_path: Path) -> None:
     with running_server(tmp_path) as server:
         ready = json.loads(server.ready_file.read_text())
-        assert ready == {"port": server.port, "pid": server.process.pid}
+        assert ready == {"port": server.port, "pid": server.process.pid, "fingerprint": server.fingerprint}
         assert not server.secret_file.exists()
         assert server.workspace.is_dir()
         assert not list(tmp_path.glob(".ready.json.*"))  # the temporary file was renamed away
-        assert httpx.get(server.url + "/health", headers=server.auth).status_code == 200
+        assert httpx.get(server.url + "/health", headers=server.auth, verify=server.ssl).status_code == 200
+
+
+def test_serves_https_with_its_own_certificate(tmp_path: Path) -> None:
+    with running_server(tmp_path) as server:
+        key, cert = tmp_path / "tls.key", tmp_path / "tls.pem"
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert file_fingerprint(str(cert)) == server.fingerprint
+        # What it presents is that certificate, and nothing else is accepted by a pinned client.
+        assert fingerprint_of(peer_certificate("127.0.0.1", server.port)) == server.fingerprint
+        other = "SHA256:" + ":".join(["AB"] * 32)
+        with pytest.raises(httpx.ConnectError) as refused:
+            httpx.get(server.url + "/health", headers=server.auth, verify=pinned_context(other))
+        assert refused_pin(refused.value) is not None
+        # Plain HTTP gets no answer (the secret would cross the network in clear).
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{server.port}/health", headers=server.auth, timeout=5)
+    with running_server(tmp_path / "again") as again:
+        assert again.fingerprint != server.fingerprint  # a new key at every start
 
 
 def blocked_signals(pid: int) -> int:
@@ -61,7 +82,7 @@ def test_sigterm_stops_children_and_exits_zero(tmp_path: Path, started_blocked: 
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
             assert blocked_signals(exec_pid) == 0
-            with connect(f"{server.ws_url}/pty", additional_headers=server.auth, open_timeout=10) as ws:
+            with connect(f"{server.ws_url}/pty", additional_headers=server.auth, open_timeout=10, ssl=server.ssl) as ws:
                 ws.send(b"echo shell:$$:\n")
                 match = re.search(rb"shell:(\d+):", read_until(ws, rb"shell:\d+:"))
                 assert match is not None

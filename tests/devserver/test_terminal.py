@@ -20,7 +20,7 @@ from tests.waiting import wait_until
 
 @contextmanager
 def terminal(server: RunningServer, query: str = "cols=80&rows=24") -> Iterator[ClientConnection]:
-    with connect(f"{server.ws_url}/pty?{query}", additional_headers=server.auth, open_timeout=10) as ws:
+    with connect(f"{server.ws_url}/pty?{query}", additional_headers=server.auth, open_timeout=10, ssl=server.ssl) as ws:
         yield ws
 
 
@@ -113,7 +113,7 @@ def test_disconnect_hangs_up_the_shell_and_its_jobs(server: RunningServer) -> No
 
 def test_bad_size_is_refused(server: RunningServer) -> None:
     with pytest.raises(InvalidStatus) as caught:
-        connect(f"{server.ws_url}/pty?cols=0&rows=24", additional_headers=server.auth, open_timeout=5)
+        connect(f"{server.ws_url}/pty?cols=0&rows=24", additional_headers=server.auth, open_timeout=5, ssl=server.ssl)
     assert caught.value.response.status_code == 400
 
 
@@ -124,7 +124,7 @@ def test_terminals_at_once_are_bounded_per_server(server: RunningServer) -> None
         shells = [held.enter_context(terminal(server)) for _ in range(MAX_TERMINALS)]
         read_until(shells[-1], b"$")  # the last one is a working shell
         with pytest.raises(InvalidStatus) as refused:
-            connect(f"{server.ws_url}/pty", additional_headers=server.auth, open_timeout=5)
+            connect(f"{server.ws_url}/pty", additional_headers=server.auth, open_timeout=5, ssl=server.ssl)
         assert refused.value.response.status_code == 429
         assert json.loads(refused.value.response.body or b"{}")["error"]["code"] == "too_many_terminals"
     # Each closed terminal gave its place back.

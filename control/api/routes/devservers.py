@@ -145,8 +145,12 @@ def agent_report(server_id: int, body: DevServerReport, session: DB, who: AgentC
     own_agent(session, server.agent_id, who)
     if body.state == lifecycle.RUNNING and not body.endpoint:
         raise ApiError(422, "invalid_request", "A running develop server needs its endpoint.")
+    if body.endpoint and body.endpoint.startswith("https://") and not body.tls_fingerprint:
+        raise ApiError(422, "invalid_request", "An https endpoint needs the develop server's tls_fingerprint.")
     try:
-        lifecycle.report(server, body.state, body.handle, body.endpoint, body.error, body.restart_count)
+        lifecycle.report(
+            server, body.state, body.handle, body.endpoint, body.error, body.restart_count, body.tls_fingerprint
+        )
     except lifecycle.TransitionRefused as exc:
         raise conflict(str(exc)) from exc
     session.add(server)
@@ -177,6 +181,7 @@ def adopted(agent_id: int, session: DB, who: AgentCaller, svc: Svc) -> list[Adop
                 state=server.state,
                 handle=server.handle,
                 endpoint=server.endpoint,
+                tls_fingerprint=server.tls_fingerprint,
                 workspace=server.workspace,
                 secret=server.secret,
                 restart_count=server.restart_count,

@@ -4,6 +4,12 @@ Only the owner (or an admin) gets through. The caller's token stays here: the de
 sees the per-server secret instead, which never leaves the control plane and the agent, so the
 develop server is unusable without passing this check. Bodies and responses stream both ways
 (large uploads, live exec output); WebSockets (the PTY) are relayed frame by frame.
+
+Develop servers serve HTTPS with a certificate they make at start; their agent reports its
+fingerprint with the endpoint, and every connection from here (HTTP, WebSockets, tunnels,
+previews) accepts exactly that certificate (control.tlspin.pinned_context): anything else is
+refused before the secret is sent. Only a row from an older agent (an ``http://`` endpoint and
+no fingerprint) is still reached in plain HTTP, until that server restarts.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +40,7 @@ from control.auth import Principal, hash_token
 from control.clock import utcnow
 from control.db.tables import DevServer
 from control.devservers import lifecycle
+from control.tlspin import pinned_context, refused_pin
 from control.wire.errors import ApiError, error_body, parse_error
 from control.wire.resources import Role
 
@@ -48,6 +56,8 @@ DROP_RESPONSE = frozenset(
 # Writing last_activity_at on every proxied request would turn every read into a write.
 TOUCH_EVERY_S = 15.0
 SMALL_ERROR_BYTES = 64 * 1024
+# HTTP clients kept (one per develop-server certificate); past this, the oldest half is dropped.
+MAX_CLIENTS = 256
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,12 @@ class Target:
     server_id: int
     endpoint: str
     secret: str
+    fingerprint: str | None = None
+    """The develop server's certificate, pinned; None only for a plain-HTTP endpoint."""
+
+    def ssl(self) -> ssl.SSLContext | None:
+        """The client context for this server: its certificate exactly, or None (plain HTTP)."""
+        return pinned_context(self.fingerprint) if self.fingerprint else None
 
 
 def find_target(svc: Services, server_id: int, who: Principal | None) -> Target:
@@ -72,7 +88,11 @@ def find_target(svc: Services, server_id: int, who: Principal | None) -> Target:
                 + (" and try again." if server.state in lifecycle.ACTIVE else "."),
                 state=server.state,
             )
-        return Target(server_id, server.endpoint.rstrip("/"), server.secret)
+        if server.endpoint.startswith("https://") and not server.tls_fingerprint:
+            raise ApiError(
+                502, "devserver_unreachable", f"Develop server {server_id} has no recorded certificate; restart it."
+            )
+        return Target(server_id, server.endpoint.rstrip("/"), server.secret, server.tls_fingerprint or None)
 
 
 class ActivityClock:
@@ -104,16 +124,41 @@ async def touch(svc: Services, server_id: int) -> None:
         await run_in_threadpool(_touch, svc, server_id)
 
 
-def http_client(svc: Services) -> httpx.AsyncClient:
-    client = svc.extras.get("gateway_http")
+def http_client(svc: Services, target: Target) -> httpx.AsyncClient:
+    """The client for ``target``: one per pinned certificate (httpx fixes the SSL context per
+    client), so its connections are kept open and reused like any other."""
+    clients: dict[str | None, httpx.AsyncClient] = svc.extras.setdefault("gateway_http", {})
+    client = clients.get(target.fingerprint)
     if client is None:
+        if len(clients) >= MAX_CLIENTS:
+            # Certificates of servers long restarted; a response still streaming on one keeps its
+            # connection (closed when the client is collected).
+            for fingerprint in list(clients)[: MAX_CLIENTS // 2]:
+                clients.pop(fingerprint)
         # No read timeout: exec output and log follows may be quiet for a long time.
-        client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0), limits=httpx.Limits(max_connections=None))
-        svc.extras["gateway_http"] = client
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(None, connect=5.0),
+            limits=httpx.Limits(max_connections=None),
+            verify=target.ssl() or True,
+        )
+        clients[target.fingerprint] = client
     return client
 
 
-def unreachable(server_id: int) -> ApiError:
+def unreachable(server_id: int, exc: BaseException | None = None) -> ApiError:
+    """Why the develop server could not be reached, for the caller: a certificate that is not
+    the recorded one is said so (never accepted), anything else is "does not answer"."""
+    refused = refused_pin(exc)
+    if refused is not None:
+        log.error(
+            "develop server %s presented certificate %s, not the recorded %s", server_id, refused.seen, refused.expected
+        )
+        return ApiError(
+            502,
+            "devserver_certificate_mismatch",
+            f"Develop server {server_id} presented a certificate other than the one its agent reported, so the"
+            " gateway refused it; restart the server with `yard dev stop` and `yard dev start`.",
+        )
     return ApiError(
         502, "devserver_unreachable", f"Develop server {server_id} does not answer; it may be restarting, try again."
     )
@@ -159,14 +204,14 @@ async def proxy(server_id: int, path: str, request: Request, who: Caller, svc: S
     if request.url.query:
         url += f"?{request.url.query}"
     has_body = request.method not in ("GET", "HEAD", "DELETE") or "content-length" in headers
-    client = http_client(svc)
+    client = http_client(svc, target)
     outgoing = client.build_request(
         request.method, url, headers=headers, content=request.stream() if has_body else None
     )
     try:
         upstream = await client.send(outgoing, stream=True)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-        raise unreachable(server_id) from exc
+        raise unreachable(server_id, exc) from exc
     await touch(svc, server_id)
     if upstream.status_code >= 400 and int(upstream.headers.get("content-length") or 0) <= SMALL_ERROR_BYTES:
         return await _error_response(upstream, server_id)
@@ -292,10 +337,14 @@ async def _relay_terminal(websocket: WebSocket, svc: Services, server_id: int, t
             max_size=None,
             open_timeout=5,
             close_timeout=2,  # a caller gone: do not wait long for the develop server's goodbye
+            ssl=target.ssl(),
         )
     except (OSError, InvalidHandshake, TimeoutError) as exc:
         status = exc.response.status_code if isinstance(exc, InvalidStatus) else 502
         log.warning("gateway websocket to develop server %s failed: %s", server_id, exc)
+        if refused_pin(exc) is not None:
+            await deny(websocket, unreachable(server_id, exc))
+            return
         if status == 429:
             message = f"Develop server {server_id} has as many terminals open as it allows; close one first."
             await deny(websocket, ApiError(429, "too_many_terminals", message))

@@ -164,7 +164,7 @@ async def preview(server_id: int, port: str, path: str, request: Request, svc: S
     query = _query_without_link(request) if request.url.query else ""
     if query:
         url += f"?{query}"
-    client = http_client(svc)
+    client = http_client(svc, target)
     has_body = request.method not in ("GET", "HEAD", "OPTIONS") or "content-length" in request.headers
     outgoing = client.build_request(
         request.method, url, headers=headers, content=request.stream() if has_body else None
@@ -172,7 +172,7 @@ async def preview(server_id: int, port: str, path: str, request: Request, svc: S
     try:
         upstream = await client.send(outgoing, stream=True)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-        raise unreachable(server_id) from exc
+        raise unreachable(server_id, exc) from exc
     await touch(svc, server_id)
     out = preview_headers.from_app(list(upstream.headers.multi_items()), prefix=prefix, port=number)
     response = StreamingResponse(

@@ -19,7 +19,16 @@ from fastapi import WebSocket
 from starlette.concurrency import run_in_threadpool
 
 from control.api.deps import services
-from control.api.routes.gateway import TOUCH_EVERY_S, Target, authorize, deny, find_target, touch, ws_principal
+from control.api.routes.gateway import (
+    TOUCH_EVERY_S,
+    Target,
+    authorize,
+    deny,
+    find_target,
+    touch,
+    unreachable,
+    ws_principal,
+)
 from control.api.routing import SegmentRouter
 from control.api.services import Services
 from control.auth import Principal
@@ -59,6 +68,7 @@ async def open_upstream(
             open_timeout=10,
             close_timeout=2,
             ping_interval=None,  # the caller's side keeps the connection alive, not this hop
+            ssl=target.ssl(),  # the develop server's own certificate, exactly
         )
     except InvalidStatus as exc:
         status = exc.response.status_code
@@ -76,9 +86,7 @@ async def open_upstream(
         ) from exc
     except (OSError, InvalidHandshake, TimeoutError) as exc:
         log.warning("websocket to develop server %s failed: %s", target.server_id, exc)
-        raise ApiError(
-            502, "devserver_unreachable", f"Develop server {target.server_id} does not answer; it may be restarting."
-        ) from exc
+        raise unreachable(target.server_id, exc) from exc
 
 
 # A browser opens several connections at once, each its own tunnel: the lookup of where the server
