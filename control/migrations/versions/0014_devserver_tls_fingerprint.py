@@ -4,7 +4,7 @@ The agent reports it with the endpoint; the gateway accepts exactly that certifi
 rows get none (a plain-HTTP endpoint of an older agent, reached as before until it restarts).
 
 Revision ID: 0014
-Revises: 0013
+Revises: 0010
 Create Date: 2026-12-06 23:45:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import sqlmodel
 
 revision: str = '0014'
-down_revision: str | None = '0013'
+down_revision: str | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
