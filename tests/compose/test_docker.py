@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import Session
 
 from compose.docker import DockerLauncher, connect
 from compose.launcher import LaunchError, LaunchSpec, LaunchState
+from control.db.tables import DevServer
+from control.tlspin import peer_certificate
+from control.trust import fingerprint_of
 from tests.compose.devserver_helpers import gateway_exec, start_and_wait, wait_for_state
 from tests.stack import Stack, running_agent, wait_for_run
 
@@ -152,6 +156,18 @@ def test_a_run_whose_container_is_killed_fails_with_the_reason(docker_stack: Sta
     assert "killed" in str(final.error) and "137" in str(final.error)
 
 
+def recorded_certificate(stack: Stack, server_id: int) -> str:
+    """The fingerprint recorded for a running develop server, checked against what its port presents."""
+    with Session(stack.services.engine) as session:
+        row = session.get(DevServer, server_id)
+        assert row is not None and row.endpoint and row.tls_fingerprint
+        endpoint, fingerprint = row.endpoint, row.tls_fingerprint
+    assert endpoint.startswith("https://")
+    host, port = endpoint.removeprefix("https://").rsplit(":", 1)
+    assert fingerprint_of(peer_certificate(host, int(port))) == fingerprint
+    return fingerprint
+
+
 def test_develop_servers_run_in_containers_and_are_restarted(docker_stack: Stack, launcher: DockerLauncher) -> None:
     alice = docker_stack.user("alice", "developer")
     with docker_stack.client(alice) as client:
@@ -165,6 +181,7 @@ def test_develop_servers_run_in_containers_and_are_restarted(docker_stack: Stack
         pwd, *siblings = out.decode().split()
         assert pwd.endswith("/workspaces/alice/demo")
         assert siblings == ["demo"]  # only its own workspace of the volume is mounted
+        first_pin = recorded_certificate(docker_stack, sid)  # reached over TLS, pinned
         [container] = containers_of(launcher, "devyard.devserver", str(sid))
         launcher.client.containers.get(container["id"]).kill()
         deadline = time.monotonic() + 60
@@ -175,6 +192,7 @@ def test_develop_servers_run_in_containers_and_are_restarted(docker_stack: Stack
             assert time.monotonic() < deadline, current
             time.sleep(0.1)
         assert gateway_exec(client, sid, ["cat", "f.txt"])[:2] == (0, b"kept\n")
+        assert recorded_certificate(docker_stack, sid) != first_pin  # a new key per start
         client.stop_devserver(sid)
         wait_for_state(client, sid, "stopped", timeout=60)
     assert containers_of(launcher, "devyard.devserver", str(sid)) == []

@@ -22,8 +22,8 @@ def test_an_agent_on_another_host_advertises_its_own_address(tmp_path: Path) -> 
     launcher = make_launcher("local", load_settings(tmp_path, devserver_host="10.0.1.4"))
     assert isinstance(launcher, LocalLauncher)
     assert launcher.bind_host == "10.0.1.4"
-    assert launcher.endpoint("1:2", 4100) == "http://10.0.1.4:4100"
-    assert LocalLauncher("fd00::4").endpoint("1:2", 4100) == "http://[fd00::4]:4100"
+    assert launcher.endpoint("1:2", 4100) == "https://10.0.1.4:4100"
+    assert LocalLauncher("fd00::4").endpoint("1:2", 4100) == "https://[fd00::4]:4100"
 
 
 def test_a_devserver_host_that_is_not_an_address_is_one_sentence(tmp_path: Path) -> None:

@@ -17,8 +17,10 @@ The replicas run with their production timeouts (``run_lost_after_s``, heartbeat
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import secrets
+import stat
 import subprocess
 import sys
 import threading
@@ -306,6 +308,25 @@ def test_a_develop_server_on_the_agent_host_is_reached_through_the_gateway(clust
     # The file is in the workspace on the agent host's volume, and the exec ran there.
     workspaces = list((cluster.agent_data / "volume" / "workspaces").glob("*/demo/back.txt"))
     assert [p.read_text() for p in workspaces] == ["made-there\n"]
+    # The hop from the API host to the develop server on the agent host is TLS with the
+    # certificate the server made (its key stays on the agent host, 0600), and nothing else.
+    [ready_file] = (cluster.agent_data / "devservers").glob("*/ready.json")
+    ready = json.loads(ready_file.read_text())
+    assert stat.S_IMODE((ready_file.parent / "tls.key").stat().st_mode) == 0o600
+    tls_probe = (
+        "import sys, httpx\n"
+        "from control.tlspin import peer_certificate\n"
+        "from control.trust import fingerprint_of\n"
+        "address, port = sys.argv[1], int(sys.argv[2])\n"
+        "print(fingerprint_of(peer_certificate(address, port)))\n"
+        "try:\n"
+        "    print(httpx.get(f'http://{address}:{port}/health', timeout=5).status_code)\n"
+        "except httpx.TransportError:\n"
+        "    print('no plain HTTP')\n"
+    )
+    seen = cluster.api.run([PYTHON, "-c", tls_probe, cluster.agent.address, str(ready["port"])], cluster.replica_env)
+    assert seen.returncode == 0, seen.stderr.decode()[-2000:]
+    assert seen.stdout.decode().split("\n")[:2] == [ready["fingerprint"], "no plain HTTP"]
 
 
 def test_the_agent_host_cut_off_for_30_s_loses_no_line_and_nothing_running_is_lost(cluster: Cluster) -> None:
