@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
 
 from bench.common import percentile, summary  # noqa: E402
 from control.client import ControlClient  # noqa: E402
+from control.tlspin import pinned_context  # noqa: E402
 from control.wire.frames import FrameDecoder  # noqa: E402
 
 YARD = str(Path(sys.executable).parent / "yard")
@@ -93,11 +94,14 @@ class Bench:
     def client(self) -> ControlClient:
         return ControlClient(self.url, self.token)
 
-    def secret_and_endpoint(self, server_id: int) -> tuple[str, str]:
+    def secret_and_endpoint(self, server_id: int) -> tuple[str, str, str]:
+        """(endpoint, secret, certificate fingerprint) of a running develop server."""
         with sqlite3.connect(self.data_dir / "devyard.db") as db:
-            row = db.execute("SELECT endpoint, secret FROM dev_servers WHERE id = ?", (server_id,)).fetchone()
+            row = db.execute(
+                "SELECT endpoint, secret, tls_fingerprint FROM dev_servers WHERE id = ?", (server_id,)
+            ).fetchone()
         assert row is not None, f"develop server {server_id} is not in the database"
-        return str(row[0]), str(row[1])
+        return str(row[0]), str(row[1]), str(row[2])
 
 
 def exec_via(client: Any, url: str, headers: dict[str, str]) -> int | None:
@@ -172,21 +176,22 @@ def bench_exec(bench: Bench, runs: int) -> dict[str, Any]:
         cli.append(bench.timed_yard("dev", "exec", "-p", "demo", "--", "true") * 1000)
     with bench.client() as client:
         server = client.list_devservers(project="demo")[0]
-    endpoint, secret = bench.secret_and_endpoint(int(server.id))
+    endpoint, secret, fingerprint = bench.secret_and_endpoint(int(server.id))
     sdk, direct, spawn = [], [], []
-    with httpx.Client(timeout=30) as http:
+    # The direct peer speaks to the develop server as the gateway does: TLS, its certificate pinned.
+    with httpx.Client(timeout=30) as http, httpx.Client(timeout=30, verify=pinned_context(fingerprint)) as pinned:
         gateway_url = f"{bench.url}/api/v1/devservers/{server.id}/exec"
         user = {"Authorization": f"Bearer {bench.token}"}
         own = {"Authorization": f"Bearer {secret}"}
         for _ in range(5):
             exec_via(http, gateway_url, user)
-            exec_via(http, f"{endpoint}/exec", own)
+            exec_via(pinned, f"{endpoint}/exec", own)
         for _ in range(runs * 4):
             started = time.perf_counter()
             assert exec_via(http, gateway_url, user) == 0
             sdk.append((time.perf_counter() - started) * 1000)
             started = time.perf_counter()
-            assert exec_via(http, f"{endpoint}/exec", own) == 0
+            assert exec_via(pinned, f"{endpoint}/exec", own) == 0
             direct.append((time.perf_counter() - started) * 1000)
             started = time.perf_counter()
             subprocess.run(["true"], check=True)
