@@ -201,7 +201,7 @@ def test_a_develop_server_pod_and_service_and_their_endpoint() -> None:
     handle = k8s.start(devserver_spec())
     _, _, name = handle.split("/")
     assert {kind for kind, _ in cluster.objects} == {"Pod", "Service"}
-    assert k8s.endpoint(handle, 0) == f"http://{name}.devyard.svc:8000"
+    assert k8s.endpoint(handle, 0) == f"https://{name}.devyard.svc:8000"
     cluster.pod_status = {"phase": "Failed", "terminated": {"exit_code": 1, "reason": "Error"}}
     assert k8s.status(handle).exit_code == 1
     k8s.stop(handle, grace_s=0)

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from control.secretbox import SecretBox, key_file_keys
+from control.tlspin import pinned_context
 from tests.stack import running_agent, running_stack, wait_for_run
 from tests.tui.test_cli import assert_one_sentence_error, yard
 
@@ -113,7 +114,7 @@ def test_the_data_dir_is_private_and_holds_no_usable_devserver_secret(embedded: 
 
     # The database holds the develop server's secret sealed; the plain one does not open the server.
     with sqlite3.connect(embedded / "devyard.db") as db:
-        stored, endpoint = db.execute("SELECT secret, endpoint FROM dev_servers").fetchone()
+        stored, endpoint, pin = db.execute("SELECT secret, endpoint, tls_fingerprint FROM dev_servers").fetchone()
     assert stored.startswith("$fernet:")
     # Only with the key (state/secret.key, as private as the rest) does it open.
     box = SecretBox(key_file_keys(embedded / "state" / "secret.key"))
@@ -121,7 +122,7 @@ def test_the_data_dir_is_private_and_holds_no_usable_devserver_secret(embedded: 
     assert len(real_secret) >= 40 and real_secret not in stored
     database_bytes = b"".join(p.read_bytes() for p in files if p.name.startswith("devyard.db"))
     assert real_secret.encode() not in database_bytes
-    with httpx.Client(base_url=endpoint, timeout=10) as http:
+    with httpx.Client(base_url=endpoint, timeout=10, verify=pinned_context(pin)) as http:
         assert http.get("/health", headers={"Authorization": f"Bearer {stored}"}).status_code == 401
         assert http.get("/health", headers={"Authorization": f"Bearer {real_secret}"}).status_code == 200
 
