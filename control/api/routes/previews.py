@@ -22,7 +22,7 @@ from starlette.requests import HTTPConnection
 
 from control import audit, previews
 from control.api import preview_headers
-from control.api.deps import DB, Caller, Svc, services
+from control.api.deps import DB, Reader, Svc, Writer, services
 from control.api.errors import not_found
 from control.api.routes.devservers import find_own
 from control.api.routes.gateway import (
@@ -51,7 +51,7 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 @router.post("/devservers/{server_id}/previews", response_model=PreviewIssued, status_code=201)
-def create_preview(server_id: int, body: PreviewCreate, request: Request, session: DB, who: Caller) -> PreviewIssued:
+def create_preview(server_id: int, body: PreviewCreate, request: Request, session: DB, who: Writer) -> PreviewIssued:
     """A preview link to a port of your develop server (its URL, with its secret, is shown once)."""
     authorize(who, read_only=False)
     server = find_own(session, server_id, who)
@@ -64,7 +64,7 @@ def create_preview(server_id: int, body: PreviewCreate, request: Request, sessio
 
 
 @router.get("/devservers/{server_id}/previews", response_model=list[PreviewOut])
-def list_previews(server_id: int, session: DB, who: Caller) -> list[PreviewOut]:
+def list_previews(server_id: int, session: DB, who: Reader) -> list[PreviewOut]:
     """The preview links of your develop server that still work."""
     server = find_own(session, server_id, who)
     assert server.id is not None
@@ -72,7 +72,7 @@ def list_previews(server_id: int, session: DB, who: Caller) -> list[PreviewOut]:
 
 
 @router.delete("/devservers/{server_id}/previews/{preview_id}", response_model=PreviewOut)
-def revoke_preview(server_id: int, preview_id: int, session: DB, who: Caller) -> PreviewOut:
+def revoke_preview(server_id: int, preview_id: int, session: DB, who: Writer) -> PreviewOut:
     """Revoke a preview link: its next request is refused (open ones end with their request)."""
     authorize(who, read_only=False)
     find_own(session, server_id, who)
