@@ -52,11 +52,17 @@ def cancel_run(app: DevyardApp, run: RunOut, action_id: str) -> None:
 
 
 async def rerun(app: DevyardApp, run: RunOut, action_id: str) -> RunOut | None:
-    """Start ``run``'s command (or steps) again in the same project and environment; the new run."""
+    """Start ``run``'s command (or steps) again in the same project and environment; the new run.
+    A job's run starts the job again at the same commit."""
     if not allowed(app, action_id):
         return None
     steps = [{"name": s.name, "command": s.command} for s in run.steps] if len(run.steps) > 1 else None
     try:
+        if run.job:  # a job's run again: the job as it is now, at the commit this run had
+            commit = run.code_commit if run.code_source == "repository" else None
+            created = await app.client.run_job(str(run.project), run.job, ref=commit, trigger="manual")
+            app.notify(f"Started run {created.id} of job {run.job}" + (f" at {commit[:12]}." if commit else "."))
+            return created
         created = await app.client.create_run(
             str(run.project),
             [] if steps else list(run.command),

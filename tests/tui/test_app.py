@@ -358,3 +358,30 @@ def test_artifacts_list_and_rerun_from_the_run_view(agent_stack: Stack) -> None:
             assert len(app.screen_stack) == 2
 
     asyncio.run(scenario())
+
+
+def test_a_job_runs_now_from_the_jobs_tab_and_reruns_as_the_job(agent_stack: Stack) -> None:
+    from tui import operations
+    from tui.widgets.jobs_table import JobsTable
+
+    with agent_stack.client() as admin:
+        admin.create_job("demo", "build", steps=[{"name": "one", "command": ["true"]}, {"command": ["echo", "two"]}])
+
+    async def scenario() -> None:
+        app = app_for(agent_stack)
+        async with app.run_test(size=SIZE) as pilot:
+            jobs = app.screen.query_one(JobsTable)
+            await wait_for(lambda: jobs.row_count == 1)
+            await pilot.press("3", "t")
+            await pilot.pause()
+            await pilot.press("y")  # the dialog asks first; yes runs it and opens the run
+            await wait_for(lambda: isinstance(app.screen, RunScreen) and app.screen.run is not None)
+            screen = app.screen
+            assert isinstance(screen, RunScreen) and screen.run is not None
+            assert screen.run.job == "build" and [s.name for s in screen.run.steps] == ["one", "echo two"]
+            first = screen.run
+            await wait_for(lambda: all(job.last_run is not None for job in jobs.items.values()))  # live
+            again = await operations.rerun(app, first, "runs.rerun")
+            assert again is not None and again.job == "build" and again.id != first.id
+
+    asyncio.run(scenario())
