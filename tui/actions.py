@@ -135,7 +135,15 @@ ACTIONS: tuple[ActionSpec, ...] = (
         writes=True,
         confirm=True,
     ),
-    A("runs.rerun", "R", "screen.rerun", "Rerun", "Start the selected run's command again.", "runs", writes=True),
+    A(
+        "runs.rerun",
+        "R",
+        "screen.rerun",
+        "Rerun",
+        "Start the selected run's command again (a job's run: the job, at the same commit).",
+        "runs",
+        writes=True,
+    ),
     A("runs.artifacts", "a", "screen.artifacts", "Artifacts", "List the selected run's artifacts.", "runs", show=False),
     A(
         "runs.copy_id",
