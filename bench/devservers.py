@@ -94,14 +94,20 @@ class Bench:
     def client(self) -> ControlClient:
         return ControlClient(self.url, self.token)
 
-    def secret_and_endpoint(self, server_id: int) -> tuple[str, str, str]:
+    def secret_and_endpoint(self, server_id: int) -> tuple[str, str, str | None]:
         """(endpoint, secret, certificate fingerprint) of a running develop server."""
         with sqlite3.connect(self.data_dir / "devyard.db") as db:
-            row = db.execute(
-                "SELECT endpoint, secret, tls_fingerprint FROM dev_servers WHERE id = ?", (server_id,)
-            ).fetchone()
+            columns = {c[1] for c in db.execute("PRAGMA table_info(dev_servers)")}
+            pin = "tls_fingerprint" if "tls_fingerprint" in columns else "NULL"  # before migration 0014
+            row = db.execute(f"SELECT endpoint, secret, {pin} FROM dev_servers WHERE id = ?", (server_id,)).fetchone()
         assert row is not None, f"develop server {server_id} is not in the database"
-        return str(row[0]), str(row[1]), str(row[2])
+        secret = str(row[1])
+        if secret.startswith("$fernet:"):  # sealed at rest (migration 0005): open it with the stack's key
+            from control.secretbox import SecretBox, key_file_keys
+
+            box = SecretBox(key_file_keys(self.data_dir / "state" / "secret.key"))
+            secret = str(box.open(secret.removeprefix("$fernet:"))["v"])
+        return str(row[0]), secret, row[2]
 
 
 def exec_via(client: Any, url: str, headers: dict[str, str]) -> int | None:
@@ -179,7 +185,7 @@ def bench_exec(bench: Bench, runs: int) -> dict[str, Any]:
     endpoint, secret, fingerprint = bench.secret_and_endpoint(int(server.id))
     sdk, direct, spawn = [], [], []
     # The direct peer speaks to the develop server as the gateway does: TLS, its certificate pinned.
-    with httpx.Client(timeout=30) as http, httpx.Client(timeout=30, verify=pinned_context(fingerprint)) as pinned:
+    with httpx.Client(timeout=30) as http, httpx.Client(timeout=30, verify=pinned_context(fingerprint) if fingerprint else True) as pinned:
         gateway_url = f"{bench.url}/api/v1/devservers/{server.id}/exec"
         user = {"Authorization": f"Bearer {bench.token}"}
         own = {"Authorization": f"Bearer {secret}"}
