@@ -6,6 +6,7 @@ from sqlmodel import Session, col, select
 
 from control.db.tables import Environment, Job, Project, Run, User
 from control.jobs.triggers import describe_triggers
+from control.notifications.applying import applying, summary
 from control.wire.jobs import JobOut, JobRunBrief, JobStep
 
 
@@ -47,6 +48,7 @@ def describe_job(session: Session, job: Job) -> JobOut:
         triggers=triggers,
         next_fire_at=min(fires) if fires else None,
         last_run=last_run(session, job.id),
+        notifies=[summary(n) for n in applying(session, job.project_id, job.id)],
         created_at=job.created_at,
         updated_at=job.updated_at,
     )

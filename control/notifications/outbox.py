@@ -8,10 +8,11 @@ sends them afterwards, retrying with back-off, and records every attempt.
 
 from __future__ import annotations
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from control.db.tables import Delivery, Notification, Run
 from control.hooks.status import queue_status
+from control.notifications.applying import applying
 from control.runs import states
 
 WAKE_KEY = "deliveries"
@@ -21,12 +22,7 @@ WAKE_KEY = "deliveries"
 def notifications_for(session: Session, run: Run) -> list[Notification]:
     """The enabled notifications that apply to ``run``: its job's own if the job has any, else the
     project's defaults (those without a job)."""
-    candidates = session.exec(
-        select(Notification).where(Notification.project_id == run.project_id, col(Notification.enabled).is_(True))
-    ).all()
-    job_id = getattr(run, "job_id", None)
-    own = [n for n in candidates if job_id is not None and n.job_id == job_id]
-    return own or [n for n in candidates if n.job_id is None]
+    return applying(session, run.project_id, getattr(run, "job_id", None))
 
 
 def queue_run_end(session: Session, run: Run, retried: bool) -> list[Delivery]:

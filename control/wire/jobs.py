@@ -200,6 +200,9 @@ class JobOut(BaseModel):
     triggers: list[TriggerOut]
     next_fire_at: datetime | None
     last_run: JobRunBrief | None
+    notifies: list[str] = []
+    """The notifications its runs send (its own, else the project's), as ``slack on failed``:
+    channels and outcomes, not where they go (``yard jobs show`` lists those for members)."""
     created_at: datetime
     updated_at: datetime
 

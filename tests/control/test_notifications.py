@@ -281,6 +281,8 @@ def test_a_jobs_own_notifications_replace_the_projects(stack: Stack) -> None:
         client.add_notification("demo", "everyone", "slack", url=default.url)
         listed = {n.name: n.job for n in client.list_notifications("demo")}
         assert listed == {"everyone": None, "job-team": "nightly"}
+        # Readers of the job see what its runs send (channel and outcomes, never the address).
+        assert client.get_job("demo", "nightly").notifies == ["slack on failed, timed_out, lost"]
         job_run = client.run_job("demo", "nightly")
         assert wait_for_run(client, job_run.id).state == "failed"
         assert delivery(client, "delivered", job_run.id).notification == "job-team"
@@ -288,5 +290,7 @@ def test_a_jobs_own_notifications_replace_the_projects(stack: Stack) -> None:
         assert delivery(client, "delivered", plain).notification == "everyone"
         assert len(own.requests) == 1 and len(default.requests) == 1
         assert own.requests[0].json()["text"] == f"demo: job nightly failed (run {job_run.id})"
+        client.create_job("demo", "other", steps=[{"command": ["true"]}])
+        assert client.get_job("demo", "other").notifies == ["slack on failed, timed_out, lost"]  # the project's
         client.delete_job("demo", "nightly")  # its own notifications go with it
         assert [n.name for n in client.list_notifications("demo")] == ["everyone"]

@@ -366,12 +366,14 @@ def test_a_job_runs_now_from_the_jobs_tab_and_reruns_as_the_job(agent_stack: Sta
 
     with agent_stack.client() as admin:
         admin.create_job("demo", "build", steps=[{"name": "one", "command": ["true"]}, {"command": ["echo", "two"]}])
+        admin.add_notification("demo", "team", "slack", url="https://hooks.slack.test/x", job="build")
 
     async def scenario() -> None:
         app = app_for(agent_stack)
         async with app.run_test(size=SIZE) as pilot:
             jobs = app.screen.query_one(JobsTable)
             await wait_for(lambda: jobs.row_count == 1)
+            assert "slack on failed, timed_out, lost" in str(jobs.get_row_at(0))  # who its runs tell
             await pilot.press("3", "t")
             await pilot.pause()
             await pilot.press("y")  # the dialog asks first; yes runs it and opens the run

@@ -74,6 +74,8 @@ def snapshot_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             tick = admin.trigger_schedule("nightly")
             assert tick.run_id is not None
             wait_for_run(admin, tick.run_id)
+            # deploy follows a successful nightly, which fails: this is shown, never sent.
+            admin.add_notification("shop", "release", "webhook", url="https://hooks.example.test/devyard", job="deploy")
         with stack.client() as admin:
             admin.create_run("docs", ["make", "html"])  # stays queued: the agent is gone
         pin_times(stack)

@@ -1,4 +1,5 @@
-"""The dashboard's jobs: what triggers each, when it fires next and how its last run went."""
+"""The dashboard's jobs: what triggers each, when it fires next, how its last run went and who
+its runs tell."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ def next_fire(job: JobOut, _: Palette) -> Text:
     return Text(until(job.next_fire_at)) if job.next_fire_at else Text("-", style="dim")
 
 
+def notifies(job: JobOut, _: Palette) -> Text:
+    return Text("; ".join(job.notifies), no_wrap=True) if job.notifies else Text("-", style="dim")
+
+
 JobColumn = Column[JobOut]
 
 COLUMNS = (
@@ -42,6 +47,7 @@ COLUMNS = (
     JobColumn("last", "last run", last_run),
     JobColumn("next", "next fire", next_fire, width=10),
     JobColumn("triggers", "triggers", triggers),
+    JobColumn("notifies", "notifies", notifies),
 )
 
 
