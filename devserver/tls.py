@@ -12,43 +12,23 @@ refused before the per-server secret is sent.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+import ssl
 from pathlib import Path
 
+from control.selfsigned import self_signed
 from control.trust import fingerprint_of
 
 CERT_FILE = "tls.pem"
 KEY_FILE = "tls.key"
-VALID_DAYS = 3650
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path, str]:
     """A fresh key and self-signed certificate in ``folder``: (cert, key, fingerprint)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devyard develop server")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=VALID_DAYS))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    key_pem, cert_pem = self_signed("devyard develop server")
     cert_path, key_path = folder / CERT_FILE, folder / KEY_FILE
     _write(key_path, key_pem, 0o600)
-    _write(cert_path, certificate.public_bytes(serialization.Encoding.PEM), 0o600)
-    return cert_path, key_path, fingerprint_of(certificate.public_bytes(serialization.Encoding.DER))
+    _write(cert_path, cert_pem, 0o600)
+    return cert_path, key_path, fingerprint_of(ssl.PEM_cert_to_DER_cert(cert_pem.decode()))
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

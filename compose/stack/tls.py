@@ -12,17 +12,16 @@ The decision (:func:`plan`):
 from __future__ import annotations
 
 import fcntl
-import ipaddress
 import logging
 import os
 import socket
 import ssl
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from compose.stack.problem import UpProblem
+from control.selfsigned import self_signed as new_self_signed
 from control.settings import Settings
 from control.trust import is_loopback
 
@@ -30,7 +29,6 @@ logger = logging.getLogger("devyard.tls")
 
 SELF_SIGNED_CERT = "self-signed.pem"
 SELF_SIGNED_KEY = "self-signed.key"
-SELF_SIGNED_DAYS = 3650
 
 
 @dataclass(frozen=True)
@@ -119,43 +117,14 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 
 def _generate(host: str) -> tuple[bytes, bytes]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    names = ["localhost"]
     hostname = socket.gethostname()
     if hostname and hostname != "localhost":
-        names.append(x509.DNSName(hostname))
+        names.append(hostname)
     addresses = {"127.0.0.1", "::1"}
     if host not in ("", "0.0.0.0", "::"):
         addresses.add(host)
-    for address in sorted(addresses):
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(address)))
-        except ValueError:
-            names.append(x509.DNSName(address))
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"devyard on {hostname or host}")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=SELF_SIGNED_DAYS))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        # Its own CA, so it also works as a client's --ca-file.
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return key_pem, certificate.public_bytes(serialization.Encoding.PEM)
+    return new_self_signed(f"devyard on {hostname or host}", names + sorted(addresses), ca=True)
 
 
 class ReloadingCertificate:
