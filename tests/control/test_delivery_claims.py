@@ -58,9 +58,14 @@ def test_two_loops_never_claim_one_delivery(services: Services) -> None:
     start = threading.Barrier(2)
 
     def loop(slot: int) -> None:
+        # One delivery per claim, until none is left: 60 transactions each way interleave, where
+        # a batch of 5 let one loop take everything before the other one's first query.
         start.wait()
-        for _ in range(20):
-            claimed[slot] += claim_due(services, limit=5)
+        for _ in range(200):
+            got = claim_due(services, limit=1)
+            if not got and len(claimed[0]) + len(claimed[1]) >= len(ids):
+                return
+            claimed[slot] += got
 
     threads = [threading.Thread(target=loop, args=(slot,)) for slot in (0, 1)]
     for thread in threads:
