@@ -16,7 +16,7 @@ from tests.stack import Stack, wait_for_run
 def cleaner(stack: Stack, events: list[tuple[str, object]], **settings: object) -> Scheduler:
     configured = stack.settings.model_copy(update=settings)
     return Scheduler(
-        stack.services.engine, stack.services.store, configured, publish=lambda kind, data: events.append((kind, data))
+        stack.services.engine, stack.services.store, configured, publish=lambda kind, data: events.append((kind, data.model_dump(mode="json")))
     )
 
 
