@@ -15,7 +15,6 @@ no fingerprint) is still reached in plain HTTP, until that server restarts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import ssl
@@ -30,7 +29,6 @@ from sqlmodel import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
-from starlette.websockets import WebSocketDisconnect
 
 from control.api.deps import Caller, Svc, authenticate, services
 from control.api.errors import not_found
@@ -43,6 +41,7 @@ from control.devservers import lifecycle
 from control.tlspin import pinned_context, refused_pin
 from control.wire.errors import ApiError, error_body, parse_error
 from control.wire.resources import Role
+from control.wsrelay import relay
 
 log = logging.getLogger("devyard.gateway")
 router = SegmentRouter(tags=["gateway"])
@@ -325,7 +324,7 @@ def _open_terminals(svc: Services) -> OpenTerminals:
 async def _relay_terminal(websocket: WebSocket, svc: Services, server_id: int, target: Target, path: str) -> None:
     """Connect to the develop server's terminal and relay both ways until one side ends."""
     from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+    from websockets.exceptions import InvalidHandshake, InvalidStatus
 
     url = target.endpoint.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + f"/{path}"
     if websocket.url.query:
@@ -356,44 +355,15 @@ async def _relay_terminal(websocket: WebSocket, svc: Services, server_id: int, t
         return
     await websocket.accept()
 
-    async def downstream() -> None:
-        # Develop server → caller; its close code (and the exit message before it) pass through.
-        try:
-            async for message in upstream:
-                if isinstance(message, bytes):
-                    await websocket.send_bytes(message)
-                else:
-                    await websocket.send_text(message)
-        except ConnectionClosed:
-            pass
-        code = upstream.close_code or 1000
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await websocket.close(code=code if code != 1006 else 1011, reason=upstream.close_reason or "")
-
-    async def upstream_pump() -> None:
-        try:
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                if message.get("bytes") is not None:
-                    await upstream.send(message["bytes"])
-                elif message.get("text") is not None:
-                    await upstream.send(message["text"])
-        except (ConnectionClosed, WebSocketDisconnect):
-            pass
-        await upstream.close()
-
     async def keep_active() -> None:
         while True:
             await touch(svc, server_id)
             await asyncio.sleep(TOUCH_EVERY_S)
 
-    tasks = [asyncio.create_task(t()) for t in (downstream, upstream_pump, keep_active)]
+    # Develop server ↔ caller: the one relay tunnels use too (close codes pass through).
+    keeper = asyncio.create_task(keep_active())
     try:
-        await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
+        await relay(websocket, upstream)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await upstream.close()
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)

@@ -4,7 +4,7 @@ The caller's own token decides, as for every gateway call: the owner (or an admi
 that may write gets through; a viewer never (a tunnel reaches whatever listens, so it is as
 strong as a shell). The develop server connects to the port before it accepts, so "nothing
 listens there" arrives as the handshake's answer (409 ``port_not_listening``), passed on as is.
-The bytes are relayed message by message (:mod:`control.api.wsrelay`).
+The bytes are relayed message by message (:mod:`control.wsrelay`).
 """
 
 from __future__ import annotations
